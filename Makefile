@@ -1,0 +1,46 @@
+# make run     start the whole portal locally (http://localhost:9000); Ctrl-C stops it
+# make test    every test: Rust unit/integration tests, cfn-lint, the pytest end-to-end suite
+# make emails  print the emails the local portal has sent so far (recipient, subject, body)
+# make lint    cfn-lint on infra/template.yaml
+# make clean   remove build output (make distclean also removes .venv)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# `cargo lambda` is the cargo-lambda of the virtual environment.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+PYTHON := $(CURDIR)/.venv/bin/python
+LOCAL_AWS_PORT ?= 4566
+
+.PHONY: run test emails lint clean distclean setup
+
+setup:
+	scripts/setup.sh
+
+run:
+	scripts/setup.sh
+	$(PYTHON) scripts/stack.py
+
+test:
+	scripts/setup.sh --browser
+	cargo build --workspace --bins
+	cargo test --workspace
+	.venv/bin/cfn-lint infra/template.yaml
+	@# The pytest suite starts its own stack (scripts/stack.py) on other ports.
+	status=0; .venv/bin/pytest -q tests || status=$$?; \
+	if [ $$status = 5 ]; then echo "pytest: no tests collected in tests/"; status=0; fi; \
+	exit $$status
+
+emails:
+	@$(PYTHON) scripts/local_aws.py emails --endpoint-url http://127.0.0.1:$(LOCAL_AWS_PORT)
+
+lint:
+	.venv/bin/cfn-lint infra/template.yaml
+
+clean:
+	cargo clean
+	rm -rf .pytest_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .venv

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the local tools that `make run` and `make test` need; safe to run again (it only does
+# what is missing or out of date).
+#   scripts/setup.sh            the Python virtual environment .venv from requirements-dev.txt
+#                               (moto server, cargo-lambda, cfn-lint, pytest, selenium, boto3...)
+#   scripts/setup.sh --browser  also Debian's chromium and chromium-driver (the browser tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) browser=1 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "[setup] $*" >&2; }
+
+# --- Rust -----------------------------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo is not on PATH: install the Rust toolchain (https://rustup.rs) or add ~/.cargo/bin to PATH."
+  exit 1
+fi
+
+# --- Python virtual environment ------------------------------------------------------------
+VENV=.venv
+STAMP="$VENV/.requirements-dev.stamp"
+if [ ! -x "$VENV/bin/python" ]; then
+  PYTHON="${PYTHON:-python3}"
+  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    say "python3 is not installed (Debian: apt-get install python3 python3-venv)."
+    exit 1
+  fi
+  say "creating $VENV with $("$PYTHON" --version 2>&1)"
+  if ! "$PYTHON" -m venv "$VENV"; then
+    rm -rf "$VENV"
+    say "'$PYTHON -m venv' failed (Debian: apt-get install python3-venv)."
+    exit 1
+  fi
+  rm -f "$STAMP"
+fi
+if [ ! -f "$STAMP" ] || [ requirements-dev.txt -nt "$STAMP" ]; then
+  say "installing requirements-dev.txt into $VENV"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+  touch "$STAMP"
+fi
+
+# --- Browser for the end-to-end tests --------------------------------------------------------
+if [ "$browser" = 1 ] && [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "the browser tests need Debian's chromium and chromium-driver; as root, run:"
+    say "  apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver"
+    exit 1
+  fi
+  say "installing chromium and chromium-driver (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends chromium chromium-driver
+fi
+exit 0

@@ -1,0 +1,334 @@
+//! DynamoDB adapters. Items are (de)serialised with serde_dynamo; the table layout is defined once,
+//! in `infra/template.yaml`.
+//!
+//! Contacts table (key `pk`):
+//! - `CONTACT#<id>`: the contact.
+//! - `EMAIL#<normalised email>`, `USERNAME#<normalised username>`: guard items that make those values
+//!   unique; written with the contact in one transaction, each with `attribute_not_exists(pk)`.
+//!
+//! Sessions table (key `pk` = digest of the token, GSI `by-contact`, TTL on `ttl`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::contact::{Contact, Login};
+use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
+use crate::domain::session::Session;
+use crate::ports::{ContactStore, CreateContactError, SessionStore};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Formats an SDK error with its whole chain (the SDK's `Display` alone says only "service error").
+fn sdk_error<E: std::error::Error + 'static>(what: &str, err: E) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", DisplayErrorContext(err))
+}
+
+fn key(pk: String) -> Item {
+    HashMap::from([("pk".to_string(), AttributeValue::S(pk))])
+}
+
+fn number(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn contact_pk(contact_id: &str) -> String {
+    format!("CONTACT#{contact_id}")
+}
+
+fn email_pk(normalized: &str) -> String {
+    format!("EMAIL#{normalized}")
+}
+
+fn username_pk(normalized: &str) -> String {
+    format!("USERNAME#{normalized}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct ContactItem {
+    pk: String,
+    #[serde(flatten)]
+    contact: Contact,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GuardItem {
+    pk: String,
+    contact_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionItem {
+    pk: String,
+    #[serde(flatten)]
+    session: Session,
+    /// DynamoDB TTL removes the item some time after the absolute expiry; reads check expiry.
+    ttl: i64,
+}
+
+pub struct DynamoContacts {
+    client: Client,
+    table: String,
+}
+
+impl DynamoContacts {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoContacts { client, table: table.into() }
+    }
+
+    fn put_new(&self, item: Item) -> anyhow::Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn get_item(&self, pk: String) -> anyhow::Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading a contact item", e))?;
+        Ok(output.item)
+    }
+}
+
+/// How a cancelled registration transaction ended, from its per-item cancellation reasons
+/// (item 0 the contact, 1 the email guard, 2 the username guard).
+enum Cancelled {
+    EmailTaken,
+    UsernameTaken,
+    Conflict,
+    Other,
+}
+
+fn cancellation(err: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>) -> Option<Cancelled> {
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = err.as_service_error()? else {
+        return None;
+    };
+    let codes: Vec<&str> = cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+    Some(match codes.as_slice() {
+        [_, "ConditionalCheckFailed", ..] => Cancelled::EmailTaken,
+        [_, _, "ConditionalCheckFailed", ..] => Cancelled::UsernameTaken,
+        codes if codes.contains(&"TransactionConflict") => Cancelled::Conflict,
+        _ => Cancelled::Other,
+    })
+}
+
+#[async_trait]
+impl ContactStore for DynamoContacts {
+    async fn create(&self, contact: &Contact) -> Result<(), CreateContactError> {
+        let contact_item: Item = serde_dynamo::to_item(ContactItem {
+            pk: contact_pk(&contact.contact_id),
+            contact: contact.clone(),
+        })
+        .context("serialising a contact")?;
+        let guard = |pk: String| -> anyhow::Result<Item> {
+            Ok(serde_dynamo::to_item(GuardItem { pk, contact_id: contact.contact_id.clone() })?)
+        };
+        let mut items = vec![
+            self.put_new(contact_item)?,
+            self.put_new(guard(email_pk(&contact.email_normalized))?)?,
+        ];
+        if let Some(username) = &contact.username_normalized {
+            items.push(self.put_new(guard(username_pk(username))?)?);
+        }
+        // DynamoDB cancels a transaction that races another on the same item (TransactionConflict)
+        // instead of queueing it; retrying lets the loser see the winner's guard item.
+        for attempt in 1..=4u64 {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            match cancellation(&err) {
+                Some(Cancelled::EmailTaken) => return Err(CreateContactError::EmailTaken),
+                Some(Cancelled::UsernameTaken) => return Err(CreateContactError::UsernameTaken),
+                Some(Cancelled::Conflict) if attempt < 4 => {
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                _ => return Err(sdk_error("creating a contact", err).into()),
+            }
+        }
+        Err(anyhow::anyhow!("creating a contact: transaction conflicts persisted").into())
+    }
+
+    async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>> {
+        let Some(item) = self.get_item(contact_pk(contact_id)).await? else {
+            return Ok(None);
+        };
+        let stored: ContactItem = serde_dynamo::from_item(item).context("reading a stored contact")?;
+        Ok(Some(stored.contact))
+    }
+
+    async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>> {
+        let pk = match login {
+            Login::Email(email) => email_pk(email),
+            Login::Username(username) => username_pk(username),
+        };
+        let Some(item) = self.get_item(pk).await? else {
+            return Ok(None);
+        };
+        let guard: GuardItem = serde_dynamo::from_item(item).context("reading a guard item")?;
+        self.get(&guard.contact_id).await
+    }
+
+    async fn record_failed_sign_in(
+        &self,
+        contact_id: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> anyhow::Result<FailedSignIn> {
+        // Count the failure atomically, unless a lockout is in force (failures then change nothing).
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(contact_id))))
+            .update_expression("ADD failed_sign_ins :one")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(locked_until) OR locked_until <= :now)")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":now", number(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let attributes = match counted {
+            Ok(output) => output.attributes.unwrap_or_default(),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                return Ok(FailedSignIn::AlreadyLocked);
+            }
+            Err(err) => return Err(sdk_error("counting a failed sign-in", err)),
+        };
+        let stored: ContactItem = serde_dynamo::from_item(attributes).context("reading a counted contact")?;
+        if stored.contact.failed_sign_ins < policy.threshold {
+            return Ok(FailedSignIn::Counted);
+        }
+        // The threshold is reached: lock. Of concurrent failures that all reached it, the condition
+        // lets only one lock, so the lockout counts once.
+        let lockouts = stored.contact.lockouts + 1;
+        let until = now + policy.duration_secs(lockouts);
+        let locked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(contact_id))))
+            .update_expression("SET locked_until = :until, lockouts = :lockouts, failed_sign_ins = :zero")
+            .condition_expression("failed_sign_ins >= :threshold")
+            .expression_attribute_values(":until", number(until))
+            .expression_attribute_values(":lockouts", number(i64::from(lockouts)))
+            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(":threshold", number(i64::from(policy.threshold)))
+            .send()
+            .await;
+        match locked {
+            Ok(_) => Ok(FailedSignIn::LockedOut { until }),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(FailedSignIn::AlreadyLocked)
+            }
+            Err(err) => Err(sdk_error("locking an account", err)),
+        }
+    }
+
+    async fn reset_lockout(&self, contact_id: &str) -> anyhow::Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(contact_id))))
+            .update_expression("SET failed_sign_ins = :zero, lockouts = :zero REMOVE locked_until")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":zero", number(0))
+            .send()
+            .await
+            .map_err(|e| sdk_error("resetting a lockout", e))?;
+        Ok(())
+    }
+}
+
+pub struct DynamoSessions {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSessions {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoSessions { client, table: table.into() }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoSessions {
+    async fn create(&self, session: &Session) -> anyhow::Result<()> {
+        let item: Item = serde_dynamo::to_item(SessionItem {
+            pk: session.id_digest.clone(),
+            session: session.clone(),
+            ttl: session.expires_at,
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| sdk_error("storing a session", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id_digest.to_string())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading a session", e))?;
+        let Some(item) = output.item else { return Ok(None) };
+        let stored: SessionItem = serde_dynamo::from_item(item).context("reading a stored session")?;
+        Ok(Some(stored.session))
+    }
+
+    async fn touch(&self, id_digest: &str, now: i64) -> anyhow::Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id_digest.to_string())))
+            .update_expression("SET last_seen_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await;
+        match result {
+            // Signed out meanwhile: nothing to touch.
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(sdk_error("touching a session", err)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn delete(&self, id_digest: &str) -> anyhow::Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id_digest.to_string())))
+            .send()
+            .await
+            .map_err(|e| sdk_error("deleting a session", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! Typed settings, read once from the environment at start-up.
+//!
+//! These are the portal's "site settings" (Power Pages exposes the same knobs). A bad value stops the
+//! function with a message naming the variable, instead of surfacing later as a confusing fault.
+
+use std::fmt;
+
+use crate::domain::lockout::LockoutPolicy;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Public base URL without a trailing slash, e.g. `https://portal.example.com`.
+    pub base_url: String,
+    /// The base URL's origin (`scheme://host[:port]`), compared with a request's `Origin` header.
+    pub base_origin: String,
+    /// Whether cookies get `Secure` and the `__Host-` prefix (true whenever the base URL is https).
+    pub secure_cookies: bool,
+    pub open_registration: bool,
+    pub invitations_enabled: bool,
+    pub require_confirmation: bool,
+    pub password_min_length: usize,
+    pub lockout: LockoutPolicy,
+    pub session_idle_secs: i64,
+    pub session_absolute_secs: i64,
+    pub invitation_expiry_days: u32,
+    pub email_sender: String,
+    pub max_body_bytes: usize,
+    pub contacts_table: String,
+    pub sessions_table: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// The longest password the policy accepts; long enough for passphrases and password managers,
+/// short enough that hashing cannot be used to burn CPU.
+pub const PASSWORD_MAX_LENGTH: usize = 256;
+
+impl Settings {
+    /// Reads every setting from the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let reader = Reader { lookup: &lookup };
+        let base_url = reader.text("PORTAL_BASE_URL", Some("http://localhost:9000"))?;
+        let parsed = url::Url::parse(&base_url).map_err(|e| SettingsError {
+            variable: "PORTAL_BASE_URL",
+            reason: format!("not a URL ({e})"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(SettingsError {
+                variable: "PORTAL_BASE_URL",
+                reason: "must be an http or https URL with a host".into(),
+            });
+        }
+        let password_min_length = reader.number("PORTAL_PASSWORD_MIN_LENGTH", 12)?;
+        if !(8..=64).contains(&password_min_length) {
+            return Err(SettingsError {
+                variable: "PORTAL_PASSWORD_MIN_LENGTH",
+                reason: "must be between 8 and 64".into(),
+            });
+        }
+        let lockout = LockoutPolicy {
+            threshold: reader.positive("PORTAL_LOCKOUT_THRESHOLD", 5)?,
+            base_secs: reader.positive("PORTAL_LOCKOUT_SECONDS", 300)?,
+            max_secs: reader.positive("PORTAL_LOCKOUT_MAX_SECONDS", 86_400)?,
+        };
+        Ok(Settings {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            base_origin: parsed.origin().ascii_serialization(),
+            secure_cookies: parsed.scheme() == "https",
+            open_registration: reader.flag("PORTAL_OPEN_REGISTRATION", true)?,
+            invitations_enabled: reader.flag("PORTAL_INVITATIONS_ENABLED", true)?,
+            require_confirmation: reader.flag("PORTAL_REQUIRE_CONFIRMATION", false)?,
+            password_min_length,
+            lockout,
+            session_idle_secs: reader.positive::<i64>("PORTAL_SESSION_IDLE_MINUTES", 60)? * 60,
+            session_absolute_secs: reader.positive::<i64>("PORTAL_SESSION_ABSOLUTE_HOURS", 24)? * 3600,
+            invitation_expiry_days: reader.positive("PORTAL_INVITATION_EXPIRY_DAYS", 7)?,
+            email_sender: reader.text("PORTAL_EMAIL_SENDER", Some("no-reply@example.com"))?,
+            max_body_bytes: reader.positive("PORTAL_MAX_BODY_BYTES", 16 * 1024)?,
+            contacts_table: reader.text("PORTAL_CONTACTS_TABLE", None)?,
+            sessions_table: reader.text("PORTAL_SESSIONS_TABLE", None)?,
+        })
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, variable: &str) -> Option<String> {
+        (self.lookup)(variable).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn text(&self, variable: &'static str, default: Option<&str>) -> Result<String, SettingsError> {
+        self.raw(variable).or_else(|| default.map(str::to_string)).ok_or(SettingsError {
+            variable,
+            reason: "is required".into(),
+        })
+    }
+
+    fn flag(&self, variable: &'static str, default: bool) -> Result<bool, SettingsError> {
+        match self.raw(variable).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+            Some(v) => Err(SettingsError { variable, reason: format!("must be true or false (got {v:?})") }),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, variable: &'static str, default: T) -> Result<T, SettingsError> {
+        match self.raw(variable) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| SettingsError {
+                variable,
+                reason: format!("must be a whole number (got {v:?})"),
+            }),
+        }
+    }
+
+    fn positive<T: std::str::FromStr + PartialOrd + Default>(
+        &self,
+        variable: &'static str,
+        default: T,
+    ) -> Result<T, SettingsError> {
+        let value = self.number(variable, default)?;
+        if value <= T::default() {
+            return Err(SettingsError { variable, reason: "must be greater than zero".into() });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("PORTAL_CONTACTS_TABLE".to_string(), "c".to_string()),
+            ("PORTAL_SESSIONS_TABLE".to_string(), "s".to_string()),
+        ]);
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_power_pages_style_site_settings() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.password_min_length, 12);
+        assert_eq!(s.lockout.threshold, 5);
+        assert!(s.open_registration && s.invitations_enabled && !s.require_confirmation);
+        assert!(!s.secure_cookies);
+        assert_eq!(s.base_origin, "http://localhost:9000");
+    }
+
+    #[test]
+    fn https_base_url_turns_on_secure_cookies_and_strips_the_trailing_slash() {
+        let s = settings(&[("PORTAL_BASE_URL", "https://portal.example.com/")]).unwrap();
+        assert!(s.secure_cookies);
+        assert_eq!(s.base_url, "https://portal.example.com");
+        assert_eq!(s.base_origin, "https://portal.example.com");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let cases = [
+            ("PORTAL_LOCKOUT_THRESHOLD", "five"),
+            ("PORTAL_LOCKOUT_THRESHOLD", "0"),
+            ("PORTAL_OPEN_REGISTRATION", "maybe"),
+            ("PORTAL_PASSWORD_MIN_LENGTH", "4"),
+            ("PORTAL_BASE_URL", "not a url"),
+            ("PORTAL_MAX_BODY_BYTES", "-1"),
+        ];
+        for (variable, value) in cases {
+            let err = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(err.variable, variable, "{value}");
+        }
+    }
+
+    #[test]
+    fn table_names_are_required() {
+        let err = Settings::from_lookup(|_| None).unwrap_err();
+        assert_eq!(err.variable, "PORTAL_CONTACTS_TABLE");
+    }
+}

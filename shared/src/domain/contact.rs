@@ -1,0 +1,142 @@
+//! Contacts: the customers of the business, some of whom are portal users.
+
+use serde::{Deserialize, Serialize};
+
+use super::email::Email;
+use super::lockout::LockoutState;
+use super::password::PasswordHashString;
+use super::text::Username;
+
+/// A contact as stored. `password_hash` is absent for a contact that has no portal credentials yet
+/// (for example one that staff created to invite).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Contact {
+    pub contact_id: String,
+    pub email: String,
+    pub email_normalized: String,
+    #[serde(default)]
+    pub email_confirmed: bool,
+    pub first_name: String,
+    pub last_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_normalized: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<PasswordHashString>,
+    #[serde(default)]
+    pub failed_sign_ins: u32,
+    #[serde(default)]
+    pub lockouts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a new contact is made of, once every field has been parsed.
+pub struct NewContact {
+    pub email: Email,
+    pub first_name: String,
+    pub last_name: String,
+    pub username: Option<Username>,
+    pub phone: Option<String>,
+    pub roles: Vec<String>,
+    pub password_hash: Option<PasswordHashString>,
+}
+
+impl Contact {
+    pub fn new(details: NewContact, now: i64) -> Self {
+        Contact {
+            contact_id: uuid::Uuid::new_v4().to_string(),
+            email: details.email.as_str().to_string(),
+            email_normalized: details.email.normalized().to_string(),
+            email_confirmed: false,
+            first_name: details.first_name,
+            last_name: details.last_name,
+            username_normalized: details.username.as_ref().map(|u| u.normalized.clone()),
+            username: details.username.map(|u| u.display),
+            phone: details.phone,
+            roles: details.roles,
+            account_id: None,
+            password_hash: details.password_hash,
+            failed_sign_ins: 0,
+            lockouts: 0,
+            locked_until: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn lockout(&self) -> LockoutState {
+        LockoutState { failed_sign_ins: self.failed_sign_ins, lockouts: self.lockouts, locked_until: self.locked_until }
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// What someone types to sign in: an email (it has an `@`) or a username, both case-insensitive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Login {
+    Email(String),
+    Username(String),
+}
+
+impl Login {
+    /// `None` when the text cannot be any contact's login; the caller answers as for an unknown
+    /// login so that the answer does not tell the difference.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.contains('@') {
+            Email::parse(raw).ok().map(|e| Login::Email(e.normalized().to_string()))
+        } else {
+            Username::parse(raw).ok().map(|u| Login::Username(u.normalized))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_are_emails_or_usernames_case_insensitively() {
+        let cases: &[(&str, Option<Login>)] = &[
+            ("Ada@Example.com", Some(Login::Email("ada@example.com".into()))),
+            (" ADA.L ", Some(Login::Username("ada.l".into()))),
+            ("not an email@", None),
+            ("x", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(&Login::parse(raw), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn new_contacts_have_no_lockout_and_keep_both_email_forms() {
+        let contact = Contact::new(
+            NewContact {
+                email: Email::parse("Ada@Example.com").unwrap(),
+                first_name: "Ada".into(),
+                last_name: "Lovelace".into(),
+                username: Some(Username::parse("Ada.L").unwrap()),
+                phone: None,
+                roles: vec![],
+                password_hash: None,
+            },
+            42,
+        );
+        assert_eq!(contact.email, "Ada@Example.com");
+        assert_eq!(contact.email_normalized, "ada@example.com");
+        assert_eq!(contact.username_normalized.as_deref(), Some("ada.l"));
+        assert!(!contact.lockout().needs_reset());
+        assert_eq!(contact.contact_id.len(), 36);
+    }
+}

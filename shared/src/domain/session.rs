@@ -1,0 +1,69 @@
+//! Sessions: opaque random tokens handed to the browser; only their digest is stored.
+
+use serde::{Deserialize, Serialize};
+
+use super::secret::{digest, random_token};
+
+/// A stored session. `id_digest` is the SHA-256 of the token in the cookie.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    pub id_digest: String,
+    pub contact_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// Absolute expiry: the session ends then whatever its use.
+    pub expires_at: i64,
+}
+
+/// How often a session's `last_seen_at` is written: more often would cost a write per request.
+pub const TOUCH_INTERVAL_SECS: i64 = 60;
+
+impl Session {
+    /// Starts a session; returns it with the token for the cookie (never stored).
+    pub fn start(contact_id: &str, now: i64, absolute_secs: i64) -> (Session, String) {
+        let token = random_token();
+        let session = Session {
+            id_digest: digest(&token),
+            contact_id: contact_id.to_string(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + absolute_secs,
+        };
+        (session, token)
+    }
+
+    /// Active until its absolute expiry, and while used at least once per idle period.
+    pub fn is_active(&self, now: i64, idle_secs: i64) -> bool {
+        now < self.expires_at && now < self.last_seen_at + idle_secs
+    }
+
+    pub fn needs_touch(&self, now: i64) -> bool {
+        now - self.last_seen_at >= TOUCH_INTERVAL_SECS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_at_its_idle_or_absolute_limit() {
+        let (session, token) = Session::start("c1", 1000, 3600);
+        assert_eq!(session.id_digest, digest(&token));
+        let idle = 600;
+        let cases = [(1000, true), (1599, true), (1600, false)];
+        for (now, active) in cases {
+            assert_eq!(session.is_active(now, idle), active, "now {now}");
+        }
+        let used = Session { last_seen_at: 4500, ..session.clone() };
+        assert!(used.is_active(4599, idle));
+        assert!(!used.is_active(4600, idle), "absolute expiry wins over recent use");
+    }
+
+    #[test]
+    fn touches_at_most_once_a_minute() {
+        let (session, _) = Session::start("c1", 1000, 3600);
+        assert!(!session.needs_touch(1059));
+        assert!(session.needs_touch(1060));
+    }
+}

@@ -1,0 +1,86 @@
+//! Request handlers, one module per Lambda function, and the session helpers they share.
+
+pub mod profile;
+pub mod register;
+pub mod sign_in;
+
+use crate::app::Portal;
+use crate::domain::contact::Contact;
+use crate::domain::secret::{digest, random_token};
+use crate::domain::session::Session;
+use crate::web::request::{cookie, csrf_cookie_name, session_cookie_name, source_ip};
+use crate::web::response::{csrf_cookie, session_cookie, with_cookie};
+use crate::web::{HttpRequest, HttpResponse, PortalError};
+
+/// The signed-in contact and their session.
+pub struct Viewer {
+    pub contact: Contact,
+    pub session: Session,
+}
+
+/// The contact whose valid session cookie the request carries, if any. Expired sessions count as
+/// none; a session in use has its idle timer refreshed.
+pub async fn current_viewer(portal: &Portal, req: &HttpRequest) -> Result<Option<Viewer>, PortalError> {
+    let Some(token) = cookie(req, session_cookie_name(&portal.settings)).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(session) = portal.sessions.get(&digest(token)).await? else {
+        return Ok(None);
+    };
+    let now = portal.clock.now();
+    if !session.is_active(now, portal.settings.session_idle_secs) {
+        return Ok(None);
+    }
+    let Some(contact) = portal.contacts.get(&session.contact_id).await? else {
+        return Ok(None);
+    };
+    if session.needs_touch(now) {
+        portal.sessions.touch(&session.id_digest, now).await?;
+    }
+    Ok(Some(Viewer { contact, session }))
+}
+
+/// The signed-in viewer, or `unauthenticated`.
+pub async fn require_viewer(portal: &Portal, req: &HttpRequest) -> Result<Viewer, PortalError> {
+    current_viewer(portal, req).await?.ok_or(PortalError::Unauthenticated)
+}
+
+/// Starts a new session (a new token at every sign-in) and returns its `Set-Cookie` value.
+pub async fn start_session(portal: &Portal, contact: &Contact) -> Result<String, PortalError> {
+    let (session, token) = Session::start(&contact.contact_id, portal.clock.now(), portal.settings.session_absolute_secs);
+    portal.sessions.create(&session).await?;
+    Ok(session_cookie(&portal.settings, &token))
+}
+
+/// The anti-CSRF token for a page's forms: the one in the request's cookie, or a new one that the
+/// response must set (double-submit cookie).
+pub struct CsrfToken {
+    pub token: String,
+    set_cookie: Option<String>,
+}
+
+impl CsrfToken {
+    pub fn for_page(portal: &Portal, req: &HttpRequest) -> Self {
+        match cookie(req, csrf_cookie_name(&portal.settings)).filter(|t| t.len() >= 32) {
+            Some(token) => CsrfToken { token: token.to_string(), set_cookie: None },
+            None => {
+                let token = random_token();
+                let set_cookie = Some(csrf_cookie(&portal.settings, &token));
+                CsrfToken { token, set_cookie }
+            }
+        }
+    }
+
+    /// Sets the cookie on the response when the token is new.
+    pub fn apply(self, response: HttpResponse) -> HttpResponse {
+        match self.set_cookie {
+            Some(cookie) => with_cookie(response, cookie),
+            None => response,
+        }
+    }
+}
+
+/// Logs an audit event with the request's source address.
+pub fn audit(req: &HttpRequest, event: &'static str, contact_id: Option<&str>) {
+    tracing::info!(audit = event, contact_id = contact_id.unwrap_or("-"), source_ip = %source_ip(req), "audit");
+}

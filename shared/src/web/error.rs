@@ -1,0 +1,150 @@
+//! The one error type of the web layer, mapped to status and body in one place.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Every way a request can fail, as the contract names them. Client faults carry what the client
+/// may see; `Internal` carries ours, which is logged and never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("{message}")]
+    Validation { message: String, fields: BTreeMap<String, String> },
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("email taken")]
+    EmailTaken,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'static str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<&'a BTreeMap<String, String>>,
+}
+
+impl PortalError {
+    pub fn validation(message: impl Into<String>) -> Self {
+        PortalError::Validation { message: message.into(), fields: BTreeMap::new() }
+    }
+
+    pub fn field(field: &str, reason: impl Into<String>) -> Self {
+        PortalError::Validation {
+            message: "Some fields need attention.".into(),
+            fields: BTreeMap::from([(field.to_string(), reason.into())]),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            PortalError::Validation { .. } => 400,
+            PortalError::InvalidCredentials | PortalError::Unauthenticated => 401,
+            PortalError::Forbidden(_) => 403,
+            PortalError::NotFound => 404,
+            PortalError::EmailTaken => 409,
+            PortalError::PayloadTooLarge => 413,
+            PortalError::UnsupportedMediaType => 415,
+            PortalError::RateLimited { .. } => 429,
+            PortalError::Internal(_) => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            PortalError::Validation { .. } => "validation_failed",
+            PortalError::InvalidCredentials => "invalid_credentials",
+            PortalError::Unauthenticated => "unauthenticated",
+            PortalError::Forbidden(_) => "forbidden",
+            PortalError::NotFound => "not_found",
+            PortalError::EmailTaken => "email_taken",
+            PortalError::PayloadTooLarge => "payload_too_large",
+            PortalError::UnsupportedMediaType => "unsupported_media_type",
+            PortalError::RateLimited { .. } => "rate_limited",
+            PortalError::Internal(_) => "internal",
+        }
+    }
+
+    /// What a person is told. Never the internal error's text.
+    pub fn public_message(&self) -> &str {
+        match self {
+            PortalError::Validation { message, .. } => message,
+            PortalError::InvalidCredentials => "The sign-in name or password is incorrect.",
+            PortalError::Unauthenticated => "Please sign in.",
+            PortalError::Forbidden(_) => "You are not allowed to do that.",
+            PortalError::NotFound => "There is nothing here.",
+            PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
+            PortalError::PayloadTooLarge => "The request is too large.",
+            PortalError::UnsupportedMediaType => {
+                "Send application/json or application/x-www-form-urlencoded."
+            }
+            PortalError::RateLimited { .. } => "Too many requests. Please wait and try again.",
+            PortalError::Internal(_) => "Something went wrong on our side. Nothing was changed; please try again.",
+        }
+    }
+
+    pub fn fields(&self) -> Option<&BTreeMap<String, String>> {
+        match self {
+            PortalError::Validation { fields, .. } if !fields.is_empty() => Some(fields),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody { error: self.code(), message: self.public_message(), fields: self.fields() }
+    }
+
+    /// Logs what the operators need: our faults in full, client faults briefly.
+    pub fn log(&self) {
+        match self {
+            PortalError::Internal(err) => tracing::error!(error = format!("{err:#}"), "request failed"),
+            PortalError::Forbidden(why) => tracing::warn!(code = self.code(), why, "request refused"),
+            other => tracing::info!(code = other.code(), "request refused"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_the_contract_code_and_status() {
+        let cases: Vec<(PortalError, u16, &str)> = vec![
+            (PortalError::validation("x"), 400, "validation_failed"),
+            (PortalError::InvalidCredentials, 401, "invalid_credentials"),
+            (PortalError::Unauthenticated, 401, "unauthenticated"),
+            (PortalError::Forbidden("csrf"), 403, "forbidden"),
+            (PortalError::NotFound, 404, "not_found"),
+            (PortalError::EmailTaken, 409, "email_taken"),
+            (PortalError::PayloadTooLarge, 413, "payload_too_large"),
+            (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
+            (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),
+            (PortalError::Internal(anyhow::anyhow!("table gone")), 500, "internal"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!((err.status(), err.code()), (status, code));
+        }
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_body() {
+        let err = PortalError::Internal(anyhow::anyhow!("secret table name arn:aws:dynamodb"));
+        let body = serde_json::to_string(&err.body()).unwrap();
+        assert!(!body.contains("arn:aws"), "{body}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Server-rendered pages, compiled from `shared/templates/` by askama (escaped by default).
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+
+use crate::domain::contact::Contact;
+
+/// What a signed-in visitor's pages show about them.
+pub struct ViewerSummary {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub is_admin: bool,
+}
+
+impl ViewerSummary {
+    pub fn of(contact: &Contact) -> Self {
+        ViewerSummary {
+            first_name: contact.first_name.clone(),
+            last_name: contact.last_name.clone(),
+            email: contact.email.clone(),
+            roles: contact.roles.clone(),
+            is_admin: contact.has_role(crate::domain::ADMINISTRATORS_ROLE),
+        }
+    }
+}
+
+/// The problems a form submission had, shown next to the fields.
+#[derive(Default)]
+pub struct FormErrors {
+    pub message: Option<String>,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl FormErrors {
+    pub fn from_error(err: &super::PortalError) -> Self {
+        FormErrors {
+            message: Some(err.public_message().to_string()),
+            fields: err.fields().cloned().unwrap_or_default(),
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub open_registration: bool,
+    pub invitations_enabled: bool,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub struct SignInPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub login: &'a str,
+    pub errors: FormErrors,
+    pub open_registration: bool,
+    pub invitations_enabled: bool,
+}
+
+/// What the registration form shows again after a failed submission (never the password).
+#[derive(Default)]
+pub struct RegisterValues {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub username: String,
+    pub phone: String,
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub values: RegisterValues,
+    pub errors: FormErrors,
+    pub password_min_length: usize,
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+pub struct ProfilePage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub contact: &'a Contact,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    viewer: Option<ViewerSummary>,
+    csrf_token: &'a str,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// Renders a page; a template fault (which tests rule out) degrades to a plain message.
+pub fn render(page: &impl Template) -> String {
+    page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "template rendering failed");
+        "<!doctype html><title>Error</title><p>Something went wrong on our side.</p>".into()
+    })
+}
+
+/// A page that only says something, such as an error.
+pub fn message(status: u16, message: &str) -> String {
+    let title = match status {
+        400 => "Please check your request",
+        401 => "Please sign in",
+        403 => "Not allowed",
+        404 => "Not found",
+        409 => "Already exists",
+        413 => "Too large",
+        429 => "Too many requests",
+        500..=599 => "Something went wrong",
+        _ => "Customer portal",
+    };
+    render(&MessagePage { viewer: None, csrf_token: "", title, message })
+}

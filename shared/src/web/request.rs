@@ -1,0 +1,292 @@
+//! Reading requests: which kind of client is asking, cookies, and the body of a submission
+//! (form or JSON, with the same field names), with the CSRF and origin checks every state change
+//! passes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+
+use super::HttpRequest;
+use super::error::PortalError;
+use crate::config::Settings;
+use crate::domain::secret::same_secret;
+
+/// Who is asking: a browser (forms, HTML pages, redirects) or a program (JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    Browser,
+    Api,
+}
+
+impl Client {
+    /// For a read: a browser asks for HTML; anything else gets JSON.
+    pub fn for_read(req: &HttpRequest) -> Client {
+        let accepts_html = req
+            .headers()
+            .get_all("accept")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"));
+        if accepts_html { Client::Browser } else { Client::Api }
+    }
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The caller's address as API Gateway saw it, for audit logs.
+pub fn source_ip(req: &HttpRequest) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_string)
+}
+
+/// A parsed state-changing request: who sent it and its fields.
+pub struct Submission {
+    pub client: Client,
+    pub fields: Fields,
+}
+
+impl Submission {
+    /// Reads a POST body. Refuses bodies over the limit (413), other content types (415),
+    /// malformed bodies (400), a foreign `Origin` (403) and, for forms, a missing or wrong
+    /// `csrf_token` (403).
+    pub fn read(req: &HttpRequest, settings: &Settings) -> Result<Submission, PortalError> {
+        let body: &[u8] = req.body().as_ref();
+        if body.len() > settings.max_body_bytes {
+            return Err(PortalError::PayloadTooLarge);
+        }
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        let client = match content_type.as_deref() {
+            Some("application/json") => Client::Api,
+            Some("application/x-www-form-urlencoded") => Client::Browser,
+            _ => return Err(PortalError::UnsupportedMediaType),
+        };
+        check_origin(req, settings)?;
+        let text = std::str::from_utf8(body).map_err(|_| PortalError::validation("The body is not valid UTF-8."))?;
+        let fields = match client {
+            Client::Api => Fields::from_json(text)?,
+            Client::Browser => Fields::from_form(text)?,
+        };
+        if client == Client::Browser {
+            let expected = cookie(req, csrf_cookie_name(settings));
+            let given = fields.values.get("csrf_token").and_then(Value::as_text);
+            match (expected, given) {
+                (Some(expected), Some(given)) if same_secret(expected, given) => {}
+                _ => return Err(PortalError::Forbidden("csrf token missing or wrong")),
+            }
+        }
+        Ok(Submission { client, fields })
+    }
+}
+
+/// A browser sends `Origin` on every cross-site POST: one that is not ours is refused, and so is a
+/// request the browser marks cross-site.
+fn check_origin(req: &HttpRequest, settings: &Settings) -> Result<(), PortalError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(origin) = header("origin") {
+        if origin != settings.base_origin {
+            return Err(PortalError::Forbidden("foreign origin"));
+        }
+    }
+    if header("sec-fetch-site") == Some("cross-site") {
+        return Err(PortalError::Forbidden("cross-site request"));
+    }
+    Ok(())
+}
+
+pub fn session_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies { "__Host-portal_session" } else { "portal_session" }
+}
+
+pub fn csrf_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies { "__Host-portal_csrf" } else { "portal_csrf" }
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    Bool(bool),
+    Other(&'static str),
+}
+
+impl Value {
+    fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of a submission, form or JSON alike, with the problems found so far per field.
+#[derive(Debug, Default)]
+pub struct Fields {
+    values: HashMap<String, Value>,
+    errors: BTreeMap<String, String>,
+}
+
+impl Fields {
+    fn from_json(text: &str) -> Result<Fields, PortalError> {
+        if text.trim().is_empty() {
+            return Ok(Fields::default());
+        }
+        let parsed: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| PortalError::validation(format!("The body is not valid JSON ({e}).")))?;
+        let serde_json::Value::Object(object) = parsed else {
+            return Err(PortalError::validation("The body must be a JSON object."));
+        };
+        let values = object
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = match value {
+                    serde_json::Value::Null => return None,
+                    serde_json::Value::String(s) => Value::Text(s),
+                    serde_json::Value::Bool(b) => Value::Bool(b),
+                    serde_json::Value::Number(_) => Value::Other("a number"),
+                    serde_json::Value::Array(_) => Value::Other("a list"),
+                    serde_json::Value::Object(_) => Value::Other("an object"),
+                };
+                Some((name, value))
+            })
+            .collect();
+        Ok(Fields { values, errors: BTreeMap::new() })
+    }
+
+    fn from_form(text: &str) -> Result<Fields, PortalError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(text).map_err(|_| PortalError::validation("The form data is malformed."))?;
+        let mut values = HashMap::new();
+        for (name, value) in pairs {
+            values.entry(name).or_insert(Value::Text(value));
+        }
+        Ok(Fields { values, errors: BTreeMap::new() })
+    }
+
+    /// A text field as sent (absent or null is `None`); another type is a problem of that field.
+    pub fn text(&mut self, name: &str) -> Option<String> {
+        match self.values.get(name)? {
+            Value::Text(text) => Some(text.clone()),
+            Value::Bool(_) => self.reject(name, "must be text, not true/false"),
+            Value::Other(kind) => self.reject(name, format!("must be text, not {kind}")),
+        }
+    }
+
+    /// A text field that must be present and not blank.
+    pub fn required(&mut self, name: &str) -> Option<String> {
+        let text = self.text(name);
+        if self.errors.contains_key(name) {
+            return None;
+        }
+        match text {
+            Some(text) if !text.trim().is_empty() => Some(text),
+            _ => self.reject(name, "is required"),
+        }
+    }
+
+    /// A required field parsed by `parse`, whose error becomes the field's problem.
+    pub fn required_parsed<T, E: ToString>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
+        let raw = self.required(name)?;
+        self.check(name, parse(&raw))
+    }
+
+    /// An optional field (absent or blank means `None`) parsed by `parse`.
+    pub fn optional_parsed<T, E: ToString>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
+        let raw = self.text(name).filter(|t| !t.trim().is_empty())?;
+        self.check(name, parse(&raw))
+    }
+
+    /// A yes/no field: JSON `true`, or a ticked checkbox (`on`, `true`, `1`).
+    pub fn flag(&mut self, name: &str) -> bool {
+        match self.values.get(name) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Text(t)) => matches!(t.as_str(), "on" | "true" | "1" | "yes"),
+            Some(Value::Other(kind)) => {
+                let reason = format!("must be true or false, not {kind}");
+                self.reject::<()>(name, reason);
+                false
+            }
+        }
+    }
+
+    pub fn check<T, E: ToString>(&mut self, name: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(reason) => self.reject(name, reason.to_string()),
+        }
+    }
+
+    /// Records a problem with a field (the first one found stays).
+    pub fn reject<T>(&mut self, name: &str, reason: impl Into<String>) -> Option<T> {
+        self.errors.entry(name.to_string()).or_insert_with(|| reason.into());
+        None
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// `Ok` when every field read so far was fine, else the validation error naming each field.
+    pub fn finish(&self) -> Result<(), PortalError> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        Err(PortalError::Validation { message: "Some fields need attention.".into(), fields: self.errors.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fields_report_wrong_types_per_field() {
+        let mut fields = Fields::from_json(r#"{"email": 5, "first_name": ["a"], "ok": "yes", "gone": null, "flag": true}"#).unwrap();
+        assert_eq!(fields.required("email"), None);
+        assert_eq!(fields.text("first_name"), None);
+        assert_eq!(fields.required("gone"), None);
+        assert_eq!(fields.text("ok").as_deref(), Some("yes"));
+        assert!(fields.flag("flag"));
+        let PortalError::Validation { fields: errors, .. } = fields.finish().unwrap_err() else { panic!() };
+        assert_eq!(errors["email"], "must be text, not a number");
+        assert_eq!(errors["first_name"], "must be text, not a list");
+        assert_eq!(errors["gone"], "is required");
+    }
+
+    #[test]
+    fn malformed_or_non_object_json_is_a_validation_error() {
+        for body in ["{", "[1,2]", "\"text\"", "{\"a\":1,}"] {
+            let err = Fields::from_json(body).unwrap_err();
+            assert_eq!(err.code(), "validation_failed", "{body}");
+        }
+    }
+
+    #[test]
+    fn form_fields_are_text_and_the_first_value_wins() {
+        let mut fields = Fields::from_form("email=ada%40example.com&email=eve%40example.com&remember=on").unwrap();
+        assert_eq!(fields.text("email").as_deref(), Some("ada@example.com"));
+        assert!(fields.flag("remember"));
+        assert!(!fields.flag("absent"));
+    }
+}

@@ -1,0 +1,110 @@
+"""Fixtures for the end-to-end tests: one local stack (moto server, tables, admin seed and
+`cargo lambda watch`) per test session, on free ports so that a developer's `make run` on
+9000/4566 can stay up."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from support import ADMIN_PASSWORD, Portal
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_SCRIPT = ROOT / "scripts" / "stack.py"
+
+
+def _load_stack_module():
+    spec = importlib.util.spec_from_file_location("portal_stack", STACK_SCRIPT)
+    assert spec and spec.loader, f"cannot load {STACK_SCRIPT}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["portal_stack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port(avoid=(9000, 4566)) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
+
+
+STACK_LOGS: list[str] = []
+
+
+def start(stack_name: str, settings: dict | None = None):
+    """Start a local stack on free ports; returns scripts/stack.py's handle (portal_url,
+    aws_endpoint, portal_port, admin_email, admin_password, stop())."""
+    module = _load_stack_module()
+    portal_port = free_port()
+    moto_port = free_port(avoid=(9000, 4566, portal_port))
+    log = tempfile.NamedTemporaryFile(prefix=f"portal-{stack_name}-", suffix=".log", delete=False)
+    log.close()
+    STACK_LOGS.append(log.name)
+    return module.start_stack(portal_port, moto_port, f"pytest-{stack_name}", settings=settings,
+                              admin_password=ADMIN_PASSWORD, log_path=log.name)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    s = start("e2e")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+HTTPS_BASE = "https://portal.example.test"
+
+
+@pytest.fixture(scope="module")
+def closed_https_stack():
+    """A second stack whose registration is closed and whose public base URL is https (served
+    over plain http locally, so the Secure cookies it sets can still be read here)."""
+    s = start("closed-https", settings={"PORTAL_OPEN_REGISTRATION": "false",
+                                        "PORTAL_BASE_URL": HTTPS_BASE})
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(stack) -> str:
+    return stack.portal_url
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(stack) -> str:
+    return stack.aws_endpoint
+
+
+@pytest.fixture
+def portal(base_url) -> Portal:
+    """A fresh client (empty cookie jar) for each test."""
+    return Portal(base_url)
+
+
+@pytest.fixture
+def new_portal(base_url):
+    """A factory for more independent clients within one test."""
+    return lambda: Portal(base_url)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if STACK_LOGS and exitstatus != 0:
+        terminalreporter.write_line("local stack logs: " + " ".join(STACK_LOGS))

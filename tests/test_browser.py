@@ -1,0 +1,139 @@
+"""A person's journey in a real headless Chromium: register from the home page, sign out, sign in
+again. On failure a screenshot and the page source are saved to a temporary directory."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from support import strong_password, unique_email
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = "/usr/bin/chromium"
+WAIT = 60  # seconds; a function may be started lazily on its first request
+
+
+@pytest.fixture
+def browser(request):
+    if not Path(CHROMEDRIVER).exists() or not Path(CHROMIUM).exists():
+        pytest.fail(
+            "Chromium is missing: apt-get install -y --no-install-recommends chromium chromium-driver"
+        )
+    profile = tempfile.mkdtemp(prefix="portal-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,1024",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            out = Path(tempfile.mkdtemp(prefix="portal-browser-failure-"))
+            try:
+                driver.save_screenshot(str(out / "screenshot.png"))
+                (out / "page.html").write_text(driver.page_source)
+                (out / "url.txt").write_text(driver.current_url)
+            except Exception as e:  # noqa: BLE001 - the test's own failure matters more
+                (out / "capture-error.txt").write_text(repr(e))
+            print(f"\nbrowser failure artefacts in {out}")
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def path(driver) -> str:
+    return urlsplit(driver.current_url).path
+
+
+def click_link(driver, text: str) -> None:
+    WebDriverWait(driver, WAIT).until(EC.element_to_be_clickable((By.LINK_TEXT, text))).click()
+
+
+SUBMIT = ".//*[self::button[not(@type) or @type='submit'] or self::input[@type='submit']]"
+
+
+def submit_button(form):
+    return form.find_element(By.XPATH, SUBMIT)
+
+
+def greeting(driver) -> str:
+    return WebDriverWait(driver, WAIT).until(
+        EC.visibility_of_element_located((By.ID, "greeting"))
+    ).text
+
+
+def test_register_sign_out_and_sign_in_again(browser, base_url):
+    email = unique_email("browser")
+    password = strong_password()
+
+    browser.get(base_url + "/")
+    assert browser.find_elements(By.ID, "greeting") == [], "signed out: no greeting"
+    click_link(browser, "Register")
+    WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/register")
+
+    form = browser.find_element(By.ID, "register-form")
+    form.find_element(By.NAME, "email").send_keys(email)
+    form.find_element(By.NAME, "password").send_keys(password)
+    form.find_element(By.NAME, "first_name").send_keys("Ada")
+    form.find_element(By.NAME, "last_name").send_keys("Lovelace")
+    submit_button(form).click()
+
+    WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/")
+    assert "Ada" in greeting(browser)
+
+    signout = browser.find_element(By.ID, "signout-form")
+    button = submit_button(signout)
+    assert "Sign out" in (button.text or button.get_attribute("value") or "")
+    button.click()
+
+    WebDriverWait(browser, WAIT).until(
+        lambda d: path(d) == "/" and not d.find_elements(By.ID, "greeting")
+    )
+    click_link(browser, "Sign in")
+    WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/signin")
+
+    form = browser.find_element(By.ID, "signin-form")
+    form.find_element(By.NAME, "login").send_keys(email)
+    form.find_element(By.NAME, "password").send_keys(password)
+    submit_button(form).click()
+
+    WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/")
+    assert "Ada" in greeting(browser)
+
+    # The session cookie is out of reach of page scripts.
+    assert "portal_session" not in browser.execute_script("return document.cookie")
+
+
+def test_wrong_password_shows_the_form_again(browser, base_url):
+    browser.get(base_url + "/signin")
+    form = browser.find_element(By.ID, "signin-form")
+    form.find_element(By.NAME, "login").send_keys(unique_email("nobody"))
+    form.find_element(By.NAME, "password").send_keys(strong_password())
+    submit_button(form).click()
+    WebDriverWait(browser, WAIT).until(EC.staleness_of(form))
+    assert path(browser) == "/signin"
+    again = browser.find_element(By.ID, "signin-form")
+    assert again.find_element(By.NAME, "password").get_attribute("value") == ""
+    assert browser.find_elements(By.ID, "greeting") == []
