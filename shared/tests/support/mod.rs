@@ -1,0 +1,173 @@
+//! Test support: a portal on in-memory adapters, and requests shaped like API Gateway's.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lambda_http::{Body, Request};
+use portal::Portal;
+use portal::adapters::memory::{ManualClock, MemoryContacts, MemorySessions};
+use portal::config::Settings;
+use portal::lambda::HttpFunction;
+use portal::web::HttpResponse;
+use serde_json::{Value, json};
+
+pub const BASE: &str = "http://localhost:9000";
+
+pub struct TestPortal {
+    pub portal: Portal,
+    pub contacts: Arc<MemoryContacts>,
+    pub sessions: Arc<MemorySessions>,
+    pub clock: Arc<ManualClock>,
+}
+
+pub fn settings(overrides: &[(&str, &str)]) -> Settings {
+    let mut map: HashMap<String, String> = HashMap::from([
+        ("PORTAL_CONTACTS_TABLE".into(), "contacts".into()),
+        ("PORTAL_SESSIONS_TABLE".into(), "sessions".into()),
+        ("PORTAL_BASE_URL".into(), BASE.into()),
+    ]);
+    for (k, v) in overrides {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Settings::from_lookup(|name| map.get(name).cloned()).expect("test settings")
+}
+
+pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
+    let contacts = Arc::new(MemoryContacts::default());
+    let sessions = Arc::new(MemorySessions::default());
+    let clock = Arc::new(ManualClock::at(1_800_000_000));
+    let portal = Portal { settings: settings(overrides), contacts: contacts.clone(), sessions: sessions.clone(), clock: clock.clone() };
+    TestPortal { portal, contacts, sessions, clock }
+}
+
+pub fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("events")
+}
+
+/// An event file from `events/` as the Lambda runtime would hand it to the function.
+pub fn event(relative: &str) -> Request {
+    let path = events_dir().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An API Gateway HTTP API (2.0) request.
+pub struct Req {
+    method: &'static str,
+    path: String,
+    headers: serde_json::Map<String, Value>,
+    cookies: Vec<String>,
+    body: Option<String>,
+}
+
+impl Req {
+    pub fn get(path: &str) -> Req {
+        Req { method: "GET", path: path.into(), headers: Default::default(), cookies: vec![], body: None }
+    }
+
+    pub fn post(path: &str) -> Req {
+        Req { method: "POST", ..Req::get(path) }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.insert(name.to_ascii_lowercase(), json!(value));
+        self
+    }
+
+    pub fn cookie(mut self, name: &str, value: &str) -> Req {
+        self.cookies.push(format!("{name}={value}"));
+        self
+    }
+
+    pub fn html(self) -> Req {
+        self.header("accept", "text/html,application/xhtml+xml")
+    }
+
+    pub fn json(self, body: Value) -> Req {
+        self.raw_json(&body.to_string())
+    }
+
+    pub fn raw_json(mut self, body: &str) -> Req {
+        self.body = Some(body.into());
+        self.header("content-type", "application/json")
+    }
+
+    /// A browser form post carrying `csrf` both as cookie and field.
+    pub fn form(self, pairs: &[(&str, &str)], csrf: &str) -> Req {
+        let mut all: Vec<(&str, &str)> = pairs.to_vec();
+        all.push(("csrf_token", csrf));
+        self.form_fields(&all).cookie("portal_csrf", csrf)
+    }
+
+    /// A form post with exactly these fields and no CSRF cookie.
+    pub fn form_fields(mut self, pairs: &[(&str, &str)]) -> Req {
+        self.body = Some(serde_urlencoded::to_string(pairs).unwrap());
+        self.header("content-type", "application/x-www-form-urlencoded").html()
+    }
+
+    pub fn build(self) -> Request {
+        let (path, query) = self.path.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((self.path.clone(), String::new()));
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": Value::Object(self.headers),
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "localhost", "domainPrefix": "localhost",
+                "http": {"method": self.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "198.51.100.7", "userAgent": "test"},
+                "requestId": "id", "routeKey": "$default", "stage": "$default", "time": "27/Nov/2026:09:00:00 +0000", "timeEpoch": 1_800_000_000_000i64
+            },
+            "isBase64Encoded": false
+        });
+        if !self.cookies.is_empty() {
+            event["cookies"] = json!(self.cookies);
+        }
+        if let Some(body) = self.body {
+            event["body"] = json!(body);
+        }
+        lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+    }
+}
+
+impl TestPortal {
+    pub async fn send(&self, function: &dyn HttpFunction, req: Req) -> HttpResponse {
+        function.handle(&self.portal, req.build()).await
+    }
+}
+
+pub fn body_text(response: &HttpResponse) -> String {
+    match response.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        Body::Empty => String::new(),
+        _ => String::new(),
+    }
+}
+
+pub fn body_json(response: &HttpResponse) -> Value {
+    serde_json::from_str(&body_text(response)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", body_text(response)))
+}
+
+pub fn set_cookies(response: &HttpResponse) -> Vec<String> {
+    response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect()
+}
+
+/// The value a `Set-Cookie` of the response gives cookie `name`.
+pub fn cookie_value(response: &HttpResponse, name: &str) -> Option<String> {
+    set_cookies(response)
+        .iter()
+        .find_map(|c| c.split(';').next()?.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+pub fn location(response: &HttpResponse) -> Option<String> {
+    response.headers().get("location").map(|v| v.to_str().unwrap().to_string())
+}
+
+pub const PASSWORD: &str = "Analytical-Engine-1843-Notes";
+
+pub fn registration(email: &str) -> Value {
+    json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"})
+}
