@@ -1,6 +1,8 @@
 //! Test support: a portal on in-memory adapters, and requests shaped like API Gateway's.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,87 @@
+//! A moto server for the test binary, started by the harness itself, and fresh tables per test
+//! created from `infra/template.yaml` (the one definition of every table).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+struct Moto {
+    endpoint: String,
+    /// Held until the test process exits: moto stops when this pipe closes.
+    _stdin: Mutex<ChildStdin>,
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> PathBuf {
+    if let Ok(python) = std::env::var("PORTAL_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(venv.exists(), "{} is missing: run `make setup` (or `scripts/setup.sh`) first", venv.display());
+    venv
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The endpoint of this test binary's moto server, started on first use.
+pub fn endpoint() -> &'static str {
+    &MOTO
+        .get_or_init(|| {
+            let port = free_port();
+            let mut child = Command::new(python())
+                .arg(root().join("scripts/local_aws.py"))
+                .args(["serve", "--port", &port.to_string(), "--exit-on-stdin-eof"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("starting moto server");
+            let stdout = child.stdout.take().unwrap();
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ready", "moto server did not start");
+            Moto { endpoint: format!("http://127.0.0.1:{port}"), _stdin: Mutex::new(child.stdin.take().unwrap()) }
+        })
+        .endpoint
+}
+
+/// Names of this test's own tables.
+pub struct Tables {
+    pub client: Client,
+    pub contacts: String,
+    pub sessions: String,
+}
+
+/// Creates a fresh set of the template's tables under a unique stack name.
+pub fn fresh_tables() -> Tables {
+    let endpoint = endpoint();
+    let stack = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let status = Command::new(python())
+        .arg(root().join("scripts/local_aws.py"))
+        .args(["create-tables", "--endpoint-url", endpoint, "--stack-name", &stack])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running create-tables");
+    assert!(status.success(), "create-tables failed");
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    Tables {
+        client: Client::from_conf(config),
+        contacts: format!("{stack}-contacts"),
+        sessions: format!("{stack}-sessions"),
+    }
+}
