@@ -3,14 +3,19 @@
 use std::sync::Arc;
 
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
+use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+use crate::adapters::ses::SesMailer;
 use crate::config::Settings;
-use crate::ports::{Clock, ContactStore, SessionStore, SystemClock};
+use crate::ports::{Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock};
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
 pub struct Portal {
     pub settings: Settings,
     pub contacts: Arc<dyn ContactStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub invitations: Arc<dyn InvitationStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -20,10 +25,20 @@ impl Portal {
     pub async fn from_environment() -> anyhow::Result<Self> {
         let settings = Settings::from_env()?;
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        // Building clients makes no network call: a function pays only for the clients it uses.
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let ses = aws_sdk_sesv2::Client::new(&sdk);
         Ok(Portal {
             contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table)),
-            sessions: Arc::new(DynamoSessions::new(dynamodb, &settings.sessions_table)),
+            sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), &settings.sessions_table)),
+            invitations: Arc::new(DynamoInvitations::new(
+                dynamodb.clone(),
+                &settings.invitations_table,
+                &settings.contacts_table,
+                &settings.outbox_table,
+            )),
+            outbox: Arc::new(DynamoOutbox::new(dynamodb, &settings.outbox_table)),
+            mailer: Arc::new(SesMailer::new(ses, &settings.email_sender)),
             clock: Arc::new(SystemClock),
             settings,
         })

@@ -27,6 +27,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub contacts_table: String,
     pub sessions_table: String,
+    pub invitations_table: String,
+    pub outbox_table: String,
+    pub invitation_email_subject: String,
+    /// Whether `send-email` sends invitation emails (the Dynamics 365 "Send Invitation" workflow,
+    /// which administrators deactivate and reactivate). While off, messages stay pending.
+    pub send_invitation_emails: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -95,6 +101,11 @@ impl Settings {
             max_body_bytes: reader.positive("PORTAL_MAX_BODY_BYTES", 16 * 1024)?,
             contacts_table: reader.text("PORTAL_CONTACTS_TABLE", None)?,
             sessions_table: reader.text("PORTAL_SESSIONS_TABLE", None)?,
+            invitations_table: reader.text("PORTAL_INVITATIONS_TABLE", None)?,
+            outbox_table: reader.text("PORTAL_OUTBOX_TABLE", None)?,
+            invitation_email_subject: reader
+                .text("PORTAL_INVITATION_EMAIL_SUBJECT", Some("You're invited to the customer portal"))?,
+            send_invitation_emails: reader.flag("PORTAL_SEND_INVITATION_EMAILS", true)?,
         })
     }
 }
@@ -156,6 +167,8 @@ mod tests {
         let mut map: HashMap<String, String> = HashMap::from([
             ("PORTAL_CONTACTS_TABLE".to_string(), "c".to_string()),
             ("PORTAL_SESSIONS_TABLE".to_string(), "s".to_string()),
+            ("PORTAL_INVITATIONS_TABLE".to_string(), "i".to_string()),
+            ("PORTAL_OUTBOX_TABLE".to_string(), "o".to_string()),
         ]);
         for (k, v) in pairs {
             map.insert(k.to_string(), v.to_string());

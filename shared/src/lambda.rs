@@ -16,20 +16,34 @@ pub trait HttpFunction: Send + Sync {
     async fn handle(&self, portal: &Portal, req: HttpRequest) -> HttpResponse;
 }
 
-/// Runs an HTTP function on the Lambda runtime. A bad setting stops the function here, with a
+/// Logs, settings and clients, once per instance. A bad setting stops the function here, with a
 /// message naming the variable.
-pub async fn run_http(function: impl HttpFunction) -> Result<(), Error> {
+async fn start() -> Result<Portal, Error> {
     crate::telemetry::init();
-    let portal = match Portal::from_environment().await {
-        Ok(portal) => portal,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "start-up failed");
-            return Err(err.into());
-        }
-    };
+    Portal::from_environment().await.map_err(|err| {
+        tracing::error!(error = format!("{err:#}"), "start-up failed");
+        err.into()
+    })
+}
+
+/// Runs an HTTP function on the Lambda runtime.
+pub async fn run_http(function: impl HttpFunction) -> Result<(), Error> {
+    let portal = start().await?;
     let (portal, function) = (&portal, &function);
     lambda_http::run(service_fn(move |req: HttpRequest| async move {
         Ok::<_, Infallible>(function.handle(portal, req).await)
     }))
+    .await
+}
+
+/// Runs the outbox stream's consumer (`send-email`) on the Lambda runtime.
+pub async fn run_send_email() -> Result<(), Error> {
+    let portal = start().await?;
+    let portal = &portal;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
+            Ok::<_, Error>(crate::handlers::send_email::handle(portal, event.payload).await)
+        },
+    ))
     .await
 }

@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod email;
 pub mod handlers;
 pub mod lambda;
 pub mod ports;

@@ -33,6 +33,8 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<FailedSignIn>;
     /// Clears the failure count and lockout after a successful sign-in.
     async fn reset_lockout(&self, contact_id: &str) -> anyhow::Result<()>;
+    /// Contacts for the administrators' list, at most `limit`, oldest first.
+    async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>>;
 }
 
 #[async_trait]
@@ -57,4 +59,106 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default()
     }
+}
+
+use crate::domain::invitation::{Delivery, Invitation, Redemption};
+use crate::domain::outbox::OutboxMessage;
+use crate::domain::password::PasswordHashString;
+use crate::domain::text::Username;
+
+/// What redeeming an invitation does to a contact.
+#[derive(Debug)]
+pub enum ContactChange {
+    /// The invited contact becomes a portal user: credentials, the invitation's roles and account,
+    /// and a confirmed email (the code reached it).
+    SetCredentials {
+        contact_id: String,
+        password_hash: PasswordHashString,
+        username: Option<Username>,
+        roles: Vec<String>,
+        account_id: Option<String>,
+    },
+    /// A new contact (a group invitation has no single contact), with its unique values reserved.
+    Create(Contact),
+    /// An existing account gets the invitation's roles and account.
+    Assign { contact_id: String, roles: Vec<String>, account_id: Option<String> },
+}
+
+impl ContactChange {
+    pub fn contact_id(&self) -> &str {
+        match self {
+            ContactChange::SetCredentials { contact_id, .. } | ContactChange::Assign { contact_id, .. } => contact_id,
+            ContactChange::Create(contact) => &contact.contact_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    /// Revoked, expired, used up, replaced by a resend, or its contact changed meanwhile.
+    #[error("the invitation cannot be redeemed")]
+    InvitationInvalid,
+    #[error("a contact with this email already exists")]
+    EmailTaken,
+    #[error("a contact with this username already exists")]
+    UsernameTaken,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait InvitationStore: Send + Sync {
+    /// Stores the invitation, its code lookup and the outbox message carrying the code, together.
+    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()>;
+    async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>>;
+    async fn redemptions(&self, invitation_id: &str) -> anyhow::Result<Vec<Redemption>>;
+    async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>>;
+    async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>>;
+    /// Replaces the code of a not-revoked invitation (the old one stops working) and queues the
+    /// email with the new one, together. `false` when the invitation is revoked or changed meanwhile.
+    async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool>;
+    /// `false` when there is no such invitation.
+    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<bool>;
+    /// One redemption, all or nothing: the invitation still redeemable with this code and under its
+    /// maximum, the contact change, and the redemption record.
+    async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError>;
+    /// Records how the email with the invitation's current code went (an older message's outcome is
+    /// ignored).
+    async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()>;
+}
+
+/// The sending side of the outbox.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Claims a pending message (or one whose claim went stale) for sending; `None` when another
+    /// delivery has it or it was already sent: a record delivered twice sends one email.
+    async fn claim(&self, message_id: &str, now: i64) -> anyhow::Result<Option<OutboxMessage>>;
+    /// Marks the message sent and removes its secret.
+    async fn mark_sent(&self, message_id: &str, now: i64) -> anyhow::Result<()>;
+    /// Marks the message failed for good and removes its secret.
+    async fn mark_failed(&self, message_id: &str, reason: &str, now: i64) -> anyhow::Result<()>;
+    /// Gives a claimed message back, to be retried.
+    async fn release(&self, message_id: &str) -> anyhow::Result<()>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Throttling or a passing fault: try again later.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// The message will never go (rejected, suppressed or unverified address).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError>;
 }

@@ -24,44 +24,44 @@ use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::session::Session;
 use crate::ports::{ContactStore, CreateContactError, SessionStore};
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// Formats an SDK error with its whole chain (the SDK's `Display` alone says only "service error").
-fn sdk_error<E: std::error::Error + 'static>(what: &str, err: E) -> anyhow::Error {
+pub(crate) fn sdk_error<E: std::error::Error + 'static>(what: &str, err: E) -> anyhow::Error {
     anyhow::anyhow!("{what}: {}", DisplayErrorContext(err))
 }
 
-fn key(pk: String) -> Item {
+pub(crate) fn key(pk: String) -> Item {
     HashMap::from([("pk".to_string(), AttributeValue::S(pk))])
 }
 
-fn number(value: i64) -> AttributeValue {
+pub(crate) fn number(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn contact_pk(contact_id: &str) -> String {
+pub(crate) fn contact_pk(contact_id: &str) -> String {
     format!("CONTACT#{contact_id}")
 }
 
-fn email_pk(normalized: &str) -> String {
+pub(crate) fn email_pk(normalized: &str) -> String {
     format!("EMAIL#{normalized}")
 }
 
-fn username_pk(normalized: &str) -> String {
+pub(crate) fn username_pk(normalized: &str) -> String {
     format!("USERNAME#{normalized}")
 }
 
 #[derive(Serialize, Deserialize)]
-struct ContactItem {
-    pk: String,
+pub(crate) struct ContactItem {
+    pub pk: String,
     #[serde(flatten)]
-    contact: Contact,
+    pub contact: Contact,
 }
 
 #[derive(Serialize, Deserialize)]
-struct GuardItem {
-    pk: String,
-    contact_id: String,
+pub(crate) struct GuardItem {
+    pub pk: String,
+    pub contact_id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,14 +83,6 @@ impl DynamoContacts {
         DynamoContacts { client, table: table.into() }
     }
 
-    fn put_new(&self, item: Item) -> anyhow::Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
 
     async fn get_item(&self, pk: String) -> anyhow::Result<Option<Item>> {
         let output = self
@@ -106,6 +98,38 @@ impl DynamoContacts {
     }
 }
 
+/// A transaction item that puts `item` only where no item with its key exists.
+pub(crate) fn put_new(table: &str, item: Item) -> anyhow::Result<TransactWriteItem> {
+    let put = Put::builder().table_name(table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").build()?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// The transaction items that create a contact with its unique values reserved: the contact, its
+/// email guard, and its username guard if it has a username (in that order).
+pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Result<Vec<TransactWriteItem>> {
+    let contact_item: Item =
+        serde_dynamo::to_item(ContactItem { pk: contact_pk(&contact.contact_id), contact: contact.clone() })
+            .context("serialising a contact")?;
+    let mut items = vec![put_new(table, contact_item)?, put_new(table, guard_item(email_pk(&contact.email_normalized), &contact.contact_id)?)?];
+    if let Some(username) = &contact.username_normalized {
+        items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?);
+    }
+    Ok(items)
+}
+
+pub(crate) fn guard_item(pk: String, contact_id: &str) -> anyhow::Result<Item> {
+    Ok(serde_dynamo::to_item(GuardItem { pk, contact_id: contact_id.to_string() })?)
+}
+
+/// The cancellation reason codes of a cancelled transaction, one per item ("None" where that item
+/// was fine); `None` when the error is not a cancellation.
+pub(crate) fn cancellation_codes<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<String>> {
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = err.as_service_error()? else {
+        return None;
+    };
+    Some(cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
+}
+
 /// How a cancelled registration transaction ended, from its per-item cancellation reasons
 /// (item 0 the contact, 1 the email guard, 2 the username guard).
 enum Cancelled {
@@ -115,11 +139,9 @@ enum Cancelled {
     Other,
 }
 
-fn cancellation(err: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>) -> Option<Cancelled> {
-    let TransactWriteItemsError::TransactionCanceledException(cancelled) = err.as_service_error()? else {
-        return None;
-    };
-    let codes: Vec<&str> = cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Cancelled> {
+    let codes = cancellation_codes(err)?;
+    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
     Some(match codes.as_slice() {
         [_, "ConditionalCheckFailed", ..] => Cancelled::EmailTaken,
         [_, _, "ConditionalCheckFailed", ..] => Cancelled::UsernameTaken,
@@ -131,21 +153,7 @@ fn cancellation(err: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config
 #[async_trait]
 impl ContactStore for DynamoContacts {
     async fn create(&self, contact: &Contact) -> Result<(), CreateContactError> {
-        let contact_item: Item = serde_dynamo::to_item(ContactItem {
-            pk: contact_pk(&contact.contact_id),
-            contact: contact.clone(),
-        })
-        .context("serialising a contact")?;
-        let guard = |pk: String| -> anyhow::Result<Item> {
-            Ok(serde_dynamo::to_item(GuardItem { pk, contact_id: contact.contact_id.clone() })?)
-        };
-        let mut items = vec![
-            self.put_new(contact_item)?,
-            self.put_new(guard(email_pk(&contact.email_normalized))?)?,
-        ];
-        if let Some(username) = &contact.username_normalized {
-            items.push(self.put_new(guard(username_pk(username))?)?);
-        }
+        let items = new_contact_items(&self.table, contact)?;
         // DynamoDB cancels a transaction that races another on the same item (TransactionConflict)
         // instead of queueing it; retrying lets the loser see the winner's guard item.
         for attempt in 1..=4u64 {
@@ -254,6 +262,34 @@ impl ContactStore for DynamoContacts {
             .await
             .map_err(|e| sdk_error("resetting a lockout", e))?;
         Ok(())
+    }
+
+    async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>> {
+        let mut contacts = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :contact)")
+                .expression_attribute_values(":contact", AttributeValue::S("CONTACT#".into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("listing contacts", e))?;
+            for item in page.items.unwrap_or_default() {
+                let stored: ContactItem = serde_dynamo::from_item(item).context("reading a listed contact")?;
+                contacts.push(stored.contact);
+            }
+            match page.last_evaluated_key {
+                Some(key) if contacts.len() < limit => start = Some(key),
+                _ => break,
+            }
+        }
+        contacts.sort_by(|a, b| (a.created_at, &a.email_normalized).cmp(&(b.created_at, &b.email_normalized)));
+        contacts.truncate(limit);
+        Ok(contacts)
     }
 }
 

@@ -6,10 +6,18 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use crate::domain::contact::{Contact, Login};
+use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
+use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
 use crate::domain::session::Session;
-use crate::ports::{Clock, ContactStore, CreateContactError, SessionStore};
+use crate::ports::{
+    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, OutgoingEmail, Outbox, RedeemError,
+    SendError, SessionStore,
+};
 
 #[derive(Default)]
 pub struct MemoryContacts {
@@ -27,6 +35,67 @@ impl MemoryContacts {
     /// Every contact, for assertions.
     pub fn all(&self) -> Vec<Contact> {
         self.state.lock().unwrap().contacts.values().cloned().collect()
+    }
+
+    /// Replaces a stored contact (tests arrange roles and such with it).
+    pub fn put(&self, contact: Contact) {
+        self.state.lock().unwrap().contacts.insert(contact.contact_id.clone(), contact);
+    }
+
+    /// Applies a redemption's change to a contact, all or nothing, with the DynamoDB conditions.
+    fn apply(&self, change: &ContactChange, now: i64) -> Result<(), RedeemError> {
+        let mut state = self.state.lock().unwrap();
+        match change {
+            ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
+                if let Some(username) = username {
+                    if state.by_username.contains_key(&username.normalized) {
+                        return Err(RedeemError::UsernameTaken);
+                    }
+                }
+                let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                if contact.password_hash.is_some() {
+                    return Err(RedeemError::InvitationInvalid);
+                }
+                contact.password_hash = Some(password_hash.clone());
+                contact.email_confirmed = true;
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                if let Some(username) = username {
+                    contact.username = Some(username.display.clone());
+                    contact.username_normalized = Some(username.normalized.clone());
+                }
+                contact.updated_at = now;
+                if let Some(username) = username {
+                    state.by_username.insert(username.normalized.clone(), contact_id.clone());
+                }
+                Ok(())
+            }
+            ContactChange::Create(contact) => {
+                if state.by_email.contains_key(&contact.email_normalized) {
+                    return Err(RedeemError::EmailTaken);
+                }
+                if let Some(username) = &contact.username_normalized {
+                    if state.by_username.contains_key(username) {
+                        return Err(RedeemError::UsernameTaken);
+                    }
+                    state.by_username.insert(username.clone(), contact.contact_id.clone());
+                }
+                state.by_email.insert(contact.email_normalized.clone(), contact.contact_id.clone());
+                state.contacts.insert(contact.contact_id.clone(), contact.clone());
+                Ok(())
+            }
+            ContactChange::Assign { contact_id, roles, account_id } => {
+                let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                contact.updated_at = now;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -85,6 +154,13 @@ impl ContactStore for MemoryContacts {
         }
         Ok(())
     }
+
+    async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>> {
+        let mut all = self.all();
+        all.sort_by(|a, b| (a.created_at, &a.email_normalized).cmp(&(b.created_at, &b.email_normalized)));
+        all.truncate(limit);
+        Ok(all)
+    }
 }
 
 #[derive(Default)]
@@ -138,5 +214,199 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Invitations in memory, writing their emails to a [`MemoryOutbox`] and redemptions' changes to a
+/// [`MemoryContacts`], with the same conditions as DynamoDB.
+pub struct MemoryInvitations {
+    contacts: Arc<MemoryContacts>,
+    outbox: Arc<MemoryOutbox>,
+    state: Mutex<InvitationsState>,
+}
+
+#[derive(Default)]
+struct InvitationsState {
+    invitations: HashMap<String, Invitation>,
+    codes: HashMap<String, String>,
+    redemptions: Vec<Redemption>,
+}
+
+impl MemoryInvitations {
+    pub fn new(contacts: Arc<MemoryContacts>, outbox: Arc<MemoryOutbox>) -> Self {
+        MemoryInvitations { contacts, outbox, state: Mutex::default() }
+    }
+
+    pub fn all(&self) -> Vec<Invitation> {
+        self.state.lock().unwrap().invitations.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl InvitationStore for MemoryInvitations {
+    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
+        let mut state = self.state.lock().unwrap();
+        state.codes.insert(invitation.code_digest.clone(), invitation.invitation_id.clone());
+        state.invitations.insert(invitation.invitation_id.clone(), invitation.clone());
+        self.outbox.insert(message.clone());
+        Ok(())
+    }
+
+    async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>> {
+        Ok(self.state.lock().unwrap().invitations.get(invitation_id).cloned())
+    }
+
+    async fn redemptions(&self, invitation_id: &str) -> anyhow::Result<Vec<Redemption>> {
+        let state = self.state.lock().unwrap();
+        Ok(state.redemptions.iter().filter(|r| r.invitation_id == invitation_id).cloned().collect())
+    }
+
+    async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>> {
+        let state = self.state.lock().unwrap();
+        Ok(state.codes.get(code_digest).and_then(|id| state.invitations.get(id)).cloned())
+    }
+
+    async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>> {
+        let state = self.state.lock().unwrap();
+        let mut found: Vec<Invitation> = state.invitations.values().filter(|i| i.contact_id == contact_id).cloned().collect();
+        found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+        Ok(found)
+    }
+
+    async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        let Some(stored) = state.invitations.get_mut(&invitation.invitation_id) else { return Ok(false) };
+        if stored.revoked || stored.code_digest != invitation.code_digest {
+            return Ok(false);
+        }
+        stored.code_digest = new_digest.to_string();
+        stored.message_id = message.message_id.clone();
+        stored.delivery = Delivery::Pending;
+        stored.delivery_error = None;
+        stored.delivered_at = None;
+        state.codes.remove(&invitation.code_digest);
+        state.codes.insert(new_digest.to_string(), invitation.invitation_id.clone());
+        self.outbox.insert(message.clone());
+        Ok(true)
+    }
+
+    async fn revoke(&self, invitation_id: &str, _now: i64) -> anyhow::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        Ok(state.invitations.get_mut(invitation_id).map(|i| i.revoked = true).is_some())
+    }
+
+    async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError> {
+        let mut state = self.state.lock().unwrap();
+        let stored = state.invitations.get(&invitation.invitation_id).ok_or(RedeemError::InvitationInvalid)?;
+        if !stored.is_redeemable(now) || stored.code_digest != invitation.code_digest {
+            return Err(RedeemError::InvitationInvalid);
+        }
+        self.contacts.apply(change, now)?;
+        if let Some(stored) = state.invitations.get_mut(&invitation.invitation_id) {
+            stored.redemptions += 1;
+        }
+        state.redemptions.push(redemption.clone());
+        Ok(())
+    }
+
+    async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(stored) = state.invitations.get_mut(invitation_id).filter(|i| i.message_id == message_id) {
+            stored.delivery = delivery;
+            stored.delivery_error = error.map(str::to_string);
+            stored.delivered_at = Some(now);
+        }
+        Ok(())
+    }
+}
+
+/// Outbox messages in memory, with the claim rules of the DynamoDB outbox.
+#[derive(Default)]
+pub struct MemoryOutbox {
+    messages: Mutex<HashMap<String, (OutboxMessage, Option<i64>)>>,
+}
+
+impl MemoryOutbox {
+    pub fn insert(&self, message: OutboxMessage) {
+        self.messages.lock().unwrap().insert(message.message_id.clone(), (message, None));
+    }
+
+    pub fn all(&self) -> Vec<OutboxMessage> {
+        self.messages.lock().unwrap().values().map(|(m, _)| m.clone()).collect()
+    }
+
+    pub fn get(&self, message_id: &str) -> Option<OutboxMessage> {
+        self.messages.lock().unwrap().get(message_id).map(|(m, _)| m.clone())
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryOutbox {
+    async fn claim(&self, message_id: &str, now: i64) -> anyhow::Result<Option<OutboxMessage>> {
+        let mut messages = self.messages.lock().unwrap();
+        let Some((message, claimed_at)) = messages.get_mut(message_id) else { return Ok(None) };
+        let stale = claimed_at.is_some_and(|at| at < now - CLAIM_TIMEOUT_SECS);
+        match message.status {
+            MessageStatus::Pending => {}
+            MessageStatus::Sending if stale => {}
+            _ => return Ok(None),
+        }
+        message.status = MessageStatus::Sending;
+        *claimed_at = Some(now);
+        Ok(Some(message.clone()))
+    }
+
+    async fn mark_sent(&self, message_id: &str, _now: i64) -> anyhow::Result<()> {
+        if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
+            message.status = MessageStatus::Sent;
+            message.secret = None;
+        }
+        Ok(())
+    }
+
+    async fn mark_failed(&self, message_id: &str, reason: &str, _now: i64) -> anyhow::Result<()> {
+        if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
+            message.status = MessageStatus::Failed;
+            message.error = Some(reason.to_string());
+            message.secret = None;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, message_id: &str) -> anyhow::Result<()> {
+        if let Some((message, claimed_at)) = self.messages.lock().unwrap().get_mut(message_id) {
+            message.status = MessageStatus::Pending;
+            *claimed_at = None;
+        }
+        Ok(())
+    }
+}
+
+/// A mailer that records what it sends; tests queue failures for the next sends.
+#[derive(Default)]
+pub struct MemoryMailer {
+    sent: Mutex<Vec<OutgoingEmail>>,
+    failures: Mutex<VecDeque<SendError>>,
+}
+
+impl MemoryMailer {
+    pub fn sent(&self) -> Vec<OutgoingEmail> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// The next send fails with `error`.
+    pub fn fail_next(&self, error: SendError) {
+        self.failures.lock().unwrap().push_back(error);
+    }
+}
+
+#[async_trait]
+impl Mailer for MemoryMailer {
+    async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError> {
+        if let Some(error) = self.failures.lock().unwrap().pop_front() {
+            return Err(error);
+        }
+        self.sent.lock().unwrap().push(email.clone());
+        Ok(())
     }
 }

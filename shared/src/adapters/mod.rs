@@ -1,4 +1,6 @@
 //! Adapters: DynamoDB for production, memory for handler tests.
 
 pub mod dynamodb;
+pub mod dynamodb_invitations;
+pub mod ses;
 pub mod memory;

@@ -3,6 +3,8 @@
 
 pub mod contact;
 pub mod email;
+pub mod invitation;
+pub mod outbox;
 pub mod lockout;
 pub mod password;
 pub mod secret;

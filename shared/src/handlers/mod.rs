@@ -2,6 +2,7 @@
 
 pub mod profile;
 pub mod register;
+pub mod send_email;
 pub mod sign_in;
 
 use crate::app::Portal;

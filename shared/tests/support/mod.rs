@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request};
 use portal::Portal;
-use portal::adapters::memory::{ManualClock, MemoryContacts, MemorySessions};
+use portal::adapters::memory::{ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions};
 use portal::config::Settings;
 use portal::lambda::HttpFunction;
 use portal::web::HttpResponse;
@@ -21,6 +21,9 @@ pub struct TestPortal {
     pub portal: Portal,
     pub contacts: Arc<MemoryContacts>,
     pub sessions: Arc<MemorySessions>,
+    pub invitations: Arc<MemoryInvitations>,
+    pub outbox: Arc<MemoryOutbox>,
+    pub mailer: Arc<MemoryMailer>,
     pub clock: Arc<ManualClock>,
 }
 
@@ -28,6 +31,8 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
     let mut map: HashMap<String, String> = HashMap::from([
         ("PORTAL_CONTACTS_TABLE".into(), "contacts".into()),
         ("PORTAL_SESSIONS_TABLE".into(), "sessions".into()),
+        ("PORTAL_INVITATIONS_TABLE".into(), "invitations".into()),
+        ("PORTAL_OUTBOX_TABLE".into(), "outbox".into()),
         ("PORTAL_BASE_URL".into(), BASE.into()),
     ]);
     for (k, v) in overrides {
@@ -40,8 +45,19 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let contacts = Arc::new(MemoryContacts::default());
     let sessions = Arc::new(MemorySessions::default());
     let clock = Arc::new(ManualClock::at(1_800_000_000));
-    let portal = Portal { settings: settings(overrides), contacts: contacts.clone(), sessions: sessions.clone(), clock: clock.clone() };
-    TestPortal { portal, contacts, sessions, clock }
+    let outbox = Arc::new(MemoryOutbox::default());
+    let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
+    let mailer = Arc::new(MemoryMailer::default());
+    let portal = Portal {
+        settings: settings(overrides),
+        contacts: contacts.clone(),
+        sessions: sessions.clone(),
+        invitations: invitations.clone(),
+        outbox: outbox.clone(),
+        mailer: mailer.clone(),
+        clock: clock.clone(),
+    };
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock }
 }
 
 pub fn events_dir() -> PathBuf {

@@ -1,0 +1,484 @@
+//! DynamoDB adapters for invitations and the outbox.
+//!
+//! Invitations table (keys `pk`, `sk`; GSI `by-contact` on `contact_id`; TTL on `ttl`):
+//! - `INVITATION#<id>` / `INVITATION`: the invitation.
+//! - `INVITATION#<id>` / `REDEMPTION#<time>#<contact id>`: its redemptions (one query reads all).
+//! - `CODE#<sha-256 of the code>` / `CODE`: finds the invitation by its code.
+//!
+//! Outbox table (key `pk` = message id; stream NEW_IMAGE; TTL on `ttl`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+
+use super::dynamodb::{Item, cancellation_codes, contact_pk, guard_item, new_contact_items, number, put_new, sdk_error, username_pk};
+use crate::domain::invitation::{Delivery, Invitation, Redemption};
+use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage, RETENTION_SECS};
+use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
+
+/// Invitations stay visible to administrators this long after they expire, then TTL removes them.
+const KEEP_AFTER_EXPIRY_SECS: i64 = 90 * 86_400;
+const INVITATION_SK: &str = "INVITATION";
+const CODE_SK: &str = "CODE";
+
+fn invitation_pk(invitation_id: &str) -> String {
+    format!("INVITATION#{invitation_id}")
+}
+
+fn code_pk(digest: &str) -> String {
+    format!("CODE#{digest}")
+}
+
+fn key2(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_string(), AttributeValue::S(pk)), ("sk".to_string(), AttributeValue::S(sk.to_string()))])
+}
+
+fn text(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+fn list(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(|v| text(v)).collect())
+}
+
+#[derive(Serialize, Deserialize)]
+struct InvitationItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    invitation: Invitation,
+    ttl: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CodeItem {
+    pk: String,
+    sk: String,
+    invitation_id: String,
+    ttl: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RedemptionItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    redemption: Redemption,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutboxItem {
+    pk: String,
+    #[serde(flatten)]
+    message: OutboxMessage,
+    ttl: i64,
+}
+
+fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
+    let item: Item = serde_dynamo::to_item(OutboxItem {
+        pk: message.message_id.clone(),
+        message: message.clone(),
+        ttl: message.created_at + RETENTION_SECS,
+    })?;
+    put_new(table, item)
+}
+
+fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
+    Ok(serde_dynamo::to_item(CodeItem {
+        pk: code_pk(digest),
+        sk: CODE_SK.into(),
+        invitation_id: invitation.invitation_id.clone(),
+        ttl: invitation.expires_at,
+    })?)
+}
+
+fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+pub struct DynamoInvitations {
+    client: Client,
+    invitations_table: String,
+    contacts_table: String,
+    outbox_table: String,
+}
+
+impl DynamoInvitations {
+    pub fn new(client: Client, invitations_table: &str, contacts_table: &str, outbox_table: &str) -> Self {
+        DynamoInvitations {
+            client,
+            invitations_table: invitations_table.into(),
+            contacts_table: contacts_table.into(),
+            outbox_table: outbox_table.into(),
+        }
+    }
+
+    async fn get_item(&self, pk: String, sk: &str) -> anyhow::Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading an invitation item", e))?;
+        Ok(output.item)
+    }
+
+    /// The transaction items that apply `change` to the contacts table, each with what a failed
+    /// condition on it means.
+    fn contact_change_items(&self, change: &ContactChange, now: i64) -> anyhow::Result<Vec<(TransactWriteItem, RedeemError)>> {
+        let table = &self.contacts_table;
+        let update = |expression: String, condition: &str, values: Vec<(&str, AttributeValue)>, contact_id: &str| -> anyhow::Result<TransactWriteItem> {
+            let mut builder = Update::builder()
+                .table_name(table)
+                .set_key(Some(HashMap::from([("pk".to_string(), text(&contact_pk(contact_id)))])))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .expression_attribute_names("#roles", "roles");
+            for (name, value) in values {
+                builder = builder.expression_attribute_values(name, value);
+            }
+            Ok(TransactWriteItem::builder().update(builder.build()?).build())
+        };
+        Ok(match change {
+            ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
+                let mut expression = "SET password_hash = :hash, #roles = :roles, email_confirmed = :true, updated_at = :now".to_string();
+                let mut values = vec![
+                    (":hash", serde_dynamo::to_attribute_value(password_hash)?),
+                    (":roles", list(roles)),
+                    (":true", AttributeValue::Bool(true)),
+                    (":now", number(now)),
+                ];
+                if let Some(username) = username {
+                    expression.push_str(", username = :username, username_normalized = :username_normalized");
+                    values.push((":username", text(&username.display)));
+                    values.push((":username_normalized", text(&username.normalized)));
+                }
+                if let Some(account_id) = account_id {
+                    expression.push_str(", account_id = :account");
+                    values.push((":account", text(account_id)));
+                }
+                let item = update(expression, "attribute_exists(pk) AND attribute_not_exists(password_hash)", values, contact_id)?;
+                let mut items = vec![(item, RedeemError::InvitationInvalid)];
+                if let Some(username) = username {
+                    items.push((put_new(table, guard_item(username_pk(&username.normalized), contact_id)?)?, RedeemError::UsernameTaken));
+                }
+                items
+            }
+            ContactChange::Create(contact) => {
+                let mut items = new_contact_items(table, contact)?.into_iter();
+                let mut described = vec![(items.next().context("contact item")?, RedeemError::InvitationInvalid)];
+                described.push((items.next().context("email guard")?, RedeemError::EmailTaken));
+                if let Some(username_guard) = items.next() {
+                    described.push((username_guard, RedeemError::UsernameTaken));
+                }
+                described
+            }
+            ContactChange::Assign { contact_id, roles, account_id } => {
+                let mut expression = "SET #roles = :roles, updated_at = :now".to_string();
+                let mut values = vec![(":roles", list(roles)), (":now", number(now))];
+                if let Some(account_id) = account_id {
+                    expression.push_str(", account_id = :account");
+                    values.push((":account", text(account_id)));
+                }
+                vec![(update(expression, "attribute_exists(pk)", values, contact_id)?, RedeemError::InvitationInvalid)]
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl InvitationStore for DynamoInvitations {
+    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
+        let item: Item = serde_dynamo::to_item(InvitationItem {
+            pk: invitation_pk(&invitation.invitation_id),
+            sk: INVITATION_SK.into(),
+            invitation: invitation.clone(),
+            ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
+        })?;
+        let items = vec![
+            put_new(&self.invitations_table, item)?,
+            put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?,
+            outbox_put(&self.outbox_table, message)?,
+        ];
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| sdk_error("creating an invitation", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>> {
+        let Some(item) = self.get_item(invitation_pk(invitation_id), INVITATION_SK).await? else { return Ok(None) };
+        let stored: InvitationItem = serde_dynamo::from_item(item).context("reading an invitation")?;
+        Ok(Some(stored.invitation))
+    }
+
+    async fn redemptions(&self, invitation_id: &str) -> anyhow::Result<Vec<Redemption>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.invitations_table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :redemption)")
+            .expression_attribute_values(":pk", text(&invitation_pk(invitation_id)))
+            .expression_attribute_values(":redemption", text("REDEMPTION#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading redemptions", e))?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item::<_, RedemptionItem>(item)?.redemption))
+            .collect()
+    }
+
+    async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>> {
+        let Some(item) = self.get_item(code_pk(code_digest), CODE_SK).await? else { return Ok(None) };
+        let code: CodeItem = serde_dynamo::from_item(item).context("reading a code item")?;
+        let invitation = self.get(&code.invitation_id).await?;
+        // A resend replaces the code: only the current one finds the invitation.
+        Ok(invitation.filter(|i| i.code_digest == code_digest))
+    }
+
+    async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.invitations_table)
+            .index_name("by-contact")
+            .key_condition_expression("contact_id = :contact")
+            .filter_expression("sk = :invitation")
+            .expression_attribute_values(":contact", text(contact_id))
+            .expression_attribute_values(":invitation", text(INVITATION_SK))
+            .send()
+            .await
+            .map_err(|e| sdk_error("listing a contact's invitations", e))?;
+        let mut invitations: Vec<Invitation> = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item::<_, InvitationItem>(item)?.invitation))
+            .collect::<anyhow::Result<_>>()?;
+        invitations.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+        Ok(invitations)
+    }
+
+    async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool> {
+        let update = Update::builder()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
+            .update_expression("SET code_digest = :new, message_id = :message, delivery = :pending REMOVE delivery_error, delivered_at")
+            .condition_expression("revoked = :false AND code_digest = :old")
+            .expression_attribute_values(":new", text(new_digest))
+            .expression_attribute_values(":old", text(&invitation.code_digest))
+            .expression_attribute_values(":message", text(&message.message_id))
+            .expression_attribute_values(":pending", serde_dynamo::to_attribute_value(Delivery::Pending)?)
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .build()?;
+        let delete_old = Delete::builder()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(code_pk(&invitation.code_digest), CODE_SK)))
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().delete(delete_old).build(),
+            put_new(&self.invitations_table, code_item(new_digest, invitation)?)?,
+            outbox_put(&self.outbox_table, message)?,
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if cancellation_codes(&err).is_some_and(|codes| codes.first().map(String::as_str) == Some("ConditionalCheckFailed")) => Ok(false),
+            Err(err) => Err(sdk_error("replacing an invitation code", err)),
+        }
+    }
+
+    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
+            .update_expression("SET revoked = :true, revoked_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(sdk_error("revoking an invitation", err)),
+        }
+    }
+
+    async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError> {
+        let count = Update::builder()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
+            .update_expression("SET redemptions = redemptions + :one")
+            .condition_expression("revoked = :false AND expires_at > :now AND redemptions < max_redemptions AND code_digest = :code")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":code", text(&invitation.code_digest))
+            .build()
+            .map_err(anyhow::Error::from)?;
+        let mut described = vec![(TransactWriteItem::builder().update(count).build(), RedeemError::InvitationInvalid)];
+        described.extend(self.contact_change_items(change, now)?);
+        let record: Item = serde_dynamo::to_item(RedemptionItem {
+            pk: invitation_pk(&invitation.invitation_id),
+            sk: format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id),
+            redemption: redemption.clone(),
+        })
+        .map_err(anyhow::Error::from)?;
+        let put = Put::builder().table_name(&self.invitations_table).set_item(Some(record)).build().map_err(anyhow::Error::from)?;
+        described.push((TransactWriteItem::builder().put(put).build(), RedeemError::InvitationInvalid));
+        let (items, meanings): (Vec<_>, Vec<_>) = described.into_iter().unzip();
+        // Concurrent redemptions of one code conflict; a retry sees the winner's count.
+        for attempt in 1..=4u64 {
+            let err = match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let Some(codes) = cancellation_codes(&err) else {
+                return Err(sdk_error("redeeming an invitation", err).into());
+            };
+            if let Some(index) = codes.iter().position(|c| c == "ConditionalCheckFailed") {
+                return Err(match &meanings[index] {
+                    RedeemError::EmailTaken => RedeemError::EmailTaken,
+                    RedeemError::UsernameTaken => RedeemError::UsernameTaken,
+                    _ => RedeemError::InvitationInvalid,
+                });
+            }
+            if codes.iter().any(|c| c == "TransactionConflict") && attempt < 4 {
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                continue;
+            }
+            return Err(sdk_error("redeeming an invitation", err).into());
+        }
+        Err(RedeemError::Store(anyhow::anyhow!("redeeming an invitation: transaction conflicts persisted")))
+    }
+
+    async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()> {
+        let mut builder = self
+            .client
+            .update_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
+            .condition_expression("message_id = :message")
+            .expression_attribute_values(":message", text(message_id))
+            .expression_attribute_values(":delivery", serde_dynamo::to_attribute_value(delivery)?)
+            .expression_attribute_values(":now", number(now));
+        builder = match error {
+            Some(error) => builder
+                .update_expression("SET delivery = :delivery, delivered_at = :now, delivery_error = :error")
+                .expression_attribute_values(":error", text(error)),
+            None => builder.update_expression("SET delivery = :delivery, delivered_at = :now REMOVE delivery_error"),
+        };
+        match builder.send().await {
+            Ok(_) => Ok(()),
+            // A resend replaced this message: its outcome no longer describes the invitation.
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error("recording a delivery", err)),
+        }
+    }
+}
+
+pub struct DynamoOutbox {
+    client: Client,
+    table: String,
+}
+
+impl DynamoOutbox {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoOutbox { client, table: table.into() }
+    }
+
+    fn update(&self, message_id: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", text(message_id))
+            .expression_attribute_names("#s", "status")
+    }
+}
+
+fn status(value: &str) -> AttributeValue {
+    text(value)
+}
+
+#[async_trait]
+impl Outbox for DynamoOutbox {
+    async fn claim(&self, message_id: &str, now: i64) -> anyhow::Result<Option<OutboxMessage>> {
+        let result = self
+            .update(message_id)
+            .update_expression("SET #s = :sending, claimed_at = :now")
+            .condition_expression("#s = :pending OR (#s = :sending AND claimed_at < :stale)")
+            .expression_attribute_values(":sending", status("sending"))
+            .expression_attribute_values(":pending", status("pending"))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":stale", number(now - CLAIM_TIMEOUT_SECS))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let stored: OutboxItem = serde_dynamo::from_item(output.attributes.unwrap_or_default()).context("reading a claimed message")?;
+                Ok(Some(stored.message))
+            }
+            Err(err) if is_conditional_failure(&err) => Ok(None),
+            Err(err) => Err(sdk_error("claiming an outbox message", err)),
+        }
+    }
+
+    async fn mark_sent(&self, message_id: &str, now: i64) -> anyhow::Result<()> {
+        self.update(message_id)
+            .update_expression("SET #s = :sent, sent_at = :now REMOVE secret")
+            .expression_attribute_values(":sent", status("sent"))
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await
+            .map_err(|e| sdk_error("marking a message sent", e))?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, message_id: &str, reason: &str, now: i64) -> anyhow::Result<()> {
+        self.update(message_id)
+            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret")
+            .expression_attribute_names("#e", "error")
+            .expression_attribute_values(":failed", status("failed"))
+            .expression_attribute_values(":reason", text(reason))
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await
+            .map_err(|e| sdk_error("marking a message failed", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, message_id: &str) -> anyhow::Result<()> {
+        let result = self
+            .update(message_id)
+            .update_expression("SET #s = :pending REMOVE claimed_at")
+            .condition_expression("#s = :sending")
+            .expression_attribute_values(":pending", status("pending"))
+            .expression_attribute_values(":sending", status("sending"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error("releasing a message", err)),
+        }
+    }
+}
