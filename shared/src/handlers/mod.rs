@@ -1,12 +1,16 @@
 //! Request handlers, one module per Lambda function, and the session helpers they share.
 
+pub mod admin;
 pub mod profile;
+pub mod redeem;
 pub mod register;
 pub mod send_email;
 pub mod sign_in;
 
 use crate::app::Portal;
-use crate::domain::contact::Contact;
+use crate::domain::contact::{Contact, Login};
+use crate::domain::lockout::FailedSignIn;
+use crate::domain::password::{Password, verify_password};
 use crate::domain::secret::{digest, random_token};
 use crate::domain::session::Session;
 use crate::web::request::{cookie, csrf_cookie_name, session_cookie_name, source_ip};
@@ -85,3 +89,35 @@ impl CsrfToken {
 pub fn audit(req: &HttpRequest, event: &'static str, contact_id: Option<&str>) {
     tracing::info!(audit = event, contact_id = contact_id.unwrap_or("-"), source_ip = %source_ip(req), "audit");
 }
+
+/// Checks a login and password. Unknown logins, wrong passwords and locked accounts all end in the
+/// same `invalid_credentials`, after the same single argon2 run.
+pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str, password: Password) -> Result<Contact, PortalError> {
+    let contact = match Login::parse(login) {
+        Some(login) => portal.contacts.find_by_login(&login).await?,
+        None => None,
+    };
+    let now = portal.clock.now();
+    let locked = contact.as_ref().is_some_and(|c| c.lockout().is_locked(now));
+    let hash = contact.as_ref().and_then(|c| c.password_hash.clone());
+    let verified = verify_password(password, hash).await?;
+    let Some(contact) = contact else {
+        audit(req, "sign_in_failed", None);
+        return Err(PortalError::InvalidCredentials);
+    };
+    if verified && !locked {
+        if contact.lockout().needs_reset() {
+            portal.contacts.reset_lockout(&contact.contact_id).await?;
+        }
+        return Ok(contact);
+    }
+    audit(req, "sign_in_failed", Some(&contact.contact_id));
+    if contact.password_hash.is_some() {
+        let outcome = portal.contacts.record_failed_sign_in(&contact.contact_id, now, &portal.settings.lockout).await?;
+        if let FailedSignIn::LockedOut { until } = outcome {
+            tracing::warn!(audit = "locked_out", contact_id = %contact.contact_id, locked_until = until, "audit");
+        }
+    }
+    Err(PortalError::InvalidCredentials)
+}
+

@@ -4,11 +4,9 @@ use async_trait::async_trait;
 use lambda_http::http::Method;
 use serde::Serialize;
 
-use super::{CsrfToken, audit, start_session};
+use super::{CsrfToken, audit, authenticate, start_session};
 use crate::app::Portal;
-use crate::domain::contact::{Contact, Login};
-use crate::domain::lockout::FailedSignIn;
-use crate::domain::password::{Password, verify_password};
+use crate::domain::password::Password;
 use crate::domain::secret::digest;
 use crate::lambda::HttpFunction;
 use crate::web::pages::{self, FormErrors, SignInPage};
@@ -85,37 +83,6 @@ async fn submit_sign_in(portal: &Portal, req: &HttpRequest) -> HttpResponse {
         Client::Browser => response::see_other("/"),
     };
     with_cookie(reply, cookie)
-}
-
-/// Checks a login and password. Unknown logins, wrong passwords and locked accounts all end in the
-/// same `invalid_credentials`, after the same single argon2 run.
-async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str, password: Password) -> Result<Contact, PortalError> {
-    let contact = match Login::parse(login) {
-        Some(login) => portal.contacts.find_by_login(&login).await?,
-        None => None,
-    };
-    let now = portal.clock.now();
-    let locked = contact.as_ref().is_some_and(|c| c.lockout().is_locked(now));
-    let hash = contact.as_ref().and_then(|c| c.password_hash.clone());
-    let verified = verify_password(password, hash).await?;
-    let Some(contact) = contact else {
-        audit(req, "sign_in_failed", None);
-        return Err(PortalError::InvalidCredentials);
-    };
-    if verified && !locked {
-        if contact.lockout().needs_reset() {
-            portal.contacts.reset_lockout(&contact.contact_id).await?;
-        }
-        return Ok(contact);
-    }
-    audit(req, "sign_in_failed", Some(&contact.contact_id));
-    if contact.password_hash.is_some() {
-        let outcome = portal.contacts.record_failed_sign_in(&contact.contact_id, now, &portal.settings.lockout).await?;
-        if let FailedSignIn::LockedOut { until } = outcome {
-            tracing::warn!(audit = "locked_out", contact_id = %contact.contact_id, locked_until = until, "audit");
-        }
-    }
-    Err(PortalError::InvalidCredentials)
 }
 
 async fn sign_out(portal: &Portal, req: &HttpRequest) -> HttpResponse {

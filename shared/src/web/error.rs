@@ -20,6 +20,8 @@ pub enum PortalError {
     NotFound,
     #[error("email taken")]
     EmailTaken,
+    #[error("invitation invalid")]
+    InvitationInvalid,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -52,7 +54,7 @@ impl PortalError {
 
     pub fn status(&self) -> u16 {
         match self {
-            PortalError::Validation { .. } => 400,
+            PortalError::Validation { .. } | PortalError::InvitationInvalid => 400,
             PortalError::InvalidCredentials | PortalError::Unauthenticated => 401,
             PortalError::Forbidden(_) => 403,
             PortalError::NotFound => 404,
@@ -72,6 +74,7 @@ impl PortalError {
             PortalError::Forbidden(_) => "forbidden",
             PortalError::NotFound => "not_found",
             PortalError::EmailTaken => "email_taken",
+            PortalError::InvitationInvalid => "invitation_invalid",
             PortalError::PayloadTooLarge => "payload_too_large",
             PortalError::UnsupportedMediaType => "unsupported_media_type",
             PortalError::RateLimited { .. } => "rate_limited",
@@ -88,6 +91,9 @@ impl PortalError {
             PortalError::Forbidden(_) => "You are not allowed to do that.",
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
+            PortalError::InvitationInvalid => {
+                "This invitation code is not valid. It may be mistyped, expired, revoked or already used."
+            }
             PortalError::PayloadTooLarge => "The request is too large.",
             PortalError::UnsupportedMediaType => {
                 "Send application/json or application/x-www-form-urlencoded."
@@ -131,6 +137,7 @@ mod tests {
             (PortalError::Forbidden("csrf"), 403, "forbidden"),
             (PortalError::NotFound, 404, "not_found"),
             (PortalError::EmailTaken, 409, "email_taken"),
+            (PortalError::InvitationInvalid, 400, "invitation_invalid"),
             (PortalError::PayloadTooLarge, 413, "payload_too_large"),
             (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),

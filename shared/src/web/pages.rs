@@ -127,3 +127,86 @@ pub fn message(status: u16, message: &str) -> String {
     };
     render(&MessagePage { viewer: None, csrf_token: "", title, message })
 }
+
+/// A contact as the administrators' list shows it.
+pub struct ContactRow {
+    pub contact_id: String,
+    pub name: String,
+    pub email: String,
+    pub roles: String,
+    pub portal_user: bool,
+}
+
+impl ContactRow {
+    pub fn of(contact: &Contact) -> Self {
+        ContactRow {
+            contact_id: contact.contact_id.clone(),
+            name: format!("{} {}", contact.first_name, contact.last_name),
+            email: contact.email.clone(),
+            roles: contact.roles.join(", "),
+            portal_user: contact.password_hash.is_some(),
+        }
+    }
+}
+
+/// An invitation as the administrators' pages show it.
+pub struct InvitationRow {
+    pub invitation_id: String,
+    pub kind: String,
+    pub status: String,
+    pub delivery: String,
+    pub delivery_error: Option<String>,
+    pub redemptions: String,
+    pub expires: String,
+    pub roles: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_contacts.html")]
+pub struct AdminContactsPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub query: &'a str,
+    pub contacts: Vec<ContactRow>,
+    pub selected: Option<ContactRow>,
+    pub invitations: Vec<InvitationRow>,
+    pub invitations_enabled: bool,
+    pub default_expiry_days: u32,
+    pub errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "admin_invitation.html")]
+pub struct AdminInvitationPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub invitation: InvitationRow,
+    pub contact_id: &'a str,
+    pub recipient: String,
+    pub account_id: &'a str,
+    pub redirect_path: &'a str,
+    /// (contact id, when, source address)
+    pub redemptions: Vec<(String, String, String)>,
+    pub can_resend: bool,
+    pub can_revoke: bool,
+}
+
+#[derive(Template)]
+#[template(path = "redeem.html")]
+pub struct RedeemPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub code: &'a str,
+    pub found: bool,
+    pub group: bool,
+    pub invited_name: String,
+    pub invited_email: String,
+    pub existing_account: bool,
+    pub login: String,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_min_length: usize,
+    pub errors: FormErrors,
+}

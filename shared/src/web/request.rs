@@ -127,6 +127,8 @@ pub fn csrf_cookie_name(settings: &Settings) -> &'static str {
 enum Value {
     Text(String),
     Bool(bool),
+    Integer(i64),
+    List(Vec<String>),
     Other(&'static str),
 }
 
@@ -163,8 +165,16 @@ impl Fields {
                     serde_json::Value::Null => return None,
                     serde_json::Value::String(s) => Value::Text(s),
                     serde_json::Value::Bool(b) => Value::Bool(b),
-                    serde_json::Value::Number(_) => Value::Other("a number"),
-                    serde_json::Value::Array(_) => Value::Other("a list"),
+                    serde_json::Value::Number(n) => n.as_i64().map(Value::Integer).unwrap_or(Value::Other("a fraction")),
+                    serde_json::Value::Array(items) => items
+                        .into_iter()
+                        .map(|item| match item {
+                            serde_json::Value::String(s) => Some(s),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .map(Value::List)
+                        .unwrap_or(Value::Other("a list of non-text values")),
                     serde_json::Value::Object(_) => Value::Other("an object"),
                 };
                 Some((name, value))
@@ -188,8 +198,38 @@ impl Fields {
         match self.values.get(name)? {
             Value::Text(text) => Some(text.clone()),
             Value::Bool(_) => self.reject(name, "must be text, not true/false"),
+            Value::Integer(_) => self.reject(name, "must be text, not a number"),
+            Value::List(_) => self.reject(name, "must be text, not a list"),
             Value::Other(kind) => self.reject(name, format!("must be text, not {kind}")),
         }
+    }
+
+    /// An optional whole number within `range`: a JSON integer, or digits in a form.
+    pub fn optional_integer(&mut self, name: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+        let value = match self.values.get(name)? {
+            Value::Integer(n) => Some(*n),
+            Value::Text(t) if t.trim().is_empty() => return None,
+            Value::Text(t) => t.trim().parse().ok(),
+            _ => None,
+        };
+        match value {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => self.reject(name, format!("must be a whole number from {} to {}", range.start(), range.end())),
+        }
+    }
+
+    /// An optional list of text: a JSON list of strings, or comma-separated text in a form.
+    pub fn optional_list(&mut self, name: &str) -> Vec<String> {
+        let items = match self.values.get(name) {
+            None => return Vec::new(),
+            Some(Value::List(items)) => items.clone(),
+            Some(Value::Text(text)) => text.split(',').map(str::to_string).collect(),
+            Some(_) => {
+                self.reject::<()>(name, "must be a list of text");
+                return Vec::new();
+            }
+        };
+        items.into_iter().map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect()
     }
 
     /// A text field that must be present and not blank.
@@ -222,9 +262,8 @@ impl Fields {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(Value::Text(t)) => matches!(t.as_str(), "on" | "true" | "1" | "yes"),
-            Some(Value::Other(kind)) => {
-                let reason = format!("must be true or false, not {kind}");
-                self.reject::<()>(name, reason);
+            Some(_) => {
+                self.reject::<()>(name, "must be true or false");
                 false
             }
         }
@@ -272,6 +311,24 @@ mod tests {
         assert_eq!(errors["email"], "must be text, not a number");
         assert_eq!(errors["first_name"], "must be text, not a list");
         assert_eq!(errors["gone"], "is required");
+    }
+
+    #[test]
+    fn integers_and_lists_read_from_json_or_forms() {
+        let mut json = Fields::from_json(r#"{"n": 3, "big": 99999, "frac": 1.5, "roles": ["A", " B "], "bad": [1]}"#).unwrap();
+        assert_eq!(json.optional_integer("n", 1..=10), Some(3));
+        assert_eq!(json.optional_integer("big", 1..=10), None);
+        assert_eq!(json.optional_integer("frac", 1..=10), None);
+        assert_eq!(json.optional_integer("absent", 1..=10), None);
+        assert_eq!(json.optional_list("roles"), ["A", "B"]);
+        assert!(json.optional_list("bad").is_empty());
+        let PortalError::Validation { fields: errors, .. } = json.finish().unwrap_err() else { panic!() };
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["bad", "big", "frac"]);
+        let mut form = Fields::from_form("n=4&roles=Customers%2C+Partners&empty=").unwrap();
+        assert_eq!(form.optional_integer("n", 1..=10), Some(4));
+        assert_eq!(form.optional_integer("empty", 1..=10), None);
+        assert_eq!(form.optional_list("roles"), ["Customers", "Partners"]);
+        assert!(form.finish().is_ok());
     }
 
     #[test]
