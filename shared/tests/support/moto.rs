@@ -60,6 +60,8 @@ pub struct Tables {
     pub client: Client,
     pub contacts: String,
     pub sessions: String,
+    pub invitations: String,
+    pub outbox: String,
 }
 
 /// Creates a fresh set of the template's tables under a unique stack name.
@@ -83,5 +85,7 @@ pub fn fresh_tables() -> Tables {
         client: Client::from_conf(config),
         contacts: format!("{stack}-contacts"),
         sessions: format!("{stack}-sessions"),
+        invitations: format!("{stack}-invitations"),
+        outbox: format!("{stack}-outbox"),
     }
 }
