@@ -29,7 +29,7 @@ impl Portal {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let ses = aws_sdk_sesv2::Client::new(&sdk);
         Ok(Portal {
-            contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table)),
+            contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table, &settings.outbox_table)),
             sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), &settings.sessions_table)),
             invitations: Arc::new(DynamoInvitations::new(
                 dynamodb.clone(),

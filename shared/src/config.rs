@@ -33,6 +33,12 @@ pub struct Settings {
     /// Whether `send-email` sends invitation emails (the Dynamics 365 "Send Invitation" workflow,
     /// which administrators deactivate and reactivate). While off, messages stay pending.
     pub send_invitation_emails: bool,
+    pub reset_token_secs: i64,
+    pub confirmation_token_secs: i64,
+    /// Emails (password resets, confirmation resends) one account may be sent per hour.
+    pub emails_per_account_per_hour: u32,
+    /// Such emails one source address may cause per hour.
+    pub emails_per_address_per_hour: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -106,6 +112,10 @@ impl Settings {
             invitation_email_subject: reader
                 .text("PORTAL_INVITATION_EMAIL_SUBJECT", Some("You're invited to the customer portal"))?,
             send_invitation_emails: reader.flag("PORTAL_SEND_INVITATION_EMAILS", true)?,
+            reset_token_secs: reader.positive::<i64>("PORTAL_RESET_TOKEN_MINUTES", 60)? * 60,
+            confirmation_token_secs: reader.positive::<i64>("PORTAL_CONFIRMATION_TOKEN_HOURS", 24)? * 3600,
+            emails_per_account_per_hour: reader.positive("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", 3)?,
+            emails_per_address_per_hour: reader.positive("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", 10)?,
         })
     }
 }

@@ -18,6 +18,30 @@ struct InvitationEmail<'a> {
     expires: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "email/confirm_email.txt", escape = "none")]
+struct ConfirmEmail<'a> {
+    first_name: &'a str,
+    link: &'a str,
+    expires: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/reset_password.txt", escape = "none")]
+struct ResetPasswordEmail<'a> {
+    first_name: &'a str,
+    link: &'a str,
+    expires: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/account_exists.txt", escape = "none")]
+struct AccountExistsEmail<'a> {
+    first_name: &'a str,
+    signin: &'a str,
+    forgot: &'a str,
+}
+
 /// The email for an outbox message; `None` when the message no longer holds what it must carry.
 pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEmail> {
     match message.kind {
@@ -30,6 +54,24 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
                 .render()
                 .ok()?;
             Some(OutgoingEmail { to: message.to.clone(), subject: settings.invitation_email_subject.clone(), text })
+        }
+        MessageKind::ConfirmEmail => {
+            let link = format!("{}/confirm-email?token={}", settings.base_url, message.secret.as_ref()?.expose());
+            let expires = message.valid_until.map(human).unwrap_or_default();
+            let text = ConfirmEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
+            Some(OutgoingEmail { to: message.to.clone(), subject: "Confirm your email address".into(), text })
+        }
+        MessageKind::ResetPassword => {
+            let link = format!("{}/reset-password?token={}", settings.base_url, message.secret.as_ref()?.expose());
+            let expires = message.valid_until.map(human).unwrap_or_default();
+            let text = ResetPasswordEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
+            Some(OutgoingEmail { to: message.to.clone(), subject: "Reset your password".into(), text })
+        }
+        MessageKind::AccountExists => {
+            let signin = format!("{}/signin", settings.base_url);
+            let forgot = format!("{}/forgot-password", settings.base_url);
+            let text = AccountExistsEmail { first_name: &message.first_name, signin: &signin, forgot: &forgot }.render().ok()?;
+            Some(OutgoingEmail { to: message.to.clone(), subject: "You already have an account".into(), text })
         }
     }
 }

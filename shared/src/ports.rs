@@ -4,6 +4,8 @@
 use async_trait::async_trait;
 
 use crate::domain::contact::{Contact, Login};
+use crate::domain::email::Email;
+use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::session::Session;
 
@@ -17,10 +19,64 @@ pub enum CreateContactError {
     Store(#[from] anyhow::Error),
 }
 
+/// An emailed token with the outbox message that carries it, written together with a change.
+pub type TokenEmail<'a> = (&'a EmailToken, &'a OutboxMessage);
+
+/// The fields of their profile a contact may change (the username cannot change).
+#[derive(Clone, Debug)]
+pub struct ProfileUpdate {
+    pub first_name: String,
+    pub last_name: String,
+    pub phone: Option<String>,
+    /// A new email address, which stays unconfirmed until its link is followed.
+    pub new_email: Option<Email>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateProfileError {
+    #[error("a contact with this email already exists")]
+    EmailTaken,
+    #[error("the contact changed meanwhile")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// What using a token does, in the same write that uses it up.
+#[derive(Debug)]
+pub enum TokenUse {
+    /// Confirms the address the token was sent to, if it is still the contact's.
+    ConfirmEmail,
+    /// Sets a new password and clears any lockout.
+    ResetPassword(PasswordHashString),
+}
+
 #[async_trait]
 pub trait ContactStore: Send + Sync {
     /// Creates the contact with its unique email (and username) reserved, all or nothing.
-    async fn create(&self, contact: &Contact) -> Result<(), CreateContactError>;
+    async fn create(&self, contact: &Contact) -> Result<(), CreateContactError> {
+        self.create_with_email(contact, None).await
+    }
+    /// Creates the contact and, in the same write, queues an email with a token.
+    async fn create_with_email(&self, contact: &Contact, email: Option<TokenEmail<'_>>) -> Result<(), CreateContactError>;
+    /// Applies a profile change to `current`; a new email moves its guard item and queues the
+    /// confirmation email, all or nothing. Returns the updated contact.
+    async fn update_profile(
+        &self,
+        current: &Contact,
+        update: &ProfileUpdate,
+        now: i64,
+        confirmation: Option<TokenEmail<'_>>,
+    ) -> Result<Contact, UpdateProfileError>;
+    async fn set_password(&self, contact_id: &str, password_hash: &PasswordHashString, now: i64) -> anyhow::Result<()>;
+    /// Queues an email (with its token, if it carries one).
+    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()>;
+    /// Uses up a token of `purpose` and applies `effect`, all or nothing. `None` when the token is
+    /// unknown, expired, used, of another purpose, or (for a confirmation) for an address the
+    /// contact no longer has.
+    async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>>;
+    /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
+    async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool>;
     async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
     /// Counts a failed sign-in; locks the account at the policy's threshold. Never extends a
@@ -43,6 +99,8 @@ pub trait SessionStore: Send + Sync {
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
     async fn touch(&self, id_digest: &str, now: i64) -> anyhow::Result<()>;
     async fn delete(&self, id_digest: &str) -> anyhow::Result<()>;
+    /// Ends every session of a contact, except the one with digest `except`.
+    async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()>;
 }
 
 /// Seconds since the Unix epoch; a port so tests can move time.

@@ -39,7 +39,7 @@ async fn all_keys(tables: &Tables, table: &str) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_contact_round_trips_and_is_found_by_email_or_username() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
     let ada = contact("Ada@Example.com", Some("Ada.L"));
     store.create(&ada).await.unwrap();
     assert_eq!(store.get(&ada.contact_id).await.unwrap().as_ref(), Some(&ada));
@@ -56,7 +56,7 @@ async fn a_contact_round_trips_and_is_found_by_email_or_username() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_email_or_username_leaves_nothing_behind() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
     store.create(&contact("ada@example.com", Some("ada"))).await.unwrap();
     let before = all_keys(&tables, &tables.contacts).await;
     let same_email = store.create(&contact("ADA@example.com", Some("other"))).await;
@@ -69,7 +69,7 @@ async fn a_taken_email_or_username_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_concurrent_registrations_of_one_email_create_one_contact() {
     let tables = fresh_tables();
-    let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts));
+    let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
     let attempts: Vec<_> = (0..10)
         .map(|i| {
             let store = store.clone();
@@ -93,7 +93,7 @@ async fn ten_concurrent_registrations_of_one_email_create_one_contact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
     let now = 1_800_000_000;
@@ -120,7 +120,7 @@ async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_failures_at_the_threshold_lock_once() {
     let tables = fresh_tables();
-    let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts));
+    let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
     let now = 1_800_000_000;

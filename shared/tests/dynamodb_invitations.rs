@@ -26,7 +26,7 @@ struct Stores {
 
 fn stores() -> Stores {
     let tables = fresh_tables();
-    let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts));
+    let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
     let invitations = Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
     let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox);
     Stores { tables, contacts, invitations, outbox }

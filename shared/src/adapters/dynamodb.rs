@@ -19,10 +19,15 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
+use aws_sdk_dynamodb::types::{Delete, Update};
+
 use crate::domain::contact::{Contact, Login};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
+use crate::domain::outbox::{OutboxMessage, RETENTION_SECS};
+use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
-use crate::ports::{ContactStore, CreateContactError, SessionStore};
+use crate::domain::token::{EmailToken, TokenPurpose};
+use crate::ports::{ContactStore, CreateContactError, ProfileUpdate, SessionStore, TokenEmail, TokenUse, UpdateProfileError};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -76,11 +81,44 @@ struct SessionItem {
 pub struct DynamoContacts {
     client: Client,
     table: String,
+    /// Where the emails that contact changes cause are queued (in the same transaction).
+    outbox_table: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenItem {
+    pk: String,
+    #[serde(flatten)]
+    token: EmailToken,
+    ttl: i64,
+}
+
+fn token_pk(digest: &str) -> String {
+    format!("TOKEN#{digest}")
+}
+
+fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
 impl DynamoContacts {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoContacts { client, table: table.into() }
+    pub fn new(client: Client, table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
+        DynamoContacts { client, table: table.into(), outbox_table: outbox_table.into() }
+    }
+
+    /// The transaction items that store a token and queue the email carrying it.
+    fn token_email_items(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<Vec<TransactWriteItem>> {
+        let mut items = Vec::new();
+        if let Some(token) = token {
+            let item: Item = serde_dynamo::to_item(TokenItem { pk: token_pk(&token.digest), token: token.clone(), ttl: token.expires_at })?;
+            items.push(put_new(&self.table, item)?);
+        }
+        items.push(outbox_put(&self.outbox_table, message)?);
+        Ok(items)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>> {
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map(|_| ())
     }
 
 
@@ -96,6 +134,23 @@ impl DynamoContacts {
             .map_err(|e| sdk_error("reading a contact item", e))?;
         Ok(output.item)
     }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct OutboxItem {
+    pub pk: String,
+    #[serde(flatten)]
+    pub message: OutboxMessage,
+    pub ttl: i64,
+}
+
+pub(crate) fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
+    let item: Item = serde_dynamo::to_item(OutboxItem {
+        pk: message.message_id.clone(),
+        message: message.clone(),
+        ttl: message.created_at + RETENTION_SECS,
+    })?;
+    put_new(table, item)
 }
 
 /// A transaction item that puts `item` only where no item with its key exists.
@@ -152,8 +207,11 @@ fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Cancell
 
 #[async_trait]
 impl ContactStore for DynamoContacts {
-    async fn create(&self, contact: &Contact) -> Result<(), CreateContactError> {
-        let items = new_contact_items(&self.table, contact)?;
+    async fn create_with_email(&self, contact: &Contact, email: Option<TokenEmail<'_>>) -> Result<(), CreateContactError> {
+        let mut items = new_contact_items(&self.table, contact)?;
+        if let Some((token, message)) = email {
+            items.extend(self.token_email_items(Some(token), message)?);
+        }
         // DynamoDB cancels a transaction that races another on the same item (TransactionConflict)
         // instead of queueing it; retrying lets the loser see the winner's guard item.
         for attempt in 1..=4u64 {
@@ -264,6 +322,147 @@ impl ContactStore for DynamoContacts {
         Ok(())
     }
 
+    async fn update_profile(
+        &self,
+        current: &Contact,
+        update: &ProfileUpdate,
+        now: i64,
+        confirmation: Option<TokenEmail<'_>>,
+    ) -> Result<Contact, UpdateProfileError> {
+        let mut updated = current.clone();
+        updated.first_name = update.first_name.clone();
+        updated.last_name = update.last_name.clone();
+        updated.phone = update.phone.clone();
+        updated.updated_at = now;
+        let mut set = vec!["first_name = :first", "last_name = :last", "updated_at = :now"];
+        let mut builder = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(&current.contact_id))))
+            .condition_expression("attribute_exists(pk) AND email_normalized = :current")
+            .expression_attribute_values(":first", AttributeValue::S(update.first_name.clone()))
+            .expression_attribute_values(":last", AttributeValue::S(update.last_name.clone()))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":current", AttributeValue::S(current.email_normalized.clone()));
+        if let Some(phone) = &update.phone {
+            set.push("phone = :phone");
+            builder = builder.expression_attribute_values(":phone", AttributeValue::S(phone.clone()));
+        }
+        if let Some(email) = &update.new_email {
+            set.extend(["email = :email", "email_normalized = :normalized", "email_confirmed = :false"]);
+            builder = builder
+                .expression_attribute_values(":email", AttributeValue::S(email.as_str().to_string()))
+                .expression_attribute_values(":normalized", AttributeValue::S(email.normalized().to_string()))
+                .expression_attribute_values(":false", AttributeValue::Bool(false));
+            updated.email = email.as_str().to_string();
+            updated.email_normalized = email.normalized().to_string();
+            updated.email_confirmed = false;
+        }
+        let remove = if update.phone.is_none() { " REMOVE phone" } else { "" };
+        let expression = format!("SET {}{remove}", set.join(", "));
+        let mut items = vec![TransactWriteItem::builder().update(builder.update_expression(expression).build().map_err(anyhow::Error::from)?).build()];
+        if let Some(email) = &update.new_email {
+            let old_guard = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(email_pk(&current.email_normalized))))
+                .condition_expression("contact_id = :id")
+                .expression_attribute_values(":id", AttributeValue::S(current.contact_id.clone()))
+                .build()
+                .map_err(anyhow::Error::from)?;
+            items.push(TransactWriteItem::builder().delete(old_guard).build());
+            items.push(put_new(&self.table, guard_item(email_pk(email.normalized()), &current.contact_id)?)?);
+        }
+        if let Some((token, message)) = confirmation {
+            items.extend(self.token_email_items(Some(token), message)?);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(updated),
+            Err(err) => match cancellation_codes(&err) {
+                Some(codes) if codes.get(2).map(String::as_str) == Some("ConditionalCheckFailed") => Err(UpdateProfileError::EmailTaken),
+                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict") => {
+                    Err(UpdateProfileError::Conflict)
+                }
+                _ => Err(sdk_error("updating a profile", err).into()),
+            },
+        }
+    }
+
+    async fn set_password(&self, contact_id: &str, password_hash: &PasswordHashString, now: i64) -> anyhow::Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(contact_id))))
+            .update_expression("SET password_hash = :hash, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":hash", serde_dynamo::to_attribute_value(password_hash)?)
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await
+            .map_err(|e| sdk_error("setting a password", e))?;
+        Ok(())
+    }
+
+    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()> {
+        self.transact(self.token_email_items(token, message)?).await.map_err(|e| sdk_error("queueing an email", e))
+    }
+
+    async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>> {
+        let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
+        let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
+        let token = stored.token;
+        if !token.is_usable(purpose, now) {
+            return Ok(None);
+        }
+        // Deleting the token is what uses it: of two concurrent uses, one finds it gone.
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(token_pk(digest))))
+            .condition_expression("attribute_exists(pk)")
+            .build()?;
+        let contact = Update::builder().table_name(&self.table).set_key(Some(key(contact_pk(&token.contact_id))));
+        let contact = match effect {
+            TokenUse::ConfirmEmail => contact
+                .update_expression("SET email_confirmed = :true, updated_at = :now")
+                .condition_expression("email_normalized = :email")
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":email", AttributeValue::S(token.email_normalized.clone())),
+            TokenUse::ResetPassword(hash) => contact
+                .update_expression("SET password_hash = :hash, failed_sign_ins = :zero, lockouts = :zero, updated_at = :now REMOVE locked_until")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":hash", serde_dynamo::to_attribute_value(hash)?)
+                .expression_attribute_values(":zero", number(0)),
+        }
+        .expression_attribute_values(":now", number(now))
+        .build()?;
+        let items = vec![TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(contact).build()];
+        match self.transact(items).await {
+            Ok(()) => Ok(Some(token.contact_id)),
+            Err(err) if cancellation_codes(&err).is_some() => Ok(None),
+            Err(err) => Err(sdk_error("using a token", err)),
+        }
+    }
+
+    async fn take_allowance(&self, key_text: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
+        let window = now.div_euclid(window_secs);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("RATE#{key_text}#{window}"))))
+            .update_expression("ADD hits :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":limit", number(i64::from(limit)))
+            .expression_attribute_values(":ttl", number((window + 1) * window_secs + 3600))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(sdk_error("counting a rate limit", err)),
+        }
+    }
+
     async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>> {
         let mut contacts = Vec::new();
         let mut start: Option<Item> = None;
@@ -366,5 +565,33 @@ impl SessionStore for DynamoSessions {
             .await
             .map_err(|e| sdk_error("deleting a session", e))?;
         Ok(())
+    }
+
+    async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()> {
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-contact")
+                .key_condition_expression("contact_id = :contact")
+                .expression_attribute_values(":contact", AttributeValue::S(contact_id.to_string()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("finding a contact's sessions", e))?;
+            let digests: Vec<String> = page
+                .items()
+                .iter()
+                .filter_map(|item| item.get("pk").and_then(|v| v.as_s().ok()).cloned())
+                .filter(|digest| Some(digest.as_str()) != except)
+                .collect();
+            futures::future::try_join_all(digests.iter().map(|digest| self.delete(digest))).await?;
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(()),
+            }
+        }
     }
 }

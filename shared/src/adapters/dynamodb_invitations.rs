@@ -16,9 +16,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::dynamodb::{Item, cancellation_codes, contact_pk, guard_item, new_contact_items, number, put_new, sdk_error, username_pk};
+use super::dynamodb::{Item, OutboxItem, cancellation_codes, contact_pk, guard_item, new_contact_items, number, outbox_put, put_new, sdk_error, username_pk};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
-use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage, RETENTION_SECS};
+use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
 /// Invitations stay visible to administrators this long after they expire, then TTL removes them.
@@ -69,23 +69,6 @@ struct RedemptionItem {
     sk: String,
     #[serde(flatten)]
     redemption: Redemption,
-}
-
-#[derive(Serialize, Deserialize)]
-struct OutboxItem {
-    pk: String,
-    #[serde(flatten)]
-    message: OutboxMessage,
-    ttl: i64,
-}
-
-fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
-    let item: Item = serde_dynamo::to_item(OutboxItem {
-        pk: message.message_id.clone(),
-        message: message.clone(),
-        ttl: message.created_at + RETENTION_SECS,
-    })?;
-    put_new(table, item)
 }
 
 fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {

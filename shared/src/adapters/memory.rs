@@ -14,14 +14,17 @@ use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
 use crate::domain::session::Session;
+use crate::domain::password::PasswordHashString;
+use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::ports::{
-    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, OutgoingEmail, Outbox, RedeemError,
-    SendError, SessionStore,
+    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, OutgoingEmail, Outbox, ProfileUpdate,
+    RedeemError, SendError, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
 };
 
 #[derive(Default)]
 pub struct MemoryContacts {
     state: Mutex<ContactsState>,
+    outbox: Arc<MemoryOutbox>,
 }
 
 #[derive(Default)]
@@ -29,9 +32,16 @@ struct ContactsState {
     contacts: HashMap<String, Contact>,
     by_email: HashMap<String, String>,
     by_username: HashMap<String, String>,
+    tokens: HashMap<String, EmailToken>,
+    allowances: HashMap<String, u32>,
 }
 
 impl MemoryContacts {
+    /// Contacts whose emails go to `outbox`.
+    pub fn with_outbox(outbox: Arc<MemoryOutbox>) -> Self {
+        MemoryContacts { state: Mutex::default(), outbox }
+    }
+
     /// Every contact, for assertions.
     pub fn all(&self) -> Vec<Contact> {
         self.state.lock().unwrap().contacts.values().cloned().collect()
@@ -101,7 +111,7 @@ impl MemoryContacts {
 
 #[async_trait]
 impl ContactStore for MemoryContacts {
-    async fn create(&self, contact: &Contact) -> Result<(), CreateContactError> {
+    async fn create_with_email(&self, contact: &Contact, email: Option<TokenEmail<'_>>) -> Result<(), CreateContactError> {
         let mut state = self.state.lock().unwrap();
         if state.by_email.contains_key(&contact.email_normalized) {
             return Err(CreateContactError::EmailTaken);
@@ -114,7 +124,95 @@ impl ContactStore for MemoryContacts {
         }
         state.by_email.insert(contact.email_normalized.clone(), contact.contact_id.clone());
         state.contacts.insert(contact.contact_id.clone(), contact.clone());
+        if let Some((token, message)) = email {
+            state.tokens.insert(token.digest.clone(), token.clone());
+            self.outbox.insert(message.clone());
+        }
         Ok(())
+    }
+
+    async fn update_profile(
+        &self,
+        current: &Contact,
+        update: &ProfileUpdate,
+        now: i64,
+        confirmation: Option<TokenEmail<'_>>,
+    ) -> Result<Contact, UpdateProfileError> {
+        let mut state = self.state.lock().unwrap();
+        let stored = state.contacts.get(&current.contact_id).ok_or(UpdateProfileError::Conflict)?;
+        if stored.email_normalized != current.email_normalized {
+            return Err(UpdateProfileError::Conflict);
+        }
+        let mut updated = stored.clone();
+        updated.first_name = update.first_name.clone();
+        updated.last_name = update.last_name.clone();
+        updated.phone = update.phone.clone();
+        updated.updated_at = now;
+        if let Some(email) = &update.new_email {
+            if state.by_email.contains_key(email.normalized()) {
+                return Err(UpdateProfileError::EmailTaken);
+            }
+            state.by_email.remove(&current.email_normalized);
+            state.by_email.insert(email.normalized().to_string(), current.contact_id.clone());
+            updated.email = email.as_str().to_string();
+            updated.email_normalized = email.normalized().to_string();
+            updated.email_confirmed = false;
+        }
+        if let Some((token, message)) = confirmation {
+            state.tokens.insert(token.digest.clone(), token.clone());
+            self.outbox.insert(message.clone());
+        }
+        state.contacts.insert(updated.contact_id.clone(), updated.clone());
+        Ok(updated)
+    }
+
+    async fn set_password(&self, contact_id: &str, password_hash: &PasswordHashString, now: i64) -> anyhow::Result<()> {
+        let mut state = self.state.lock().unwrap();
+        let contact = state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))?;
+        contact.password_hash = Some(password_hash.clone());
+        contact.updated_at = now;
+        Ok(())
+    }
+
+    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()> {
+        if let Some(token) = token {
+            self.state.lock().unwrap().tokens.insert(token.digest.clone(), token.clone());
+        }
+        self.outbox.insert(message.clone());
+        Ok(())
+    }
+
+    async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>> {
+        let mut state = self.state.lock().unwrap();
+        let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else { return Ok(None) };
+        let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(None) };
+        match effect {
+            TokenUse::ConfirmEmail => {
+                if contact.email_normalized != token.email_normalized {
+                    return Ok(None);
+                }
+                contact.email_confirmed = true;
+            }
+            TokenUse::ResetPassword(hash) => {
+                contact.password_hash = Some(hash.clone());
+                contact.failed_sign_ins = 0;
+                contact.lockouts = 0;
+                contact.locked_until = None;
+            }
+        }
+        contact.updated_at = now;
+        state.tokens.remove(digest);
+        Ok(Some(token.contact_id))
+    }
+
+    async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        let hits = state.allowances.entry(format!("{key}#{}", now.div_euclid(window_secs))).or_default();
+        if *hits >= limit {
+            return Ok(false);
+        }
+        *hits += 1;
+        Ok(true)
     }
 
     async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>> {
@@ -194,6 +292,11 @@ impl SessionStore for MemorySessions {
 
     async fn delete(&self, id_digest: &str) -> anyhow::Result<()> {
         self.sessions.lock().unwrap().remove(id_digest);
+        Ok(())
+    }
+
+    async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()> {
+        self.sessions.lock().unwrap().retain(|digest, s| s.contact_id != contact_id || Some(digest.as_str()) == except);
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ pub mod password;
 pub mod secret;
 pub mod session;
 pub mod text;
+pub mod token;
 pub mod time;
 
 /// The web role that may administer contacts and invitations (Power Pages' "Administrators").

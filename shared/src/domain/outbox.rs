@@ -31,6 +31,13 @@ impl fmt::Debug for MailSecret {
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     Invitation,
+    /// A link confirming the address it is sent to.
+    ConfirmEmail,
+    /// A single-use link to choose a new password.
+    ResetPassword,
+    /// Registration with an address that already has an account, while confirmation is required:
+    /// the owner is told instead of the registrant (who gets the same answer as for a new address).
+    AccountExists,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,10 +42,10 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
 }
 
 pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
-    let contacts = Arc::new(MemoryContacts::default());
+    let outbox = Arc::new(MemoryOutbox::default());
+    let contacts = Arc::new(MemoryContacts::with_outbox(outbox.clone()));
     let sessions = Arc::new(MemorySessions::default());
     let clock = Arc::new(ManualClock::at(1_800_000_000));
-    let outbox = Arc::new(MemoryOutbox::default());
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
     let portal = Portal {
