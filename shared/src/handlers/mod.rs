@@ -11,7 +11,9 @@ use crate::app::Portal;
 use crate::domain::contact::{Contact, Login};
 use crate::domain::lockout::FailedSignIn;
 use crate::domain::password::{Password, verify_password};
+use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::secret::{digest, random_token};
+use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::domain::session::Session;
 use crate::web::request::{cookie, csrf_cookie_name, session_cookie_name, source_ip};
 use crate::web::response::{csrf_cookie, session_cookie, with_cookie};
@@ -109,6 +111,10 @@ pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str
         if contact.lockout().needs_reset() {
             portal.contacts.reset_lockout(&contact.contact_id).await?;
         }
+        if portal.settings.require_confirmation && !contact.email_confirmed {
+            audit(req, "sign_in_unconfirmed", Some(&contact.contact_id));
+            return Err(PortalError::EmailNotConfirmed);
+        }
         return Ok(contact);
     }
     audit(req, "sign_in_failed", Some(&contact.contact_id));
@@ -121,3 +127,31 @@ pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str
     Err(PortalError::InvalidCredentials)
 }
 
+
+/// A new emailed token of `purpose` for `contact` (sent to the contact's current address) and the
+/// outbox message carrying it.
+pub(crate) fn token_email(portal: &Portal, contact: &Contact, purpose: TokenPurpose) -> (EmailToken, OutboxMessage) {
+    let now = portal.clock.now();
+    let (lifetime, kind) = match purpose {
+        TokenPurpose::ConfirmEmail => (portal.settings.confirmation_token_secs, MessageKind::ConfirmEmail),
+        TokenPurpose::ResetPassword => (portal.settings.reset_token_secs, MessageKind::ResetPassword),
+    };
+    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, &contact.email_normalized, now, lifetime);
+    let mut message = OutboxMessage::new(kind, &contact.email, &contact.first_name, Some(MailSecret::new(plain)), now);
+    message.valid_until = Some(token.expires_at);
+    (token, message)
+}
+
+/// Whether one more email on behalf of `account` may go out now: within the hourly allowance per
+/// account and per source address, so the portal cannot be used to flood an inbox. A refused
+/// request still gets the same answer as an allowed one.
+pub(crate) async fn email_allowed(portal: &Portal, req: &HttpRequest, account: &str) -> Result<bool, PortalError> {
+    let now = portal.clock.now();
+    let settings = &portal.settings;
+    let by_account = portal.contacts.take_allowance(&format!("account#{account}"), settings.emails_per_account_per_hour, 3600, now).await?;
+    let by_address = portal.contacts.take_allowance(&format!("address#{}", source_ip(req)), settings.emails_per_address_per_hour, 3600, now).await?;
+    if !(by_account && by_address) {
+        tracing::warn!(audit = "email_rate_limited", contact_id = account, source_ip = %source_ip(req), "audit");
+    }
+    Ok(by_account && by_address)
+}

@@ -16,12 +16,17 @@ pub enum PortalError {
     Unauthenticated,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The right password, but email confirmation is required and the address is not confirmed.
+    #[error("email not confirmed")]
+    EmailNotConfirmed,
     #[error("not found")]
     NotFound,
     #[error("email taken")]
     EmailTaken,
     #[error("invitation invalid")]
     InvitationInvalid,
+    #[error("token invalid")]
+    TokenInvalid,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -54,9 +59,9 @@ impl PortalError {
 
     pub fn status(&self) -> u16 {
         match self {
-            PortalError::Validation { .. } | PortalError::InvitationInvalid => 400,
+            PortalError::Validation { .. } | PortalError::InvitationInvalid | PortalError::TokenInvalid => 400,
             PortalError::InvalidCredentials | PortalError::Unauthenticated => 401,
-            PortalError::Forbidden(_) => 403,
+            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed => 403,
             PortalError::NotFound => 404,
             PortalError::EmailTaken => 409,
             PortalError::PayloadTooLarge => 413,
@@ -71,10 +76,11 @@ impl PortalError {
             PortalError::Validation { .. } => "validation_failed",
             PortalError::InvalidCredentials => "invalid_credentials",
             PortalError::Unauthenticated => "unauthenticated",
-            PortalError::Forbidden(_) => "forbidden",
+            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed => "forbidden",
             PortalError::NotFound => "not_found",
             PortalError::EmailTaken => "email_taken",
             PortalError::InvitationInvalid => "invitation_invalid",
+            PortalError::TokenInvalid => "token_invalid",
             PortalError::PayloadTooLarge => "payload_too_large",
             PortalError::UnsupportedMediaType => "unsupported_media_type",
             PortalError::RateLimited { .. } => "rate_limited",
@@ -89,8 +95,10 @@ impl PortalError {
             PortalError::InvalidCredentials => "The sign-in name or password is incorrect.",
             PortalError::Unauthenticated => "Please sign in.",
             PortalError::Forbidden(_) => "You are not allowed to do that.",
+            PortalError::EmailNotConfirmed => "Please confirm your email address first: follow the link we sent you.",
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
+            PortalError::TokenInvalid => "This link is not valid any more: it was already used, has expired, or is incomplete.",
             PortalError::InvitationInvalid => {
                 "This invitation code is not valid. It may be mistyped, expired, revoked or already used."
             }
@@ -138,6 +146,7 @@ mod tests {
             (PortalError::NotFound, 404, "not_found"),
             (PortalError::EmailTaken, 409, "email_taken"),
             (PortalError::InvitationInvalid, 400, "invitation_invalid"),
+            (PortalError::TokenInvalid, 400, "token_invalid"),
             (PortalError::PayloadTooLarge, 413, "payload_too_large"),
             (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),

@@ -93,6 +93,8 @@ pub struct ProfilePage<'a> {
     pub viewer: Option<ViewerSummary>,
     pub csrf_token: &'a str,
     pub contact: &'a Contact,
+    pub errors: FormErrors,
+    pub password_min_length: usize,
 }
 
 #[derive(Template)]
@@ -208,5 +210,28 @@ pub struct RedeemPage<'a> {
     pub first_name: String,
     pub last_name: String,
     pub password_min_length: usize,
+    pub errors: FormErrors,
+}
+
+/// A page that takes an emailed token (confirmation, password reset), with a button so that
+/// following the link alone changes nothing.
+#[derive(Template)]
+#[template(path = "token.html")]
+pub struct TokenPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub title: &'a str,
+    pub action: &'a str,
+    pub token: &'a str,
+    pub ask_password: bool,
+    pub password_min_length: usize,
+    pub errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "forgot_password.html")]
+pub struct ForgotPasswordPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
     pub errors: FormErrors,
 }
