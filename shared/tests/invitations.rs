@@ -3,7 +3,7 @@
 
 mod support;
 
-use portal::domain::outbox::{MessageStatus, OutboxMessage};
+use portal::domain::outbox::{MessageKind, MessageStatus, OutboxMessage};
 use portal::handlers::admin::CreateInvitation;
 use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
@@ -66,10 +66,15 @@ async fn run_batch(t: &TestPortal, records: Vec<Value>) -> Vec<String> {
     response.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect()
 }
 
-/// Delivers every pending outbox message as one stream batch; returns the emails sent by it.
+/// The invitation emails in the outbox (registrations queue confirmation emails too).
+fn invitation_messages(t: &TestPortal) -> Vec<OutboxMessage> {
+    t.outbox.all().into_iter().filter(|m| m.kind == MessageKind::Invitation).collect()
+}
+
+/// Delivers every pending invitation message as one stream batch; returns the emails sent by it.
 async fn deliver(t: &TestPortal) -> Vec<OutgoingEmail> {
     let before = t.mailer.sent().len();
-    let pending: Vec<OutboxMessage> = t.outbox.all().into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
+    let pending: Vec<OutboxMessage> = invitation_messages(t).into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
     let records = pending.iter().enumerate().map(|(i, m)| stream_record("INSERT", m, 100 + i as u64)).collect();
     assert!(run_batch(t, records).await.is_empty());
     t.mailer.sent()[before..].to_vec()
@@ -144,7 +149,7 @@ async fn an_invitation_is_created_without_showing_its_code_and_queues_its_email(
     assert_eq!((body["type"].as_str(), body["status"].as_str(), body["delivery"].as_str()), (Some("single"), Some("active"), Some("pending")));
     assert_eq!((body["max_redemptions"].as_u64(), body["redemptions"].as_u64()), (Some(1), Some(0)));
     assert_eq!(body["expires_at"], "2027-01-22T08:00:00Z", "7 days by default");
-    let messages = t.outbox.all();
+    let messages = invitation_messages(&t);
     assert_eq!(messages.len(), 1);
     let code = messages[0].secret.as_ref().unwrap().expose().to_string();
     assert!(!body.to_string().contains(&code), "the response never holds the code");
@@ -175,14 +180,14 @@ async fn invitation_requests_are_validated() {
         assert!(body_json(&response)["fields"][field].is_string(), "{field} not blamed for {body}: {}", body_text(&response));
     }
     assert!(t.invitations.all().is_empty());
-    assert!(t.outbox.all().is_empty());
+    assert!(invitation_messages(&t).is_empty());
 }
 
 #[tokio::test]
 async fn send_email_sends_once_removes_the_code_and_records_delivery() {
     let (t, admin) = with_admin(&[]).await;
     let invitation = invite(&t, &admin, grace()).await;
-    let message = t.outbox.all().remove(0);
+    let message = invitation_messages(&t).remove(0);
     let record = stream_record("INSERT", &message, 7);
     assert!(run_batch(&t, vec![record.clone(), record.clone()]).await.is_empty(), "duplicate in one batch");
     assert!(run_batch(&t, vec![record]).await.is_empty(), "redelivered later");
@@ -202,7 +207,7 @@ async fn send_email_sends_once_removes_the_code_and_records_delivery() {
 async fn modify_and_remove_records_are_skipped() {
     let (t, admin) = with_admin(&[]).await;
     invite(&t, &admin, grace()).await;
-    let message = t.outbox.all().remove(0);
+    let message = invitation_messages(&t).remove(0);
     assert!(run_batch(&t, vec![stream_record("MODIFY", &message, 1), stream_record("REMOVE", &message, 2)]).await.is_empty());
     assert!(t.mailer.sent().is_empty());
     assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Pending);
@@ -214,7 +219,7 @@ async fn a_throttled_send_is_a_partial_batch_failure_and_succeeds_on_retry() {
     for email in ["a1@example.com", "a2@example.com", "a3@example.com"] {
         invite(&t, &admin, json!({"email": email, "first_name": "A", "last_name": "B"})).await;
     }
-    let mut messages = t.outbox.all();
+    let mut messages = invitation_messages(&t);
     messages.sort_by(|a, b| a.to.cmp(&b.to));
     let records: Vec<Value> = messages.iter().enumerate().map(|(i, m)| stream_record("INSERT", m, 10 + i as u64)).collect();
     // The first send is throttled; the batch runs concurrently, so which record gets it is the
@@ -238,7 +243,7 @@ async fn a_throttled_send_is_a_partial_batch_failure_and_succeeds_on_retry() {
 async fn a_permanent_failure_marks_the_delivery_failed_without_blocking_the_stream() {
     let (t, admin) = with_admin(&[]).await;
     let invitation = invite(&t, &admin, grace()).await;
-    let message = t.outbox.all().remove(0);
+    let message = invitation_messages(&t).remove(0);
     t.mailer.fail_next(SendError::Permanent("MessageRejected: Email address is not verified".into()));
     assert!(run_batch(&t, vec![stream_record("INSERT", &message, 1)]).await.is_empty(), "never retried");
     let stored = t.outbox.get(&message.message_id).unwrap();
@@ -253,7 +258,7 @@ async fn a_permanent_failure_marks_the_delivery_failed_without_blocking_the_stre
 async fn an_unreadable_record_among_good_ones_is_skipped() {
     let (t, admin) = with_admin(&[]).await;
     invite(&t, &admin, grace()).await;
-    let message = t.outbox.all().remove(0);
+    let message = invitation_messages(&t).remove(0);
     let mut bad = stream_record("INSERT", &message, 1);
     bad["dynamodb"]["NewImage"] = json!({"pk": {"S": "x"}});
     let failures = run_batch(&t, vec![bad, stream_record("INSERT", &message, 2)]).await;
@@ -265,7 +270,7 @@ async fn an_unreadable_record_among_good_ones_is_skipped() {
 async fn with_sending_turned_off_messages_stay_pending() {
     let (t, admin) = with_admin(&[("PORTAL_SEND_INVITATION_EMAILS", "false")]).await;
     invite(&t, &admin, grace()).await;
-    let message = t.outbox.all().remove(0);
+    let message = invitation_messages(&t).remove(0);
     assert!(run_batch(&t, vec![stream_record("INSERT", &message, 1)]).await.is_empty());
     assert!(t.mailer.sent().is_empty());
     assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Pending);
