@@ -161,3 +161,126 @@ async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
     store.touch(&session.id_digest, 1_800_000_200).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap(), None, "touch never resurrects");
 }
+
+mod self_service {
+    use super::*;
+    use portal::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+    use portal::domain::token::{EmailToken, TokenPurpose};
+    use portal::ports::{ProfileUpdate, TokenUse, UpdateProfileError};
+
+    fn token_for(contact: &Contact, purpose: TokenPurpose) -> (EmailToken, OutboxMessage) {
+        let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, &contact.email_normalized, 1_800_000_000, 3600);
+        let message = OutboxMessage::new(MessageKind::ConfirmEmail, &contact.email, "Ada", Some(MailSecret::new(plain)), 1_800_000_000);
+        (token, message)
+    }
+
+    async fn outbox_count(tables: &Tables) -> usize {
+        tables.client.scan().table_name(&tables.outbox).send().await.unwrap().items().len()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_registration_and_its_confirmation_email_are_written_together() {
+        let tables = fresh_tables();
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let ada = contact("ada@example.com", None);
+        let (token, message) = token_for(&ada, TokenPurpose::ConfirmEmail);
+        store.create_with_email(&ada, Some((&token, &message))).await.unwrap();
+        assert_eq!(outbox_count(&tables).await, 1);
+        let again = contact("ada@example.com", None);
+        let (token2, message2) = token_for(&again, TokenPurpose::ConfirmEmail);
+        assert!(matches!(store.create_with_email(&again, Some((&token2, &message2))).await, Err(CreateContactError::EmailTaken)));
+        assert_eq!(outbox_count(&tables).await, 1, "a refused registration queues no email");
+
+        assert_eq!(store.use_token(&token.digest, TokenPurpose::ResetPassword, &TokenUse::ConfirmEmail, 1_800_000_001).await.unwrap(), None, "wrong purpose");
+        assert_eq!(store.use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_003_600).await.unwrap(), None, "expired");
+        let used = store.use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_001).await.unwrap();
+        assert_eq!(used.as_deref(), Some(ada.contact_id.as_str()));
+        assert!(store.get(&ada.contact_id).await.unwrap().unwrap().email_confirmed);
+        assert_eq!(store.use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_002).await.unwrap(), None, "single use");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_uses_of_one_reset_token_succeed_once() {
+        let tables = fresh_tables();
+        let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
+        let ada = contact("ada@example.com", None);
+        store.create(&ada).await.unwrap();
+        let (token, message) = token_for(&ada, TokenPurpose::ResetPassword);
+        store.queue_email(Some(&token), &message).await.unwrap();
+        let hash: portal::domain::password::PasswordHashString =
+            serde_json::from_str("\"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\"").unwrap();
+        let uses: Vec<_> = (0..6)
+            .map(|_| {
+                let (store, digest, hash) = (store.clone(), token.digest.clone(), hash.clone());
+                tokio::spawn(async move { store.use_token(&digest, TokenPurpose::ResetPassword, &TokenUse::ResetPassword(hash), 1_800_000_001).await.unwrap() })
+            })
+            .collect();
+        let mut successes = 0;
+        for used in uses {
+            successes += usize::from(used.await.unwrap().is_some());
+        }
+        assert_eq!(successes, 1);
+        assert!(store.get(&ada.contact_id).await.unwrap().unwrap().password_hash.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_email_change_moves_the_guard_item_and_queues_the_confirmation() {
+        let tables = fresh_tables();
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let ada = contact("ada@example.com", Some("ada"));
+        store.create(&ada).await.unwrap();
+        store.create(&contact("grace@example.com", None)).await.unwrap();
+        let update = |email: &str| ProfileUpdate {
+            first_name: "Augusta".into(),
+            last_name: "King".into(),
+            phone: None,
+            new_email: Some(Email::parse(email).unwrap()),
+        };
+        let taken = store.update_profile(&ada, &update("GRACE@example.com"), 1_800_000_100, None).await;
+        assert!(matches!(taken, Err(UpdateProfileError::EmailTaken)), "{taken:?}");
+        let mut moved_to = ada.clone();
+        moved_to.email_normalized = "ada@lovelace.example".into();
+        moved_to.email = "ada@lovelace.example".into();
+        let (token, message) = token_for(&moved_to, TokenPurpose::ConfirmEmail);
+        let updated = store.update_profile(&ada, &update("ada@lovelace.example"), 1_800_000_100, Some((&token, &message))).await.unwrap();
+        assert_eq!((updated.email.as_str(), updated.email_confirmed, updated.phone.as_deref()), ("ada@lovelace.example", false, None));
+        assert_eq!(store.get(&ada.contact_id).await.unwrap().unwrap(), updated);
+        let keys = all_keys(&tables, &tables.contacts).await;
+        assert!(keys.contains("EMAIL#ada@lovelace.example") && !keys.contains("EMAIL#ada@example.com"), "{keys:?}");
+        assert!(keys.contains("USERNAME#ada"));
+        assert_eq!(outbox_count(&tables).await, 1);
+        let stale = store.update_profile(&ada, &update("ada@third.example"), 1_800_000_200, None).await;
+        assert!(matches!(stale, Err(UpdateProfileError::Conflict)), "a stale copy cannot overwrite: {stale:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn allowances_run_out_within_their_window() {
+        let tables = fresh_tables();
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let mut granted = Vec::new();
+        for _ in 0..4 {
+            granted.push(store.take_allowance("account#a", 3, 3600, 1_800_000_000).await.unwrap());
+        }
+        assert_eq!(granted, [true, true, true, false]);
+        assert!(store.take_allowance("account#b", 3, 3600, 1_800_000_000).await.unwrap(), "per key");
+        assert!(store.take_allowance("account#a", 3, 3600, 1_800_003_600).await.unwrap(), "next window");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn all_of_a_contacts_sessions_end_but_the_one_kept() {
+        let tables = fresh_tables();
+        let store = DynamoSessions::new(tables.client.clone(), &tables.sessions);
+        let sessions: Vec<Session> = (0..3).map(|_| Session::start("ada", 1_800_000_000, 3600).0).collect();
+        let grace = Session::start("grace", 1_800_000_000, 3600).0;
+        for session in sessions.iter().chain([&grace]) {
+            store.create(session).await.unwrap();
+        }
+        store.delete_all_for_contact("ada", Some(&sessions[0].id_digest)).await.unwrap();
+        assert!(store.get(&sessions[0].id_digest).await.unwrap().is_some());
+        assert!(store.get(&sessions[1].id_digest).await.unwrap().is_none());
+        assert!(store.get(&sessions[2].id_digest).await.unwrap().is_none());
+        assert!(store.get(&grace.id_digest).await.unwrap().is_some(), "another contact's session stays");
+        store.delete_all_for_contact("ada", None).await.unwrap();
+        assert!(store.get(&sessions[0].id_digest).await.unwrap().is_none());
+    }
+}
