@@ -57,11 +57,10 @@ impl MemoryContacts {
         let mut state = self.state.lock().unwrap();
         match change {
             ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
-                if let Some(username) = username {
-                    if state.by_username.contains_key(&username.normalized) {
+                if let Some(username) = username
+                    && state.by_username.contains_key(&username.normalized) {
                         return Err(RedeemError::UsernameTaken);
                     }
-                }
                 let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
                 if contact.password_hash.is_some() {
                     return Err(RedeemError::InvitationInvalid);

@@ -217,7 +217,7 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
 
 enum Outcome {
     Found(InvitationCode, Invitation),
-    Redeemed { invitation: Invitation, contact: Contact, cookie: String, created: bool },
+    Redeemed { invitation: Box<Invitation>, contact: Box<Contact>, cookie: String, created: bool },
 }
 
 async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Intent, fields: &mut Fields) -> Result<Outcome, PortalError> {
@@ -258,7 +258,7 @@ async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Inte
         "audit"
     );
     let cookie = start_session(portal, &contact).await?;
-    Ok(Outcome::Redeemed { invitation, contact, cookie, created })
+    Ok(Outcome::Redeemed { invitation: Box::new(invitation), contact: Box::new(contact), cookie, created })
 }
 
 /// New credentials: for a single invitation, the invited contact's; for a group invitation, a new

@@ -120,7 +120,7 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             Client::Api => response::json(202, &serde_json::json!({"status": "confirmation_sent"})),
             Client::Browser => response::html(202, pages::message(202, CONFIRMATION_SENT)),
         },
-        Ok(Registered::SignedIn(contact, cookie)) => {
+        Ok(Registered::SignedIn(Box::new(contact), cookie)) => {
             let reply = match client {
                 Client::Api => response::json(
                     201,
@@ -143,7 +143,7 @@ const CONFIRMATION_SENT: &str =
     "Thank you. We sent a link to your email address: follow it to confirm the address, then sign in.";
 
 enum Registered {
-    SignedIn(Contact, String),
+    SignedIn(Box<Contact>, String),
     /// Email confirmation is required: the same answer whether the address was new or taken.
     AwaitingConfirmation,
 }
@@ -171,12 +171,11 @@ async fn register(portal: &Portal, req: &HttpRequest, fields: &mut Fields) -> Re
         Ok(()) => {}
         Err(CreateContactError::EmailTaken) if confirmation_required => {
             // Tell the owner, not the registrant, that the address has an account.
-            if let Some(owner) = portal.contacts.find_by_login(&login).await? {
-                if email_allowed(portal, req, &owner.contact_id).await? {
+            if let Some(owner) = portal.contacts.find_by_login(&login).await?
+                && email_allowed(portal, req, &owner.contact_id).await? {
                     let notice = OutboxMessage::new(MessageKind::AccountExists, &owner.email, &owner.first_name, None, portal.clock.now());
                     portal.contacts.queue_email(None, &notice).await?;
                 }
-            }
             audit(req, "registration_for_existing_email", None);
             return Ok(Registered::AwaitingConfirmation);
         }
@@ -189,7 +188,7 @@ async fn register(portal: &Portal, req: &HttpRequest, fields: &mut Fields) -> Re
         return Ok(Registered::AwaitingConfirmation);
     }
     let cookie = start_session(portal, &contact).await?;
-    Ok(Registered::SignedIn(contact, cookie))
+    Ok(Registered::SignedIn(Box::new(contact), cookie))
 }
 
 /// `GET /confirm-email?token=`: a page with a button; following the link changes nothing by
@@ -257,11 +256,10 @@ async fn resend_confirmation(portal: &Portal, req: &HttpRequest, fields: &mut Fi
     fields.finish()?;
     let Some(email) = email else { return Err(PortalError::validation("Some fields need attention.")) };
     let contact = portal.contacts.find_by_login(&Login::Email(email.normalized().to_string())).await?;
-    if let Some(contact) = contact.filter(|c| !c.email_confirmed) {
-        if email_allowed(portal, req, &contact.contact_id).await? {
+    if let Some(contact) = contact.filter(|c| !c.email_confirmed)
+        && email_allowed(portal, req, &contact.contact_id).await? {
             let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
             portal.contacts.queue_email(Some(&token), &message).await?;
         }
-    }
     Ok(())
 }

@@ -104,11 +104,10 @@ impl Submission {
 /// request the browser marks cross-site.
 fn check_origin(req: &HttpRequest, settings: &Settings) -> Result<(), PortalError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if let Some(origin) = header("origin") {
-        if origin != settings.base_origin {
+    if let Some(origin) = header("origin")
+        && origin != settings.base_origin {
             return Err(PortalError::Forbidden("foreign origin"));
         }
-    }
     if header("sec-fetch-site") == Some("cross-site") {
         return Err(PortalError::Forbidden("cross-site request"));
     }

@@ -99,11 +99,10 @@ pub fn error(err: &PortalError, client: Client) -> HttpResponse {
         (Client::Browser, _) => html(err.status(), pages::message(err.status(), err.public_message())),
         (Client::Api, _) => json(err.status(), &err.body()),
     };
-    if let PortalError::RateLimited { retry_after_secs } = err {
-        if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+    if let PortalError::RateLimited { retry_after_secs } = err
+        && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response.headers_mut().insert("retry-after", value);
         }
-    }
     response
 }
 
