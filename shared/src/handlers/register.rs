@@ -120,7 +120,7 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             Client::Api => response::json(202, &serde_json::json!({"status": "confirmation_sent"})),
             Client::Browser => response::html(202, pages::message(202, CONFIRMATION_SENT)),
         },
-        Ok(Registered::SignedIn(Box::new(contact), cookie)) => {
+        Ok(Registered::SignedIn(contact, cookie)) => {
             let reply = match client {
                 Client::Api => response::json(
                     201,
