@@ -180,7 +180,7 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
     };
     match (outcome, client) {
         (Ok(Outcome::Found(code, invitation)), Client::Browser) => {
-            page(portal, req, &code.display(), Some(&invitation), RedeemValues::default(), FormErrors::default(), 200)
+            page(portal, req, &code.display(), Some(&*invitation), RedeemValues::default(), FormErrors::default(), 200)
         }
         (Ok(Outcome::Found(_, invitation)), Client::Api) => response::json(200, &Found::of(&invitation)),
         (Ok(Outcome::Redeemed { invitation, contact, cookie, created }), client) => {
@@ -216,14 +216,14 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
 }
 
 enum Outcome {
-    Found(InvitationCode, Invitation),
+    Found(InvitationCode, Box<Invitation>),
     Redeemed { invitation: Box<Invitation>, contact: Box<Contact>, cookie: String, created: bool },
 }
 
 async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Intent, fields: &mut Fields) -> Result<Outcome, PortalError> {
     let (code, invitation) = open(portal, raw_code).await?;
     let (change, created) = match intent {
-        Intent::LookUp => return Ok(Outcome::Found(code, invitation)),
+        Intent::LookUp => return Ok(Outcome::Found(code, Box::new(invitation))),
         Intent::ExistingAccount { login, password } => {
             let account = authenticate(portal, req, &login, Password::new(password)).await?;
             let change = ContactChange::Assign {
