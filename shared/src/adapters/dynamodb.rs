@@ -97,7 +97,8 @@ fn token_pk(digest: &str) -> String {
     format!("TOKEN#{digest}")
 }
 
-fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+/// Whether a single-item write failed its condition.
+pub(crate) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 

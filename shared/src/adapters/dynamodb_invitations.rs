@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::dynamodb::{Item, OutboxItem, cancellation_codes, contact_pk, guard_item, new_contact_items, number, outbox_put, put_new, sdk_error, username_pk};
+use super::dynamodb::{Item, OutboxItem, cancellation_codes, is_conditional_failure, contact_pk, guard_item, new_contact_items, number, outbox_put, put_new, sdk_error, username_pk};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
@@ -78,10 +78,6 @@ fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
         invitation_id: invitation.invitation_id.clone(),
         ttl: invitation.expires_at,
     })?)
-}
-
-fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
-    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
 pub struct DynamoInvitations {
