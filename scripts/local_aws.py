@@ -17,7 +17,8 @@ Subcommands:
 
 Only the standard library is imported at start-up; botocore, PyYAML and moto are imported by the
 subcommands that need them, so create-tables (run once per Rust integration test) stays fast.
-The module is also imported by scripts/stack.py: load_template(), resolve(), table_specs().
+The module is also imported by scripts/stack.py: load_template(), Resolver, table_specs(),
+create_queues(), sent_emails().
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class Resolver:
             props = res.get("Properties", {}) or {}
             if res.get("Type") == "AWS::DynamoDB::Table":
                 return self.table_name(name)
+            if res.get("Type") == "AWS::SQS::Queue":
+                return self.queue_url(name)
             for key in ("EmailIdentity", "Name", "TableName"):
                 if key in props:
                     return self.resolve(props[key])
@@ -120,6 +123,18 @@ class Resolver:
             return self.resolve(props["TableName"])
         return f"{self.pseudo['AWS::StackName']}-{logical_id}"
 
+    def queue_name(self, logical_id: str) -> str:
+        """A queue's QueueName, or the local stand-in for the name CloudFormation generates."""
+        props = self.resources[logical_id].get("Properties", {}) or {}
+        if "QueueName" in props:
+            return self.resolve(props["QueueName"])
+        name = f"{self.pseudo['AWS::StackName']}-{logical_id}"
+        return name + (".fifo" if str(self.resolve(props.get("FifoQueue", ""))).lower() == "true"
+                       else "")
+
+    def queue_url(self, logical_id: str, endpoint_url: str = "http://127.0.0.1:4566") -> str:
+        return f"{endpoint_url}/{ACCOUNT_ID}/{self.queue_name(logical_id)}"
+
     def get_att(self, logical_id: str, attribute: str):
         res = self.resources.get(logical_id)
         if res is None:
@@ -130,6 +145,14 @@ class Resolver:
                 return arn
             if attribute == "StreamArn":
                 return arn + "/stream/local"
+        if res.get("Type") == "AWS::SQS::Queue":
+            name = self.queue_name(logical_id)
+            if attribute == "Arn":
+                return f"arn:aws:sqs:{self.pseudo['AWS::Region']}:{ACCOUNT_ID}:{name}"
+            if attribute == "QueueName":
+                return name
+            if attribute == "QueueUrl":
+                return self.queue_url(logical_id)
         return f"{logical_id}.{attribute}"
 
     def condition(self, name: str) -> bool:
@@ -381,6 +404,18 @@ def create_tables(endpoint_url: str, stack_name: str, template: dict | None = No
             except Exception:  # noqa: BLE001 - optional locally
                 pass
     return names
+
+
+def create_queues(endpoint_url: str, resolver: Resolver, region: str = REGION,
+                  sqs=None) -> dict[str, str]:
+    """Create the template's SQS queues (by their local names); return {logical id: queue URL}."""
+    sqs = sqs or client("sqs", endpoint_url, region)
+    urls = {}
+    for logical_id, res in resolver.resources_of_type("AWS::SQS::Queue"):
+        name = resolver.queue_name(logical_id)
+        attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+        urls[logical_id] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return urls
 
 
 def create_email_identity(endpoint_url: str, email: str, region: str = REGION, ses=None) -> None:

@@ -10,9 +10,11 @@ What it does, in order:
   5. starts `cargo lambda watch` (every function, routed as in the workspace Cargo.toml) with the
      functions' environment built from the template (parameter defaults, table names) plus the
      local AWS endpoint and credentials;
-  6. waits for the portal, warms each HTTP function (cargo lambda builds a function on its first
-     request), and relays DynamoDB stream records to the functions the template triggers from a
-     table stream (none until a function has a `Type: DynamoDB` event);
+  6. waits for the portal, warms each function (cargo lambda builds a function on its first
+     request; a stream-triggered one gets an empty batch), and relays DynamoDB stream records to
+     the functions the template triggers from a table stream (StreamRelay: the event source
+     mapping's filter, batch size, partial batch failures, bisection, retries, record age and
+     OnFailure SQS queue, polled every 0.5 s);
   7. stays in the foreground until Ctrl-C (SIGINT/SIGTERM/SIGHUP), then stops all it started.
 
 Command line (make run):  scripts/stack.py
@@ -31,6 +33,8 @@ Python API (the pytest suite):
     handle.admin_email, handle.admin_password
     handle.env              # the functions' environment (table names, settings, AWS_*)
     handle.emails()         # emails sent so far: [{"id", "from", "to", "subject", "body"}]
+    handle.relays           # the running StreamRelays (.delivered, .discarded, .invocations)
+    handle.queue_urls       # the template's SQS queues by logical id (e.g. SendEmailFailuresQueue)
     handle.stop()           # stops every process it started (also: `with start_stack(...) as h:`)
   start_stack raises StackError with a message for a person when a step fails (after cleaning up).
 """
@@ -62,6 +66,8 @@ DEFAULT_STACK_NAME = "portal-local"
 ADMIN_EMAIL = "admin@example.com"
 DEFAULT_ADMIN_PASSWORD = "violet-harbor-lantern-42"
 REGION = local_aws.REGION
+# MaximumRetryAttempts -1 (Lambda: retry until the record expires) means this many locally.
+LOCAL_MAX_RETRIES = 10
 
 # Variables of the developer's shell that would point the AWS SDK somewhere else.
 _AWS_VARS_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
@@ -156,15 +162,48 @@ class Plan:
                     if table_id not in self.tables:
                         raise StackError(f"template: the DynamoDB event of {logical_id} must name "
                                          f"its stream as !GetAtt <Table>.StreamArn")
-                    self.stream_sources.append({
-                        "function": binary,
-                        "table": self.tables[table_id],
-                        "batch_size": int(self.resolver.resolve(props.get("BatchSize", 100))),
-                        "report_failures": "ReportBatchItemFailures" in (
-                            self.resolver.resolve(props.get("FunctionResponseTypes") or [])),
-                        "max_retries": int(self.resolver.resolve(
-                            props.get("MaximumRetryAttempts", 3))),
-                    })
+                    self.stream_sources.append(self._stream_source(logical_id, binary, table_id,
+                                                                   props))
+
+    def _stream_source(self, logical_id: str, binary: str, table_id: str, props: dict) -> dict:
+        """What the relay needs from a function's `Type: DynamoDB` event (the event source
+        mapping's settings, with Lambda's defaults)."""
+        r = self.resolver.resolve
+        where = f"template: the DynamoDB event of {logical_id}"
+        filters = []
+        for f in ((r(props.get("FilterCriteria") or {}) or {}).get("Filters") or []):
+            try:
+                pattern = json.loads(f["Pattern"])
+                _check_pattern(pattern)
+            except (KeyError, TypeError, ValueError) as e:
+                raise StackError(f"{where} has a filter the local relay cannot apply: {e}") from None
+            filters.append(pattern)
+        on_failure = None
+        destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+            "Destination")
+        if destination is not None:
+            att = destination.get("Fn::GetAtt") if isinstance(destination, dict) else None
+            queue = att[0] if isinstance(att, list) else None
+            res = (self.template.get("Resources") or {}).get(queue) or {}
+            if res.get("Type") != "AWS::SQS::Queue":
+                raise StackError(f"{where}: the local relay supports an OnFailure destination "
+                                 f"given as !GetAtt <Queue>.Arn of an AWS::SQS::Queue")
+            on_failure = queue
+        max_retries = int(r(props.get("MaximumRetryAttempts", -1)))
+        return {
+            "function": binary,
+            "table": self.tables[table_id],
+            "enabled": str(r(props.get("Enabled", True))).lower() != "false",
+            "batch_size": int(r(props.get("BatchSize", 100))),
+            "report_failures": "ReportBatchItemFailures" in (
+                r(props.get("FunctionResponseTypes") or [])),
+            # Lambda's -1 (retry until the record expires) is bounded locally.
+            "max_retries": max_retries if max_retries >= 0 else LOCAL_MAX_RETRIES,
+            "bisect": str(r(props.get("BisectBatchOnFunctionError", False))).lower() == "true",
+            "max_record_age": int(r(props.get("MaximumRecordAgeInSeconds", -1))),
+            "filters": filters,
+            "on_failure_queue": on_failure,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,8 +308,10 @@ class Stack:
         self._log = open(log_path, "ab", buffering=0) if log_path else None
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._stopping = threading.Event()
-        self._relays: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._env_file: str | None = None
+        self.queue_urls: dict[str, str] = {}  # SQS queues of the template by logical id
+        self.relays: list[StreamRelay] = []
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -279,6 +320,33 @@ class Stack:
         env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
         env.update(self.env)
         return env
+
+    def _write_env_file(self) -> str:
+        """The functions' environment as a file for `cargo lambda watch --env-file`."""
+        import re
+        import tempfile
+
+        # cargo lambda's parser: '...' is literal; "..." keeps $ and backslashes as they are
+        # (only \" is an escape), so it carries a value with a ' (the default email subject).
+        lines = []
+        for key, value in sorted(self.env.items()):
+            if re.fullmatch(r"[A-Za-z0-9_./:@+-]*", value):
+                lines.append(f"{key}={value}")
+            elif "\n" in value or "\r" in value:
+                raise StackError(f"{key}: a value with a line break cannot be passed to "
+                                 f"cargo lambda watch")
+            elif "'" not in value:
+                lines.append(f"{key}='{value}'")
+            elif '"' not in value and "\\" not in value:
+                lines.append(f'{key}="{value}"')
+            else:
+                raise StackError(f"{key}: a value with both quote characters (or a ' and a "
+                                 f"backslash) cannot be passed to cargo lambda watch")
+        fd, path = tempfile.mkstemp(prefix=f"{self.stack_name}-", suffix=".env")
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self._env_file = path
+        return path
 
     def _spawn(self, name: str, argv: list[str], **kw) -> subprocess.Popen:
         out = self._log if self._log else None
@@ -328,6 +396,7 @@ class Stack:
     def create_resources(self) -> None:
         ddb = local_aws.client("dynamodb", self.aws_endpoint)
         local_aws.create_tables(self.aws_endpoint, self.stack_name, self.plan.template, ddb=ddb)
+        self.queue_urls = local_aws.create_queues(self.aws_endpoint, self.plan.resolver)
         ses = local_aws.client("sesv2", self.aws_endpoint)
         for identity in self.plan.email_identities:
             local_aws.create_email_identity(self.aws_endpoint, identity, ses=ses)
@@ -357,23 +426,25 @@ class Stack:
                 f"{hint}\n--- its output ---\n{output[-4000:]}")
 
     def start_watch(self) -> None:
+        # The functions get their environment from the file (cargo lambda adds it to its own);
+        # cargo lambda itself runs without RUST_LOG, which would make its own logging verbose.
         argv = ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
-                "--concurrency", "4", "--disable-cors"]
+                "--concurrency", "4", "--disable-cors", "--env-file", self._write_env_file()]
+        env = self._child_env()
+        env.pop("RUST_LOG", None)
         on_main = threading.current_thread() is threading.main_thread()
-        self._spawn("cargo lambda watch", argv, stdin=subprocess.DEVNULL, env=self._child_env(),
+        self._spawn("cargo lambda watch", argv, stdin=subprocess.DEVNULL, env=env,
                     preexec_fn=_parent_death_signal_setter() if on_main else None)
-        # The watch server answers an unrouted path itself (404) without building anything.
-        url = f"http://127.0.0.1:{self.portal_port}/__stack_ready"
+        # Ready when it accepts connections (it builds a function only on its first request).
+        import socket
+
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             self._check_children()
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    r.read()
+                socket.create_connection(("127.0.0.1", self.portal_port), timeout=2).close()
                 return
-            except urllib.error.HTTPError:
-                return
-            except (urllib.error.URLError, OSError):
+            except OSError:
                 time.sleep(0.2)
         raise StackError(f"cargo lambda watch did not answer on port {self.portal_port} "
                          f"within 120s")
@@ -402,11 +473,38 @@ class Stack:
             else:
                 _say(f"{function} is up ({status} after {took:.1f}s)")
 
+    def warm_stream_functions(self) -> None:
+        """Build and start each stream-triggered function with an empty batch."""
+        for source in self.plan.stream_sources:
+            function = source["function"]
+            _say(f"building and starting {function} (an empty stream batch)...")
+            started = time.monotonic()
+            url = (f"http://127.0.0.1:{self.portal_port}/2015-03-31/functions/{function}/"
+                   f"invocations")
+            req = urllib.request.Request(url, data=b'{"Records": []}', method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=1800) as r:
+                    r.read()
+                _say(f"{function} is up (after {time.monotonic() - started:.1f}s)")
+            except urllib.error.HTTPError as e:
+                _say(f"warning: {function} failed an empty batch (HTTP {e.code}): "
+                     f"{e.read()[:300].decode(errors='replace')}")
+            except (urllib.error.URLError, OSError) as e:
+                _say(f"warning: {function} did not answer: {e}")
+            self._check_children()
+
     def start_relays(self) -> None:
         for source in self.plan.stream_sources:
+            if not source["enabled"]:
+                _say(f"not relaying {source['table']} to {source['function']} (Enabled: false)")
+                continue
+            source = dict(source)
+            queue = source.get("on_failure_queue")
+            source["on_failure_url"] = self.queue_urls.get(queue) if queue else None
             relay = StreamRelay(self, **source)
             relay.start()
-            self._relays.append(relay)
+            self.relays.append(relay)
             _say(f"relaying the stream of {source['table']} to {source['function']}")
 
     def _check_children(self) -> None:
@@ -429,7 +527,7 @@ class Stack:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        for relay in self._relays:
+        for relay in self.relays:
             relay.join(timeout=5)
         with self._lock:
             procs = list(reversed(self._procs))
@@ -440,6 +538,11 @@ class Stack:
                     proc.stdin.close()
                 except OSError:
                     pass
+        if self._env_file:
+            try:
+                os.unlink(self._env_file)
+            except OSError:
+                pass
         if self._log:
             self._log.close()
             self._log = None
@@ -476,6 +579,7 @@ def start_stack(portal_port: int = DEFAULT_PORTAL_PORT, moto_port: int = DEFAULT
         stack.start_watch()
         if warm:
             stack.warm()
+            stack.warm_stream_functions()
         stack.start_relays()
     except BaseException:
         stack.stop()
@@ -500,44 +604,145 @@ def _lambda_shape(value):
     return value
 
 
+# Lambda event filtering (FilterCriteria): the subset of the EventBridge pattern syntax that
+# Lambda accepts for DynamoDB records, applied to the record as the function receives it.
+_MISSING = object()
+_FILTER_OPERATORS = {"exists", "prefix", "suffix", "anything-but", "numeric",
+                     "equals-ignore-case"}
+
+
+def _check_pattern(pattern) -> None:
+    """Raise ValueError for a pattern the relay cannot apply."""
+    if not isinstance(pattern, dict) or not pattern:
+        raise ValueError(f"a pattern must be a non-empty JSON object: {pattern!r}")
+    for key, sub in pattern.items():
+        if isinstance(sub, dict):
+            _check_pattern(sub)
+        elif isinstance(sub, list):
+            for rule in sub:
+                if isinstance(rule, dict):
+                    if len(rule) != 1 or next(iter(rule)) not in _FILTER_OPERATORS:
+                        raise ValueError(f"unsupported filter rule {rule!r} under {key!r}")
+                elif isinstance(rule, list):
+                    raise ValueError(f"nested list under {key!r}")
+        else:
+            raise ValueError(f"{key!r}: a pattern value must be an object or a list")
+
+
+def _numeric_ok(spec: list, x) -> bool:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    ops = {"<": x.__lt__, "<=": x.__le__, "=": x.__eq__, ">": x.__gt__, ">=": x.__ge__}
+    return all(ops[spec[i]](spec[i + 1]) for i in range(0, len(spec), 2))
+
+
+def _rule_matches(rule, value) -> bool:
+    if isinstance(rule, dict):
+        (op, arg), = rule.items()
+        if op == "exists":
+            return (value is not _MISSING) == bool(arg)
+        if value is _MISSING:
+            return False
+        values = value if isinstance(value, list) else [value]
+        for x in values:
+            if op == "prefix" and isinstance(x, str) and x.startswith(arg):
+                return True
+            if op == "suffix" and isinstance(x, str) and x.endswith(arg):
+                return True
+            if op == "equals-ignore-case" and isinstance(x, str) and x.lower() == str(arg).lower():
+                return True
+            if op == "anything-but" and x not in (arg if isinstance(arg, list) else [arg]):
+                return True
+            if op == "numeric" and _numeric_ok(arg, x):
+                return True
+        return False
+    if value is _MISSING:
+        return False
+    return any(rule == x and type(rule) is type(x) or (rule is None and x is None)
+               for x in (value if isinstance(value, list) else [value]))
+
+
+def _pattern_matches(pattern: dict, event) -> bool:
+    for key, sub in pattern.items():
+        value = event.get(key, _MISSING) if isinstance(event, dict) else _MISSING
+        if isinstance(sub, dict):
+            if value is _MISSING or not _pattern_matches(sub, value):
+                return False
+        elif not any(_rule_matches(rule, value) for rule in sub):
+            return False
+    return True
+
+
+def record_passes_filters(filters: list[dict], record: dict) -> bool:
+    """Lambda's rule: no filters passes everything; otherwise any one filter must match."""
+    return not filters or any(_pattern_matches(p, record) for p in filters)
+
+
 class StreamRelay(threading.Thread):
     """Reads one table's stream from the local endpoint and invokes a function with batches of
-    records through cargo lambda's invoke API, honouring ReportBatchItemFailures and retrying a
-    failed batch up to max_retries times before skipping it."""
+    records through cargo lambda's invoke API, as Lambda's event source mapping does:
+      - records that match none of the FilterCriteria are skipped (never sent);
+      - a batch holds up to BatchSize records, each with eventSourceARN;
+      - with ReportBatchItemFailures, the records before the lowest reported sequence number are
+        done and the batch is retried from that record; a function error (or an unusable answer)
+        retries the whole batch, halved first if BisectBatchOnFunctionError is set;
+      - after MaximumRetryAttempts retries, or past MaximumRecordAgeInSeconds, the records are
+        discarded and, with an OnFailure queue, their batch info is sent to it.
+    Retries wait 1, 2, 4, 8, then 10 s; an idle stream is polled every POLL_SECONDS."""
 
-    def __init__(self, stack: Stack, function: str, table: str, batch_size: int,
-                 report_failures: bool, max_retries: int):
+    POLL_SECONDS = 0.5
+
+    def __init__(self, stack: "Stack", function: str, table: str, batch_size: int = 100,
+                 report_failures: bool = False, max_retries: int = LOCAL_MAX_RETRIES,
+                 bisect: bool = False, max_record_age: int = -1, filters: list | None = None,
+                 on_failure_queue: str | None = None, on_failure_url: str | None = None,
+                 enabled: bool = True):
         super().__init__(name=f"relay-{table}", daemon=True)
         self.stack, self.function, self.table = stack, function, table
         self.batch_size, self.report_failures, self.max_retries = (
-            batch_size, report_failures, max_retries)
+            max(1, batch_size), report_failures, max_retries)
+        self.bisect, self.max_record_age = bisect, max_record_age
+        self.filters = filters or []
+        self.on_failure_url = on_failure_url
         self.invoke_url = (f"http://127.0.0.1:{stack.portal_port}/2015-03-31/functions/"
                            f"{function}/invocations")
+        self.function_arn = f"arn:aws:lambda:{REGION}:{local_aws.ACCOUNT_ID}:function:{function}"
+        self.stream_arn = ""
+        # Counters for tests and logs.
+        self.invocations = 0
+        self.delivered = 0
+        self.discarded = 0
 
     def run(self) -> None:
-        try:
-            self._run()
-        except Exception as e:  # noqa: BLE001
-            if not self.stack._stopping.is_set():
-                _say(f"stream relay for {self.table} stopped: {e!r}")
+        stopping = self.stack._stopping
+        while not stopping.is_set():
+            try:
+                self._run()
+                return
+            except Exception as e:  # noqa: BLE001 - a hiccup of the endpoint: start over
+                if stopping.is_set():
+                    return
+                _say(f"stream relay for {self.table}: {e!r}; retrying in 2s")
+                stopping.wait(2)
 
     def _run(self) -> None:
         endpoint = self.stack.aws_endpoint
         ddb = local_aws.client("dynamodb", endpoint)
         streams = local_aws.client("dynamodbstreams", endpoint)
-        stream_arn = ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
+        self.stream_arn = ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
         iterators: dict[str, str | None] = {}
-        pending: list[dict] = []
-        attempts = 0
+        pending: list[tuple[str, dict]] = []  # (shard id, record), in stream order
         stopping = self.stack._stopping
         next_shard_scan = 0.0
+        attempts = 0
+        limit = self.batch_size  # lowered by bisection, back to batch_size after a success
         while not stopping.is_set():
             if time.monotonic() >= next_shard_scan:
-                for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"][
-                        "Shards"]:
+                for shard in streams.describe_stream(StreamArn=self.stream_arn)[
+                        "StreamDescription"]["Shards"]:
                     if shard["ShardId"] not in iterators:
                         iterators[shard["ShardId"]] = streams.get_shard_iterator(
-                            StreamArn=stream_arn, ShardId=shard["ShardId"],
+                            StreamArn=self.stream_arn, ShardId=shard["ShardId"],
                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
                 next_shard_scan = time.monotonic() + 10
             for shard_id, iterator in list(iterators.items()):
@@ -547,29 +752,102 @@ class StreamRelay(threading.Thread):
                 iterators[shard_id] = resp.get("NextShardIterator")
                 for record in resp.get("Records", []):
                     record = _lambda_shape(record)
-                    record["eventSourceARN"] = stream_arn
-                    pending.append(record)
+                    record["eventSourceARN"] = self.stream_arn
+                    if record_passes_filters(self.filters, record):
+                        pending.append((shard_id, record))
+            pending = self._drop_expired(pending)
             if not pending:
-                stopping.wait(0.5)
+                stopping.wait(self.POLL_SECONDS)
                 continue
-            batch = pending[:self.batch_size]
-            done = self._invoke(batch)
+            # A batch comes from one shard, in order.
+            shard_id = pending[0][0]
+            batch = []
+            for sid, record in pending:
+                if sid != shard_id or len(batch) >= limit:
+                    break
+                batch.append(record)
+            done, function_error = self._invoke(batch)
+            self.delivered += done
             if done == len(batch):
                 pending = pending[len(batch):]
-                attempts = 0
+                attempts, limit = 0, self.batch_size
                 continue
             pending = pending[done:]
             attempts += 1
+            left = len(batch) - done
             if attempts > self.max_retries:
-                skipped = pending[:len(batch) - done]
-                pending = pending[len(skipped):]
-                attempts = 0
-                _say(f"{self.function}: gave up on {len(skipped)} stream record(s) of "
-                     f"{self.table} after {self.max_retries} retries")
+                skipped = [r for _, r in pending[:left]]
+                pending = pending[left:]
+                self._discard(shard_id, skipped, "RetryAttemptsExhausted", attempts)
+                attempts, limit = 0, self.batch_size
+                continue
+            if function_error and self.bisect and left > 1:
+                limit = (left + 1) // 2
             stopping.wait(min(0.5 * 2 ** attempts, 10))
 
-    def _invoke(self, batch: list[dict]) -> int:
-        """How many records of the batch, from its start, count as processed."""
+    def _drop_expired(self, pending: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+        if self.max_record_age < 0 or not pending:
+            return pending
+        oldest_allowed = time.time() - self.max_record_age
+        kept, expired = [], []
+        for sid, record in pending:
+            created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+            if isinstance(created, (int, float)) and created < oldest_allowed:
+                expired.append((sid, record))
+            else:
+                kept.append((sid, record))
+        for sid in dict.fromkeys(s for s, _ in expired):
+            self._discard(sid, [r for s, r in expired if s == sid], "RecordAgeExceeded", 0)
+        return kept
+
+    def _discard(self, shard_id: str, records: list[dict], condition: str, invokes: int) -> None:
+        """Give up on records; with an OnFailure queue, send it Lambda's invocation record."""
+        if not records:
+            return
+        self.discarded += len(records)
+        seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
+        created = [r["dynamodb"].get("ApproximateCreationDateTime") for r in records]
+
+        def iso(t):
+            if not isinstance(t, (int, float)):
+                return None
+            return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z")
+
+        where = ""
+        if self.on_failure_url:
+            import uuid
+
+            message = {
+                "requestContext": {"requestId": str(uuid.uuid4()),
+                                   "functionArn": self.function_arn, "condition": condition,
+                                   "approximateInvokeCount": invokes},
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                                    "functionError": "Unhandled"},
+                "version": "1.0",
+                "timestamp": iso(time.time()),
+                "DDBStreamBatchInfo": {
+                    "shardId": shard_id, "startSequenceNumber": seqs[0],
+                    "endSequenceNumber": seqs[-1],
+                    "approximateArrivalOfFirstRecord": iso(created[0]),
+                    "approximateArrivalOfLastRecord": iso(created[-1]),
+                    "batchSize": len(records), "streamArn": self.stream_arn},
+            }
+            try:
+                sqs = local_aws.client("sqs", self.stack.aws_endpoint)
+                sqs.send_message(QueueUrl=self.on_failure_url, MessageBody=json.dumps(message))
+                where = f"; their batch info is in the queue {self.on_failure_url}"
+            except Exception as e:  # noqa: BLE001
+                where = f"; sending their batch info to {self.on_failure_url} failed: {e!r}"
+        reason = (f"after {self.max_retries} retries" if condition == "RetryAttemptsExhausted"
+                  else f"older than {self.max_record_age}s")
+        _say(f"{self.function}: discarded {len(records)} stream record(s) of {self.table} "
+             f"{reason} (sequence numbers {seqs[0]}..{seqs[-1]}){where}")
+
+    def _invoke(self, batch: list[dict]) -> tuple[int, bool]:
+        """(how many records of the batch, from its start, count as processed; whether the
+        function failed as a whole)."""
+        self.invocations += 1
         body = json.dumps({"Records": batch}).encode()
         req = urllib.request.Request(self.invoke_url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -578,30 +856,35 @@ class StreamRelay(threading.Thread):
                 function_error = r.headers.get("X-Amz-Function-Error")
                 payload = r.read()
         except urllib.error.HTTPError as e:
-            _say(f"{self.function}: invoke failed with HTTP {e.code}: "
+            # cargo lambda watch answers a function error with 500 and the error as the body.
+            _say(f"{self.function}: function error (HTTP {e.code}): "
                  f"{e.read()[:500].decode(errors='replace')}")
-            return 0
+            return 0, True
         except (urllib.error.URLError, OSError) as e:
             _say(f"{self.function}: invoke failed: {e}")
-            return 0
+            return 0, True
         try:
             result = json.loads(payload) if payload.strip() else None
         except ValueError:
             result = None
         if function_error or (isinstance(result, dict) and "errorType" in result):
             _say(f"{self.function}: function error: {payload[:500].decode(errors='replace')}")
-            return 0
+            return 0, True
         if not self.report_failures or not isinstance(result, dict):
-            return len(batch)
+            return len(batch), False
         failures = result.get("batchItemFailures") or []
         if not failures:
-            return len(batch)
+            return len(batch), False
         ids = [f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures]
-        if any(not i for i in ids):
-            return 0  # a malformed failure report fails the whole batch, as in Lambda
         seqs = [r["dynamodb"]["SequenceNumber"] for r in batch]
-        positions = [seqs.index(i) for i in ids if i in seqs]
-        return min(positions) if positions else 0
+        if any(not i or i not in seqs for i in ids):
+            # Lambda treats an empty or unknown identifier as a failure of the whole batch.
+            _say(f"{self.function}: batchItemFailures names a record not in the batch: {ids}")
+            return 0, True
+        done = min(seqs.index(i) for i in ids)
+        _say(f"{self.function}: {len(batch) - done} of {len(batch)} record(s) reported failed; "
+             f"retrying from sequence number {seqs[done]}")
+        return done, False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,7 +930,8 @@ def main() -> int:
                             admin_password=password)
         print(f"\nPortal: {stack.portal_url}  Local AWS: {stack.aws_endpoint}  "
               f"Admin: {stack.admin_email} / {stack.admin_password}\n"
-              f"Emails sent so far: make emails  "
+              f"Emails sent so far: "
+              f"{'' if moto_port == DEFAULT_AWS_PORT else f'LOCAL_AWS_PORT={moto_port} '}make emails  "
               f"(or .venv/bin/python scripts/local_aws.py emails --endpoint-url "
               f"{stack.aws_endpoint})\n"
               f"Ctrl-C stops everything.\n", flush=True)
