@@ -1,6 +1,7 @@
 # make run     start the whole portal locally (http://localhost:9000); Ctrl-C stops it
 # make test    every test: Rust unit/integration tests, cfn-lint, the pytest end-to-end suite
 # make emails  print the emails the local portal has sent so far (recipient, subject, body)
+# make bench   DynamoDB calls per operation (on moto) and handler time per request
 # make lint    cfn-lint on infra/template.yaml
 # make clean   remove build output (make distclean also removes .venv)
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 PYTHON := $(CURDIR)/.venv/bin/python
 LOCAL_AWS_PORT ?= 4566
 
-.PHONY: run test emails lint clean distclean setup
+.PHONY: run test emails lint clean distclean setup bench
 
 setup:
 	scripts/setup.sh
@@ -30,6 +31,10 @@ test:
 	status=0; .venv/bin/pytest -q tests || status=$$?; \
 	if [ $$status = 5 ]; then echo "pytest: no tests collected in tests/"; status=0; fi; \
 	exit $$status
+
+bench:
+	scripts/setup.sh
+	cargo bench -p portal --bench operations
 
 emails:
 	@$(PYTHON) scripts/local_aws.py emails --endpoint-url http://127.0.0.1:$(LOCAL_AWS_PORT)

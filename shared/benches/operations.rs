@@ -1,0 +1,216 @@
+//! Benchmarks for the design's performance budgets (measured here, never asserted by a timed test):
+//!
+//! 1. DynamoDB calls per operation, counted by an SDK interceptor against the real DynamoDB API
+//!    (moto server, started as the tests start it), for each user-facing operation.
+//! 2. A request's own work besides the password hash: handler time per request on in-memory
+//!    adapters, for the requests that hash nothing.
+//!
+//! Run with `make bench` (or `cargo bench -p portal --bench operations`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use portal::Portal;
+use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
+use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+use portal::adapters::memory::{ManualClock, MemoryMailer};
+use portal::domain::contact::{Contact, NewContact};
+use portal::domain::email::Email;
+use portal::handlers::admin::CreateInvitation;
+use portal::handlers::profile::Profile;
+use portal::handlers::redeem::RedeemInvitation;
+use portal::handlers::register::Register;
+use portal::handlers::send_email;
+use portal::handlers::sign_in::SignIn;
+use portal::lambda::HttpFunction;
+use serde_json::json;
+use support::*;
+
+/// Counts requests sent to DynamoDB, by operation name.
+#[derive(Debug, Default, Clone)]
+struct CallCounter(Arc<Mutex<BTreeMap<String, u32>>>);
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_else(|| "?".into());
+        *self.0.lock().unwrap().entry(name).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl CallCounter {
+    fn take(&self) -> String {
+        let counts = std::mem::take(&mut *self.0.lock().unwrap());
+        let total: u32 = counts.values().sum();
+        let detail: Vec<String> = counts.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        format!("{total:>2}  ({})", detail.join(", "))
+    }
+}
+
+fn dynamo_portal(counter: &CallCounter) -> (Portal, Arc<MemoryMailer>, Arc<DynamoOutbox>) {
+    let tables = support::moto::fresh_tables();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(support::moto::endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
+        .interceptor(counter.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let mut settings = settings(&[]);
+    settings.contacts_table = tables.contacts.clone();
+    settings.sessions_table = tables.sessions.clone();
+    settings.invitations_table = tables.invitations.clone();
+    settings.outbox_table = tables.outbox.clone();
+    let mailer = Arc::new(MemoryMailer::default());
+    let outbox = Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox));
+    let portal = Portal {
+        contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
+        sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
+        invitations: Arc::new(DynamoInvitations::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
+        outbox: outbox.clone(),
+        mailer: mailer.clone(),
+        clock: Arc::new(ManualClock::at(1_800_000_000)),
+        settings,
+    };
+    (portal, mailer, outbox)
+}
+
+async fn call(portal: &Portal, function: &dyn HttpFunction, req: Req) -> lambda_http::Response<lambda_http::Body> {
+    function.handle(portal, req.build()).await
+}
+
+async fn dynamodb_calls() {
+    let counter = CallCounter::default();
+    let (portal, mailer, _) = dynamo_portal(&counter);
+    let admin = Contact::new(
+        NewContact {
+            email: Email::parse("admin@example.com").unwrap(),
+            first_name: "Admin".into(),
+            last_name: "Istrator".into(),
+            username: None,
+            phone: None,
+            roles: vec!["Administrators".into()],
+            password_hash: Some(portal::domain::password::hash_password(portal::domain::password::Password::new(PASSWORD.into())).await.unwrap()),
+        },
+        1_800_000_000,
+    );
+    portal.contacts.create(&admin).await.unwrap();
+    counter.take();
+    println!("DynamoDB calls per operation (moto server, real DynamoDB API):");
+    let row = |name: &str| println!("  {name:<44} {}", counter.take());
+
+    let registered = call(&portal, &Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    assert_eq!(registered.status(), 201);
+    row("register (contact, guards, token, email)");
+    let signed_in = call(&portal, &SignIn, Req::post("/signin").json(json!({"login": "admin@example.com", "password": PASSWORD}))).await;
+    let admin_session = cookie_value(&signed_in, "portal_session").unwrap();
+    row("sign in");
+    call(&portal, &SignIn, Req::post("/signin").json(json!({"login": "admin@example.com", "password": "wrong-password-x"}))).await;
+    row("sign in, wrong password");
+    call(&portal, &Profile, Req::get("/profile").cookie("portal_session", &admin_session)).await;
+    row("GET /profile (session + contact)");
+    let invited = call(&portal, &CreateInvitation, Req::post("/admin/invitations").json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"})).cookie("portal_session", &admin_session)).await;
+    assert_eq!(invited.status(), 201);
+    row("create invitation (new contact)");
+
+    let scan = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(support::moto::endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
+            .build(),
+    )
+    .scan()
+    .table_name(&portal.settings.outbox_table)
+    .send()
+    .await
+    .unwrap();
+    let records: Vec<serde_json::Value> = scan
+        .items()
+        .iter()
+        .filter(|item| item.get("kind").and_then(|k| k.as_s().ok()).map(String::as_str) == Some("invitation"))
+        .map(|item| {
+            let image: serde_dynamo::Item = item.clone().into();
+            json!({"eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                   "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": "1", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"}})
+        })
+        .collect();
+    let event = serde_json::from_value(json!({"Records": records})).unwrap();
+    counter.take();
+    send_email::handle(&portal, event).await;
+    row("send-email, one invitation message");
+    let code = mailer.sent()[0].text.lines().find_map(|l| l.split("code=").nth(1)).unwrap().trim().to_string();
+    call(&portal, &RedeemInvitation, Req::post("/redeem").json(json!({"code": code}))).await;
+    row("redeem: look the code up");
+    let redeemed = call(&portal, &RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"}))).await;
+    assert_eq!(redeemed.status(), 201);
+    row("redeem: set up credentials (+ session)");
+    call(&portal, &SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
+    row("forgot password (allowances, token, email)");
+    call(&portal, &SignIn, Req::post("/signout").raw_json("").cookie("portal_session", &admin_session)).await;
+    row("sign out");
+}
+
+/// Mean handler time per request over `rounds`, on in-memory adapters.
+async fn time_per_request(name: &str, rounds: u32, mut request: impl FnMut() -> Req, function: &dyn HttpFunction, t: &TestPortal) {
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let response = function.handle(&t.portal, request().build()).await;
+        assert!(response.status().as_u16() < 500);
+    }
+    let micros = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    println!("  {name:<44} {micros:>8.1} µs");
+}
+
+async fn request_cpu() {
+    let t = test_portal(&[]);
+    let registered = t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    let session = cookie_value(&registered, "portal_session").unwrap();
+    let mut ada = t.contacts.all().remove(0);
+    ada.roles = vec!["Administrators".into()];
+    t.contacts.put(ada);
+    let invited = t.send(&CreateInvitation, Req::post("/admin/invitations").json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"})).cookie("portal_session", &session)).await;
+    assert_eq!(invited.status(), 201);
+    let code = t.outbox.all().into_iter().find_map(|m| m.secret).unwrap().expose().to_string();
+    println!("Handler time per request, in memory, no password hash (release build):");
+    let rounds = 2000;
+    time_per_request("GET /profile (JSON)", rounds, || Req::get("/profile").cookie("portal_session", &session), &Profile, &t).await;
+    time_per_request("GET / (HTML page, signed in)", rounds, || Req::get("/").html().cookie("portal_session", &session), &Profile, &t).await;
+    time_per_request("GET /signin (HTML page)", rounds, || Req::get("/signin").html(), &SignIn, &t).await;
+    time_per_request("POST /redeem (look the code up)", rounds, || Req::post("/redeem").json(json!({"code": code})), &RedeemInvitation, &t).await;
+    time_per_request(
+        "POST /admin/invitations",
+        rounds,
+        || Req::post("/admin/invitations").json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"})).cookie("portal_session", &session),
+        &CreateInvitation,
+        &t,
+    )
+    .await;
+    time_per_request("POST /register, invalid (validation only)", rounds, || Req::post("/register").json(json!({"email": "nope"})), &Register, &t).await;
+}
+
+#[tokio::main]
+async fn main() {
+    dynamodb_calls().await;
+    println!();
+    request_cpu().await;
+}
