@@ -284,6 +284,41 @@ def wait_until_answers(url: str, timeout: float) -> bool:
     return False
 
 
+def keep_streams_across_cancelled_transactions() -> None:
+    """Work around moto 5.2.5: when a TransactWriteItems is cancelled, moto rolls back by replacing
+    each table with a deep copy, which detaches the table's stream shard (readers of the stream
+    never see a later record) and leaves records of the rolled-back writes in the old shard. Real
+    DynamoDB writes nothing to the stream for a cancelled transaction. Here the original shard is
+    reattached to the restored table and the rolled-back records are dropped."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "keeps_streams", False):
+        return
+
+    def transact_write_items(self, transact_items):
+        names = {next(iter(item.values())).get("TableName") for item in transact_items}
+        before = {}
+        for name in names:
+            table = self.tables.get(name)
+            shard = getattr(table, "stream_shard", None) if table is not None else None
+            if shard is not None:
+                before[name] = (shard, len(shard.items))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for name, (shard, length) in before.items():
+                restored = self.tables.get(name)
+                if restored is not None and restored.stream_shard is not shard:
+                    del shard.items[length:]
+                    shard.table = restored
+                    restored.stream_shard = shard
+            raise
+
+    transact_write_items.keeps_streams = True
+    DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def cmd_serve(args) -> int:
     if not port_is_free(args.port):
         print(f"local_aws: port {args.port} on 127.0.0.1 is already in use; stop what holds it "
@@ -298,6 +333,8 @@ def cmd_serve(args) -> int:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     from moto.server import ThreadedMotoServer
+
+    keep_streams_across_cancelled_transactions()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     # start() waits for a ready event that a failed bind never sets: start it from a helper thread.
