@@ -319,6 +319,30 @@ def keep_streams_across_cancelled_transactions() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def serialize_dynamodb_writes() -> None:
+    """Work around moto 5.2.5's threaded server: its TransactWriteItems checks and applies items one
+    by one and rolls back by restoring copies of whole tables taken when it started, so a
+    transaction cancelled at the same time as another write puts the other write's changes back.
+    Real DynamoDB transactions are serializable; running moto's writes one at a time gives the race
+    tests (ten parallel redemptions, registrations) the same guarantees."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_writes_serialized", False):
+        return
+    lock = threading.RLock()
+
+    def serialized(method):
+        def run(self, *args, **kwargs):
+            with lock:
+                return method(self, *args, **kwargs)
+        run.__name__ = method.__name__
+        return run
+
+    for name in ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items"):
+        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+    DynamoDBBackend._writes_serialized = True
+
+
 def cmd_serve(args) -> int:
     if not port_is_free(args.port):
         print(f"local_aws: port {args.port} on 127.0.0.1 is already in use; stop what holds it "
@@ -335,6 +359,7 @@ def cmd_serve(args) -> int:
     from moto.server import ThreadedMotoServer
 
     keep_streams_across_cancelled_transactions()
+    serialize_dynamodb_writes()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     # start() waits for a ready event that a failed bind never sets: start it from a helper thread.

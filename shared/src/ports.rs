@@ -98,7 +98,8 @@ pub trait SessionStore: Send + Sync {
     async fn create(&self, session: &Session) -> anyhow::Result<()>;
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
     async fn touch(&self, id_digest: &str, now: i64) -> anyhow::Result<()>;
-    async fn delete(&self, id_digest: &str) -> anyhow::Result<()>;
+    /// Deletes the session; returns what it was, if it existed.
+    async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
     /// Ends every session of a contact, except the one with digest `except`.
     async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()>;
 }

@@ -156,8 +156,10 @@ async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
 
     store.touch(&session.id_digest, 1_800_000_100).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap().unwrap().last_seen_at, 1_800_000_100);
-    store.delete(&session.id_digest).await.unwrap();
+    let deleted = store.delete(&session.id_digest).await.unwrap().expect("the deleted session");
+    assert_eq!(deleted.contact_id, "contact-1");
     assert_eq!(store.get(&session.id_digest).await.unwrap(), None);
+    assert_eq!(store.delete(&session.id_digest).await.unwrap(), None, "deleting twice finds nothing");
     store.touch(&session.id_digest, 1_800_000_200).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap(), None, "touch never resurrects");
 }

@@ -11,7 +11,7 @@ use portal::handlers::register::Register;
 use portal::handlers::send_email;
 use portal::domain::contact::Contact;
 use portal::domain::invitation::Delivery;
-use portal::ports::{OutgoingEmail, SendError};
+use portal::ports::{InvitationStore, OutgoingEmail, SendError};
 use serde_json::{Value, json};
 use support::*;
 
@@ -420,4 +420,24 @@ async fn with_invitations_turned_off_redeem_is_a_404() {
     assert_eq!(t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": "x"}))).await.status(), 404);
     let home = body_text(&t.send(&Profile, Req::get("/").html()).await);
     assert!(!home.contains("href=\"/redeem\""));
+}
+
+#[tokio::test]
+async fn an_email_whose_code_was_replaced_or_revoked_before_sending_is_not_sent() {
+    let (t, admin) = with_admin(&[]).await;
+    let first = invite(&t, &admin, grace()).await;
+    let id = first["invitation_id"].as_str().unwrap();
+    let resent = t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{id}/resend"), &admin, json!({}))).await;
+    assert_eq!(resent.status(), 200);
+    let revoked = invite(&t, &admin, json!({"email": "r@example.com", "first_name": "R", "last_name": "V"})).await;
+    let revoke = t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{}/revoke", revoked["invitation_id"].as_str().unwrap()), &admin, json!({}))).await;
+    assert_eq!(revoke.status(), 200);
+    let sent = deliver(&t).await;
+    assert_eq!(sent.len(), 1, "only the resent code goes out");
+    assert_eq!(sent[0].to, "grace@example.com");
+    let stored = t.invitations.get(id).await.unwrap().unwrap();
+    assert_eq!(stored.delivery, Delivery::Sent);
+    let failed: Vec<_> = invitation_messages(&t).into_iter().filter(|m| m.status == MessageStatus::Failed).collect();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|m| m.secret.is_none() && m.error.as_deref().is_some_and(|e| e.contains("superseded"))));
 }

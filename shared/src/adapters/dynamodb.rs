@@ -119,7 +119,7 @@ impl DynamoContacts {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>> {
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map(|_| ())
+        transact_retrying(&self.client, items).await
     }
 
 
@@ -186,12 +186,35 @@ pub(crate) fn cancellation_codes<R>(err: &SdkError<TransactWriteItemsError, R>) 
     Some(cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
 }
 
+/// Runs a transaction, trying again (up to four times in all) while DynamoDB cancels it only for
+/// a conflict with a concurrent transaction on the same items: DynamoDB does not queue those, and
+/// the next try sees the other's outcome (a condition then fails, or it goes through).
+pub(crate) async fn transact_retrying(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>> {
+    let mut attempt = 1u64;
+    loop {
+        let err = match client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let conflict_only = cancellation_codes(&err).is_some_and(|codes| {
+            codes.iter().any(|c| c == "TransactionConflict") && !codes.iter().any(|c| c == "ConditionalCheckFailed")
+        });
+        if !conflict_only || attempt == 4 {
+            return Err(err);
+        }
+        tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+        attempt += 1;
+    }
+}
+
 /// How a cancelled registration transaction ended, from its per-item cancellation reasons
 /// (item 0 the contact, 1 the email guard, 2 the username guard).
 enum Cancelled {
     EmailTaken,
     UsernameTaken,
-    Conflict,
     Other,
 }
 
@@ -201,7 +224,6 @@ fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Cancell
     Some(match codes.as_slice() {
         [_, "ConditionalCheckFailed", ..] => Cancelled::EmailTaken,
         [_, _, "ConditionalCheckFailed", ..] => Cancelled::UsernameTaken,
-        codes if codes.contains(&"TransactionConflict") => Cancelled::Conflict,
         _ => Cancelled::Other,
     })
 }
@@ -213,24 +235,14 @@ impl ContactStore for DynamoContacts {
         if let Some((token, message)) = email {
             items.extend(self.token_email_items(Some(token), message)?);
         }
-        // DynamoDB cancels a transaction that races another on the same item (TransactionConflict)
-        // instead of queueing it; retrying lets the loser see the winner's guard item.
-        for attempt in 1..=4u64 {
-            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-            let err = match result {
-                Ok(_) => return Ok(()),
-                Err(err) => err,
-            };
-            match cancellation(&err) {
-                Some(Cancelled::EmailTaken) => return Err(CreateContactError::EmailTaken),
-                Some(Cancelled::UsernameTaken) => return Err(CreateContactError::UsernameTaken),
-                Some(Cancelled::Conflict) if attempt < 4 => {
-                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
-                }
-                _ => return Err(sdk_error("creating a contact", err).into()),
-            }
+        match transact_retrying(&self.client, items).await {
+            Ok(()) => Ok(()),
+            Err(err) => match cancellation(&err) {
+                Some(Cancelled::EmailTaken) => Err(CreateContactError::EmailTaken),
+                Some(Cancelled::UsernameTaken) => Err(CreateContactError::UsernameTaken),
+                _ => Err(sdk_error("creating a contact", err).into()),
+            },
         }
-        Err(anyhow::anyhow!("creating a contact: transaction conflicts persisted").into())
     }
 
     async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>> {
@@ -557,15 +569,19 @@ impl SessionStore for DynamoSessions {
         }
     }
 
-    async fn delete(&self, id_digest: &str) -> anyhow::Result<()> {
-        self.client
+    async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {
+        let output = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(id_digest.to_string())))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| sdk_error("deleting a session", e))?;
-        Ok(())
+        let Some(item) = output.attributes.filter(|a| !a.is_empty()) else { return Ok(None) };
+        let stored: SessionItem = serde_dynamo::from_item(item).context("reading a deleted session")?;
+        Ok(Some(stored.session))
     }
 
     async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()> {

@@ -8,7 +8,6 @@
 //! Outbox table (key `pk` = message id; stream NEW_IMAGE; TTL on `ttl`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -16,7 +15,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::dynamodb::{Item, OutboxItem, cancellation_codes, is_conditional_failure, contact_pk, guard_item, new_contact_items, number, outbox_put, put_new, sdk_error, username_pk};
+use super::dynamodb::{Item, OutboxItem, cancellation_codes, is_conditional_failure, transact_retrying, contact_pk, guard_item, new_contact_items, number, outbox_put, put_new, sdk_error, username_pk};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
@@ -187,13 +186,7 @@ impl InvitationStore for DynamoInvitations {
             put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?,
             outbox_put(&self.outbox_table, message)?,
         ];
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(|e| sdk_error("creating an invitation", e))?;
-        Ok(())
+        transact_retrying(&self.client, items).await.map_err(|e| sdk_error("creating an invitation", e))
     }
 
     async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>> {
@@ -275,8 +268,8 @@ impl InvitationStore for DynamoInvitations {
             put_new(&self.invitations_table, code_item(new_digest, invitation)?)?,
             outbox_put(&self.outbox_table, message)?,
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
+        match transact_retrying(&self.client, items).await {
+            Ok(()) => Ok(true),
             Err(err) if cancellation_codes(&err).is_some_and(|codes| codes.first().map(String::as_str) == Some("ConditionalCheckFailed")) => Ok(false),
             Err(err) => Err(sdk_error("replacing an invitation code", err)),
         }
@@ -325,28 +318,17 @@ impl InvitationStore for DynamoInvitations {
         described.push((TransactWriteItem::builder().put(put).build(), RedeemError::InvitationInvalid));
         let (items, meanings): (Vec<_>, Vec<_>) = described.into_iter().unzip();
         // Concurrent redemptions of one code conflict; a retry sees the winner's count.
-        for attempt in 1..=4u64 {
-            let err = match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
-                Ok(_) => return Ok(()),
-                Err(err) => err,
-            };
-            let Some(codes) = cancellation_codes(&err) else {
-                return Err(sdk_error("redeeming an invitation", err).into());
-            };
-            if let Some(index) = codes.iter().position(|c| c == "ConditionalCheckFailed") {
-                return Err(match &meanings[index] {
-                    RedeemError::EmailTaken => RedeemError::EmailTaken,
-                    RedeemError::UsernameTaken => RedeemError::UsernameTaken,
-                    _ => RedeemError::InvitationInvalid,
-                });
-            }
-            if codes.iter().any(|c| c == "TransactionConflict") && attempt < 4 {
-                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
-                continue;
-            }
-            return Err(sdk_error("redeeming an invitation", err).into());
+        let err = match transact_retrying(&self.client, items).await {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let failed = cancellation_codes(&err).and_then(|codes| codes.iter().position(|c| c == "ConditionalCheckFailed"));
+        match failed.map(|index| &meanings[index]) {
+            Some(RedeemError::EmailTaken) => Err(RedeemError::EmailTaken),
+            Some(RedeemError::UsernameTaken) => Err(RedeemError::UsernameTaken),
+            Some(_) => Err(RedeemError::InvitationInvalid),
+            None => Err(sdk_error("redeeming an invitation", err).into()),
         }
-        Err(RedeemError::Store(anyhow::anyhow!("redeeming an invitation: transaction conflicts persisted")))
     }
 
     async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()> {

@@ -289,9 +289,8 @@ impl SessionStore for MemorySessions {
         Ok(())
     }
 
-    async fn delete(&self, id_digest: &str) -> anyhow::Result<()> {
-        self.sessions.lock().unwrap().remove(id_digest);
-        Ok(())
+    async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {
+        Ok(self.sessions.lock().unwrap().remove(id_digest))
     }
 
     async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()> {

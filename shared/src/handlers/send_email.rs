@@ -58,6 +58,14 @@ async fn send(portal: &Portal, message_id: &str) -> anyhow::Result<()> {
         tracing::info!(message_id, "message already sent or being sent; duplicate delivery skipped");
         return Ok(());
     };
+    if let Some(invitation_id) = &message.invitation_id {
+        let invitation = portal.invitations.get(invitation_id).await?;
+        let current = invitation.is_some_and(|i| i.message_id == message.message_id && !i.revoked);
+        if !current {
+            // Its code no longer works: a resend replaced it, or the invitation was revoked.
+            return fail(portal, &message, "superseded: the invitation was resent or revoked before this email went out").await;
+        }
+    }
     let Some(outgoing) = email::render(&portal.settings, &message) else {
         return fail(portal, &message, "the message holds nothing to send").await;
     };

@@ -99,13 +99,7 @@ async fn sign_out(portal: &Portal, req: &HttpRequest) -> HttpResponse {
         Err(err) => return response::error(&err, Client::for_read(req)),
     };
     if let Some(token) = cookie(req, session_cookie_name(&portal.settings)).filter(|t| !t.is_empty()) {
-        let id_digest = digest(token);
-        let revoked = match portal.sessions.get(&id_digest).await {
-            Ok(Some(session)) => portal.sessions.delete(&id_digest).await.map(|()| Some(session)),
-            Ok(None) => Ok(None),
-            Err(err) => Err(err),
-        };
-        match revoked {
+        match portal.sessions.delete(&digest(token)).await {
             Ok(Some(session)) => audit(req, "signed_out", Some(&session.contact_id)),
             Ok(None) => {}
             Err(err) => return response::error(&err.into(), client),
@@ -191,7 +185,7 @@ async fn reset(portal: &Portal, req: &HttpRequest) -> HttpResponse {
         Ok(submission) => submission,
         Err(err) => return response::error(&err, Client::for_read(req)),
     };
-    let raw_token = fields.required("token");
+    let raw_token = fields.text("token");
     let result = reset_password(portal, req, raw_token.as_deref(), &mut fields).await;
     match (result, client) {
         (Ok(()), Client::Api) => response::no_content(),
