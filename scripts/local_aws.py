@@ -324,7 +324,7 @@ def serialize_dynamodb_writes() -> None:
     by one and rolls back by restoring copies of whole tables taken when it started, so a
     transaction cancelled at the same time as another write puts the other write's changes back.
     Real DynamoDB transactions are serializable; running moto's writes one at a time gives the race
-    tests (ten parallel redemptions, registrations) the same guarantees."""
+    tests (ten parallel redemptions, registrations) the same guarantees (and no read sees half of one)."""
     from moto.dynamodb.models import DynamoDBBackend
 
     if getattr(DynamoDBBackend, "_writes_serialized", False):
@@ -338,7 +338,9 @@ def serialize_dynamodb_writes() -> None:
         run.__name__ = method.__name__
         return run
 
-    for name in ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items"):
+    # Reads too, so that none sees a transaction half applied before its rollback.
+    for name in ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items",
+                 "get_item", "query", "scan"):
         setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
     DynamoDBBackend._writes_serialized = True
 

@@ -54,7 +54,9 @@ def start(stack_name: str, settings: dict | None = None):
 
 @pytest.fixture(scope="session")
 def stack():
-    s = start("e2e")
+    # Every e2e request comes from 127.0.0.1: a high per-address email allowance keeps the whole
+    # suite clear of it (the rate-limit tests have their own stack, rate_limited_stack).
+    s = start("e2e", settings={"PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000"})
     try:
         yield s
     finally:
@@ -108,3 +110,33 @@ def pytest_runtest_makereport(item, call):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if STACK_LOGS and exitstatus != 0:
         terminalreporter.write_line("local stack logs: " + " ".join(STACK_LOGS))
+
+
+# --- account self-service (issue 4) ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def confirmation_stack():
+    """A stack where email confirmation is required before a contact may sign in."""
+    s = start("confirmation", settings={"PORTAL_REQUIRE_CONFIRMATION": "true",
+                                        "PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000"})
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+RATE_LIMITED_PER_ACCOUNT = 2
+RATE_LIMITED_PER_ADDRESS = 3
+
+
+@pytest.fixture(scope="module")
+def rate_limited_stack():
+    """A stack with small hourly email allowances (per account and per source address)."""
+    s = start("rate-limited", settings={
+        "PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR": str(RATE_LIMITED_PER_ACCOUNT),
+        "PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": str(RATE_LIMITED_PER_ADDRESS),
+    })
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -285,3 +285,105 @@ def error_body(resp: requests.Response) -> dict:
 
 def describe(resp: requests.Response) -> str:
     return f"{resp.request.method} {resp.request.url} -> {resp.status_code} {resp.text[:400]!r}"
+
+
+# --- emails recorded by the local SES (account self-service) ---------------------------------------
+
+EMAIL_WAIT = 30  # seconds; the stream relay delivers within a couple of seconds
+
+
+def emails_to(stack, address: str, subject: str | None = None) -> list[dict]:
+    """Emails sent so far to `address` (optionally with this subject), oldest first."""
+    return [m for m in stack.emails()
+            if address.lower() in (t.lower() for t in m["to"])
+            and (subject is None or m["subject"] == subject)]
+
+
+def await_emails(stack, address: str, subject: str, count: int = 1,
+                 timeout: float = EMAIL_WAIT) -> list[dict]:
+    """Waits until at least `count` emails with `subject` reached `address`; returns them all."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = emails_to(stack, address, subject)
+        if len(found) >= count:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"expected {count} email(s) {subject!r} to {address} within {timeout}s, got "
+                f"{len(found)}; all emails to it: "
+                f"{[m['subject'] for m in emails_to(stack, address)]}")
+        time.sleep(0.3)
+
+
+def emailed_token(email: dict, base_url: str, path: str) -> str:
+    """The token of the `<base_url><path>?token=<t>` link in an email's body."""
+    import re
+
+    pattern = re.escape(base_url.rstrip("/") + path) + r"\?token=([A-Za-z0-9_-]+)"
+    match = re.search(pattern, email["body"])
+    assert match, f"no {base_url}{path}?token= link in the email: {email['body']!r}"
+    return match.group(1)
+
+
+# --- invitations (issue 3) ------------------------------------------------------------------------
+
+INVITATION_SUBJECT = "You're invited to the customer portal"
+INVITATION_SENDER = "no-reply@example.com"
+# 32 Crockford base32 characters in 8 hyphenated groups of 4.
+INVITATION_CODE_PATTERN = r"[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){7}"
+
+
+def emailed_invitation_code(email: dict, base_url: str) -> str:
+    """The code in an invitation email, checked against its `<base_url>/redeem?code=<code>` link."""
+    import re
+
+    link = re.search(re.escape(base_url.rstrip("/") + "/redeem?code=") + r"(\S+)", email["body"])
+    assert link, f"no {base_url}/redeem?code= link in the email: {email['body']!r}"
+    code = link.group(1)
+    assert re.fullmatch(INVITATION_CODE_PATTERN, code), f"unexpected code format: {code!r}"
+    shown = re.findall(r"(?<![0-9A-Z-])" + INVITATION_CODE_PATTERN + r"(?![0-9A-Z-])",
+                       email["body"])
+    assert code in shown, f"the code should also be shown on its own: {email['body']!r}"
+    return code
+
+
+def outbox_stream_records(stack) -> list[dict]:
+    """Every record of the outbox table's stream on the local endpoint, in the shape Lambda
+    delivers (epoch seconds, eventSourceARN added), oldest first."""
+    import datetime
+
+    import boto3
+
+    kw = dict(endpoint_url=stack.aws_endpoint, region_name=stack.env["AWS_REGION"],
+              aws_access_key_id="test", aws_secret_access_key="test")
+    table = stack.tables["OutboxTable"]
+    arn = boto3.client("dynamodb", **kw).describe_table(TableName=table)["Table"][
+        "LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams", **kw)
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            resp = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not resp.get("Records"):
+                break
+            records += resp["Records"]
+            iterator = resp.get("NextShardIterator")
+    for r in records:
+        created = r["dynamodb"].get("ApproximateCreationDateTime")
+        if isinstance(created, datetime.datetime):
+            r["dynamodb"]["ApproximateCreationDateTime"] = int(created.timestamp())
+        r["eventSourceARN"] = arn
+    return records
+
+
+def invoke_function(stack, function: str, event: dict) -> dict:
+    """Invokes a function of the running stack with a raw event (cargo lambda's invoke API, as the
+    stream relay does) and returns its JSON answer."""
+    req = requests.post(f"http://127.0.0.1:{stack.portal_port}/2015-03-31/functions/{function}/"
+                        f"invocations", json=event, timeout=TIMEOUT)
+    assert req.status_code == 200, f"invoking {function}: {req.status_code} {req.text[:500]}"
+    return req.json()

@@ -89,8 +89,9 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<FailedSignIn>;
     /// Clears the failure count and lockout after a successful sign-in.
     async fn reset_lockout(&self, contact_id: &str) -> anyhow::Result<()>;
-    /// Contacts for the administrators' list, at most `limit`, oldest first.
-    async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>>;
+    /// Contacts matching `query` (see [`Contact::matches`]) for the administrators' list, at most
+    /// `limit`, newest first. Every contact is considered before the limit applies.
+    async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>>;
 }
 
 #[async_trait]

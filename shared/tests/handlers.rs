@@ -7,6 +7,7 @@ use portal::handlers::profile::Profile;
 use portal::handlers::register::Register;
 use portal::handlers::sign_in::SignIn;
 use portal::lambda::HttpFunction;
+use portal::ports::InvitationStore;
 use serde_json::{Value, json};
 use support::*;
 
@@ -18,6 +19,32 @@ fn function(name: &str) -> &'static dyn HttpFunction {
         "create-invitation" => &portal::handlers::admin::CreateInvitation,
         "redeem-invitation" => &portal::handlers::redeem::RedeemInvitation,
         other => panic!("unknown function {other}"),
+    }
+}
+
+fn invitation_for(invitation_id: &str, message: &portal::domain::outbox::OutboxMessage) -> portal::domain::invitation::Invitation {
+    use portal::domain::invitation::{Delivery, Invitation, InvitationType};
+    Invitation {
+        invitation_id: invitation_id.to_string(),
+        code_digest: "digest".into(),
+        kind: InvitationType::Single,
+        contact_id: "contact".into(),
+        email: message.to.clone(),
+        first_name: message.first_name.clone(),
+        last_name: "Invitee".into(),
+        max_redemptions: 1,
+        redemptions: 0,
+        expires_at: message.valid_until.unwrap_or(i64::MAX),
+        revoked: false,
+        roles: vec![],
+        account_id: None,
+        redirect_path: None,
+        created_at: message.created_at,
+        created_by: "admin".into(),
+        message_id: message.message_id.clone(),
+        delivery: Delivery::Pending,
+        delivery_error: None,
+        delivered_at: None,
     }
 }
 
@@ -37,6 +64,10 @@ async fn every_event_file_gets_the_answer_the_manifest_expects() {
             for record in event.records.iter().filter(|r| r.event_name == "INSERT") {
                 let message: portal::domain::outbox::OutboxMessage = serde_dynamo::from_item(record.change.new_image.clone()).unwrap();
                 if t.outbox.get(&message.message_id).is_none() {
+                    // The invitation whose current email this is, as the outbox item's writer left it.
+                    if let Some(invitation_id) = &message.invitation_id {
+                        t.invitations.create(&invitation_for(invitation_id, &message), &message).await.unwrap();
+                    }
                     t.outbox.insert(message);
                 }
             }

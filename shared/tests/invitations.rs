@@ -441,3 +441,34 @@ async fn an_email_whose_code_was_replaced_or_revoked_before_sending_is_not_sent(
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|m| m.secret.is_none() && m.error.as_deref().is_some_and(|e| e.contains("superseded"))));
 }
+
+#[tokio::test]
+async fn the_contact_search_finds_contacts_beyond_the_listed_ones() {
+    let (t, admin) = with_admin(&[]).await;
+    let template = grace_like(&t, &admin).await;
+    for i in 0..505 {
+        let mut contact = template.clone();
+        contact.contact_id = format!("contact-{i}");
+        contact.email = format!("person{i}@example.com");
+        contact.email_normalized = contact.email.clone();
+        contact.created_at = 1_800_000_000 + i;
+        t.contacts.put(contact);
+    }
+    let listed = |query: &str| {
+        let t = &t;
+        let admin = admin.clone();
+        let path = format!("/admin/contacts{query}");
+        async move { body_json(&t.send(&CreateInvitation, Req::get(&path).cookie("portal_session", &admin)).await)["contacts"].as_array().unwrap().clone() }
+    };
+    let all = listed("").await;
+    assert_eq!(all.len(), 500, "the list is capped");
+    assert_eq!(all[0]["email"], "person504@example.com", "newest first");
+    let oldest = listed("?q=person0@").await;
+    assert_eq!(oldest.len(), 1, "the search looks at every contact");
+}
+
+async fn grace_like(t: &TestPortal, admin: &str) -> Contact {
+    let created = t.send(&CreateInvitation, admin_post("/admin/contacts", admin, grace())).await;
+    assert_eq!(created.status(), 201);
+    grace_contact(t)
+}

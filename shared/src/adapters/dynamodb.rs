@@ -476,8 +476,8 @@ impl ContactStore for DynamoContacts {
         }
     }
 
-    async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>> {
-        let mut contacts = Vec::new();
+    async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
+        let mut found = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let page = self
@@ -492,16 +492,18 @@ impl ContactStore for DynamoContacts {
                 .map_err(|e| sdk_error("listing contacts", e))?;
             for item in page.items.unwrap_or_default() {
                 let stored: ContactItem = serde_dynamo::from_item(item).context("reading a listed contact")?;
-                contacts.push(stored.contact);
+                if stored.contact.matches(query) {
+                    found.push(stored.contact);
+                }
             }
             match page.last_evaluated_key {
-                Some(key) if contacts.len() < limit => start = Some(key),
-                _ => break,
+                Some(key) => start = Some(key),
+                None => break,
             }
         }
-        contacts.sort_by(|a, b| (a.created_at, &a.email_normalized).cmp(&(b.created_at, &b.email_normalized)));
-        contacts.truncate(limit);
-        Ok(contacts)
+        Contact::sort_newest_first(&mut found);
+        found.truncate(limit);
+        Ok(found)
     }
 }
 

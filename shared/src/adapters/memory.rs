@@ -252,11 +252,11 @@ impl ContactStore for MemoryContacts {
         Ok(())
     }
 
-    async fn list(&self, limit: usize) -> anyhow::Result<Vec<Contact>> {
-        let mut all = self.all();
-        all.sort_by(|a, b| (a.created_at, &a.email_normalized).cmp(&(b.created_at, &b.email_normalized)));
-        all.truncate(limit);
-        Ok(all)
+    async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
+        let mut found: Vec<Contact> = self.all().into_iter().filter(|c| c.matches(query)).collect();
+        Contact::sort_newest_first(&mut found);
+        found.truncate(limit);
+        Ok(found)
     }
 }
 

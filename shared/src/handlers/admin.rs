@@ -178,24 +178,13 @@ fn invitation_row(invitation: &Invitation, now: i64) -> InvitationRow {
     }
 }
 
-/// How many contacts the list shows at most (a search narrows it).
+/// How many contacts the list shows at most, newest first (a search finds older ones).
 const CONTACT_LIST_LIMIT: usize = 500;
 
 async fn contacts_page(portal: &Portal, req: &HttpRequest, client: Client, errors: FormErrors, status: u16) -> Result<HttpResponse, PortalError> {
     let admin = require_admin(portal, req).await?;
     let query = query_param(req, "q").unwrap_or_default();
-    let needle = query.trim().to_lowercase();
-    let contacts: Vec<Contact> = portal
-        .contacts
-        .list(CONTACT_LIST_LIMIT)
-        .await?
-        .into_iter()
-        .filter(|c| {
-            needle.is_empty()
-                || c.email_normalized.contains(&needle)
-                || format!("{} {}", c.first_name, c.last_name).to_lowercase().contains(&needle)
-        })
-        .collect();
+    let contacts = portal.contacts.search(&query, CONTACT_LIST_LIMIT).await?;
     let selected = match query_param(req, "contact_id") {
         Some(id) => portal.contacts.get(&id).await?,
         None => None,
