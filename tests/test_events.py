@@ -52,6 +52,7 @@ ROUTES = {
     ("GET", "/register"): "register",
     ("POST", "/register"): "register",
     ("GET", "/confirm-email"): "register",
+    ("POST", "/confirm-email"): "register",
     ("GET", "/redeem"): "redeem-invitation",
     ("POST", "/redeem"): "redeem-invitation",
     ("GET", "/admin/contacts"): "create-invitation",
