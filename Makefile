@@ -28,9 +28,7 @@ test:
 	cargo test --workspace
 	.venv/bin/cfn-lint infra/template.yaml
 # The pytest suite starts its own stack (scripts/stack.py) on ports of its own.
-	status=0; .venv/bin/pytest -q tests || status=$$?; \
-	if [ $$status = 5 ]; then echo "pytest: no tests collected in tests/"; status=0; fi; \
-	exit $$status
+	.venv/bin/pytest -q tests
 
 bench:
 	scripts/setup.sh
