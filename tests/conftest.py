@@ -56,7 +56,9 @@ def start(stack_name: str, settings: dict | None = None):
 def stack():
     # Every e2e request comes from 127.0.0.1: a high per-address email allowance keeps the whole
     # suite clear of it (the rate-limit tests have their own stack, rate_limited_stack).
-    s = start("e2e", settings={"PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000"})
+    # Every request of the suite comes from 127.0.0.1: per-address allowances must not run out.
+    s = start("e2e", settings={"PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000",
+                               "PORTAL_FAILURES_PER_ADDRESS_PER_HOUR": "100000"})
     try:
         yield s
     finally:

@@ -39,6 +39,9 @@ pub struct Settings {
     pub emails_per_account_per_hour: u32,
     /// Such emails one source address may cause per hour.
     pub emails_per_address_per_hour: u32,
+    /// Failed sign-ins, and invalid invitation codes, one source address may make per hour before
+    /// its attempts are refused (429) until the hour is over.
+    pub failures_per_address_per_hour: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -116,6 +119,7 @@ impl Settings {
             confirmation_token_secs: reader.positive::<i64>("PORTAL_CONFIRMATION_TOKEN_HOURS", 24)? * 3600,
             emails_per_account_per_hour: reader.positive("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", 3)?,
             emails_per_address_per_hour: reader.positive("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", 10)?,
+            failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
         })
     }
 }

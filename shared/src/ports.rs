@@ -77,6 +77,8 @@ pub trait ContactStore: Send + Sync {
     async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool>;
+    /// Whether `key` has any of its `limit` allowances left in this window, taking none.
+    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool>;
     async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
     /// Counts a failed sign-in; locks the account at the policy's threshold. Never extends a

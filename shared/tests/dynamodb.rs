@@ -260,10 +260,13 @@ mod self_service {
         let tables = fresh_tables();
         let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
         let mut granted = Vec::new();
+        let mut left = Vec::new();
         for _ in 0..4 {
+            left.push(store.allowance_left("account#a", 3, 3600, 1_800_000_000).await.unwrap());
             granted.push(store.take_allowance("account#a", 3, 3600, 1_800_000_000).await.unwrap());
         }
         assert_eq!(granted, [true, true, true, false]);
+        assert_eq!(left, [true, true, true, false], "looking takes nothing");
         assert!(store.take_allowance("account#b", 3, 3600, 1_800_000_000).await.unwrap(), "per key");
         assert!(store.take_allowance("account#a", 3, 3600, 1_800_003_600).await.unwrap(), "next window");
     }

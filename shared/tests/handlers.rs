@@ -428,3 +428,24 @@ async fn no_state_changes_on_get() {
     assert!(t.contacts.all().is_empty());
 }
 
+
+#[tokio::test]
+async fn an_address_that_used_up_its_failed_sign_ins_is_refused_until_the_hour_is_over() {
+    let t = test_portal(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "3")]);
+    registered(&t, "ada@example.com", None).await;
+    let attempt = |login: &str, password: &str, ip: &'static str| {
+        t.send(&SignIn, Req::post("/signin").json(json!({"login": login, "password": password})).from_ip(ip))
+    };
+    // Failures across accounts (a spray) count per address, not per account.
+    for login in ["ada@example.com", "nobody@example.com", "x@example.com"] {
+        assert_eq!(attempt(login, "wrong-password-here", "203.0.113.9").await.status(), 401);
+    }
+    let refused = attempt("ada@example.com", PASSWORD, "203.0.113.9").await;
+    assert_eq!(refused.status(), 429, "even the right password waits");
+    assert_eq!(body_json(&refused)["error"], "rate_limited");
+    let retry_after: i64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after));
+    assert_eq!(attempt("ada@example.com", PASSWORD, "198.51.100.20").await.status(), 200, "another address is not affected");
+    t.clock.advance(retry_after);
+    assert_eq!(attempt("ada@example.com", PASSWORD, "203.0.113.9").await.status(), 200, "a new hour");
+}

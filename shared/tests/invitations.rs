@@ -472,3 +472,18 @@ async fn grace_like(t: &TestPortal, admin: &str) -> Contact {
     assert_eq!(created.status(), 201);
     grace_contact(t)
 }
+
+#[tokio::test]
+async fn guessing_codes_from_one_address_is_refused_after_its_allowance() {
+    let (t, admin) = with_admin(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "3")]).await;
+    let (_, code) = invite_and_deliver(&t, &admin, grace()).await;
+    let look_up = |code: String, ip: &'static str| t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code})).from_ip(ip));
+    for guess in 0..3 {
+        let response = look_up(format!("{guess:0>32}"), "203.0.113.9").await;
+        assert_eq!(body_json(&response)["error"], "invitation_invalid");
+    }
+    let refused = look_up(code.clone(), "203.0.113.9").await;
+    assert_eq!(refused.status(), 429, "even a good code waits");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(look_up(code, "198.51.100.20").await.status(), 200, "another address is not affected");
+}

@@ -454,6 +454,14 @@ impl ContactStore for DynamoContacts {
         }
     }
 
+    async fn allowance_left(&self, key_text: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
+        let Some(item) = self.get_item(format!("RATE#{key_text}#{}", now.div_euclid(window_secs))).await? else {
+            return Ok(true);
+        };
+        let hits = item.get("hits").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+        Ok(hits < limit)
+    }
+
     async fn take_allowance(&self, key_text: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
         let window = now.div_euclid(window_secs);
         let result = self

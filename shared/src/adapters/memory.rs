@@ -204,6 +204,12 @@ impl ContactStore for MemoryContacts {
         Ok(Some(token.contact_id))
     }
 
+    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
+        let state = self.state.lock().unwrap();
+        let hits = state.allowances.get(&format!("{key}#{}", now.div_euclid(window_secs))).copied().unwrap_or(0);
+        Ok(hits < limit)
+    }
+
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
         let mut state = self.state.lock().unwrap();
         let hits = state.allowances.entry(format!("{key}#{}", now.div_euclid(window_secs))).or_default();

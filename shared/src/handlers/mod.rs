@@ -95,6 +95,7 @@ pub fn audit(req: &HttpRequest, event: &'static str, contact_id: Option<&str>) {
 /// Checks a login and password. Unknown logins, wrong passwords and locked accounts all end in the
 /// same `invalid_credentials`, after the same single argon2 run.
 pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str, password: Password) -> Result<Contact, PortalError> {
+    refuse_if_throttled(portal, req, Attempt::SignIn).await?;
     let contact = match Login::parse(login) {
         Some(login) => portal.contacts.find_by_login(&login).await?,
         None => None,
@@ -105,6 +106,7 @@ pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str
     let verified = verify_password(password, hash).await?;
     let Some(contact) = contact else {
         audit(req, "sign_in_failed", None);
+        count_failure(portal, req, Attempt::SignIn).await?;
         return Err(PortalError::InvalidCredentials);
     };
     if verified && !locked {
@@ -118,6 +120,7 @@ pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str
         return Ok(contact);
     }
     audit(req, "sign_in_failed", Some(&contact.contact_id));
+    count_failure(portal, req, Attempt::SignIn).await?;
     if contact.password_hash.is_some() {
         let outcome = portal.contacts.record_failed_sign_in(&contact.contact_id, now, &portal.settings.lockout).await?;
         if let FailedSignIn::LockedOut { until } = outcome {
@@ -154,4 +157,42 @@ pub(crate) async fn email_allowed(portal: &Portal, req: &HttpRequest, account: &
         tracing::warn!(audit = "email_rate_limited", contact_id = account, source_ip = %source_ip(req), "audit");
     }
     Ok(by_account && by_address)
+}
+
+/// What a source address can fail at, each with its own hourly allowance.
+#[derive(Clone, Copy)]
+pub(crate) enum Attempt {
+    SignIn,
+    InvitationCode,
+}
+
+impl Attempt {
+    fn key(self, req: &HttpRequest) -> String {
+        let kind = match self {
+            Attempt::SignIn => "sign-in",
+            Attempt::InvitationCode => "invitation-code",
+        };
+        format!("failures#{kind}#{}", source_ip(req))
+    }
+}
+
+const FAILURE_WINDOW_SECS: i64 = 3600;
+
+/// Refuses (429, until the hour is over) a source address that used up its failures: guessing
+/// passwords across accounts, or invitation codes, stops there. Account lockout covers one account.
+pub(crate) async fn refuse_if_throttled(portal: &Portal, req: &HttpRequest, attempt: Attempt) -> Result<(), PortalError> {
+    let now = portal.clock.now();
+    let limit = portal.settings.failures_per_address_per_hour;
+    if portal.contacts.allowance_left(&attempt.key(req), limit, FAILURE_WINDOW_SECS, now).await? {
+        return Ok(());
+    }
+    tracing::warn!(audit = "throttled", source_ip = %source_ip(req), "audit");
+    Err(PortalError::RateLimited { retry_after_secs: (FAILURE_WINDOW_SECS - now.rem_euclid(FAILURE_WINDOW_SECS)) as u64 })
+}
+
+/// Counts one failure of the source address.
+pub(crate) async fn count_failure(portal: &Portal, req: &HttpRequest, attempt: Attempt) -> Result<(), PortalError> {
+    let limit = portal.settings.failures_per_address_per_hour;
+    portal.contacts.take_allowance(&attempt.key(req), limit, FAILURE_WINDOW_SECS, portal.clock.now()).await?;
+    Ok(())
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use lambda_http::http::Method;
 use serde::Serialize;
 
-use super::{CsrfToken, authenticate, start_session};
+use super::{Attempt, CsrfToken, authenticate, count_failure, refuse_if_throttled, start_session};
 use crate::app::Portal;
 use crate::domain::contact::{Contact, NewContact};
 use crate::domain::email::Email;
@@ -42,13 +42,21 @@ impl HttpFunction for RedeemInvitation {
 }
 
 /// The invitation a code opens, or `invitation_invalid` for every kind of bad code alike.
-async fn open(portal: &Portal, raw_code: &str) -> Result<(InvitationCode, Invitation), PortalError> {
-    let code = InvitationCode::parse(raw_code).ok_or(PortalError::InvitationInvalid)?;
-    let invitation = portal.invitations.find_by_code(&code.digest()).await?.ok_or(PortalError::InvitationInvalid)?;
-    if !invitation.is_redeemable(portal.clock.now()) {
-        return Err(PortalError::InvitationInvalid);
+/// Each invalid code counts against the source address, which is refused once it used up its
+/// allowance: guessing codes stops there.
+async fn open(portal: &Portal, req: &HttpRequest, raw_code: &str) -> Result<(InvitationCode, Invitation), PortalError> {
+    refuse_if_throttled(portal, req, Attempt::InvitationCode).await?;
+    let found = match InvitationCode::parse(raw_code) {
+        Some(code) => portal.invitations.find_by_code(&code.digest()).await?.map(|invitation| (code, invitation)),
+        None => None,
+    };
+    match found {
+        Some((code, invitation)) if invitation.is_redeemable(portal.clock.now()) => Ok((code, invitation)),
+        _ => {
+            count_failure(portal, req, Attempt::InvitationCode).await?;
+            Err(PortalError::InvitationInvalid)
+        }
     }
-    Ok((code, invitation))
 }
 
 fn page(portal: &Portal, req: &HttpRequest, code: &str, invitation: Option<&Invitation>, values: RedeemValues, errors: FormErrors, status: u16) -> HttpResponse {
@@ -107,7 +115,7 @@ async fn show(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             Client::Api => response::error(&PortalError::field("code", "is required"), client),
         };
     };
-    match (open(portal, &raw).await, client) {
+    match (open(portal, req, &raw).await, client) {
         (Ok((code, invitation)), Client::Browser) => {
             page(portal, req, &code.display(), Some(&invitation), RedeemValues::default(), FormErrors::default(), 200)
         }
@@ -206,7 +214,7 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             // Show the invitation again when the code is still good (a bad password, say).
             let invitation = match &err {
                 PortalError::InvitationInvalid => None,
-                _ => open(portal, &raw).await.ok().map(|(_, i)| i),
+                _ => open(portal, req, &raw).await.ok().map(|(_, i)| i),
             };
             let values = RedeemValues::shown_again(&mut fields);
             page(portal, req, raw.trim(), invitation.as_ref(), values, FormErrors::from_error(&err), err.status())
@@ -221,7 +229,7 @@ enum Outcome {
 }
 
 async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Intent, fields: &mut Fields) -> Result<Outcome, PortalError> {
-    let (code, invitation) = open(portal, raw_code).await?;
+    let (code, invitation) = open(portal, req, raw_code).await?;
     let (change, created) = match intent {
         Intent::LookUp => return Ok(Outcome::Found(code, Box::new(invitation))),
         Intent::ExistingAccount { login, password } => {

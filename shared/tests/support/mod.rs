@@ -73,6 +73,7 @@ pub fn event(relative: &str) -> Request {
 
 /// An API Gateway HTTP API (2.0) request.
 pub struct Req {
+    source_ip: &'static str,
     method: &'static str,
     path: String,
     headers: serde_json::Map<String, Value>,
@@ -82,11 +83,17 @@ pub struct Req {
 
 impl Req {
     pub fn get(path: &str) -> Req {
-        Req { method: "GET", path: path.into(), headers: Default::default(), cookies: vec![], body: None }
+        Req { source_ip: "198.51.100.7", method: "GET", path: path.into(), headers: Default::default(), cookies: vec![], body: None }
     }
 
     pub fn post(path: &str) -> Req {
         Req { method: "POST", ..Req::get(path) }
+    }
+
+    /// The caller's address as API Gateway reports it (198.51.100.7 unless set).
+    pub fn from_ip(mut self, ip: &'static str) -> Req {
+        self.source_ip = ip;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Req {
@@ -135,7 +142,7 @@ impl Req {
             "headers": Value::Object(self.headers),
             "requestContext": {
                 "accountId": "123456789012", "apiId": "api", "domainName": "localhost", "domainPrefix": "localhost",
-                "http": {"method": self.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "198.51.100.7", "userAgent": "test"},
+                "http": {"method": self.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": self.source_ip, "userAgent": "test"},
                 "requestId": "id", "routeKey": "$default", "stage": "$default", "time": "27/Nov/2026:09:00:00 +0000", "timeEpoch": 1_800_000_000_000i64
             },
             "isBase64Encoded": false
