@@ -179,8 +179,8 @@ pub trait InvitationStore: Send + Sync {
     /// Replaces the code of a not-revoked invitation (the old one stops working) and queues the
     /// email with the new one, together. `false` when the invitation is revoked or changed meanwhile.
     async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool>;
-    /// `false` when there is no such invitation.
-    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<bool>;
+    /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
+    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<Option<Invitation>>;
     /// One redemption, all or nothing: the invitation still redeemable with this code and under its
     /// maximum, the contact change, and the redemption record.
     async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError>;

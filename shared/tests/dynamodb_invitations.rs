@@ -109,7 +109,7 @@ async fn an_invitation_is_found_by_its_code_with_its_email_queued_in_the_same_wr
     let (grace, invitation, code) = invited(&s, InvitationType::Single, 1).await;
     assert_eq!(s.invitations.find_by_code(&code.digest()).await.unwrap().as_ref(), Some(&invitation));
     assert_eq!(s.invitations.find_by_code(&InvitationCode::generate().digest()).await.unwrap(), None);
-    assert_eq!(s.invitations.list_for_contact(&grace.contact_id).await.unwrap(), [invitation.clone()]);
+    assert_eq!(s.invitations.list_for_contact(&grace.contact_id).await.unwrap(), std::slice::from_ref(&invitation));
     let scan = s.tables.client.scan().table_name(&s.tables.invitations).send().await.unwrap();
     assert!(!format!("{:?}", scan.items()).contains(&code.display()), "no plain code in the invitations table");
     let claimed = s.outbox.claim(&invitation.message_id, NOW).await.unwrap().expect("the queued email");
@@ -190,10 +190,12 @@ async fn expired_revoked_and_replaced_codes_cannot_be_redeemed() {
     assert!(matches!(stale, Err(RedeemError::InvitationInvalid)), "a redemption with the old code's invitation fails");
     assert!(!s.invitations.replace_code(&invitation, &InvitationCode::generate().digest(), &message).await.unwrap(), "a second resend from the stale copy");
 
-    assert!(s.invitations.revoke(&invitation.invitation_id, NOW).await.unwrap());
+    let revoked_now = s.invitations.revoke(&invitation.invitation_id, NOW).await.unwrap().expect("the revoked invitation");
+    assert!(revoked_now.revoked);
+    assert_eq!(revoked_now.code_digest, current.code_digest, "returned as it now stands");
     let revoked = s.invitations.redeem(&current, &credentials(&grace), &redemption(&current, &grace.contact_id), NOW).await;
     assert!(matches!(revoked, Err(RedeemError::InvitationInvalid)));
-    assert!(!s.invitations.revoke("no-such-invitation", NOW).await.unwrap());
+    assert_eq!(s.invitations.revoke("no-such-invitation", NOW).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread")]

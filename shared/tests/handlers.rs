@@ -434,7 +434,7 @@ async fn an_address_that_used_up_its_failed_sign_ins_is_refused_until_the_hour_i
     let t = test_portal(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "3")]);
     registered(&t, "ada@example.com", None).await;
     let attempt = |login: &str, password: &str, ip: &'static str| {
-        t.send(&SignIn, Req::post("/signin").json(json!({"login": login, "password": password})).from_ip(ip))
+        t.send(&SignIn, Req::post("/signin").json(json!({"login": login, "password": password})).sent_from(ip))
     };
     // Failures across accounts (a spray) count per address, not per account.
     for login in ["ada@example.com", "nobody@example.com", "x@example.com"] {

@@ -477,7 +477,7 @@ async fn grace_like(t: &TestPortal, admin: &str) -> Contact {
 async fn guessing_codes_from_one_address_is_refused_after_its_allowance() {
     let (t, admin) = with_admin(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "3")]).await;
     let (_, code) = invite_and_deliver(&t, &admin, grace()).await;
-    let look_up = |code: String, ip: &'static str| t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code})).from_ip(ip));
+    let look_up = |code: String, ip: &'static str| t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code})).sent_from(ip));
     for guess in 0..3 {
         let response = look_up(format!("{guess:0>32}"), "203.0.113.9").await;
         assert_eq!(body_json(&response)["error"], "invitation_invalid");

@@ -275,7 +275,7 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<bool> {
+    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<Option<Invitation>> {
         let result = self
             .client
             .update_item()
@@ -285,11 +285,16 @@ impl InvitationStore for DynamoInvitations {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":now", number(now))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Ok(output) => {
+                let stored: InvitationItem =
+                    serde_dynamo::from_item(output.attributes.unwrap_or_default()).context("reading a revoked invitation")?;
+                Ok(Some(stored.invitation))
+            }
+            Err(err) if is_conditional_failure(&err) => Ok(None),
             Err(err) => Err(sdk_error("revoking an invitation", err)),
         }
     }

@@ -397,9 +397,12 @@ impl InvitationStore for MemoryInvitations {
         Ok(true)
     }
 
-    async fn revoke(&self, invitation_id: &str, _now: i64) -> anyhow::Result<bool> {
+    async fn revoke(&self, invitation_id: &str, _now: i64) -> anyhow::Result<Option<Invitation>> {
         let mut state = self.state.lock().unwrap();
-        Ok(state.invitations.get_mut(invitation_id).map(|i| i.revoked = true).is_some())
+        Ok(state.invitations.get_mut(invitation_id).map(|i| {
+            i.revoked = true;
+            i.clone()
+        }))
     }
 
     async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError> {

@@ -91,7 +91,7 @@ impl Req {
     }
 
     /// The caller's address as API Gateway reports it (198.51.100.7 unless set).
-    pub fn from_ip(mut self, ip: &'static str) -> Req {
+    pub fn sent_from(mut self, ip: &'static str) -> Req {
         self.source_ip = ip;
         self
     }

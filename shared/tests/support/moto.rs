@@ -39,6 +39,8 @@ pub fn endpoint() -> &'static str {
     &MOTO
         .get_or_init(|| {
             let port = free_port();
+            // Never waited for: it lives as long as the test process and ends when its stdin closes.
+            #[allow(clippy::zombie_processes)]
             let mut child = Command::new(python())
                 .arg(root().join("scripts/local_aws.py"))
                 .args(["serve", "--port", &port.to_string(), "--exit-on-stdin-eof"])
