@@ -84,6 +84,24 @@ def greeting(driver) -> str:
     ).text
 
 
+def fill(form, **values) -> None:
+    for name, value in values.items():
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+
+
+def sign_in_through_the_page(driver, base_url: str, login: str, password: str) -> None:
+    """Home page -> Sign in -> the sign-in form, submitted; waits until the form is gone."""
+    driver.get(base_url + "/")
+    click_link(driver, "Sign in")
+    WebDriverWait(driver, WAIT).until(lambda d: path(d) == "/signin")
+    form = driver.find_element(By.ID, "signin-form")
+    fill(form, login=login, password=password)
+    submit_button(form).click()
+    WebDriverWait(driver, WAIT).until(EC.staleness_of(form))
+
+
 def test_register_sign_out_and_sign_in_again(browser, base_url):
     email = unique_email("browser")
     password = strong_password()

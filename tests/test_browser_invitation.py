@@ -23,7 +23,9 @@ from support import (
     strong_password,
     unique_email,
 )
-from test_browser import WAIT, browser, click_link, greeting, path, submit_button  # noqa: F401
+from test_browser import (  # noqa: F401
+    WAIT, browser, click_link, fill, greeting, path, sign_in_through_the_page, submit_button,
+)
 
 
 @pytest.fixture
@@ -32,13 +34,6 @@ def contact_browser(request):
     launch = getattr(browser, "__wrapped__", None)
     assert launch is not None, "cannot reuse test_browser.browser's launcher"
     yield from launch(request)
-
-
-def fill(form, **values) -> None:
-    for name, value in values.items():
-        field = form.find_element(By.NAME, name)
-        field.clear()
-        field.send_keys(value)
 
 
 def text_of(driver, element_id: str) -> str:
@@ -58,12 +53,7 @@ def test_admin_invites_a_contact_who_redeems_in_the_browser(browser, contact_bro
     email = unique_email("browser-invitee")
 
     # The administrator signs in through the sign-in page.
-    admin.get(base_url + "/")
-    click_link(admin, "Sign in")
-    WebDriverWait(admin, WAIT).until(lambda d: path(d) == "/signin")
-    form = admin.find_element(By.ID, "signin-form")
-    fill(form, login=ADMIN_EMAIL, password=ADMIN_PASSWORD)
-    submit_button(form).click()
+    sign_in_through_the_page(admin, base_url, ADMIN_EMAIL, ADMIN_PASSWORD)
     WebDriverWait(admin, WAIT).until(lambda d: path(d) == "/")
     greeting(admin)
 

@@ -10,24 +10,9 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from support import await_emails, emailed_token, strong_password, unique_email
-from test_browser import WAIT, browser, click_link, greeting, path, submit_button  # noqa: F401
-
-
-def fill(form, **values) -> None:
-    for name, value in values.items():
-        field = form.find_element(By.NAME, name)
-        field.clear()
-        field.send_keys(value)
-
-
-def sign_in_through_the_page(driver, base_url: str, login: str, password: str) -> None:
-    driver.get(base_url + "/")
-    click_link(driver, "Sign in")
-    WebDriverWait(driver, WAIT).until(lambda d: path(d) == "/signin")
-    form = driver.find_element(By.ID, "signin-form")
-    fill(form, login=login, password=password)
-    submit_button(form).click()
-    WebDriverWait(driver, WAIT).until(EC.staleness_of(form))
+from test_browser import (  # noqa: F401
+    WAIT, browser, click_link, fill, greeting, path, sign_in_through_the_page, submit_button,
+)
 
 
 def test_forgot_password_email_link_new_password_and_sign_in(browser, stack, base_url):  # noqa: F811
