@@ -111,7 +111,11 @@ async fn dynamodb_calls() {
             username: None,
             phone: None,
             roles: vec!["Administrators".into()],
-            password_hash: Some(portal::domain::password::hash_password(portal::domain::password::Password::new(PASSWORD.into())).await.unwrap()),
+            password_hash: Some(
+                portal::domain::password::hash_password(portal::domain::password::Password::new(PASSWORD.into()))
+                    .await
+                    .unwrap(),
+            ),
         },
         1_800_000_000,
     );
@@ -123,23 +127,32 @@ async fn dynamodb_calls() {
     let registered = call(&portal, &Register, Req::post("/register").json(registration("ada@example.com"))).await;
     assert_eq!(registered.status(), 201);
     row("register (contact, guards, token, email)");
-    let signed_in = call(&portal, &SignIn, Req::post("/signin").json(json!({"login": "admin@example.com", "password": PASSWORD}))).await;
+    let signed_in =
+        call(&portal, &SignIn, Req::post("/signin").json(json!({"login": "admin@example.com", "password": PASSWORD})))
+            .await;
     let admin_session = cookie_value(&signed_in, "portal_session").unwrap();
     row("sign in");
-    call(&portal, &SignIn, Req::post("/signin").json(json!({"login": "admin@example.com", "password": "wrong-password-x"}))).await;
+    call(
+        &portal,
+        &SignIn,
+        Req::post("/signin").json(json!({"login": "admin@example.com", "password": "wrong-password-x"})),
+    )
+    .await;
     row("sign in, wrong password");
     call(&portal, &Profile, Req::get("/profile").cookie("portal_session", &admin_session)).await;
     row("GET /profile (session + contact)");
-    let invited = call(&portal, &CreateInvitation, Req::post("/admin/invitations").json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"})).cookie("portal_session", &admin_session)).await;
+    let invited = call(
+        &portal,
+        &CreateInvitation,
+        Req::post("/admin/invitations")
+            .json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"}))
+            .cookie("portal_session", &admin_session),
+    )
+    .await;
     assert_eq!(invited.status(), 201);
     row("create invitation (new contact)");
 
-    let scan = uncounted
-    .scan()
-    .table_name(&portal.settings.outbox_table)
-    .send()
-    .await
-    .unwrap();
+    let scan = uncounted.scan().table_name(&portal.settings.outbox_table).send().await.unwrap();
     let records: Vec<serde_json::Value> = scan
         .items()
         .iter()
@@ -157,7 +170,12 @@ async fn dynamodb_calls() {
     let code = mailer.sent()[0].text.lines().find_map(|l| l.split("code=").nth(1)).unwrap().trim().to_string();
     call(&portal, &RedeemInvitation, Req::post("/redeem").json(json!({"code": code}))).await;
     row("redeem: look the code up");
-    let redeemed = call(&portal, &RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"}))).await;
+    let redeemed = call(
+        &portal,
+        &RedeemInvitation,
+        Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"})),
+    )
+    .await;
     assert_eq!(redeemed.status(), 201);
     row("redeem: set up credentials (+ session)");
     call(&portal, &SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
@@ -167,7 +185,13 @@ async fn dynamodb_calls() {
 }
 
 /// Mean handler time per request over `rounds`, on in-memory adapters.
-async fn time_per_request(name: &str, rounds: u32, mut request: impl FnMut() -> Req, function: &dyn HttpFunction, t: &TestPortal) {
+async fn time_per_request(
+    name: &str,
+    rounds: u32,
+    mut request: impl FnMut() -> Req,
+    function: &dyn HttpFunction,
+    t: &TestPortal,
+) {
     let start = Instant::now();
     for _ in 0..rounds {
         let response = function.handle(&t.portal, request().build()).await;
@@ -184,29 +208,74 @@ async fn request_cpu() {
     let mut ada = t.contacts.all().remove(0);
     ada.roles = vec!["Administrators".into()];
     t.contacts.put(ada);
-    let invited = t.send(&CreateInvitation, Req::post("/admin/invitations").json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"})).cookie("portal_session", &session)).await;
+    let invited = t
+        .send(
+            &CreateInvitation,
+            Req::post("/admin/invitations")
+                .json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"}))
+                .cookie("portal_session", &session),
+        )
+        .await;
     assert_eq!(invited.status(), 201);
     let code = t.outbox.all().into_iter().find_map(|m| m.secret).unwrap().expose().to_string();
     println!("Handler time per request, in memory, no password hash (release build):");
     let rounds = 2000;
-    time_per_request("GET /profile (JSON)", rounds, || Req::get("/profile").cookie("portal_session", &session), &Profile, &t).await;
-    time_per_request("GET / (HTML page, signed in)", rounds, || Req::get("/").html().cookie("portal_session", &session), &Profile, &t).await;
+    time_per_request(
+        "GET /profile (JSON)",
+        rounds,
+        || Req::get("/profile").cookie("portal_session", &session),
+        &Profile,
+        &t,
+    )
+    .await;
+    time_per_request(
+        "GET / (HTML page, signed in)",
+        rounds,
+        || Req::get("/").html().cookie("portal_session", &session),
+        &Profile,
+        &t,
+    )
+    .await;
     time_per_request("GET /signin (HTML page)", rounds, || Req::get("/signin").html(), &SignIn, &t).await;
-    time_per_request("POST /redeem (look the code up)", rounds, || Req::post("/redeem").json(json!({"code": code})), &RedeemInvitation, &t).await;
+    time_per_request(
+        "POST /redeem (look the code up)",
+        rounds,
+        || Req::post("/redeem").json(json!({"code": code})),
+        &RedeemInvitation,
+        &t,
+    )
+    .await;
     time_per_request(
         "POST /admin/invitations",
         rounds,
-        || Req::post("/admin/invitations").json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"})).cookie("portal_session", &session),
+        || {
+            Req::post("/admin/invitations")
+                .json(json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper"}))
+                .cookie("portal_session", &session)
+        },
         &CreateInvitation,
         &t,
     )
     .await;
-    time_per_request("POST /register, invalid (validation only)", rounds, || Req::post("/register").json(json!({"email": "nope"})), &Register, &t).await;
+    time_per_request(
+        "POST /register, invalid (validation only)",
+        rounds,
+        || Req::post("/register").json(json!({"email": "nope"})),
+        &Register,
+        &t,
+    )
+    .await;
     let start = Instant::now();
     for _ in 0..5 {
-        portal::domain::password::hash_password(portal::domain::password::Password::new(PASSWORD.into())).await.unwrap();
+        portal::domain::password::hash_password(portal::domain::password::Password::new(PASSWORD.into()))
+            .await
+            .unwrap();
     }
-    println!("  {:<44} {:>8.1} ms", "argon2id hash (m=19 MiB, t=2, p=1), for scale", start.elapsed().as_secs_f64() * 1e3 / 5.0);
+    println!(
+        "  {:<44} {:>8.1} ms",
+        "argon2id hash (m=19 MiB, t=2, p=1), for scale",
+        start.elapsed().as_secs_f64() * 1e3 / 5.0
+    );
 }
 
 #[tokio::main]

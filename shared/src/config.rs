@@ -72,10 +72,8 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let reader = Reader { lookup: &lookup };
         let base_url = reader.text("PORTAL_BASE_URL", Some("http://localhost:9000"))?;
-        let parsed = url::Url::parse(&base_url).map_err(|e| SettingsError {
-            variable: "PORTAL_BASE_URL",
-            reason: format!("not a URL ({e})"),
-        })?;
+        let parsed = url::Url::parse(&base_url)
+            .map_err(|e| SettingsError { variable: "PORTAL_BASE_URL", reason: format!("not a URL ({e})") })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(SettingsError {
                 variable: "PORTAL_BASE_URL",
@@ -134,10 +132,9 @@ impl Reader<'_> {
     }
 
     fn text(&self, variable: &'static str, default: Option<&str>) -> Result<String, SettingsError> {
-        self.raw(variable).or_else(|| default.map(str::to_string)).ok_or(SettingsError {
-            variable,
-            reason: "is required".into(),
-        })
+        self.raw(variable)
+            .or_else(|| default.map(str::to_string))
+            .ok_or(SettingsError { variable, reason: "is required".into() })
     }
 
     fn flag(&self, variable: &'static str, default: bool) -> Result<bool, SettingsError> {
@@ -152,10 +149,9 @@ impl Reader<'_> {
     fn number<T: std::str::FromStr>(&self, variable: &'static str, default: T) -> Result<T, SettingsError> {
         match self.raw(variable) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| SettingsError {
-                variable,
-                reason: format!("must be a whole number (got {v:?})"),
-            }),
+            Some(v) => {
+                v.parse().map_err(|_| SettingsError { variable, reason: format!("must be a whole number (got {v:?})") })
+            }
         }
     }
 

@@ -50,27 +50,37 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
             let link = format!("{}/redeem?code={code}", settings.base_url);
             let redeem_page = format!("{}/redeem", settings.base_url);
             let expires = message.valid_until.map(human).unwrap_or_else(|| "its expiry date".into());
-            let text = InvitationEmail { first_name: &message.first_name, code, link: &link, redeem_page: &redeem_page, expires: &expires }
-                .render()
-                .ok()?;
+            let text = InvitationEmail {
+                first_name: &message.first_name,
+                code,
+                link: &link,
+                redeem_page: &redeem_page,
+                expires: &expires,
+            }
+            .render()
+            .ok()?;
             Some(OutgoingEmail { to: message.to.clone(), subject: settings.invitation_email_subject.clone(), text })
         }
         MessageKind::ConfirmEmail => {
             let link = format!("{}/confirm-email?token={}", settings.base_url, message.secret.as_ref()?.expose());
             let expires = message.valid_until.map(human).unwrap_or_default();
-            let text = ConfirmEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
+            let text =
+                ConfirmEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
             Some(OutgoingEmail { to: message.to.clone(), subject: "Confirm your email address".into(), text })
         }
         MessageKind::ResetPassword => {
             let link = format!("{}/reset-password?token={}", settings.base_url, message.secret.as_ref()?.expose());
             let expires = message.valid_until.map(human).unwrap_or_default();
-            let text = ResetPasswordEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
+            let text =
+                ResetPasswordEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
             Some(OutgoingEmail { to: message.to.clone(), subject: "Reset your password".into(), text })
         }
         MessageKind::AccountExists => {
             let signin = format!("{}/signin", settings.base_url);
             let forgot = format!("{}/forgot-password", settings.base_url);
-            let text = AccountExistsEmail { first_name: &message.first_name, signin: &signin, forgot: &forgot }.render().ok()?;
+            let text = AccountExistsEmail { first_name: &message.first_name, signin: &signin, forgot: &forgot }
+                .render()
+                .ok()?;
             Some(OutgoingEmail { to: message.to.clone(), subject: "You already have an account".into(), text })
         }
     }
@@ -89,7 +99,13 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        let mut message = OutboxMessage::new(MessageKind::Invitation, "ada@example.com", "Ada", Some(MailSecret::new("ABCD-EFGH".into())), 0);
+        let mut message = OutboxMessage::new(
+            MessageKind::Invitation,
+            "ada@example.com",
+            "Ada",
+            Some(MailSecret::new("ABCD-EFGH".into())),
+            0,
+        );
         message.valid_until = Some(1_800_000_000);
         let email = render(&settings, &message).unwrap();
         assert_eq!(email.to, "ada@example.com");

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
-use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::session::Session;
+use crate::domain::token::{EmailToken, TokenPurpose};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateContactError {
@@ -58,7 +58,11 @@ pub trait ContactStore: Send + Sync {
         self.create_with_email(contact, None).await
     }
     /// Creates the contact and, in the same write, queues an email with a token.
-    async fn create_with_email(&self, contact: &Contact, email: Option<TokenEmail<'_>>) -> Result<(), CreateContactError>;
+    async fn create_with_email(
+        &self,
+        contact: &Contact,
+        email: Option<TokenEmail<'_>>,
+    ) -> Result<(), CreateContactError>;
     /// Applies a profile change to `current`; a new email moves its guard item and queues the
     /// confirmation email, all or nothing. Returns the updated contact.
     async fn update_profile(
@@ -74,7 +78,13 @@ pub trait ContactStore: Send + Sync {
     /// Uses up a token of `purpose` and applies `effect`, all or nothing. `None` when the token is
     /// unknown, expired, used, of another purpose, or (for a confirmation) for an address the
     /// contact no longer has.
-    async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>>;
+    async fn use_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        effect: &TokenUse,
+        now: i64,
+    ) -> anyhow::Result<Option<String>>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool>;
     /// Whether `key` has any of its `limit` allowances left in this window, taking none.
@@ -178,15 +188,33 @@ pub trait InvitationStore: Send + Sync {
     async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>>;
     /// Replaces the code of a not-revoked invitation (the old one stops working) and queues the
     /// email with the new one, together. `false` when the invitation is revoked or changed meanwhile.
-    async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool>;
+    async fn replace_code(
+        &self,
+        invitation: &Invitation,
+        new_digest: &str,
+        message: &OutboxMessage,
+    ) -> anyhow::Result<bool>;
     /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
     async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<Option<Invitation>>;
     /// One redemption, all or nothing: the invitation still redeemable with this code and under its
     /// maximum, the contact change, and the redemption record.
-    async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError>;
+    async fn redeem(
+        &self,
+        invitation: &Invitation,
+        change: &ContactChange,
+        redemption: &Redemption,
+        now: i64,
+    ) -> Result<(), RedeemError>;
     /// Records how the email with the invitation's current code went (an older message's outcome is
     /// ignored).
-    async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()>;
+    async fn record_delivery(
+        &self,
+        invitation_id: &str,
+        message_id: &str,
+        delivery: Delivery,
+        error: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<()>;
 }
 
 /// The sending side of the outbox.

@@ -45,7 +45,8 @@ async fn audit_events_are_json_lines_without_passwords_tokens_or_hashes() {
     }
     t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await;
     t.clock.advance(3600);
-    let signed_in = t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await;
+    let signed_in =
+        t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await;
     let second_token = cookie_value(&signed_in, "portal_session").unwrap();
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -104,7 +104,10 @@ async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
         store.record_failed_sign_in(&ada.contact_id, now, &POLICY).await.unwrap(),
         FailedSignIn::LockedOut { until: now + 300 }
     );
-    assert_eq!(store.record_failed_sign_in(&ada.contact_id, now + 10, &POLICY).await.unwrap(), FailedSignIn::AlreadyLocked);
+    assert_eq!(
+        store.record_failed_sign_in(&ada.contact_id, now + 10, &POLICY).await.unwrap(),
+        FailedSignIn::AlreadyLocked
+    );
     let locked = store.get(&ada.contact_id).await.unwrap().unwrap();
     assert_eq!((locked.failed_sign_ins, locked.lockouts, locked.locked_until), (0, 1, Some(now + 300)));
     // After it ends, the next lockout is twice as long.
@@ -171,8 +174,15 @@ mod self_service {
     use portal::ports::{ProfileUpdate, TokenUse, UpdateProfileError};
 
     fn token_for(contact: &Contact, purpose: TokenPurpose) -> (EmailToken, OutboxMessage) {
-        let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, &contact.email_normalized, 1_800_000_000, 3600);
-        let message = OutboxMessage::new(MessageKind::ConfirmEmail, &contact.email, "Ada", Some(MailSecret::new(plain)), 1_800_000_000);
+        let (token, plain) =
+            EmailToken::issue(purpose, &contact.contact_id, &contact.email_normalized, 1_800_000_000, 3600);
+        let message = OutboxMessage::new(
+            MessageKind::ConfirmEmail,
+            &contact.email,
+            "Ada",
+            Some(MailSecret::new(plain)),
+            1_800_000_000,
+        );
         (token, message)
     }
 
@@ -190,15 +200,42 @@ mod self_service {
         assert_eq!(outbox_count(&tables).await, 1);
         let again = contact("ada@example.com", None);
         let (token2, message2) = token_for(&again, TokenPurpose::ConfirmEmail);
-        assert!(matches!(store.create_with_email(&again, Some((&token2, &message2))).await, Err(CreateContactError::EmailTaken)));
+        assert!(matches!(
+            store.create_with_email(&again, Some((&token2, &message2))).await,
+            Err(CreateContactError::EmailTaken)
+        ));
         assert_eq!(outbox_count(&tables).await, 1, "a refused registration queues no email");
 
-        assert_eq!(store.use_token(&token.digest, TokenPurpose::ResetPassword, &TokenUse::ConfirmEmail, 1_800_000_001).await.unwrap(), None, "wrong purpose");
-        assert_eq!(store.use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_003_600).await.unwrap(), None, "expired");
-        let used = store.use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_001).await.unwrap();
+        assert_eq!(
+            store
+                .use_token(&token.digest, TokenPurpose::ResetPassword, &TokenUse::ConfirmEmail, 1_800_000_001)
+                .await
+                .unwrap(),
+            None,
+            "wrong purpose"
+        );
+        assert_eq!(
+            store
+                .use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_003_600)
+                .await
+                .unwrap(),
+            None,
+            "expired"
+        );
+        let used = store
+            .use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_001)
+            .await
+            .unwrap();
         assert_eq!(used.as_deref(), Some(ada.contact_id.as_str()));
         assert!(store.get(&ada.contact_id).await.unwrap().unwrap().email_confirmed);
-        assert_eq!(store.use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_002).await.unwrap(), None, "single use");
+        assert_eq!(
+            store
+                .use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_002)
+                .await
+                .unwrap(),
+            None,
+            "single use"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -209,12 +246,19 @@ mod self_service {
         store.create(&ada).await.unwrap();
         let (token, message) = token_for(&ada, TokenPurpose::ResetPassword);
         store.queue_email(Some(&token), &message).await.unwrap();
-        let hash: portal::domain::password::PasswordHashString =
-            serde_json::from_str("\"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\"").unwrap();
+        let hash: portal::domain::password::PasswordHashString = serde_json::from_str(
+            "\"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\"",
+        )
+        .unwrap();
         let uses: Vec<_> = (0..6)
             .map(|_| {
                 let (store, digest, hash) = (store.clone(), token.digest.clone(), hash.clone());
-                tokio::spawn(async move { store.use_token(&digest, TokenPurpose::ResetPassword, &TokenUse::ResetPassword(hash), 1_800_000_001).await.unwrap() })
+                tokio::spawn(async move {
+                    store
+                        .use_token(&digest, TokenPurpose::ResetPassword, &TokenUse::ResetPassword(hash), 1_800_000_001)
+                        .await
+                        .unwrap()
+                })
             })
             .collect();
         let mut successes = 0;
@@ -244,8 +288,14 @@ mod self_service {
         moved_to.email_normalized = "ada@lovelace.example".into();
         moved_to.email = "ada@lovelace.example".into();
         let (token, message) = token_for(&moved_to, TokenPurpose::ConfirmEmail);
-        let updated = store.update_profile(&ada, &update("ada@lovelace.example"), 1_800_000_100, Some((&token, &message))).await.unwrap();
-        assert_eq!((updated.email.as_str(), updated.email_confirmed, updated.phone.as_deref()), ("ada@lovelace.example", false, None));
+        let updated = store
+            .update_profile(&ada, &update("ada@lovelace.example"), 1_800_000_100, Some((&token, &message)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (updated.email.as_str(), updated.email_confirmed, updated.phone.as_deref()),
+            ("ada@lovelace.example", false, None)
+        );
         assert_eq!(store.get(&ada.contact_id).await.unwrap().unwrap(), updated);
         let keys = all_keys(&tables, &tables.contacts).await;
         assert!(keys.contains("EMAIL#ada@lovelace.example") && !keys.contains("EMAIL#ada@example.com"), "{keys:?}");

@@ -27,7 +27,8 @@ struct Stores {
 fn stores() -> Stores {
     let tables = fresh_tables();
     let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
-    let invitations = Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
+    let invitations =
+        Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
     let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox);
     Stores { tables, contacts, invitations, outbox }
 }
@@ -70,14 +71,21 @@ fn invitation(contact: &Contact, code: &InvitationCode, kind: InvitationType, ma
         delivery_error: None,
         delivered_at: None,
     };
-    let mut message = OutboxMessage::new(MessageKind::Invitation, &contact.email, &contact.first_name, Some(MailSecret::new(code.display())), NOW);
+    let mut message = OutboxMessage::new(
+        MessageKind::Invitation,
+        &contact.email,
+        &contact.first_name,
+        Some(MailSecret::new(code.display())),
+        NOW,
+    );
     message.message_id = invitation.message_id.clone();
     message.invitation_id = Some(invitation.invitation_id.clone());
     (invitation, message)
 }
 
 fn hash() -> PasswordHashString {
-    serde_json::from_str("\"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\"").unwrap()
+    serde_json::from_str("\"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\"")
+        .unwrap()
 }
 
 fn credentials(contact: &Contact) -> ContactChange {
@@ -91,7 +99,12 @@ fn credentials(contact: &Contact) -> ContactChange {
 }
 
 fn redemption(invitation: &Invitation, contact_id: &str) -> Redemption {
-    Redemption { invitation_id: invitation.invitation_id.clone(), contact_id: contact_id.into(), redeemed_at: NOW + 1, source_ip: "198.51.100.7".into() }
+    Redemption {
+        invitation_id: invitation.invitation_id.clone(),
+        contact_id: contact_id.into(),
+        redeemed_at: NOW + 1,
+        source_ip: "198.51.100.7".into(),
+    }
 }
 
 async fn invited(s: &Stores, kind: InvitationType, max: u32) -> (Contact, Invitation, InvitationCode) {
@@ -123,7 +136,9 @@ async fn ten_parallel_redemptions_of_a_single_code_give_exactly_one_success() {
     let attempts: Vec<_> = (0..10)
         .map(|_| {
             let (store, invitation, grace) = (s.invitations.clone(), invitation.clone(), grace.clone());
-            tokio::spawn(async move { store.redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), NOW).await })
+            tokio::spawn(async move {
+                store.redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), NOW).await
+            })
         })
         .collect();
     let mut outcomes = (0, 0);
@@ -176,24 +191,39 @@ async fn a_group_invitation_stops_at_its_maximum_under_a_race() {
 async fn expired_revoked_and_replaced_codes_cannot_be_redeemed() {
     let s = stores();
     let (grace, invitation, code) = invited(&s, InvitationType::Single, 1).await;
-    let expired = s.invitations.redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), invitation.expires_at).await;
+    let expired = s
+        .invitations
+        .redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), invitation.expires_at)
+        .await;
     assert!(matches!(expired, Err(RedeemError::InvitationInvalid)), "{expired:?}");
 
     let new_code = InvitationCode::generate();
-    let mut message = OutboxMessage::new(MessageKind::Invitation, &grace.email, "Grace", Some(MailSecret::new(new_code.display())), NOW);
+    let mut message = OutboxMessage::new(
+        MessageKind::Invitation,
+        &grace.email,
+        "Grace",
+        Some(MailSecret::new(new_code.display())),
+        NOW,
+    );
     message.invitation_id = Some(invitation.invitation_id.clone());
     assert!(s.invitations.replace_code(&invitation, &new_code.digest(), &message).await.unwrap());
     assert_eq!(s.invitations.find_by_code(&code.digest()).await.unwrap(), None, "the old code stops working");
     let current = s.invitations.find_by_code(&new_code.digest()).await.unwrap().unwrap();
     assert_eq!(current.message_id, message.message_id);
-    let stale = s.invitations.redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), NOW).await;
+    let stale =
+        s.invitations.redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), NOW).await;
     assert!(matches!(stale, Err(RedeemError::InvitationInvalid)), "a redemption with the old code's invitation fails");
-    assert!(!s.invitations.replace_code(&invitation, &InvitationCode::generate().digest(), &message).await.unwrap(), "a second resend from the stale copy");
+    assert!(
+        !s.invitations.replace_code(&invitation, &InvitationCode::generate().digest(), &message).await.unwrap(),
+        "a second resend from the stale copy"
+    );
 
-    let revoked_now = s.invitations.revoke(&invitation.invitation_id, NOW).await.unwrap().expect("the revoked invitation");
+    let revoked_now =
+        s.invitations.revoke(&invitation.invitation_id, NOW).await.unwrap().expect("the revoked invitation");
     assert!(revoked_now.revoked);
     assert_eq!(revoked_now.code_digest, current.code_digest, "returned as it now stands");
-    let revoked = s.invitations.redeem(&current, &credentials(&grace), &redemption(&current, &grace.contact_id), NOW).await;
+    let revoked =
+        s.invitations.redeem(&current, &credentials(&grace), &redemption(&current, &grace.contact_id), NOW).await;
     assert!(matches!(revoked, Err(RedeemError::InvitationInvalid)));
     assert_eq!(s.invitations.revoke("no-such-invitation", NOW).await.unwrap(), None);
 }
@@ -210,12 +240,29 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     assert!(s.outbox.claim(id, NOW + 2 + 301).await.unwrap().is_some(), "a stale claim may be retaken");
     s.outbox.mark_sent(id, NOW + 400).await.unwrap();
     assert!(s.outbox.claim(id, NOW + 10_000).await.unwrap().is_none(), "never sent twice");
-    let item = s.tables.client.get_item().table_name(&s.tables.outbox).key("pk", aws_sdk_dynamodb::types::AttributeValue::S(id.clone())).send().await.unwrap().item.unwrap();
+    let item = s
+        .tables
+        .client
+        .get_item()
+        .table_name(&s.tables.outbox)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
     assert!(!item.contains_key("secret"), "the plain code is gone");
     assert_eq!(item["status"].as_s().unwrap(), "sent");
 
-    s.invitations.record_delivery(&invitation.invitation_id, "an-older-message", Delivery::Failed, Some("old"), NOW).await.unwrap();
-    assert_eq!(s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().delivery, Delivery::Pending, "an older message's outcome is ignored");
+    s.invitations
+        .record_delivery(&invitation.invitation_id, "an-older-message", Delivery::Failed, Some("old"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().delivery,
+        Delivery::Pending,
+        "an older message's outcome is ignored"
+    );
     s.invitations.record_delivery(&invitation.invitation_id, id, Delivery::Sent, None, NOW).await.unwrap();
     assert_eq!(s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().delivery, Delivery::Sent);
 }

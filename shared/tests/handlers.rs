@@ -22,7 +22,10 @@ fn function(name: &str) -> &'static dyn HttpFunction {
     }
 }
 
-fn invitation_for(invitation_id: &str, message: &portal::domain::outbox::OutboxMessage) -> portal::domain::invitation::Invitation {
+fn invitation_for(
+    invitation_id: &str,
+    message: &portal::domain::outbox::OutboxMessage,
+) -> portal::domain::invitation::Invitation {
     use portal::domain::invitation::{Delivery, Invitation, InvitationType};
     Invitation {
         invitation_id: invitation_id.to_string(),
@@ -62,7 +65,8 @@ async fn every_event_file_gets_the_answer_the_manifest_expects() {
             let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
             let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&text).unwrap();
             for record in event.records.iter().filter(|r| r.event_name == "INSERT") {
-                let message: portal::domain::outbox::OutboxMessage = serde_dynamo::from_item(record.change.new_image.clone()).unwrap();
+                let message: portal::domain::outbox::OutboxMessage =
+                    serde_dynamo::from_item(record.change.new_image.clone()).unwrap();
                 if t.outbox.get(&message.message_id).is_none() {
                     // The invitation whose current email this is, as the outbox item's writer left it.
                     if let Some(invitation_id) = &message.invitation_id {
@@ -76,7 +80,12 @@ async fn every_event_file_gets_the_answer_the_manifest_expects() {
             continue;
         }
         let response = function(entry["function"].as_str().unwrap()).handle(&t.portal, event(file)).await;
-        assert_eq!(response.status().as_u16() as u64, entry["status"].as_u64().unwrap(), "{file}: {}", body_text(&response));
+        assert_eq!(
+            response.status().as_u16() as u64,
+            entry["status"].as_u64().unwrap(),
+            "{file}: {}",
+            body_text(&response)
+        );
     }
     // The INSERT, its duplicate delivery and the MODIFY sent exactly one email.
     if manifest.iter().any(|e| e["function"] == "send-email") {
@@ -94,10 +103,15 @@ async fn every_event_file_gets_the_answer_the_manifest_expects() {
 #[tokio::test]
 async fn registration_answers_201_with_a_session_cookie_and_stores_a_hash() {
     let t = test_portal(&[]);
-    let response = t.send(&Register, Req::post("/register").json(json!({
-        "email": "Ada@Example.com", "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace",
-        "username": "ada", "phone": "+44 20 7946 0018"
-    }))).await;
+    let response = t
+        .send(
+            &Register,
+            Req::post("/register").json(json!({
+                "email": "Ada@Example.com", "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace",
+                "username": "ada", "phone": "+44 20 7946 0018"
+            })),
+        )
+        .await;
     assert_eq!(response.status(), 201, "{}", body_text(&response));
     let body = body_json(&response);
     assert_eq!(body["email"], "Ada@Example.com");
@@ -132,7 +146,8 @@ async fn cookies_are_http_only_lax_and_host_prefixed_behind_https() {
 
     let https = test_portal(&[("PORTAL_BASE_URL", "https://portal.example.com")]);
     let response = https.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await;
-    let cookie = set_cookies(&response).into_iter().find(|c| c.starts_with("__Host-portal_session=")).expect("__Host- cookie");
+    let cookie =
+        set_cookies(&response).into_iter().find(|c| c.starts_with("__Host-portal_session=")).expect("__Host- cookie");
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
@@ -173,7 +188,8 @@ async fn ten_concurrent_registrations_of_one_email_give_one_201_and_nine_409s() 
         body["username"] = json!(format!("racer{i}"));
         t.send(&Register, Req::post("/register").json(body))
     });
-    let mut statuses: Vec<u16> = futures::future::join_all(requests).await.iter().map(|r| r.status().as_u16()).collect();
+    let mut statuses: Vec<u16> =
+        futures::future::join_all(requests).await.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
     assert_eq!(t.contacts.all().len(), 1);
@@ -186,24 +202,88 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     let cases: Vec<(Req, u16, &str, Option<&str>)> = vec![
         (Req::post("/register").raw_json("{\"email\": "), 400, "validation_failed", None),
         (Req::post("/register").raw_json("[]"), 400, "validation_failed", None),
-        (Req::post("/register").json(json!({"email": 5, "password": PASSWORD, "first_name": "A", "last_name": "B"})), 400, "validation_failed", Some("email")),
-        (Req::post("/register").json(json!({"password": PASSWORD, "first_name": "A", "last_name": "B"})), 400, "validation_failed", Some("email")),
-        (Req::post("/register").json(json!({"email": long_email, "password": PASSWORD, "first_name": "A", "last_name": "B"})), 400, "validation_failed", Some("email")),
-        (Req::post("/register").json(json!({"email": "a@example.com", "password": PASSWORD, "first_name": "Eve\u{202E}", "last_name": "B"})), 400, "validation_failed", Some("first_name")),
-        (Req::post("/register").json(json!({"email": "a@example.com", "password": PASSWORD, "first_name": "A\u{0}", "last_name": "B"})), 400, "validation_failed", Some("first_name")),
-        (Req::post("/register").json(json!({"email": "a@example.com", "password": "short", "first_name": "A", "last_name": "B"})), 400, "validation_failed", Some("password")),
-        (Req::post("/register").json(json!({"email": "a@example.com", "password": "password1234", "first_name": "A", "last_name": "B"})), 400, "validation_failed", Some("password")),
-        (Req::post("/register").json(json!({"email": "a@example.com", "password": true, "first_name": "A", "last_name": "B"})), 400, "validation_failed", Some("password")),
-        (Req::post("/register").header("content-type", "text/plain").json(registration("a@example.com")).header("content-type", "text/plain"), 415, "unsupported_media_type", None),
+        (
+            Req::post("/register").json(json!({"email": 5, "password": PASSWORD, "first_name": "A", "last_name": "B"})),
+            400,
+            "validation_failed",
+            Some("email"),
+        ),
+        (
+            Req::post("/register").json(json!({"password": PASSWORD, "first_name": "A", "last_name": "B"})),
+            400,
+            "validation_failed",
+            Some("email"),
+        ),
+        (
+            Req::post("/register")
+                .json(json!({"email": long_email, "password": PASSWORD, "first_name": "A", "last_name": "B"})),
+            400,
+            "validation_failed",
+            Some("email"),
+        ),
+        (
+            Req::post("/register").json(
+                json!({"email": "a@example.com", "password": PASSWORD, "first_name": "Eve\u{202E}", "last_name": "B"}),
+            ),
+            400,
+            "validation_failed",
+            Some("first_name"),
+        ),
+        (
+            Req::post("/register").json(
+                json!({"email": "a@example.com", "password": PASSWORD, "first_name": "A\u{0}", "last_name": "B"}),
+            ),
+            400,
+            "validation_failed",
+            Some("first_name"),
+        ),
+        (
+            Req::post("/register")
+                .json(json!({"email": "a@example.com", "password": "short", "first_name": "A", "last_name": "B"})),
+            400,
+            "validation_failed",
+            Some("password"),
+        ),
+        (
+            Req::post("/register").json(
+                json!({"email": "a@example.com", "password": "password1234", "first_name": "A", "last_name": "B"}),
+            ),
+            400,
+            "validation_failed",
+            Some("password"),
+        ),
+        (
+            Req::post("/register")
+                .json(json!({"email": "a@example.com", "password": true, "first_name": "A", "last_name": "B"})),
+            400,
+            "validation_failed",
+            Some("password"),
+        ),
+        (
+            Req::post("/register")
+                .header("content-type", "text/plain")
+                .json(registration("a@example.com"))
+                .header("content-type", "text/plain"),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
         (Req::post("/register"), 415, "unsupported_media_type", None),
-        (Req::post("/register").raw_json(&format!("{{\"email\": \"{}\"}}", "x".repeat(20_000))), 413, "payload_too_large", None),
+        (
+            Req::post("/register").raw_json(&format!("{{\"email\": \"{}\"}}", "x".repeat(20_000))),
+            413,
+            "payload_too_large",
+            None,
+        ),
     ];
     let signin_cases: Vec<(Req, u16, &str, Option<&str>)> = vec![
         (Req::post("/signin").json(json!({"login": ["a"], "password": "x"})), 400, "validation_failed", Some("login")),
         (Req::post("/signin").json(json!({"login": "a@example.com"})), 400, "validation_failed", Some("password")),
         (Req::post("/signin").raw_json("nope"), 400, "validation_failed", None),
     ];
-    let all = cases.into_iter().map(|c| (&Register as &dyn HttpFunction, c))
+    let all = cases
+        .into_iter()
+        .map(|c| (&Register as &dyn HttpFunction, c))
         .chain(signin_cases.into_iter().map(|c| (&SignIn as &dyn HttpFunction, c)));
     for (function, (req, status, code, field)) in all {
         let response = t.send(function, req).await;
@@ -367,13 +447,21 @@ async fn browser_forms_register_sign_out_and_sign_in_with_csrf_tokens() {
     let csrf = cookie_value(&page, "portal_csrf").expect("the form page sets the CSRF cookie");
     assert!(body_text(&page).contains(&format!("name=\"csrf_token\" value=\"{csrf}\"")));
 
-    let fields = [("email", "ada@example.com"), ("password", PASSWORD), ("first_name", "Ada"), ("last_name", "Lovelace"), ("username", ""), ("phone", "")];
+    let fields = [
+        ("email", "ada@example.com"),
+        ("password", PASSWORD),
+        ("first_name", "Ada"),
+        ("last_name", "Lovelace"),
+        ("username", ""),
+        ("phone", ""),
+    ];
     let registered = t.send(&Register, Req::post("/register").form(&fields, &csrf)).await;
     assert_eq!(registered.status(), 303, "{}", body_text(&registered));
     assert_eq!(location(&registered).as_deref(), Some("/"));
     let session = cookie_value(&registered, "portal_session").unwrap();
 
-    let home = t.send(&Profile, Req::get("/").html().cookie("portal_session", &session).cookie("portal_csrf", &csrf)).await;
+    let home =
+        t.send(&Profile, Req::get("/").html().cookie("portal_session", &session).cookie("portal_csrf", &csrf)).await;
     let html = body_text(&home);
     assert!(html.contains("id=\"greeting\"") && html.contains("Ada"), "{html}");
     assert!(html.contains("id=\"signout-form\""));
@@ -390,11 +478,18 @@ async fn browser_forms_register_sign_out_and_sign_in_with_csrf_tokens() {
     let signin_page = t.send(&SignIn, Req::get("/signin").html()).await;
     let html = body_text(&signin_page);
     assert!(html.contains("href=\"/register\"") && html.contains("href=\"/redeem\""));
-    let back = t.send(&SignIn, Req::post("/signin").form(&[("login", "ADA@example.com"), ("password", PASSWORD)], &csrf)).await;
+    let back = t
+        .send(&SignIn, Req::post("/signin").form(&[("login", "ADA@example.com"), ("password", PASSWORD)], &csrf))
+        .await;
     assert_eq!(back.status(), 303);
     assert!(cookie_value(&back, "portal_session").is_some());
 
-    let wrong = t.send(&SignIn, Req::post("/signin").form(&[("login", "ada@example.com"), ("password", "nope-nope-nope")], &csrf)).await;
+    let wrong = t
+        .send(
+            &SignIn,
+            Req::post("/signin").form(&[("login", "ada@example.com"), ("password", "nope-nope-nope")], &csrf),
+        )
+        .await;
     assert_eq!(wrong.status(), 401);
     assert!(body_text(&wrong).contains("id=\"form-error\""));
 }
@@ -402,11 +497,14 @@ async fn browser_forms_register_sign_out_and_sign_in_with_csrf_tokens() {
 #[tokio::test]
 async fn a_form_without_the_matching_csrf_token_or_from_another_origin_is_forbidden() {
     let t = test_portal(&[]);
-    let fields = [("email", "ada@example.com"), ("password", PASSWORD), ("first_name", "Ada"), ("last_name", "Lovelace")];
+    let fields =
+        [("email", "ada@example.com"), ("password", PASSWORD), ("first_name", "Ada"), ("last_name", "Lovelace")];
     let cases = vec![
         Req::post("/register").header("content-type", "application/x-www-form-urlencoded").html(),
         Req::post("/register").form_fields(&fields),
-        Req::post("/register").form_fields(&[fields.as_slice(), &[("csrf_token", &"a".repeat(43))]].concat()).cookie("portal_csrf", &"b".repeat(43)),
+        Req::post("/register")
+            .form_fields(&[fields.as_slice(), &[("csrf_token", &"a".repeat(43))]].concat())
+            .cookie("portal_csrf", &"b".repeat(43)),
         Req::post("/register").json(registration("ada@example.com")).header("origin", "https://evil.example"),
         Req::post("/register").json(registration("ada@example.com")).header("sec-fetch-site", "cross-site"),
     ];
@@ -414,7 +512,8 @@ async fn a_form_without_the_matching_csrf_token_or_from_another_origin_is_forbid
         let response = t.send(&Register, req).await;
         assert_eq!(response.status(), 403, "{}", body_text(&response));
     }
-    let same_origin = t.send(&Register, Req::post("/register").json(registration("ada@example.com")).header("origin", BASE)).await;
+    let same_origin =
+        t.send(&Register, Req::post("/register").json(registration("ada@example.com")).header("origin", BASE)).await;
     assert_eq!(same_origin.status(), 201);
     assert_eq!(t.contacts.all().len(), 1);
 }
@@ -427,7 +526,6 @@ async fn no_state_changes_on_get() {
     }
     assert!(t.contacts.all().is_empty());
 }
-
 
 #[tokio::test]
 async fn an_address_that_used_up_its_failed_sign_ins_is_refused_until_the_hour_is_over() {
@@ -445,7 +543,11 @@ async fn an_address_that_used_up_its_failed_sign_ins_is_refused_until_the_hour_i
     assert_eq!(body_json(&refused)["error"], "rate_limited");
     let retry_after: i64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&retry_after));
-    assert_eq!(attempt("ada@example.com", PASSWORD, "198.51.100.20").await.status(), 200, "another address is not affected");
+    assert_eq!(
+        attempt("ada@example.com", PASSWORD, "198.51.100.20").await.status(),
+        200,
+        "another address is not affected"
+    );
     t.clock.advance(retry_after);
     assert_eq!(attempt("ada@example.com", PASSWORD, "203.0.113.9").await.status(), 200, "a new hour");
 }

@@ -3,14 +3,14 @@
 
 mod support;
 
+use portal::domain::contact::Contact;
+use portal::domain::invitation::Delivery;
 use portal::domain::outbox::{MessageKind, MessageStatus, OutboxMessage};
 use portal::handlers::admin::CreateInvitation;
 use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
 use portal::handlers::register::Register;
 use portal::handlers::send_email;
-use portal::domain::contact::Contact;
-use portal::domain::invitation::Delivery;
 use portal::ports::{InvitationStore, OutgoingEmail, SendError};
 use serde_json::{Value, json};
 use support::*;
@@ -61,7 +61,8 @@ fn stream_record(event_name: &str, message: &OutboxMessage, sequence: u64) -> Va
 }
 
 async fn run_batch(t: &TestPortal, records: Vec<Value>) -> Vec<String> {
-    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(json!({ "Records": records })).unwrap();
     let response = send_email::handle(&t.portal, event).await;
     response.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect()
 }
@@ -74,7 +75,8 @@ fn invitation_messages(t: &TestPortal) -> Vec<OutboxMessage> {
 /// Delivers every pending invitation message as one stream batch; returns the emails sent by it.
 async fn deliver(t: &TestPortal) -> Vec<OutgoingEmail> {
     let before = t.mailer.sent().len();
-    let pending: Vec<OutboxMessage> = invitation_messages(t).into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
+    let pending: Vec<OutboxMessage> =
+        invitation_messages(t).into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
     let records = pending.iter().enumerate().map(|(i, m)| stream_record("INSERT", m, 100 + i as u64)).collect();
     assert!(run_batch(t, records).await.is_empty());
     t.mailer.sent()[before..].to_vec()
@@ -105,7 +107,11 @@ async fn admin_routes_need_a_session_and_the_administrators_role() {
     assert_eq!(anonymous.status(), 401);
     let page = t.send(&CreateInvitation, Req::get("/admin/contacts").html()).await;
     assert_eq!((page.status().as_u16(), location(&page).as_deref()), (303, Some("/signin")));
-    let customer = cookie_value(&t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await, "portal_session").unwrap();
+    let customer = cookie_value(
+        &t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await,
+        "portal_session",
+    )
+    .unwrap();
     for req in [
         Req::get("/admin/contacts").cookie("portal_session", &customer),
         admin_post("/admin/invitations", &customer, grace()),
@@ -128,10 +134,20 @@ async fn administrators_create_contacts_and_list_them() {
     assert_eq!(contact["portal_user"], false);
     let again = t.send(&CreateInvitation, admin_post("/admin/contacts", &admin, grace())).await;
     assert_eq!(again.status(), 409);
-    let listing = body_json(&t.send(&CreateInvitation, Req::get("/admin/contacts?q=hopper").cookie("portal_session", &admin)).await);
-    let emails: Vec<&str> = listing["contacts"].as_array().unwrap().iter().map(|c| c["email"].as_str().unwrap()).collect();
+    let listing = body_json(
+        &t.send(&CreateInvitation, Req::get("/admin/contacts?q=hopper").cookie("portal_session", &admin)).await,
+    );
+    let emails: Vec<&str> =
+        listing["contacts"].as_array().unwrap().iter().map(|c| c["email"].as_str().unwrap()).collect();
     assert_eq!(emails, ["grace@example.com"]);
-    let page = t.send(&CreateInvitation, Req::get(&format!("/admin/contacts?contact_id={}", contact["contact_id"].as_str().unwrap())).html().cookie("portal_session", &admin)).await;
+    let page = t
+        .send(
+            &CreateInvitation,
+            Req::get(&format!("/admin/contacts?contact_id={}", contact["contact_id"].as_str().unwrap()))
+                .html()
+                .cookie("portal_session", &admin),
+        )
+        .await;
     let html = body_text(&page);
     assert!(html.contains("id=\"invitation-form\"") && html.contains("Grace Hopper"), "{html}");
 }
@@ -139,14 +155,24 @@ async fn administrators_create_contacts_and_list_them() {
 #[tokio::test]
 async fn an_invitation_is_created_without_showing_its_code_and_queues_its_email() {
     let (t, admin) = with_admin(&[]).await;
-    let body = invite(&t, &admin, json!({
-        "email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper",
-        "roles": ["Customers", "Partners"], "account_id": "Contoso", "redirect_path": "/profile?welcome=1"
-    })).await;
-    for field in ["invitation_id", "contact_id", "type", "status", "expires_at", "max_redemptions", "redemptions", "delivery"] {
+    let body = invite(
+        &t,
+        &admin,
+        json!({
+            "email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper",
+            "roles": ["Customers", "Partners"], "account_id": "Contoso", "redirect_path": "/profile?welcome=1"
+        }),
+    )
+    .await;
+    for field in
+        ["invitation_id", "contact_id", "type", "status", "expires_at", "max_redemptions", "redemptions", "delivery"]
+    {
         assert!(body.get(field).is_some(), "{field} missing in {body}");
     }
-    assert_eq!((body["type"].as_str(), body["status"].as_str(), body["delivery"].as_str()), (Some("single"), Some("active"), Some("pending")));
+    assert_eq!(
+        (body["type"].as_str(), body["status"].as_str(), body["delivery"].as_str()),
+        (Some("single"), Some("active"), Some("pending"))
+    );
     assert_eq!((body["max_redemptions"].as_u64(), body["redemptions"].as_u64()), (Some(1), Some(0)));
     assert_eq!(body["expires_at"], "2027-01-22T08:00:00Z", "7 days by default");
     let messages = invitation_messages(&t);
@@ -156,7 +182,10 @@ async fn an_invitation_is_created_without_showing_its_code_and_queues_its_email(
     let stored = &t.invitations.all()[0];
     assert!(!format!("{stored:?}").contains(&code), "only the digest is stored");
     assert_eq!(stored.roles, ["Customers", "Partners"]);
-    assert!(t.contacts.all().iter().any(|c| c.email == "grace@example.com" && c.password_hash.is_none()), "the contact was created");
+    assert!(
+        t.contacts.all().iter().any(|c| c.email == "grace@example.com" && c.password_hash.is_none()),
+        "the contact was created"
+    );
 }
 
 #[tokio::test]
@@ -166,18 +195,40 @@ async fn invitation_requests_are_validated() {
         (json!({"contact_id": "nope"}), "contact_id"),
         (json!({"email": "grace@example.com", "first_name": "Grace"}), "last_name"),
         (json!({"type": "party", "email": "g@example.com", "first_name": "G", "last_name": "H"}), "type"),
-        (json!({"type": "single", "max_redemptions": 3, "email": "g@example.com", "first_name": "G", "last_name": "H"}), "max_redemptions"),
-        (json!({"type": "group", "max_redemptions": 0, "email": "g@example.com", "first_name": "G", "last_name": "H"}), "max_redemptions"),
-        (json!({"expires_in_days": 1000, "email": "g@example.com", "first_name": "G", "last_name": "H"}), "expires_in_days"),
-        (json!({"redirect_path": "https://evil.example/", "email": "g@example.com", "first_name": "G", "last_name": "H"}), "redirect_path"),
-        (json!({"redirect_path": "//evil.example", "email": "g@example.com", "first_name": "G", "last_name": "H"}), "redirect_path"),
-        (json!({"roles": "Customers", "email": "g@example.com", "first_name": "G", "last_name": "H", "max_redemptions": "x"}), "max_redemptions"),
+        (
+            json!({"type": "single", "max_redemptions": 3, "email": "g@example.com", "first_name": "G", "last_name": "H"}),
+            "max_redemptions",
+        ),
+        (
+            json!({"type": "group", "max_redemptions": 0, "email": "g@example.com", "first_name": "G", "last_name": "H"}),
+            "max_redemptions",
+        ),
+        (
+            json!({"expires_in_days": 1000, "email": "g@example.com", "first_name": "G", "last_name": "H"}),
+            "expires_in_days",
+        ),
+        (
+            json!({"redirect_path": "https://evil.example/", "email": "g@example.com", "first_name": "G", "last_name": "H"}),
+            "redirect_path",
+        ),
+        (
+            json!({"redirect_path": "//evil.example", "email": "g@example.com", "first_name": "G", "last_name": "H"}),
+            "redirect_path",
+        ),
+        (
+            json!({"roles": "Customers", "email": "g@example.com", "first_name": "G", "last_name": "H", "max_redemptions": "x"}),
+            "max_redemptions",
+        ),
         (json!({"roles": [1], "email": "g@example.com", "first_name": "G", "last_name": "H"}), "roles"),
     ];
     for (body, field) in cases {
         let response = t.send(&CreateInvitation, admin_post("/admin/invitations", &admin, body.clone())).await;
         assert_eq!(response.status(), 400, "{body}: {}", body_text(&response));
-        assert!(body_json(&response)["fields"][field].is_string(), "{field} not blamed for {body}: {}", body_text(&response));
+        assert!(
+            body_json(&response)["fields"][field].is_string(),
+            "{field} not blamed for {body}: {}",
+            body_text(&response)
+        );
     }
     assert!(t.invitations.all().is_empty());
     assert!(invitation_messages(&t).is_empty());
@@ -199,7 +250,14 @@ async fn send_email_sends_once_removes_the_code_and_records_delivery() {
     let stored = t.outbox.get(&message.message_id).unwrap();
     assert_eq!(stored.status, MessageStatus::Sent);
     assert!(stored.secret.is_none(), "the plain code is removed once sent");
-    let shown = body_json(&t.send(&CreateInvitation, Req::get(&format!("/admin/invitations/{}", invitation["invitation_id"].as_str().unwrap())).cookie("portal_session", &admin)).await);
+    let shown = body_json(
+        &t.send(
+            &CreateInvitation,
+            Req::get(&format!("/admin/invitations/{}", invitation["invitation_id"].as_str().unwrap()))
+                .cookie("portal_session", &admin),
+        )
+        .await,
+    );
     assert_eq!(shown["delivery"], "sent");
 }
 
@@ -208,7 +266,11 @@ async fn modify_and_remove_records_are_skipped() {
     let (t, admin) = with_admin(&[]).await;
     invite(&t, &admin, grace()).await;
     let message = invitation_messages(&t).remove(0);
-    assert!(run_batch(&t, vec![stream_record("MODIFY", &message, 1), stream_record("REMOVE", &message, 2)]).await.is_empty());
+    assert!(
+        run_batch(&t, vec![stream_record("MODIFY", &message, 1), stream_record("REMOVE", &message, 2)])
+            .await
+            .is_empty()
+    );
     assert!(t.mailer.sent().is_empty());
     assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Pending);
 }
@@ -221,7 +283,8 @@ async fn a_throttled_send_is_a_partial_batch_failure_and_succeeds_on_retry() {
     }
     let mut messages = invitation_messages(&t);
     messages.sort_by(|a, b| a.to.cmp(&b.to));
-    let records: Vec<Value> = messages.iter().enumerate().map(|(i, m)| stream_record("INSERT", m, 10 + i as u64)).collect();
+    let records: Vec<Value> =
+        messages.iter().enumerate().map(|(i, m)| stream_record("INSERT", m, 10 + i as u64)).collect();
     // The first send is throttled; the batch runs concurrently, so which record gets it is the
     // first to reach the mailer: exactly one record fails, the others go.
     t.mailer.fail_next(SendError::Retryable("TooManyRequestsException: Maximum sending rate exceeded".into()));
@@ -249,7 +312,14 @@ async fn a_permanent_failure_marks_the_delivery_failed_without_blocking_the_stre
     let stored = t.outbox.get(&message.message_id).unwrap();
     assert_eq!(stored.status, MessageStatus::Failed);
     assert!(stored.secret.is_none());
-    let shown = body_json(&t.send(&CreateInvitation, Req::get(&format!("/admin/invitations/{}", invitation["invitation_id"].as_str().unwrap())).cookie("portal_session", &admin)).await);
+    let shown = body_json(
+        &t.send(
+            &CreateInvitation,
+            Req::get(&format!("/admin/invitations/{}", invitation["invitation_id"].as_str().unwrap()))
+                .cookie("portal_session", &admin),
+        )
+        .await,
+    );
     assert_eq!(shown["delivery"], "failed");
     assert!(shown["delivery_error"].as_str().unwrap().contains("not verified"));
 }
@@ -293,13 +363,20 @@ async fn the_invited_contact_redeems_the_code_and_becomes_a_signed_in_portal_use
         assert_eq!(page.status(), 200);
         assert!(body_text(&page).contains("Grace Hopper"));
     }
-    let looked_up = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code.to_lowercase().replace('-', " ")}))).await;
+    let looked_up = t
+        .send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code.to_lowercase().replace('-', " ")})))
+        .await;
     assert_eq!(looked_up.status(), 200);
     assert_eq!(body_json(&looked_up)["email"], "grace@example.com");
     assert_eq!(body_json(&looked_up)["invitation_id"], invitation["invitation_id"]);
     assert_eq!(t.invitations.all()[0].redemptions, 0);
 
-    let redeemed = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952", "username": "grace"}))).await;
+    let redeemed = t
+        .send(
+            &RedeemInvitation,
+            Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952", "username": "grace"})),
+        )
+        .await;
     assert_eq!(redeemed.status(), 201, "{}", body_text(&redeemed));
     let body = body_json(&redeemed);
     assert_eq!(body["redirect_path"], "/profile?welcome=1");
@@ -310,10 +387,19 @@ async fn the_invited_contact_redeems_the_code_and_becomes_a_signed_in_portal_use
     assert_eq!(profile["email_confirmed"], true);
     assert_eq!(grace_contact(&t).account_id.as_deref(), Some("Contoso"));
 
-    let again = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"}))).await;
+    let again = t
+        .send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"})))
+        .await;
     assert_eq!(again.status(), 400);
     assert_eq!(body_json(&again)["error"], "invitation_invalid");
-    let shown = body_json(&t.send(&CreateInvitation, Req::get(&format!("/admin/invitations/{}", invitation["invitation_id"].as_str().unwrap())).cookie("portal_session", &admin)).await);
+    let shown = body_json(
+        &t.send(
+            &CreateInvitation,
+            Req::get(&format!("/admin/invitations/{}", invitation["invitation_id"].as_str().unwrap()))
+                .cookie("portal_session", &admin),
+        )
+        .await,
+    );
     assert_eq!(shown["status"], "redeemed");
     assert_eq!(shown["redeemed_by"][0]["source_ip"], "198.51.100.7");
 }
@@ -324,7 +410,12 @@ async fn a_browser_redeems_through_the_form_and_lands_on_the_invitation_path() {
     let (_, code) = invite_and_deliver(&t, &admin, grace()).await;
     let page = t.send(&RedeemInvitation, Req::get(&format!("/redeem?code={code}")).html()).await;
     let csrf = cookie_value(&page, "portal_csrf").unwrap();
-    let done = t.send(&RedeemInvitation, Req::post("/redeem").form(&[("code", &code), ("password", "Compiler-Pioneer-1952")], &csrf)).await;
+    let done = t
+        .send(
+            &RedeemInvitation,
+            Req::post("/redeem").form(&[("code", &code), ("password", "Compiler-Pioneer-1952")], &csrf),
+        )
+        .await;
     assert_eq!(done.status(), 303, "{}", body_text(&done));
     assert_eq!(location(&done).as_deref(), Some("/profile"));
     assert!(cookie_value(&done, "portal_session").is_some());
@@ -336,28 +427,62 @@ async fn unknown_expired_revoked_used_up_and_resent_codes_all_get_one_answer() {
     let answer = |code: String| {
         let t = &t;
         async move {
-            let response = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"}))).await;
+            let response = t
+                .send(
+                    &RedeemInvitation,
+                    Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"})),
+                )
+                .await;
             (response.status().as_u16(), body_text(&response))
         }
     };
     let unknown = answer("0000-0000-0000-0000-0000-0000-0000-0000".into()).await;
     let malformed = answer("not a code".into()).await;
 
-    let (revoked, revoked_code) = invite_and_deliver(&t, &admin, json!({"email": "r@example.com", "first_name": "R", "last_name": "V"})).await;
-    let revoke = t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{}/revoke", revoked["invitation_id"].as_str().unwrap()), &admin, json!({}))).await;
+    let (revoked, revoked_code) =
+        invite_and_deliver(&t, &admin, json!({"email": "r@example.com", "first_name": "R", "last_name": "V"})).await;
+    let revoke = t
+        .send(
+            &CreateInvitation,
+            admin_post(
+                &format!("/admin/invitations/{}/revoke", revoked["invitation_id"].as_str().unwrap()),
+                &admin,
+                json!({}),
+            ),
+        )
+        .await;
     assert_eq!(revoke.status(), 200);
     assert_eq!(body_json(&revoke)["status"], "revoked");
     let revoked_answer = answer(revoked_code).await;
 
-    let (resent, old_code) = invite_and_deliver(&t, &admin, json!({"email": "s@example.com", "first_name": "S", "last_name": "R"})).await;
-    let resend = t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{}/resend", resent["invitation_id"].as_str().unwrap()), &admin, json!({}))).await;
+    let (resent, old_code) =
+        invite_and_deliver(&t, &admin, json!({"email": "s@example.com", "first_name": "S", "last_name": "R"})).await;
+    let resend = t
+        .send(
+            &CreateInvitation,
+            admin_post(
+                &format!("/admin/invitations/{}/resend", resent["invitation_id"].as_str().unwrap()),
+                &admin,
+                json!({}),
+            ),
+        )
+        .await;
     assert_eq!(resend.status(), 200, "{}", body_text(&resend));
     let new_code = code_in(&deliver(&t).await[0]);
     assert_ne!(new_code, old_code);
     let resent_answer = answer(old_code).await;
-    assert_eq!(t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": new_code}))).await.status(), 200, "the new code works");
+    assert_eq!(
+        t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": new_code}))).await.status(),
+        200,
+        "the new code works"
+    );
 
-    let (_, expiring_code) = invite_and_deliver(&t, &admin, json!({"email": "e@example.com", "first_name": "E", "last_name": "X", "expires_in_days": 1})).await;
+    let (_, expiring_code) = invite_and_deliver(
+        &t,
+        &admin,
+        json!({"email": "e@example.com", "first_name": "E", "last_name": "X", "expires_in_days": 1}),
+    )
+    .await;
     t.clock.advance(86_400);
     let expired_answer = answer(expiring_code).await;
 
@@ -376,10 +501,19 @@ async fn an_existing_account_takes_the_invitation_roles_and_account() {
     let (_, code) = invite_and_deliver(&t, &admin, json!({"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", "roles": ["Partners"], "account_id": "Fabrikam"})).await;
     let wrong = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "existing_account": true, "login": "ada@example.com", "password": "wrong-password-entirely"}))).await;
     assert_eq!(wrong.status(), 401);
-    let new_credentials = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Another-Password-2026"}))).await;
+    let new_credentials = t
+        .send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Another-Password-2026"})))
+        .await;
     assert_eq!(new_credentials.status(), 400, "a portal user redeems with their account");
     assert!(body_json(&new_credentials)["fields"]["existing_account"].is_string());
-    let redeemed = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "existing_account": true, "login": "ADA@example.com", "password": PASSWORD}))).await;
+    let redeemed = t
+        .send(
+            &RedeemInvitation,
+            Req::post("/redeem").json(
+                json!({"code": code, "existing_account": true, "login": "ADA@example.com", "password": PASSWORD}),
+            ),
+        )
+        .await;
     assert_eq!(redeemed.status(), 200, "{}", body_text(&redeemed));
     assert_eq!(body_json(&redeemed)["roles"], json!(["Partners"]));
     let ada = t.contacts.all().into_iter().find(|c| c.email == "ada@example.com").unwrap();
@@ -391,7 +525,9 @@ async fn a_group_invitation_creates_contacts_up_to_its_maximum() {
     let (t, admin) = with_admin(&[]).await;
     let (invitation, code) = invite_and_deliver(&t, &admin, json!({"email": "team@example.com", "first_name": "Team", "last_name": "Lead", "type": "group", "max_redemptions": 2, "roles": ["Members"]})).await;
     assert_eq!(invitation["max_redemptions"], 2);
-    let missing = t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"}))).await;
+    let missing = t
+        .send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"})))
+        .await;
     assert_eq!(missing.status(), 400);
     assert!(body_json(&missing)["fields"]["email"].is_string());
     for (i, email) in ["m1@example.com", "m2@example.com", "m3@example.com"].iter().enumerate() {
@@ -407,8 +543,11 @@ async fn a_group_invitation_creates_contacts_up_to_its_maximum() {
 async fn ten_parallel_redemptions_of_a_single_code_give_one_success() {
     let (t, admin) = with_admin(&[]).await;
     let (_, code) = invite_and_deliver(&t, &admin, grace()).await;
-    let attempts = (0..10).map(|_| t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"}))));
-    let mut statuses: Vec<u16> = futures::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    let attempts = (0..10).map(|_| {
+        t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code, "password": "Compiler-Pioneer-1952"})))
+    });
+    let mut statuses: Vec<u16> =
+        futures::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort();
     assert_eq!(statuses, [201, 400, 400, 400, 400, 400, 400, 400, 400, 400]);
 }
@@ -427,10 +566,20 @@ async fn an_email_whose_code_was_replaced_or_revoked_before_sending_is_not_sent(
     let (t, admin) = with_admin(&[]).await;
     let first = invite(&t, &admin, grace()).await;
     let id = first["invitation_id"].as_str().unwrap();
-    let resent = t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{id}/resend"), &admin, json!({}))).await;
+    let resent =
+        t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{id}/resend"), &admin, json!({}))).await;
     assert_eq!(resent.status(), 200);
     let revoked = invite(&t, &admin, json!({"email": "r@example.com", "first_name": "R", "last_name": "V"})).await;
-    let revoke = t.send(&CreateInvitation, admin_post(&format!("/admin/invitations/{}/revoke", revoked["invitation_id"].as_str().unwrap()), &admin, json!({}))).await;
+    let revoke = t
+        .send(
+            &CreateInvitation,
+            admin_post(
+                &format!("/admin/invitations/{}/revoke", revoked["invitation_id"].as_str().unwrap()),
+                &admin,
+                json!({}),
+            ),
+        )
+        .await;
     assert_eq!(revoke.status(), 200);
     let sent = deliver(&t).await;
     assert_eq!(sent.len(), 1, "only the resent code goes out");
@@ -458,7 +607,12 @@ async fn the_contact_search_finds_contacts_beyond_the_listed_ones() {
         let t = &t;
         let admin = admin.clone();
         let path = format!("/admin/contacts{query}");
-        async move { body_json(&t.send(&CreateInvitation, Req::get(&path).cookie("portal_session", &admin)).await)["contacts"].as_array().unwrap().clone() }
+        async move {
+            body_json(&t.send(&CreateInvitation, Req::get(&path).cookie("portal_session", &admin)).await)["contacts"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
     };
     let all = listed("").await;
     assert_eq!(all.len(), 500, "the list is capped");
@@ -477,7 +631,9 @@ async fn grace_like(t: &TestPortal, admin: &str) -> Contact {
 async fn guessing_codes_from_one_address_is_refused_after_its_allowance() {
     let (t, admin) = with_admin(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "3")]).await;
     let (_, code) = invite_and_deliver(&t, &admin, grace()).await;
-    let look_up = |code: String, ip: &'static str| t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code})).sent_from(ip));
+    let look_up = |code: String, ip: &'static str| {
+        t.send(&RedeemInvitation, Req::post("/redeem").json(json!({"code": code})).sent_from(ip))
+    };
     for guess in 0..3 {
         let response = look_up(format!("{guess:0>32}"), "203.0.113.9").await;
         assert_eq!(body_json(&response)["error"], "invitation_invalid");

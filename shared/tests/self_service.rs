@@ -31,7 +31,11 @@ fn mailbox(t: &TestPortal) -> Vec<OutgoingEmail> {
 
 fn link_in(email: &OutgoingEmail, path: &str) -> String {
     let prefix = format!("http://localhost:9000{path}?token=");
-    let line = email.text.lines().find(|l| l.trim().starts_with(&prefix)).unwrap_or_else(|| panic!("no {path} link in {}", email.text));
+    let line = email
+        .text
+        .lines()
+        .find(|l| l.trim().starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {path} link in {}", email.text));
     line.trim().trim_start_matches(&prefix).to_string()
 }
 
@@ -109,7 +113,8 @@ async fn with_confirmation_required_new_and_taken_emails_get_the_same_202() {
     assert!(mail.iter().all(|m| m.to == "ada@example.com"), "the owner is told, not the registrant");
     assert!(mail[1].text.contains("http://localhost:9000/forgot-password"));
 
-    let response = t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await;
+    let response =
+        t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await;
     assert_eq!(response.status(), 403, "the account signs in only after confirming");
     assert_eq!(sign_in(&t, "ada@example.com", "wrong-password-entirely").await, 401);
     assert_eq!(confirm(&t, &link_in(&mail[0], "/confirm-email")).await.status(), 200);
@@ -143,17 +148,33 @@ async fn a_reset_link_sets_a_new_password_once_ends_every_session_and_does_not_s
 
     let page = t.send(&SignIn, Req::get(&format!("/reset-password?token={token}")).html()).await;
     assert!(body_text(&page).contains("name=\"new_password\""));
-    let weak = t.send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": "password1234"}))).await;
+    let weak = t
+        .send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": "password1234"})))
+        .await;
     assert_eq!(weak.status(), 400);
     assert!(body_json(&weak)["fields"]["new_password"].is_string());
 
-    let reset = t.send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": "Brand-New-Passphrase-77"}))).await;
+    let reset = t
+        .send(
+            &SignIn,
+            Req::post("/reset-password").json(json!({"token": token, "new_password": "Brand-New-Passphrase-77"})),
+        )
+        .await;
     assert_eq!(reset.status(), 204, "{}", body_text(&reset));
     assert!(cookie_value(&reset, "portal_session").is_none(), "a reset does not sign in by itself");
-    assert_eq!(t.send(&Profile, Req::get("/profile").cookie("portal_session", &session)).await.status(), 401, "every session ended");
+    assert_eq!(
+        t.send(&Profile, Req::get("/profile").cookie("portal_session", &session)).await.status(),
+        401,
+        "every session ended"
+    );
     assert_eq!(sign_in(&t, "ada@example.com", PASSWORD).await, 401);
     assert_eq!(sign_in(&t, "ada@example.com", "Brand-New-Passphrase-77").await, 200);
-    let reused = t.send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": "Another-Passphrase-88"}))).await;
+    let reused = t
+        .send(
+            &SignIn,
+            Req::post("/reset-password").json(json!({"token": token, "new_password": "Another-Passphrase-88"})),
+        )
+        .await;
     assert_eq!(body_json(&reused)["error"], "token_invalid");
 }
 
@@ -162,9 +183,18 @@ async fn reset_links_expire_after_an_hour() {
     let t = test_portal(&[]);
     register(&t, "ada@example.com").await;
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    let token = mailbox(&t).into_iter().find(|m| m.subject == "Reset your password").map(|m| link_in(&m, "/reset-password")).unwrap();
+    let token = mailbox(&t)
+        .into_iter()
+        .find(|m| m.subject == "Reset your password")
+        .map(|m| link_in(&m, "/reset-password"))
+        .unwrap();
     t.clock.advance(3600);
-    let late = t.send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": "Brand-New-Passphrase-77"}))).await;
+    let late = t
+        .send(
+            &SignIn,
+            Req::post("/reset-password").json(json!({"token": token, "new_password": "Brand-New-Passphrase-77"})),
+        )
+        .await;
     assert_eq!(body_json(&late)["error"], "token_invalid");
     assert_eq!(sign_in(&t, "ada@example.com", PASSWORD).await, 200, "the password did not change");
 }
@@ -203,7 +233,11 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
     let mut body = registration("ada@example.com");
     body["username"] = json!("ada");
     let current = cookie_value(&t.send(&Register, Req::post("/register").json(body)).await, "portal_session").unwrap();
-    let other = cookie_value(&t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada", "password": PASSWORD}))).await, "portal_session").unwrap();
+    let other = cookie_value(
+        &t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada", "password": PASSWORD}))).await,
+        "portal_session",
+    )
+    .unwrap();
     mailbox(&t);
     let edit = |body: Value| t.send(&Profile, Req::post("/profile").json(body).cookie("portal_session", &current));
 
@@ -211,7 +245,11 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
     assert_eq!(named.status(), 200, "{}", body_text(&named));
     let named = body_json(&named);
     assert_eq!((named["first_name"].as_str(), named["last_name"].as_str()), (Some("Augusta Ada"), Some("Lovelace")));
-    assert_eq!(t.send(&Profile, Req::get("/profile").cookie("portal_session", &other)).await.status(), 200, "a name change keeps sessions");
+    assert_eq!(
+        t.send(&Profile, Req::get("/profile").cookie("portal_session", &other)).await.status(),
+        200,
+        "a name change keeps sessions"
+    );
 
     let renamed = edit(json!({"username": "someone-else"})).await;
     assert_eq!(renamed.status(), 400);
@@ -225,8 +263,15 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
     let moved = edit(json!({"email": "ada@lovelace.example"})).await;
     assert_eq!(moved.status(), 200);
     let moved = body_json(&moved);
-    assert_eq!((moved["email"].as_str(), moved["email_confirmed"].as_bool()), (Some("ada@lovelace.example"), Some(false)));
-    assert_eq!(t.send(&Profile, Req::get("/profile").cookie("portal_session", &other)).await.status(), 401, "other sessions end");
+    assert_eq!(
+        (moved["email"].as_str(), moved["email_confirmed"].as_bool()),
+        (Some("ada@lovelace.example"), Some(false))
+    );
+    assert_eq!(
+        t.send(&Profile, Req::get("/profile").cookie("portal_session", &other)).await.status(),
+        401,
+        "other sessions end"
+    );
     let mail = mailbox(&t);
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].to, "ada@lovelace.example", "the link goes to the new address");
@@ -242,7 +287,12 @@ async fn a_confirmation_for_an_address_the_contact_left_confirms_nothing() {
     let t = test_portal(&[]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
     let first = link_in(&mailbox(&t)[0], "/confirm-email");
-    let moved = t.send(&Profile, Req::post("/profile").json(json!({"email": "ada@lovelace.example"})).cookie("portal_session", &session)).await;
+    let moved = t
+        .send(
+            &Profile,
+            Req::post("/profile").json(json!({"email": "ada@lovelace.example"})).cookie("portal_session", &session),
+        )
+        .await;
     assert_eq!(moved.status(), 200);
     assert_eq!(body_json(&confirm(&t, &first).await)["error"], "token_invalid");
     assert!(!profile_of(&t, "ada@lovelace.example").email_confirmed);
@@ -252,9 +302,18 @@ async fn a_confirmation_for_an_address_the_contact_left_confirms_nothing() {
 async fn changing_the_password_needs_the_current_one_and_renews_the_session() {
     let t = test_portal(&[]);
     let current = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
-    let other = cookie_value(&t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await, "portal_session").unwrap();
+    let other = cookie_value(
+        &t.send(&SignIn, Req::post("/signin").json(json!({"login": "ada@example.com", "password": PASSWORD}))).await,
+        "portal_session",
+    )
+    .unwrap();
     let change = |current_password: &str, new_password: &str| {
-        t.send(&Profile, Req::post("/profile/password").json(json!({"current_password": current_password, "new_password": new_password})).cookie("portal_session", &current))
+        t.send(
+            &Profile,
+            Req::post("/profile/password")
+                .json(json!({"current_password": current_password, "new_password": new_password}))
+                .cookie("portal_session", &current),
+        )
     };
     let wrong = change("not-my-password-at-all", "Brand-New-Passphrase-77").await;
     assert_eq!(wrong.status(), 400);
@@ -278,7 +337,13 @@ async fn wrong_current_passwords_count_towards_lockout() {
     let t = test_portal(&[]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
     for _ in 0..5 {
-        t.send(&Profile, Req::post("/profile/password").json(json!({"current_password": "guess-guess-guess", "new_password": "Brand-New-Passphrase-77"})).cookie("portal_session", &session)).await;
+        t.send(
+            &Profile,
+            Req::post("/profile/password")
+                .json(json!({"current_password": "guess-guess-guess", "new_password": "Brand-New-Passphrase-77"}))
+                .cookie("portal_session", &session),
+        )
+        .await;
     }
     assert_eq!(sign_in(&t, "ada@example.com", PASSWORD).await, 401, "locked");
 }
@@ -305,11 +370,32 @@ async fn browser_forms_change_the_profile_and_the_password() {
     let page = t.send(&Profile, Req::get("/profile").html().cookie("portal_session", &session)).await;
     let csrf = cookie_value(&page, "portal_csrf").unwrap();
     let html = body_text(&page);
-    assert!(html.contains("id=\"profile-form\"") && html.contains("id=\"password-form\"") && html.contains("id=\"email-unconfirmed\""));
-    let saved = t.send(&Profile, Req::post("/profile").form(&[("first_name", "Augusta"), ("last_name", "King"), ("phone", ""), ("email", "ada@example.com")], &csrf).cookie("portal_session", &session)).await;
+    assert!(
+        html.contains("id=\"profile-form\"")
+            && html.contains("id=\"password-form\"")
+            && html.contains("id=\"email-unconfirmed\"")
+    );
+    let saved = t
+        .send(
+            &Profile,
+            Req::post("/profile")
+                .form(
+                    &[("first_name", "Augusta"), ("last_name", "King"), ("phone", ""), ("email", "ada@example.com")],
+                    &csrf,
+                )
+                .cookie("portal_session", &session),
+        )
+        .await;
     assert_eq!((saved.status().as_u16(), location(&saved).as_deref()), (303, Some("/profile")));
     assert_eq!(profile_of(&t, "ada@example.com").last_name, "King");
-    let bad = t.send(&Profile, Req::post("/profile/password").form(&[("current_password", "nope-nope-nope"), ("new_password", "Brand-New-Passphrase-77")], &csrf).cookie("portal_session", &session)).await;
+    let bad = t
+        .send(
+            &Profile,
+            Req::post("/profile/password")
+                .form(&[("current_password", "nope-nope-nope"), ("new_password", "Brand-New-Passphrase-77")], &csrf)
+                .cookie("portal_session", &session),
+        )
+        .await;
     assert_eq!(bad.status(), 400);
     assert!(body_text(&bad).contains("Current password is not your current password"));
 }

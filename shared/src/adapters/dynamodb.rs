@@ -27,7 +27,9 @@ use crate::domain::outbox::{OutboxMessage, RETENTION_SECS};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::{EmailToken, TokenPurpose};
-use crate::ports::{ContactStore, CreateContactError, ProfileUpdate, SessionStore, TokenEmail, TokenUse, UpdateProfileError};
+use crate::ports::{
+    ContactStore, CreateContactError, ProfileUpdate, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
+};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -98,7 +100,9 @@ fn token_pk(digest: &str) -> String {
 }
 
 /// Whether a single-item write failed its condition.
-pub(crate) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+pub(crate) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    err: &SdkError<E, R>,
+) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
@@ -108,20 +112,30 @@ impl DynamoContacts {
     }
 
     /// The transaction items that store a token and queue the email carrying it.
-    fn token_email_items(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<Vec<TransactWriteItem>> {
+    fn token_email_items(
+        &self,
+        token: Option<&EmailToken>,
+        message: &OutboxMessage,
+    ) -> anyhow::Result<Vec<TransactWriteItem>> {
         let mut items = Vec::new();
         if let Some(token) = token {
-            let item: Item = serde_dynamo::to_item(TokenItem { pk: token_pk(&token.digest), token: token.clone(), ttl: token.expires_at })?;
+            let item: Item = serde_dynamo::to_item(TokenItem {
+                pk: token_pk(&token.digest),
+                token: token.clone(),
+                ttl: token.expires_at,
+            })?;
             items.push(put_new(&self.table, item)?);
         }
         items.push(outbox_put(&self.outbox_table, message)?);
         Ok(items)
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>> {
         transact_retrying(&self.client, items).await
     }
-
 
     async fn get_item(&self, pk: String) -> anyhow::Result<Option<Item>> {
         let output = self
@@ -156,7 +170,11 @@ pub(crate) fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result
 
 /// A transaction item that puts `item` only where no item with its key exists.
 pub(crate) fn put_new(table: &str, item: Item) -> anyhow::Result<TransactWriteItem> {
-    let put = Put::builder().table_name(table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").build()?;
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()?;
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
@@ -166,7 +184,10 @@ pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Resul
     let contact_item: Item =
         serde_dynamo::to_item(ContactItem { pk: contact_pk(&contact.contact_id), contact: contact.clone() })
             .context("serialising a contact")?;
-    let mut items = vec![put_new(table, contact_item)?, put_new(table, guard_item(email_pk(&contact.email_normalized), &contact.contact_id)?)?];
+    let mut items = vec![
+        put_new(table, contact_item)?,
+        put_new(table, guard_item(email_pk(&contact.email_normalized), &contact.contact_id)?)?,
+    ];
     if let Some(username) = &contact.username_normalized {
         items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?);
     }
@@ -230,7 +251,11 @@ fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Cancell
 
 #[async_trait]
 impl ContactStore for DynamoContacts {
-    async fn create_with_email(&self, contact: &Contact, email: Option<TokenEmail<'_>>) -> Result<(), CreateContactError> {
+    async fn create_with_email(
+        &self,
+        contact: &Contact,
+        email: Option<TokenEmail<'_>>,
+    ) -> Result<(), CreateContactError> {
         let mut items = new_contact_items(&self.table, contact)?;
         if let Some((token, message)) = email {
             items.extend(self.token_email_items(Some(token), message)?);
@@ -278,7 +303,9 @@ impl ContactStore for DynamoContacts {
             .table_name(&self.table)
             .set_key(Some(key(contact_pk(contact_id))))
             .update_expression("ADD failed_sign_ins :one")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(locked_until) OR locked_until <= :now)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(locked_until) OR locked_until <= :now)",
+            )
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":now", number(now))
             .return_values(ReturnValue::AllNew)
@@ -372,7 +399,11 @@ impl ContactStore for DynamoContacts {
         }
         let remove = if update.phone.is_none() { " REMOVE phone" } else { "" };
         let expression = format!("SET {}{remove}", set.join(", "));
-        let mut items = vec![TransactWriteItem::builder().update(builder.update_expression(expression).build().map_err(anyhow::Error::from)?).build()];
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(builder.update_expression(expression).build().map_err(anyhow::Error::from)?)
+                .build(),
+        ];
         if let Some(email) = &update.new_email {
             let old_guard = Delete::builder()
                 .table_name(&self.table)
@@ -390,7 +421,9 @@ impl ContactStore for DynamoContacts {
         match self.transact(items).await {
             Ok(()) => Ok(updated),
             Err(err) => match cancellation_codes(&err) {
-                Some(codes) if codes.get(2).map(String::as_str) == Some("ConditionalCheckFailed") => Err(UpdateProfileError::EmailTaken),
+                Some(codes) if codes.get(2).map(String::as_str) == Some("ConditionalCheckFailed") => {
+                    Err(UpdateProfileError::EmailTaken)
+                }
                 Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict") => {
                     Err(UpdateProfileError::Conflict)
                 }
@@ -418,7 +451,13 @@ impl ContactStore for DynamoContacts {
         self.transact(self.token_email_items(token, message)?).await.map_err(|e| sdk_error("queueing an email", e))
     }
 
-    async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>> {
+    async fn use_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        effect: &TokenUse,
+        now: i64,
+    ) -> anyhow::Result<Option<String>> {
         let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
         let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
         let token = stored.token;
@@ -446,7 +485,10 @@ impl ContactStore for DynamoContacts {
         }
         .expression_attribute_values(":now", number(now))
         .build()?;
-        let items = vec![TransactWriteItem::builder().delete(delete).build(), TransactWriteItem::builder().update(contact).build()];
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().update(contact).build(),
+        ];
         match self.transact(items).await {
             Ok(()) => Ok(Some(token.contact_id)),
             Err(err) if cancellation_codes(&err).is_some() => Ok(None),

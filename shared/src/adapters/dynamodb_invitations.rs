@@ -15,7 +15,10 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::dynamodb::{Item, OutboxItem, cancellation_codes, is_conditional_failure, transact_retrying, contact_pk, guard_item, new_contact_items, number, outbox_put, put_new, sdk_error, username_pk};
+use super::dynamodb::{
+    Item, OutboxItem, cancellation_codes, contact_pk, guard_item, is_conditional_failure, new_contact_items, number,
+    outbox_put, put_new, sdk_error, transact_retrying, username_pk,
+};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
@@ -111,9 +114,17 @@ impl DynamoInvitations {
 
     /// The transaction items that apply `change` to the contacts table, each with what a failed
     /// condition on it means.
-    fn contact_change_items(&self, change: &ContactChange, now: i64) -> anyhow::Result<Vec<(TransactWriteItem, RedeemError)>> {
+    fn contact_change_items(
+        &self,
+        change: &ContactChange,
+        now: i64,
+    ) -> anyhow::Result<Vec<(TransactWriteItem, RedeemError)>> {
         let table = &self.contacts_table;
-        let update = |expression: String, condition: &str, values: Vec<(&str, AttributeValue)>, contact_id: &str| -> anyhow::Result<TransactWriteItem> {
+        let update = |expression: String,
+                      condition: &str,
+                      values: Vec<(&str, AttributeValue)>,
+                      contact_id: &str|
+         -> anyhow::Result<TransactWriteItem> {
             let mut builder = Update::builder()
                 .table_name(table)
                 .set_key(Some(HashMap::from([("pk".to_string(), text(&contact_pk(contact_id)))])))
@@ -127,7 +138,9 @@ impl DynamoInvitations {
         };
         Ok(match change {
             ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
-                let mut expression = "SET password_hash = :hash, #roles = :roles, email_confirmed = :true, updated_at = :now".to_string();
+                let mut expression =
+                    "SET password_hash = :hash, #roles = :roles, email_confirmed = :true, updated_at = :now"
+                        .to_string();
                 let mut values = vec![
                     (":hash", serde_dynamo::to_attribute_value(password_hash)?),
                     (":roles", list(roles)),
@@ -143,10 +156,18 @@ impl DynamoInvitations {
                     expression.push_str(", account_id = :account");
                     values.push((":account", text(account_id)));
                 }
-                let item = update(expression, "attribute_exists(pk) AND attribute_not_exists(password_hash)", values, contact_id)?;
+                let item = update(
+                    expression,
+                    "attribute_exists(pk) AND attribute_not_exists(password_hash)",
+                    values,
+                    contact_id,
+                )?;
                 let mut items = vec![(item, RedeemError::InvitationInvalid)];
                 if let Some(username) = username {
-                    items.push((put_new(table, guard_item(username_pk(&username.normalized), contact_id)?)?, RedeemError::UsernameTaken));
+                    items.push((
+                        put_new(table, guard_item(username_pk(&username.normalized), contact_id)?)?,
+                        RedeemError::UsernameTaken,
+                    ));
                 }
                 items
             }
@@ -246,7 +267,12 @@ impl InvitationStore for DynamoInvitations {
         Ok(invitations)
     }
 
-    async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool> {
+    async fn replace_code(
+        &self,
+        invitation: &Invitation,
+        new_digest: &str,
+        message: &OutboxMessage,
+    ) -> anyhow::Result<bool> {
         let update = Update::builder()
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
@@ -270,7 +296,12 @@ impl InvitationStore for DynamoInvitations {
         ];
         match transact_retrying(&self.client, items).await {
             Ok(()) => Ok(true),
-            Err(err) if cancellation_codes(&err).is_some_and(|codes| codes.first().map(String::as_str) == Some("ConditionalCheckFailed")) => Ok(false),
+            Err(err)
+                if cancellation_codes(&err)
+                    .is_some_and(|codes| codes.first().map(String::as_str) == Some("ConditionalCheckFailed")) =>
+            {
+                Ok(false)
+            }
             Err(err) => Err(sdk_error("replacing an invitation code", err)),
         }
     }
@@ -290,8 +321,8 @@ impl InvitationStore for DynamoInvitations {
             .await;
         match result {
             Ok(output) => {
-                let stored: InvitationItem =
-                    serde_dynamo::from_item(output.attributes.unwrap_or_default()).context("reading a revoked invitation")?;
+                let stored: InvitationItem = serde_dynamo::from_item(output.attributes.unwrap_or_default())
+                    .context("reading a revoked invitation")?;
                 Ok(Some(stored.invitation))
             }
             Err(err) if is_conditional_failure(&err) => Ok(None),
@@ -299,12 +330,20 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError> {
+    async fn redeem(
+        &self,
+        invitation: &Invitation,
+        change: &ContactChange,
+        redemption: &Redemption,
+        now: i64,
+    ) -> Result<(), RedeemError> {
         let count = Update::builder()
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
             .update_expression("SET redemptions = redemptions + :one")
-            .condition_expression("revoked = :false AND expires_at > :now AND redemptions < max_redemptions AND code_digest = :code")
+            .condition_expression(
+                "revoked = :false AND expires_at > :now AND redemptions < max_redemptions AND code_digest = :code",
+            )
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", number(now))
@@ -319,7 +358,11 @@ impl InvitationStore for DynamoInvitations {
             redemption: redemption.clone(),
         })
         .map_err(anyhow::Error::from)?;
-        let put = Put::builder().table_name(&self.invitations_table).set_item(Some(record)).build().map_err(anyhow::Error::from)?;
+        let put = Put::builder()
+            .table_name(&self.invitations_table)
+            .set_item(Some(record))
+            .build()
+            .map_err(anyhow::Error::from)?;
         described.push((TransactWriteItem::builder().put(put).build(), RedeemError::InvitationInvalid));
         let (items, meanings): (Vec<_>, Vec<_>) = described.into_iter().unzip();
         // Concurrent redemptions of one code conflict; a retry sees the winner's count.
@@ -327,7 +370,8 @@ impl InvitationStore for DynamoInvitations {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
-        let failed = cancellation_codes(&err).and_then(|codes| codes.iter().position(|c| c == "ConditionalCheckFailed"));
+        let failed =
+            cancellation_codes(&err).and_then(|codes| codes.iter().position(|c| c == "ConditionalCheckFailed"));
         match failed.map(|index| &meanings[index]) {
             Some(RedeemError::EmailTaken) => Err(RedeemError::EmailTaken),
             Some(RedeemError::UsernameTaken) => Err(RedeemError::UsernameTaken),
@@ -336,7 +380,14 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()> {
+    async fn record_delivery(
+        &self,
+        invitation_id: &str,
+        message_id: &str,
+        delivery: Delivery,
+        error: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<()> {
         let mut builder = self
             .client
             .update_item()
@@ -400,7 +451,8 @@ impl Outbox for DynamoOutbox {
             .await;
         match result {
             Ok(output) => {
-                let stored: OutboxItem = serde_dynamo::from_item(output.attributes.unwrap_or_default()).context("reading a claimed message")?;
+                let stored: OutboxItem = serde_dynamo::from_item(output.attributes.unwrap_or_default())
+                    .context("reading a claimed message")?;
                 Ok(Some(stored.message))
             }
             Err(err) if is_conditional_failure(&err) => Ok(None),

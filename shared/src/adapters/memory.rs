@@ -13,12 +13,12 @@ use crate::domain::contact::{Contact, Login};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
-use crate::domain::session::Session;
 use crate::domain::password::PasswordHashString;
+use crate::domain::session::Session;
 use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::ports::{
-    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, OutgoingEmail, Outbox, ProfileUpdate,
-    RedeemError, SendError, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
+    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, Outbox, OutgoingEmail,
+    ProfileUpdate, RedeemError, SendError, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
 };
 
 #[derive(Default)]
@@ -58,9 +58,10 @@ impl MemoryContacts {
         match change {
             ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
                 if let Some(username) = username
-                    && state.by_username.contains_key(&username.normalized) {
-                        return Err(RedeemError::UsernameTaken);
-                    }
+                    && state.by_username.contains_key(&username.normalized)
+                {
+                    return Err(RedeemError::UsernameTaken);
+                }
                 let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
                 if contact.password_hash.is_some() {
                     return Err(RedeemError::InvitationInvalid);
@@ -110,7 +111,11 @@ impl MemoryContacts {
 
 #[async_trait]
 impl ContactStore for MemoryContacts {
-    async fn create_with_email(&self, contact: &Contact, email: Option<TokenEmail<'_>>) -> Result<(), CreateContactError> {
+    async fn create_with_email(
+        &self,
+        contact: &Contact,
+        email: Option<TokenEmail<'_>>,
+    ) -> Result<(), CreateContactError> {
         let mut state = self.state.lock().unwrap();
         if state.by_email.contains_key(&contact.email_normalized) {
             return Err(CreateContactError::EmailTaken);
@@ -181,9 +186,17 @@ impl ContactStore for MemoryContacts {
         Ok(())
     }
 
-    async fn use_token(&self, digest: &str, purpose: TokenPurpose, effect: &TokenUse, now: i64) -> anyhow::Result<Option<String>> {
+    async fn use_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        effect: &TokenUse,
+        now: i64,
+    ) -> anyhow::Result<Option<String>> {
         let mut state = self.state.lock().unwrap();
-        let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else { return Ok(None) };
+        let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else {
+            return Ok(None);
+        };
         let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(None) };
         match effect {
             TokenUse::ConfirmEmail => {
@@ -375,12 +388,18 @@ impl InvitationStore for MemoryInvitations {
 
     async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>> {
         let state = self.state.lock().unwrap();
-        let mut found: Vec<Invitation> = state.invitations.values().filter(|i| i.contact_id == contact_id).cloned().collect();
+        let mut found: Vec<Invitation> =
+            state.invitations.values().filter(|i| i.contact_id == contact_id).cloned().collect();
         found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
         Ok(found)
     }
 
-    async fn replace_code(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> anyhow::Result<bool> {
+    async fn replace_code(
+        &self,
+        invitation: &Invitation,
+        new_digest: &str,
+        message: &OutboxMessage,
+    ) -> anyhow::Result<bool> {
         let mut state = self.state.lock().unwrap();
         let Some(stored) = state.invitations.get_mut(&invitation.invitation_id) else { return Ok(false) };
         if stored.revoked || stored.code_digest != invitation.code_digest {
@@ -405,7 +424,13 @@ impl InvitationStore for MemoryInvitations {
         }))
     }
 
-    async fn redeem(&self, invitation: &Invitation, change: &ContactChange, redemption: &Redemption, now: i64) -> Result<(), RedeemError> {
+    async fn redeem(
+        &self,
+        invitation: &Invitation,
+        change: &ContactChange,
+        redemption: &Redemption,
+        now: i64,
+    ) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         let stored = state.invitations.get(&invitation.invitation_id).ok_or(RedeemError::InvitationInvalid)?;
         if !stored.is_redeemable(now) || stored.code_digest != invitation.code_digest {
@@ -419,7 +444,14 @@ impl InvitationStore for MemoryInvitations {
         Ok(())
     }
 
-    async fn record_delivery(&self, invitation_id: &str, message_id: &str, delivery: Delivery, error: Option<&str>, now: i64) -> anyhow::Result<()> {
+    async fn record_delivery(
+        &self,
+        invitation_id: &str,
+        message_id: &str,
+        delivery: Delivery,
+        error: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         if let Some(stored) = state.invitations.get_mut(invitation_id).filter(|i| i.message_id == message_id) {
             stored.delivery = delivery;

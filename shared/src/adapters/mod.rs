@@ -2,5 +2,5 @@
 
 pub mod dynamodb;
 pub mod dynamodb_invitations;
-pub mod ses;
 pub mod memory;
+pub mod ses;

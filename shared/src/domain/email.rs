@@ -88,7 +88,14 @@ mod tests {
         let long_ok = format!("{}@{}.{}.{}.com", "a".repeat(64), "b".repeat(60), "c".repeat(60), "d".repeat(60));
         assert!(long_ok.len() <= 254);
         assert!(Email::parse(&long_ok).is_ok());
-        let too_long = format!("{}@{}.{}.{}.{}.com", "a".repeat(64), "b".repeat(60), "c".repeat(60), "d".repeat(60), "e".repeat(10));
+        let too_long = format!(
+            "{}@{}.{}.{}.{}.com",
+            "a".repeat(64),
+            "b".repeat(60),
+            "c".repeat(60),
+            "d".repeat(60),
+            "e".repeat(10)
+        );
         assert!(too_long.len() > 254);
         assert_eq!(Email::parse(&too_long).unwrap_err(), "must be at most 254 characters");
     }

@@ -191,14 +191,25 @@ mod tests {
     fn codes_are_read_ignoring_case_spaces_and_hyphens() {
         let code = InvitationCode::generate();
         let shown = code.display();
-        let variants = [shown.clone(), shown.to_lowercase(), shown.replace('-', " "), shown.replace('-', ""), format!("  {shown}  ")];
+        let variants = [
+            shown.clone(),
+            shown.to_lowercase(),
+            shown.replace('-', " "),
+            shown.replace('-', ""),
+            format!("  {shown}  "),
+        ];
         for variant in variants {
             assert_eq!(InvitationCode::parse(&variant).as_ref(), Some(&code), "{variant}");
         }
         let sample = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         assert_eq!(InvitationCode::parse("o123456789abcdefghjkmnpqrstvwxyz").unwrap().0, sample, "O reads as 0");
-        assert_eq!(InvitationCode::parse("0i23456789ABCDEFGHJKMNPQRSTVWXYZ").unwrap().0, "01".to_string() + &sample[2..]);
-        for bad in ["", "ABC", &format!("{sample}0"), "U123456789ABCDEFGHJKMNPQRSTVWXYZ", "é123456789ABCDEFGHJKMNPQRSTVWXYZ"] {
+        assert_eq!(
+            InvitationCode::parse("0i23456789ABCDEFGHJKMNPQRSTVWXYZ").unwrap().0,
+            "01".to_string() + &sample[2..]
+        );
+        for bad in
+            ["", "ABC", &format!("{sample}0"), "U123456789ABCDEFGHJKMNPQRSTVWXYZ", "é123456789ABCDEFGHJKMNPQRSTVWXYZ"]
+        {
             assert_eq!(InvitationCode::parse(bad), None, "{bad}");
         }
     }
@@ -243,7 +254,11 @@ mod tests {
             (invitation(), 1000, InvitationStatus::Expired),
             (Invitation { redemptions: 1, ..invitation() }, 10, InvitationStatus::Redeemed),
             (Invitation { revoked: true, redemptions: 1, ..invitation() }, 10, InvitationStatus::Revoked),
-            (Invitation { kind: InvitationType::Group, max_redemptions: 3, redemptions: 2, ..invitation() }, 10, InvitationStatus::Active),
+            (
+                Invitation { kind: InvitationType::Group, max_redemptions: 3, redemptions: 2, ..invitation() },
+                10,
+                InvitationStatus::Active,
+            ),
         ];
         for (invitation, now, expected) in cases {
             assert_eq!(invitation.status(now), expected);

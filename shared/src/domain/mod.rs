@@ -4,14 +4,14 @@
 pub mod contact;
 pub mod email;
 pub mod invitation;
-pub mod outbox;
 pub mod lockout;
+pub mod outbox;
 pub mod password;
 pub mod secret;
 pub mod session;
 pub mod text;
-pub mod token;
 pub mod time;
+pub mod token;
 
 /// The web role that may administer contacts and invitations (Power Pages' "Administrators").
 pub const ADMINISTRATORS_ROLE: &str = "Administrators";

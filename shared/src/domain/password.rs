@@ -71,7 +71,8 @@ impl fmt::Debug for PasswordHashString {
 
 /// A hash of a random password with the same parameters as real ones: unknown logins are verified
 /// against it so that their answer takes as long as a wrong password's.
-const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Zmx1c3RlcmVkLWRlY295$RCzT7ZqDcnvpVUu0ZhbjqN+lvvw0F0rgVAl4xv29Tf8";
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$Zmx1c3RlcmVkLWRlY295$RCzT7ZqDcnvpVUu0ZhbjqN+lvvw0F0rgVAl4xv29Tf8";
 
 /// Hashes with argon2id, m=19 MiB, t=2, p=1 (OWASP), on a blocking thread so the async runtime keeps
 /// serving other requests.

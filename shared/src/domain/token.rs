@@ -25,7 +25,13 @@ pub struct EmailToken {
 
 impl EmailToken {
     /// A new token; returns it with the plain value for the email (never stored).
-    pub fn issue(purpose: TokenPurpose, contact_id: &str, email_normalized: &str, now: i64, lifetime_secs: i64) -> (EmailToken, String) {
+    pub fn issue(
+        purpose: TokenPurpose,
+        contact_id: &str,
+        email_normalized: &str,
+        now: i64,
+        lifetime_secs: i64,
+    ) -> (EmailToken, String) {
         let plain = random_token();
         let token = EmailToken {
             digest: digest(&plain),
@@ -46,7 +52,8 @@ impl EmailToken {
 /// A token as someone pasted it: 43 URL-safe base64 characters, or nothing usable.
 pub fn parse_token(raw: &str) -> Option<String> {
     let value = raw.trim();
-    (value.len() == 43 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')).then(|| value.to_string())
+    (value.len() == 43 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .then(|| value.to_string())
 }
 
 #[cfg(test)]

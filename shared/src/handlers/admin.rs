@@ -17,7 +17,9 @@ use crate::domain::text::{parse_name, parse_phone};
 use crate::domain::time::{human, rfc3339};
 use crate::lambda::HttpFunction;
 use crate::ports::CreateContactError;
-use crate::web::pages::{self, AdminContactsPage, AdminInvitationPage, ContactRow, FormErrors, InvitationRow, ViewerSummary};
+use crate::web::pages::{
+    self, AdminContactsPage, AdminInvitationPage, ContactRow, FormErrors, InvitationRow, ViewerSummary,
+};
 use crate::web::request::{query_param, source_ip};
 use crate::web::response::{self, is_same_site_path};
 use crate::web::{Client, Fields, HttpRequest, HttpResponse, PortalError, Submission};
@@ -34,7 +36,9 @@ impl HttpFunction for CreateInvitation {
             let client = Client::for_read(&req);
             let result = match segments.as_slice() {
                 ["admin", "contacts"] => contacts_page(portal, &req, client, FormErrors::default(), 200).await,
-                ["admin", "invitations", id] if portal.settings.invitations_enabled => show_invitation(portal, &req, client, id).await,
+                ["admin", "invitations", id] if portal.settings.invitations_enabled => {
+                    show_invitation(portal, &req, client, id).await
+                }
                 _ => Err(PortalError::NotFound),
             };
             return result.unwrap_or_else(|err| response::error(&err, client));
@@ -57,7 +61,10 @@ impl HttpFunction for CreateInvitation {
         match result {
             Ok(response) => response,
             // A browser's failed form on the contacts page shows the page again with the problems.
-            Err(err) if client == Client::Browser && matches!(err, PortalError::Validation { .. } | PortalError::EmailTaken) => {
+            Err(err)
+                if client == Client::Browser
+                    && matches!(err, PortalError::Validation { .. } | PortalError::EmailTaken) =>
+            {
                 err.log();
                 let status = err.status();
                 contacts_page(portal, &req, client, FormErrors::from_error(&err), status)
@@ -163,7 +170,11 @@ impl<'a> InvitationView<'a> {
             created_at: rfc3339(invitation.created_at),
             redeemed_by: redemptions.map(|all| {
                 all.iter()
-                    .map(|r| RedemptionView { contact_id: &r.contact_id, redeemed_at: rfc3339(r.redeemed_at), source_ip: &r.source_ip })
+                    .map(|r| RedemptionView {
+                        contact_id: &r.contact_id,
+                        redeemed_at: rfc3339(r.redeemed_at),
+                        source_ip: &r.source_ip,
+                    })
                     .collect()
             }),
         }
@@ -186,7 +197,13 @@ fn invitation_row(invitation: &Invitation, now: i64) -> InvitationRow {
 /// How many contacts the list shows at most, newest first (a search finds older ones).
 const CONTACT_LIST_LIMIT: usize = 500;
 
-async fn contacts_page(portal: &Portal, req: &HttpRequest, client: Client, errors: FormErrors, status: u16) -> Result<HttpResponse, PortalError> {
+async fn contacts_page(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    errors: FormErrors,
+    status: u16,
+) -> Result<HttpResponse, PortalError> {
     let admin = require_admin(portal, req).await?;
     let query = query_param(req, "q").unwrap_or_default();
     let contacts = portal.contacts.search(&query, CONTACT_LIST_LIMIT).await?;
@@ -195,7 +212,9 @@ async fn contacts_page(portal: &Portal, req: &HttpRequest, client: Client, error
         None => None,
     };
     let invitations = match &selected {
-        Some(contact) if portal.settings.invitations_enabled => portal.invitations.list_for_contact(&contact.contact_id).await?,
+        Some(contact) if portal.settings.invitations_enabled => {
+            portal.invitations.list_for_contact(&contact.contact_id).await?
+        }
         _ => Vec::new(),
     };
     if client == Client::Api {
@@ -208,7 +227,9 @@ async fn contacts_page(portal: &Portal, req: &HttpRequest, client: Client, error
         let now = portal.clock.now();
         let listing = Listing {
             contacts: contacts.iter().map(ContactView::of).collect(),
-            invitations: selected.as_ref().map(|_| invitations.iter().map(|i| InvitationView::of(i, now, None)).collect()),
+            invitations: selected
+                .as_ref()
+                .map(|_| invitations.iter().map(|i| InvitationView::of(i, now, None)).collect()),
         };
         return Ok(response::json(200, &listing));
     }
@@ -229,7 +250,12 @@ async fn contacts_page(portal: &Portal, req: &HttpRequest, client: Client, error
     Ok(csrf.apply(response::html(status, html)))
 }
 
-async fn create_contact(portal: &Portal, req: &HttpRequest, client: Client, fields: &mut Fields) -> Result<HttpResponse, PortalError> {
+async fn create_contact(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    fields: &mut Fields,
+) -> Result<HttpResponse, PortalError> {
     let admin = require_admin(portal, req).await?;
     let email = fields.required_parsed("email", Email::parse);
     let first_name = fields.required_parsed("first_name", parse_name);
@@ -301,7 +327,15 @@ async fn invited_contact(portal: &Portal, fields: &mut Fields) -> Result<Option<
         return Ok(Some(existing));
     }
     let contact = Contact::new(
-        NewContact { email, first_name, last_name, username: None, phone: None, roles: Vec::new(), password_hash: None },
+        NewContact {
+            email,
+            first_name,
+            last_name,
+            username: None,
+            phone: None,
+            roles: Vec::new(),
+            password_hash: None,
+        },
         portal.clock.now(),
     );
     match portal.contacts.create(&contact).await {
@@ -321,7 +355,9 @@ async fn parse_invitation_request(portal: &Portal, fields: &mut Fields) -> Resul
     };
     let max_redemptions = fields.optional_integer("max_redemptions", 1..=10_000);
     let max_redemptions = match (kind, max_redemptions) {
-        (Some(InvitationType::Single), Some(n)) if n != 1 => fields.reject("max_redemptions", "must be 1 for a single invitation"),
+        (Some(InvitationType::Single), Some(n)) if n != 1 => {
+            fields.reject("max_redemptions", "must be 1 for a single invitation")
+        }
         (Some(InvitationType::Single), _) => Some(1),
         (Some(InvitationType::Group), n) => Some(n.unwrap_or(10) as u32),
         (None, _) => None,
@@ -351,7 +387,15 @@ async fn parse_invitation_request(portal: &Portal, fields: &mut Fields) -> Resul
             unique_roles.push(role);
         }
     }
-    Ok(InvitationRequest { contact, kind, max_redemptions, expires_in_days, roles: unique_roles, account_id, redirect_path })
+    Ok(InvitationRequest {
+        contact,
+        kind,
+        max_redemptions,
+        expires_in_days,
+        roles: unique_roles,
+        account_id,
+        redirect_path,
+    })
 }
 
 /// The email carrying `code` for `invitation`.
@@ -369,7 +413,12 @@ fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: i64) 
     message
 }
 
-async fn create_invitation(portal: &Portal, req: &HttpRequest, client: Client, fields: &mut Fields) -> Result<HttpResponse, PortalError> {
+async fn create_invitation(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    fields: &mut Fields,
+) -> Result<HttpResponse, PortalError> {
     let admin = require_admin(portal, req).await?;
     let request = parse_invitation_request(portal, fields).await?;
     let now = portal.clock.now();
@@ -414,7 +463,12 @@ async fn load_invitation(portal: &Portal, id: &str) -> Result<Invitation, Portal
     portal.invitations.get(id).await?.ok_or(PortalError::NotFound)
 }
 
-async fn show_invitation(portal: &Portal, req: &HttpRequest, client: Client, id: &str) -> Result<HttpResponse, PortalError> {
+async fn show_invitation(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    id: &str,
+) -> Result<HttpResponse, PortalError> {
     let admin = require_admin(portal, req).await?;
     let invitation = load_invitation(portal, id).await?;
     let redemptions = portal.invitations.redemptions(id).await?;
@@ -431,7 +485,10 @@ async fn show_invitation(portal: &Portal, req: &HttpRequest, client: Client, id:
         recipient: format!("{} {} <{}>", invitation.first_name, invitation.last_name, invitation.email),
         account_id: invitation.account_id.as_deref().unwrap_or(""),
         redirect_path: invitation.redirect_path.as_deref().unwrap_or(""),
-        redemptions: redemptions.iter().map(|r| (r.contact_id.clone(), human(r.redeemed_at), r.source_ip.clone())).collect(),
+        redemptions: redemptions
+            .iter()
+            .map(|r| (r.contact_id.clone(), human(r.redeemed_at), r.source_ip.clone()))
+            .collect(),
         can_resend: invitation.is_redeemable(now),
         can_revoke: !invitation.revoked,
     };
@@ -453,9 +510,14 @@ async fn resend(portal: &Portal, req: &HttpRequest, client: Client, id: &str) ->
     updated.delivery = Delivery::Pending;
     updated.delivery_error = None;
     updated.delivered_at = None;
-    let replaced = portal.invitations.replace_code(&invitation, &updated.code_digest, &invitation_message(&updated, &code, now)).await?;
+    let replaced = portal
+        .invitations
+        .replace_code(&invitation, &updated.code_digest, &invitation_message(&updated, &code, now))
+        .await?;
     if !replaced {
-        return Err(PortalError::validation("The invitation changed meanwhile (revoked or resent); reload and try again."));
+        return Err(PortalError::validation(
+            "The invitation changed meanwhile (revoked or resent); reload and try again.",
+        ));
     }
     admin_audit(req, "invitation_resent", id, &admin);
     Ok(match client {

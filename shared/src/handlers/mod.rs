@@ -10,11 +10,11 @@ pub mod sign_in;
 use crate::app::Portal;
 use crate::domain::contact::{Contact, Login};
 use crate::domain::lockout::FailedSignIn;
-use crate::domain::password::{Password, verify_password};
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+use crate::domain::password::{Password, verify_password};
 use crate::domain::secret::{digest, random_token};
-use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::domain::session::Session;
+use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::web::request::{cookie, csrf_cookie_name, session_cookie_name, source_ip};
 use crate::web::response::{csrf_cookie, session_cookie, with_cookie};
 use crate::web::{HttpRequest, HttpResponse, PortalError};
@@ -54,7 +54,8 @@ pub async fn require_viewer(portal: &Portal, req: &HttpRequest) -> Result<Viewer
 
 /// Starts a new session (a new token at every sign-in) and returns its `Set-Cookie` value.
 pub async fn start_session(portal: &Portal, contact: &Contact) -> Result<String, PortalError> {
-    let (session, token) = Session::start(&contact.contact_id, portal.clock.now(), portal.settings.session_absolute_secs);
+    let (session, token) =
+        Session::start(&contact.contact_id, portal.clock.now(), portal.settings.session_absolute_secs);
     portal.sessions.create(&session).await?;
     Ok(session_cookie(&portal.settings, &token))
 }
@@ -94,7 +95,12 @@ pub fn audit(req: &HttpRequest, event: &'static str, contact_id: Option<&str>) {
 
 /// Checks a login and password. Unknown logins, wrong passwords and locked accounts all end in the
 /// same `invalid_credentials`, after the same single argon2 run.
-pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str, password: Password) -> Result<Contact, PortalError> {
+pub(crate) async fn authenticate(
+    portal: &Portal,
+    req: &HttpRequest,
+    login: &str,
+    password: Password,
+) -> Result<Contact, PortalError> {
     refuse_if_throttled(portal, req, Attempt::SignIn).await?;
     let contact = match Login::parse(login) {
         Some(login) => portal.contacts.find_by_login(&login).await?,
@@ -130,7 +136,6 @@ pub(crate) async fn authenticate(portal: &Portal, req: &HttpRequest, login: &str
     Err(PortalError::InvalidCredentials)
 }
 
-
 /// A new emailed token of `purpose` for `contact` (sent to the contact's current address) and the
 /// outbox message carrying it.
 pub(crate) fn token_email(portal: &Portal, contact: &Contact, purpose: TokenPurpose) -> (EmailToken, OutboxMessage) {
@@ -151,8 +156,14 @@ pub(crate) fn token_email(portal: &Portal, contact: &Contact, purpose: TokenPurp
 pub(crate) async fn email_allowed(portal: &Portal, req: &HttpRequest, account: &str) -> Result<bool, PortalError> {
     let now = portal.clock.now();
     let settings = &portal.settings;
-    let by_account = portal.contacts.take_allowance(&format!("account#{account}"), settings.emails_per_account_per_hour, 3600, now).await?;
-    let by_address = portal.contacts.take_allowance(&format!("address#{}", source_ip(req)), settings.emails_per_address_per_hour, 3600, now).await?;
+    let by_account = portal
+        .contacts
+        .take_allowance(&format!("account#{account}"), settings.emails_per_account_per_hour, 3600, now)
+        .await?;
+    let by_address = portal
+        .contacts
+        .take_allowance(&format!("address#{}", source_ip(req)), settings.emails_per_address_per_hour, 3600, now)
+        .await?;
     if !(by_account && by_address) {
         tracing::warn!(audit = "email_rate_limited", contact_id = account, source_ip = %source_ip(req), "audit");
     }
@@ -180,14 +191,20 @@ const FAILURE_WINDOW_SECS: i64 = 3600;
 
 /// Refuses (429, until the hour is over) a source address that used up its failures: guessing
 /// passwords across accounts, or invitation codes, stops there. Account lockout covers one account.
-pub(crate) async fn refuse_if_throttled(portal: &Portal, req: &HttpRequest, attempt: Attempt) -> Result<(), PortalError> {
+pub(crate) async fn refuse_if_throttled(
+    portal: &Portal,
+    req: &HttpRequest,
+    attempt: Attempt,
+) -> Result<(), PortalError> {
     let now = portal.clock.now();
     let limit = portal.settings.failures_per_address_per_hour;
     if portal.contacts.allowance_left(&attempt.key(req), limit, FAILURE_WINDOW_SECS, now).await? {
         return Ok(());
     }
     tracing::warn!(audit = "throttled", source_ip = %source_ip(req), "audit");
-    Err(PortalError::RateLimited { retry_after_secs: (FAILURE_WINDOW_SECS - now.rem_euclid(FAILURE_WINDOW_SECS)) as u64 })
+    Err(PortalError::RateLimited {
+        retry_after_secs: (FAILURE_WINDOW_SECS - now.rem_euclid(FAILURE_WINDOW_SECS)) as u64,
+    })
 }
 
 /// Counts one failure of the source address.

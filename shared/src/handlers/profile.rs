@@ -11,8 +11,8 @@ use crate::domain::email::Email;
 use crate::domain::password::{Password, hash_password, verify_password};
 use crate::domain::text::{parse_name, parse_phone};
 use crate::domain::token::TokenPurpose;
-use crate::ports::{ProfileUpdate, UpdateProfileError};
 use crate::lambda::HttpFunction;
+use crate::ports::{ProfileUpdate, UpdateProfileError};
 use crate::web::pages::{self, FormErrors, HomePage, ProfilePage, ViewerSummary};
 use crate::web::response::{self, with_cookie};
 use crate::web::{Client, Fields, HttpRequest, HttpResponse, PortalError, Submission};
@@ -27,7 +27,8 @@ impl HttpFunction for Profile {
         let result = match (method, req.uri().path()) {
             (Method::GET, "/") => home(portal, &req).await,
             (Method::GET, "/profile") => profile(portal, &req, client, FormErrors::default(), 200).await,
-            (Method::POST, path @ ("/profile" | "/profile/password")) => match Submission::read(&req, &portal.settings) {
+            (Method::POST, path @ ("/profile" | "/profile/password")) => match Submission::read(&req, &portal.settings)
+            {
                 Ok(Submission { client: submitted_by, mut fields }) => {
                     client = submitted_by;
                     let outcome = if path == "/profile" {
@@ -37,7 +38,10 @@ impl HttpFunction for Profile {
                     };
                     match outcome {
                         // A browser sees its form again with the problems.
-                        Err(err) if client == Client::Browser && matches!(err, PortalError::Validation { .. } | PortalError::EmailTaken) => {
+                        Err(err)
+                            if client == Client::Browser
+                                && matches!(err, PortalError::Validation { .. } | PortalError::EmailTaken) =>
+                        {
                             err.log();
                             let status = err.status();
                             profile(portal, &req, client, FormErrors::from_error(&err), status).await
@@ -94,7 +98,13 @@ impl<'a> ProfileView<'a> {
     }
 }
 
-async fn profile(portal: &Portal, req: &HttpRequest, client: Client, errors: FormErrors, status: u16) -> Result<HttpResponse, PortalError> {
+async fn profile(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    errors: FormErrors,
+    status: u16,
+) -> Result<HttpResponse, PortalError> {
     let Viewer { contact, .. } = require_viewer(portal, req).await?;
     Ok(match client {
         Client::Api => response::json(200, &ProfileView::of(&contact)),
@@ -115,7 +125,12 @@ async fn profile(portal: &Portal, req: &HttpRequest, client: Client, errors: For
 
 /// `POST /profile`: any of first name, last name, phone and email; the username cannot change. A
 /// new email is unconfirmed until the link sent to it is followed, and ends the other sessions.
-async fn update_profile(portal: &Portal, req: &HttpRequest, client: Client, fields: &mut Fields) -> Result<HttpResponse, PortalError> {
+async fn update_profile(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    fields: &mut Fields,
+) -> Result<HttpResponse, PortalError> {
     let Viewer { contact, session } = require_viewer(portal, req).await?;
     if fields.text("username").is_some_and(|u| contact.username.as_deref() != Some(u.trim())) {
         fields.reject::<()>("username", "cannot be changed");
@@ -139,10 +154,16 @@ async fn update_profile(portal: &Portal, req: &HttpRequest, client: Client, fiel
         token_email(portal, &addressed, TokenPurpose::ConfirmEmail)
     });
     let now = portal.clock.now();
-    let updated = match portal.contacts.update_profile(&contact, &update, now, confirmation.as_ref().map(|(t, m)| (t, m))).await {
+    let updated = match portal
+        .contacts
+        .update_profile(&contact, &update, now, confirmation.as_ref().map(|(t, m)| (t, m)))
+        .await
+    {
         Ok(updated) => updated,
         Err(UpdateProfileError::EmailTaken) => return Err(PortalError::EmailTaken),
-        Err(UpdateProfileError::Conflict) => return Err(PortalError::validation("Your profile changed meanwhile; reload and try again.")),
+        Err(UpdateProfileError::Conflict) => {
+            return Err(PortalError::validation("Your profile changed meanwhile; reload and try again."));
+        }
         Err(UpdateProfileError::Store(err)) => return Err(err.into()),
     };
     if update.new_email.is_some() {
@@ -158,11 +179,21 @@ async fn update_profile(portal: &Portal, req: &HttpRequest, client: Client, fiel
 
 /// `POST /profile/password {"current_password","new_password"}`: every session of the contact
 /// ends and this one continues under a new token. A wrong current password counts towards lockout.
-async fn change_password(portal: &Portal, req: &HttpRequest, client: Client, fields: &mut Fields) -> Result<HttpResponse, PortalError> {
+async fn change_password(
+    portal: &Portal,
+    req: &HttpRequest,
+    client: Client,
+    fields: &mut Fields,
+) -> Result<HttpResponse, PortalError> {
     let Viewer { contact, .. } = require_viewer(portal, req).await?;
     let current = fields.required("current_password");
     let new_password = fields.required("new_password").and_then(|raw| {
-        let context = [contact.email.as_str(), &contact.first_name, &contact.last_name, contact.username.as_deref().unwrap_or("")];
+        let context = [
+            contact.email.as_str(),
+            &contact.first_name,
+            &contact.last_name,
+            contact.username.as_deref().unwrap_or(""),
+        ];
         let chosen = Password::choose(raw, portal.settings.password_min_length, &context);
         fields.check("new_password", chosen)
     });

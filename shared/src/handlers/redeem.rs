@@ -59,7 +59,15 @@ async fn open(portal: &Portal, req: &HttpRequest, raw_code: &str) -> Result<(Inv
     }
 }
 
-fn page(portal: &Portal, req: &HttpRequest, code: &str, invitation: Option<&Invitation>, values: RedeemValues, errors: FormErrors, status: u16) -> HttpResponse {
+fn page(
+    portal: &Portal,
+    req: &HttpRequest,
+    code: &str,
+    invitation: Option<&Invitation>,
+    values: RedeemValues,
+    errors: FormErrors,
+    status: u16,
+) -> HttpResponse {
     let csrf = CsrfToken::for_page(portal, req);
     let page = RedeemPage {
         viewer: None,
@@ -228,7 +236,13 @@ enum Outcome {
     Redeemed { invitation: Box<Invitation>, contact: Box<Contact>, cookie: String, created: bool },
 }
 
-async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Intent, fields: &mut Fields) -> Result<Outcome, PortalError> {
+async fn redeem(
+    portal: &Portal,
+    req: &HttpRequest,
+    raw_code: &str,
+    intent: Intent,
+    fields: &mut Fields,
+) -> Result<Outcome, PortalError> {
     let (code, invitation) = open(portal, req, raw_code).await?;
     let (change, created) = match intent {
         Intent::LookUp => return Ok(Outcome::Found(code, Box::new(invitation))),
@@ -257,7 +271,8 @@ async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Inte
         Err(RedeemError::UsernameTaken) => return Err(PortalError::field("username", "is already taken")),
         Err(RedeemError::Store(err)) => return Err(err.into()),
     }
-    let contact = portal.contacts.get(change.contact_id()).await?.ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
+    let contact =
+        portal.contacts.get(change.contact_id()).await?.ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
     tracing::info!(
         audit = "invitation_redeemed",
         invitation_id = %invitation.invitation_id,
@@ -271,7 +286,12 @@ async fn redeem(portal: &Portal, req: &HttpRequest, raw_code: &str, intent: Inte
 
 /// New credentials: for a single invitation, the invited contact's; for a group invitation, a new
 /// contact's, made from the submitted email and names.
-async fn credentials_change(portal: &Portal, invitation: &Invitation, password: String, fields: &mut Fields) -> Result<ContactChange, PortalError> {
+async fn credentials_change(
+    portal: &Portal,
+    invitation: &Invitation,
+    password: String,
+    fields: &mut Fields,
+) -> Result<ContactChange, PortalError> {
     let min_length = portal.settings.password_min_length;
     let username = fields.optional_parsed("username", Username::parse);
     match invitation.kind {
@@ -300,11 +320,16 @@ async fn credentials_change(portal: &Portal, invitation: &Invitation, password: 
             let email = fields.required_parsed("email", Email::parse);
             let first_name = fields.required_parsed("first_name", parse_name);
             let last_name = fields.required_parsed("last_name", parse_name);
-            let context: Vec<&str> = [email.as_ref().map(Email::as_str), first_name.as_deref(), last_name.as_deref()].into_iter().flatten().collect();
+            let context: Vec<&str> = [email.as_ref().map(Email::as_str), first_name.as_deref(), last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
             let chosen = Password::choose(password, min_length, &context);
             let password = fields.check("password", chosen);
             fields.finish()?;
-            let (Some(email), Some(first_name), Some(last_name), Some(password)) = (email, first_name, last_name, password) else {
+            let (Some(email), Some(first_name), Some(last_name), Some(password)) =
+                (email, first_name, last_name, password)
+            else {
                 return Err(PortalError::validation("Some fields need attention."));
             };
             let confirmed = email.normalized() == invitation.email.to_lowercase();

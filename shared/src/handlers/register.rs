@@ -7,12 +7,12 @@ use serde::Serialize;
 use super::{CsrfToken, audit, email_allowed, start_session, token_email};
 use crate::app::Portal;
 use crate::domain::contact::{Contact, Login, NewContact};
-use crate::domain::outbox::{MessageKind, OutboxMessage};
-use crate::domain::secret::digest;
-use crate::domain::token::{TokenPurpose, parse_token};
 use crate::domain::email::Email;
+use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
+use crate::domain::secret::digest;
 use crate::domain::text::{Username, parse_name, parse_phone};
+use crate::domain::token::{TokenPurpose, parse_token};
 use crate::lambda::HttpFunction;
 use crate::ports::{CreateContactError, TokenUse};
 use crate::web::pages::{self, FormErrors, RegisterPage, RegisterValues, TokenPage};
@@ -32,7 +32,9 @@ impl HttpFunction for Register {
         }
         let method = req.method().clone();
         match (method, req.uri().path()) {
-            (Method::GET, "/register") => register_page(portal, &req, RegisterValues::default(), FormErrors::default(), 200),
+            (Method::GET, "/register") => {
+                register_page(portal, &req, RegisterValues::default(), FormErrors::default(), 200)
+            }
             (Method::POST, "/register") => submit(portal, &req).await,
             (Method::GET, "/confirm-email") => confirm_page(portal, &req),
             (Method::POST, "/confirm-email") => confirm(portal, &req).await,
@@ -41,7 +43,13 @@ impl HttpFunction for Register {
     }
 }
 
-fn register_page(portal: &Portal, req: &HttpRequest, values: RegisterValues, errors: FormErrors, status: u16) -> HttpResponse {
+fn register_page(
+    portal: &Portal,
+    req: &HttpRequest,
+    values: RegisterValues,
+    errors: FormErrors,
+    status: u16,
+) -> HttpResponse {
     let csrf = CsrfToken::for_page(portal, req);
     let page = RegisterPage {
         viewer: None,
@@ -124,7 +132,11 @@ async fn submit(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             let reply = match client {
                 Client::Api => response::json(
                     201,
-                    &RegisteredView { contact_id: &contact.contact_id, email: &contact.email, email_confirmed: contact.email_confirmed },
+                    &RegisteredView {
+                        contact_id: &contact.contact_id,
+                        email: &contact.email,
+                        email_confirmed: contact.email_confirmed,
+                    },
                 ),
                 Client::Browser => response::see_other("/"),
             };
@@ -172,10 +184,17 @@ async fn register(portal: &Portal, req: &HttpRequest, fields: &mut Fields) -> Re
         Err(CreateContactError::EmailTaken) if confirmation_required => {
             // Tell the owner, not the registrant, that the address has an account.
             if let Some(owner) = portal.contacts.find_by_login(&login).await?
-                && email_allowed(portal, req, &owner.contact_id).await? {
-                    let notice = OutboxMessage::new(MessageKind::AccountExists, &owner.email, &owner.first_name, None, portal.clock.now());
-                    portal.contacts.queue_email(None, &notice).await?;
-                }
+                && email_allowed(portal, req, &owner.contact_id).await?
+            {
+                let notice = OutboxMessage::new(
+                    MessageKind::AccountExists,
+                    &owner.email,
+                    &owner.first_name,
+                    None,
+                    portal.clock.now(),
+                );
+                portal.contacts.queue_email(None, &notice).await?;
+            }
             audit(req, "registration_for_existing_email", None);
             return Ok(Registered::AwaitingConfirmation);
         }
@@ -212,7 +231,9 @@ fn confirm_page(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             let html = pages::render(&page);
             csrf.apply(response::html(200, html))
         }
-        (Client::Api, _) => response::error(&PortalError::validation("POST the token to /confirm-email to confirm."), client),
+        (Client::Api, _) => {
+            response::error(&PortalError::validation("POST the token to /confirm-email to confirm."), client)
+        }
     }
 }
 
@@ -235,7 +256,9 @@ async fn confirm(portal: &Portal, req: &HttpRequest) -> HttpResponse {
     let token = fields.required("token").and_then(|t| parse_token(&t));
     let now = portal.clock.now();
     let result = match token {
-        Some(token) => portal.contacts.use_token(&digest(&token), TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, now).await,
+        Some(token) => {
+            portal.contacts.use_token(&digest(&token), TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, now).await
+        }
         None => Ok(None),
     };
     match result {
@@ -243,7 +266,9 @@ async fn confirm(portal: &Portal, req: &HttpRequest) -> HttpResponse {
             audit(req, "email_confirmed", Some(&contact_id));
             match client {
                 Client::Api => response::json(200, &serde_json::json!({"status": "email_confirmed"})),
-                Client::Browser => response::html(200, pages::message(200, "Your email address is confirmed. You can sign in now.")),
+                Client::Browser => {
+                    response::html(200, pages::message(200, "Your email address is confirmed. You can sign in now."))
+                }
             }
         }
         Ok(None) => response::error(&PortalError::TokenInvalid, client),
@@ -257,9 +282,10 @@ async fn resend_confirmation(portal: &Portal, req: &HttpRequest, fields: &mut Fi
     let Some(email) = email else { return Err(PortalError::validation("Some fields need attention.")) };
     let contact = portal.contacts.find_by_login(&Login::Email(email.normalized().to_string())).await?;
     if let Some(contact) = contact.filter(|c| !c.email_confirmed)
-        && email_allowed(portal, req, &contact.contact_id).await? {
-            let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
-            portal.contacts.queue_email(Some(&token), &message).await?;
-        }
+        && email_allowed(portal, req, &contact.contact_id).await?
+    {
+        let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
+        portal.contacts.queue_email(Some(&token), &message).await?;
+    }
     Ok(())
 }

@@ -63,7 +63,12 @@ async fn send(portal: &Portal, message_id: &str) -> anyhow::Result<()> {
         let current = invitation.is_some_and(|i| i.message_id == message.message_id && !i.revoked);
         if !current {
             // Its code no longer works: a resend replaced it, or the invitation was revoked.
-            return fail(portal, &message, "superseded: the invitation was resent or revoked before this email went out").await;
+            return fail(
+                portal,
+                &message,
+                "superseded: the invitation was resent or revoked before this email went out",
+            )
+            .await;
         }
     }
     let Some(outgoing) = email::render(&portal.settings, &message) else {
@@ -73,9 +78,17 @@ async fn send(portal: &Portal, message_id: &str) -> anyhow::Result<()> {
         Ok(()) => {
             portal.outbox.mark_sent(message_id, portal.clock.now()).await?;
             if let Some(invitation_id) = &message.invitation_id {
-                portal.invitations.record_delivery(invitation_id, message_id, Delivery::Sent, None, portal.clock.now()).await?;
+                portal
+                    .invitations
+                    .record_delivery(invitation_id, message_id, Delivery::Sent, None, portal.clock.now())
+                    .await?;
             }
-            tracing::info!(audit = "invitation_sent", message_id, invitation_id = message.invitation_id.as_deref().unwrap_or("-"), "audit");
+            tracing::info!(
+                audit = "invitation_sent",
+                message_id,
+                invitation_id = message.invitation_id.as_deref().unwrap_or("-"),
+                "audit"
+            );
             Ok(())
         }
         Err(SendError::Permanent(reason)) => fail(portal, &message, &reason).await,
@@ -90,7 +103,10 @@ async fn fail(portal: &Portal, message: &OutboxMessage, reason: &str) -> anyhow:
     let now = portal.clock.now();
     portal.outbox.mark_failed(&message.message_id, reason, now).await?;
     if let Some(invitation_id) = &message.invitation_id {
-        portal.invitations.record_delivery(invitation_id, &message.message_id, Delivery::Failed, Some(reason), now).await?;
+        portal
+            .invitations
+            .record_delivery(invitation_id, &message.message_id, Delivery::Failed, Some(reason), now)
+            .await?;
     }
     tracing::warn!(audit = "email_failed", message_id = %message.message_id, reason, "audit");
     Ok(())

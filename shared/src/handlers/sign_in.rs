@@ -9,10 +9,10 @@ use crate::app::Portal;
 use crate::domain::contact::Login;
 use crate::domain::email::Email;
 use crate::domain::password::{Password, hash_password};
-use crate::domain::token::{TokenPurpose, parse_token};
-use crate::ports::TokenUse;
 use crate::domain::secret::digest;
+use crate::domain::token::{TokenPurpose, parse_token};
 use crate::lambda::HttpFunction;
+use crate::ports::TokenUse;
 use crate::web::pages::{self, ForgotPasswordPage, FormErrors, SignInPage, TokenPage};
 use crate::web::request::{cookie, query_param, session_cookie_name};
 use crate::web::response::{self, clear_session_cookie, with_cookie};
@@ -30,7 +30,9 @@ impl HttpFunction for SignIn {
             (Method::POST, "/signout") => sign_out(portal, &req).await,
             (Method::GET, "/forgot-password") => forgot_page(portal, &req, FormErrors::default(), 200),
             (Method::POST, "/forgot-password") => forgot(portal, &req).await,
-            (Method::GET, "/reset-password") => reset_page(portal, &req, query_param(&req, "token").as_deref(), FormErrors::default(), 200),
+            (Method::GET, "/reset-password") => {
+                reset_page(portal, &req, query_param(&req, "token").as_deref(), FormErrors::default(), 200)
+            }
             (Method::POST, "/reset-password") => reset(portal, &req).await,
             _ => response::error(&PortalError::NotFound, Client::for_read(&req)),
         }
@@ -74,7 +76,13 @@ async fn submit_sign_in(portal: &Portal, req: &HttpRequest) -> HttpResponse {
         Ok(contact) => contact,
         Err(err) if client == Client::Browser && !matches!(err, PortalError::Internal(_)) => {
             err.log();
-            return sign_in_page(portal, req, login.as_deref().unwrap_or_default(), FormErrors::from_error(&err), err.status());
+            return sign_in_page(
+                portal,
+                req,
+                login.as_deref().unwrap_or_default(),
+                FormErrors::from_error(&err),
+                err.status(),
+            );
         }
         Err(err) => return response::error(&err, client),
     };
@@ -112,7 +120,6 @@ async fn sign_out(portal: &Portal, req: &HttpRequest) -> HttpResponse {
     with_cookie(reply, clear_session_cookie(&portal.settings))
 }
 
-
 fn forgot_page(portal: &Portal, req: &HttpRequest, errors: FormErrors, status: u16) -> HttpResponse {
     let csrf = CsrfToken::for_page(portal, req);
     let page = ForgotPasswordPage { viewer: None, csrf_token: &csrf.token, errors };
@@ -120,8 +127,7 @@ fn forgot_page(portal: &Portal, req: &HttpRequest, errors: FormErrors, status: u
     csrf.apply(response::html(status, html))
 }
 
-const RESET_SENT: &str =
-    "If an account uses that address, we sent it a link to choose a new password. The link works once, for a limited time.";
+const RESET_SENT: &str = "If an account uses that address, we sent it a link to choose a new password. The link works once, for a limited time.";
 
 /// `POST /forgot-password {"email"}`: the same answer whether or not the account exists; the email
 /// goes out only within the per-account and per-address allowances.
@@ -161,7 +167,13 @@ async fn send_reset(portal: &Portal, req: &HttpRequest, email: &Email) -> Result
     Ok(())
 }
 
-fn reset_page(portal: &Portal, req: &HttpRequest, token: Option<&str>, errors: FormErrors, status: u16) -> HttpResponse {
+fn reset_page(
+    portal: &Portal,
+    req: &HttpRequest,
+    token: Option<&str>,
+    errors: FormErrors,
+    status: u16,
+) -> HttpResponse {
     let csrf = CsrfToken::for_page(portal, req);
     let token = token.and_then(parse_token).unwrap_or_default();
     let page = TokenPage {
@@ -189,9 +201,13 @@ async fn reset(portal: &Portal, req: &HttpRequest) -> HttpResponse {
     let result = reset_password(portal, req, raw_token.as_deref(), &mut fields).await;
     match (result, client) {
         (Ok(()), Client::Api) => response::no_content(),
-        (Ok(()), Client::Browser) => {
-            response::html(200, pages::message(200, "Your password is changed and every session of yours has ended. Sign in with the new password."))
-        }
+        (Ok(()), Client::Browser) => response::html(
+            200,
+            pages::message(
+                200,
+                "Your password is changed and every session of yours has ended. Sign in with the new password.",
+            ),
+        ),
         (Err(err), Client::Browser) if !matches!(err, PortalError::Internal(_)) => {
             err.log();
             reset_page(portal, req, raw_token.as_deref(), FormErrors::from_error(&err), err.status())
@@ -200,7 +216,12 @@ async fn reset(portal: &Portal, req: &HttpRequest) -> HttpResponse {
     }
 }
 
-async fn reset_password(portal: &Portal, req: &HttpRequest, raw_token: Option<&str>, fields: &mut Fields) -> Result<(), PortalError> {
+async fn reset_password(
+    portal: &Portal,
+    req: &HttpRequest,
+    raw_token: Option<&str>,
+    fields: &mut Fields,
+) -> Result<(), PortalError> {
     let new_password = fields.required("new_password").and_then(|raw| {
         let chosen = Password::choose(raw, portal.settings.password_min_length, &[]);
         fields.check("new_password", chosen)

@@ -98,14 +98,14 @@ impl PortalError {
             PortalError::EmailNotConfirmed => "Please confirm your email address first: follow the link we sent you.",
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
-            PortalError::TokenInvalid => "This link is not valid any more: it was already used, has expired, or is incomplete.",
+            PortalError::TokenInvalid => {
+                "This link is not valid any more: it was already used, has expired, or is incomplete."
+            }
             PortalError::InvitationInvalid => {
                 "This invitation code is not valid. It may be mistyped, expired, revoked or already used."
             }
             PortalError::PayloadTooLarge => "The request is too large.",
-            PortalError::UnsupportedMediaType => {
-                "Send application/json or application/x-www-form-urlencoded."
-            }
+            PortalError::UnsupportedMediaType => "Send application/json or application/x-www-form-urlencoded.",
             PortalError::RateLimited { .. } => "Too many requests. Please wait and try again.",
             PortalError::Internal(_) => "Something went wrong on our side. Nothing was changed; please try again.",
         }

@@ -22,12 +22,8 @@ pub enum Client {
 impl Client {
     /// For a read: a browser asks for HTML; anything else gets JSON.
     pub fn for_read(req: &HttpRequest) -> Client {
-        let accepts_html = req
-            .headers()
-            .get_all("accept")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"));
+        let accepts_html =
+            req.headers().get_all("accept").iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
         if accepts_html { Client::Browser } else { Client::Api }
     }
 }
@@ -105,9 +101,10 @@ impl Submission {
 fn check_origin(req: &HttpRequest, settings: &Settings) -> Result<(), PortalError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     if let Some(origin) = header("origin")
-        && origin != settings.base_origin {
-            return Err(PortalError::Forbidden("foreign origin"));
-        }
+        && origin != settings.base_origin
+    {
+        return Err(PortalError::Forbidden("foreign origin"));
+    }
     if header("sec-fetch-site") == Some("cross-site") {
         return Err(PortalError::Forbidden("cross-site request"));
     }
@@ -164,7 +161,9 @@ impl Fields {
                     serde_json::Value::Null => return None,
                     serde_json::Value::String(s) => Value::Text(s),
                     serde_json::Value::Bool(b) => Value::Bool(b),
-                    serde_json::Value::Number(n) => n.as_i64().map(Value::Integer).unwrap_or(Value::Other("a fraction")),
+                    serde_json::Value::Number(n) => {
+                        n.as_i64().map(Value::Integer).unwrap_or(Value::Other("a fraction"))
+                    }
                     serde_json::Value::Array(items) => items
                         .into_iter()
                         .map(|item| match item {
@@ -244,13 +243,21 @@ impl Fields {
     }
 
     /// A required field parsed by `parse`, whose error becomes the field's problem.
-    pub fn required_parsed<T, E: ToString>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
+    pub fn required_parsed<T, E: ToString>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
         let raw = self.required(name)?;
         self.check(name, parse(&raw))
     }
 
     /// An optional field (absent or blank means `None`) parsed by `parse`.
-    pub fn optional_parsed<T, E: ToString>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
+    pub fn optional_parsed<T, E: ToString>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
         let raw = self.text(name).filter(|t| !t.trim().is_empty())?;
         self.check(name, parse(&raw))
     }
@@ -300,7 +307,8 @@ mod tests {
 
     #[test]
     fn json_fields_report_wrong_types_per_field() {
-        let mut fields = Fields::from_json(r#"{"email": 5, "first_name": ["a"], "ok": "yes", "gone": null, "flag": true}"#).unwrap();
+        let mut fields =
+            Fields::from_json(r#"{"email": 5, "first_name": ["a"], "ok": "yes", "gone": null, "flag": true}"#).unwrap();
         assert_eq!(fields.required("email"), None);
         assert_eq!(fields.text("first_name"), None);
         assert_eq!(fields.required("gone"), None);
@@ -314,7 +322,8 @@ mod tests {
 
     #[test]
     fn integers_and_lists_read_from_json_or_forms() {
-        let mut json = Fields::from_json(r#"{"n": 3, "big": 99999, "frac": 1.5, "roles": ["A", " B "], "bad": [1]}"#).unwrap();
+        let mut json =
+            Fields::from_json(r#"{"n": 3, "big": 99999, "frac": 1.5, "roles": ["A", " B "], "bad": [1]}"#).unwrap();
         assert_eq!(json.optional_integer("n", 1..=10), Some(3));
         assert_eq!(json.optional_integer("big", 1..=10), None);
         assert_eq!(json.optional_integer("frac", 1..=10), None);

@@ -9,8 +9,7 @@ use super::request::{Client, csrf_cookie_name, session_cookie_name};
 use super::{HttpResponse, pages};
 use crate::config::Settings;
 
-const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn build(status: u16, content_type: Option<&str>, body: Body) -> HttpResponse {
     let mut builder = lambda_http::Response::builder()
@@ -31,7 +30,11 @@ fn build(status: u16, content_type: Option<&str>, body: Body) -> HttpResponse {
 pub fn json(status: u16, value: &impl Serialize) -> HttpResponse {
     match serde_json::to_string(value) {
         Ok(text) => build(status, Some("application/json"), Body::Text(text)),
-        Err(_) => build(500, Some("application/json"), Body::Text(r#"{"error":"internal","message":"Something went wrong on our side."}"#.into())),
+        Err(_) => build(
+            500,
+            Some("application/json"),
+            Body::Text(r#"{"error":"internal","message":"Something went wrong on our side."}"#.into()),
+        ),
     }
 }
 
@@ -100,9 +103,10 @@ pub fn error(err: &PortalError, client: Client) -> HttpResponse {
         (Client::Api, _) => json(err.status(), &err.body()),
     };
     if let PortalError::RateLimited { retry_after_secs } = err
-        && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-            response.headers_mut().insert("retry-after", value);
-        }
+        && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+    {
+        response.headers_mut().insert("retry-after", value);
+    }
     response
 }
 
@@ -112,8 +116,15 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_this_site() {
-        for (path, ok) in [("/", true), ("/profile?x=1", true), ("//evil.example", false), ("/\\evil.example", false),
-            ("https://evil.example", false), ("profile", false), ("/a\r\nSet-Cookie: x", false)] {
+        for (path, ok) in [
+            ("/", true),
+            ("/profile?x=1", true),
+            ("//evil.example", false),
+            ("/\\evil.example", false),
+            ("https://evil.example", false),
+            ("profile", false),
+            ("/a\r\nSet-Cookie: x", false),
+        ] {
             assert_eq!(is_same_site_path(path), ok, "{path:?}");
         }
         let response = see_other("https://evil.example");

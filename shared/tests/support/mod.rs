@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request};
 use portal::Portal;
-use portal::adapters::memory::{ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions};
+use portal::adapters::memory::{
+    ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
+};
 use portal::config::Settings;
 use portal::lambda::HttpFunction;
 use portal::web::HttpResponse;
@@ -83,7 +85,14 @@ pub struct Req {
 
 impl Req {
     pub fn get(path: &str) -> Req {
-        Req { source_ip: "198.51.100.7", method: "GET", path: path.into(), headers: Default::default(), cookies: vec![], body: None }
+        Req {
+            source_ip: "198.51.100.7",
+            method: "GET",
+            path: path.into(),
+            headers: Default::default(),
+            cookies: vec![],
+            body: None,
+        }
     }
 
     pub fn post(path: &str) -> Req {
@@ -133,7 +142,11 @@ impl Req {
     }
 
     pub fn build(self) -> Request {
-        let (path, query) = self.path.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((self.path.clone(), String::new()));
+        let (path, query) = self
+            .path
+            .split_once('?')
+            .map(|(p, q)| (p.to_string(), q.to_string()))
+            .unwrap_or((self.path.clone(), String::new()));
         let mut event = json!({
             "version": "2.0",
             "routeKey": "$default",

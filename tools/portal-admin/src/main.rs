@@ -29,7 +29,8 @@ fn parse_args(args: &[String]) -> Result<CreateAdmin, String> {
     if command != "create-admin" {
         return Err(format!("unknown command {command:?}\n{USAGE}"));
     }
-    let mut parsed = CreateAdmin { email: String::new(), first_name: "Portal".into(), last_name: "Administrator".into() };
+    let mut parsed =
+        CreateAdmin { email: String::new(), first_name: "Portal".into(), last_name: "Administrator".into() };
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
         let value = rest.next().ok_or_else(|| format!("{option} needs a value\n{USAGE}"))?.clone();
@@ -54,8 +55,9 @@ async fn create_admin(command: CreateAdmin) -> Result<String, String> {
     std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("reading the password from stdin: {e}"))?;
     let raw = line.trim_end_matches(['\r', '\n']).to_string();
     let portal = Portal::from_environment().await.map_err(|e| format!("{e:#}"))?;
-    let password = Password::choose(raw, portal.settings.password_min_length, &[email.as_str(), &first_name, &last_name])
-        .map_err(|reason| format!("password {reason}"))?;
+    let password =
+        Password::choose(raw, portal.settings.password_min_length, &[email.as_str(), &first_name, &last_name])
+            .map_err(|reason| format!("password {reason}"))?;
     let password_hash = hash_password(password).await.map_err(|e| format!("{e:#}"))?;
     let mut contact = Contact::new(
         NewContact {
@@ -73,7 +75,9 @@ async fn create_admin(command: CreateAdmin) -> Result<String, String> {
     contact.email_confirmed = true;
     match portal.contacts.create(&contact).await {
         Ok(()) => Ok(contact.contact_id),
-        Err(CreateContactError::EmailTaken) => Err(format!("a contact with the email {} already exists", contact.email)),
+        Err(CreateContactError::EmailTaken) => {
+            Err(format!("a contact with the email {} already exists", contact.email))
+        }
         Err(err) => Err(format!("{err:#}")),
     }
 }
