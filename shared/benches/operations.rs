@@ -30,9 +30,10 @@ use portal::handlers::redeem::RedeemInvitation;
 use portal::handlers::register::Register;
 use portal::handlers::send_email;
 use portal::handlers::sign_in::SignIn;
-use portal::lambda::HttpFunction;
+use portal::web::HttpFunction;
 use serde_json::json;
 use support::*;
+use tower::ServiceExt;
 
 /// Counts requests sent to DynamoDB, by operation name.
 #[derive(Debug, Default, Clone)]
@@ -66,7 +67,7 @@ impl CallCounter {
 
 /// A portal on fresh moto tables whose DynamoDB calls `counter` counts, with an uncounted client
 /// for the benchmark's own look-ups.
-fn dynamo_portal(counter: &CallCounter) -> (Portal, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
+fn dynamo_portal(counter: &CallCounter) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
     let tables = support::moto::fresh_tables();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -84,7 +85,7 @@ fn dynamo_portal(counter: &CallCounter) -> (Portal, Arc<MemoryMailer>, aws_sdk_d
     let mailer = Arc::new(MemoryMailer::default());
     let outbox = Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox));
     let uncounted = tables.client.clone();
-    let portal = Portal {
+    let portal = Arc::new(Portal {
         contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
         sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
         invitations: Arc::new(DynamoInvitations::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
@@ -92,12 +93,13 @@ fn dynamo_portal(counter: &CallCounter) -> (Portal, Arc<MemoryMailer>, aws_sdk_d
         mailer: mailer.clone(),
         clock: Arc::new(ManualClock::at(1_800_000_000)),
         settings,
-    };
+    });
     (portal, mailer, uncounted)
 }
 
-async fn call(portal: &Portal, function: &dyn HttpFunction, req: Req) -> lambda_http::Response<lambda_http::Body> {
-    function.handle(portal, req.build()).await
+async fn call(portal: &Arc<Portal>, function: &dyn HttpFunction, req: Req) -> HttpResponse {
+    let response = function.router(portal.clone()).oneshot(req.build()).await.expect("routers are infallible");
+    buffered(response).await
 }
 
 async fn dynamodb_calls() {
@@ -192,9 +194,11 @@ async fn time_per_request(
     function: &dyn HttpFunction,
     t: &TestPortal,
 ) {
+    // The router is built once per Lambda instance, as `lambda::serve` does.
+    let router = function.router(t.portal.clone());
     let start = Instant::now();
     for _ in 0..rounds {
-        let response = function.handle(&t.portal, request().build()).await;
+        let response = router.clone().oneshot(request().build()).await.expect("routers are infallible");
         assert!(response.status().as_u16() < 500);
     }
     let micros = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);

@@ -58,9 +58,7 @@ impl fmt::Display for SettingsError {
 
 impl std::error::Error for SettingsError {}
 
-/// The longest password the policy accepts; long enough for passphrases and password managers,
-/// short enough that hashing cannot be used to burn CPU.
-pub const PASSWORD_MAX_LENGTH: usize = 256;
+pub use crate::domain::password::PASSWORD_MAX_LENGTH;
 
 impl Settings {
     /// Reads every setting from the process environment.

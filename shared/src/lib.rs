@@ -1,20 +1,24 @@
 //! The customer portal's shared crate: the domain in the middle, AWS at the edge.
 //!
 //! - [`domain`]: values that parse and never hold an invalid state, and the pure rules.
-//! - [`ports`]: what handlers need from outside; [`adapters`]: DynamoDB and in-memory versions.
-//! - [`web`]: request parsing, the error type, cookies, CSRF, pages.
-//! - [`handlers`]: one module per Lambda function; [`lambda`]: the runtime glue for `main`.
-//! - [`config`]: the typed settings, read once.
+//! - [`usecases`]: one function per thing a person does; no HTTP.
+//! - [`ports`]: what use cases need from outside; [`adapters`]: DynamoDB, SES (and, for tests
+//!   only, in memory).
+//! - [`web`]: extractors, replies, pages and the layers every route gets; [`handlers`]: one
+//!   router per Lambda function; [`lambda`]: the runtime glue for `main`.
+//! - [`error`]: the one error type; [`config`]: the typed settings, read once.
 
 pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod email;
+pub mod error;
 pub mod handlers;
 pub mod lambda;
 pub mod ports;
 pub mod telemetry;
+pub mod usecases;
 pub mod web;
 
 pub use app::Portal;

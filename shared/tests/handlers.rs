@@ -6,8 +6,8 @@ mod support;
 use portal::handlers::profile::Profile;
 use portal::handlers::register::Register;
 use portal::handlers::sign_in::SignIn;
-use portal::lambda::HttpFunction;
 use portal::ports::InvitationStore;
+use portal::web::HttpFunction;
 use serde_json::{Value, json};
 use support::*;
 
@@ -79,7 +79,7 @@ async fn every_event_file_gets_the_answer_the_manifest_expects() {
             assert_eq!(serde_json::to_value(&response).unwrap(), entry["expect"], "{file}");
             continue;
         }
-        let response = function(entry["function"].as_str().unwrap()).handle(&t.portal, event(file)).await;
+        let response = t.call(function(entry["function"].as_str().unwrap()), event(file)).await;
         assert_eq!(
             response.status().as_u16() as u64,
             entry["status"].as_u64().unwrap(),

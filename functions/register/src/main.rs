@@ -1,6 +1,6 @@
-//! The `register` Lambda function: wiring only; the behaviour lives in `portal::handlers`.
+//! The `register` Lambda function: wiring only; the routes live in `portal::handlers`.
 
 #[tokio::main]
 async fn main() -> Result<(), portal::lambda::Error> {
-    portal::lambda::run_http(portal::handlers::register::Register).await
+    portal::lambda::serve(portal::handlers::register::Register).await
 }

@@ -3,5 +3,8 @@
 
 #[tokio::main]
 async fn main() -> Result<(), portal::lambda::Error> {
-    portal::lambda::run_send_email().await
+    portal::lambda::run_stream(
+        |portal, event| async move { portal::handlers::send_email::handle(&portal, event).await },
+    )
+    .await
 }

@@ -1,6 +1,6 @@
-//! The `sign-in` Lambda function: wiring only; the behaviour lives in `portal::handlers`.
+//! The `sign-in` Lambda function: wiring only; the routes live in `portal::handlers`.
 
 #[tokio::main]
 async fn main() -> Result<(), portal::lambda::Error> {
-    portal::lambda::run_http(portal::handlers::sign_in::SignIn).await
+    portal::lambda::serve(portal::handlers::sign_in::SignIn).await
 }

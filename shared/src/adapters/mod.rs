@@ -1,6 +1,8 @@
-//! Adapters: DynamoDB for production, memory for handler tests.
+//! Adapters: DynamoDB and SES for production; in memory for handler tests and benchmarks only
+//! (the `memory` feature), never compiled into a Lambda binary.
 
 pub mod dynamodb;
 pub mod dynamodb_invitations;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod ses;

@@ -74,6 +74,17 @@ impl Contact {
         }
     }
 
+    /// Gives the contact `email` (both its forms).
+    pub fn set_email(&mut self, email: &Email) {
+        self.email = email.as_str().to_string();
+        self.email_normalized = email.normalized().to_string();
+    }
+
+    /// The words of the contact's own details, which a guessable password would be built from.
+    pub fn password_context(&self) -> [&str; 4] {
+        [&self.email, &self.first_name, &self.last_name, self.username.as_deref().unwrap_or("")]
+    }
+
     pub fn lockout(&self) -> LockoutState {
         LockoutState { failed_sign_ins: self.failed_sign_ins, lockouts: self.lockouts, locked_until: self.locked_until }
     }
@@ -106,6 +117,11 @@ pub enum Login {
 }
 
 impl Login {
+    /// The login that is this email address.
+    pub fn of_email(email: &Email) -> Self {
+        Login::Email(email.normalized().to_string())
+    }
+
     /// `None` when the text cannot be any contact's login; the caller answers as for an unknown
     /// login so that the answer does not tell the difference.
     pub fn parse(raw: &str) -> Option<Self> {

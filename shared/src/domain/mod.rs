@@ -1,6 +1,7 @@
 //! The portal's domain: values that parse and never hold an invalid state, and pure rules.
 //! Nothing here talks to AWS.
 
+pub mod audit;
 pub mod contact;
 pub mod email;
 pub mod invitation;

@@ -40,6 +40,19 @@ pub enum MessageKind {
     AccountExists,
 }
 
+impl MessageKind {
+    /// The audit event logged when an email of this kind goes out.
+    pub fn sent_event(self) -> super::audit::AuditEvent {
+        use super::audit::AuditEvent;
+        match self {
+            MessageKind::Invitation => AuditEvent::InvitationSent,
+            MessageKind::ConfirmEmail => AuditEvent::ConfirmationEmailSent,
+            MessageKind::ResetPassword => AuditEvent::ResetEmailSent,
+            MessageKind::AccountExists => AuditEvent::AccountExistsEmailSent,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {

@@ -11,7 +11,9 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use crate::config::PASSWORD_MAX_LENGTH;
+/// The longest password the policy accepts; long enough for passphrases and password managers,
+/// short enough that hashing cannot be used to burn CPU.
+pub const PASSWORD_MAX_LENGTH: usize = 256;
 
 /// A password someone typed. Its `Debug` never shows the value.
 #[derive(Clone)]

@@ -1,73 +1,45 @@
 //! The profile function: `GET /` (home page), `GET, POST /profile` and `POST /profile/password`.
 
-use async_trait::async_trait;
-use lambda_http::http::Method;
+use axum::Router;
+use axum::extract::OptionalFromRequestParts;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::{get, post};
 use serde::Serialize;
 
-use super::{CsrfToken, Viewer, audit, current_viewer, require_viewer, start_session, token_email};
-use crate::app::Portal;
+use crate::config::Settings;
+use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
-use crate::domain::password::{Password, hash_password, verify_password};
+use crate::domain::password::Password;
 use crate::domain::text::{parse_name, parse_phone};
-use crate::domain::token::TokenPurpose;
-use crate::lambda::HttpFunction;
-use crate::ports::{ProfileUpdate, UpdateProfileError};
-use crate::web::pages::{self, FormErrors, HomePage, ProfilePage, ViewerSummary};
-use crate::web::response::{self, with_cookie};
-use crate::web::{Client, Fields, HttpRequest, HttpResponse, PortalError, Submission};
+use crate::usecases::profile::{self, ProfileChange};
+use crate::web::pages::{FormErrors, HomePage, ProfilePage, ViewerSummary};
+use crate::web::response::session_cookie;
+use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
 pub struct Profile;
 
-#[async_trait]
 impl HttpFunction for Profile {
-    async fn handle(&self, portal: &Portal, req: HttpRequest) -> HttpResponse {
-        let mut client = Client::for_read(&req);
-        let method = req.method().clone();
-        let result = match (method, req.uri().path()) {
-            (Method::GET, "/") => home(portal, &req).await,
-            (Method::GET, "/profile") => profile(portal, &req, client, FormErrors::default(), 200).await,
-            (Method::POST, path @ ("/profile" | "/profile/password")) => match Submission::read(&req, &portal.settings)
-            {
-                Ok(Submission { client: submitted_by, mut fields }) => {
-                    client = submitted_by;
-                    let outcome = if path == "/profile" {
-                        update_profile(portal, &req, client, &mut fields).await
-                    } else {
-                        change_password(portal, &req, client, &mut fields).await
-                    };
-                    match outcome {
-                        // A browser sees its form again with the problems.
-                        Err(err)
-                            if client == Client::Browser
-                                && matches!(err, PortalError::Validation { .. } | PortalError::EmailTaken) =>
-                        {
-                            err.log();
-                            let status = err.status();
-                            profile(portal, &req, client, FormErrors::from_error(&err), status).await
-                        }
-                        other => other,
-                    }
-                }
-                Err(err) => Err(err),
-            },
-            _ => Err(PortalError::NotFound),
-        };
-        result.unwrap_or_else(|err| response::error(&err, client))
+    fn routes(&self) -> Router<AppState> {
+        Router::new()
+            .route("/", get(home))
+            .route("/profile", get(show).post(update))
+            .route("/profile/password", post(change_password))
     }
 }
 
-async fn home(portal: &Portal, req: &HttpRequest) -> Result<HttpResponse, PortalError> {
-    let viewer = current_viewer(portal, req).await?;
-    let csrf = CsrfToken::for_page(portal, req);
-    let page = HomePage {
-        viewer: viewer.as_ref().map(|v| ViewerSummary::of(&v.contact)),
-        csrf_token: &csrf.token,
-        open_registration: portal.settings.open_registration,
-        invitations_enabled: portal.settings.invitations_enabled,
-    };
-    let html = pages::render(&page);
-    Ok(csrf.apply(response::html(200, html)))
+async fn home(viewer: Option<Viewer>, page: Page) -> Response {
+    let settings = page.settings();
+    page.render(
+        200,
+        &HomePage {
+            viewer: viewer.as_ref().map(|v| ViewerSummary::of(&v.contact)),
+            csrf_token: &page.csrf_token,
+            open_registration: settings.open_registration,
+            invitations_enabled: settings.invitations_enabled,
+        },
+    )
 }
 
 /// The profile as the contract's JSON shows it.
@@ -98,126 +70,109 @@ impl<'a> ProfileView<'a> {
     }
 }
 
-async fn profile(
-    portal: &Portal,
-    req: &HttpRequest,
-    client: Client,
-    errors: FormErrors,
-    status: u16,
-) -> Result<HttpResponse, PortalError> {
-    let Viewer { contact, .. } = require_viewer(portal, req).await?;
-    Ok(match client {
-        Client::Api => response::json(200, &ProfileView::of(&contact)),
-        Client::Browser => {
-            let csrf = CsrfToken::for_page(portal, req);
-            let page = ProfilePage {
-                viewer: Some(ViewerSummary::of(&contact)),
-                csrf_token: &csrf.token,
-                contact: &contact,
-                errors,
-                password_min_length: portal.settings.password_min_length,
-            };
-            let html = pages::render(&page);
-            csrf.apply(response::html(status, html))
-        }
-    })
+fn render_profile(page: &Page, contact: &Contact, errors: FormErrors) -> Response {
+    page.render(
+        200,
+        &ProfilePage {
+            viewer: Some(ViewerSummary::of(contact)),
+            csrf_token: &page.csrf_token,
+            contact,
+            errors,
+            password_min_length: page.settings().password_min_length,
+        },
+    )
 }
 
-/// `POST /profile`: any of first name, last name, phone and email; the username cannot change. A
-/// new email is unconfirmed until the link sent to it is followed, and ends the other sessions.
-async fn update_profile(
-    portal: &Portal,
-    req: &HttpRequest,
-    client: Client,
-    fields: &mut Fields,
-) -> Result<HttpResponse, PortalError> {
-    let Viewer { contact, session } = require_viewer(portal, req).await?;
-    if fields.text("username").is_some_and(|u| contact.username.as_deref() != Some(u.trim())) {
-        fields.reject::<()>("username", "cannot be changed");
+async fn show(viewer: Viewer, page: Page) -> Reply {
+    let Viewer(signed_in) = viewer;
+    Reply::json(200, &ProfileView::of(&signed_in.contact))
+        .or_page(move || render_profile(&page, &signed_in.contact, FormErrors::default()))
+}
+
+/// The signed-in contact, for showing a refused profile form again.
+async fn form_owner(parts: &mut Parts, state: &AppState) -> Option<Contact> {
+    let viewer = <Viewer as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await;
+    viewer.ok().flatten().map(|Viewer(signed_in)| signed_in.contact)
+}
+
+/// Both profile forms show the profile page again.
+fn reshow_profile(page: &Page, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
+    owner.as_ref().map(|contact| render_profile(page, contact, errors))
+}
+
+struct ProfileForm(ProfileChange);
+
+impl Form for ProfileForm {
+    type Context = Option<Contact>;
+
+    fn context(parts: &mut Parts, state: &AppState) -> impl Future<Output = Option<Contact>> + Send {
+        form_owner(parts, state)
     }
-    let first_name = fields.optional_parsed("first_name", parse_name).unwrap_or_else(|| contact.first_name.clone());
-    let last_name = fields.optional_parsed("last_name", parse_name).unwrap_or_else(|| contact.last_name.clone());
-    let phone = match fields.text("phone") {
-        None => contact.phone.clone(),
-        Some(raw) if raw.trim().is_empty() => None,
-        Some(raw) => fields.check("phone", parse_phone(&raw)),
-    };
-    let email = fields.optional_parsed("email", Email::parse);
-    fields.finish()?;
-    let new_email = email.filter(|e| e.normalized() != contact.email_normalized);
-    let update = ProfileUpdate { first_name, last_name, phone, new_email };
-    let confirmation = update.new_email.as_ref().map(|email| {
-        let mut addressed = contact.clone();
-        addressed.email = email.as_str().to_string();
-        addressed.email_normalized = email.normalized().to_string();
-        addressed.first_name = update.first_name.clone();
-        token_email(portal, &addressed, TokenPurpose::ConfirmEmail)
-    });
-    let now = portal.clock.now();
-    let updated = match portal
-        .contacts
-        .update_profile(&contact, &update, now, confirmation.as_ref().map(|(t, m)| (t, m)))
-        .await
-    {
-        Ok(updated) => updated,
-        Err(UpdateProfileError::EmailTaken) => return Err(PortalError::EmailTaken),
-        Err(UpdateProfileError::Conflict) => {
-            return Err(PortalError::validation("Your profile changed meanwhile; reload and try again."));
-        }
-        Err(UpdateProfileError::Store(err)) => return Err(err.into()),
-    };
-    if update.new_email.is_some() {
-        portal.sessions.delete_all_for_contact(&contact.contact_id, Some(&session.id_digest)).await?;
-        audit(req, "email_changed", Some(&contact.contact_id));
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let username = fields.text("username");
+        let first_name = fields.optional_parsed("first_name", parse_name);
+        let last_name = fields.optional_parsed("last_name", parse_name);
+        let phone = match fields.text("phone") {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => Some(None),
+            Some(raw) => fields.check("phone", parse_phone(&raw)).map(Some),
+        };
+        let email = fields.optional_parsed("email", Email::parse);
+        fields.done(|| Some(ProfileForm(ProfileChange { first_name, last_name, phone, email, username })))
     }
-    audit(req, "profile_updated", Some(&contact.contact_id));
-    Ok(match client {
-        Client::Api => response::json(200, &ProfileView::of(&updated)),
-        Client::Browser => response::see_other("/profile"),
-    })
+
+    fn page(page: &Page, _: &mut Fields, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
+        reshow_profile(page, owner, errors)
+    }
+}
+
+/// `POST /profile`: any of first name, last name, phone and email; the username cannot change.
+async fn update(viewer: Viewer, source: SourceAddress, mut form: Submission<ProfileForm>) -> Result<Reply, Rejection> {
+    let portal = form.page.portal.clone();
+    let change = std::mem::take(&mut form.0);
+    match profile::update_profile(&portal, &source, &viewer, change).await {
+        Ok(updated) => Ok(Reply::json(200, &ProfileView::of(&updated)).or_see_other("/profile")),
+        Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
+    }
+}
+
+struct PasswordForm {
+    current: Password,
+    new_password: String,
+}
+
+impl Form for PasswordForm {
+    type Context = Option<Contact>;
+
+    fn context(parts: &mut Parts, state: &AppState) -> impl Future<Output = Option<Contact>> + Send {
+        form_owner(parts, state)
+    }
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let current = fields.required("current_password");
+        let new_password = fields.required("new_password");
+        fields.done(|| Some(PasswordForm { current: Password::new(current?), new_password: new_password? }))
+    }
+
+    fn page(page: &Page, _: &mut Fields, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
+        reshow_profile(page, owner, errors)
+    }
 }
 
 /// `POST /profile/password {"current_password","new_password"}`: every session of the contact
-/// ends and this one continues under a new token. A wrong current password counts towards lockout.
+/// ends and this one continues under a new token.
 async fn change_password(
-    portal: &Portal,
-    req: &HttpRequest,
-    client: Client,
-    fields: &mut Fields,
-) -> Result<HttpResponse, PortalError> {
-    let Viewer { contact, .. } = require_viewer(portal, req).await?;
-    let current = fields.required("current_password");
-    let new_password = fields.required("new_password").and_then(|raw| {
-        let context = [
-            contact.email.as_str(),
-            &contact.first_name,
-            &contact.last_name,
-            contact.username.as_deref().unwrap_or(""),
-        ];
-        let chosen = Password::choose(raw, portal.settings.password_min_length, &context);
-        fields.check("new_password", chosen)
-    });
-    fields.finish()?;
-    let (Some(current), Some(new_password)) = (current, new_password) else {
-        return Err(PortalError::validation("Some fields need attention."));
-    };
-    let now = portal.clock.now();
-    let verified = verify_password(Password::new(current), contact.password_hash.clone()).await?;
-    if !verified || contact.lockout().is_locked(now) {
-        if contact.password_hash.is_some() {
-            portal.contacts.record_failed_sign_in(&contact.contact_id, now, &portal.settings.lockout).await?;
+    viewer: Viewer,
+    source: SourceAddress,
+    mut form: Submission<PasswordForm>,
+) -> Result<Reply, Rejection> {
+    let portal = form.page.portal.clone();
+    let (current, new_password) = (form.current.clone(), form.new_password.clone());
+    match profile::change_password(&portal, &source, &viewer.contact, current, new_password).await {
+        Ok(token) => {
+            Ok(Reply::no_content().or_see_other("/profile").with_cookie(session_cookie(&portal.settings, &token)))
         }
-        audit(req, "password_change_failed", Some(&contact.contact_id));
-        return Err(PortalError::field("current_password", "is not your current password"));
+        Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
     }
-    let hash = hash_password(new_password).await?;
-    portal.contacts.set_password(&contact.contact_id, &hash, now).await?;
-    portal.sessions.delete_all_for_contact(&contact.contact_id, None).await?;
-    let cookie = start_session(portal, &contact).await?;
-    audit(req, "password_changed", Some(&contact.contact_id));
-    let reply = match client {
-        Client::Api => response::no_content(),
-        Client::Browser => response::see_other("/profile"),
-    };
-    Ok(with_cookie(reply, cookie))
 }

@@ -10,6 +10,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
 use crate::app::Portal;
+use crate::domain::audit::AuditEvent;
 use crate::domain::invitation::Delivery;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::email;
@@ -31,7 +32,7 @@ pub async fn handle(portal: &Portal, event: Event) -> DynamoDbEventResponse {
 }
 
 /// Ok when the record is done with (sent, failed for good, or nothing to do); Err to retry it.
-async fn handle_record(portal: &Portal, record: &EventRecord) -> Result<(), ()> {
+async fn handle_record(portal: &Portal, record: &EventRecord) -> anyhow::Result<()> {
     if record.event_name != "INSERT" {
         return Ok(());
     }
@@ -47,7 +48,7 @@ async fn handle_record(portal: &Portal, record: &EventRecord) -> Result<(), ()> 
         tracing::info!(message_id = %message.message_id, "invitation emails are turned off; the message stays pending");
         return Ok(());
     }
-    send(portal, &message.message_id).await.map_err(|err| {
+    send(portal, &message.message_id).await.inspect_err(|err| {
         tracing::error!(message_id = %message.message_id, error = format!("{err:#}"), "sending failed; will retry");
     })
 }
@@ -84,7 +85,7 @@ async fn send(portal: &Portal, message_id: &str) -> anyhow::Result<()> {
                     .await?;
             }
             tracing::info!(
-                audit = "invitation_sent",
+                audit = message.kind.sent_event().as_str(),
                 message_id,
                 invitation_id = message.invitation_id.as_deref().unwrap_or("-"),
                 "audit"
@@ -108,6 +109,6 @@ async fn fail(portal: &Portal, message: &OutboxMessage, reason: &str) -> anyhow:
             .record_delivery(invitation_id, &message.message_id, Delivery::Failed, Some(reason), now)
             .await?;
     }
-    tracing::warn!(audit = "email_failed", message_id = %message.message_id, reason, "audit");
+    tracing::warn!(audit = AuditEvent::EmailFailed.as_str(), message_id = %message.message_id, reason, "audit");
     Ok(())
 }

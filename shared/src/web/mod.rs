@@ -1,13 +1,29 @@
-//! The web layer: request parsing (form or JSON on the same routes), cookies and CSRF, responses,
-//! and server-rendered pages.
+//! The web layer: one `axum::Router` per Lambda function, with what every route needs applied once
+//! as tower layers ([`app`]), extractors that do the checks once ([`extract`]), and replies that
+//! choose HTML or JSON by themselves ([`reply`]).
+//!
+//! A route reads: extractors (submission, caller, source address) → use case → [`Reply`], or a
+//! [`PortalError`] / [`Rejection`] that renders itself for the kind of client that asked.
 
-pub mod error;
+pub mod app;
+pub mod client;
+pub mod extract;
 pub mod pages;
+pub mod reply;
 pub mod request;
 pub mod response;
 
-pub use error::PortalError;
-pub use request::{Client, Fields, Submission};
+use std::sync::Arc;
+
+pub use crate::error::PortalError;
+pub use app::{HttpFunction, finish};
+pub use client::Client;
+pub use extract::{Admin, Form, Page, Submission, Viewer};
+pub use reply::{Rejection, Reply};
+pub use request::Fields;
+
+/// What every route's handler receives as state: the settings and ports.
+pub type AppState = Arc<crate::Portal>;
 
 pub type HttpRequest = lambda_http::Request;
-pub type HttpResponse = lambda_http::Response<lambda_http::Body>;
+pub type HttpResponse = axum::response::Response;

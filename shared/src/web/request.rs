@@ -1,36 +1,16 @@
-//! Reading requests: which kind of client is asking, cookies, and the body of a submission
-//! (form or JSON, with the same field names), with the CSRF and origin checks every state change
-//! passes.
+//! Reading requests: cookies, the origin check, and the fields of a submission (form or JSON, with
+//! the same field names).
 
 use std::collections::{BTreeMap, HashMap};
 
-use lambda_http::RequestExt;
-use lambda_http::request::RequestContext;
+use axum::http::HeaderMap;
 
-use super::HttpRequest;
-use super::error::PortalError;
 use crate::config::Settings;
-use crate::domain::secret::same_secret;
-
-/// Who is asking: a browser (forms, HTML pages, redirects) or a program (JSON).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Client {
-    Browser,
-    Api,
-}
-
-impl Client {
-    /// For a read: a browser asks for HTML; anything else gets JSON.
-    pub fn for_read(req: &HttpRequest) -> Client {
-        let accepts_html =
-            req.headers().get_all("accept").iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
-        if accepts_html { Client::Browser } else { Client::Api }
-    }
-}
+use crate::error::PortalError;
 
 /// The value of cookie `name`, if the request carries it.
-pub fn cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
-    req.headers()
+pub fn cookie<'r>(headers: &'r HeaderMap, name: &str) -> Option<&'r str> {
+    headers
         .get_all("cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -40,66 +20,20 @@ pub fn cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
         .map(|(_, value)| value)
 }
 
-/// The caller's address as API Gateway saw it, for audit logs.
-pub fn source_ip(req: &HttpRequest) -> String {
-    match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
-        _ => None,
-    }
-    .unwrap_or_else(|| "unknown".into())
-}
-
-pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_string)
-}
-
-/// A parsed state-changing request: who sent it and its fields.
-pub struct Submission {
-    pub client: Client,
-    pub fields: Fields,
-}
-
-impl Submission {
-    /// Reads a POST body. Refuses bodies over the limit (413), other content types (415),
-    /// malformed bodies (400), a foreign `Origin` (403) and, for forms, a missing or wrong
-    /// `csrf_token` (403).
-    pub fn read(req: &HttpRequest, settings: &Settings) -> Result<Submission, PortalError> {
-        let body: &[u8] = req.body().as_ref();
-        if body.len() > settings.max_body_bytes {
-            return Err(PortalError::PayloadTooLarge);
-        }
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
-        let client = match content_type.as_deref() {
-            Some("application/json") => Client::Api,
-            Some("application/x-www-form-urlencoded") => Client::Browser,
-            _ => return Err(PortalError::UnsupportedMediaType),
-        };
-        check_origin(req, settings)?;
-        let text = std::str::from_utf8(body).map_err(|_| PortalError::validation("The body is not valid UTF-8."))?;
-        let fields = match client {
-            Client::Api => Fields::from_json(text)?,
-            Client::Browser => Fields::from_form(text)?,
-        };
-        if client == Client::Browser {
-            let expected = cookie(req, csrf_cookie_name(settings));
-            let given = fields.values.get("csrf_token").and_then(Value::as_text);
-            match (expected, given) {
-                (Some(expected), Some(given)) if same_secret(expected, given) => {}
-                _ => return Err(PortalError::Forbidden("csrf token missing or wrong")),
-            }
-        }
-        Ok(Submission { client, fields })
-    }
+/// The first value of parameter `name` in a query string.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let query = query?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 /// A browser sends `Origin` on every cross-site POST: one that is not ours is refused, and so is a
 /// request the browser marks cross-site.
-fn check_origin(req: &HttpRequest, settings: &Settings) -> Result<(), PortalError> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+pub fn check_origin(headers: &HeaderMap, settings: &Settings) -> Result<(), PortalError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(origin) = header("origin")
         && origin != settings.base_origin
     {
@@ -145,7 +79,7 @@ pub struct Fields {
 }
 
 impl Fields {
-    fn from_json(text: &str) -> Result<Fields, PortalError> {
+    pub fn from_json(text: &str) -> Result<Fields, PortalError> {
         if text.trim().is_empty() {
             return Ok(Fields::default());
         }
@@ -181,7 +115,7 @@ impl Fields {
         Ok(Fields { values, errors: BTreeMap::new() })
     }
 
-    fn from_form(text: &str) -> Result<Fields, PortalError> {
+    pub fn from_form(text: &str) -> Result<Fields, PortalError> {
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(text).map_err(|_| PortalError::validation("The form data is malformed."))?;
         let mut values = HashMap::new();
@@ -286,6 +220,18 @@ impl Fields {
     pub fn reject<T>(&mut self, name: &str, reason: impl Into<String>) -> Option<T> {
         self.errors.entry(name.to_string()).or_insert_with(|| reason.into());
         None
+    }
+
+    /// The submitted text of the anti-CSRF field, if any.
+    pub fn csrf_token(&self) -> Option<&str> {
+        self.values.get("csrf_token").and_then(Value::as_text)
+    }
+
+    /// The parsed input once every field read was fine: `build` assembles it from the parts
+    /// (each `None` part has recorded its problem), else the validation error naming each field.
+    pub fn done<T>(&self, build: impl FnOnce() -> Option<T>) -> Result<T, PortalError> {
+        self.finish()?;
+        build().ok_or_else(|| PortalError::validation("Some fields need attention."))
     }
 
     pub fn has_errors(&self) -> bool {

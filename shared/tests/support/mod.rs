@@ -13,14 +13,17 @@ use portal::adapters::memory::{
     ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
 use portal::config::Settings;
-use portal::lambda::HttpFunction;
-use portal::web::HttpResponse;
+use portal::web::HttpFunction;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 pub const BASE: &str = "http://localhost:9000";
 
+/// What tests read of a response: the status, headers and the whole body.
+pub type HttpResponse = lambda_http::Response<Body>;
+
 pub struct TestPortal {
-    pub portal: Portal,
+    pub portal: Arc<Portal>,
     pub contacts: Arc<MemoryContacts>,
     pub sessions: Arc<MemorySessions>,
     pub invitations: Arc<MemoryInvitations>,
@@ -50,7 +53,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let clock = Arc::new(ManualClock::at(1_800_000_000));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
-    let portal = Portal {
+    let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
         sessions: sessions.clone(),
@@ -58,7 +61,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         outbox: outbox.clone(),
         mailer: mailer.clone(),
         clock: clock.clone(),
-    };
+    });
     TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock }
 }
 
@@ -172,8 +175,27 @@ impl Req {
 
 impl TestPortal {
     pub async fn send(&self, function: &dyn HttpFunction, req: Req) -> HttpResponse {
-        function.handle(&self.portal, req.build()).await
+        self.call(function, req.build()).await
     }
+
+    /// Hands a request to the function's router, as `lambda_http::run` does, and reads the whole
+    /// answer.
+    pub async fn call(&self, function: &dyn HttpFunction, req: Request) -> HttpResponse {
+        let response = function.router(self.portal.clone()).oneshot(req).await.expect("routers are infallible");
+        buffered(response).await
+    }
+}
+
+/// The response with its body read into memory.
+pub async fn buffered(response: axum::response::Response) -> HttpResponse {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("a readable body");
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => Body::Empty,
+        Ok(text) => Body::Text(text),
+        Err(err) => Body::Binary(err.into_bytes()),
+    };
+    lambda_http::Response::from_parts(parts, body)
 }
 
 pub fn body_text(response: &HttpResponse) -> String {

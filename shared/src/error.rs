@@ -1,8 +1,11 @@
-//! The one error type of the web layer, mapped to status and body in one place.
+//! The one error type of the portal: what use cases return and what the web layer answers, mapped
+//! to status and body in one place (`status`, `code`, `public_message`; `web::reply` renders it).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use crate::ports::{CreateContactError, RedeemError, UpdateProfileError};
 
 /// Every way a request can fail, as the contract names them. Client faults carry what the client
 /// may see; `Internal` carries ours, which is logged and never shown.
@@ -45,9 +48,52 @@ pub struct ErrorBody<'a> {
     pub fields: Option<&'a BTreeMap<String, String>>,
 }
 
+impl From<CreateContactError> for PortalError {
+    fn from(err: CreateContactError) -> Self {
+        match err {
+            CreateContactError::EmailTaken => PortalError::EmailTaken,
+            CreateContactError::UsernameTaken => PortalError::field("username", "is already taken"),
+            CreateContactError::Store(err) => PortalError::Internal(err),
+        }
+    }
+}
+
+impl From<UpdateProfileError> for PortalError {
+    fn from(err: UpdateProfileError) -> Self {
+        match err {
+            UpdateProfileError::EmailTaken => PortalError::EmailTaken,
+            UpdateProfileError::Conflict => {
+                PortalError::validation("Your profile changed meanwhile; reload and try again.")
+            }
+            UpdateProfileError::Store(err) => PortalError::Internal(err),
+        }
+    }
+}
+
+impl From<RedeemError> for PortalError {
+    fn from(err: RedeemError) -> Self {
+        match err {
+            RedeemError::InvitationInvalid => PortalError::InvitationInvalid,
+            RedeemError::EmailTaken => PortalError::EmailTaken,
+            RedeemError::UsernameTaken => PortalError::field("username", "is already taken"),
+            RedeemError::Store(err) => PortalError::Internal(err),
+        }
+    }
+}
+
 impl PortalError {
+    /// A fault of the request (a person can mend it), as opposed to ours.
+    pub fn is_client_fault(&self) -> bool {
+        !matches!(self, PortalError::Internal(_))
+    }
+
     pub fn validation(message: impl Into<String>) -> Self {
         PortalError::Validation { message: message.into(), fields: BTreeMap::new() }
+    }
+
+    /// A validation error naming each field's problem.
+    pub fn fields_invalid(fields: BTreeMap<String, String>) -> Self {
+        PortalError::Validation { message: "Some fields need attention.".into(), fields }
     }
 
     pub fn field(field: &str, reason: impl Into<String>) -> Self {

@@ -1,0 +1,95 @@
+//! What the audit log records: who did what, from where. Every event has its own name, so a log
+//! query for one kind of email or one kind of failure finds exactly that.
+
+use std::fmt;
+
+/// The caller's address as the front door (API Gateway) saw it; `unknown` when it did not say.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceAddress(String);
+
+impl SourceAddress {
+    pub fn new(address: Option<String>) -> Self {
+        SourceAddress(address.filter(|a| !a.is_empty()).unwrap_or_else(|| "unknown".into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditEvent {
+    Registered,
+    RegistrationForExistingEmail,
+    EmailConfirmed,
+    SignedIn,
+    SignInFailed,
+    SignInUnconfirmed,
+    LockedOut,
+    SignedOut,
+    Throttled,
+    EmailRateLimited,
+    PasswordResetRequested,
+    PasswordResetRequestedUnknown,
+    PasswordReset,
+    PasswordChanged,
+    PasswordChangeFailed,
+    ProfileUpdated,
+    EmailChanged,
+    ContactCreated,
+    InvitationCreated,
+    InvitationResent,
+    InvitationRevoked,
+    InvitationRedeemed,
+    InvitationSent,
+    ConfirmationEmailSent,
+    ResetEmailSent,
+    AccountExistsEmailSent,
+    EmailFailed,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::Registered => "registered",
+            AuditEvent::RegistrationForExistingEmail => "registration_for_existing_email",
+            AuditEvent::EmailConfirmed => "email_confirmed",
+            AuditEvent::SignedIn => "signed_in",
+            AuditEvent::SignInFailed => "sign_in_failed",
+            AuditEvent::SignInUnconfirmed => "sign_in_unconfirmed",
+            AuditEvent::LockedOut => "locked_out",
+            AuditEvent::SignedOut => "signed_out",
+            AuditEvent::Throttled => "throttled",
+            AuditEvent::EmailRateLimited => "email_rate_limited",
+            AuditEvent::PasswordResetRequested => "password_reset_requested",
+            AuditEvent::PasswordResetRequestedUnknown => "password_reset_requested_unknown",
+            AuditEvent::PasswordReset => "password_reset",
+            AuditEvent::PasswordChanged => "password_changed",
+            AuditEvent::PasswordChangeFailed => "password_change_failed",
+            AuditEvent::ProfileUpdated => "profile_updated",
+            AuditEvent::EmailChanged => "email_changed",
+            AuditEvent::ContactCreated => "contact_created",
+            AuditEvent::InvitationCreated => "invitation_created",
+            AuditEvent::InvitationResent => "invitation_resent",
+            AuditEvent::InvitationRevoked => "invitation_revoked",
+            AuditEvent::InvitationRedeemed => "invitation_redeemed",
+            AuditEvent::InvitationSent => "invitation_sent",
+            AuditEvent::ConfirmationEmailSent => "confirmation_email_sent",
+            AuditEvent::ResetEmailSent => "reset_email_sent",
+            AuditEvent::AccountExistsEmailSent => "account_exists_email_sent",
+            AuditEvent::EmailFailed => "email_failed",
+        }
+    }
+}
+
+impl fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,205 @@
+//! The administrators' work: contacts, and invitations created, resent and revoked (the Dynamics
+//! 365 "Send Invitation" workflow). Each change is audited with who made it and from where.
+
+use crate::Portal;
+use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::contact::{Contact, Login, NewContact};
+use crate::domain::email::Email;
+use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
+use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+use crate::error::PortalError;
+use crate::ports::CreateContactError;
+
+/// An administrator's audit event: what was done to which contact or invitation, by whom, from where.
+fn admin_audit(event: AuditEvent, subject: &str, admin: &Contact, source: &SourceAddress) {
+    tracing::info!(audit = event.as_str(), subject, by = %admin.contact_id, source_ip = %source, "audit");
+}
+
+/// A contact's details as staff enter them.
+#[derive(Clone)]
+pub struct ContactDetails {
+    pub email: Email,
+    pub first_name: String,
+    pub last_name: String,
+    pub phone: Option<String>,
+}
+
+/// Creates a contact without portal credentials (to invite later).
+pub async fn create_contact(
+    portal: &Portal,
+    source: &SourceAddress,
+    admin: &Contact,
+    details: ContactDetails,
+) -> Result<Contact, PortalError> {
+    let ContactDetails { email, first_name, last_name, phone } = details;
+    let contact = Contact::new(
+        NewContact { email, first_name, last_name, username: None, phone, roles: Vec::new(), password_hash: None },
+        portal.clock.now(),
+    );
+    portal.contacts.create(&contact).await?;
+    admin_audit(AuditEvent::ContactCreated, &contact.contact_id, admin, source);
+    Ok(contact)
+}
+
+/// Who an invitation is for: a contact by id, or one by email (found, or created without credentials).
+#[derive(Clone)]
+pub enum Invitee {
+    ContactId(String),
+    Email { email: Email, first_name: String, last_name: String },
+}
+
+/// An invitation request whose fields all parsed.
+#[derive(Clone)]
+pub struct InvitationRequest {
+    pub invitee: Invitee,
+    pub kind: InvitationType,
+    pub max_redemptions: u32,
+    pub expires_in_days: Option<u32>,
+    pub roles: Vec<String>,
+    pub account_id: Option<String>,
+    pub redirect_path: Option<String>,
+}
+
+async fn invited_contact(portal: &Portal, invitee: Invitee) -> Result<Contact, PortalError> {
+    let (email, first_name, last_name) = match invitee {
+        Invitee::ContactId(id) => {
+            return portal.contacts.get(&id).await?.ok_or_else(|| PortalError::field("contact_id", "is not a contact"));
+        }
+        Invitee::Email { email, first_name, last_name } => (email, first_name, last_name),
+    };
+    let login = Login::of_email(&email);
+    if let Some(existing) = portal.contacts.find_by_login(&login).await? {
+        return Ok(existing);
+    }
+    let contact = Contact::new(
+        NewContact {
+            email,
+            first_name,
+            last_name,
+            username: None,
+            phone: None,
+            roles: Vec::new(),
+            password_hash: None,
+        },
+        portal.clock.now(),
+    );
+    match portal.contacts.create(&contact).await {
+        Ok(()) => Ok(contact),
+        // Created by someone else meanwhile: invite that one.
+        Err(CreateContactError::EmailTaken) => portal
+            .contacts
+            .find_by_login(&login)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("invited contact vanished").into()),
+        Err(CreateContactError::UsernameTaken) => Err(PortalError::field("email", "could not be used")),
+        Err(CreateContactError::Store(err)) => Err(err.into()),
+    }
+}
+
+/// The email carrying `code` for `invitation`.
+fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: i64) -> OutboxMessage {
+    let mut message = OutboxMessage::new(
+        MessageKind::Invitation,
+        &invitation.email,
+        &invitation.first_name,
+        Some(MailSecret::new(code.display())),
+        now,
+    );
+    message.message_id = invitation.message_id.clone();
+    message.invitation_id = Some(invitation.invitation_id.clone());
+    message.valid_until = Some(invitation.expires_at);
+    message
+}
+
+/// Creates an invitation; its code goes out only by email (queued in the same write).
+pub async fn invite(
+    portal: &Portal,
+    source: &SourceAddress,
+    admin: &Contact,
+    request: InvitationRequest,
+) -> Result<Invitation, PortalError> {
+    let contact = invited_contact(portal, request.invitee).await?;
+    let now = portal.clock.now();
+    let expires_in_days = request.expires_in_days.unwrap_or(portal.settings.invitation_expiry_days);
+    let code = InvitationCode::generate();
+    let invitation = Invitation {
+        invitation_id: uuid::Uuid::new_v4().to_string(),
+        code_digest: code.digest(),
+        kind: request.kind,
+        contact_id: contact.contact_id.clone(),
+        email: contact.email.clone(),
+        first_name: contact.first_name.clone(),
+        last_name: contact.last_name.clone(),
+        max_redemptions: request.max_redemptions,
+        redemptions: 0,
+        expires_at: now + i64::from(expires_in_days) * 86_400,
+        revoked: false,
+        roles: request.roles,
+        account_id: request.account_id,
+        redirect_path: request.redirect_path,
+        created_at: now,
+        created_by: admin.contact_id.clone(),
+        message_id: uuid::Uuid::new_v4().to_string(),
+        delivery: Delivery::Pending,
+        delivery_error: None,
+        delivered_at: None,
+    };
+    portal.invitations.create(&invitation, &invitation_message(&invitation, &code, now)).await?;
+    admin_audit(AuditEvent::InvitationCreated, &invitation.invitation_id, admin, source);
+    Ok(invitation)
+}
+
+/// Invitation ids are UUIDs: a longer path segment names nothing.
+const MAX_INVITATION_ID: usize = 64;
+
+/// The invitation `id`, or `not_found`.
+pub async fn invitation(portal: &Portal, id: &str) -> Result<Invitation, PortalError> {
+    if id.len() > MAX_INVITATION_ID {
+        return Err(PortalError::NotFound);
+    }
+    portal.invitations.get(id).await?.ok_or(PortalError::NotFound)
+}
+
+/// Issues a new code for an active invitation (the old one stops working) and emails it.
+pub async fn resend(
+    portal: &Portal,
+    source: &SourceAddress,
+    admin: &Contact,
+    id: &str,
+) -> Result<Invitation, PortalError> {
+    let invitation = invitation(portal, id).await?;
+    let now = portal.clock.now();
+    if !invitation.is_redeemable(now) {
+        return Err(PortalError::validation("Only an active invitation can be resent; create a new one instead."));
+    }
+    let code = InvitationCode::generate();
+    let mut updated = invitation.clone();
+    updated.message_id = uuid::Uuid::new_v4().to_string();
+    updated.code_digest = code.digest();
+    updated.delivery = Delivery::Pending;
+    updated.delivery_error = None;
+    updated.delivered_at = None;
+    let message = invitation_message(&updated, &code, now);
+    if !portal.invitations.replace_code(&invitation, &updated.code_digest, &message).await? {
+        return Err(PortalError::validation(
+            "The invitation changed meanwhile (revoked or resent); reload and try again.",
+        ));
+    }
+    admin_audit(AuditEvent::InvitationResent, id, admin, source);
+    Ok(updated)
+}
+
+/// Revokes an invitation: one conditional write that returns it, no read before or after.
+pub async fn revoke(
+    portal: &Portal,
+    source: &SourceAddress,
+    admin: &Contact,
+    id: &str,
+) -> Result<Invitation, PortalError> {
+    if id.len() > MAX_INVITATION_ID {
+        return Err(PortalError::NotFound);
+    }
+    let invitation = portal.invitations.revoke(id, portal.clock.now()).await?.ok_or(PortalError::NotFound)?;
+    admin_audit(AuditEvent::InvitationRevoked, id, admin, source);
+    Ok(invitation)
+}

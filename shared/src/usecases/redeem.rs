@@ -1,0 +1,174 @@
+//! Redeeming an invitation: looking a code up (which consumes nothing), setting up credentials, or
+//! attaching the invitation to an existing account.
+
+use std::collections::BTreeMap;
+
+use crate::Portal;
+use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::contact::{Contact, NewContact};
+use crate::domain::email::Email;
+use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
+use crate::domain::password::{Password, hash_password};
+use crate::domain::text::Username;
+use crate::error::PortalError;
+use crate::ports::ContactChange;
+
+use super::session;
+use super::sign_in::authenticate;
+use super::throttle::{Attempt, count_failure, refuse_if_throttled};
+
+/// The invitation a code opens, or `invitation_invalid` for every kind of bad code alike. Each
+/// invalid code counts against the source address, which is refused once it used up its allowance:
+/// guessing codes stops there.
+pub async fn open(
+    portal: &Portal,
+    source: &SourceAddress,
+    raw_code: &str,
+) -> Result<(InvitationCode, Invitation), PortalError> {
+    refuse_if_throttled(portal, source, Attempt::InvitationCode).await?;
+    let found = match InvitationCode::parse(raw_code) {
+        Some(code) => portal.invitations.find_by_code(&code.digest()).await?.map(|invitation| (code, invitation)),
+        None => None,
+    };
+    match found {
+        Some((code, invitation)) if invitation.is_redeemable(portal.clock.now()) => Ok((code, invitation)),
+        _ => {
+            count_failure(portal, source, Attempt::InvitationCode).await?;
+            Err(PortalError::InvitationInvalid)
+        }
+    }
+}
+
+/// New credentials as submitted: a group invitation also needs the new contact's email and names.
+pub struct NewCredentials {
+    pub password: String,
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// How the invitation is redeemed.
+pub enum Redeem {
+    NewCredentials(NewCredentials),
+    ExistingAccount { login: String, password: Password },
+}
+
+pub struct Redeemed {
+    pub contact: Contact,
+    /// The new session's token.
+    pub session_token: String,
+    /// Whether new credentials were set up (as opposed to an existing account).
+    pub created: bool,
+}
+
+/// Redeems an opened invitation, all or nothing, and signs the contact in.
+pub async fn redeem(
+    portal: &Portal,
+    source: &SourceAddress,
+    invitation: &Invitation,
+    how: Redeem,
+) -> Result<Redeemed, PortalError> {
+    let (change, created) = match how {
+        Redeem::ExistingAccount { login, password } => {
+            let account = authenticate(portal, source, &login, password).await?;
+            let change = ContactChange::Assign {
+                contact_id: account.contact_id.clone(),
+                roles: merged_roles(&account.roles, &invitation.roles),
+                account_id: invitation.account_id.clone(),
+            };
+            (change, false)
+        }
+        Redeem::NewCredentials(credentials) => (credentials_change(portal, invitation, credentials).await?, true),
+    };
+    let now = portal.clock.now();
+    let redemption = Redemption {
+        invitation_id: invitation.invitation_id.clone(),
+        contact_id: change.contact_id().to_string(),
+        redeemed_at: now,
+        source_ip: source.to_string(),
+    };
+    portal.invitations.redeem(invitation, &change, &redemption, now).await?;
+    let contact =
+        portal.contacts.get(change.contact_id()).await?.ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
+    tracing::info!(
+        audit = AuditEvent::InvitationRedeemed.as_str(),
+        invitation_id = %invitation.invitation_id,
+        contact_id = %contact.contact_id,
+        source_ip = %source,
+        "audit"
+    );
+    let session_token = session::start(portal, &contact).await?;
+    Ok(Redeemed { contact, session_token, created })
+}
+
+/// New credentials: for a single invitation, the invited contact's; for a group invitation, a new
+/// contact's, made from the submitted email and names.
+async fn credentials_change(
+    portal: &Portal,
+    invitation: &Invitation,
+    credentials: NewCredentials,
+) -> Result<ContactChange, PortalError> {
+    let min_length = portal.settings.password_min_length;
+    let NewCredentials { password, username, email, first_name, last_name } = credentials;
+    match invitation.kind {
+        InvitationType::Single => {
+            let contact = portal.contacts.get(&invitation.contact_id).await?.ok_or(PortalError::InvitationInvalid)?;
+            if contact.password_hash.is_some() {
+                return Err(PortalError::field(
+                    "existing_account",
+                    "this invitation is for an existing account: tick \"I have an existing account\" and sign in",
+                ));
+            }
+            let context = [contact.email.as_str(), &contact.first_name, &contact.last_name];
+            let password = Password::choose(password, min_length, &context)
+                .map_err(|reason| PortalError::field("password", reason))?;
+            Ok(ContactChange::SetCredentials {
+                contact_id: contact.contact_id.clone(),
+                password_hash: hash_password(password).await?,
+                username,
+                roles: merged_roles(&contact.roles, &invitation.roles),
+                account_id: invitation.account_id.clone(),
+            })
+        }
+        InvitationType::Group => {
+            let mut problems = BTreeMap::new();
+            for (name, missing) in
+                [("email", email.is_none()), ("first_name", first_name.is_none()), ("last_name", last_name.is_none())]
+            {
+                if missing {
+                    problems.insert(name.to_string(), "is required".to_string());
+                }
+            }
+            let context: Vec<&str> = [email.as_ref().map(Email::as_str), first_name.as_deref(), last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let chosen = Password::choose(password, min_length, &context);
+            if let Err(reason) = &chosen {
+                problems.insert("password".into(), reason.clone());
+            }
+            let (Some(email), Some(first_name), Some(last_name), Ok(password)) = (email, first_name, last_name, chosen)
+            else {
+                return Err(PortalError::fields_invalid(problems));
+            };
+            let confirmed = email.normalized() == invitation.email.to_lowercase();
+            let mut contact = Contact::new(
+                NewContact {
+                    email,
+                    first_name,
+                    last_name,
+                    username,
+                    phone: None,
+                    roles: invitation.roles.clone(),
+                    password_hash: Some(hash_password(password).await?),
+                },
+                portal.clock.now(),
+            );
+            // The code reached the invited address; another address is unproven.
+            contact.email_confirmed = confirmed;
+            contact.account_id = invitation.account_id.clone();
+            Ok(ContactChange::Create(contact))
+        }
+    }
+}

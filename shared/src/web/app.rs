@@ -1,0 +1,69 @@
+//! What every function's router gets once, as tower layers: client negotiation, security headers,
+//! the body limit (413 in the contract's JSON shape, through [`super::extract::Submission`]), request
+//! tracing with the Lambda request id, and the contract's 404 for unknown routes and methods.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::http::header::{self, HeaderName};
+use axum::response::Response;
+use lambda_http::RequestExt;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use super::AppState;
+use super::client::negotiate;
+use crate::error::PortalError;
+
+/// An HTTP-triggered Lambda function: its routes.
+pub trait HttpFunction: Send + Sync {
+    fn routes(&self) -> Router<AppState>;
+
+    /// The routes with every layer applied and the state given: what `lambda_http::run` serves.
+    fn router(&self, state: AppState) -> Router {
+        finish(self.routes(), state)
+    }
+}
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Applies the layers every route needs and gives the routes their state.
+pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    let fixed = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(negotiate))
+        .layer(fixed(header::CACHE_CONTROL, "no-store"))
+        .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(fixed(header::REFERRER_POLICY, "same-origin"))
+        .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, html_only_policy))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The content security policy, for HTML pages.
+fn html_only_policy(response: &Response) -> Option<HeaderValue> {
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    is_html.then(|| HeaderValue::from_static(CONTENT_SECURITY_POLICY))
+}
+
+/// One span per request, with the Lambda request id, so every log line of a request can be found.
+fn request_span(req: &Request) -> tracing::Span {
+    let request_id = req.lambda_context_ref().map(|c| c.request_id.as_str()).unwrap_or("-");
+    tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
+}
+
+async fn not_found() -> PortalError {
+    PortalError::NotFound
+}

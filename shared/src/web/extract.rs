@@ -1,0 +1,292 @@
+//! Extractors: the checks every route needs, done once. A handler names what it needs in its
+//! arguments (a [`Submission`] of its form, the signed-in [`Viewer`] or [`Admin`], the
+//! [`SourceAddress`], a [`Page`] to render) and gets it already checked.
+
+use std::ops::{Deref, DerefMut};
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::http::header::{HeaderValue, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use lambda_http::request::RequestContext;
+use std::future::Future;
+
+use super::AppState;
+use super::client::{Client, media_type};
+use super::pages::{self, FormErrors};
+use super::reply::Rejection;
+use super::request::{Fields, check_origin, cookie, csrf_cookie_name, query_param, session_cookie_name};
+use super::response::csrf_cookie;
+use crate::Portal;
+use crate::config::Settings;
+use crate::domain::audit::SourceAddress;
+use crate::domain::secret::{random_token, same_secret};
+use crate::error::PortalError;
+use crate::usecases::session::{self, SignedIn};
+
+/// The caller's address as API Gateway saw it.
+impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let address = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            _ => None,
+        };
+        Ok(SourceAddress::new(address))
+    }
+}
+
+/// What rendering a page needs: the portal's settings, and the anti-CSRF token of its forms (the
+/// request's cookie, or a new one that the page's response sets: a double-submit cookie).
+pub struct Page {
+    pub portal: AppState,
+    pub csrf_token: String,
+    new_csrf_cookie: bool,
+    /// The query string, read through [`Page::query`].
+    query: Option<String>,
+}
+
+impl Page {
+    fn new(portal: AppState, headers: &HeaderMap, uri: &Uri) -> Page {
+        let existing = cookie(headers, csrf_cookie_name(&portal.settings)).filter(|t| t.len() >= 32);
+        let (csrf_token, new_csrf_cookie) = match existing {
+            Some(token) => (token.to_string(), false),
+            None => (random_token(), true),
+        };
+        Page { portal, csrf_token, new_csrf_cookie, query: uri.query().map(str::to_string) }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.portal.settings
+    }
+
+    /// Query parameter `name`, if given.
+    pub fn query(&self, name: &str) -> Option<String> {
+        query_param(self.query.as_deref(), name)
+    }
+
+    /// The page as an HTML response, setting the anti-CSRF cookie when it is new.
+    pub fn render(&self, status: u16, page: &impl Template) -> Response {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let mut response = (status, Html(pages::render(page))).into_response();
+        if self.new_csrf_cookie
+            && let Ok(value) = HeaderValue::from_str(&csrf_cookie(&self.portal.settings, &self.csrf_token))
+        {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Page::new(state.clone(), &parts.headers, &parts.uri))
+    }
+}
+
+/// A route's form input: parsed from the submitted fields, form or JSON alike.
+pub trait Form: Sized + Send {
+    /// What showing the form again needs besides the values sent (the invitation a redeem form
+    /// is for, say).
+    type Context: Default + Send;
+
+    /// What the page needs, found from the request, when the submission itself is refused (the
+    /// signed-in contact whose profile form it is, say).
+    fn context(_parts: &mut Parts, _state: &AppState) -> impl Future<Output = Self::Context> + Send {
+        async { Self::Context::default() }
+    }
+
+    /// Reads the input; each field's problem is recorded in `fields` (see [`Fields::done`]).
+    fn parse(fields: &mut Fields, settings: &Settings) -> Result<Self, PortalError>;
+
+    /// The page that shows the form again with the values sent (`sent`) and the problems, or
+    /// `None` when a failure shows the error page instead.
+    fn page(_page: &Page, _sent: &mut Fields, _context: &Self::Context, _errors: FormErrors) -> Option<Response> {
+        None
+    }
+}
+
+/// A form with no fields (sign-out, revoke, resend): the submission checks still apply.
+pub struct NoFields;
+
+impl Form for NoFields {
+    type Context = ();
+
+    fn parse(_: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        Ok(NoFields)
+    }
+}
+
+/// A state-changing request, checked and parsed: the body within the limit (413), a form or JSON
+/// (415), well-formed (400), from this site's origin and, for a form, carrying the anti-CSRF token
+/// of its cookie (403); then its fields parsed into `T`, each problem named in `fields` (400).
+pub struct Submission<T: Form> {
+    pub input: T,
+    /// The fields as sent, to show them again.
+    pub sent: Fields,
+    pub page: Page,
+}
+
+impl<T: Form> Submission<T> {
+    /// The failure `error`, with the form shown again to a browser when it can mend it.
+    pub fn reject(&mut self, error: PortalError) -> Rejection {
+        self.reject_with(error, &T::Context::default())
+    }
+
+    /// As [`Submission::reject`], with what the form's page needs besides the values sent.
+    pub fn reject_with(&mut self, error: PortalError, context: &T::Context) -> Rejection {
+        let form = reshow::<T>(&error, &self.page, &mut self.sent, context);
+        Rejection::with_form(error, form)
+    }
+}
+
+/// The form's page again, for a browser and a fault it can mend.
+fn reshow<T: Form>(error: &PortalError, page: &Page, sent: &mut Fields, context: &T::Context) -> Option<Response> {
+    if !error.is_client_fault() || Client::current() != Client::Browser {
+        return None;
+    }
+    T::page(page, sent, context, FormErrors::from_error(error))
+}
+
+impl<T: Form> Deref for Submission<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.input
+    }
+}
+
+impl<T: Form> DerefMut for Submission<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.input
+    }
+}
+
+impl<T: Form> FromRequest<AppState> for Submission<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Rejection> {
+        let settings = &state.settings;
+        let media_type = media_type(&req);
+        let (mut parts, body) = req.into_parts();
+        let page = Page::new(state.clone(), &parts.headers, &parts.uri);
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                PortalError::PayloadTooLarge
+            } else {
+                PortalError::validation("The body could not be read.")
+            }
+        })?;
+        let is_form = match media_type.as_deref() {
+            Some("application/json") => false,
+            Some("application/x-www-form-urlencoded") => true,
+            _ => return Err(PortalError::UnsupportedMediaType.into()),
+        };
+        check_origin(&parts.headers, settings)?;
+        let text = std::str::from_utf8(&body).map_err(|_| PortalError::validation("The body is not valid UTF-8."))?;
+        let mut sent = if is_form { Fields::from_form(text)? } else { Fields::from_json(text)? };
+        if is_form {
+            let expected = cookie(&parts.headers, csrf_cookie_name(settings));
+            match (expected, sent.csrf_token()) {
+                (Some(expected), Some(given)) if same_secret(expected, given) => {}
+                _ => return Err(PortalError::Forbidden("csrf token missing or wrong").into()),
+            }
+        }
+        match T::parse(&mut sent, settings) {
+            Ok(input) => Ok(Submission { input, sent, page }),
+            Err(error) => {
+                let form = match error.is_client_fault() && Client::current() == Client::Browser {
+                    true => reshow::<T>(&error, &page, &mut sent, &T::context(&mut parts, state).await),
+                    false => None,
+                };
+                Err(Rejection::with_form(error, form))
+            }
+        }
+    }
+}
+
+/// The signed-in contact and their session: `unauthenticated` without a valid session cookie (a
+/// browser is sent to the sign-in page).
+pub struct Viewer(pub SignedIn);
+
+impl Deref for Viewer {
+    type Target = SignedIn;
+
+    fn deref(&self) -> &SignedIn {
+        &self.0
+    }
+}
+
+async fn signed_in(parts: &Parts, portal: &Portal) -> Result<Option<SignedIn>, PortalError> {
+    match cookie(&parts.headers, session_cookie_name(&portal.settings)).filter(|t| !t.is_empty()) {
+        Some(token) => session::current(portal, token).await,
+        None => Ok(None),
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        signed_in(parts, state).await?.map(Viewer).ok_or(PortalError::Unauthenticated)
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for Viewer {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, PortalError> {
+        Ok(signed_in(parts, state).await?.map(Viewer))
+    }
+}
+
+/// A signed-in contact with the `Administrators` web role; `forbidden` for anyone else signed in.
+pub struct Admin(pub SignedIn);
+
+impl Deref for Admin {
+    type Target = SignedIn;
+
+    fn deref(&self) -> &SignedIn {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let Viewer(viewer) = <Viewer as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        if !viewer.contact.has_role(crate::domain::ADMINISTRATORS_ROLE) {
+            return Err(PortalError::Forbidden("not an administrator"));
+        }
+        Ok(Admin(viewer))
+    }
+}
+
+/// Open registration is on; otherwise its routes do not exist (404), as in Power Pages.
+pub struct RegistrationOpen;
+
+impl FromRequestParts<AppState> for RegistrationOpen {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        if state.settings.open_registration { Ok(RegistrationOpen) } else { Err(PortalError::NotFound) }
+    }
+}
+
+/// Invitations are on; otherwise their routes do not exist (404), as in Power Pages.
+pub struct InvitationsEnabled;
+
+impl FromRequestParts<AppState> for InvitationsEnabled {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        if state.settings.invitations_enabled { Ok(InvitationsEnabled) } else { Err(PortalError::NotFound) }
+    }
+}
