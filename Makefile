@@ -1,5 +1,6 @@
 # make run     start the whole portal locally (http://localhost:9000); Ctrl-C stops it
-# make test    every test: Rust unit/integration tests, cfn-lint, the pytest end-to-end suite
+# make test    every test: rustfmt and clippy gates, Rust unit/integration tests, cfn-lint, the pytest
+#              end-to-end suite
 # make emails  print the emails the local portal has sent so far (recipient, subject, body)
 # make bench   DynamoDB calls per operation (on moto) and handler time per request
 # make lint    cfn-lint on infra/template.yaml
@@ -24,6 +25,8 @@ run:
 
 test:
 	scripts/setup.sh --browser
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build --workspace --bins
 	cargo test --workspace
 	.venv/bin/cfn-lint infra/template.yaml
