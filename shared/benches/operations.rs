@@ -10,6 +10,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use portal::domain::time::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -91,7 +92,7 @@ fn dynamo_portal(counter: &CallCounter) -> (Arc<Portal>, Arc<MemoryMailer>, aws_
         invitations: Arc::new(DynamoInvitations::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
         outbox,
         mailer: mailer.clone(),
-        clock: Arc::new(ManualClock::at(1_800_000_000)),
+        clock: Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000))),
         settings,
     });
     (portal, mailer, uncounted)
@@ -119,7 +120,7 @@ async fn dynamodb_calls() {
                     .unwrap(),
             ),
         },
-        1_800_000_000,
+        Timestamp::from_secs(1_800_000_000),
     );
     portal.contacts.create(&admin).await.unwrap();
     counter.take();

@@ -90,6 +90,7 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
 mod tests {
     use super::*;
     use crate::domain::outbox::MailSecret;
+    use crate::domain::time::Timestamp;
 
     #[test]
     fn the_invitation_email_carries_the_code_and_a_link_from_the_base_url() {
@@ -104,9 +105,9 @@ mod tests {
             "ada@example.com",
             "Ada",
             Some(MailSecret::new("ABCD-EFGH".into())),
-            0,
+            Timestamp::from_secs(0),
         );
-        message.valid_until = Some(1_800_000_000);
+        message.valid_until = Some(Timestamp::from_secs(1_800_000_000));
         let email = render(&settings, &message).unwrap();
         assert_eq!(email.to, "ada@example.com");
         assert_eq!(email.subject, "You're invited to the customer portal");

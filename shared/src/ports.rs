@@ -1,6 +1,7 @@
 //! Ports: the small capabilities a handler needs from the outside world. Adapters implement them
 //! for DynamoDB (production) and in memory (handler tests).
 
+use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 
 use crate::domain::contact::{Contact, Login};
@@ -69,10 +70,15 @@ pub trait ContactStore: Send + Sync {
         &self,
         current: &Contact,
         update: &ProfileUpdate,
-        now: i64,
+        now: Timestamp,
         confirmation: Option<TokenEmail<'_>>,
     ) -> Result<Contact, UpdateProfileError>;
-    async fn set_password(&self, contact_id: &str, password_hash: &PasswordHashString, now: i64) -> anyhow::Result<()>;
+    async fn set_password(
+        &self,
+        contact_id: &str,
+        password_hash: &PasswordHashString,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
     /// Queues an email (with its token, if it carries one).
     async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()>;
     /// Uses up a token of `purpose` and applies `effect`, all or nothing. `None` when the token is
@@ -83,12 +89,12 @@ pub trait ContactStore: Send + Sync {
         digest: &str,
         purpose: TokenPurpose,
         effect: &TokenUse,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<Option<String>>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
-    async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool>;
+    async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Whether `key` has any of its `limit` allowances left in this window, taking none.
-    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool>;
+    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
     /// Counts a failed sign-in; locks the account at the policy's threshold. Never extends a
@@ -96,7 +102,7 @@ pub trait ContactStore: Send + Sync {
     async fn record_failed_sign_in(
         &self,
         contact_id: &str,
-        now: i64,
+        now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn>;
     /// Clears the failure count and lockout after a successful sign-in.
@@ -110,7 +116,7 @@ pub trait ContactStore: Send + Sync {
 pub trait SessionStore: Send + Sync {
     async fn create(&self, session: &Session) -> anyhow::Result<()>;
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
-    async fn touch(&self, id_digest: &str, now: i64) -> anyhow::Result<()>;
+    async fn touch(&self, id_digest: &str, now: Timestamp) -> anyhow::Result<()>;
     /// Deletes the session; returns what it was, if it existed.
     async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
     /// Ends every session of a contact, except the one with digest `except`.
@@ -119,17 +125,15 @@ pub trait SessionStore: Send + Sync {
 
 /// Seconds since the Unix epoch; a port so tests can move time.
 pub trait Clock: Send + Sync {
-    fn now(&self) -> i64;
+    fn now(&self) -> Timestamp;
 }
 
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
+    fn now(&self) -> Timestamp {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64);
+        Timestamp::from_secs(secs.unwrap_or_default())
     }
 }
 
@@ -195,7 +199,7 @@ pub trait InvitationStore: Send + Sync {
         message: &OutboxMessage,
     ) -> anyhow::Result<bool>;
     /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
-    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<Option<Invitation>>;
+    async fn revoke(&self, invitation_id: &str, now: Timestamp) -> anyhow::Result<Option<Invitation>>;
     /// One redemption, all or nothing: the invitation still redeemable with this code and under its
     /// maximum, the contact change, and the redemption record.
     async fn redeem(
@@ -203,7 +207,7 @@ pub trait InvitationStore: Send + Sync {
         invitation: &Invitation,
         change: &ContactChange,
         redemption: &Redemption,
-        now: i64,
+        now: Timestamp,
     ) -> Result<(), RedeemError>;
     /// Records how the email with the invitation's current code went (an older message's outcome is
     /// ignored).
@@ -213,7 +217,7 @@ pub trait InvitationStore: Send + Sync {
         message_id: &str,
         delivery: Delivery,
         error: Option<&str>,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<()>;
 }
 
@@ -222,11 +226,11 @@ pub trait InvitationStore: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Claims a pending message (or one whose claim went stale) for sending; `None` when another
     /// delivery has it or it was already sent: a record delivered twice sends one email.
-    async fn claim(&self, message_id: &str, now: i64) -> anyhow::Result<Option<OutboxMessage>>;
+    async fn claim(&self, message_id: &str, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>>;
     /// Marks the message sent and removes its secret.
-    async fn mark_sent(&self, message_id: &str, now: i64) -> anyhow::Result<()>;
+    async fn mark_sent(&self, message_id: &str, now: Timestamp) -> anyhow::Result<()>;
     /// Marks the message failed for good and removes its secret.
-    async fn mark_failed(&self, message_id: &str, reason: &str, now: i64) -> anyhow::Result<()>;
+    async fn mark_failed(&self, message_id: &str, reason: &str, now: Timestamp) -> anyhow::Result<()>;
     /// Gives a claimed message back, to be retried.
     async fn release(&self, message_id: &str) -> anyhow::Result<()>;
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use portal::domain::time::Timestamp;
 use std::collections::HashSet;
 
 use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
@@ -27,7 +28,7 @@ fn contact(email: &str, username: Option<&str>) -> Contact {
             roles: vec!["Customers".into()],
             password_hash: None,
         },
-        1_800_000_000,
+        Timestamp::from_secs(1_800_000_000),
     )
 }
 
@@ -96,7 +97,7 @@ async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
     let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
-    let now = 1_800_000_000;
+    let now = Timestamp::from_secs(1_800_000_000);
     for _ in 0..4 {
         assert_eq!(store.record_failed_sign_in(&ada.contact_id, now, &POLICY).await.unwrap(), FailedSignIn::Counted);
     }
@@ -126,7 +127,7 @@ async fn concurrent_failures_at_the_threshold_lock_once() {
     let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
-    let now = 1_800_000_000;
+    let now = Timestamp::from_secs(1_800_000_000);
     let failures: Vec<_> = (0..8)
         .map(|_| {
             let (store, id) = (store.clone(), ada.contact_id.clone());
@@ -149,7 +150,7 @@ async fn concurrent_failures_at_the_threshold_lock_once() {
 async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
     let tables = fresh_tables();
     let store = DynamoSessions::new(tables.client.clone(), &tables.sessions);
-    let (session, token) = Session::start("contact-1", 1_800_000_000, 86_400);
+    let (session, token) = Session::start("contact-1", Timestamp::from_secs(1_800_000_000), 86_400);
     store.create(&session).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap().as_ref(), Some(&session));
     let raw = tables.client.scan().table_name(&tables.sessions).send().await.unwrap();
@@ -157,13 +158,13 @@ async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
     assert_eq!(item["ttl"].as_n().unwrap(), &(1_800_000_000i64 + 86_400).to_string());
     assert!(!format!("{item:?}").contains(&token), "the token itself is never stored");
 
-    store.touch(&session.id_digest, 1_800_000_100).await.unwrap();
-    assert_eq!(store.get(&session.id_digest).await.unwrap().unwrap().last_seen_at, 1_800_000_100);
+    store.touch(&session.id_digest, Timestamp::from_secs(1_800_000_100)).await.unwrap();
+    assert_eq!(store.get(&session.id_digest).await.unwrap().unwrap().last_seen_at, Timestamp::from_secs(1_800_000_100));
     let deleted = store.delete(&session.id_digest).await.unwrap().expect("the deleted session");
     assert_eq!(deleted.contact_id, "contact-1");
     assert_eq!(store.get(&session.id_digest).await.unwrap(), None);
     assert_eq!(store.delete(&session.id_digest).await.unwrap(), None, "deleting twice finds nothing");
-    store.touch(&session.id_digest, 1_800_000_200).await.unwrap();
+    store.touch(&session.id_digest, Timestamp::from_secs(1_800_000_200)).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap(), None, "touch never resurrects");
 }
 
@@ -174,14 +175,19 @@ mod self_service {
     use portal::ports::{ProfileUpdate, TokenUse, UpdateProfileError};
 
     fn token_for(contact: &Contact, purpose: TokenPurpose) -> (EmailToken, OutboxMessage) {
-        let (token, plain) =
-            EmailToken::issue(purpose, &contact.contact_id, &contact.email_normalized, 1_800_000_000, 3600);
+        let (token, plain) = EmailToken::issue(
+            purpose,
+            &contact.contact_id,
+            &contact.email_normalized,
+            Timestamp::from_secs(1_800_000_000),
+            3600,
+        );
         let message = OutboxMessage::new(
             MessageKind::ConfirmEmail,
             &contact.email,
             "Ada",
             Some(MailSecret::new(plain)),
-            1_800_000_000,
+            Timestamp::from_secs(1_800_000_000),
         );
         (token, message)
     }
@@ -208,7 +214,12 @@ mod self_service {
 
         assert_eq!(
             store
-                .use_token(&token.digest, TokenPurpose::ResetPassword, &TokenUse::ConfirmEmail, 1_800_000_001)
+                .use_token(
+                    &token.digest,
+                    TokenPurpose::ResetPassword,
+                    &TokenUse::ConfirmEmail,
+                    Timestamp::from_secs(1_800_000_001)
+                )
                 .await
                 .unwrap(),
             None,
@@ -216,21 +227,36 @@ mod self_service {
         );
         assert_eq!(
             store
-                .use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_003_600)
+                .use_token(
+                    &token.digest,
+                    TokenPurpose::ConfirmEmail,
+                    &TokenUse::ConfirmEmail,
+                    Timestamp::from_secs(1_800_003_600)
+                )
                 .await
                 .unwrap(),
             None,
             "expired"
         );
         let used = store
-            .use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_001)
+            .use_token(
+                &token.digest,
+                TokenPurpose::ConfirmEmail,
+                &TokenUse::ConfirmEmail,
+                Timestamp::from_secs(1_800_000_001),
+            )
             .await
             .unwrap();
         assert_eq!(used.as_deref(), Some(ada.contact_id.as_str()));
         assert!(store.get(&ada.contact_id).await.unwrap().unwrap().email_confirmed);
         assert_eq!(
             store
-                .use_token(&token.digest, TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, 1_800_000_002)
+                .use_token(
+                    &token.digest,
+                    TokenPurpose::ConfirmEmail,
+                    &TokenUse::ConfirmEmail,
+                    Timestamp::from_secs(1_800_000_002)
+                )
                 .await
                 .unwrap(),
             None,
@@ -255,7 +281,12 @@ mod self_service {
                 let (store, digest, hash) = (store.clone(), token.digest.clone(), hash.clone());
                 tokio::spawn(async move {
                     store
-                        .use_token(&digest, TokenPurpose::ResetPassword, &TokenUse::ResetPassword(hash), 1_800_000_001)
+                        .use_token(
+                            &digest,
+                            TokenPurpose::ResetPassword,
+                            &TokenUse::ResetPassword(hash),
+                            Timestamp::from_secs(1_800_000_001),
+                        )
                         .await
                         .unwrap()
                 })
@@ -282,14 +313,20 @@ mod self_service {
             phone: None,
             new_email: Some(Email::parse(email).unwrap()),
         };
-        let taken = store.update_profile(&ada, &update("GRACE@example.com"), 1_800_000_100, None).await;
+        let taken =
+            store.update_profile(&ada, &update("GRACE@example.com"), Timestamp::from_secs(1_800_000_100), None).await;
         assert!(matches!(taken, Err(UpdateProfileError::EmailTaken)), "{taken:?}");
         let mut moved_to = ada.clone();
         moved_to.email_normalized = "ada@lovelace.example".into();
         moved_to.email = "ada@lovelace.example".into();
         let (token, message) = token_for(&moved_to, TokenPurpose::ConfirmEmail);
         let updated = store
-            .update_profile(&ada, &update("ada@lovelace.example"), 1_800_000_100, Some((&token, &message)))
+            .update_profile(
+                &ada,
+                &update("ada@lovelace.example"),
+                Timestamp::from_secs(1_800_000_100),
+                Some((&token, &message)),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -301,7 +338,8 @@ mod self_service {
         assert!(keys.contains("EMAIL#ada@lovelace.example") && !keys.contains("EMAIL#ada@example.com"), "{keys:?}");
         assert!(keys.contains("USERNAME#ada"));
         assert_eq!(outbox_count(&tables).await, 1);
-        let stale = store.update_profile(&ada, &update("ada@third.example"), 1_800_000_200, None).await;
+        let stale =
+            store.update_profile(&ada, &update("ada@third.example"), Timestamp::from_secs(1_800_000_200), None).await;
         assert!(matches!(stale, Err(UpdateProfileError::Conflict)), "a stale copy cannot overwrite: {stale:?}");
     }
 
@@ -312,21 +350,29 @@ mod self_service {
         let mut granted = Vec::new();
         let mut left = Vec::new();
         for _ in 0..4 {
-            left.push(store.allowance_left("account#a", 3, 3600, 1_800_000_000).await.unwrap());
-            granted.push(store.take_allowance("account#a", 3, 3600, 1_800_000_000).await.unwrap());
+            left.push(store.allowance_left("account#a", 3, 3600, Timestamp::from_secs(1_800_000_000)).await.unwrap());
+            granted
+                .push(store.take_allowance("account#a", 3, 3600, Timestamp::from_secs(1_800_000_000)).await.unwrap());
         }
         assert_eq!(granted, [true, true, true, false]);
         assert_eq!(left, [true, true, true, false], "looking takes nothing");
-        assert!(store.take_allowance("account#b", 3, 3600, 1_800_000_000).await.unwrap(), "per key");
-        assert!(store.take_allowance("account#a", 3, 3600, 1_800_003_600).await.unwrap(), "next window");
+        assert!(
+            store.take_allowance("account#b", 3, 3600, Timestamp::from_secs(1_800_000_000)).await.unwrap(),
+            "per key"
+        );
+        assert!(
+            store.take_allowance("account#a", 3, 3600, Timestamp::from_secs(1_800_003_600)).await.unwrap(),
+            "next window"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn all_of_a_contacts_sessions_end_but_the_one_kept() {
         let tables = fresh_tables();
         let store = DynamoSessions::new(tables.client.clone(), &tables.sessions);
-        let sessions: Vec<Session> = (0..3).map(|_| Session::start("ada", 1_800_000_000, 3600).0).collect();
-        let grace = Session::start("grace", 1_800_000_000, 3600).0;
+        let sessions: Vec<Session> =
+            (0..3).map(|_| Session::start("ada", Timestamp::from_secs(1_800_000_000), 3600).0).collect();
+        let grace = Session::start("grace", Timestamp::from_secs(1_800_000_000), 3600).0;
         for session in sessions.iter().chain([&grace]) {
             store.create(session).await.unwrap();
         }

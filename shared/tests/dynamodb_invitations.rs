@@ -3,6 +3,7 @@
 
 mod support;
 
+use portal::domain::time::Timestamp;
 use std::sync::Arc;
 
 use portal::adapters::dynamodb::DynamoContacts;
@@ -15,7 +16,7 @@ use portal::domain::password::PasswordHashString;
 use portal::ports::{ContactChange, ContactStore, InvitationStore, Outbox, RedeemError};
 use support::moto::{Tables, fresh_tables};
 
-const NOW: i64 = 1_800_000_000;
+const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
 
 struct Stores {
     tables: Tables,

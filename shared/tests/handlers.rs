@@ -3,6 +3,7 @@
 
 mod support;
 
+use portal::domain::time::Timestamp;
 use portal::handlers::profile::Profile;
 use portal::handlers::register::Register;
 use portal::handlers::sign_in::SignIn;
@@ -37,7 +38,7 @@ fn invitation_for(
         last_name: "Invitee".into(),
         max_redemptions: 1,
         redemptions: 0,
-        expires_at: message.valid_until.unwrap_or(i64::MAX),
+        expires_at: message.valid_until.unwrap_or(Timestamp::from_secs(i64::MAX)),
         revoked: false,
         roles: vec![],
         account_id: None,

@@ -6,6 +6,7 @@ mod support;
 use portal::domain::contact::Contact;
 use portal::domain::invitation::Delivery;
 use portal::domain::outbox::{MessageKind, MessageStatus, OutboxMessage};
+use portal::domain::time::Timestamp;
 use portal::handlers::admin::CreateInvitation;
 use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
@@ -600,7 +601,7 @@ async fn the_contact_search_finds_contacts_beyond_the_listed_ones() {
         contact.contact_id = format!("contact-{i}");
         contact.email = format!("person{i}@example.com");
         contact.email_normalized = contact.email.clone();
-        contact.created_at = 1_800_000_000 + i;
+        contact.created_at = Timestamp::from_secs(1_800_000_000) + i;
         t.contacts.put(contact);
     }
     let listed = |query: &str| {

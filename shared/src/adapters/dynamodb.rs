@@ -8,6 +8,7 @@
 //!
 //! Sessions table (key `pk` = digest of the token, GSI `by-contact`, TTL on `ttl`).
 
+use crate::domain::time::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ pub(crate) fn key(pk: String) -> Item {
     HashMap::from([("pk".to_string(), AttributeValue::S(pk))])
 }
 
-pub(crate) fn number(value: i64) -> AttributeValue {
+pub(crate) fn number(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -77,7 +78,7 @@ struct SessionItem {
     #[serde(flatten)]
     session: Session,
     /// DynamoDB TTL removes the item some time after the absolute expiry; reads check expiry.
-    ttl: i64,
+    ttl: Timestamp,
 }
 
 pub struct DynamoContacts {
@@ -92,7 +93,7 @@ struct TokenItem {
     pk: String,
     #[serde(flatten)]
     token: EmailToken,
-    ttl: i64,
+    ttl: Timestamp,
 }
 
 fn token_pk(digest: &str) -> String {
@@ -156,7 +157,7 @@ pub(crate) struct OutboxItem {
     pub pk: String,
     #[serde(flatten)]
     pub message: OutboxMessage,
-    pub ttl: i64,
+    pub ttl: Timestamp,
 }
 
 pub(crate) fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
@@ -293,7 +294,7 @@ impl ContactStore for DynamoContacts {
     async fn record_failed_sign_in(
         &self,
         contact_id: &str,
-        now: i64,
+        now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
         // Count the failure atomically, unless a lockout is in force (failures then change nothing).
@@ -366,7 +367,7 @@ impl ContactStore for DynamoContacts {
         &self,
         current: &Contact,
         update: &ProfileUpdate,
-        now: i64,
+        now: Timestamp,
         confirmation: Option<TokenEmail<'_>>,
     ) -> Result<Contact, UpdateProfileError> {
         let mut updated = current.clone();
@@ -432,7 +433,12 @@ impl ContactStore for DynamoContacts {
         }
     }
 
-    async fn set_password(&self, contact_id: &str, password_hash: &PasswordHashString, now: i64) -> anyhow::Result<()> {
+    async fn set_password(
+        &self,
+        contact_id: &str,
+        password_hash: &PasswordHashString,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -456,7 +462,7 @@ impl ContactStore for DynamoContacts {
         digest: &str,
         purpose: TokenPurpose,
         effect: &TokenUse,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<Option<String>> {
         let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
         let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
@@ -496,16 +502,28 @@ impl ContactStore for DynamoContacts {
         }
     }
 
-    async fn allowance_left(&self, key_text: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
-        let Some(item) = self.get_item(format!("RATE#{key_text}#{}", now.div_euclid(window_secs))).await? else {
+    async fn allowance_left(
+        &self,
+        key_text: &str,
+        limit: u32,
+        window_secs: i64,
+        now: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let Some(item) = self.get_item(format!("RATE#{key_text}#{}", now.window(window_secs))).await? else {
             return Ok(true);
         };
         let hits = item.get("hits").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
         Ok(hits < limit)
     }
 
-    async fn take_allowance(&self, key_text: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
-        let window = now.div_euclid(window_secs);
+    async fn take_allowance(
+        &self,
+        key_text: &str,
+        limit: u32,
+        window_secs: i64,
+        now: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let window = now.window(window_secs);
         let result = self
             .client
             .update_item()
@@ -602,7 +620,7 @@ impl SessionStore for DynamoSessions {
         Ok(Some(stored.session))
     }
 
-    async fn touch(&self, id_digest: &str, now: i64) -> anyhow::Result<()> {
+    async fn touch(&self, id_digest: &str, now: Timestamp) -> anyhow::Result<()> {
         let result = self
             .client
             .update_item()

@@ -7,6 +7,7 @@
 //!
 //! Outbox table (key `pk` = message id; stream NEW_IMAGE; TTL on `ttl`).
 
+use crate::domain::time::Timestamp;
 use std::collections::HashMap;
 
 use anyhow::Context;
@@ -54,7 +55,7 @@ struct InvitationItem {
     sk: String,
     #[serde(flatten)]
     invitation: Invitation,
-    ttl: i64,
+    ttl: Timestamp,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,7 +63,7 @@ struct CodeItem {
     pk: String,
     sk: String,
     invitation_id: String,
-    ttl: i64,
+    ttl: Timestamp,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -117,7 +118,7 @@ impl DynamoInvitations {
     fn contact_change_items(
         &self,
         change: &ContactChange,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<Vec<(TransactWriteItem, RedeemError)>> {
         let table = &self.contacts_table;
         let update = |expression: String,
@@ -306,7 +307,7 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn revoke(&self, invitation_id: &str, now: i64) -> anyhow::Result<Option<Invitation>> {
+    async fn revoke(&self, invitation_id: &str, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
         let result = self
             .client
             .update_item()
@@ -335,7 +336,7 @@ impl InvitationStore for DynamoInvitations {
         invitation: &Invitation,
         change: &ContactChange,
         redemption: &Redemption,
-        now: i64,
+        now: Timestamp,
     ) -> Result<(), RedeemError> {
         let count = Update::builder()
             .table_name(&self.invitations_table)
@@ -386,7 +387,7 @@ impl InvitationStore for DynamoInvitations {
         message_id: &str,
         delivery: Delivery,
         error: Option<&str>,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<()> {
         let mut builder = self
             .client
@@ -437,7 +438,7 @@ fn status(value: &str) -> AttributeValue {
 
 #[async_trait]
 impl Outbox for DynamoOutbox {
-    async fn claim(&self, message_id: &str, now: i64) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &str, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
         let result = self
             .update(message_id)
             .update_expression("SET #s = :sending, claimed_at = :now")
@@ -460,7 +461,7 @@ impl Outbox for DynamoOutbox {
         }
     }
 
-    async fn mark_sent(&self, message_id: &str, now: i64) -> anyhow::Result<()> {
+    async fn mark_sent(&self, message_id: &str, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
             .update_expression("SET #s = :sent, sent_at = :now REMOVE secret")
             .expression_attribute_values(":sent", status("sent"))
@@ -471,7 +472,7 @@ impl Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn mark_failed(&self, message_id: &str, reason: &str, now: i64) -> anyhow::Result<()> {
+    async fn mark_failed(&self, message_id: &str, reason: &str, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
             .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret")
             .expression_attribute_names("#e", "error")

@@ -1,5 +1,6 @@
 //! In-memory adapters with the same rules as the DynamoDB ones, for fast handler tests.
 
+use crate::domain::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -53,7 +54,7 @@ impl MemoryContacts {
     }
 
     /// Applies a redemption's change to a contact, all or nothing, with the DynamoDB conditions.
-    fn apply(&self, change: &ContactChange, now: i64) -> Result<(), RedeemError> {
+    fn apply(&self, change: &ContactChange, now: Timestamp) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         match change {
             ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
@@ -139,7 +140,7 @@ impl ContactStore for MemoryContacts {
         &self,
         current: &Contact,
         update: &ProfileUpdate,
-        now: i64,
+        now: Timestamp,
         confirmation: Option<TokenEmail<'_>>,
     ) -> Result<Contact, UpdateProfileError> {
         let mut state = self.state.lock().unwrap();
@@ -170,7 +171,12 @@ impl ContactStore for MemoryContacts {
         Ok(updated)
     }
 
-    async fn set_password(&self, contact_id: &str, password_hash: &PasswordHashString, now: i64) -> anyhow::Result<()> {
+    async fn set_password(
+        &self,
+        contact_id: &str,
+        password_hash: &PasswordHashString,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         let contact = state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))?;
         contact.password_hash = Some(password_hash.clone());
@@ -191,7 +197,7 @@ impl ContactStore for MemoryContacts {
         digest: &str,
         purpose: TokenPurpose,
         effect: &TokenUse,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<Option<String>> {
         let mut state = self.state.lock().unwrap();
         let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else {
@@ -217,15 +223,15 @@ impl ContactStore for MemoryContacts {
         Ok(Some(token.contact_id))
     }
 
-    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
+    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
         let state = self.state.lock().unwrap();
-        let hits = state.allowances.get(&format!("{key}#{}", now.div_euclid(window_secs))).copied().unwrap_or(0);
+        let hits = state.allowances.get(&format!("{key}#{}", now.window(window_secs))).copied().unwrap_or(0);
         Ok(hits < limit)
     }
 
-    async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: i64) -> anyhow::Result<bool> {
+    async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
         let mut state = self.state.lock().unwrap();
-        let hits = state.allowances.entry(format!("{key}#{}", now.div_euclid(window_secs))).or_default();
+        let hits = state.allowances.entry(format!("{key}#{}", now.window(window_secs))).or_default();
         if *hits >= limit {
             return Ok(false);
         }
@@ -249,7 +255,7 @@ impl ContactStore for MemoryContacts {
     async fn record_failed_sign_in(
         &self,
         contact_id: &str,
-        now: i64,
+        now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
         let mut state = self.state.lock().unwrap();
@@ -301,7 +307,7 @@ impl SessionStore for MemorySessions {
         Ok(self.sessions.lock().unwrap().get(id_digest).cloned())
     }
 
-    async fn touch(&self, id_digest: &str, now: i64) -> anyhow::Result<()> {
+    async fn touch(&self, id_digest: &str, now: Timestamp) -> anyhow::Result<()> {
         if let Some(session) = self.sessions.lock().unwrap().get_mut(id_digest) {
             session.last_seen_at = now;
         }
@@ -322,8 +328,8 @@ impl SessionStore for MemorySessions {
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
-    pub fn at(now: i64) -> Self {
-        ManualClock(AtomicI64::new(now))
+    pub fn at(now: Timestamp) -> Self {
+        ManualClock(AtomicI64::new(now.as_secs()))
     }
 
     pub fn advance(&self, secs: i64) {
@@ -332,8 +338,8 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+    fn now(&self) -> Timestamp {
+        Timestamp::from_secs(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -416,7 +422,7 @@ impl InvitationStore for MemoryInvitations {
         Ok(true)
     }
 
-    async fn revoke(&self, invitation_id: &str, _now: i64) -> anyhow::Result<Option<Invitation>> {
+    async fn revoke(&self, invitation_id: &str, _now: Timestamp) -> anyhow::Result<Option<Invitation>> {
         let mut state = self.state.lock().unwrap();
         Ok(state.invitations.get_mut(invitation_id).map(|i| {
             i.revoked = true;
@@ -429,7 +435,7 @@ impl InvitationStore for MemoryInvitations {
         invitation: &Invitation,
         change: &ContactChange,
         redemption: &Redemption,
-        now: i64,
+        now: Timestamp,
     ) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         let stored = state.invitations.get(&invitation.invitation_id).ok_or(RedeemError::InvitationInvalid)?;
@@ -450,7 +456,7 @@ impl InvitationStore for MemoryInvitations {
         message_id: &str,
         delivery: Delivery,
         error: Option<&str>,
-        now: i64,
+        now: Timestamp,
     ) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         if let Some(stored) = state.invitations.get_mut(invitation_id).filter(|i| i.message_id == message_id) {
@@ -465,7 +471,7 @@ impl InvitationStore for MemoryInvitations {
 /// Outbox messages in memory, with the claim rules of the DynamoDB outbox.
 #[derive(Default)]
 pub struct MemoryOutbox {
-    messages: Mutex<HashMap<String, (OutboxMessage, Option<i64>)>>,
+    messages: Mutex<HashMap<String, (OutboxMessage, Option<Timestamp>)>>,
 }
 
 impl MemoryOutbox {
@@ -484,7 +490,7 @@ impl MemoryOutbox {
 
 #[async_trait]
 impl Outbox for MemoryOutbox {
-    async fn claim(&self, message_id: &str, now: i64) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &str, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
         let mut messages = self.messages.lock().unwrap();
         let Some((message, claimed_at)) = messages.get_mut(message_id) else { return Ok(None) };
         let stale = claimed_at.is_some_and(|at| at < now - CLAIM_TIMEOUT_SECS);
@@ -498,7 +504,7 @@ impl Outbox for MemoryOutbox {
         Ok(Some(message.clone()))
     }
 
-    async fn mark_sent(&self, message_id: &str, _now: i64) -> anyhow::Result<()> {
+    async fn mark_sent(&self, message_id: &str, _now: Timestamp) -> anyhow::Result<()> {
         if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Sent;
             message.secret = None;
@@ -506,7 +512,7 @@ impl Outbox for MemoryOutbox {
         Ok(())
     }
 
-    async fn mark_failed(&self, message_id: &str, reason: &str, _now: i64) -> anyhow::Result<()> {
+    async fn mark_failed(&self, message_id: &str, reason: &str, _now: Timestamp) -> anyhow::Result<()> {
         if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Failed;
             message.error = Some(reason.to_string());

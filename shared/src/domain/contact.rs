@@ -1,5 +1,6 @@
 //! Contacts: the customers of the business, some of whom are portal users.
 
+use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::email::Email;
@@ -35,9 +36,9 @@ pub struct Contact {
     #[serde(default)]
     pub lockouts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locked_until: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub locked_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// What a new contact is made of, once every field has been parsed.
@@ -52,7 +53,7 @@ pub struct NewContact {
 }
 
 impl Contact {
-    pub fn new(details: NewContact, now: i64) -> Self {
+    pub fn new(details: NewContact, now: Timestamp) -> Self {
         Contact {
             contact_id: uuid::Uuid::new_v4().to_string(),
             email: details.email.as_str().to_string(),
@@ -162,7 +163,7 @@ mod tests {
                 roles: vec![],
                 password_hash: None,
             },
-            1,
+            Timestamp::from_secs(1),
         );
         for (query, found) in [("", true), ("navy", true), ("GRACE HOP", true), ("amazing", true), ("ada", false)] {
             assert_eq!(contact.matches(query), found, "{query:?}");
@@ -183,7 +184,7 @@ mod tests {
                 roles: vec![],
                 password_hash: None,
             },
-            42,
+            Timestamp::from_secs(42),
         );
         assert_eq!(contact.email, "Ada@Example.com");
         assert_eq!(contact.email_normalized, "ada@example.com");

@@ -2,6 +2,7 @@
 //! emails a code; redeeming it gives the contact credentials, or attaches the invitation to an
 //! account they already have, assigning web roles and a parent account.
 
+use super::time::Timestamp;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -103,7 +104,7 @@ pub struct Invitation {
     pub max_redemptions: u32,
     #[serde(default)]
     pub redemptions: u32,
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
     #[serde(default)]
     pub revoked: bool,
     #[serde(default)]
@@ -112,7 +113,7 @@ pub struct Invitation {
     pub account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_path: Option<String>,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     pub created_by: String,
     /// The outbox message carrying the current code; a resend replaces it.
     pub message_id: String,
@@ -120,7 +121,7 @@ pub struct Invitation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered_at: Option<i64>,
+    pub delivered_at: Option<Timestamp>,
 }
 
 /// Where an invitation stands, as the administrator sees it.
@@ -134,7 +135,7 @@ pub enum InvitationStatus {
 }
 
 impl Invitation {
-    pub fn status(&self, now: i64) -> InvitationStatus {
+    pub fn status(&self, now: Timestamp) -> InvitationStatus {
         if self.revoked {
             InvitationStatus::Revoked
         } else if self.redemptions >= self.max_redemptions {
@@ -147,7 +148,7 @@ impl Invitation {
     }
 
     /// Whether the code may be redeemed now. Expiry is checked here, on read: TTL deletes late.
-    pub fn is_redeemable(&self, now: i64) -> bool {
+    pub fn is_redeemable(&self, now: Timestamp) -> bool {
         self.status(now) == InvitationStatus::Active
     }
 }
@@ -157,7 +158,7 @@ impl Invitation {
 pub struct Redemption {
     pub invitation_id: String,
     pub contact_id: String,
-    pub redeemed_at: i64,
+    pub redeemed_at: Timestamp,
     pub source_ip: String,
 }
 
@@ -233,12 +234,12 @@ mod tests {
             last_name: "B".into(),
             max_redemptions: 1,
             redemptions: 0,
-            expires_at: 1000,
+            expires_at: Timestamp::from_secs(1000),
             revoked: false,
             roles: vec![],
             account_id: None,
             redirect_path: None,
-            created_at: 0,
+            created_at: Timestamp::from_secs(0),
             created_by: "admin".into(),
             message_id: "m".into(),
             delivery: Delivery::Pending,
@@ -261,8 +262,8 @@ mod tests {
             ),
         ];
         for (invitation, now, expected) in cases {
-            assert_eq!(invitation.status(now), expected);
-            assert_eq!(invitation.is_redeemable(now), expected == InvitationStatus::Active);
+            assert_eq!(invitation.status(Timestamp::from_secs(now)), expected);
+            assert_eq!(invitation.is_redeemable(Timestamp::from_secs(now)), expected == InvitationStatus::Active);
         }
     }
 

@@ -1,6 +1,8 @@
 //! Account lockout, Power Pages style: consecutive failures lock the account for a time that grows
 //! with each lockout, capped so an attacker can never lock it for good.
 
+use super::time::Timestamp;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockoutPolicy {
     /// Consecutive failures that lock the account.
@@ -24,7 +26,7 @@ impl LockoutPolicy {
 pub struct LockoutState {
     pub failed_sign_ins: u32,
     pub lockouts: u32,
-    pub locked_until: Option<i64>,
+    pub locked_until: Option<Timestamp>,
 }
 
 /// What one more failed sign-in did.
@@ -33,13 +35,13 @@ pub enum FailedSignIn {
     /// Counted towards the threshold.
     Counted,
     /// This failure reached the threshold: locked until the given time.
-    LockedOut { until: i64 },
+    LockedOut { until: Timestamp },
     /// The account was already locked: nothing changes (failures do not extend a lockout).
     AlreadyLocked,
 }
 
 impl LockoutState {
-    pub fn is_locked(&self, now: i64) -> bool {
+    pub fn is_locked(&self, now: Timestamp) -> bool {
         self.locked_until.is_some_and(|until| until > now)
     }
 
@@ -50,7 +52,7 @@ impl LockoutState {
 
     /// The state after one more failure at `now` (the in-memory store applies this directly; the
     /// DynamoDB store applies the same rule with conditional updates).
-    pub fn after_failure(&self, now: i64, policy: &LockoutPolicy) -> (LockoutState, FailedSignIn) {
+    pub fn after_failure(&self, now: Timestamp, policy: &LockoutPolicy) -> (LockoutState, FailedSignIn) {
         if self.is_locked(now) {
             return (*self, FailedSignIn::AlreadyLocked);
         }
@@ -83,28 +85,28 @@ mod tests {
     fn the_threshold_th_consecutive_failure_locks() {
         let mut state = LockoutState::default();
         for _ in 0..4 {
-            let (next, outcome) = state.after_failure(1000, &POLICY);
+            let (next, outcome) = state.after_failure(Timestamp::from_secs(1000), &POLICY);
             assert_eq!(outcome, FailedSignIn::Counted);
             state = next;
         }
-        let (state, outcome) = state.after_failure(1000, &POLICY);
-        assert_eq!(outcome, FailedSignIn::LockedOut { until: 1300 });
-        assert!(state.is_locked(1299));
-        assert!(!state.is_locked(1300));
+        let (state, outcome) = state.after_failure(Timestamp::from_secs(1000), &POLICY);
+        assert_eq!(outcome, FailedSignIn::LockedOut { until: Timestamp::from_secs(1300) });
+        assert!(state.is_locked(Timestamp::from_secs(1299)));
+        assert!(!state.is_locked(Timestamp::from_secs(1300)));
     }
 
     #[test]
     fn failures_while_locked_do_not_extend_the_lockout() {
-        let locked = LockoutState { failed_sign_ins: 0, lockouts: 1, locked_until: Some(1300) };
-        let (after, outcome) = locked.after_failure(1200, &POLICY);
+        let locked = LockoutState { failed_sign_ins: 0, lockouts: 1, locked_until: Some(Timestamp::from_secs(1300)) };
+        let (after, outcome) = locked.after_failure(Timestamp::from_secs(1200), &POLICY);
         assert_eq!(outcome, FailedSignIn::AlreadyLocked);
         assert_eq!(after, locked);
     }
 
     #[test]
     fn a_second_lockout_lasts_longer() {
-        let expired = LockoutState { failed_sign_ins: 4, lockouts: 1, locked_until: Some(1300) };
-        let (_, outcome) = expired.after_failure(2000, &POLICY);
-        assert_eq!(outcome, FailedSignIn::LockedOut { until: 2600 });
+        let expired = LockoutState { failed_sign_ins: 4, lockouts: 1, locked_until: Some(Timestamp::from_secs(1300)) };
+        let (_, outcome) = expired.after_failure(Timestamp::from_secs(2000), &POLICY);
+        assert_eq!(outcome, FailedSignIn::LockedOut { until: Timestamp::from_secs(2600) });
     }
 }

@@ -1,6 +1,7 @@
 //! The transactional outbox: every email is an item written in the same transaction as the change
 //! that causes it; the outbox table's stream triggers `send-email`.
 
+use super::time::Timestamp;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -81,15 +82,15 @@ pub struct OutboxMessage {
     pub invitation_id: Option<String>,
     /// When what the email offers stops working (shown in the email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub valid_until: Option<i64>,
+    pub valid_until: Option<Timestamp>,
     pub status: MessageStatus,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl OutboxMessage {
-    pub fn new(kind: MessageKind, to: &str, first_name: &str, secret: Option<MailSecret>, now: i64) -> Self {
+    pub fn new(kind: MessageKind, to: &str, first_name: &str, secret: Option<MailSecret>, now: Timestamp) -> Self {
         OutboxMessage {
             message_id: uuid::Uuid::new_v4().to_string(),
             kind,

@@ -1,5 +1,6 @@
 //! Sessions: opaque random tokens handed to the browser; only their digest is stored.
 
+use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::secret::{digest, random_token};
@@ -9,10 +10,10 @@ use super::secret::{digest, random_token};
 pub struct Session {
     pub id_digest: String,
     pub contact_id: String,
-    pub created_at: i64,
-    pub last_seen_at: i64,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
     /// Absolute expiry: the session ends then whatever its use.
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
 }
 
 /// How often a session's `last_seen_at` is written: more often would cost a write per request.
@@ -20,7 +21,7 @@ pub const TOUCH_INTERVAL_SECS: i64 = 60;
 
 impl Session {
     /// Starts a session; returns it with the token for the cookie (never stored).
-    pub fn start(contact_id: &str, now: i64, absolute_secs: i64) -> (Session, String) {
+    pub fn start(contact_id: &str, now: Timestamp, absolute_secs: i64) -> (Session, String) {
         let token = random_token();
         let session = Session {
             id_digest: digest(&token),
@@ -33,11 +34,11 @@ impl Session {
     }
 
     /// Active until its absolute expiry, and while used at least once per idle period.
-    pub fn is_active(&self, now: i64, idle_secs: i64) -> bool {
+    pub fn is_active(&self, now: Timestamp, idle_secs: i64) -> bool {
         now < self.expires_at && now < self.last_seen_at + idle_secs
     }
 
-    pub fn needs_touch(&self, now: i64) -> bool {
+    pub fn needs_touch(&self, now: Timestamp) -> bool {
         now - self.last_seen_at >= TOUCH_INTERVAL_SECS
     }
 }
@@ -48,22 +49,22 @@ mod tests {
 
     #[test]
     fn a_session_ends_at_its_idle_or_absolute_limit() {
-        let (session, token) = Session::start("c1", 1000, 3600);
+        let (session, token) = Session::start("c1", Timestamp::from_secs(1000), 3600);
         assert_eq!(session.id_digest, digest(&token));
         let idle = 600;
         let cases = [(1000, true), (1599, true), (1600, false)];
         for (now, active) in cases {
-            assert_eq!(session.is_active(now, idle), active, "now {now}");
+            assert_eq!(session.is_active(Timestamp::from_secs(now), idle), active, "now {now}");
         }
-        let used = Session { last_seen_at: 4500, ..session.clone() };
-        assert!(used.is_active(4599, idle));
-        assert!(!used.is_active(4600, idle), "absolute expiry wins over recent use");
+        let used = Session { last_seen_at: Timestamp::from_secs(4500), ..session.clone() };
+        assert!(used.is_active(Timestamp::from_secs(4599), idle));
+        assert!(!used.is_active(Timestamp::from_secs(4600), idle), "absolute expiry wins over recent use");
     }
 
     #[test]
     fn touches_at_most_once_a_minute() {
-        let (session, _) = Session::start("c1", 1000, 3600);
-        assert!(!session.needs_touch(1059));
-        assert!(session.needs_touch(1060));
+        let (session, _) = Session::start("c1", Timestamp::from_secs(1000), 3600);
+        assert!(!session.needs_touch(Timestamp::from_secs(1059)));
+        assert!(session.needs_touch(Timestamp::from_secs(1060)));
     }
 }

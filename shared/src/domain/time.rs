@@ -1,4 +1,69 @@
-//! Times as people and programs read them (seconds since the epoch inside the portal).
+//! Points in time (whole seconds since the Unix epoch, UTC) and how people and programs read them.
+
+use std::fmt;
+use std::ops::{Add, Sub};
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time, to the second. Stored as the number of seconds since the epoch (what DynamoDB's
+/// TTL reads); shown with [`human`] and [`rfc3339`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const fn from_secs(secs: i64) -> Self {
+        Timestamp(secs)
+    }
+
+    pub const fn as_secs(self) -> i64 {
+        self.0
+    }
+
+    /// The number of the `len`-second window (counted from the epoch) this point falls in.
+    pub const fn window(self, len: i64) -> i64 {
+        self.0.div_euclid(len)
+    }
+
+    /// The seconds from this point to the end of its `len`-second window.
+    pub const fn secs_left_in_window(self, len: i64) -> i64 {
+        len - self.0.rem_euclid(len)
+    }
+}
+
+/// `time + seconds`: the point that many seconds later.
+impl Add<i64> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, secs: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(secs))
+    }
+}
+
+/// `time - seconds`: the point that many seconds earlier.
+impl Sub<i64> for Timestamp {
+    type Output = Timestamp;
+
+    fn sub(self, secs: i64) -> Timestamp {
+        Timestamp(self.0.saturating_sub(secs))
+    }
+}
+
+/// `later - earlier`: the seconds between two points.
+impl Sub for Timestamp {
+    type Output = i64;
+
+    fn sub(self, earlier: Timestamp) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// The stored form: seconds since the epoch.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// (year, month, day, hour, minute, second) in UTC: civil-from-days, proleptic Gregorian.
 fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
@@ -17,14 +82,14 @@ fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
 }
 
 /// `2026-12-04 09:30 UTC`, for emails and pages.
-pub fn human(secs: i64) -> String {
-    let (y, mo, d, h, mi, _) = civil(secs);
+pub fn human(time: Timestamp) -> String {
+    let (y, mo, d, h, mi, _) = civil(time.0);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
 }
 
 /// `2026-12-04T09:30:00Z`, for JSON.
-pub fn rfc3339(secs: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
+pub fn rfc3339(time: Timestamp) -> String {
+    let (y, mo, d, h, mi, s) = civil(time.0);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
@@ -41,7 +106,8 @@ mod tests {
             (1_798_761_599, "2026-12-31 23:59 UTC", "2026-12-31T23:59:59Z"),
         ];
         for (secs, shown, iso) in cases {
-            assert_eq!((human(secs).as_str(), rfc3339(secs).as_str()), (shown, iso));
+            let time = Timestamp::from_secs(secs);
+            assert_eq!((human(time).as_str(), rfc3339(time).as_str()), (shown, iso));
         }
     }
 }

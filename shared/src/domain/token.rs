@@ -1,6 +1,7 @@
 //! Emailed single-use tokens: email confirmation and password reset. At least 128 bits (256 here),
 //! stored only as a SHA-256 digest, used at most once, expiring.
 
+use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::secret::{digest, random_token};
@@ -19,8 +20,8 @@ pub struct EmailToken {
     pub contact_id: String,
     /// The address the token was sent to: a confirmation confirms this address only.
     pub email_normalized: String,
-    pub created_at: i64,
-    pub expires_at: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 impl EmailToken {
@@ -29,7 +30,7 @@ impl EmailToken {
         purpose: TokenPurpose,
         contact_id: &str,
         email_normalized: &str,
-        now: i64,
+        now: Timestamp,
         lifetime_secs: i64,
     ) -> (EmailToken, String) {
         let plain = random_token();
@@ -44,7 +45,7 @@ impl EmailToken {
         (token, plain)
     }
 
-    pub fn is_usable(&self, purpose: TokenPurpose, now: i64) -> bool {
+    pub fn is_usable(&self, purpose: TokenPurpose, now: Timestamp) -> bool {
         self.purpose == purpose && now < self.expires_at
     }
 }
@@ -62,7 +63,8 @@ mod tests {
 
     #[test]
     fn tokens_are_single_purpose_and_expire() {
-        let (token, plain) = EmailToken::issue(TokenPurpose::ResetPassword, "c1", "ada@example.com", 1000, 3600);
+        let (token, plain) =
+            EmailToken::issue(TokenPurpose::ResetPassword, "c1", "ada@example.com", Timestamp::from_secs(1000), 3600);
         assert_eq!(token.digest, digest(&plain));
         assert_eq!(parse_token(&format!(" {plain} ")), Some(plain.clone()));
         let cases = [
@@ -72,7 +74,7 @@ mod tests {
             (TokenPurpose::ConfirmEmail, 1000, false),
         ];
         for (purpose, now, usable) in cases {
-            assert_eq!(token.is_usable(purpose, now), usable, "{purpose:?} at {now}");
+            assert_eq!(token.is_usable(purpose, Timestamp::from_secs(now)), usable, "{purpose:?} at {now}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! `POST /admin/invitations`, `GET /admin/invitations/{id}`, `POST /admin/invitations/{id}/resend`
 //! and `.../revoke`. Only contacts with the `Administrators` web role get past [`Admin`].
 
+use crate::domain::time::Timestamp;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -96,7 +97,7 @@ struct InvitationView<'a> {
 }
 
 impl<'a> InvitationView<'a> {
-    fn of(invitation: &'a Invitation, now: i64, redemptions: Option<&'a [Redemption]>) -> Self {
+    fn of(invitation: &'a Invitation, now: Timestamp, redemptions: Option<&'a [Redemption]>) -> Self {
         InvitationView {
             invitation_id: &invitation.invitation_id,
             contact_id: &invitation.contact_id,
@@ -127,7 +128,7 @@ impl<'a> InvitationView<'a> {
     }
 }
 
-fn invitation_row(invitation: &Invitation, now: i64) -> InvitationRow {
+fn invitation_row(invitation: &Invitation, now: Timestamp) -> InvitationRow {
     InvitationRow {
         invitation_id: invitation.invitation_id.clone(),
         kind: format!("{:?}", invitation.kind).to_lowercase(),

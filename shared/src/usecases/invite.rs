@@ -7,6 +7,7 @@ use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
 use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+use crate::domain::time::Timestamp;
 use crate::error::PortalError;
 use crate::ports::CreateContactError;
 
@@ -97,7 +98,7 @@ async fn invited_contact(portal: &Portal, invitee: Invitee) -> Result<Contact, P
 }
 
 /// The email carrying `code` for `invitation`.
-fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: i64) -> OutboxMessage {
+fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: Timestamp) -> OutboxMessage {
     let mut message = OutboxMessage::new(
         MessageKind::Invitation,
         &invitation.email,

@@ -47,7 +47,7 @@ pub async fn authenticate(
     if contact.password_hash.is_some() {
         let outcome = portal.contacts.record_failed_sign_in(&contact.contact_id, now, &portal.settings.lockout).await?;
         if let FailedSignIn::LockedOut { until } = outcome {
-            tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until, "audit");
+            tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
         }
     }
     Err(PortalError::InvalidCredentials)

@@ -33,9 +33,7 @@ pub async fn refuse_if_throttled(portal: &Portal, source: &SourceAddress, attemp
         return Ok(());
     }
     super::audit(AuditEvent::Throttled, None, source);
-    Err(PortalError::RateLimited {
-        retry_after_secs: (FAILURE_WINDOW_SECS - now.rem_euclid(FAILURE_WINDOW_SECS)) as u64,
-    })
+    Err(PortalError::RateLimited { retry_after_secs: now.secs_left_in_window(FAILURE_WINDOW_SECS) as u64 })
 }
 
 /// Counts one failure of the source address.

@@ -13,6 +13,7 @@ use portal::adapters::memory::{
     ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
 use portal::config::Settings;
+use portal::domain::time::Timestamp;
 use portal::web::HttpFunction;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -50,7 +51,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let outbox = Arc::new(MemoryOutbox::default());
     let contacts = Arc::new(MemoryContacts::with_outbox(outbox.clone()));
     let sessions = Arc::new(MemorySessions::default());
-    let clock = Arc::new(ManualClock::at(1_800_000_000));
+    let clock = Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000)));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
     let portal = Arc::new(Portal {
