@@ -1,6 +1,7 @@
 //! Ports: the small capabilities a handler needs from the outside world. Adapters implement them
 //! for DynamoDB (production) and in memory (handler tests).
 
+use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 
@@ -75,7 +76,7 @@ pub trait ContactStore: Send + Sync {
     ) -> Result<Contact, UpdateProfileError>;
     async fn set_password(
         &self,
-        contact_id: &str,
+        contact_id: &ContactId,
         password_hash: &PasswordHashString,
         now: Timestamp,
     ) -> anyhow::Result<()>;
@@ -90,23 +91,23 @@ pub trait ContactStore: Send + Sync {
         purpose: TokenPurpose,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<String>>;
+    ) -> anyhow::Result<Option<ContactId>>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Whether `key` has any of its `limit` allowances left in this window, taking none.
     async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
-    async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>>;
+    async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
     /// Counts a failed sign-in; locks the account at the policy's threshold. Never extends a
     /// lockout in force.
     async fn record_failed_sign_in(
         &self,
-        contact_id: &str,
+        contact_id: &ContactId,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn>;
     /// Clears the failure count and lockout after a successful sign-in.
-    async fn reset_lockout(&self, contact_id: &str) -> anyhow::Result<()>;
+    async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()>;
     /// Contacts matching `query` (see [`Contact::matches`]) for the administrators' list, at most
     /// `limit`, newest first. Every contact is considered before the limit applies.
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>>;
@@ -120,7 +121,7 @@ pub trait SessionStore: Send + Sync {
     /// Deletes the session; returns what it was, if it existed.
     async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
     /// Ends every session of a contact, except the one with digest `except`.
-    async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()>;
+    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()>;
 }
 
 /// Seconds since the Unix epoch; a port so tests can move time.
@@ -148,7 +149,7 @@ pub enum ContactChange {
     /// The invited contact becomes a portal user: credentials, the invitation's roles and account,
     /// and a confirmed email (the code reached it).
     SetCredentials {
-        contact_id: String,
+        contact_id: ContactId,
         password_hash: PasswordHashString,
         username: Option<Username>,
         roles: Vec<String>,
@@ -157,11 +158,11 @@ pub enum ContactChange {
     /// A new contact (a group invitation has no single contact), with its unique values reserved.
     Create(Contact),
     /// An existing account gets the invitation's roles and account.
-    Assign { contact_id: String, roles: Vec<String>, account_id: Option<String> },
+    Assign { contact_id: ContactId, roles: Vec<String>, account_id: Option<String> },
 }
 
 impl ContactChange {
-    pub fn contact_id(&self) -> &str {
+    pub fn contact_id(&self) -> &ContactId {
         match self {
             ContactChange::SetCredentials { contact_id, .. } | ContactChange::Assign { contact_id, .. } => contact_id,
             ContactChange::Create(contact) => &contact.contact_id,
@@ -186,10 +187,10 @@ pub enum RedeemError {
 pub trait InvitationStore: Send + Sync {
     /// Stores the invitation, its code lookup and the outbox message carrying the code, together.
     async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()>;
-    async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>>;
-    async fn redemptions(&self, invitation_id: &str) -> anyhow::Result<Vec<Redemption>>;
+    async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>>;
+    async fn redemptions(&self, invitation_id: &InvitationId) -> anyhow::Result<Vec<Redemption>>;
     async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>>;
-    async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>>;
+    async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Invitation>>;
     /// Replaces the code of a not-revoked invitation (the old one stops working) and queues the
     /// email with the new one, together. `false` when the invitation is revoked or changed meanwhile.
     async fn replace_code(
@@ -199,7 +200,7 @@ pub trait InvitationStore: Send + Sync {
         message: &OutboxMessage,
     ) -> anyhow::Result<bool>;
     /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
-    async fn revoke(&self, invitation_id: &str, now: Timestamp) -> anyhow::Result<Option<Invitation>>;
+    async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>>;
     /// One redemption, all or nothing: the invitation still redeemable with this code and under its
     /// maximum, the contact change, and the redemption record.
     async fn redeem(
@@ -213,8 +214,8 @@ pub trait InvitationStore: Send + Sync {
     /// ignored).
     async fn record_delivery(
         &self,
-        invitation_id: &str,
-        message_id: &str,
+        invitation_id: &InvitationId,
+        message_id: &MessageId,
         delivery: Delivery,
         error: Option<&str>,
         now: Timestamp,
@@ -226,13 +227,13 @@ pub trait InvitationStore: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Claims a pending message (or one whose claim went stale) for sending; `None` when another
     /// delivery has it or it was already sent: a record delivered twice sends one email.
-    async fn claim(&self, message_id: &str, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>>;
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>>;
     /// Marks the message sent and removes its secret.
-    async fn mark_sent(&self, message_id: &str, now: Timestamp) -> anyhow::Result<()>;
+    async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()>;
     /// Marks the message failed for good and removes its secret.
-    async fn mark_failed(&self, message_id: &str, reason: &str, now: Timestamp) -> anyhow::Result<()>;
+    async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()>;
     /// Gives a claimed message back, to be retried.
-    async fn release(&self, message_id: &str) -> anyhow::Result<()>;
+    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -150,7 +150,7 @@ async fn concurrent_failures_at_the_threshold_lock_once() {
 async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
     let tables = fresh_tables();
     let store = DynamoSessions::new(tables.client.clone(), &tables.sessions);
-    let (session, token) = Session::start("contact-1", Timestamp::from_secs(1_800_000_000), 86_400);
+    let (session, token) = Session::start(&"contact-1".into(), Timestamp::from_secs(1_800_000_000), 86_400);
     store.create(&session).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap().as_ref(), Some(&session));
     let raw = tables.client.scan().table_name(&tables.sessions).send().await.unwrap();
@@ -161,7 +161,7 @@ async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
     store.touch(&session.id_digest, Timestamp::from_secs(1_800_000_100)).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap().unwrap().last_seen_at, Timestamp::from_secs(1_800_000_100));
     let deleted = store.delete(&session.id_digest).await.unwrap().expect("the deleted session");
-    assert_eq!(deleted.contact_id, "contact-1");
+    assert_eq!(deleted.contact_id.as_str(), "contact-1");
     assert_eq!(store.get(&session.id_digest).await.unwrap(), None);
     assert_eq!(store.delete(&session.id_digest).await.unwrap(), None, "deleting twice finds nothing");
     store.touch(&session.id_digest, Timestamp::from_secs(1_800_000_200)).await.unwrap();
@@ -371,17 +371,17 @@ mod self_service {
         let tables = fresh_tables();
         let store = DynamoSessions::new(tables.client.clone(), &tables.sessions);
         let sessions: Vec<Session> =
-            (0..3).map(|_| Session::start("ada", Timestamp::from_secs(1_800_000_000), 3600).0).collect();
-        let grace = Session::start("grace", Timestamp::from_secs(1_800_000_000), 3600).0;
+            (0..3).map(|_| Session::start(&"ada".into(), Timestamp::from_secs(1_800_000_000), 3600).0).collect();
+        let grace = Session::start(&"grace".into(), Timestamp::from_secs(1_800_000_000), 3600).0;
         for session in sessions.iter().chain([&grace]) {
             store.create(session).await.unwrap();
         }
-        store.delete_all_for_contact("ada", Some(&sessions[0].id_digest)).await.unwrap();
+        store.delete_all_for_contact(&"ada".into(), Some(&sessions[0].id_digest)).await.unwrap();
         assert!(store.get(&sessions[0].id_digest).await.unwrap().is_some());
         assert!(store.get(&sessions[1].id_digest).await.unwrap().is_none());
         assert!(store.get(&sessions[2].id_digest).await.unwrap().is_none());
         assert!(store.get(&grace.id_digest).await.unwrap().is_some(), "another contact's session stays");
-        store.delete_all_for_contact("ada", None).await.unwrap();
+        store.delete_all_for_contact(&"ada".into(), None).await.unwrap();
         assert!(store.get(&sessions[0].id_digest).await.unwrap().is_none());
     }
 }

@@ -51,7 +51,7 @@ fn contact(email: &str) -> Contact {
 
 fn invitation(contact: &Contact, code: &InvitationCode, kind: InvitationType, max: u32) -> (Invitation, OutboxMessage) {
     let invitation = Invitation {
-        invitation_id: uuid::Uuid::new_v4().to_string(),
+        invitation_id: uuid::Uuid::new_v4().to_string().into(),
         code_digest: code.digest(),
         kind,
         contact_id: contact.contact_id.clone(),
@@ -67,7 +67,7 @@ fn invitation(contact: &Contact, code: &InvitationCode, kind: InvitationType, ma
         redirect_path: None,
         created_at: NOW,
         created_by: "admin".into(),
-        message_id: uuid::Uuid::new_v4().to_string(),
+        message_id: uuid::Uuid::new_v4().to_string().into(),
         delivery: Delivery::Pending,
         delivery_error: None,
         delivered_at: None,
@@ -226,7 +226,7 @@ async fn expired_revoked_and_replaced_codes_cannot_be_redeemed() {
     let revoked =
         s.invitations.redeem(&current, &credentials(&grace), &redemption(&current, &grace.contact_id), NOW).await;
     assert!(matches!(revoked, Err(RedeemError::InvitationInvalid)));
-    assert_eq!(s.invitations.revoke("no-such-invitation", NOW).await.unwrap(), None);
+    assert_eq!(s.invitations.revoke(&"no-such-invitation".into(), NOW).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,7 +246,7 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
         .client
         .get_item()
         .table_name(&s.tables.outbox)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()))
         .send()
         .await
         .unwrap()
@@ -256,7 +256,7 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     assert_eq!(item["status"].as_s().unwrap(), "sent");
 
     s.invitations
-        .record_delivery(&invitation.invitation_id, "an-older-message", Delivery::Failed, Some("old"), NOW)
+        .record_delivery(&invitation.invitation_id, &"an-older-message".into(), Delivery::Failed, Some("old"), NOW)
         .await
         .unwrap();
     assert_eq!(

@@ -24,12 +24,12 @@ fn function(name: &str) -> &'static dyn HttpFunction {
 }
 
 fn invitation_for(
-    invitation_id: &str,
+    invitation_id: &portal::domain::ids::InvitationId,
     message: &portal::domain::outbox::OutboxMessage,
 ) -> portal::domain::invitation::Invitation {
     use portal::domain::invitation::{Delivery, Invitation, InvitationType};
     Invitation {
-        invitation_id: invitation_id.to_string(),
+        invitation_id: invitation_id.clone(),
         code_digest: "digest".into(),
         kind: InvitationType::Single,
         contact_id: "contact".into(),

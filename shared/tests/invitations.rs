@@ -585,7 +585,7 @@ async fn an_email_whose_code_was_replaced_or_revoked_before_sending_is_not_sent(
     let sent = deliver(&t).await;
     assert_eq!(sent.len(), 1, "only the resent code goes out");
     assert_eq!(sent[0].to, "grace@example.com");
-    let stored = t.invitations.get(id).await.unwrap().unwrap();
+    let stored = t.invitations.get(&id.into()).await.unwrap().unwrap();
     assert_eq!(stored.delivery, Delivery::Sent);
     let failed: Vec<_> = invitation_messages(&t).into_iter().filter(|m| m.status == MessageStatus::Failed).collect();
     assert_eq!(failed.len(), 2);
@@ -598,7 +598,7 @@ async fn the_contact_search_finds_contacts_beyond_the_listed_ones() {
     let template = grace_like(&t, &admin).await;
     for i in 0..505 {
         let mut contact = template.clone();
-        contact.contact_id = format!("contact-{i}");
+        contact.contact_id = format!("contact-{i}").into();
         contact.email = format!("person{i}@example.com");
         contact.email_normalized = contact.email.clone();
         contact.created_at = Timestamp::from_secs(1_800_000_000) + i;

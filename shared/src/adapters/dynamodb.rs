@@ -8,6 +8,7 @@
 //!
 //! Sessions table (key `pk` = digest of the token, GSI `by-contact`, TTL on `ttl`).
 
+use crate::domain::ids::ContactId;
 use crate::domain::time::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub(crate) fn number(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-pub(crate) fn contact_pk(contact_id: &str) -> String {
+pub(crate) fn contact_pk(contact_id: &ContactId) -> String {
     format!("CONTACT#{contact_id}")
 }
 
@@ -69,7 +70,7 @@ pub(crate) struct ContactItem {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct GuardItem {
     pub pk: String,
-    pub contact_id: String,
+    pub contact_id: ContactId,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -162,7 +163,7 @@ pub(crate) struct OutboxItem {
 
 pub(crate) fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
     let item: Item = serde_dynamo::to_item(OutboxItem {
-        pk: message.message_id.clone(),
+        pk: message.message_id.to_string(),
         message: message.clone(),
         ttl: message.created_at + RETENTION_SECS,
     })?;
@@ -195,8 +196,8 @@ pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Resul
     Ok(items)
 }
 
-pub(crate) fn guard_item(pk: String, contact_id: &str) -> anyhow::Result<Item> {
-    Ok(serde_dynamo::to_item(GuardItem { pk, contact_id: contact_id.to_string() })?)
+pub(crate) fn guard_item(pk: String, contact_id: &ContactId) -> anyhow::Result<Item> {
+    Ok(serde_dynamo::to_item(GuardItem { pk, contact_id: contact_id.clone() })?)
 }
 
 /// The cancellation reason codes of a cancelled transaction, one per item ("None" where that item
@@ -271,7 +272,7 @@ impl ContactStore for DynamoContacts {
         }
     }
 
-    async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>> {
+    async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
         let Some(item) = self.get_item(contact_pk(contact_id)).await? else {
             return Ok(None);
         };
@@ -293,7 +294,7 @@ impl ContactStore for DynamoContacts {
 
     async fn record_failed_sign_in(
         &self,
-        contact_id: &str,
+        contact_id: &ContactId,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
@@ -349,7 +350,7 @@ impl ContactStore for DynamoContacts {
         }
     }
 
-    async fn reset_lockout(&self, contact_id: &str) -> anyhow::Result<()> {
+    async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -410,7 +411,7 @@ impl ContactStore for DynamoContacts {
                 .table_name(&self.table)
                 .set_key(Some(key(email_pk(&current.email_normalized))))
                 .condition_expression("contact_id = :id")
-                .expression_attribute_values(":id", AttributeValue::S(current.contact_id.clone()))
+                .expression_attribute_values(":id", AttributeValue::S(current.contact_id.to_string()))
                 .build()
                 .map_err(anyhow::Error::from)?;
             items.push(TransactWriteItem::builder().delete(old_guard).build());
@@ -435,7 +436,7 @@ impl ContactStore for DynamoContacts {
 
     async fn set_password(
         &self,
-        contact_id: &str,
+        contact_id: &ContactId,
         password_hash: &PasswordHashString,
         now: Timestamp,
     ) -> anyhow::Result<()> {
@@ -463,7 +464,7 @@ impl ContactStore for DynamoContacts {
         purpose: TokenPurpose,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> anyhow::Result<Option<ContactId>> {
         let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
         let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
         let token = stored.token;
@@ -654,7 +655,7 @@ impl SessionStore for DynamoSessions {
         Ok(Some(stored.session))
     }
 
-    async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()> {
+    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()> {
         let mut start: Option<Item> = None;
         loop {
             let page = self

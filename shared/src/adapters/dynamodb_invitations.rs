@@ -7,6 +7,7 @@
 //!
 //! Outbox table (key `pk` = message id; stream NEW_IMAGE; TTL on `ttl`).
 
+use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::time::Timestamp;
 use std::collections::HashMap;
 
@@ -29,7 +30,7 @@ const KEEP_AFTER_EXPIRY_SECS: i64 = 90 * 86_400;
 const INVITATION_SK: &str = "INVITATION";
 const CODE_SK: &str = "CODE";
 
-fn invitation_pk(invitation_id: &str) -> String {
+fn invitation_pk(invitation_id: &InvitationId) -> String {
     format!("INVITATION#{invitation_id}")
 }
 
@@ -62,7 +63,7 @@ struct InvitationItem {
 struct CodeItem {
     pk: String,
     sk: String,
-    invitation_id: String,
+    invitation_id: InvitationId,
     ttl: Timestamp,
 }
 
@@ -124,7 +125,7 @@ impl DynamoInvitations {
         let update = |expression: String,
                       condition: &str,
                       values: Vec<(&str, AttributeValue)>,
-                      contact_id: &str|
+                      contact_id: &ContactId|
          -> anyhow::Result<TransactWriteItem> {
             let mut builder = Update::builder()
                 .table_name(table)
@@ -211,13 +212,13 @@ impl InvitationStore for DynamoInvitations {
         transact_retrying(&self.client, items).await.map_err(|e| sdk_error("creating an invitation", e))
     }
 
-    async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>> {
+    async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {
         let Some(item) = self.get_item(invitation_pk(invitation_id), INVITATION_SK).await? else { return Ok(None) };
         let stored: InvitationItem = serde_dynamo::from_item(item).context("reading an invitation")?;
         Ok(Some(stored.invitation))
     }
 
-    async fn redemptions(&self, invitation_id: &str) -> anyhow::Result<Vec<Redemption>> {
+    async fn redemptions(&self, invitation_id: &InvitationId) -> anyhow::Result<Vec<Redemption>> {
         let output = self
             .client
             .query()
@@ -245,7 +246,7 @@ impl InvitationStore for DynamoInvitations {
         Ok(invitation.filter(|i| i.code_digest == code_digest))
     }
 
-    async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>> {
+    async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Invitation>> {
         let output = self
             .client
             .query()
@@ -307,7 +308,7 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn revoke(&self, invitation_id: &str, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
+    async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
         let result = self
             .client
             .update_item()
@@ -383,8 +384,8 @@ impl InvitationStore for DynamoInvitations {
 
     async fn record_delivery(
         &self,
-        invitation_id: &str,
-        message_id: &str,
+        invitation_id: &InvitationId,
+        message_id: &MessageId,
         delivery: Delivery,
         error: Option<&str>,
         now: Timestamp,
@@ -423,7 +424,10 @@ impl DynamoOutbox {
         DynamoOutbox { client, table: table.into() }
     }
 
-    fn update(&self, message_id: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    fn update(
+        &self,
+        message_id: &MessageId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -438,7 +442,7 @@ fn status(value: &str) -> AttributeValue {
 
 #[async_trait]
 impl Outbox for DynamoOutbox {
-    async fn claim(&self, message_id: &str, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
         let result = self
             .update(message_id)
             .update_expression("SET #s = :sending, claimed_at = :now")
@@ -461,7 +465,7 @@ impl Outbox for DynamoOutbox {
         }
     }
 
-    async fn mark_sent(&self, message_id: &str, now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
             .update_expression("SET #s = :sent, sent_at = :now REMOVE secret")
             .expression_attribute_values(":sent", status("sent"))
@@ -472,7 +476,7 @@ impl Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn mark_failed(&self, message_id: &str, reason: &str, now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
             .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret")
             .expression_attribute_names("#e", "error")
@@ -485,7 +489,7 @@ impl Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn release(&self, message_id: &str) -> anyhow::Result<()> {
+    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()> {
         let result = self
             .update(message_id)
             .update_expression("SET #s = :pending REMOVE claimed_at")

@@ -1,5 +1,6 @@
 //! In-memory adapters with the same rules as the DynamoDB ones, for fast handler tests.
 
+use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,9 +31,9 @@ pub struct MemoryContacts {
 
 #[derive(Default)]
 struct ContactsState {
-    contacts: HashMap<String, Contact>,
-    by_email: HashMap<String, String>,
-    by_username: HashMap<String, String>,
+    contacts: HashMap<ContactId, Contact>,
+    by_email: HashMap<String, ContactId>,
+    by_username: HashMap<String, ContactId>,
     tokens: HashMap<String, EmailToken>,
     allowances: HashMap<String, u32>,
 }
@@ -173,7 +174,7 @@ impl ContactStore for MemoryContacts {
 
     async fn set_password(
         &self,
-        contact_id: &str,
+        contact_id: &ContactId,
         password_hash: &PasswordHashString,
         now: Timestamp,
     ) -> anyhow::Result<()> {
@@ -198,7 +199,7 @@ impl ContactStore for MemoryContacts {
         purpose: TokenPurpose,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> anyhow::Result<Option<ContactId>> {
         let mut state = self.state.lock().unwrap();
         let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else {
             return Ok(None);
@@ -239,7 +240,7 @@ impl ContactStore for MemoryContacts {
         Ok(true)
     }
 
-    async fn get(&self, contact_id: &str) -> anyhow::Result<Option<Contact>> {
+    async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
         Ok(self.state.lock().unwrap().contacts.get(contact_id).cloned())
     }
 
@@ -254,7 +255,7 @@ impl ContactStore for MemoryContacts {
 
     async fn record_failed_sign_in(
         &self,
-        contact_id: &str,
+        contact_id: &ContactId,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
@@ -267,7 +268,7 @@ impl ContactStore for MemoryContacts {
         Ok(outcome)
     }
 
-    async fn reset_lockout(&self, contact_id: &str) -> anyhow::Result<()> {
+    async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         if let Some(contact) = state.contacts.get_mut(contact_id) {
             contact.failed_sign_ins = 0;
@@ -318,8 +319,11 @@ impl SessionStore for MemorySessions {
         Ok(self.sessions.lock().unwrap().remove(id_digest))
     }
 
-    async fn delete_all_for_contact(&self, contact_id: &str, except: Option<&str>) -> anyhow::Result<()> {
-        self.sessions.lock().unwrap().retain(|digest, s| s.contact_id != contact_id || Some(digest.as_str()) == except);
+    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .retain(|digest, s| s.contact_id != *contact_id || Some(digest.as_str()) == except);
         Ok(())
     }
 }
@@ -353,8 +357,8 @@ pub struct MemoryInvitations {
 
 #[derive(Default)]
 struct InvitationsState {
-    invitations: HashMap<String, Invitation>,
-    codes: HashMap<String, String>,
+    invitations: HashMap<InvitationId, Invitation>,
+    codes: HashMap<String, InvitationId>,
     redemptions: Vec<Redemption>,
 }
 
@@ -378,13 +382,13 @@ impl InvitationStore for MemoryInvitations {
         Ok(())
     }
 
-    async fn get(&self, invitation_id: &str) -> anyhow::Result<Option<Invitation>> {
+    async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {
         Ok(self.state.lock().unwrap().invitations.get(invitation_id).cloned())
     }
 
-    async fn redemptions(&self, invitation_id: &str) -> anyhow::Result<Vec<Redemption>> {
+    async fn redemptions(&self, invitation_id: &InvitationId) -> anyhow::Result<Vec<Redemption>> {
         let state = self.state.lock().unwrap();
-        Ok(state.redemptions.iter().filter(|r| r.invitation_id == invitation_id).cloned().collect())
+        Ok(state.redemptions.iter().filter(|r| r.invitation_id == *invitation_id).cloned().collect())
     }
 
     async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>> {
@@ -392,10 +396,10 @@ impl InvitationStore for MemoryInvitations {
         Ok(state.codes.get(code_digest).and_then(|id| state.invitations.get(id)).cloned())
     }
 
-    async fn list_for_contact(&self, contact_id: &str) -> anyhow::Result<Vec<Invitation>> {
+    async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Invitation>> {
         let state = self.state.lock().unwrap();
         let mut found: Vec<Invitation> =
-            state.invitations.values().filter(|i| i.contact_id == contact_id).cloned().collect();
+            state.invitations.values().filter(|i| i.contact_id == *contact_id).cloned().collect();
         found.sort_by_key(|i| std::cmp::Reverse(i.created_at));
         Ok(found)
     }
@@ -422,7 +426,7 @@ impl InvitationStore for MemoryInvitations {
         Ok(true)
     }
 
-    async fn revoke(&self, invitation_id: &str, _now: Timestamp) -> anyhow::Result<Option<Invitation>> {
+    async fn revoke(&self, invitation_id: &InvitationId, _now: Timestamp) -> anyhow::Result<Option<Invitation>> {
         let mut state = self.state.lock().unwrap();
         Ok(state.invitations.get_mut(invitation_id).map(|i| {
             i.revoked = true;
@@ -452,14 +456,14 @@ impl InvitationStore for MemoryInvitations {
 
     async fn record_delivery(
         &self,
-        invitation_id: &str,
-        message_id: &str,
+        invitation_id: &InvitationId,
+        message_id: &MessageId,
         delivery: Delivery,
         error: Option<&str>,
         now: Timestamp,
     ) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
-        if let Some(stored) = state.invitations.get_mut(invitation_id).filter(|i| i.message_id == message_id) {
+        if let Some(stored) = state.invitations.get_mut(invitation_id).filter(|i| i.message_id == *message_id) {
             stored.delivery = delivery;
             stored.delivery_error = error.map(str::to_string);
             stored.delivered_at = Some(now);
@@ -471,7 +475,7 @@ impl InvitationStore for MemoryInvitations {
 /// Outbox messages in memory, with the claim rules of the DynamoDB outbox.
 #[derive(Default)]
 pub struct MemoryOutbox {
-    messages: Mutex<HashMap<String, (OutboxMessage, Option<Timestamp>)>>,
+    messages: Mutex<HashMap<MessageId, (OutboxMessage, Option<Timestamp>)>>,
 }
 
 impl MemoryOutbox {
@@ -483,14 +487,14 @@ impl MemoryOutbox {
         self.messages.lock().unwrap().values().map(|(m, _)| m.clone()).collect()
     }
 
-    pub fn get(&self, message_id: &str) -> Option<OutboxMessage> {
+    pub fn get(&self, message_id: &MessageId) -> Option<OutboxMessage> {
         self.messages.lock().unwrap().get(message_id).map(|(m, _)| m.clone())
     }
 }
 
 #[async_trait]
 impl Outbox for MemoryOutbox {
-    async fn claim(&self, message_id: &str, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
         let mut messages = self.messages.lock().unwrap();
         let Some((message, claimed_at)) = messages.get_mut(message_id) else { return Ok(None) };
         let stale = claimed_at.is_some_and(|at| at < now - CLAIM_TIMEOUT_SECS);
@@ -504,7 +508,7 @@ impl Outbox for MemoryOutbox {
         Ok(Some(message.clone()))
     }
 
-    async fn mark_sent(&self, message_id: &str, _now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_sent(&self, message_id: &MessageId, _now: Timestamp) -> anyhow::Result<()> {
         if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Sent;
             message.secret = None;
@@ -512,7 +516,7 @@ impl Outbox for MemoryOutbox {
         Ok(())
     }
 
-    async fn mark_failed(&self, message_id: &str, reason: &str, _now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_failed(&self, message_id: &MessageId, reason: &str, _now: Timestamp) -> anyhow::Result<()> {
         if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Failed;
             message.error = Some(reason.to_string());
@@ -521,7 +525,7 @@ impl Outbox for MemoryOutbox {
         Ok(())
     }
 
-    async fn release(&self, message_id: &str) -> anyhow::Result<()> {
+    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()> {
         if let Some((message, claimed_at)) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Pending;
             *claimed_at = None;

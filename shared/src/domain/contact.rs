@@ -1,5 +1,6 @@
 //! Contacts: the customers of the business, some of whom are portal users.
 
+use super::ids::ContactId;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,7 @@ use super::text::Username;
 /// (for example one that staff created to invite).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Contact {
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub email: String,
     pub email_normalized: String,
     #[serde(default)]
@@ -55,7 +56,7 @@ pub struct NewContact {
 impl Contact {
     pub fn new(details: NewContact, now: Timestamp) -> Self {
         Contact {
-            contact_id: uuid::Uuid::new_v4().to_string(),
+            contact_id: ContactId::generate(),
             email: details.email.as_str().to_string(),
             email_normalized: details.email.normalized().to_string(),
             email_confirmed: false,

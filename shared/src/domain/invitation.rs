@@ -2,6 +2,7 @@
 //! emails a code; redeeming it gives the contact credentials, or attaches the invitation to an
 //! account they already have, assigning web roles and a parent account.
 
+use super::ids::{ContactId, InvitationId, MessageId};
 use super::time::Timestamp;
 use std::fmt;
 
@@ -92,12 +93,12 @@ pub enum Delivery {
 /// An invitation as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Invitation {
-    pub invitation_id: String,
+    pub invitation_id: InvitationId,
     pub code_digest: String,
     #[serde(rename = "type")]
     pub kind: InvitationType,
     /// The invited contact; the email goes to them. A single invitation is redeemed as them.
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
@@ -114,9 +115,9 @@ pub struct Invitation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_path: Option<String>,
     pub created_at: Timestamp,
-    pub created_by: String,
+    pub created_by: ContactId,
     /// The outbox message carrying the current code; a resend replaces it.
-    pub message_id: String,
+    pub message_id: MessageId,
     pub delivery: Delivery,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_error: Option<String>,
@@ -156,8 +157,8 @@ impl Invitation {
 /// One redemption of an invitation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redemption {
-    pub invitation_id: String,
-    pub contact_id: String,
+    pub invitation_id: InvitationId,
+    pub contact_id: ContactId,
     pub redeemed_at: Timestamp,
     pub source_ip: String,
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod contact;
 pub mod email;
+pub mod ids;
 pub mod invitation;
 pub mod lockout;
 pub mod outbox;

@@ -1,6 +1,7 @@
 //! The transactional outbox: every email is an item written in the same transaction as the change
 //! that causes it; the outbox table's stream triggers `send-email`.
 
+use super::ids::{InvitationId, MessageId};
 use super::time::Timestamp;
 use std::fmt;
 
@@ -71,7 +72,7 @@ pub const RETENTION_SECS: i64 = 30 * 86_400;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxMessage {
-    pub message_id: String,
+    pub message_id: MessageId,
     pub kind: MessageKind,
     pub to: String,
     pub first_name: String,
@@ -79,7 +80,7 @@ pub struct OutboxMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<MailSecret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invitation_id: Option<String>,
+    pub invitation_id: Option<InvitationId>,
     /// When what the email offers stops working (shown in the email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<Timestamp>,
@@ -92,7 +93,7 @@ pub struct OutboxMessage {
 impl OutboxMessage {
     pub fn new(kind: MessageKind, to: &str, first_name: &str, secret: Option<MailSecret>, now: Timestamp) -> Self {
         OutboxMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: MessageId::generate(),
             kind,
             to: to.to_string(),
             first_name: first_name.to_string(),

@@ -1,5 +1,6 @@
 //! Sessions: opaque random tokens handed to the browser; only their digest is stored.
 
+use super::ids::ContactId;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ use super::secret::{digest, random_token};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
     pub id_digest: String,
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
     /// Absolute expiry: the session ends then whatever its use.
@@ -21,11 +22,11 @@ pub const TOUCH_INTERVAL_SECS: i64 = 60;
 
 impl Session {
     /// Starts a session; returns it with the token for the cookie (never stored).
-    pub fn start(contact_id: &str, now: Timestamp, absolute_secs: i64) -> (Session, String) {
+    pub fn start(contact_id: &ContactId, now: Timestamp, absolute_secs: i64) -> (Session, String) {
         let token = random_token();
         let session = Session {
             id_digest: digest(&token),
-            contact_id: contact_id.to_string(),
+            contact_id: contact_id.clone(),
             created_at: now,
             last_seen_at: now,
             expires_at: now + absolute_secs,
@@ -49,7 +50,7 @@ mod tests {
 
     #[test]
     fn a_session_ends_at_its_idle_or_absolute_limit() {
-        let (session, token) = Session::start("c1", Timestamp::from_secs(1000), 3600);
+        let (session, token) = Session::start(&"c1".into(), Timestamp::from_secs(1000), 3600);
         assert_eq!(session.id_digest, digest(&token));
         let idle = 600;
         let cases = [(1000, true), (1599, true), (1600, false)];
@@ -63,7 +64,7 @@ mod tests {
 
     #[test]
     fn touches_at_most_once_a_minute() {
-        let (session, _) = Session::start("c1", Timestamp::from_secs(1000), 3600);
+        let (session, _) = Session::start(&"c1".into(), Timestamp::from_secs(1000), 3600);
         assert!(!session.needs_touch(Timestamp::from_secs(1059)));
         assert!(session.needs_touch(Timestamp::from_secs(1060)));
     }

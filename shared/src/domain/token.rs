@@ -1,6 +1,7 @@
 //! Emailed single-use tokens: email confirmation and password reset. At least 128 bits (256 here),
 //! stored only as a SHA-256 digest, used at most once, expiring.
 
+use super::ids::ContactId;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ pub enum TokenPurpose {
 pub struct EmailToken {
     pub digest: String,
     pub purpose: TokenPurpose,
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// The address the token was sent to: a confirmation confirms this address only.
     pub email_normalized: String,
     pub created_at: Timestamp,
@@ -28,7 +29,7 @@ impl EmailToken {
     /// A new token; returns it with the plain value for the email (never stored).
     pub fn issue(
         purpose: TokenPurpose,
-        contact_id: &str,
+        contact_id: &ContactId,
         email_normalized: &str,
         now: Timestamp,
         lifetime_secs: i64,
@@ -37,7 +38,7 @@ impl EmailToken {
         let token = EmailToken {
             digest: digest(&plain),
             purpose,
-            contact_id: contact_id.to_string(),
+            contact_id: contact_id.clone(),
             email_normalized: email_normalized.to_string(),
             created_at: now,
             expires_at: now + lifetime_secs,
@@ -63,8 +64,13 @@ mod tests {
 
     #[test]
     fn tokens_are_single_purpose_and_expire() {
-        let (token, plain) =
-            EmailToken::issue(TokenPurpose::ResetPassword, "c1", "ada@example.com", Timestamp::from_secs(1000), 3600);
+        let (token, plain) = EmailToken::issue(
+            TokenPurpose::ResetPassword,
+            &"c1".into(),
+            "ada@example.com",
+            Timestamp::from_secs(1000),
+            3600,
+        );
         assert_eq!(token.digest, digest(&plain));
         assert_eq!(parse_token(&format!(" {plain} ")), Some(plain.clone()));
         let cases = [

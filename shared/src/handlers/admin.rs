@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
+use crate::domain::ids::{ContactId, InvitationId};
 use crate::domain::invitation::{Delivery, Invitation, InvitationStatus, InvitationType, Redemption};
 use crate::domain::text::{parse_name, parse_phone};
 use crate::domain::time::{human, rfc3339};
@@ -158,7 +159,7 @@ impl Listing {
         let query = page.query("q").unwrap_or_default();
         let contacts = portal.contacts.search(&query, CONTACT_LIST_LIMIT).await?;
         let selected = match page.query("contact_id") {
-            Some(id) => portal.contacts.get(&id).await?,
+            Some(id) => portal.contacts.get(&ContactId::from(id)).await?,
             None => None,
         };
         let invitations = match &selected {
@@ -325,7 +326,7 @@ impl Form for InvitationForm {
         let account_id = fields.optional_parsed("account_id", parse_name);
         let redirect_path = fields.optional_parsed("redirect_path", parse_redirect);
         let invitee = match fields.text("contact_id").filter(|t| !t.trim().is_empty()) {
-            Some(id) => Some(Invitee::ContactId(id.trim().to_string())),
+            Some(id) => Some(Invitee::ContactId(id.trim().into())),
             None => {
                 let email = fields.required_parsed("email", Email::parse);
                 let first_name = fields.required_parsed("first_name", parse_name);
@@ -371,7 +372,7 @@ async fn create_invitation(
 async fn show_invitation(
     _: InvitationsEnabled,
     Admin(admin): Admin,
-    Path(id): Path<String>,
+    Path(id): Path<InvitationId>,
     page: Page,
 ) -> Result<Reply, PortalError> {
     let portal = page.portal.clone();
@@ -392,7 +393,7 @@ async fn show_invitation(
                 redirect_path: invitation.redirect_path.as_deref().unwrap_or(""),
                 redemptions: redemptions
                     .iter()
-                    .map(|r| (r.contact_id.clone(), human(r.redeemed_at), r.source_ip.clone()))
+                    .map(|r| (r.contact_id.to_string(), human(r.redeemed_at), r.source_ip.clone()))
                     .collect(),
                 can_resend: invitation.is_redeemable(now),
                 can_revoke: !invitation.revoked,
@@ -412,7 +413,7 @@ async fn resend(
     _: InvitationsEnabled,
     Admin(admin): Admin,
     source: SourceAddress,
-    Path(id): Path<String>,
+    Path(id): Path<InvitationId>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;
@@ -424,7 +425,7 @@ async fn revoke(
     _: InvitationsEnabled,
     Admin(admin): Admin,
     source: SourceAddress,
-    Path(id): Path<String>,
+    Path(id): Path<InvitationId>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;

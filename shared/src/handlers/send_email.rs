@@ -6,6 +6,7 @@
 //! the batch retried; permanent refusals mark the message and the invitation failed and never block
 //! the stream.
 
+use crate::domain::ids::MessageId;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
@@ -53,10 +54,10 @@ async fn handle_record(portal: &Portal, record: &EventRecord) -> anyhow::Result<
     })
 }
 
-async fn send(portal: &Portal, message_id: &str) -> anyhow::Result<()> {
+async fn send(portal: &Portal, message_id: &MessageId) -> anyhow::Result<()> {
     let now = portal.clock.now();
     let Some(message) = portal.outbox.claim(message_id, now).await? else {
-        tracing::info!(message_id, "message already sent or being sent; duplicate delivery skipped");
+        tracing::info!(message_id = %message_id, "message already sent or being sent; duplicate delivery skipped");
         return Ok(());
     };
     if let Some(invitation_id) = &message.invitation_id {
@@ -86,7 +87,7 @@ async fn send(portal: &Portal, message_id: &str) -> anyhow::Result<()> {
             }
             tracing::info!(
                 audit = message.kind.sent_event().as_str(),
-                message_id,
+                message_id = %message_id,
                 invitation_id = message.invitation_id.as_deref().unwrap_or("-"),
                 "audit"
             );

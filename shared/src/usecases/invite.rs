@@ -5,6 +5,7 @@ use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
+use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::time::Timestamp;
@@ -45,7 +46,7 @@ pub async fn create_contact(
 /// Who an invitation is for: a contact by id, or one by email (found, or created without credentials).
 #[derive(Clone)]
 pub enum Invitee {
-    ContactId(String),
+    ContactId(ContactId),
     Email { email: Email, first_name: String, last_name: String },
 }
 
@@ -124,7 +125,7 @@ pub async fn invite(
     let expires_in_days = request.expires_in_days.unwrap_or(portal.settings.invitation_expiry_days);
     let code = InvitationCode::generate();
     let invitation = Invitation {
-        invitation_id: uuid::Uuid::new_v4().to_string(),
+        invitation_id: InvitationId::generate(),
         code_digest: code.digest(),
         kind: request.kind,
         contact_id: contact.contact_id.clone(),
@@ -140,7 +141,7 @@ pub async fn invite(
         redirect_path: request.redirect_path,
         created_at: now,
         created_by: admin.contact_id.clone(),
-        message_id: uuid::Uuid::new_v4().to_string(),
+        message_id: MessageId::generate(),
         delivery: Delivery::Pending,
         delivery_error: None,
         delivered_at: None,
@@ -154,7 +155,7 @@ pub async fn invite(
 const MAX_INVITATION_ID: usize = 64;
 
 /// The invitation `id`, or `not_found`.
-pub async fn invitation(portal: &Portal, id: &str) -> Result<Invitation, PortalError> {
+pub async fn invitation(portal: &Portal, id: &InvitationId) -> Result<Invitation, PortalError> {
     if id.len() > MAX_INVITATION_ID {
         return Err(PortalError::NotFound);
     }
@@ -166,7 +167,7 @@ pub async fn resend(
     portal: &Portal,
     source: &SourceAddress,
     admin: &Contact,
-    id: &str,
+    id: &InvitationId,
 ) -> Result<Invitation, PortalError> {
     let invitation = invitation(portal, id).await?;
     let now = portal.clock.now();
@@ -175,7 +176,7 @@ pub async fn resend(
     }
     let code = InvitationCode::generate();
     let mut updated = invitation.clone();
-    updated.message_id = uuid::Uuid::new_v4().to_string();
+    updated.message_id = MessageId::generate();
     updated.code_digest = code.digest();
     updated.delivery = Delivery::Pending;
     updated.delivery_error = None;
@@ -195,7 +196,7 @@ pub async fn revoke(
     portal: &Portal,
     source: &SourceAddress,
     admin: &Contact,
-    id: &str,
+    id: &InvitationId,
 ) -> Result<Invitation, PortalError> {
     if id.len() > MAX_INVITATION_ID {
         return Err(PortalError::NotFound);

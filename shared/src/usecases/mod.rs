@@ -13,6 +13,7 @@ pub mod tokens;
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
+use crate::domain::ids::ContactId;
 
 pub use crate::error::PortalError;
 
@@ -23,6 +24,6 @@ pub fn audit(event: AuditEvent, contact: Option<&Contact>, source: &SourceAddres
 }
 
 /// Logs an audit event for a contact known only by id.
-pub fn audit_id(event: AuditEvent, contact_id: &str, source: &SourceAddress) {
-    tracing::info!(audit = event.as_str(), contact_id, source_ip = %source, "audit");
+pub fn audit_id(event: AuditEvent, contact_id: &ContactId, source: &SourceAddress) {
+    tracing::info!(audit = event.as_str(), contact_id = %contact_id, source_ip = %source, "audit");
 }

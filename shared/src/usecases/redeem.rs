@@ -84,7 +84,7 @@ pub async fn redeem(
     let now = portal.clock.now();
     let redemption = Redemption {
         invitation_id: invitation.invitation_id.clone(),
-        contact_id: change.contact_id().to_string(),
+        contact_id: change.contact_id().clone(),
         redeemed_at: now,
         source_ip: source.to_string(),
     };

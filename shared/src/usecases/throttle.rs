@@ -3,6 +3,7 @@
 
 use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::ids::ContactId;
 use crate::error::PortalError;
 
 /// What a source address can fail at, each with its own hourly allowance.
@@ -45,7 +46,7 @@ pub async fn count_failure(portal: &Portal, source: &SourceAddress, attempt: Att
 
 /// Whether one more email on behalf of `account` may go out now: within the hourly allowance per
 /// account and per source address. A refused request still gets the same answer as an allowed one.
-pub async fn email_allowed(portal: &Portal, source: &SourceAddress, account: &str) -> Result<bool, PortalError> {
+pub async fn email_allowed(portal: &Portal, source: &SourceAddress, account: &ContactId) -> Result<bool, PortalError> {
     let now = portal.clock.now();
     let settings = &portal.settings;
     let by_account = portal

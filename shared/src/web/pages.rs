@@ -1,5 +1,6 @@
 //! Server-rendered pages, compiled from `shared/templates/` by askama (escaped by default).
 
+use crate::domain::ids::{ContactId, InvitationId};
 use std::collections::BTreeMap;
 
 use askama::Template;
@@ -132,7 +133,7 @@ pub fn message(status: u16, message: &str) -> String {
 
 /// A contact as the administrators' list shows it.
 pub struct ContactRow {
-    pub contact_id: String,
+    pub contact_id: ContactId,
     pub name: String,
     pub email: String,
     pub roles: String,
@@ -153,7 +154,7 @@ impl ContactRow {
 
 /// An invitation as the administrators' pages show it.
 pub struct InvitationRow {
-    pub invitation_id: String,
+    pub invitation_id: InvitationId,
     pub kind: String,
     pub status: String,
     pub delivery: String,

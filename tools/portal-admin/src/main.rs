@@ -74,7 +74,7 @@ async fn create_admin(command: CreateAdmin) -> Result<String, String> {
     // The operator vouches for this address.
     contact.email_confirmed = true;
     match portal.contacts.create(&contact).await {
-        Ok(()) => Ok(contact.contact_id),
+        Ok(()) => Ok(contact.contact_id.to_string()),
         Err(CreateContactError::EmailTaken) => {
             Err(format!("a contact with the email {} already exists", contact.email))
         }
