@@ -178,13 +178,13 @@ mod self_service {
         let (token, plain) = EmailToken::issue(
             purpose,
             &contact.contact_id,
-            &contact.email_normalized,
+            contact.email.normalized(),
             Timestamp::from_secs(1_800_000_000),
             3600,
         );
         let message = OutboxMessage::new(
             MessageKind::ConfirmEmail,
-            &contact.email,
+            contact.email.as_str(),
             "Ada",
             Some(MailSecret::new(plain)),
             Timestamp::from_secs(1_800_000_000),
@@ -317,8 +317,7 @@ mod self_service {
             store.update_profile(&ada, &update("GRACE@example.com"), Timestamp::from_secs(1_800_000_100), None).await;
         assert!(matches!(taken, Err(UpdateProfileError::EmailTaken)), "{taken:?}");
         let mut moved_to = ada.clone();
-        moved_to.email_normalized = "ada@lovelace.example".into();
-        moved_to.email = "ada@lovelace.example".into();
+        moved_to.email = Email::parse("ada@lovelace.example").unwrap();
         let (token, message) = token_for(&moved_to, TokenPurpose::ConfirmEmail);
         let updated = store
             .update_profile(

@@ -55,7 +55,7 @@ fn invitation(contact: &Contact, code: &InvitationCode, kind: InvitationType, ma
         code_digest: code.digest(),
         kind,
         contact_id: contact.contact_id.clone(),
-        email: contact.email.clone(),
+        email: contact.email.to_string(),
         first_name: contact.first_name.clone(),
         last_name: contact.last_name.clone(),
         max_redemptions: max,
@@ -74,7 +74,7 @@ fn invitation(contact: &Contact, code: &InvitationCode, kind: InvitationType, ma
     };
     let mut message = OutboxMessage::new(
         MessageKind::Invitation,
-        &contact.email,
+        contact.email.as_str(),
         &contact.first_name,
         Some(MailSecret::new(code.display())),
         NOW,
@@ -201,7 +201,7 @@ async fn expired_revoked_and_replaced_codes_cannot_be_redeemed() {
     let new_code = InvitationCode::generate();
     let mut message = OutboxMessage::new(
         MessageKind::Invitation,
-        &grace.email,
+        grace.email.as_str(),
         "Grace",
         Some(MailSecret::new(new_code.display())),
         NOW,

@@ -3,6 +3,8 @@
 
 mod support;
 
+use portal::domain::email::Email;
+
 use portal::domain::contact::Contact;
 use portal::domain::invitation::Delivery;
 use portal::domain::outbox::{MessageKind, MessageStatus, OutboxMessage};
@@ -599,8 +601,7 @@ async fn the_contact_search_finds_contacts_beyond_the_listed_ones() {
     for i in 0..505 {
         let mut contact = template.clone();
         contact.contact_id = format!("contact-{i}").into();
-        contact.email = format!("person{i}@example.com");
-        contact.email_normalized = contact.email.clone();
+        contact.email = Email::parse(&format!("person{i}@example.com")).unwrap();
         contact.created_at = Timestamp::from_secs(1_800_000_000) + i;
         t.contacts.put(contact);
     }

@@ -188,9 +188,9 @@ pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Resul
             .context("serialising a contact")?;
     let mut items = vec![
         put_new(table, contact_item)?,
-        put_new(table, guard_item(email_pk(&contact.email_normalized), &contact.contact_id)?)?,
+        put_new(table, guard_item(email_pk(contact.email.normalized()), &contact.contact_id)?)?,
     ];
-    if let Some(username) = &contact.username_normalized {
+    if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
         items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?);
     }
     Ok(items)
@@ -384,7 +384,7 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":first", AttributeValue::S(update.first_name.clone()))
             .expression_attribute_values(":last", AttributeValue::S(update.last_name.clone()))
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":current", AttributeValue::S(current.email_normalized.clone()));
+            .expression_attribute_values(":current", AttributeValue::S(current.email.normalized().to_string()));
         if let Some(phone) = &update.phone {
             set.push("phone = :phone");
             builder = builder.expression_attribute_values(":phone", AttributeValue::S(phone.clone()));
@@ -395,8 +395,7 @@ impl ContactStore for DynamoContacts {
                 .expression_attribute_values(":email", AttributeValue::S(email.as_str().to_string()))
                 .expression_attribute_values(":normalized", AttributeValue::S(email.normalized().to_string()))
                 .expression_attribute_values(":false", AttributeValue::Bool(false));
-            updated.email = email.as_str().to_string();
-            updated.email_normalized = email.normalized().to_string();
+            updated.email = email.clone();
             updated.email_confirmed = false;
         }
         let remove = if update.phone.is_none() { " REMOVE phone" } else { "" };
@@ -409,7 +408,7 @@ impl ContactStore for DynamoContacts {
         if let Some(email) = &update.new_email {
             let old_guard = Delete::builder()
                 .table_name(&self.table)
-                .set_key(Some(key(email_pk(&current.email_normalized))))
+                .set_key(Some(key(email_pk(current.email.normalized()))))
                 .condition_expression("contact_id = :id")
                 .expression_attribute_values(":id", AttributeValue::S(current.contact_id.to_string()))
                 .build()

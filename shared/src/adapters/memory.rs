@@ -75,8 +75,7 @@ impl MemoryContacts {
                     contact.account_id = account_id.clone();
                 }
                 if let Some(username) = username {
-                    contact.username = Some(username.display.clone());
-                    contact.username_normalized = Some(username.normalized.clone());
+                    contact.username = Some(username.clone());
                 }
                 contact.updated_at = now;
                 if let Some(username) = username {
@@ -85,16 +84,16 @@ impl MemoryContacts {
                 Ok(())
             }
             ContactChange::Create(contact) => {
-                if state.by_email.contains_key(&contact.email_normalized) {
+                if state.by_email.contains_key(contact.email.normalized()) {
                     return Err(RedeemError::EmailTaken);
                 }
-                if let Some(username) = &contact.username_normalized {
+                if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
                     if state.by_username.contains_key(username) {
                         return Err(RedeemError::UsernameTaken);
                     }
                     state.by_username.insert(username.clone(), contact.contact_id.clone());
                 }
-                state.by_email.insert(contact.email_normalized.clone(), contact.contact_id.clone());
+                state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
                 state.contacts.insert(contact.contact_id.clone(), contact.clone());
                 Ok(())
             }
@@ -119,16 +118,16 @@ impl ContactStore for MemoryContacts {
         email: Option<TokenEmail<'_>>,
     ) -> Result<(), CreateContactError> {
         let mut state = self.state.lock().unwrap();
-        if state.by_email.contains_key(&contact.email_normalized) {
+        if state.by_email.contains_key(contact.email.normalized()) {
             return Err(CreateContactError::EmailTaken);
         }
-        if let Some(username) = &contact.username_normalized {
+        if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
             if state.by_username.contains_key(username) {
                 return Err(CreateContactError::UsernameTaken);
             }
             state.by_username.insert(username.clone(), contact.contact_id.clone());
         }
-        state.by_email.insert(contact.email_normalized.clone(), contact.contact_id.clone());
+        state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
         state.contacts.insert(contact.contact_id.clone(), contact.clone());
         if let Some((token, message)) = email {
             state.tokens.insert(token.digest.clone(), token.clone());
@@ -146,7 +145,7 @@ impl ContactStore for MemoryContacts {
     ) -> Result<Contact, UpdateProfileError> {
         let mut state = self.state.lock().unwrap();
         let stored = state.contacts.get(&current.contact_id).ok_or(UpdateProfileError::Conflict)?;
-        if stored.email_normalized != current.email_normalized {
+        if stored.email.normalized() != current.email.normalized() {
             return Err(UpdateProfileError::Conflict);
         }
         let mut updated = stored.clone();
@@ -158,10 +157,9 @@ impl ContactStore for MemoryContacts {
             if state.by_email.contains_key(email.normalized()) {
                 return Err(UpdateProfileError::EmailTaken);
             }
-            state.by_email.remove(&current.email_normalized);
+            state.by_email.remove(current.email.normalized());
             state.by_email.insert(email.normalized().to_string(), current.contact_id.clone());
-            updated.email = email.as_str().to_string();
-            updated.email_normalized = email.normalized().to_string();
+            updated.email = email.clone();
             updated.email_confirmed = false;
         }
         if let Some((token, message)) = confirmation {
@@ -207,7 +205,7 @@ impl ContactStore for MemoryContacts {
         let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(None) };
         match effect {
             TokenUse::ConfirmEmail => {
-                if contact.email_normalized != token.email_normalized {
+                if contact.email.normalized() != token.email_normalized {
                     return Ok(None);
                 }
                 contact.email_confirmed = true;

@@ -9,37 +9,111 @@ use super::lockout::LockoutState;
 use super::password::PasswordHashString;
 use super::text::Username;
 
-/// A contact as stored. `password_hash` is absent for a contact that has no portal credentials yet
-/// (for example one that staff created to invite).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// A contact. `password_hash` is absent for a contact that has no portal credentials yet (for
+/// example one that staff created to invite). Stored as a [`ContactRecord`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ContactRecord", from = "ContactRecord")]
 pub struct Contact {
     pub contact_id: ContactId,
-    pub email: String,
-    pub email_normalized: String,
-    #[serde(default)]
+    pub email: Email,
     pub email_confirmed: bool,
     pub first_name: String,
     pub last_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username_normalized: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<Username>,
     pub phone: Option<String>,
-    #[serde(default)]
     pub roles: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<PasswordHashString>,
-    #[serde(default)]
     pub failed_sign_ins: u32,
-    #[serde(default)]
     pub lockouts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// How a contact is stored: the email and username in both their forms (the normalised ones are
+/// what the uniqueness guards and searches use).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ContactRecord {
+    contact_id: ContactId,
+    email: String,
+    email_normalized: String,
+    #[serde(default)]
+    email_confirmed: bool,
+    first_name: String,
+    last_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username_normalized: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<PasswordHashString>,
+    #[serde(default)]
+    failed_sign_ins: u32,
+    #[serde(default)]
+    lockouts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    locked_until: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<Contact> for ContactRecord {
+    fn from(c: Contact) -> Self {
+        ContactRecord {
+            contact_id: c.contact_id,
+            email: c.email.as_str().to_string(),
+            email_normalized: c.email.normalized().to_string(),
+            email_confirmed: c.email_confirmed,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            username_normalized: c.username.as_ref().map(|u| u.normalized.clone()),
+            username: c.username.map(|u| u.display),
+            phone: c.phone,
+            roles: c.roles,
+            account_id: c.account_id,
+            password_hash: c.password_hash,
+            failed_sign_ins: c.failed_sign_ins,
+            lockouts: c.lockouts,
+            locked_until: c.locked_until,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// What was stored was parsed when it was written: it is taken as it is.
+impl From<ContactRecord> for Contact {
+    fn from(r: ContactRecord) -> Self {
+        let username = match (r.username, r.username_normalized) {
+            (Some(display), Some(normalized)) => Some(Username { display, normalized }),
+            (Some(display), None) => Some(Username { normalized: display.to_lowercase(), display }),
+            _ => None,
+        };
+        Contact {
+            contact_id: r.contact_id,
+            email: Email::stored(r.email, r.email_normalized),
+            email_confirmed: r.email_confirmed,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            username,
+            phone: r.phone,
+            roles: r.roles,
+            account_id: r.account_id,
+            password_hash: r.password_hash,
+            failed_sign_ins: r.failed_sign_ins,
+            lockouts: r.lockouts,
+            locked_until: r.locked_until,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
 }
 
 /// What a new contact is made of, once every field has been parsed.
@@ -57,13 +131,11 @@ impl Contact {
     pub fn new(details: NewContact, now: Timestamp) -> Self {
         Contact {
             contact_id: ContactId::generate(),
-            email: details.email.as_str().to_string(),
-            email_normalized: details.email.normalized().to_string(),
+            email: details.email,
             email_confirmed: false,
             first_name: details.first_name,
             last_name: details.last_name,
-            username_normalized: details.username.as_ref().map(|u| u.normalized.clone()),
-            username: details.username.map(|u| u.display),
+            username: details.username,
             phone: details.phone,
             roles: details.roles,
             account_id: None,
@@ -76,15 +148,14 @@ impl Contact {
         }
     }
 
-    /// Gives the contact `email` (both its forms).
-    pub fn set_email(&mut self, email: &Email) {
-        self.email = email.as_str().to_string();
-        self.email_normalized = email.normalized().to_string();
-    }
-
     /// The words of the contact's own details, which a guessable password would be built from.
     pub fn password_context(&self) -> [&str; 4] {
-        [&self.email, &self.first_name, &self.last_name, self.username.as_deref().unwrap_or("")]
+        [
+            self.email.as_str(),
+            &self.first_name,
+            &self.last_name,
+            self.username.as_ref().map_or("", |u| u.display.as_str()),
+        ]
     }
 
     pub fn lockout(&self) -> LockoutState {
@@ -100,14 +171,14 @@ impl Contact {
     pub fn matches(&self, query: &str) -> bool {
         let needle = query.trim().to_lowercase();
         needle.is_empty()
-            || self.email_normalized.contains(&needle)
+            || self.email.normalized().contains(&needle)
             || format!("{} {}", self.first_name, self.last_name).to_lowercase().contains(&needle)
-            || self.username_normalized.as_deref().is_some_and(|u| u.contains(&needle))
+            || self.username.as_ref().is_some_and(|u| u.normalized.contains(&needle))
     }
 
     /// Newest first, for the administrators' list.
     pub fn sort_newest_first(contacts: &mut [Contact]) {
-        contacts.sort_by(|a, b| (b.created_at, &a.email_normalized).cmp(&(a.created_at, &b.email_normalized)));
+        contacts.sort_by(|a, b| (b.created_at, a.email.normalized()).cmp(&(a.created_at, b.email.normalized())));
     }
 }
 
@@ -169,7 +240,7 @@ mod tests {
         for (query, found) in [("", true), ("navy", true), ("GRACE HOP", true), ("amazing", true), ("ada", false)] {
             assert_eq!(contact.matches(query), found, "{query:?}");
         }
-        contact.username_normalized = None;
+        contact.username = None;
         assert!(!contact.matches("amazing"));
     }
 
@@ -188,8 +259,8 @@ mod tests {
             Timestamp::from_secs(42),
         );
         assert_eq!(contact.email, "Ada@Example.com");
-        assert_eq!(contact.email_normalized, "ada@example.com");
-        assert_eq!(contact.username_normalized.as_deref(), Some("ada.l"));
+        assert_eq!(contact.email.normalized(), "ada@example.com");
+        assert_eq!(contact.username.as_ref().map(|u| u.normalized.as_str()), Some("ada.l"));
         assert!(!contact.lockout().needs_reset());
         assert_eq!(contact.contact_id.len(), 36);
     }

@@ -16,6 +16,26 @@ impl fmt::Debug for Email {
     }
 }
 
+/// Compares the address as given (tests and views compare text).
+impl PartialEq<&str> for Email {
+    fn eq(&self, other: &&str) -> bool {
+        self.display == *other
+    }
+}
+
+impl PartialEq<str> for Email {
+    fn eq(&self, other: &str) -> bool {
+        self.display == other
+    }
+}
+
+/// The address as given.
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
 impl Email {
     /// Accepts the addresses people really use (`local@domain.tld`) and rejects what would break
     /// delivery or storage: over 254 characters, spaces, control characters, several `@`.
@@ -42,6 +62,11 @@ impl Email {
             return Err("must be an email address like name@example.com");
         }
         Ok(Email { display: value.to_string(), normalized: value.to_lowercase() })
+    }
+
+    /// An address as it was stored after being parsed: taken as it is.
+    pub fn stored(display: String, normalized: String) -> Self {
+        Email { display, normalized }
     }
 
     pub fn as_str(&self) -> &str {

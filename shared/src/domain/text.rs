@@ -33,7 +33,18 @@ pub struct Username {
     pub normalized: String,
 }
 
+/// The username as chosen.
+impl std::fmt::Display for Username {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
 impl Username {
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let value = raw.trim();
         let length = value.chars().count();

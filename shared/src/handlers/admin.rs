@@ -2,6 +2,7 @@
 //! `POST /admin/invitations`, `GET /admin/invitations/{id}`, `POST /admin/invitations/{id}/resend`
 //! and `.../revoke`. Only contacts with the `Administrators` web role get past [`Admin`].
 
+use crate::domain::text::Username;
 use crate::domain::time::Timestamp;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path};
@@ -55,10 +56,10 @@ impl<'a> ContactView<'a> {
     fn of(contact: &'a Contact) -> Self {
         ContactView {
             contact_id: &contact.contact_id,
-            email: &contact.email,
+            email: contact.email.as_str(),
             first_name: &contact.first_name,
             last_name: &contact.last_name,
-            username: contact.username.as_deref(),
+            username: contact.username.as_ref().map(Username::as_str),
             roles: &contact.roles,
             account_id: contact.account_id.as_deref(),
             email_confirmed: contact.email_confirmed,

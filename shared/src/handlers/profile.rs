@@ -1,5 +1,6 @@
 //! The profile function: `GET /` (home page), `GET, POST /profile` and `POST /profile/password`.
 
+use crate::domain::text::Username;
 use axum::Router;
 use axum::extract::OptionalFromRequestParts;
 use axum::http::request::Parts;
@@ -59,10 +60,10 @@ impl<'a> ProfileView<'a> {
     pub fn of(contact: &'a Contact) -> Self {
         ProfileView {
             contact_id: &contact.contact_id,
-            email: &contact.email,
+            email: contact.email.as_str(),
             first_name: &contact.first_name,
             last_name: &contact.last_name,
-            username: contact.username.as_deref(),
+            username: contact.username.as_ref().map(Username::as_str),
             phone: contact.phone.as_deref(),
             roles: &contact.roles,
             email_confirmed: contact.email_confirmed,

@@ -199,7 +199,7 @@ async fn submit(
     let view = Redeemed {
         invitation_id: &invitation.invitation_id,
         contact_id: &contact.contact_id,
-        email: &contact.email,
+        email: contact.email.as_str(),
         roles: &contact.roles,
         redirect_path: &target,
     };

@@ -118,7 +118,7 @@ async fn submit(
         Ok(Registered::SignedIn(contact, token)) => {
             let view = RegisteredView {
                 contact_id: &contact.contact_id,
-                email: &contact.email,
+                email: contact.email.as_str(),
                 email_confirmed: contact.email_confirmed,
             };
             Ok(Reply::json(201, &view).or_see_other("/").with_cookie(session_cookie(&portal.settings, &token)))

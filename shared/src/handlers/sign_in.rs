@@ -83,7 +83,7 @@ async fn submit_sign_in(source: SourceAddress, mut form: Submission<SignInForm>)
         Ok(signed_in) => signed_in,
         Err(err) => return Err(form.reject(err)),
     };
-    let view = SignedIn { contact_id: &contact.contact_id, email: &contact.email, roles: &contact.roles };
+    let view = SignedIn { contact_id: &contact.contact_id, email: contact.email.as_str(), roles: &contact.roles };
     Ok(Reply::json(200, &view).or_see_other("/").with_cookie(session_cookie(&portal.settings, &token)))
 }
 

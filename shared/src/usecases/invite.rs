@@ -129,7 +129,7 @@ pub async fn invite(
         code_digest: code.digest(),
         kind: request.kind,
         contact_id: contact.contact_id.clone(),
-        email: contact.email.clone(),
+        email: contact.email.to_string(),
         first_name: contact.first_name.clone(),
         last_name: contact.last_name.clone(),
         max_redemptions: request.max_redemptions,

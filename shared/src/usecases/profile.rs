@@ -5,6 +5,7 @@ use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
 use crate::domain::password::{Password, hash_password, verify_password};
+use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
 use crate::ports::ProfileUpdate;
@@ -34,18 +35,18 @@ pub async fn update_profile(
     change: ProfileChange,
 ) -> Result<Contact, PortalError> {
     let SignedIn { contact, session } = signed_in;
-    if change.username.is_some_and(|u| contact.username.as_deref() != Some(u.trim())) {
+    if change.username.is_some_and(|u| contact.username.as_ref().map(Username::as_str) != Some(u.trim())) {
         return Err(PortalError::field("username", "cannot be changed"));
     }
     let update = ProfileUpdate {
         first_name: change.first_name.unwrap_or_else(|| contact.first_name.clone()),
         last_name: change.last_name.unwrap_or_else(|| contact.last_name.clone()),
         phone: change.phone.unwrap_or_else(|| contact.phone.clone()),
-        new_email: change.email.filter(|e| e.normalized() != contact.email_normalized),
+        new_email: change.email.filter(|e| e.normalized() != contact.email.normalized()),
     };
     let confirmation = update.new_email.as_ref().map(|email| {
         let mut addressed = contact.clone();
-        addressed.set_email(email);
+        addressed.email = email.clone();
         addressed.first_name = update.first_name.clone();
         token_email(portal, &addressed, TokenPurpose::ConfirmEmail)
     });

@@ -66,7 +66,7 @@ pub async fn register(
             {
                 let notice = OutboxMessage::new(
                     MessageKind::AccountExists,
-                    &owner.email,
+                    owner.email.as_str(),
                     &owner.first_name,
                     None,
                     portal.clock.now(),

@@ -22,8 +22,9 @@ pub fn token_email(portal: &Portal, contact: &Contact, purpose: TokenPurpose) ->
         TokenPurpose::ConfirmEmail => (portal.settings.confirmation_token_secs, MessageKind::ConfirmEmail),
         TokenPurpose::ResetPassword => (portal.settings.reset_token_secs, MessageKind::ResetPassword),
     };
-    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, &contact.email_normalized, now, lifetime);
-    let mut message = OutboxMessage::new(kind, &contact.email, &contact.first_name, Some(MailSecret::new(plain)), now);
+    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, contact.email.normalized(), now, lifetime);
+    let mut message =
+        OutboxMessage::new(kind, contact.email.as_str(), &contact.first_name, Some(MailSecret::new(plain)), now);
     message.valid_until = Some(token.expires_at);
     (token, message)
 }

@@ -21,7 +21,7 @@ impl ViewerSummary {
         ViewerSummary {
             first_name: contact.first_name.clone(),
             last_name: contact.last_name.clone(),
-            email: contact.email.clone(),
+            email: contact.email.to_string(),
             roles: contact.roles.clone(),
             is_admin: contact.has_role(crate::domain::ADMINISTRATORS_ROLE),
         }
@@ -145,7 +145,7 @@ impl ContactRow {
         ContactRow {
             contact_id: contact.contact_id.clone(),
             name: format!("{} {}", contact.first_name, contact.last_name),
-            email: contact.email.clone(),
+            email: contact.email.to_string(),
             roles: contact.roles.join(", "),
             portal_user: contact.password_hash.is_some(),
         }
