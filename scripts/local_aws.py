@@ -1,22 +1,14 @@
 #!/usr/bin/env python3
 """The local AWS endpoint (moto server) and the resources of infra/template.yaml.
 
-Subcommands:
-  serve --port P [--exit-on-stdin-eof] [--verbose]
-      Run moto server (with scripts/moto_workarounds.py) on 127.0.0.1:P in this process; print
-      "ready" once it listens. With --exit-on-stdin-eof it also stops when its standard input
+  serve --port P [--exit-on-stdin-eof] [--verbose]   moto server (with moto_workarounds.py) on
+      127.0.0.1:P; prints "ready" once it listens. --exit-on-stdin-eof: also stop when stdin
       closes, so a harness that spawns it with a piped stdin never leaves it behind.
-  create-tables --endpoint-url URL --stack-name NAME [--stack-name NAME2 ...] [--email-identity ADDR]
-      Create every AWS::DynamoDB::Table of the template (streams, indexes, TTL, PITR), named as its
-      TableName with AWS::StackName = NAME; print their names. A table that exists is left alone.
-      --email-identity also creates that SES v2 email identity.
-  create-email-identity --endpoint-url URL --email ADDR
-      Create an SES v2 email identity (SendEmail from an address without one is rejected).
-  emails --endpoint-url URL [--json]
-      Print the emails sent so far through the local SES (from, to, subject, body): `make emails`.
-
-scripts/stack.py imports it. botocore, cfn-lint and moto are imported only where needed.
-"""
+  create-tables --endpoint-url URL --stack-name NAME... [--email-identity ADDR...] [--quiet]
+      the template's DynamoDB tables for each stack name (existing ones are left alone), printed;
+      and these SES v2 email identities.
+  emails --endpoint-url URL [--json]   the emails sent so far through the local SES (make emails).
+scripts/stack.py imports it; botocore, cfn-lint and moto are imported only where needed."""
 
 from __future__ import annotations
 
@@ -31,8 +23,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "infra", "template.yaml")
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
+REGION, ACCOUNT_ID = "us-east-1", "123456789012"
 NO_VALUE = object()  # what Ref AWS::NoValue resolves to: the key is dropped
 
 
@@ -40,12 +31,14 @@ class StackError(Exception):
     """A step of the local stack failed; the message says which and what to do."""
 
 
-# --- the template ---------------------------------------------------------------------------------
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", file=sys.stderr, flush=True)
+
 
 def load_template(path: str = TEMPLATE) -> dict:
     """The template as cfn-lint decodes it (short tags in long form: `!GetAtt A.B` is
     {"Fn::GetAtt": ["A", "B"]}). Importing cfn-lint takes a second and create-tables runs once
-    per Rust integration test, so the result is cached in scripts/__pycache__ by mtime and size."""
+    per Rust integration test: the result is kept in scripts/__pycache__ by mtime and size."""
     stat = os.stat(path)
     key = [os.path.abspath(path), stat.st_mtime_ns, stat.st_size]
     cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__", "template.json")
@@ -60,7 +53,7 @@ def load_template(path: str = TEMPLATE) -> dict:
 
     template, problems = cfnlint.decode.decode(path)
     if template is None:
-        raise ValueError(f"{path}: " + "; ".join(str(p) for p in problems))
+        raise StackError(f"{path}: " + "; ".join(str(p) for p in problems))
     template = json.loads(json.dumps(template))  # plain dicts, lists and strings
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
@@ -77,20 +70,18 @@ class Resolver:
     overridden by `parameters`), pseudo parameters, tables and queues by their local names and
     ARNs, Sub, Join, Select, If and the condition functions."""
 
-    def __init__(self, template: dict, stack_name: str, parameters: dict | None = None,
-                 region: str = REGION):
+    def __init__(self, template: dict, stack_name: str, parameters: dict | None = None):
         self.template, self.resources = template, template.get("Resources") or {}
-        self.stack_name, self.region = stack_name, region
-        self.values = {"AWS::StackName": stack_name, "AWS::Region": region,
-                       "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
-                       "AWS::URLSuffix": "amazonaws.com",
-                       "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/"
-                                       f"{stack_name}/local"}
+        self.stack_name = stack_name
+        self.values = {"AWS::StackName": stack_name, "AWS::Region": REGION, "AWS::Partition": "aws",
+                       "AWS::AccountId": ACCOUNT_ID, "AWS::URLSuffix": "amazonaws.com"}
         self.values.update({name: str(spec["Default"]) for name, spec in
                             (template.get("Parameters") or {}).items() if "Default" in spec})
         self.values.update({name: str(value) for name, value in (parameters or {}).items()})
 
     def props(self, logical_id: str) -> dict:
+        if logical_id not in self.resources:
+            raise StackError(f"template: no resource {logical_id!r}")
         return self.resources[logical_id].get("Properties") or {}
 
     def name_of(self, logical_id: str) -> str:
@@ -107,28 +98,21 @@ class Resolver:
             return NO_VALUE
         if name in self.values:
             return self.values[name]
-        if name not in self.resources:
-            raise KeyError(f"template: Ref to unknown name {name!r}")
-        kind = self.resources[name].get("Type")
+        props, kind = self.props(name), self.resources[name].get("Type")
         if kind == "AWS::DynamoDB::Table":
             return self.name_of(name)
         if kind == "AWS::SQS::Queue":
             return self.get_att(name, "QueueUrl")
-        props = self.props(name)
         return next((self.resolve(props[k]) for k in ("EmailIdentity", "Name") if k in props), name)
 
     def get_att(self, logical_id: str, attribute: str):
-        if logical_id not in self.resources:
-            raise KeyError(f"template: GetAtt of unknown resource {logical_id!r}")
-        kind, name = self.resources[logical_id].get("Type"), self.name_of(logical_id)
-        values = {}
-        if kind == "AWS::DynamoDB::Table":
-            arn = f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"
-            values = {"Arn": arn, "StreamArn": arn + "/stream/local"}
-        elif kind == "AWS::SQS::Queue":
-            values = {"Arn": f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}", "QueueName": name,
-                      "QueueUrl": f"http://127.0.0.1:4566/{ACCOUNT_ID}/{name}"}
-        return values.get(attribute, f"{logical_id}.{attribute}")
+        name, kind = self.name_of(logical_id), self.resources[logical_id].get("Type")
+        arn = f"arn:aws:{kind.split('::')[1].lower()}:{REGION}:{ACCOUNT_ID}:"
+        values = {"AWS::DynamoDB::Table": {"Arn": f"{arn}table/{name}",
+                                           "StreamArn": f"{arn}table/{name}/stream/local"},
+                  "AWS::SQS::Queue": {"Arn": arn + name, "QueueName": name,
+                                      "QueueUrl": f"http://127.0.0.1:4566/{ACCOUNT_ID}/{name}"}}
+        return values.get(kind, {}).get(attribute, f"{logical_id}.{attribute}")
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.template["Conditions"][name]))
@@ -136,7 +120,7 @@ class Resolver:
     FUNCTIONS = {
         "Ref": lambda self, a: self.ref(a),
         "Fn::GetAtt": lambda self, a: self.get_att(*(a if isinstance(a, list) else a.split(".", 1))),
-        "Fn::Sub": lambda self, a: self.sub(a),
+        "Fn::Sub": lambda self, a: self.sub(*(a if isinstance(a, list) else [a, {}])),
         "Fn::Join": lambda self, a: str(a[0]).join(str(v) for v in self.resolve(a[1])),
         "Fn::Select": lambda self, a: self.resolve(a[1])[int(self.resolve(a[0]))],
         "Fn::If": lambda self, a: self.resolve(a[1] if self.condition(a[0]) else a[2]),
@@ -159,16 +143,14 @@ class Resolver:
         resolved = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
-    def sub(self, arg) -> str:
-        text, extra = (arg[0], self.resolve(arg[1])) if isinstance(arg, list) else (arg, {})
-
+    def sub(self, text: str, variables: dict) -> str:
         def value(m):
-            name = m.group(1)
+            name, variables_ = m.group(1), self.resolve(variables)
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
-            if name in extra:
-                return str(extra[name])
-            if "." in name and name.split(".", 1)[0] in self.resources:
+            if name in variables_:
+                return str(variables_[name])
+            if name.split(".", 1)[0] in self.resources and "." in name:
                 return str(self.get_att(*name.split(".", 1)))
             return str(self.ref(name))
 
@@ -176,69 +158,56 @@ class Resolver:
 
     def resources_of_type(self, kind: str):
         """(logical id, resource) of each resource of a type whose Condition holds."""
-        for logical_id, res in self.resources.items():
-            if res.get("Type") == kind and ("Condition" not in res
-                                            or self.condition(res["Condition"])):
-                yield logical_id, res
+        return [(logical_id, res) for logical_id, res in self.resources.items()
+                if res.get("Type") == kind
+                and ("Condition" not in res or self.condition(res["Condition"]))]
+
+    def tables(self) -> dict[str, dict]:
+        """The resolved Properties of every DynamoDB table, by logical id."""
+        return {logical_id: self.resolve(res.get("Properties") or {})
+                for logical_id, res in self.resources_of_type("AWS::DynamoDB::Table")}
 
 
-def table_specs(resolver: Resolver) -> list[tuple[str, dict]]:
-    """(logical id, resolved Properties) of every DynamoDB table in the template."""
-    return [(logical_id, resolver.resolve(res.get("Properties") or {}))
-            for logical_id, res in resolver.resources_of_type("AWS::DynamoDB::Table")]
-
-
-# --- resources --------------------------------------------------------------------------------------
-
-def client(service: str, endpoint_url: str, region: str = REGION):
+def client(service: str, endpoint_url: str):
     """A botocore client for the local endpoint (botocore alone imports faster than boto3)."""
     import botocore.config
     import botocore.session
 
     return botocore.session.get_session().create_client(
-        service, region_name=region, endpoint_url=endpoint_url,
-        aws_access_key_id="test", aws_secret_access_key="test",
+        service, region_name=REGION, endpoint_url=endpoint_url, aws_access_key_id="test",
+        aws_secret_access_key="test",
         config=botocore.config.Config(retries={"max_attempts": 2, "mode": "standard"}))
 
 
 def create_table_args(props: dict) -> dict:
-    """CreateTable arguments from resolved AWS::DynamoDB::Table Properties."""
-    args = {k: props[k] for k in ("TableName", "AttributeDefinitions", "KeySchema")}
-    args["BillingMode"] = mode = props.get("BillingMode", "PROVISIONED")
-    capacity = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-    if mode == "PROVISIONED":
-        args["ProvisionedThroughput"] = props.get("ProvisionedThroughput", capacity)
+    """CreateTable arguments from resolved AWS::DynamoDB::Table Properties: most have the API's
+    names (DeletionProtectionEnabled never applies locally: tests drop stacks freely)."""
+    args = {k: v for k, v in props.items() if k in (
+        "TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput")}
     for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        indexes = [{k: v for k, v in index.items() if k in (
-            "IndexName", "KeySchema", "Projection", "ProvisionedThroughput", "OnDemandThroughput")}
-            for index in props.get(key) or []]
-        for index in indexes:
-            if mode == "PROVISIONED" and key == "GlobalSecondaryIndexes":
-                index.setdefault("ProvisionedThroughput", capacity)
-        if indexes:
-            args[key] = indexes
+        if props.get(key):
+            args[key] = [{k: v for k, v in index.items() if k in (
+                "IndexName", "KeySchema", "Projection", "ProvisionedThroughput",
+                "OnDemandThroughput")} for index in props[key]]
     if props.get("StreamSpecification"):
-        args["StreamSpecification"] = {
-            "StreamEnabled": True, "StreamViewType": props["StreamSpecification"]["StreamViewType"]}
+        args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     if (props.get("SSESpecification") or {}).get("SSEEnabled"):
         args["SSESpecification"] = {"Enabled": True}
-    return args  # DeletionProtectionEnabled never locally: tests drop stacks freely
+    return args
 
 
 def create_tables(endpoint_url: str, stack_name: str, template: dict | None = None,
                   ddb=None) -> list[str]:
     """Create the template's tables for one stack name; return their names."""
-    ddb = ddb or client("dynamodb", endpoint_url)
-    names = []
-    for _, props in table_specs(Resolver(template or load_template(), stack_name)):
+    ddb, names = ddb or client("dynamodb", endpoint_url), []
+    for props in Resolver(template or load_template(), stack_name).tables().values():
         args = create_table_args(props)
         names.append(name := args["TableName"])
         try:
             ddb.create_table(**args)
         except ddb.exceptions.ResourceInUseException:
             continue  # exists: left as it is
-        ttl = props.get("TimeToLiveSpecification") or {}
-        if ttl.get("Enabled"):
+        if (ttl := props.get("TimeToLiveSpecification") or {}).get("Enabled"):
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
                 "AttributeName": ttl["AttributeName"], "Enabled": True})
         if (props.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled"):
@@ -249,36 +218,37 @@ def create_tables(endpoint_url: str, stack_name: str, template: dict | None = No
 
 def create_queues(endpoint_url: str, resolver: Resolver) -> dict[str, str]:
     """Create the template's SQS queues (by their local names); return {logical id: queue URL}."""
-    sqs = client("sqs", endpoint_url)
-    return {logical_id: sqs.create_queue(QueueName=(name := resolver.name_of(logical_id)),
-                                         Attributes={"FifoQueue": "true"} if name.endswith(
-                                             ".fifo") else {})["QueueUrl"]
-            for logical_id, _ in resolver.resources_of_type("AWS::SQS::Queue")}
+    sqs, urls = client("sqs", endpoint_url), {}
+    for logical_id, _ in resolver.resources_of_type("AWS::SQS::Queue"):
+        name = resolver.name_of(logical_id)
+        urls[logical_id] = sqs.create_queue(QueueName=name, Attributes={
+            "FifoQueue": "true"} if name.endswith(".fifo") else {})["QueueUrl"]
+    return urls
 
 
-def create_email_identity(endpoint_url: str, email: str, ses=None) -> None:
-    ses = ses or client("sesv2", endpoint_url)
-    try:
-        ses.create_email_identity(EmailIdentity=email)
-    except ses.exceptions.AlreadyExistsException:
-        pass
+def create_email_identities(endpoint_url: str, emails: list[str]) -> None:
+    """SES v2 email identities (SendEmail from an address without one is rejected)."""
+    ses = client("sesv2", endpoint_url)
+    for email in emails:
+        try:
+            ses.create_email_identity(EmailIdentity=email)
+        except ses.exceptions.AlreadyExistsException:
+            pass
 
 
-# --- serve ------------------------------------------------------------------------------------------
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_is_free(port: int) -> bool:
     import socket
 
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
+            s.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
 
 
-def cmd_serve(args) -> int:
+def serve(args) -> int:
     if not port_is_free(args.port):
         print(f"local_aws: port {args.port} on 127.0.0.1 is already in use; stop what holds it "
               f"or choose another port (LOCAL_AWS_PORT=...).", file=sys.stderr)
@@ -290,26 +260,29 @@ def cmd_serve(args) -> int:
     from moto.server import ThreadedMotoServer
 
     os.environ.setdefault("MOTO_PORT", str(args.port))
-    if not args.verbose:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
     moto_workarounds.apply()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     if not moto_workarounds.start_server(server):
         print(f"local_aws: moto server did not start on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1
     print("ready", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+
+    def until_stdin_closes():  # os.read: a buffered reader's lock would hang the exit
+        while os.read(0, 65536):
+            pass
+        stop.set()
+
     if args.exit_on_stdin_eof:
-        threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
+        threading.Thread(target=until_stdin_closes, daemon=True).start()
     while not stop.wait(0.5):
         pass
     server.stop()
     return 0
 
-
-# --- emails -----------------------------------------------------------------------------------------
 
 def html_to_text(html: str) -> str:
     """Text of an HTML email: a line per block element, links as <href>, no head or script."""
@@ -330,8 +303,8 @@ def html_to_text(html: str) -> str:
 
 def sent_emails(endpoint_url: str) -> list[dict]:
     """The emails moto's SES recorded: {"id", "from", "to", "subject", "body"}, oldest first
-    within each kind (simple, raw, templated: moto keeps no timestamps). Of a simple email with
-    both parts moto keeps only the HTML one, shown here as text."""
+    within each kind (simple, then raw: moto keeps no timestamps). Of a simple email with both
+    parts moto keeps only the HTML one, shown here as text."""
     import email
     import email.policy
 
@@ -339,30 +312,23 @@ def sent_emails(endpoint_url: str) -> list[dict]:
         ses = json.load(r).get("ses", {})
     out = []
     for m in ses.get("Message", []):
-        dest = m.get("destinations") or {}
-        body = m.get("body") or ""
-        out.append({"id": m.get("id"), "from": m.get("source"), "subject": m.get("subject") or "",
-                    "to": [a for key in ("ToAddresses", "CcAddresses", "BccAddresses")
-                           for a in dest.get(key) or []],
-                    "body": html_to_text(body) if re.search(r"</\w|<br", body, re.I) else body})
+        dest, body = m.get("destinations") or {}, m.get("body") or ""
+        to = [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in dest.get(key) or []]
+        body = html_to_text(body) if re.search(r"</\w|<br", body, re.I) else body
+        out.append({"id": m.get("id"), "from": m.get("source"), "to": to,
+                    "subject": m.get("subject") or "", "body": body})
     for m in ses.get("RawMessage", []):
         msg = email.message_from_bytes((m.get("raw_data") or "").encode("utf-8", "surrogateescape"),
                                        policy=email.policy.default)
         part = msg.get_body(preferencelist=("plain", "html"))
         body = part.get_content() if part else ""
+        body = html_to_text(body) if part and part.get_content_subtype() == "html" else body
         out.append({"id": m.get("id"), "from": m.get("source"), "subject": str(msg["Subject"] or ""),
-                    "to": list(dict.fromkeys(m.get("destinations") or [])),  # moto may list one twice
-                    "body": html_to_text(body) if part and part.get_content_subtype() == "html"
-                    else body})
-    for m in ses.get("TemplateMessage", []):
-        dest = m.get("destinations") or {}
-        out.append({"id": m.get("id"), "from": m.get("source"),
-                    "to": list(dest.get("ToAddresses", []) if isinstance(dest, dict) else dest),
-                    "subject": f"(template {m.get('template')})", "body": str(m.get("template_data"))})
+                    "to": list(dict.fromkeys(m.get("destinations") or [])), "body": body})
     return out
 
 
-def cmd_emails(args) -> int:
+def print_emails(args) -> int:
     try:
         emails = sent_emails(args.endpoint_url)
     except (urllib.error.URLError, OSError) as e:
@@ -371,25 +337,22 @@ def cmd_emails(args) -> int:
         return 1
     if args.json:
         print(json.dumps(emails, indent=2))
-    elif not emails:
+        return 0
+    if not emails:
         print("(no emails sent yet)", file=sys.stderr)
-    for i, m in enumerate([] if args.json else emails, 1):
+    for i, m in enumerate(emails, 1):
         print(f"--- email {i} ---\nFrom:    {m['from']}\nTo:      {', '.join(m['to'])}\n"
               f"Subject: {m['subject']}\n\n{m['body'].rstrip()}\n")
     return 0
 
 
-# --- command line -----------------------------------------------------------------------------------
-
-def cmd_create_tables(args) -> int:
-    template = load_template(args.template)
-    ddb = client("dynamodb", args.endpoint_url)
-    for stack_name in args.stack_name:
-        for name in create_tables(args.endpoint_url, stack_name, template, ddb):
-            if not args.quiet:
-                print(name)
-    for email in args.email_identity or []:
-        create_email_identity(args.endpoint_url, email)
+def create_tables_command(args) -> int:
+    template, ddb = load_template(args.template), client("dynamodb", args.endpoint_url)
+    names = [name for stack_name in args.stack_name
+             for name in create_tables(args.endpoint_url, stack_name, template, ddb)]
+    if names and not args.quiet:
+        print("\n".join(names))
+    create_email_identities(args.endpoint_url, args.email_identity or [])
     return 0
 
 
@@ -401,21 +364,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin closes")
     p.add_argument("--verbose", action="store_true", help="log every request")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=serve)
     tables = sub.add_parser("create-tables", help="create the template's DynamoDB tables")
-    tables.add_argument("--stack-name", action="append", required=True,
-                        help="the local stack name (repeat for several stacks)")
+    tables.add_argument("--stack-name", action="append", required=True, help="(repeatable)")
     tables.add_argument("--template", default=TEMPLATE)
     tables.add_argument("--email-identity", action="append", help="also create this SES identity")
     tables.add_argument("--quiet", action="store_true", help="do not print the table names")
-    tables.set_defaults(func=cmd_create_tables)
-    identity = sub.add_parser("create-email-identity", help="create an SES v2 email identity")
-    identity.add_argument("--email", required=True)
-    identity.set_defaults(func=lambda a: create_email_identity(a.endpoint_url, a.email) or 0)
+    tables.set_defaults(func=create_tables_command)
     emails = sub.add_parser("emails", help="print the emails sent so far (make emails)")
     emails.add_argument("--json", action="store_true", help="print them as a JSON list")
-    emails.set_defaults(func=cmd_emails)
-    for p in (tables, identity, emails):
+    emails.set_defaults(func=print_emails)
+    for p in (tables, emails):
         p.add_argument("--endpoint-url", required=True)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,35 +1,21 @@
 #!/usr/bin/env python3
 """The local portal stack: `make run` runs this file; the pytest suite imports it.
 
-In order, it:
-  1. checks that the ports are free and that cargo and the venv's tools are there;
-  2. starts the local AWS endpoint (scripts/local_aws.py serve: moto server);
-  3. creates the tables, SQS queues and SES email identities of infra/template.yaml;
-  4. seeds the administrator: `cargo run -q --bin portal-admin -- create-admin --email
-     admin@example.com`, the password on stdin;
-  5. starts `cargo lambda watch` (every function, routed as in the workspace Cargo.toml) with the
-     functions' environment from the template (parameter defaults, table names) plus the local
-     AWS endpoint and credentials;
-  6. warms each function (cargo lambda builds one on its first request; a stream-triggered one
-     gets an empty batch) and relays DynamoDB stream records to the functions the template
-     triggers from a stream (scripts/stream_relay.py: the event source mapping's behaviour);
-  7. stays in the foreground until Ctrl-C (SIGINT/SIGTERM/SIGHUP), then stops all it started.
+It checks the ports and tools, starts the local AWS endpoint (local_aws.py serve: moto), creates
+the tables, queues and SES identities of infra/template.yaml, seeds the administrator (`cargo run
+-q --bin portal-admin -- create-admin --email admin@example.com`, password on stdin), starts
+`cargo lambda watch` with the functions' environment from the template (parameter defaults, table
+names) and the local endpoint, warms every function, relays the DynamoDB streams that trigger
+functions (stream_relay.py), and stops all it started on Ctrl-C (SIGINT, SIGTERM, SIGHUP).
 
 make run: PORTAL_PORT (9000), LOCAL_AWS_PORT (4566), PORTAL_STACK_NAME (portal-local) and
-PORTAL_ADMIN_PASSWORD (violet-harbor-lantern-42) choose the local values; a function setting of
-the template set in the environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug...)
-overrides its default.
+PORTAL_ADMIN_PASSWORD (violet-harbor-lantern-42); a function setting of the template set in the
+environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug...) overrides its default.
 
-The pytest suite:
-    handle = stack.start_stack(portal_port=9100, moto_port=4610, stack_name="portal-pytest",
-                               settings={"PORTAL_REQUIRE_CONFIRMATION": "true"},  # optional
-                               log_path="/tmp/portal-stack.log")                  # optional
-    handle.portal_url, handle.aws_endpoint, handle.portal_port, handle.admin_email,
-    handle.admin_password, handle.env (the functions' environment), handle.tables (by logical id),
-    handle.queue_urls (by logical id), handle.relays (StreamRelays: .delivered, .discarded,
-    .invocations), handle.emails() (see local_aws.sent_emails), handle.stop() (or `with`).
-  start_stack raises StackError, with a message for a person, when a step fails (after cleaning up).
-"""
+pytest: start_stack(portal_port, moto_port, stack_name, settings={...}, log_path=...) returns a
+Stack: portal_url, aws_endpoint, portal_port, admin_email, admin_password, env (the functions'),
+tables and queue_urls (by logical id), relays (.delivered, .discarded, .invocations), emails()
+(local_aws.sent_emails), stop() (or `with`). A failed step raises StackError after cleaning up."""
 
 from __future__ import annotations
 
@@ -40,26 +26,22 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from importlib.util import find_spec
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import local_aws  # noqa: E402  (beside this file)
-from local_aws import ROOT, StackError  # noqa: E402
+from local_aws import ROOT, StackError, say  # noqa: E402
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-DEFAULT_PORTAL_PORT, DEFAULT_AWS_PORT, DEFAULT_STACK_NAME = 9000, 4566, "portal-local"
 ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD = "admin@example.com", "violet-harbor-lantern-42"
 LOCAL_MAX_RETRIES = 10  # what MaximumRetryAttempts -1 (until the record expires) means locally
 # Variables of the developer's shell that would point the AWS SDK somewhere else.
 AWS_VARS_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
                     "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN",
                     "AWS_WEB_IDENTITY_TOKEN_FILE")
-
-
-def say(msg: str) -> None:
-    print(f"[stack] {msg}", file=sys.stderr, flush=True)
 
 
 def dig(value, *keys) -> dict:
@@ -78,30 +60,26 @@ class Plan:
     """The local stack described by infra/template.yaml, for one stack name and settings."""
 
     def __init__(self, stack_name: str, portal_port: int, moto_port: int,
-                 settings: dict | None = None, template: dict | None = None):
-        self.template = template or local_aws.load_template()
+                 settings: dict | None = None):
+        self.template = local_aws.load_template()
         self.aws_endpoint, self.portal_port = f"http://127.0.0.1:{moto_port}", portal_port
         functions = {k: v for k, v in (self.template.get("Resources") or {}).items()
                      if v.get("Type") == "AWS::Serverless::Function"}
         raw_env = dict(dig(self.template, "Globals", "Function", "Environment", "Variables"))
         for fn in functions.values():
             raw_env.update(dig(fn, "Properties", "Environment", "Variables"))
-        settings = {k: str(v) for k, v in (settings or {}).items()}
-        settings.setdefault("PORTAL_BASE_URL", f"http://localhost:{portal_port}")
-        # A setting named by its variable sets the parameter behind it, so that every use of the
-        # parameter in the template (e.g. the sender's SES identity) agrees.
-        parameters = self.template.get("Parameters") or {}
-        self.setting_names = {var for var, v in raw_env.items() if isinstance(v, dict)
-                              and list(v) == ["Ref"] and v["Ref"] in parameters}
+        settings = {"PORTAL_BASE_URL": f"http://localhost:{portal_port}", **(settings or {})}
+        # A setting (by variable name) of a variable that is a parameter sets the parameter, so
+        # that every use of it in the template (e.g. the sender's SES identity) agrees; others
+        # are ignored.
         self.resolver = local_aws.Resolver(self.template, stack_name, {
-            raw_env[var]["Ref"]: settings[var] for var in self.setting_names if var in settings})
-        env = self.resolver.resolve(raw_env)
-        env.update(AWS_ENDPOINT_URL=self.aws_endpoint, AWS_REGION=local_aws.REGION,
-                   AWS_DEFAULT_REGION=local_aws.REGION, AWS_ACCESS_KEY_ID="test",
-                   AWS_SECRET_ACCESS_KEY="test")
-        self.env = {k: str(v) for k, v in env.items()}
-        self.tables = {logical_id: props["TableName"]
-                       for logical_id, props in local_aws.table_specs(self.resolver)}
+            v["Ref"]: str(settings[var]) for var, v in raw_env.items() if var in settings
+            and isinstance(v, dict) and v.get("Ref") in (self.template.get("Parameters") or {})})
+        self.env = {k: str(v) for k, v in self.resolver.resolve(raw_env).items()}
+        self.env.update(AWS_ENDPOINT_URL=self.aws_endpoint, AWS_REGION=local_aws.REGION,
+                        AWS_DEFAULT_REGION=local_aws.REGION, AWS_ACCESS_KEY_ID="test",
+                        AWS_SECRET_ACCESS_KEY="test")
+        self.tables = {lid: props["TableName"] for lid, props in self.resolver.tables().items()}
         self.email_identities = [
             self.resolver.resolve(dig(res, "Properties")["EmailIdentity"])
             for _, res in self.resolver.resources_of_type("AWS::SES::EmailIdentity")]
@@ -115,7 +93,7 @@ class Plan:
             binary = dig(fn, "Metadata", "BuildProperties").get("Binary") or logical_id
             for event in dig(fn, "Properties", "Events").values():
                 props = dig(event, "Properties")
-                path = props.get("Path", "")
+                path = str(props.get("Path", ""))
                 if (event.get("Type") in ("HttpApi", "Api") and "{" not in path
                         and str(props.get("Method", "")).upper() in ("GET", "ANY")):
                     self.warm_paths.setdefault(binary, path)
@@ -128,8 +106,7 @@ class Plan:
         from stream_relay import parse_filters
 
         r, where = self.resolver.resolve, f"template: the DynamoDB event of {logical_id}"
-        table = get_att_target(props.get("Stream"))
-        if table not in self.tables:
+        if get_att_target(props.get("Stream")) not in self.tables:
             raise StackError(f"{where} must name its stream as !GetAtt <Table>.StreamArn")
         destination = dig(props, "DestinationConfig", "OnFailure").get("Destination")
         queue = None if destination is None else get_att_target(destination)
@@ -139,7 +116,7 @@ class Plan:
                              f"as !GetAtt <Queue>.Arn of an AWS::SQS::Queue")
         max_retries = int(r(props.get("MaximumRetryAttempts", -1)))
         return {
-            "function": binary, "table": self.tables[table],
+            "function": binary, "table": self.tables[get_att_target(props["Stream"])],
             "enabled": str(r(props.get("Enabled", True))).lower() != "false",
             "batch_size": int(r(props.get("BatchSize", 100))),
             "report_failures": "ReportBatchItemFailures" in r(
@@ -152,7 +129,29 @@ class Plan:
         }
 
 
-# --- processes --------------------------------------------------------------------------------------
+def preflight(portal_port: int, moto_port: int) -> None:
+    """Clear messages for what would otherwise fail obscurely later."""
+    problems = [f"PORTAL_PORT and LOCAL_AWS_PORT are both {portal_port}: choose two ports."
+                ] if portal_port == moto_port else []
+    for port, var, what in ((portal_port, "PORTAL_PORT", "the portal"),
+                            (moto_port, "LOCAL_AWS_PORT", "the local AWS endpoint")):
+        if not local_aws.port_is_free(port):
+            problems.append(
+                f"Port {port} ({what}, {var}) is already in use on 127.0.0.1. Stop whatever holds "
+                f"it (perhaps another `make run`: see `ss -ltnp 'sport = :{port}'`), or choose "
+                f"another port, e.g. `{var}={port + 1} make run`.")
+    if shutil.which("cargo") is None:
+        problems.append("`cargo` is not on PATH: install the Rust toolchain (https://rustup.rs) "
+                        "or add ~/.cargo/bin to PATH.")
+    if not all(os.access(os.path.join(VENV_BIN, t), os.X_OK) for t in ("python", "cargo-lambda")):
+        problems.append(f"the tools of {VENV_BIN} are missing: run `scripts/setup.sh` "
+                        f"(make run and make test do it).")
+    elif not all(find_spec(m) for m in ("botocore", "cfnlint", "moto", "requests")):
+        problems.append(f"{sys.executable} lacks the venv's modules: run this with "
+                        f"{VENV_BIN}/python after `scripts/setup.sh`.")
+    if problems:
+        raise StackError("\n".join(problems))
+
 
 def parent_death_signal():
     """A preexec_fn that makes the child get SIGTERM when the thread that started it dies, so that
@@ -167,57 +166,18 @@ def parent_death_signal():
     return lambda: prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def kill_group(proc: subprocess.Popen, name: str, grace: float = 8.0) -> None:
-    """SIGTERM the process group of proc (started in its own session), then SIGKILL."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
-        if proc.poll() is not None and not group_alive(proc.pid):
-            return
-        if sig == signal.SIGKILL:
-            say(f"{name} did not stop within {grace:.0f}s; killing it")
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and (proc.poll() is None or group_alive(proc.pid)):
-            time.sleep(0.1)
-
-
-def preflight(portal_port: int, moto_port: int) -> None:
-    """Clear messages for what would otherwise fail obscurely later."""
-    problems = []
-    if portal_port == moto_port:
-        problems.append(f"PORTAL_PORT and LOCAL_AWS_PORT are both {portal_port}: choose two ports.")
-    for port, var, what in ((portal_port, "PORTAL_PORT", "the portal"),
-                            (moto_port, "LOCAL_AWS_PORT", "the local AWS endpoint")):
-        if not local_aws.port_is_free(port):
-            problems.append(
-                f"Port {port} ({what}, {var}) is already in use on 127.0.0.1. Stop whatever holds "
-                f"it (perhaps another `make run`: see `ss -ltnp 'sport = :{port}'`), or choose "
-                f"another port, e.g. `{var}={port + 1} make run`.")
-    if shutil.which("cargo") is None:
-        problems.append("`cargo` is not on PATH: install the Rust toolchain (https://rustup.rs) "
-                        "or add ~/.cargo/bin to PATH.")
-    missing = [t for t in ("python", "cargo-lambda")
-               if not os.access(os.path.join(VENV_BIN, t), os.X_OK)]
-    if missing:
-        problems.append(f"{', '.join(missing)} missing from {VENV_BIN}: run `scripts/setup.sh` "
-                        f"(make run and make test do it).")
-    elif [m for m in ("botocore", "cfnlint", "moto", "requests") if not find_spec(m)]:
-        problems.append(f"{sys.executable} lacks the venv's modules: run this with "
-                        f"{VENV_BIN}/python after `scripts/setup.sh`.")
-    if problems:
-        raise StackError("\n".join(problems))
+    """SIGTERM the process group of proc (started in its own session), then SIGKILL what is left
+    of it (cargo lambda watch ends its functions' processes when it ends)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        say(f"{name} did not stop within {grace:.0f}s; killing it")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(5)
 
 
 class Stack:
@@ -227,20 +187,17 @@ class Stack:
         self.plan, self.stack_name, self.portal_port = plan, stack_name, plan.portal_port
         self.portal_url = f"http://localhost:{plan.portal_port}"
         self.aws_endpoint, self.env = plan.aws_endpoint, dict(plan.env)
-        self.tables = dict(plan.tables)
+        self.tables, self.queue_urls, self.relays = dict(plan.tables), {}, []
         self.admin_email, self.admin_password = ADMIN_EMAIL, admin_password
         self._log_path = log_path
         self._log = open(log_path, "ab", buffering=0) if log_path else None
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._stopping, self._lock = threading.Event(), threading.Lock()
-        self._env_file: str | None = None
-        self.queue_urls: dict[str, str] = {}
-        self.relays: list = []
+        self._env_file = None
 
     def _child_env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in AWS_VARS_TO_DROP}
-        env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
-        return {**env, **self.env}
+        return {**env, "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""), **self.env}
 
     def _spawn(self, name: str, argv: list[str], **kw) -> subprocess.Popen:
         kw.setdefault("stdout", self._log)
@@ -269,9 +226,7 @@ class Stack:
     def create_resources(self) -> None:
         local_aws.create_tables(self.aws_endpoint, self.stack_name, self.plan.template)
         self.queue_urls = local_aws.create_queues(self.aws_endpoint, self.plan.resolver)
-        ses = local_aws.client("sesv2", self.aws_endpoint)
-        for identity in self.plan.email_identities:
-            local_aws.create_email_identity(self.aws_endpoint, identity, ses=ses)
+        local_aws.create_email_identities(self.aws_endpoint, self.plan.email_identities)
 
     def seed_admin(self) -> None:
         argv = ["cargo", "run", "-q", "--bin", "portal-admin", "--", "create-admin", "--email",
@@ -297,8 +252,6 @@ class Stack:
     def start_watch(self) -> None:
         # The functions' settings reach them through cargo lambda's own environment, except
         # RUST_LOG: set for cargo lambda itself, it would make its own logging verbose.
-        import tempfile
-
         env = self._child_env()
         rust_log = env.pop("RUST_LOG", "")
         if "'" in rust_log or "\n" in rust_log:
@@ -316,8 +269,7 @@ class Stack:
         while time.monotonic() < deadline:
             self._check_children()
             try:
-                socket.create_connection(("127.0.0.1", self.portal_port), timeout=2).close()
-                return
+                return socket.create_connection(("127.0.0.1", self.portal_port), timeout=2).close()
             except OSError:
                 time.sleep(0.2)
         raise StackError(f"cargo lambda watch did not answer on port {self.portal_port} in 120s")
@@ -351,15 +303,14 @@ class Stack:
     def start_relays(self) -> None:
         from stream_relay import StreamRelay
 
-        for source in self.plan.stream_sources:
-            source = dict(source)
+        for source in map(dict, self.plan.stream_sources):
             if not source.pop("enabled"):
                 say(f"not relaying {source['table']} to {source['function']} (Enabled: false)")
                 continue
             queue = source.pop("on_failure_queue")
-            relay = StreamRelay(self, on_failure_url=self.queue_urls.get(queue), **source)
-            relay.start()
-            self.relays.append(relay)
+            self.relays.append(StreamRelay(self, on_failure_url=self.queue_urls.get(queue),
+                                           **source))
+            self.relays[-1].start()
             say(f"relaying the stream of {source['table']} to {source['function']}")
 
     def first_dead_child(self) -> str | None:
@@ -368,8 +319,7 @@ class Stack:
                          if proc.poll() is not None), None)
 
     def _check_children(self) -> None:
-        dead = self.first_dead_child()
-        if dead and not self._stopping.is_set():
+        if (dead := self.first_dead_child()) and not self._stopping.is_set():
             raise StackError(f"{dead} unexpectedly" + self._see_log())
 
     def stop(self) -> None:
@@ -401,10 +351,9 @@ class Stack:
         return local_aws.sent_emails(self.aws_endpoint)
 
 
-def start_stack(portal_port: int = DEFAULT_PORTAL_PORT, moto_port: int = DEFAULT_AWS_PORT,
-                stack_name: str = DEFAULT_STACK_NAME, *, settings: dict | None = None,
-                admin_password: str | None = None, log_path: str | None = None,
-                warm: bool = True) -> Stack:
+def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str = "portal-local",
+                *, settings: dict | None = None, admin_password: str | None = None,
+                log_path: str | None = None, warm: bool = True) -> Stack:
     """Start the whole local stack and return its handle; raise StackError if a step fails.
 
     settings: function settings by variable name (e.g. {"PORTAL_REQUIRE_CONFIRMATION": "true"})
@@ -427,8 +376,6 @@ def start_stack(portal_port: int = DEFAULT_PORTAL_PORT, moto_port: int = DEFAULT
     return stack
 
 
-# --- make run ---------------------------------------------------------------------------------------
-
 def port_from_env(name: str, default: int) -> int:
     value = os.environ.get(name) or str(default)
     if not value.isdigit() or not 0 < int(value) < 65536:
@@ -437,8 +384,7 @@ def port_from_env(name: str, default: int) -> int:
 
 
 def main() -> int:
-    stop_signal = []
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    stop_signal, signals, stack = [], (signal.SIGINT, signal.SIGTERM, signal.SIGHUP), None
 
     def on_signal(signum, _frame):
         stop_signal.append(signum)
@@ -448,18 +394,16 @@ def main() -> int:
 
     for sig in signals:
         signal.signal(sig, on_signal)
-    stack = None
     try:
-        portal_port = port_from_env("PORTAL_PORT", DEFAULT_PORTAL_PORT)
-        moto_port = port_from_env("LOCAL_AWS_PORT", DEFAULT_AWS_PORT)
-        stack_name = os.environ.get("PORTAL_STACK_NAME") or DEFAULT_STACK_NAME
-        # Function settings from the environment: the template's variables that are parameters.
-        names = Plan(stack_name, portal_port, moto_port).setting_names
+        portal_port, moto_port = port_from_env("PORTAL_PORT", 9000), port_from_env(
+            "LOCAL_AWS_PORT", 4566)
+        stack_name = os.environ.get("PORTAL_STACK_NAME") or "portal-local"
         say(f"starting the local stack {stack_name!r}...")
-        stack = start_stack(portal_port, moto_port, stack_name, admin_password=os.environ.get(
-            "PORTAL_ADMIN_PASSWORD"), settings={k: os.environ[k] for k in names
-                                                if os.environ.get(k)})
-        port_var = "" if moto_port == DEFAULT_AWS_PORT else f"LOCAL_AWS_PORT={moto_port} "
+        # Function settings come from the environment: the template's variables for parameters.
+        stack = start_stack(portal_port, moto_port, stack_name, settings={
+            k: v for k, v in os.environ.items() if v}, admin_password=os.environ.get(
+            "PORTAL_ADMIN_PASSWORD"))
+        port_var = "" if moto_port == 4566 else f"LOCAL_AWS_PORT={moto_port} "
         print(f"\nPortal: {stack.portal_url}  Local AWS: {stack.aws_endpoint}  "
               f"Admin: {stack.admin_email} / {stack.admin_password}\n"
               f"Emails sent so far: {port_var}make emails  (or .venv/bin/python "

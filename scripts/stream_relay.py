@@ -1,7 +1,6 @@
-"""What Lambda's event source mapping does with a DynamoDB stream, locally: StreamRelay reads a
-table's stream from the local endpoint and invokes a function through cargo lambda's invoke API.
-Its FilterCriteria are matched by moto's EventBridge pattern matcher (moto.events.models.EventPattern),
-the same pattern language that Lambda's event filtering uses."""
+"""Lambda's event source mapping for a DynamoDB stream, locally: StreamRelay reads a table's stream
+from the local endpoint and invokes a function through cargo lambda's invoke API. FilterCriteria
+patterns are matched by moto's EventBridge pattern matcher: Lambda filters with the same language."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import base64
 import datetime
 import itertools
 import json
-import sys
 import threading
 import time
 import uuid
@@ -18,14 +16,10 @@ import requests
 from moto.events.models import EventPattern
 
 import local_aws
-from local_aws import StackError
+from local_aws import StackError, say
 
-# Lambda's filter rules for stream records (an unknown one would match everything in moto's matcher).
+# Lambda's filter rules (moto's matcher would take an unknown one as matching everything).
 OPERATORS = {"exists", "prefix", "suffix", "anything-but", "numeric", "equals-ignore-case"}
-
-
-def say(msg: str) -> None:
-    print(f"[stack] {msg}", file=sys.stderr, flush=True)
 
 
 def parse_filters(criteria: dict, where: str) -> list[dict]:
@@ -98,14 +92,14 @@ class StreamRelay(threading.Thread):
                  max_record_age: int = -1, filters: list | None = None,
                  on_failure_url: str | None = None):
         super().__init__(name=f"relay-{table}", daemon=True)
-        self.stack, self.function, self.table, self.batch_size = stack, function, table, max(
-            1, batch_size)
-        self.report_failures, self.max_retries, self.bisect = report_failures, max_retries, bisect
-        self.max_record_age, self.filters = max_record_age, filters or []
-        self.on_failure_url = on_failure_url
+        self.stack, self.function, self.table = stack, function, table
+        self.batch_size, self.max_retries = max(1, batch_size), max_retries
+        self.max_record_age, self.report_failures = max_record_age, report_failures
+        self.bisect, self.filters, self.on_failure_url = bisect, filters or [], on_failure_url
         self.invoke_url = (f"http://127.0.0.1:{stack.portal_port}/2015-03-31/functions/"
                            f"{function}/invocations")
-        self.function_arn = f"arn:aws:lambda:{local_aws.REGION}:{local_aws.ACCOUNT_ID}:function:{function}"
+        self.function_arn = (f"arn:aws:lambda:{local_aws.REGION}:{local_aws.ACCOUNT_ID}:"
+                             f"function:{function}")
         self.stream_arn = ""
         self.invocations = self.delivered = self.discarded = 0  # for tests and logs
 

@@ -92,6 +92,17 @@ def moto_server():
     proc.wait(timeout=20)
 
 
+@pytest.mark.parametrize("how", ["stdin closes", "SIGTERM"])
+def test_serve_stops_cleanly_when_its_stdin_closes_or_on_sigterm(how):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "serve",
+                             "--port", str(free_port()), "--exit-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    proc.stdin.close() if how == "stdin closes" else proc.terminate()
+    assert proc.wait(timeout=20) == 0, proc.stderr.read().decode()[-2000:]
+    assert b"Fatal" not in proc.stderr.read()
+
+
 def test_serve_refuses_a_port_in_use(moto_server):
     port = moto_server.rsplit(":", 1)[1]
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "serve",
