@@ -239,13 +239,11 @@ def create_email_identities(endpoint_url: str, emails: list[str]) -> None:
 def port_is_free(port: int) -> bool:
     import socket
 
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    try:
+        socket.create_server(("127.0.0.1", port)).close()  # with SO_REUSEADDR, as servers bind
+        return True
+    except OSError:
+        return False
 
 
 def serve(args) -> int:
@@ -313,18 +311,19 @@ def sent_emails(endpoint_url: str) -> list[dict]:
     out = []
     for m in ses.get("Message", []):
         dest, body = m.get("destinations") or {}, m.get("body") or ""
-        to = [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in dest.get(key) or []]
+        to = [a for k in ("ToAddresses", "CcAddresses", "BccAddresses") for a in dest.get(k) or []]
         body = html_to_text(body) if re.search(r"</\w|<br", body, re.I) else body
         out.append({"id": m.get("id"), "from": m.get("source"), "to": to,
                     "subject": m.get("subject") or "", "body": body})
     for m in ses.get("RawMessage", []):
-        msg = email.message_from_bytes((m.get("raw_data") or "").encode("utf-8", "surrogateescape"),
-                                       policy=email.policy.default)
+        msg = email.message_from_bytes(
+            (m.get("raw_data") or "").encode("utf-8", "surrogateescape"), policy=email.policy.default)
         part = msg.get_body(preferencelist=("plain", "html"))
         body = part.get_content() if part else ""
         body = html_to_text(body) if part and part.get_content_subtype() == "html" else body
-        out.append({"id": m.get("id"), "from": m.get("source"), "subject": str(msg["Subject"] or ""),
-                    "to": list(dict.fromkeys(m.get("destinations") or [])), "body": body})
+        out.append({"id": m.get("id"), "from": m.get("source"), "body": body,
+                    "to": list(dict.fromkeys(m.get("destinations") or [])),  # moto may repeat one
+                    "subject": str(msg["Subject"] or "")})
     return out
 
 

@@ -1,6 +1,7 @@
-"""Lambda's event source mapping for a DynamoDB stream, locally: StreamRelay reads a table's stream
-from the local endpoint and invokes a function through cargo lambda's invoke API. FilterCriteria
-patterns are matched by moto's EventBridge pattern matcher: Lambda filters with the same language."""
+"""Lambda's event source mapping for a DynamoDB stream, locally: StreamRelay reads a table's
+stream from the local endpoint and invokes a function through cargo lambda's invoke API.
+FilterCriteria patterns are matched by moto's EventBridge pattern matcher (Lambda's event
+filtering uses the EventBridge pattern language)."""
 
 from __future__ import annotations
 
@@ -186,9 +187,9 @@ class StreamRelay(threading.Thread):
                 "version": "1.0", "timestamp": iso(time.time()),
                 "DDBStreamBatchInfo": {
                     "shardId": shard_id, "startSequenceNumber": seqs[0],
-                    "endSequenceNumber": seqs[-1], "approximateArrivalOfFirstRecord": iso(created[0]),
-                    "approximateArrivalOfLastRecord": iso(created[-1]), "batchSize": len(records),
-                    "streamArn": self.stream_arn}}
+                    "endSequenceNumber": seqs[-1], "batchSize": len(records),
+                    "approximateArrivalOfFirstRecord": iso(created[0]),
+                    "approximateArrivalOfLastRecord": iso(created[-1]), "streamArn": self.stream_arn}}
             try:
                 local_aws.client("sqs", self.stack.aws_endpoint).send_message(
                     QueueUrl=self.on_failure_url, MessageBody=json.dumps(message))
