@@ -90,7 +90,7 @@ def during_a_cancelled_transaction(ddb, monkeypatch, call):
         if keys == {"pk": {"S": "missing"}} and "thread" not in done:
             done["thread"] = threading.Thread(target=lambda: done.setdefault("result", call()))
             done["thread"].start()
-            done["thread"].join(1)  # unserialized: it ran; serialized: it waits for the lock
+            done["thread"].join(3)  # unserialized: it runs now; serialized: it waits for the lock
         return original(self, table_name, keys, *args, **kwargs)
 
     monkeypatch.setattr(DynamoDBBackend, "get_item", get_item)
