@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import sys
 import tempfile
@@ -15,16 +14,8 @@ import pytest
 from support import ADMIN_PASSWORD, Portal
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK_SCRIPT = ROOT / "scripts" / "stack.py"
-
-
-def _load_stack_module():
-    spec = importlib.util.spec_from_file_location("portal_stack", STACK_SCRIPT)
-    assert spec and spec.loader, f"cannot load {STACK_SCRIPT}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["portal_stack"] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(ROOT / "scripts"))
+import stack as stack_script  # noqa: E402  (scripts/stack.py)
 
 
 def free_port(avoid=(9000, 4566)) -> int:
@@ -42,14 +33,14 @@ STACK_LOGS: list[str] = []
 def start(stack_name: str, settings: dict | None = None):
     """Start a local stack on free ports; returns scripts/stack.py's handle (portal_url,
     aws_endpoint, portal_port, admin_email, admin_password, stop())."""
-    module = _load_stack_module()
     portal_port = free_port()
     moto_port = free_port(avoid=(9000, 4566, portal_port))
     log = tempfile.NamedTemporaryFile(prefix=f"portal-{stack_name}-", suffix=".log", delete=False)
     log.close()
     STACK_LOGS.append(log.name)
-    return module.start_stack(portal_port, moto_port, f"pytest-{stack_name}", settings=settings,
-                              admin_password=ADMIN_PASSWORD, log_path=log.name)
+    return stack_script.start_stack(portal_port, moto_port, f"pytest-{stack_name}",
+                                    settings=settings, admin_password=ADMIN_PASSWORD,
+                                    log_path=log.name)
 
 
 @pytest.fixture(scope="session")

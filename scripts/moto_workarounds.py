@@ -1,0 +1,74 @@
+"""Every workaround of a moto behaviour that the local stack needs, in one place.
+
+Each names the upstream behaviour it works around (seen in moto 5.2.5) and has a test in
+tests/test_moto_workarounds.py that runs the unpatched moto and fails once moto no longer behaves
+so: then delete the workaround and its test. `local_aws.py serve` calls apply() before starting."""
+
+from __future__ import annotations
+
+import threading
+
+from moto.dynamodb.models import DynamoDBBackend
+from moto.server import ThreadedMotoServer
+
+
+def keep_streams_across_cancelled_transactions(patch=setattr) -> None:
+    """moto: a cancelled TransactWriteItems rolls back by replacing each table with a deep copy
+    taken before it started. The copy has a copy of the stream shard, so a stream reader's shard
+    iterator stays on the old shard: it sees the records of the rolled-back writes (real DynamoDB
+    writes none) and never a record written after. Here the old shard, without the rolled-back
+    records, is attached to the restored table."""
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        shards = {}
+        for item in transact_items:
+            table = self.tables.get(next(iter(item.values())).get("TableName"))
+            if table is not None and table.stream_shard is not None:
+                shards[table.name] = (table.stream_shard, len(table.stream_shard.items))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for name, (shard, length) in shards.items():
+                restored = self.tables.get(name)
+                if restored is not None and restored.stream_shard is not shard:
+                    del shard.items[length:]
+                    shard.table, restored.stream_shard = restored, shard
+            raise
+
+    patch(DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+def serialize_dynamodb_calls(patch=setattr) -> None:
+    """moto's server answers requests on threads, and its TransactWriteItems checks and applies
+    items one by one, then rolls a cancelled one back by restoring whole tables copied when it
+    started: a write made meanwhile by another request is lost, and a read meanwhile sees the
+    cancelled transaction's writes. Real DynamoDB transactions are serializable: running moto's
+    reads and writes one at a time gives the race tests (parallel redemptions, registrations) the
+    same guarantees."""
+    lock = threading.RLock()
+
+    def serialized(method):
+        def run(self, *args, **kwargs):
+            with lock:
+                return method(self, *args, **kwargs)
+        return run
+
+    for name in ("put_item", "update_item", "delete_item", "batch_write_item",
+                 "transact_write_items", "get_item", "query", "scan"):
+        patch(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+
+
+def start_server(server: ThreadedMotoServer, timeout: float = 30) -> bool:
+    """moto: ThreadedMotoServer.start() waits for a ready event that its server thread sets only
+    after binding, so a failed bind (port taken) makes it wait forever. Here it is started from a
+    helper thread; False if it did not start within the timeout."""
+    starter = threading.Thread(target=server.start, daemon=True)
+    starter.start()
+    starter.join(timeout)
+    return not starter.is_alive()
+
+
+def apply() -> None:
+    keep_streams_across_cancelled_transactions()
+    serialize_dynamodb_calls()

@@ -1,0 +1,165 @@
+"""One pair of tests per workaround in scripts/moto_workarounds.py, on a moto server in this process.
+
+A `test_moto_still_...` test shows that the pinned moto, unpatched, still behaves as the workaround
+says. When one fails after a moto upgrade, moto no longer needs that workaround: delete it, with
+its tests. The `test_workaround_...` tests show that the workaround does its job."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import boto3
+import pytest
+import requests
+from moto.dynamodb.models import DynamoDBBackend
+from moto.server import ThreadedMotoServer
+
+import moto_workarounds
+from conftest import free_port
+
+KW = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+CANCELLED = [  # a Put that is applied, then a failed condition: moto rolls the Put back
+    {"Put": {"TableName": "t", "Item": {"pk": {"S": "rolled-back"}}}},
+    {"ConditionCheck": {"TableName": "t", "Key": {"pk": {"S": "missing"}},
+                        "ConditionExpression": "attribute_exists(pk)"}},
+]
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    KW["endpoint_url"] = f"http://{host}:{port}"
+    yield KW["endpoint_url"]
+    server.stop()
+
+
+@pytest.fixture
+def ddb(endpoint):
+    requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
+    client = boto3.client("dynamodb", **KW)
+    client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    return client
+
+
+def cancel_a_transaction(ddb):
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=CANCELLED)
+
+
+# --- keep_streams_across_cancelled_transactions -----------------------------------------------------
+
+def keys_a_stream_reader_sees(ddb) -> list[str]:
+    """A reader holds a shard iterator; a transaction is cancelled, then an item is written."""
+    streams = boto3.client("dynamodbstreams", **KW)
+    arn = ddb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                          ShardIteratorType="LATEST")["ShardIterator"]
+    cancel_a_transaction(ddb)
+    ddb.put_item(TableName="t", Item={"pk": {"S": "after"}})
+    return [r["dynamodb"]["Keys"]["pk"]["S"]
+            for r in streams.get_records(ShardIterator=iterator)["Records"]]
+
+
+def test_moto_still_detaches_the_stream_when_a_transaction_is_cancelled(ddb):
+    assert keys_a_stream_reader_sees(ddb) == ["rolled-back"], (
+        "moto no longer detaches the stream of a cancelled transaction: delete "
+        "keep_streams_across_cancelled_transactions")
+
+
+def test_workaround_keeps_the_stream_across_a_cancelled_transaction(ddb, monkeypatch):
+    moto_workarounds.keep_streams_across_cancelled_transactions(patch=monkeypatch.setattr)
+    assert keys_a_stream_reader_sees(ddb) == ["after"]
+
+
+# --- serialize_dynamodb_calls -----------------------------------------------------------------------
+
+def during_a_cancelled_transaction(ddb, monkeypatch, call):
+    """Runs `call` on another thread while a cancelled transaction is under way (its Put applied,
+    its rollback to come), as moto's threaded server may; returns what `call` returned."""
+    original = DynamoDBBackend.get_item
+    done = {}
+
+    def get_item(self, table_name, keys, *args, **kwargs):
+        if keys == {"pk": {"S": "missing"}} and "thread" not in done:
+            done["thread"] = threading.Thread(target=lambda: done.setdefault("result", call()))
+            done["thread"].start()
+            done["thread"].join(3)  # unserialized: it runs now; serialized: it waits for the lock
+        return original(self, table_name, keys, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "get_item", get_item)
+    cancel_a_transaction(ddb)
+    done["thread"].join(10)
+    return done["result"]
+
+
+def write_meanwhile(ddb, monkeypatch) -> bool:
+    """Whether a write made during a cancelled transaction is still there after it."""
+    other = boto3.client("dynamodb", **KW)
+    during_a_cancelled_transaction(ddb, monkeypatch, lambda: other.put_item(
+        TableName="t", Item={"pk": {"S": "concurrent"}}))
+    return "Item" in ddb.get_item(TableName="t", Key={"pk": {"S": "concurrent"}})
+
+
+def read_meanwhile(ddb, monkeypatch) -> bool:
+    """Whether a read during a cancelled transaction sees the transaction's Put."""
+    other = boto3.client("dynamodb", **KW)
+    return "Item" in during_a_cancelled_transaction(ddb, monkeypatch, lambda: other.get_item(
+        TableName="t", Key={"pk": {"S": "rolled-back"}}))
+
+
+def test_moto_still_loses_a_write_made_during_a_cancelled_transaction(ddb, monkeypatch):
+    assert not write_meanwhile(ddb, monkeypatch), (
+        "moto no longer loses a concurrent write in a transaction's rollback: if reads cannot see a "
+        "cancelled transaction either, delete serialize_dynamodb_calls")
+
+
+def test_moto_still_lets_a_read_see_a_cancelled_transaction(ddb, monkeypatch):
+    assert read_meanwhile(ddb, monkeypatch), (
+        "moto no longer lets a concurrent read see a cancelled transaction's writes: if no write is "
+        "lost in a rollback either, delete serialize_dynamodb_calls")
+
+
+def test_workaround_keeps_a_write_made_during_a_cancelled_transaction(ddb, monkeypatch):
+    moto_workarounds.serialize_dynamodb_calls(patch=monkeypatch.setattr)
+    assert write_meanwhile(ddb, monkeypatch)
+
+
+def test_workaround_hides_a_cancelled_transaction_from_reads(ddb, monkeypatch):
+    moto_workarounds.serialize_dynamodb_calls(patch=monkeypatch.setattr)
+    assert not read_meanwhile(ddb, monkeypatch)
+
+
+# --- start_server -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def taken_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", free_port()))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_moto_still_waits_forever_when_its_server_cannot_bind(taken_port):
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=taken_port, verbose=False)
+    starter = threading.Thread(target=server.start, daemon=True)
+    starter.start()
+    starter.join(3)
+    hung = starter.is_alive()
+    server._server_ready_event.set()  # let the starter go
+    assert hung, ("ThreadedMotoServer.start() no longer hangs when the port is taken: "
+                  "delete start_server and call server.start()")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_workaround_gives_up_on_a_server_that_cannot_bind(taken_port):
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=taken_port, verbose=False)
+    assert moto_workarounds.start_server(server, timeout=2) is False
+    server._server_ready_event.set()
