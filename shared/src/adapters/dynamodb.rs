@@ -114,29 +114,18 @@ impl DynamoContacts {
     }
 
     /// The transaction items that store a token and queue the email carrying it.
-    fn token_email_items(
-        &self,
-        token: Option<&EmailToken>,
-        message: &OutboxMessage,
-    ) -> anyhow::Result<Vec<TransactWriteItem>> {
-        let mut items = Vec::new();
+    fn token_email_items(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<Transaction> {
+        let mut items = Transaction::default();
         if let Some(token) = token {
             let item: Item = serde_dynamo::to_item(TokenItem {
                 pk: token_pk(&token.digest),
                 token: token.clone(),
                 ttl: token.expires_at,
             })?;
-            items.push(put_new(&self.table, item)?);
+            items.push(put_new(&self.table, item)?, Guards::Nothing);
         }
-        items.push(outbox_put(&self.outbox_table, message)?);
+        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
         Ok(items)
-    }
-
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>> {
-        transact_retrying(&self.client, items).await
     }
 
     async fn get_item(&self, pk: String) -> anyhow::Result<Option<Item>> {
@@ -180,18 +169,87 @@ pub(crate) fn put_new(table: &str, item: Item) -> anyhow::Result<TransactWriteIt
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// What a transaction item guards: what it means when its condition fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Guards {
+    /// The record itself (it exists, or is as it was read).
+    Record,
+    /// The uniqueness of an email address.
+    Email,
+    /// The uniqueness of a username.
+    Username,
+    /// Nothing a client could cause (a new outbox message, a new token).
+    Nothing,
+}
+
+/// The items of one transaction, each with what it guards, so that a cancellation is read by
+/// meaning and never by position.
+#[derive(Default)]
+pub(crate) struct Transaction {
+    items: Vec<TransactWriteItem>,
+    guards: Vec<Guards>,
+}
+
+impl Transaction {
+    pub fn push(&mut self, item: TransactWriteItem, guards: Guards) {
+        self.items.push(item);
+        self.guards.push(guards);
+    }
+
+    pub fn extend(&mut self, other: Transaction) {
+        self.items.extend(other.items);
+        self.guards.extend(other.guards);
+    }
+
+    /// Runs it (see [`transact_retrying`]); a cancellation by a failed condition is reported as
+    /// what the first failing item guards.
+    pub async fn run(self, client: &Client) -> Result<(), TransactionError> {
+        match transact_retrying(client, self.items).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let failed = cancellation_codes(&err)
+                    .and_then(|codes| codes.iter().position(|c| c == "ConditionalCheckFailed"))
+                    .and_then(|index| self.guards.get(index).copied());
+                match failed {
+                    Some(guards) => Err(TransactionError::Refused(guards)),
+                    None if cancellation_codes(&err).is_some() => Err(TransactionError::Conflict),
+                    None => Err(TransactionError::Sdk(Box::new(err))),
+                }
+            }
+        }
+    }
+}
+
+pub(crate) enum TransactionError {
+    /// An item's condition failed.
+    Refused(Guards),
+    /// Cancelled for a conflict with concurrent transactions, after the retries.
+    Conflict,
+    Sdk(Box<SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>),
+}
+
+impl TransactionError {
+    /// Our fault or the service's, with what was being done.
+    pub fn into_fault(self, doing: &str) -> anyhow::Error {
+        match self {
+            TransactionError::Sdk(err) => sdk_error(doing, *err),
+            TransactionError::Refused(guards) => anyhow::anyhow!("{doing}: refused by a condition on {guards:?}"),
+            TransactionError::Conflict => anyhow::anyhow!("{doing}: cancelled by concurrent transactions"),
+        }
+    }
+}
+
 /// The transaction items that create a contact with its unique values reserved: the contact, its
-/// email guard, and its username guard if it has a username (in that order).
-pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Result<Vec<TransactWriteItem>> {
+/// email guard, and its username guard if it has a username.
+pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Result<Transaction> {
     let contact_item: Item =
         serde_dynamo::to_item(ContactItem { pk: contact_pk(&contact.contact_id), contact: contact.clone() })
             .context("serialising a contact")?;
-    let mut items = vec![
-        put_new(table, contact_item)?,
-        put_new(table, guard_item(email_pk(contact.email.normalized()), &contact.contact_id)?)?,
-    ];
+    let mut items = Transaction::default();
+    items.push(put_new(table, contact_item)?, Guards::Record);
+    items.push(put_new(table, guard_item(email_pk(contact.email.normalized()), &contact.contact_id)?)?, Guards::Email);
     if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
-        items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?);
+        items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?, Guards::Username);
     }
     Ok(items)
 }
@@ -233,24 +291,6 @@ pub(crate) async fn transact_retrying(
     }
 }
 
-/// How a cancelled registration transaction ended, from its per-item cancellation reasons
-/// (item 0 the contact, 1 the email guard, 2 the username guard).
-enum Cancelled {
-    EmailTaken,
-    UsernameTaken,
-    Other,
-}
-
-fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Cancelled> {
-    let codes = cancellation_codes(err)?;
-    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
-    Some(match codes.as_slice() {
-        [_, "ConditionalCheckFailed", ..] => Cancelled::EmailTaken,
-        [_, _, "ConditionalCheckFailed", ..] => Cancelled::UsernameTaken,
-        _ => Cancelled::Other,
-    })
-}
-
 #[async_trait]
 impl ContactStore for DynamoContacts {
     async fn create_with_email(
@@ -262,13 +302,11 @@ impl ContactStore for DynamoContacts {
         if let Some((token, message)) = email {
             items.extend(self.token_email_items(Some(token), message)?);
         }
-        match transact_retrying(&self.client, items).await {
+        match items.run(&self.client).await {
             Ok(()) => Ok(()),
-            Err(err) => match cancellation(&err) {
-                Some(Cancelled::EmailTaken) => Err(CreateContactError::EmailTaken),
-                Some(Cancelled::UsernameTaken) => Err(CreateContactError::UsernameTaken),
-                _ => Err(sdk_error("creating a contact", err).into()),
-            },
+            Err(TransactionError::Refused(Guards::Email)) => Err(CreateContactError::EmailTaken),
+            Err(TransactionError::Refused(Guards::Username)) => Err(CreateContactError::UsernameTaken),
+            Err(err) => Err(err.into_fault("creating a contact").into()),
         }
     }
 
@@ -400,11 +438,13 @@ impl ContactStore for DynamoContacts {
         }
         let remove = if update.phone.is_none() { " REMOVE phone" } else { "" };
         let expression = format!("SET {}{remove}", set.join(", "));
-        let mut items = vec![
+        let mut items = Transaction::default();
+        items.push(
             TransactWriteItem::builder()
                 .update(builder.update_expression(expression).build().map_err(anyhow::Error::from)?)
                 .build(),
-        ];
+            Guards::Record,
+        );
         if let Some(email) = &update.new_email {
             let old_guard = Delete::builder()
                 .table_name(&self.table)
@@ -413,23 +453,21 @@ impl ContactStore for DynamoContacts {
                 .expression_attribute_values(":id", AttributeValue::S(current.contact_id.to_string()))
                 .build()
                 .map_err(anyhow::Error::from)?;
-            items.push(TransactWriteItem::builder().delete(old_guard).build());
-            items.push(put_new(&self.table, guard_item(email_pk(email.normalized()), &current.contact_id)?)?);
+            items.push(TransactWriteItem::builder().delete(old_guard).build(), Guards::Record);
+            items.push(
+                put_new(&self.table, guard_item(email_pk(email.normalized()), &current.contact_id)?)?,
+                Guards::Email,
+            );
         }
         if let Some((token, message)) = confirmation {
             items.extend(self.token_email_items(Some(token), message)?);
         }
-        match self.transact(items).await {
+        match items.run(&self.client).await {
             Ok(()) => Ok(updated),
-            Err(err) => match cancellation_codes(&err) {
-                Some(codes) if codes.get(2).map(String::as_str) == Some("ConditionalCheckFailed") => {
-                    Err(UpdateProfileError::EmailTaken)
-                }
-                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict") => {
-                    Err(UpdateProfileError::Conflict)
-                }
-                _ => Err(sdk_error("updating a profile", err).into()),
-            },
+            Err(TransactionError::Refused(Guards::Email)) => Err(UpdateProfileError::EmailTaken),
+            // The contact or its old address changed since it was read.
+            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Err(UpdateProfileError::Conflict),
+            Err(err) => Err(err.into_fault("updating a profile").into()),
         }
     }
 
@@ -454,7 +492,7 @@ impl ContactStore for DynamoContacts {
     }
 
     async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()> {
-        self.transact(self.token_email_items(token, message)?).await.map_err(|e| sdk_error("queueing an email", e))
+        self.token_email_items(token, message)?.run(&self.client).await.map_err(|e| e.into_fault("queueing an email"))
     }
 
     async fn use_token(
@@ -491,14 +529,14 @@ impl ContactStore for DynamoContacts {
         }
         .expression_attribute_values(":now", number(now))
         .build()?;
-        let items = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            TransactWriteItem::builder().update(contact).build(),
-        ];
-        match self.transact(items).await {
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().delete(delete).build(), Guards::Record);
+        items.push(TransactWriteItem::builder().update(contact).build(), Guards::Record);
+        match items.run(&self.client).await {
             Ok(()) => Ok(Some(token.contact_id)),
-            Err(err) if cancellation_codes(&err).is_some() => Ok(None),
-            Err(err) => Err(sdk_error("using a token", err)),
+            // Used meanwhile, or the address it confirms is no longer the contact's.
+            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(None),
+            Err(err) => Err(err.into_fault("using a token")),
         }
     }
 

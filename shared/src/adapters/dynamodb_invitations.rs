@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    Item, OutboxItem, cancellation_codes, contact_pk, guard_item, is_conditional_failure, new_contact_items, number,
-    outbox_put, put_new, sdk_error, transact_retrying, username_pk,
+    Guards, Item, OutboxItem, Transaction, TransactionError, contact_pk, guard_item, is_conditional_failure,
+    new_contact_items, number, outbox_put, put_new, sdk_error, transact_retrying, username_pk,
 };
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
@@ -116,11 +116,7 @@ impl DynamoInvitations {
 
     /// The transaction items that apply `change` to the contacts table, each with what a failed
     /// condition on it means.
-    fn contact_change_items(
-        &self,
-        change: &ContactChange,
-        now: Timestamp,
-    ) -> anyhow::Result<Vec<(TransactWriteItem, RedeemError)>> {
+    fn contact_change_items(&self, change: &ContactChange, now: Timestamp) -> anyhow::Result<Transaction> {
         let table = &self.contacts_table;
         let update = |expression: String,
                       condition: &str,
@@ -164,24 +160,17 @@ impl DynamoInvitations {
                     values,
                     contact_id,
                 )?;
-                let mut items = vec![(item, RedeemError::InvitationInvalid)];
+                let mut items = Transaction::default();
+                items.push(item, Guards::Record);
                 if let Some(username) = username {
-                    items.push((
+                    items.push(
                         put_new(table, guard_item(username_pk(&username.normalized), contact_id)?)?,
-                        RedeemError::UsernameTaken,
-                    ));
+                        Guards::Username,
+                    );
                 }
                 items
             }
-            ContactChange::Create(contact) => {
-                let mut items = new_contact_items(table, contact)?.into_iter();
-                let mut described = vec![(items.next().context("contact item")?, RedeemError::InvitationInvalid)];
-                described.push((items.next().context("email guard")?, RedeemError::EmailTaken));
-                if let Some(username_guard) = items.next() {
-                    described.push((username_guard, RedeemError::UsernameTaken));
-                }
-                described
-            }
+            ContactChange::Create(contact) => new_contact_items(table, contact)?,
             ContactChange::Assign { contact_id, roles, account_id } => {
                 let mut expression = "SET #roles = :roles, updated_at = :now".to_string();
                 let mut values = vec![(":roles", list(roles)), (":now", number(now))];
@@ -189,7 +178,9 @@ impl DynamoInvitations {
                     expression.push_str(", account_id = :account");
                     values.push((":account", text(account_id)));
                 }
-                vec![(update(expression, "attribute_exists(pk)", values, contact_id)?, RedeemError::InvitationInvalid)]
+                let mut items = Transaction::default();
+                items.push(update(expression, "attribute_exists(pk)", values, contact_id)?, Guards::Record);
+                items
             }
         })
     }
@@ -290,21 +281,16 @@ impl InvitationStore for DynamoInvitations {
             .table_name(&self.invitations_table)
             .set_key(Some(key2(code_pk(&invitation.code_digest), CODE_SK)))
             .build()?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().delete(delete_old).build(),
-            put_new(&self.invitations_table, code_item(new_digest, invitation)?)?,
-            outbox_put(&self.outbox_table, message)?,
-        ];
-        match transact_retrying(&self.client, items).await {
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().update(update).build(), Guards::Record);
+        items.push(TransactWriteItem::builder().delete(delete_old).build(), Guards::Nothing);
+        items.push(put_new(&self.invitations_table, code_item(new_digest, invitation)?)?, Guards::Nothing);
+        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        match items.run(&self.client).await {
             Ok(()) => Ok(true),
-            Err(err)
-                if cancellation_codes(&err)
-                    .is_some_and(|codes| codes.first().map(String::as_str) == Some("ConditionalCheckFailed")) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(sdk_error("replacing an invitation code", err)),
+            // Revoked, or resent by someone else meanwhile.
+            Err(TransactionError::Refused(Guards::Record)) => Ok(false),
+            Err(err) => Err(err.into_fault("replacing an invitation code")),
         }
     }
 
@@ -352,8 +338,9 @@ impl InvitationStore for DynamoInvitations {
             .expression_attribute_values(":code", text(&invitation.code_digest))
             .build()
             .map_err(anyhow::Error::from)?;
-        let mut described = vec![(TransactWriteItem::builder().update(count).build(), RedeemError::InvitationInvalid)];
-        described.extend(self.contact_change_items(change, now)?);
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().update(count).build(), Guards::Record);
+        items.extend(self.contact_change_items(change, now)?);
         let record: Item = serde_dynamo::to_item(RedemptionItem {
             pk: invitation_pk(&invitation.invitation_id),
             sk: format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id),
@@ -365,20 +352,15 @@ impl InvitationStore for DynamoInvitations {
             .set_item(Some(record))
             .build()
             .map_err(anyhow::Error::from)?;
-        described.push((TransactWriteItem::builder().put(put).build(), RedeemError::InvitationInvalid));
-        let (items, meanings): (Vec<_>, Vec<_>) = described.into_iter().unzip();
+        items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
         // Concurrent redemptions of one code conflict; a retry sees the winner's count.
-        let err = match transact_retrying(&self.client, items).await {
-            Ok(()) => return Ok(()),
-            Err(err) => err,
-        };
-        let failed =
-            cancellation_codes(&err).and_then(|codes| codes.iter().position(|c| c == "ConditionalCheckFailed"));
-        match failed.map(|index| &meanings[index]) {
-            Some(RedeemError::EmailTaken) => Err(RedeemError::EmailTaken),
-            Some(RedeemError::UsernameTaken) => Err(RedeemError::UsernameTaken),
-            Some(_) => Err(RedeemError::InvitationInvalid),
-            None => Err(sdk_error("redeeming an invitation", err).into()),
+        match items.run(&self.client).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Refused(Guards::Email)) => Err(RedeemError::EmailTaken),
+            Err(TransactionError::Refused(Guards::Username)) => Err(RedeemError::UsernameTaken),
+            // The invitation is used up, revoked, expired or resent, or the contact changed.
+            Err(TransactionError::Refused(_)) => Err(RedeemError::InvitationInvalid),
+            Err(err) => Err(err.into_fault("redeeming an invitation").into()),
         }
     }
 
