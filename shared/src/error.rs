@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::ports::{CreateContactError, RedeemError, UpdateProfileError};
@@ -103,17 +104,19 @@ impl PortalError {
         }
     }
 
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> StatusCode {
         match self {
-            PortalError::Validation { .. } | PortalError::InvitationInvalid | PortalError::TokenInvalid => 400,
-            PortalError::InvalidCredentials | PortalError::Unauthenticated => 401,
-            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed => 403,
-            PortalError::NotFound => 404,
-            PortalError::EmailTaken => 409,
-            PortalError::PayloadTooLarge => 413,
-            PortalError::UnsupportedMediaType => 415,
-            PortalError::RateLimited { .. } => 429,
-            PortalError::Internal(_) => 500,
+            PortalError::Validation { .. } | PortalError::InvitationInvalid | PortalError::TokenInvalid => {
+                StatusCode::BAD_REQUEST
+            }
+            PortalError::InvalidCredentials | PortalError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed => StatusCode::FORBIDDEN,
+            PortalError::NotFound => StatusCode::NOT_FOUND,
+            PortalError::EmailTaken => StatusCode::CONFLICT,
+            PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            PortalError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PortalError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -199,7 +202,7 @@ mod tests {
             (PortalError::Internal(anyhow::anyhow!("table gone")), 500, "internal"),
         ];
         for (err, status, code) in cases {
-            assert_eq!((err.status(), err.code()), (status, code));
+            assert_eq!((err.status().as_u16(), err.code()), (status, code));
         }
     }
 

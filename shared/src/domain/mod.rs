@@ -15,5 +15,17 @@ pub mod text;
 pub mod time;
 pub mod token;
 
+/// Why a value someone typed was refused, in words for that person ("must be at least 12
+/// characters").
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Refusal(reason.to_string())
+    }
+}
+
 /// The web role that may administer contacts and invitations (Power Pages' "Administrators").
 pub const ADMINISTRATORS_ROLE: &str = "Administrators";

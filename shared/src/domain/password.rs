@@ -11,6 +11,8 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
+use super::Refusal;
+
 /// The longest password the policy accepts; long enough for passphrases and password managers,
 /// short enough that hashing cannot be used to burn CPU.
 pub const PASSWORD_MAX_LENGTH: usize = 256;
@@ -33,13 +35,13 @@ impl Password {
 
     /// Wraps a new password after checking it against the policy. `context` holds what the user
     /// told us about themselves (email, names, username): a password built from those is guessable.
-    pub fn choose(raw: String, min_length: usize, context: &[&str]) -> Result<Self, String> {
+    pub fn choose(raw: String, min_length: usize, context: &[&str]) -> Result<Self, Refusal> {
         let length = raw.chars().count();
         if length < min_length {
-            return Err(format!("must be at least {min_length} characters"));
+            return Err(Refusal(format!("must be at least {min_length} characters")));
         }
         if length > PASSWORD_MAX_LENGTH {
-            return Err(format!("must be at most {PASSWORD_MAX_LENGTH} characters"));
+            return Err(Refusal(format!("must be at most {PASSWORD_MAX_LENGTH} characters")));
         }
         if raw.chars().any(|c| c.is_control()) {
             return Err("must not contain control characters".into());
@@ -47,10 +49,10 @@ impl Password {
         let estimate = zxcvbn::zxcvbn(&raw, context);
         if u8::from(estimate.score()) < 3 {
             let warning = estimate.feedback().and_then(|f| f.warning()).map(|w| w.to_string());
-            return Err(match warning {
+            return Err(Refusal(match warning {
                 Some(warning) => format!("is too easy to guess: {}", warning.trim_end_matches('.')),
                 None => "is too common or easy to guess; a few unrelated words make a strong one".into(),
-            });
+            }));
         }
         Ok(Password(raw))
     }
@@ -126,7 +128,7 @@ mod tests {
             .collect()
     }
 
-    fn choose(raw: &str) -> Result<Password, String> {
+    fn choose(raw: &str) -> Result<Password, Refusal> {
         Password::choose(raw.to_string(), 12, &["ada@example.com", "Ada", "Lovelace"])
     }
 
@@ -151,7 +153,7 @@ mod tests {
             ("abc\u{0}defghijklmnop", "control"),
         ];
         for (p, reason) in rejected {
-            let err = choose(p).err().unwrap_or_default();
+            let err = choose(p).err().map(|r| r.0).unwrap_or_default();
             assert!(err.contains(reason), "{p:?}: {err:?} should mention {reason:?}");
         }
     }
@@ -162,7 +164,7 @@ mod tests {
         let long = scrambled(256);
         assert_eq!(long.len(), 256);
         assert!(choose(&long).is_ok());
-        assert!(choose(&format!("{long}x")).unwrap_err().contains("at most 256"));
+        assert!(choose(&format!("{long}x")).unwrap_err().0.contains("at most 256"));
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use crate::domain::text::Username;
 use crate::domain::time::Timestamp;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 use crate::Portal;
 use crate::config::Settings;
+use crate::domain::Refusal;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
@@ -176,7 +178,7 @@ impl Listing {
         let now = page.portal.clock.now();
         let settings = page.settings();
         page.render(
-            200,
+            StatusCode::OK,
             &AdminContactsPage {
                 viewer: Some(ViewerSummary::of(&self.admin)),
                 csrf_token: &page.csrf_token,
@@ -216,7 +218,7 @@ async fn contacts(Admin(admin): Admin, page: Page) -> Result<Reply, PortalError>
             .as_ref()
             .map(|_| listing.invitations.iter().map(|i| InvitationView::of(i, now, None)).collect()),
     };
-    let reply = Reply::json(200, &view);
+    let reply = Reply::json(StatusCode::OK, &view);
     Ok(reply.or_page(move || listing.render(&page, FormErrors::default())))
 }
 
@@ -269,16 +271,16 @@ async fn create_contact(
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
     match invite::create_contact(&portal, &source, &admin.contact, form.0.clone()).await {
-        Ok(contact) => Ok(Reply::json(201, &ContactView::of(&contact))
+        Ok(contact) => Ok(Reply::json(StatusCode::CREATED, &ContactView::of(&contact))
             .or_see_other(format!("/admin/contacts?contact_id={}", contact.contact_id))),
         Err(err) => Err(reject_on_contacts_page(&mut form, admin.contact, err).await),
     }
 }
 
-fn parse_role(raw: &str) -> Result<String, String> {
-    let role = parse_name(raw).map_err(|e| format!("role {raw:?} {e}"))?;
+fn parse_role(raw: &str) -> Result<String, Refusal> {
+    let role = parse_name(raw).map_err(|e| Refusal(format!("role {raw:?} {e}")))?;
     if role.chars().count() > 64 {
-        return Err(format!("role {raw:?} must be at most 64 characters"));
+        return Err(Refusal(format!("role {raw:?} must be at most 64 characters")));
     }
     Ok(role)
 }
@@ -363,7 +365,7 @@ async fn create_invitation(
     match invite::invite(&portal, &source, &admin.contact, form.0.clone()).await {
         Ok(invitation) => {
             let now = portal.clock.now();
-            Ok(Reply::json(201, &InvitationView::of(&invitation, now, None))
+            Ok(Reply::json(StatusCode::CREATED, &InvitationView::of(&invitation, now, None))
                 .or_see_other(format!("/admin/invitations/{}", invitation.invitation_id)))
         }
         Err(err) => Err(reject_on_contacts_page(&mut form, admin.contact, err).await),
@@ -380,10 +382,10 @@ async fn show_invitation(
     let invitation = invite::invitation(&portal, &id).await?;
     let redemptions = portal.invitations.redemptions(&id).await?;
     let now = portal.clock.now();
-    let reply = Reply::json(200, &InvitationView::of(&invitation, now, Some(&redemptions)));
+    let reply = Reply::json(StatusCode::OK, &InvitationView::of(&invitation, now, Some(&redemptions)));
     Ok(reply.or_page(move || {
         page.render(
-            200,
+            StatusCode::OK,
             &AdminInvitationPage {
                 viewer: Some(ViewerSummary::of(&admin.contact)),
                 csrf_token: &page.csrf_token,
@@ -406,7 +408,7 @@ async fn show_invitation(
 /// The invitation as it now stands; browsers go back to its page.
 fn changed(portal: &Portal, invitation: &Invitation) -> Reply {
     let now = portal.clock.now();
-    Reply::json(200, &InvitationView::of(invitation, now, None))
+    Reply::json(StatusCode::OK, &InvitationView::of(invitation, now, None))
         .or_see_other(format!("/admin/invitations/{}", invitation.invitation_id))
 }
 

@@ -3,6 +3,7 @@
 use crate::domain::text::Username;
 use axum::Router;
 use axum::extract::OptionalFromRequestParts;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -33,7 +34,7 @@ impl HttpFunction for Profile {
 async fn home(viewer: Option<Viewer>, page: Page) -> Response {
     let settings = page.settings();
     page.render(
-        200,
+        StatusCode::OK,
         &HomePage {
             viewer: viewer.as_ref().map(|v| ViewerSummary::of(&v.contact)),
             csrf_token: &page.csrf_token,
@@ -73,7 +74,7 @@ impl<'a> ProfileView<'a> {
 
 fn render_profile(page: &Page, contact: &Contact, errors: FormErrors) -> Response {
     page.render(
-        200,
+        StatusCode::OK,
         &ProfilePage {
             viewer: Some(ViewerSummary::of(contact)),
             csrf_token: &page.csrf_token,
@@ -86,7 +87,7 @@ fn render_profile(page: &Page, contact: &Contact, errors: FormErrors) -> Respons
 
 async fn show(viewer: Viewer, page: Page) -> Reply {
     let Viewer(signed_in) = viewer;
-    Reply::json(200, &ProfileView::of(&signed_in.contact))
+    Reply::json(StatusCode::OK, &ProfileView::of(&signed_in.contact))
         .or_page(move || render_profile(&page, &signed_in.contact, FormErrors::default()))
 }
 
@@ -133,7 +134,7 @@ async fn update(viewer: Viewer, source: SourceAddress, mut form: Submission<Prof
     let portal = form.page.portal.clone();
     let change = std::mem::take(&mut form.0);
     match profile::update_profile(&portal, &source, &viewer, change).await {
-        Ok(updated) => Ok(Reply::json(200, &ProfileView::of(&updated)).or_see_other("/profile")),
+        Ok(updated) => Ok(Reply::json(StatusCode::OK, &ProfileView::of(&updated)).or_see_other("/profile")),
         Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
     }
 }

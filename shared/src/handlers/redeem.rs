@@ -6,6 +6,7 @@
 //! is redeemed onto an account the person signs in to.
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
@@ -64,7 +65,7 @@ fn render(
     errors: FormErrors,
 ) -> Response {
     page.render(
-        200,
+        StatusCode::OK,
         &RedeemPage {
             viewer: None,
             csrf_token: &page.csrf_token,
@@ -110,14 +111,16 @@ impl<'a> Found<'a> {
 
 /// The invitation found, for programs as JSON and for browsers as the form to redeem it.
 fn found(page: Page, code: String, invitation: Invitation) -> Reply {
-    Reply::json(200, &Found::of(&invitation))
+    Reply::json(StatusCode::OK, &Found::of(&invitation))
         .or_page(move || render(&page, &code, Some(&invitation), RedeemValues::default(), FormErrors::default()))
 }
 
 async fn show(_: InvitationsEnabled, source: SourceAddress, page: Page) -> Result<Reply, Rejection> {
     let Some(raw) = page.query("code").filter(|c| !c.trim().is_empty()) else {
         let form = move || render(&page, "", None, RedeemValues::default(), FormErrors::default());
-        return Ok(Reply::json(400, &PortalError::field("code", "is required").body()).or_page(form));
+        return Ok(
+            Reply::json(StatusCode::BAD_REQUEST, &PortalError::field("code", "is required").body()).or_page(form)
+        );
     };
     match redeem::open(&page.portal, &source, &raw).await {
         Ok((code, invitation)) => Ok(found(page, code.display(), invitation)),
@@ -203,7 +206,7 @@ async fn submit(
         roles: &contact.roles,
         redirect_path: &target,
     };
-    let status = if redeemed.created { 201 } else { 200 };
+    let status = if redeemed.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(Reply::json(status, &view)
         .or_see_other(target.clone())
         .with_cookie(session_cookie(&portal.settings, &redeemed.session_token)))

@@ -1,6 +1,7 @@
 //! The register function: `GET, POST /register` (open registration) and `GET, POST /confirm-email`.
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
@@ -30,7 +31,7 @@ impl HttpFunction for Register {
 
 fn render_register(page: &Page, values: RegisterValues, errors: FormErrors) -> Response {
     page.render(
-        200,
+        StatusCode::OK,
         &RegisterPage {
             viewer: None,
             csrf_token: &page.csrf_token,
@@ -113,7 +114,8 @@ async fn submit(
     let portal = form.page.portal.clone();
     match register(&portal, &source, form.0.clone()).await {
         Ok(Registered::AwaitingConfirmation) => {
-            Ok(Reply::json(202, &serde_json::json!({"status": "confirmation_sent"})).or_message(CONFIRMATION_SENT))
+            Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "confirmation_sent"}))
+                .or_message(CONFIRMATION_SENT))
         }
         Ok(Registered::SignedIn(contact, token)) => {
             let view = RegisteredView {
@@ -121,7 +123,9 @@ async fn submit(
                 email: contact.email.as_str(),
                 email_confirmed: contact.email_confirmed,
             };
-            Ok(Reply::json(201, &view).or_see_other("/").with_cookie(session_cookie(&portal.settings, &token)))
+            Ok(Reply::json(StatusCode::CREATED, &view)
+                .or_see_other("/")
+                .with_cookie(session_cookie(&portal.settings, &token)))
         }
         Err(err) => Err(form.reject(err)),
     }
@@ -132,9 +136,9 @@ async fn submit(
 async fn confirm_page(page: Page) -> Reply {
     let token = page.query("token").and_then(|t| parse_token(&t)).unwrap_or_default();
     let error = PortalError::validation("POST the token to /confirm-email to confirm.");
-    Reply::json(400, &error.body()).or_page(move || {
+    Reply::json(StatusCode::BAD_REQUEST, &error.body()).or_page(move || {
         page.render(
-            200,
+            StatusCode::OK,
             &TokenPage {
                 viewer: None,
                 csrf_token: &page.csrf_token,
@@ -175,11 +179,12 @@ async fn confirm(source: SourceAddress, form: Submission<ConfirmForm>) -> Result
     match &form.input {
         ConfirmForm::Resend(email) => {
             tokens::resend_confirmation(portal, &source, email).await?;
-            Ok(Reply::json(202, &serde_json::json!({"status": "email_sent"})).or_message(CONFIRMATION_SENT))
+            Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "email_sent"}))
+                .or_message(CONFIRMATION_SENT))
         }
         ConfirmForm::Confirm(token) => {
             tokens::confirm_email(portal, &source, token.as_deref().ok_or(PortalError::TokenInvalid)?).await?;
-            Ok(Reply::json(200, &serde_json::json!({"status": "email_confirmed"}))
+            Ok(Reply::json(StatusCode::OK, &serde_json::json!({"status": "email_confirmed"}))
                 .or_message("Your email address is confirmed. You can sign in now."))
         }
     }

@@ -3,6 +3,7 @@
 
 use axum::Router;
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -53,7 +54,7 @@ impl Form for SignInForm {
 fn render_sign_in(page: &Page, login: &str, errors: FormErrors) -> Response {
     let settings = page.settings();
     page.render(
-        200,
+        StatusCode::OK,
         &SignInPage {
             viewer: None,
             csrf_token: &page.csrf_token,
@@ -84,7 +85,7 @@ async fn submit_sign_in(source: SourceAddress, mut form: Submission<SignInForm>)
         Err(err) => return Err(form.reject(err)),
     };
     let view = SignedIn { contact_id: &contact.contact_id, email: contact.email.as_str(), roles: &contact.roles };
-    Ok(Reply::json(200, &view).or_see_other("/").with_cookie(session_cookie(&portal.settings, &token)))
+    Ok(Reply::json(StatusCode::OK, &view).or_see_other("/").with_cookie(session_cookie(&portal.settings, &token)))
 }
 
 async fn sign_out(source: SourceAddress, headers: HeaderMap, form: Submission<NoFields>) -> Result<Reply, PortalError> {
@@ -113,7 +114,7 @@ impl Form for ForgotForm {
 }
 
 fn render_forgot(page: &Page, errors: FormErrors) -> Response {
-    page.render(200, &ForgotPasswordPage { viewer: None, csrf_token: &page.csrf_token, errors })
+    page.render(StatusCode::OK, &ForgotPasswordPage { viewer: None, csrf_token: &page.csrf_token, errors })
 }
 
 async fn forgot_page(page: Page) -> Response {
@@ -127,13 +128,13 @@ const RESET_SENT: &str = "If an account uses that address, we sent it a link to 
 /// goes out only within the per-account and per-address allowances.
 async fn forgot(source: SourceAddress, form: Submission<ForgotForm>) -> Result<Reply, PortalError> {
     tokens::request_reset(&form.page.portal, &source, &form.email).await?;
-    Ok(Reply::json(202, &serde_json::json!({"status": "email_sent"})).or_message(RESET_SENT))
+    Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "email_sent"})).or_message(RESET_SENT))
 }
 
 fn render_reset(page: &Page, token: Option<&str>, errors: FormErrors) -> Response {
     let token = token.and_then(parse_token).unwrap_or_default();
     page.render(
-        200,
+        StatusCode::OK,
         &TokenPage {
             viewer: None,
             csrf_token: &page.csrf_token,
@@ -185,7 +186,7 @@ async fn reset(source: SourceAddress, mut form: Submission<ResetForm>) -> Result
     let portal = form.page.portal.clone();
     let (token, password) = (form.token.clone(), form.new_password.clone());
     match tokens::reset_password(&portal, &source, &token, password).await {
-        Ok(()) => Ok(Reply::no_content().or_message_at(200, PASSWORD_RESET)),
+        Ok(()) => Ok(Reply::no_content().or_message_at(StatusCode::OK, PASSWORD_RESET)),
         Err(err) => Err(form.reject(err)),
     }
 }

@@ -71,7 +71,7 @@ pub async fn change_password(
     new_password: String,
 ) -> Result<String, PortalError> {
     let new_password = Password::choose(new_password, portal.settings.password_min_length, &contact.password_context())
-        .map_err(|reason| PortalError::field("new_password", reason))?;
+        .map_err(|reason| PortalError::field("new_password", reason.0))?;
     let now = portal.clock.now();
     let verified = verify_password(current, contact.password_hash.clone()).await?;
     if !verified || contact.lockout().is_locked(now) {

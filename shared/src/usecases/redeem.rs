@@ -122,7 +122,7 @@ async fn credentials_change(
             }
             let context = [contact.email.as_str(), &contact.first_name, &contact.last_name];
             let password = Password::choose(password, min_length, &context)
-                .map_err(|reason| PortalError::field("password", reason))?;
+                .map_err(|reason| PortalError::field("password", reason.0))?;
             Ok(ContactChange::SetCredentials {
                 contact_id: contact.contact_id.clone(),
                 password_hash: hash_password(password).await?,
@@ -146,7 +146,7 @@ async fn credentials_change(
                 .collect();
             let chosen = Password::choose(password, min_length, &context);
             if let Err(reason) = &chosen {
-                problems.insert("password".into(), reason.clone());
+                problems.insert("password".into(), reason.to_string());
             }
             let (Some(email), Some(first_name), Some(last_name), Ok(password)) = (email, first_name, last_name, chosen)
             else {

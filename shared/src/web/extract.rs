@@ -70,8 +70,7 @@ impl Page {
     }
 
     /// The page as an HTML response, setting the anti-CSRF cookie when it is new.
-    pub fn render(&self, status: u16, page: &impl Template) -> Response {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    pub fn render(&self, status: StatusCode, page: &impl Template) -> Response {
         let mut response = (status, Html(pages::render(page))).into_response();
         if self.new_csrf_cookie
             && let Ok(value) = HeaderValue::from_str(&csrf_cookie(&self.portal.settings, &self.csrf_token))

@@ -4,6 +4,7 @@ use crate::domain::ids::{ContactId, InvitationId};
 use std::collections::BTreeMap;
 
 use askama::Template;
+use axum::http::StatusCode;
 
 use crate::domain::contact::Contact;
 
@@ -116,8 +117,8 @@ pub fn render(page: &impl Template) -> String {
 }
 
 /// A page that only says something, such as an error.
-pub fn message(status: u16, message: &str) -> String {
-    let title = match status {
+pub fn message(status: StatusCode, message: &str) -> String {
+    let title = match status.as_u16() {
         400 => "Please check your request",
         401 => "Please sign in",
         403 => "Not allowed",

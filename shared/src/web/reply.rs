@@ -33,8 +33,7 @@ pub struct Reply {
 
 impl Reply {
     /// `status` with `body` as JSON.
-    pub fn json(status: u16, body: &impl Serialize) -> Reply {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    pub fn json(status: StatusCode, body: &impl Serialize) -> Reply {
         // Serialising plain structs of strings and numbers cannot fail; should it, say so honestly.
         let json = serde_json::to_string(body)
             .unwrap_or_else(|_| r#"{"error":"internal","message":"Something went wrong on our side."}"#.into());
@@ -64,8 +63,8 @@ impl Reply {
     }
 
     /// Browsers see a page that says `text`, with `status` (when the JSON's, 204 say, has no body).
-    pub fn or_message_at(mut self, status: u16, text: &'static str) -> Reply {
-        self.browser = ForBrowser::Message(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), text);
+    pub fn or_message_at(mut self, status: StatusCode, text: &'static str) -> Reply {
+        self.browser = ForBrowser::Message(status, text);
         self
     }
 
@@ -87,7 +86,7 @@ impl IntoResponse for Reply {
         let mut response = match (Client::current(), self.browser, self.json) {
             (Client::Browser, ForBrowser::SeeOther(path), _) => see_other(&path),
             (Client::Browser, ForBrowser::Message(status, text), _) => {
-                (status, Html(pages::message(status.as_u16(), text))).into_response()
+                (status, Html(pages::message(status, text))).into_response()
             }
             (_, ForBrowser::Page(render), None) | (Client::Browser, ForBrowser::Page(render), _) => render(),
             (_, _, Some(json)) => (self.status, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
@@ -117,12 +116,10 @@ pub fn see_other(path: &str) -> Response {
 impl IntoResponse for PortalError {
     fn into_response(self) -> Response {
         self.log();
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.status();
         let mut response = match (Client::current(), &self) {
             (Client::Browser, PortalError::Unauthenticated) => return see_other("/signin"),
-            (Client::Browser, _) => {
-                (status, Html(pages::message(status.as_u16(), self.public_message()))).into_response()
-            }
+            (Client::Browser, _) => (status, Html(pages::message(status, self.public_message()))).into_response(),
             (Client::Api, _) => (status, axum::Json(self.body())).into_response(),
         };
         if let PortalError::RateLimited { retry_after_secs } = self
@@ -165,7 +162,7 @@ impl IntoResponse for Rejection {
             Some(render) if self.error.is_client_fault() && Client::current() == Client::Browser => {
                 self.error.log();
                 let mut form = render();
-                *form.status_mut() = StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                *form.status_mut() = self.error.status();
                 form
             }
             _ => self.error.into_response(),
