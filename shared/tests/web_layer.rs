@@ -1,0 +1,107 @@
+//! What every route gets from the layers, whichever function answers: security headers, the
+//! contract's 404 for unknown routes and methods, errors rendered for the client that asked, and
+//! forms shown again with what was sent.
+
+mod support;
+
+use portal::handlers::admin::CreateInvitation;
+use portal::handlers::profile::Profile;
+use portal::handlers::redeem::RedeemInvitation;
+use portal::handlers::register::Register;
+use portal::handlers::sign_in::SignIn;
+use portal::web::HttpFunction;
+use serde_json::json;
+use support::*;
+
+const FUNCTIONS: [&dyn HttpFunction; 5] = [&SignIn, &Register, &Profile, &CreateInvitation, &RedeemInvitation];
+
+fn assert_security_headers(response: &HttpResponse, what: &str) {
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(header("cache-control").as_deref(), Some("no-store"), "{what}");
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{what}");
+    assert_eq!(header("referrer-policy").as_deref(), Some("same-origin"), "{what}");
+    assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{what}");
+    let is_html = header("content-type").is_some_and(|c| c.starts_with("text/html"));
+    let policy = header("content-security-policy");
+    assert_eq!(policy.is_some(), is_html, "{what}: a content security policy exactly on HTML");
+    if let Some(policy) = policy {
+        assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let t = test_portal(&[]);
+    let cases: Vec<(&dyn HttpFunction, Req, u16)> = vec![
+        (&SignIn, Req::get("/signin").html(), 200),
+        (&SignIn, Req::post("/signin").json(json!({"login": "nobody@example.com", "password": "x"})), 401),
+        (&Register, Req::post("/register").json(registration("ada@example.com")), 201),
+        (&Profile, Req::get("/profile").html(), 303),
+        (&Profile, Req::get("/profile"), 401),
+        (&CreateInvitation, Req::get("/admin/contacts"), 401),
+        (&RedeemInvitation, Req::get("/redeem?code=nope").html(), 400),
+        (&SignIn, Req::get("/no-such-page"), 404),
+    ];
+    for (function, req, status) in cases {
+        let response = t.send(function, req).await;
+        assert_eq!(response.status().as_u16(), status, "{}", body_text(&response));
+        assert_security_headers(&response, &format!("status {status}"));
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_the_contracts_404_in_the_clients_form() {
+    let t = test_portal(&[]);
+    for function in FUNCTIONS {
+        for req in [Req::get("/nowhere"), Req::post("/nowhere").json(json!({}))] {
+            let response = t.send(function, req).await;
+            assert_eq!(response.status(), 404);
+            assert_eq!(body_json(&response)["error"], "not_found");
+        }
+        let page = t.send(function, Req::get("/nowhere").html()).await;
+        assert_eq!(page.status(), 404);
+        assert!(body_text(&page).contains("<html") || body_text(&page).contains("<!doctype"), "a page for a browser");
+    }
+    let wrong_method = t.send(&SignIn, Req::post("/signout/extra").json(json!({}))).await;
+    assert_eq!(wrong_method.status(), 404);
+    let not_a_get = t.send(&Profile, Req::post("/").json(json!({}))).await;
+    assert_eq!((not_a_get.status().as_u16(), body_json(&not_a_get)["error"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_by_the_layer_in_the_contracts_shape() {
+    let t = test_portal(&[]);
+    // A signed-in administrator: the caller is checked before the body is read.
+    let registered = t.send(&Register, Req::post("/register").json(registration("admin@example.com"))).await;
+    let session = cookie_value(&registered, "portal_session").unwrap();
+    let mut admin = t.contacts.all().remove(0);
+    admin.roles = vec!["Administrators".into()];
+    t.contacts.put(admin);
+    let big = format!("{{\"login\": \"{}\", \"password\": \"x\"}}", "a".repeat(20_000));
+    let posts: [(&dyn HttpFunction, &str); 5] = [
+        (&SignIn, "/signin"),
+        (&Register, "/register"),
+        (&Profile, "/profile"),
+        (&CreateInvitation, "/admin/contacts"),
+        (&RedeemInvitation, "/redeem"),
+    ];
+    for (function, path) in posts {
+        let response = t.send(function, Req::post(path).raw_json(&big).cookie("portal_session", &session)).await;
+        assert_eq!(response.status(), 413, "{path}");
+        assert_eq!(body_json(&response)["error"], "payload_too_large", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_browsers_refused_form_comes_back_with_what_was_sent_and_never_the_password() {
+    let t = test_portal(&[]);
+    let csrf = "c".repeat(43);
+    let sent = [("email", "ada@example.com"), ("first_name", "Ada"), ("last_name", ""), ("password", "short")];
+    let response = t.send(&Register, Req::post("/register").form(&sent, &csrf)).await;
+    assert_eq!(response.status(), 400);
+    let page = body_text(&response);
+    assert!(page.contains("value=\"ada@example.com\""), "the email is shown again");
+    assert!(page.contains("data-field=\"last_name\""), "the blank name is blamed");
+    assert!(page.contains("data-field=\"password\""), "the short password is blamed");
+    assert!(!page.contains("value=\"short\""), "the password is never shown again");
+}
