@@ -425,6 +425,23 @@ async fn a_browser_redeems_through_the_form_and_lands_on_the_invitation_path() {
 }
 
 #[tokio::test]
+async fn a_refused_redeem_form_shows_the_invitation_it_found_again() {
+    let (t, admin) = with_admin(&[]).await;
+    let (_, code) = invite_and_deliver(&t, &admin, grace()).await;
+    let csrf = "c".repeat(43);
+    let refused =
+        t.send(&RedeemInvitation, Req::post("/redeem").form(&[("code", &code), ("password", "short")], &csrf)).await;
+    assert_eq!(refused.status(), 400);
+    let page = body_text(&refused);
+    assert!(page.contains("Grace Hopper"), "the invitation is shown again: {page}");
+    assert!(page.contains(&code), "with its code");
+    let bad_code =
+        t.send(&RedeemInvitation, Req::post("/redeem").form(&[("code", "WRONG"), ("password", "short")], &csrf)).await;
+    assert_eq!(bad_code.status(), 400);
+    assert!(!body_text(&bad_code).contains("Grace Hopper"), "a bad code shows no invitation");
+}
+
+#[tokio::test]
 async fn unknown_expired_revoked_used_up_and_resent_codes_all_get_one_answer() {
     let (t, admin) = with_admin(&[]).await;
     let answer = |code: String| {
