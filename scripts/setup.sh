@@ -24,6 +24,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# make test checks formatting and lints: the toolchain's rustfmt and clippy components.
+for component in fmt clippy; do
+  if ! cargo "$component" --version >/dev/null 2>&1; then
+    say "cargo $component is missing: run 'rustup component add rustfmt clippy'."
+    exit 1
+  fi
+done
+
 # --- Python virtual environment ------------------------------------------------------------
 VENV=.venv
 STAMP="$VENV/.requirements-dev.stamp"
