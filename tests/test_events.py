@@ -1,8 +1,10 @@
-"""The sample events in events/: well-formed API Gateway HTTP API (payload 2.0) events and DynamoDB
-stream batches, every one listed in events/manifest.json, and each answering what the manifest
-expects when invoked in order with `cargo lambda invoke` against a freshly started stack.
+"""The sample events in events/: well-formed API Gateway HTTP API (payload 2.0) events, events of the
+other front ends lambda_http knows (REST API, function URL, ALB), and DynamoDB stream batches, every
+one listed in events/manifest.json, and each answering what the manifest expects when invoked in
+order with `cargo lambda invoke` against a freshly started stack.
 
-The manifest is a list of entries {"function", "file"} plus either
+The manifest is a list of entries {"function", "file"} plus an optional "shape" ("rest-api",
+"function-url" or "alb"; an HTTP API event without it), and either
   "status": <int>   for an HTTP function: the invoke's statusCode, or
   "expect": {...}   for a stream-triggered function: the invoke's whole JSON answer (send-email
                     answers a DynamoDbEventResponse, e.g. {"batchItemFailures": []})."""
@@ -63,7 +65,8 @@ ROUTES = {
     ("POST", "/admin/invitations/{id}/revoke"): "create-invitation",
 }
 
-HTTP_ENTRIES = [e for e in MANIFEST if e["function"] in HTTP_FUNCTIONS]
+HTTP_ENTRIES = [e for e in MANIFEST if e["function"] in HTTP_FUNCTIONS and "shape" not in e]
+OTHER_FRONT_END_ENTRIES = [e for e in MANIFEST if e["function"] in HTTP_FUNCTIONS and "shape" in e]
 STREAM_ENTRIES = [e for e in MANIFEST if e["function"] in STREAM_FUNCTIONS]
 
 # What the outbox table's stream carries (infra/template.yaml: key `pk`, NEW_IMAGE).
@@ -154,6 +157,40 @@ def test_event_is_a_well_formed_http_api_v2_event(entry):
             json.loads(ev["body"])
     else:
         assert "body" not in ev or ev["body"] in (None, "")
+
+
+def test_every_front_end_has_sample_events():
+    assert {e["shape"] for e in OTHER_FRONT_END_ENTRIES} == {"rest-api", "function-url", "alb"}
+
+
+@pytest.mark.parametrize("entry", OTHER_FRONT_END_ENTRIES, ids=[e["file"] for e in OTHER_FRONT_END_ENTRIES])
+def test_event_is_a_well_formed_event_of_its_front_end(entry):
+    ev, shape = load(entry), entry["shape"]
+    if shape == "function-url":
+        # Payload 2.0 like the HTTP API's, with one catch-all route and the $default stage.
+        ctx = ev["requestContext"]
+        method, path = ctx["http"]["method"], ctx["http"]["path"]
+        assert ev["version"] == "2.0" and ev["routeKey"] == ctx["routeKey"] == "$default"
+        assert ctx["stage"] == "$default" and ev["rawPath"] == path
+        assert ctx["domainName"].endswith(".on.aws") and ev["headers"]["host"] == ctx["domainName"]
+        assert ctx["http"]["sourceIp"]
+    elif shape == "rest-api":
+        # Payload 1.0: the path without the stage, the stage and its path in the request context.
+        ctx = ev["requestContext"]
+        method, path = ev["httpMethod"], ev["path"]
+        assert ctx["httpMethod"] == method and ctx["stage"] not in ("", "$default")
+        assert ctx["path"] == f"/{ctx['stage']}{path}"
+        assert ctx["identity"]["sourceIp"]
+        assert {k: [v] for k, v in ev["headers"].items()} == ev["multiValueHeaders"]
+    else:
+        # An ALB target group's event: the client's address is the last X-Forwarded-For entry.
+        method, path = ev["httpMethod"], ev["path"]
+        assert ev["requestContext"]["elb"]["targetGroupArn"].startswith("arn:aws:elasticloadbalancing:")
+        assert ev["headers"]["x-forwarded-for"].split(",")[-1].strip()
+    route = route_of(method, path, {})
+    assert route is not None and ROUTES[(method, route)] == entry["function"], f"{method} {path}"
+    if method == "POST":
+        assert ev["headers"]["content-length"] == str(len(ev["body"].encode()))
 
 
 def invoke(function: str, data_file: str, port: int) -> dict:

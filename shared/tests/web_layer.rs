@@ -105,3 +105,50 @@ async fn a_browsers_refused_form_comes_back_with_what_was_sent_and_never_the_pas
     assert!(page.contains("data-field=\"password\""), "the short password is blamed");
     assert!(!page.contains("value=\"short\""), "the password is never shown again");
 }
+
+/// A failed sign-in from the front end `shape` (an event file of `events/` with its client's
+/// address and forwarded-for header replaced).
+fn failed_sign_in(shape_file: &str, address: &str, forwarded_for: &str) -> lambda_http::Request {
+    let path = events_dir().join(shape_file);
+    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    if let Some(identity) = event.pointer_mut("/requestContext/identity") {
+        identity["sourceIp"] = json!(address);
+    }
+    event["headers"]["x-forwarded-for"] = json!(forwarded_for);
+    event["httpMethod"] = json!("POST");
+    event["path"] = json!("/signin");
+    event["headers"]["content-type"] = json!("application/json");
+    event["headers"]["accept"] = json!("application/json");
+    event["body"] = json!(r#"{"login":"nobody@example.com","password":"Analytical-Engine-1843-Notes"}"#);
+    event["multiValueHeaders"] = serde_json::Value::Null;
+    lambda_http::request::from_str(&event.to_string()).expect("an event lambda_http reads")
+}
+
+#[tokio::test]
+async fn each_front_end_gives_the_clients_own_address() {
+    let t = test_portal(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1")]);
+    let status = |response: HttpResponse| response.status().as_u16();
+    // REST API: the request context's source address, whatever the client put in X-Forwarded-For.
+    let rest = "sign-in/post-json-unknown-login-rest-api.json";
+    assert_eq!(status(t.call(&SignIn, failed_sign_in(rest, "198.51.100.61", "10.0.0.1")).await), 401);
+    assert_eq!(status(t.call(&SignIn, failed_sign_in(rest, "198.51.100.61", "10.0.0.2")).await), 429);
+    assert_eq!(status(t.call(&SignIn, failed_sign_in(rest, "198.51.100.62", "198.51.100.61")).await), 401);
+    // ALB: the last X-Forwarded-For entry (the one the load balancer added), not a claimed first one.
+    let alb = "profile/get-profile-json-no-session-alb.json";
+    let forwarded = |claimed: &str, real: &str| format!("{claimed}, {real}");
+    let first = t.call(&SignIn, failed_sign_in(alb, "", &forwarded("203.0.113.1", "198.51.100.71"))).await;
+    assert_eq!(status(first), 401);
+    let spoofed = t.call(&SignIn, failed_sign_in(alb, "", &forwarded("203.0.113.2", "198.51.100.71"))).await;
+    assert_eq!(status(spoofed), 429, "a different claimed address is still the same client");
+    let other = t.call(&SignIn, failed_sign_in(alb, "", &forwarded("198.51.100.71", "198.51.100.72"))).await;
+    assert_eq!(status(other), 401);
+}
+
+#[tokio::test]
+async fn a_rest_api_stage_is_not_part_of_the_route() {
+    let t = test_portal(&[]);
+    let page = t.call(&SignIn, event("sign-in/get-signin-rest-api.json")).await;
+    assert_eq!(page.status(), 200, "GET /signin under the Prod stage");
+    let form_action = body_text(&page).contains("action=\"/signin\"");
+    assert!(form_action, "links and forms stay at the root of the domain");
+}

@@ -8,6 +8,9 @@ use axum::http::HeaderValue;
 use axum::http::header::{self, HeaderName};
 use axum::response::Response;
 use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use tower::Layer;
+use tower::util::MapRequestLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -20,8 +23,10 @@ pub trait HttpFunction: Send + Sync {
     fn routes(&self) -> Router<AppState>;
 
     /// The routes with every layer applied and the state given: what `lambda_http::run` serves.
+    /// The request's path is made stage-free before routing (see [`without_stage`]).
     fn router(&self, state: AppState) -> Router {
-        finish(self.routes(), state)
+        let app = finish(self.routes(), state);
+        Router::new().fallback_service(MapRequestLayer::new(without_stage).layer(app))
     }
 }
 
@@ -46,6 +51,38 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, html_only_policy))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// A REST API (v1) event's path as lambda_http gives it starts with the stage (`/Prod/signin`),
+/// whether the browser used the execute-api URL or a custom domain; the portal's routes and links
+/// are the paths at the root of its domain, so the stage is taken off. HTTP API, function URL and
+/// ALB paths are left as they are.
+fn without_stage(mut req: Request) -> Request {
+    let Some(RequestContext::ApiGatewayV1(context)) = req.extensions().get::<RequestContext>() else {
+        return req;
+    };
+    let Some(stage) = context.stage.as_deref().filter(|s| !s.is_empty() && *s != "$default") else {
+        return req;
+    };
+    let prefix = format!("/{stage}");
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => return req,
+    };
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(value) = path_and_query.parse() {
+        parts.path_and_query = Some(value);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// The content security policy, for HTML pages.

@@ -27,13 +27,24 @@ use crate::domain::secret::{random_token, same_secret};
 use crate::error::PortalError;
 use crate::usecases::session::{self, SignedIn};
 
-/// The caller's address as API Gateway saw it.
+/// The caller's address as the front end saw it: API Gateway (HTTP and REST APIs, and function
+/// URLs) says so in the request context; an ALB appends it to `X-Forwarded-For`, so there it is the
+/// last entry (the earlier ones are whatever the client claimed).
 impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let address = match parts.extensions.get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+            Some(RequestContext::Alb(_)) => parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .map(|a| a.trim().to_string()),
             _ => None,
         };
         Ok(SourceAddress::new(address))
