@@ -7,7 +7,8 @@
   create-tables --endpoint-url URL --stack-name NAME... [--email-identity ADDR...] [--quiet]
       the template's DynamoDB tables for each stack name (existing ones are left alone), printed;
       and these SES v2 email identities.
-  emails --endpoint-url URL [--json]   the emails sent so far through the local SES (make emails).
+  emails --endpoint-url URL   the emails sent so far through the local SES (make emails): sender,
+      recipients, subject and text of each.
 scripts/stack.py imports it; botocore, cfn-lint and moto are imported only where needed."""
 
 from __future__ import annotations
@@ -282,49 +283,14 @@ def serve(args) -> int:
     return 0
 
 
-def html_to_text(html: str) -> str:
-    """Text of an HTML email: a line per block element, links as <href>, no head or script."""
-    import html as entities
-
-    def tag(m):
-        opening, name = not m.group(1), m.group(2).lower()
-        href = re.search(r"""\bhref\s*=\s*["']([^"']*)""", m.group(0), re.I)
-        if opening and name == "a" and href:
-            return f" <{href.group(1)}> "
-        return "\n" if opening and re.fullmatch(r"br|p|div|tr|li|h\d", name) else ""
-
-    html = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", "", html)
-    text = entities.unescape(re.sub(r"<(/?)(\w*)[^>]*>", tag, html))
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
-
-
 def sent_emails(endpoint_url: str) -> list[dict]:
-    """The emails moto's SES recorded: {"id", "from", "to", "subject", "body"}, oldest first
-    within each kind (simple, then raw: moto keeps no timestamps). Of a simple email with both
-    parts moto keeps only the HTML one, shown here as text."""
-    import email
-    import email.policy
-
+    """The emails moto's SES recorded, oldest first: {"id", "from", "to", "subject", "body"}.
+    The portal sends only simple (not raw) emails with a text body."""
     with urllib.request.urlopen(endpoint_url.rstrip("/") + "/moto-api/data.json", timeout=30) as r:
-        ses = json.load(r).get("ses", {})
-    out = []
-    for m in ses.get("Message", []):
-        dest, body = m.get("destinations") or {}, m.get("body") or ""
-        to = [a for k in ("ToAddresses", "CcAddresses", "BccAddresses") for a in dest.get(k) or []]
-        body = html_to_text(body) if re.search(r"</\w|<br", body, re.I) else body
-        out.append({"id": m.get("id"), "from": m.get("source"), "to": to,
-                    "subject": m.get("subject") or "", "body": body})
-    for m in ses.get("RawMessage", []):
-        msg = email.message_from_bytes(
-            (m.get("raw_data") or "").encode("utf-8", "surrogateescape"), policy=email.policy.default)
-        part = msg.get_body(preferencelist=("plain", "html"))
-        body = part.get_content() if part else ""
-        body = html_to_text(body) if part and part.get_content_subtype() == "html" else body
-        out.append({"id": m.get("id"), "from": m.get("source"), "body": body,
-                    "to": list(dict.fromkeys(m.get("destinations") or [])),  # moto may repeat one
-                    "subject": str(msg["Subject"] or "")})
-    return out
+        messages = json.load(r).get("ses", {}).get("Message", [])
+    return [{"id": m.get("id"), "from": m.get("source"), "subject": m.get("subject") or "",
+             "to": [a for addresses in (m.get("destinations") or {}).values() for a in addresses],
+             "body": m.get("body") or ""} for m in messages]
 
 
 def print_emails(args) -> int:
@@ -334,9 +300,6 @@ def print_emails(args) -> int:
         print(f"local_aws: cannot reach the local AWS endpoint {args.endpoint_url} ({e}); "
               f"is the stack running (make run)?", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(emails, indent=2))
-        return 0
     if not emails:
         print("(no emails sent yet)", file=sys.stderr)
     for i, m in enumerate(emails, 1):
@@ -371,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     tables.add_argument("--quiet", action="store_true", help="do not print the table names")
     tables.set_defaults(func=create_tables_command)
     emails = sub.add_parser("emails", help="print the emails sent so far (make emails)")
-    emails.add_argument("--json", action="store_true", help="print them as a JSON list")
     emails.set_defaults(func=print_emails)
     for p in (tables, emails):
         p.add_argument("--endpoint-url", required=True)

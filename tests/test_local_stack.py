@@ -132,34 +132,20 @@ def test_create_tables_makes_the_templates_tables_once(moto_server):
 
 
 def test_sent_emails_and_the_emails_command(moto_server):
+    # What the portal sends: SES v2 SendEmail with simple content and a text body.
     ses = boto3.client("sesv2", endpoint_url=moto_server, **KW)
     ses.create_email_identity(EmailIdentity="from@example.com")
     ses.send_email(FromEmailAddress="from@example.com", Destination={"ToAddresses": ["a@example.com"]},
                    Content={"Simple": {"Subject": {"Data": "Plain one"},
                                        "Body": {"Text": {"Data": "Hello\nhttp://x/y?token=1"}}}})
-    ses.send_email(FromEmailAddress="from@example.com", Destination={"ToAddresses": ["b@example.com"]},
-                   Content={"Simple": {"Subject": {"Data": "Html one"}, "Body": {"Html": {
-                       "Data": "<html><head><style>p{}</style></head><body><p>Hi <b>there</b></p>"
-                               "<p><a href=\"http://x/z\">link</a></p></body></html>"}}}})
-    raw = ("From: from@example.com\r\nTo: c@example.com\r\nSubject: Raw one\r\n"
-           "Content-Type: text/plain; charset=utf-8\r\n\r\nRaw body\r\n")
-    ses.send_email(FromEmailAddress="from@example.com", Destination={"ToAddresses": ["c@example.com"]},
-                   Content={"Raw": {"Data": raw.encode()}})
     emails = {m["subject"]: m for m in local_aws.sent_emails(moto_server)}
     assert emails["Plain one"]["to"] == ["a@example.com"]
     assert emails["Plain one"]["from"] == "from@example.com"
     assert emails["Plain one"]["body"] == "Hello\nhttp://x/y?token=1"
-    assert emails["Html one"]["body"] == "Hi there\n<http://x/z> link"
-    assert emails["Raw one"]["to"] == ["c@example.com"]
-    assert emails["Raw one"]["body"].strip() == "Raw body"
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "emails",
                           "--endpoint-url", moto_server], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert "To:      a@example.com\nSubject: Plain one\n\nHello\nhttp://x/y?token=1" in out
-    as_json = subprocess.run([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "emails",
-                              "--endpoint-url", moto_server, "--json"], capture_output=True,
-                             text=True, timeout=60, check=True).stdout
-    assert {m["subject"] for m in json.loads(as_json)} >= {"Plain one", "Html one", "Raw one"}
 
 
 def test_emails_command_says_when_the_stack_is_not_running():
