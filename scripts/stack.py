@@ -14,7 +14,7 @@ environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug...) overrides its 
 
 pytest: start_stack(portal_port, moto_port, stack_name, settings={...}, log_path=...) returns a
 Stack: portal_url, aws_endpoint, portal_port, admin_email, admin_password, env (the functions'),
-tables and queue_urls (by logical id), relays (.delivered, .discarded, .invocations), emails()
+tables (by logical id), relays (.delivered, .discarded, .invocations), emails()
 (local_aws.sent_emails), stop() (or `with`). A failed step raises StackError after cleaning up."""
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ from local_aws import ROOT, StackError, say  # noqa: E402
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD = "admin@example.com", "violet-harbor-lantern-42"
 LOCAL_MAX_RETRIES = 10  # what MaximumRetryAttempts -1 (until the record expires) means locally
+# What Lambda takes for the settings of a DynamoDB event source mapping that the template omits.
+MAPPING_DEFAULTS = {"BatchSize": 100, "FunctionResponseTypes": [], "MaximumRetryAttempts": -1,
+                    "BisectBatchOnFunctionError": False, "FilterCriteria": {}}
 # Variables of the developer's shell that would point the AWS SDK somewhere else.
 AWS_VARS_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
                     "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN",
@@ -48,12 +51,6 @@ def dig(value, *keys) -> dict:
     for key in keys:
         value = (value or {}).get(key)
     return value or {}
-
-
-def get_att_target(value) -> str | None:
-    """The logical id that a `!GetAtt Id.Attribute` names."""
-    att = value.get("Fn::GetAtt") if isinstance(value, dict) else None
-    return (att if isinstance(att, list) else str(att).split("."))[0] if att else None
 
 
 class Plan:
@@ -101,31 +98,23 @@ class Plan:
                     self.stream_sources.append(self.stream_source(logical_id, binary, props))
 
     def stream_source(self, logical_id: str, binary: str, props: dict) -> dict:
-        """The StreamRelay settings of a function's `Type: DynamoDB` event (its event source
-        mapping), with Lambda's defaults."""
+        """The StreamRelay arguments for a function's `Type: DynamoDB` event (its event source
+        mapping): the table behind its Stream, a `!GetAtt <Table>.StreamArn`, the queue of its
+        OnFailure destination (if any), a `!GetAtt <Queue>.Arn`, and its settings."""
         from stream_relay import parse_filters
 
-        r, where = self.resolver.resolve, f"template: the DynamoDB event of {logical_id}"
-        if get_att_target(props.get("Stream")) not in self.tables:
-            raise StackError(f"{where} must name its stream as !GetAtt <Table>.StreamArn")
-        destination = dig(props, "DestinationConfig", "OnFailure").get("Destination")
-        queue = None if destination is None else get_att_target(destination)
-        if destination is not None and dig(self.template, "Resources", queue).get(
-                "Type") != "AWS::SQS::Queue":
-            raise StackError(f"{where}: the local relay supports an OnFailure destination given "
-                             f"as !GetAtt <Queue>.Arn of an AWS::SQS::Queue")
-        max_retries = int(r(props.get("MaximumRetryAttempts", -1)))
+        p = {**MAPPING_DEFAULTS, **self.resolver.resolve(props)}
+        retries = int(p["MaximumRetryAttempts"])
+        queue = dig(props, "DestinationConfig", "OnFailure").get("Destination")
         return {
-            "function": binary, "table": self.tables[get_att_target(props["Stream"])],
-            "enabled": str(r(props.get("Enabled", True))).lower() != "false",
-            "batch_size": int(r(props.get("BatchSize", 100))),
-            "report_failures": "ReportBatchItemFailures" in r(
-                props.get("FunctionResponseTypes") or []),
-            "max_retries": max_retries if max_retries >= 0 else LOCAL_MAX_RETRIES,
-            "bisect": str(r(props.get("BisectBatchOnFunctionError", False))).lower() == "true",
-            "max_record_age": int(r(props.get("MaximumRecordAgeInSeconds", -1))),
-            "filters": parse_filters(r(props.get("FilterCriteria") or {}), where),
-            "on_failure_queue": queue,
+            "function": binary, "table": self.tables[props["Stream"]["Fn::GetAtt"][0]],
+            "batch_size": int(p["BatchSize"]),
+            "report_failures": "ReportBatchItemFailures" in p["FunctionResponseTypes"],
+            "max_retries": retries if retries >= 0 else LOCAL_MAX_RETRIES,
+            "bisect": str(p["BisectBatchOnFunctionError"]).lower() == "true",
+            "filters": parse_filters(p["FilterCriteria"],
+                                     f"template: the DynamoDB event of {logical_id}"),
+            "on_failure_queue": self.resolver.name_of(queue["Fn::GetAtt"][0]) if queue else None,
         }
 
 
@@ -187,7 +176,7 @@ class Stack:
         self.plan, self.stack_name, self.portal_port = plan, stack_name, plan.portal_port
         self.portal_url = f"http://localhost:{plan.portal_port}"
         self.aws_endpoint, self.env = plan.aws_endpoint, dict(plan.env)
-        self.tables, self.queue_urls, self.relays = dict(plan.tables), {}, []
+        self.tables, self.relays = dict(plan.tables), []
         self.admin_email, self.admin_password = ADMIN_EMAIL, admin_password
         self._log_path = log_path
         self._log = open(log_path, "ab", buffering=0) if log_path else None
@@ -225,7 +214,7 @@ class Stack:
 
     def create_resources(self) -> None:
         local_aws.create_tables(self.aws_endpoint, self.stack_name, self.plan.template)
-        self.queue_urls = local_aws.create_queues(self.aws_endpoint, self.plan.resolver)
+        local_aws.create_queues(self.aws_endpoint, self.plan.resolver)
         local_aws.create_email_identities(self.aws_endpoint, self.plan.email_identities)
 
     def seed_admin(self) -> None:
@@ -303,13 +292,8 @@ class Stack:
     def start_relays(self) -> None:
         from stream_relay import StreamRelay
 
-        for source in map(dict, self.plan.stream_sources):
-            if not source.pop("enabled"):
-                say(f"not relaying {source['table']} to {source['function']} (Enabled: false)")
-                continue
-            queue = source.pop("on_failure_queue")
-            self.relays.append(StreamRelay(self, on_failure_url=self.queue_urls.get(queue),
-                                           **source))
+        for source in self.plan.stream_sources:
+            self.relays.append(StreamRelay(self, **source))
             self.relays[-1].start()
             say(f"relaying the stream of {source['table']} to {source['function']}")
 

@@ -56,9 +56,9 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     assert plan.warm_paths == {"sign-in": "/signin", "register": "/register", "profile": "/",
                                "create-invitation": "/admin/contacts", "redeem-invitation": "/redeem"}
     assert plan.stream_sources == [{
-        "function": "send-email", "table": "demo-outbox", "enabled": True, "batch_size": 10,
-        "report_failures": True, "max_retries": 5, "bisect": True, "max_record_age": 3600,
-        "filters": [{"eventName": ["INSERT"]}], "on_failure_queue": "SendEmailFailuresQueue"}]
+        "function": "send-email", "table": "demo-outbox", "batch_size": 10,
+        "report_failures": True, "max_retries": 5, "bisect": True,
+        "filters": [{"eventName": ["INSERT"]}], "on_failure_queue": "demo-SendEmailFailuresQueue"}]
 
 
 def test_resolver_evaluates_the_intrinsics_the_template_uses():
@@ -257,7 +257,7 @@ def run_relay(endpoint, answer, writes, until, **settings):
         else:
             ddb.put_item(TableName=f"{table}-outbox", Item={"pk": {"S": key}})
     relay = stream_relay.StreamRelay(fake_stack, "fake", f"{table}-outbox",
-                                     on_failure_url=queue_url, **settings)
+                                     on_failure_queue=table, **settings)
     relay.start()
     try:
         deadline = time.monotonic() + 30
@@ -353,11 +353,3 @@ def test_relay_without_bisection_retries_the_whole_batch(moto_server):
         until=lambda relay, fake: relay.discarded >= 2, batch_size=2, max_retries=2)
     assert [fake.keys(b) for b in fake.batches] == [["a", "b"]] * 3
     assert relay.discarded == 2 and failed[0]["DDBStreamBatchInfo"]["batchSize"] == 2
-
-
-def test_relay_discards_records_older_than_the_maximum_age(moto_server):
-    relay, fake, failed = run_relay(
-        moto_server, lambda batch: {}, ["a"], until=lambda relay, fake: relay.discarded >= 1,
-        max_record_age=0)
-    assert fake.batches == [] and relay.discarded == 1
-    assert failed[0]["requestContext"]["condition"] == "RecordAgeExceeded"
