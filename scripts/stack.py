@@ -77,12 +77,6 @@ class Plan:
                         AWS_DEFAULT_REGION=local_aws.REGION, AWS_ACCESS_KEY_ID="test",
                         AWS_SECRET_ACCESS_KEY="test")
         self.tables = {lid: props["TableName"] for lid, props in self.resolver.tables().items()}
-        self.email_identities = [
-            self.resolver.resolve(dig(res, "Properties")["EmailIdentity"])
-            for _, res in self.resolver.resources_of_type("AWS::SES::EmailIdentity")]
-        sender = self.env.get("PORTAL_EMAIL_SENDER")
-        if sender and sender not in self.email_identities:
-            self.email_identities.append(sender)
         # HTTP functions: a GET path to warm each; stream-triggered functions: what to relay.
         self.warm_paths: dict[str, str] = {}
         self.stream_sources: list[dict] = []
@@ -122,13 +116,6 @@ def preflight(portal_port: int, moto_port: int) -> None:
     """Clear messages for what would otherwise fail obscurely later."""
     problems = [f"PORTAL_PORT and LOCAL_AWS_PORT are both {portal_port}: choose two ports."
                 ] if portal_port == moto_port else []
-    for port, var, what in ((portal_port, "PORTAL_PORT", "the portal"),
-                            (moto_port, "LOCAL_AWS_PORT", "the local AWS endpoint")):
-        if not local_aws.port_is_free(port):
-            problems.append(
-                f"Port {port} ({what}, {var}) is already in use on 127.0.0.1. Stop whatever holds "
-                f"it (perhaps another `make run`: see `ss -ltnp 'sport = :{port}'`), or choose "
-                f"another port, e.g. `{var}={port + 1} make run`.")
     if shutil.which("cargo") is None:
         problems.append("`cargo` is not on PATH: install the Rust toolchain (https://rustup.rs) "
                         "or add ~/.cargo/bin to PATH.")
@@ -213,9 +200,7 @@ class Stack:
                              + self._see_log())
 
     def create_resources(self) -> None:
-        local_aws.create_tables(self.aws_endpoint, self.stack_name, self.plan.template)
-        local_aws.create_queues(self.aws_endpoint, self.plan.resolver)
-        local_aws.create_email_identities(self.aws_endpoint, self.plan.email_identities)
+        local_aws.create_resources(self.aws_endpoint, self.plan.resolver)
 
     def seed_admin(self) -> None:
         argv = ["cargo", "run", "-q", "--bin", "portal-admin", "--", "create-admin", "--email",
