@@ -1,24 +1,26 @@
 #!/usr/bin/env python3
 """The local AWS endpoint (moto server) and the resources of infra/template.yaml.
 
-  serve --port P [--exit-on-stdin-eof] [--verbose]   moto server (with moto_workarounds.py) on
-      127.0.0.1:P; prints "ready" once it listens. --exit-on-stdin-eof: also stop when stdin
-      closes, so a harness that spawns it with a piped stdin never leaves it behind.
-  create-tables --endpoint-url URL --stack-name NAME... [--email-identity ADDR...] [--quiet]
-      the template's DynamoDB tables for each stack name (existing ones are left alone), printed;
-      and these SES v2 email identities.
-  emails --endpoint-url URL [--json]   the emails sent so far through the local SES (make emails).
+  serve --port P [--exit-on-stdin-eof]   moto server (with moto_workarounds.py) on 127.0.0.1:P;
+      prints "ready" once it listens. --exit-on-stdin-eof: also stop when stdin closes, so a
+      harness that spawns it with a piped stdin never leaves it behind.
+  create-tables --endpoint-url URL --stack-name NAME...   the template's DynamoDB tables (printed),
+      SQS queues and SES identities for each stack name; existing ones are left alone.
+  emails --endpoint-url URL   the emails sent so far through the local SES (make emails): sender,
+      recipients, subject and text of each.
 scripts/stack.py imports it; botocore, cfn-lint and moto are imported only where needed."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import re
+import signal
+import socket
 import sys
-import threading
-import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,99 +37,64 @@ def say(msg: str) -> None:
     print(f"[stack] {msg}", file=sys.stderr, flush=True)
 
 
-def load_template(path: str = TEMPLATE) -> dict:
+def load_template() -> dict:
     """The template as cfn-lint decodes it (short tags in long form: `!GetAtt A.B` is
     {"Fn::GetAtt": ["A", "B"]}). Importing cfn-lint takes a second and create-tables runs once
-    per Rust integration test: the result is kept in scripts/__pycache__ by mtime and size."""
-    stat = os.stat(path)
-    key = [os.path.abspath(path), stat.st_mtime_ns, stat.st_size]
-    cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__", "template.json")
-    try:
-        with open(cache, encoding="utf-8") as f:
-            cached = json.load(f)
-        if cached["key"] == key:
-            return cached["template"]
-    except (OSError, ValueError, KeyError):
-        pass
+    per Rust integration test: the result is kept in scripts/__pycache__, a file per version."""
+    stat = os.stat(TEMPLATE)
+    cache = os.path.join(ROOT, "scripts", "__pycache__",
+                         f"template-{stat.st_mtime_ns}-{stat.st_size}.json")
+    with contextlib.suppress(OSError, ValueError), open(cache, encoding="utf-8") as f:
+        return json.load(f)
     import cfnlint.decode
 
-    template, problems = cfnlint.decode.decode(path)
+    template, problems = cfnlint.decode.decode(TEMPLATE)
     if template is None:
-        raise StackError(f"{path}: " + "; ".join(str(p) for p in problems))
+        raise StackError(f"{TEMPLATE}: " + "; ".join(map(str, problems)))
     template = json.loads(json.dumps(template))  # plain dicts, lists and strings
-    try:
+    with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         with open(f"{cache}.{os.getpid()}", "w", encoding="utf-8") as f:
-            json.dump({"key": key, "template": template}, f)
-        os.replace(f"{cache}.{os.getpid()}", cache)
-    except OSError:
-        pass
+            json.dump(template, f)
+        os.replace(f"{cache}.{os.getpid()}", cache)  # whole, even with concurrent writers
     return template
 
 
 class Resolver:
-    """Evaluates the template's intrinsic functions for one local stack: parameters (defaults,
-    overridden by `parameters`), pseudo parameters, tables and queues by their local names and
-    ARNs, Sub, Join, Select, If and the condition functions."""
+    """Evaluates the template's intrinsic functions for one local stack: Ref of parameters
+    (defaults, overridden by `parameters`), pseudo parameters and tables (their local names), Sub,
+    If and the condition functions. Fn::GetAtt is left as it is: the ARNs it gives are used in
+    IAM policies and alarms, which the local stack does not have."""
 
     def __init__(self, template: dict, stack_name: str, parameters: dict | None = None):
         self.template, self.resources = template, template.get("Resources") or {}
         self.stack_name = stack_name
         self.values = {"AWS::StackName": stack_name, "AWS::Region": REGION, "AWS::Partition": "aws",
-                       "AWS::AccountId": ACCOUNT_ID, "AWS::URLSuffix": "amazonaws.com"}
+                       "AWS::AccountId": ACCOUNT_ID, "AWS::URLSuffix": "amazonaws.com",
+                       "AWS::NoValue": NO_VALUE}
         self.values.update({name: str(spec["Default"]) for name, spec in
                             (template.get("Parameters") or {}).items() if "Default" in spec})
         self.values.update({name: str(value) for name, value in (parameters or {}).items()})
 
-    def props(self, logical_id: str) -> dict:
-        if logical_id not in self.resources:
-            raise StackError(f"template: no resource {logical_id!r}")
-        return self.resources[logical_id].get("Properties") or {}
-
     def name_of(self, logical_id: str) -> str:
-        """A table's or queue's name, or the local stand-in for the one CloudFormation makes."""
-        props = self.props(logical_id)
-        for key in ("TableName", "QueueName"):
-            if key in props:
-                return self.resolve(props[key])
-        fifo = str(self.resolve(props.get("FifoQueue", ""))).lower() == "true"
-        return f"{self.stack_name}-{logical_id}" + (".fifo" if fifo else "")
+        """A table's name, or the local stand-in for the name CloudFormation makes (a queue's)."""
+        props = self.resources[logical_id].get("Properties") or {}
+        if "TableName" in props:
+            return self.resolve(props["TableName"])
+        return f"{self.stack_name}-{logical_id}"
 
     def ref(self, name: str):
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in self.values:
-            return self.values[name]
-        props, kind = self.props(name), self.resources[name].get("Type")
-        if kind == "AWS::DynamoDB::Table":
-            return self.name_of(name)
-        if kind == "AWS::SQS::Queue":
-            return self.get_att(name, "QueueUrl")
-        return next((self.resolve(props[k]) for k in ("EmailIdentity", "Name") if k in props), name)
-
-    def get_att(self, logical_id: str, attribute: str):
-        name, kind = self.name_of(logical_id), self.resources[logical_id].get("Type")
-        arn = f"arn:aws:{kind.split('::')[1].lower()}:{REGION}:{ACCOUNT_ID}:"
-        values = {"AWS::DynamoDB::Table": {"Arn": f"{arn}table/{name}",
-                                           "StreamArn": f"{arn}table/{name}/stream/local"},
-                  "AWS::SQS::Queue": {"Arn": arn + name, "QueueName": name,
-                                      "QueueUrl": f"http://127.0.0.1:4566/{ACCOUNT_ID}/{name}"}}
-        return values.get(kind, {}).get(attribute, f"{logical_id}.{attribute}")
+        return self.values[name] if name in self.values else self.name_of(name)
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.template["Conditions"][name]))
 
     FUNCTIONS = {
         "Ref": lambda self, a: self.ref(a),
-        "Fn::GetAtt": lambda self, a: self.get_att(*(a if isinstance(a, list) else a.split(".", 1))),
-        "Fn::Sub": lambda self, a: self.sub(*(a if isinstance(a, list) else [a, {}])),
-        "Fn::Join": lambda self, a: str(a[0]).join(str(v) for v in self.resolve(a[1])),
-        "Fn::Select": lambda self, a: self.resolve(a[1])[int(self.resolve(a[0]))],
+        "Fn::Sub": lambda self, a: self.sub(a),
         "Fn::If": lambda self, a: self.resolve(a[1] if self.condition(a[0]) else a[2]),
         "Fn::Equals": lambda self, a: str(self.resolve(a[0])) == str(self.resolve(a[1])),
         "Fn::Not": lambda self, a: not self.resolve(a[0]),
-        "Fn::And": lambda self, a: all(self.resolve(a)),
-        "Fn::Or": lambda self, a: any(self.resolve(a)),
         "Condition": lambda self, a: self.condition(a),
     }
 
@@ -138,25 +105,16 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1 and next(iter(value)) in self.FUNCTIONS:
-            (name, arg), = value.items()
+            ((name, arg),) = value.items()
             return self.FUNCTIONS[name](self, arg)
         resolved = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
-    def sub(self, text: str, variables: dict) -> str:
-        def value(m):
-            name, variables_ = m.group(1), self.resolve(variables)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables_:
-                return str(variables_[name])
-            if name.split(".", 1)[0] in self.resources and "." in name:
-                return str(self.get_att(*name.split(".", 1)))
-            return str(self.ref(name))
+    def sub(self, text: str) -> str:
+        """Fn::Sub of a string whose every ${Name} is a Ref."""
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self.ref(m.group(1))), text)
 
-        return re.sub(r"\$\{([^}]+)\}", value, text)
-
-    def resources_of_type(self, kind: str):
+    def resources_of_type(self, kind: str) -> list[tuple[str, dict]]:
         """(logical id, resource) of each resource of a type whose Condition holds."""
         return [(logical_id, res) for logical_id, res in self.resources.items()
                 if res.get("Type") == kind
@@ -179,164 +137,88 @@ def client(service: str, endpoint_url: str):
         config=botocore.config.Config(retries={"max_attempts": 2, "mode": "standard"}))
 
 
-def create_table_args(props: dict) -> dict:
-    """CreateTable arguments from resolved AWS::DynamoDB::Table Properties: most have the API's
-    names (DeletionProtectionEnabled never applies locally: tests drop stacks freely)."""
-    args = {k: v for k, v in props.items() if k in (
-        "TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput")}
-    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        if props.get(key):
-            args[key] = [{k: v for k, v in index.items() if k in (
-                "IndexName", "KeySchema", "Projection", "ProvisionedThroughput",
-                "OnDemandThroughput")} for index in props[key]]
-    if props.get("StreamSpecification"):
-        args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-    if (props.get("SSESpecification") or {}).get("SSEEnabled"):
-        args["SSESpecification"] = {"Enabled": True}
-    return args
+# The Properties of AWS::DynamoDB::Table that CreateTable takes as they are.
+CREATE_TABLE_KEYS = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode",
+                     "ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
 
 
-def create_tables(endpoint_url: str, stack_name: str, template: dict | None = None,
-                  ddb=None) -> list[str]:
-    """Create the template's tables for one stack name; return their names."""
-    ddb, names = ddb or client("dynamodb", endpoint_url), []
-    for props in Resolver(template or load_template(), stack_name).tables().values():
-        args = create_table_args(props)
-        names.append(name := args["TableName"])
+def create_resources(endpoint_url: str, resolver: Resolver) -> list[str]:
+    """Create the template's DynamoDB tables (each with its stream and TTL: backups and deletion
+    protection do not apply locally), SQS queues and SES v2 email identities (SendEmail from an
+    address without one is rejected) for one local stack; existing ones are left as they are.
+    Return the tables' names."""
+    ddb, tables = client("dynamodb", endpoint_url), []
+    for props in resolver.tables().values():
+        args = {k: v for k, v in props.items() if k in CREATE_TABLE_KEYS}
+        if "StreamSpecification" in props:
+            args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        tables.append(name := args["TableName"])
         try:
             ddb.create_table(**args)
         except ddb.exceptions.ResourceInUseException:
-            continue  # exists: left as it is
+            continue
         if (ttl := props.get("TimeToLiveSpecification") or {}).get("Enabled"):
-            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
-                "AttributeName": ttl["AttributeName"], "Enabled": True})
-        if (props.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled"):
-            ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
-                "PointInTimeRecoveryEnabled": True})
-    return names
-
-
-def create_queues(endpoint_url: str, resolver: Resolver) -> dict[str, str]:
-    """Create the template's SQS queues (by their local names); return {logical id: queue URL}."""
-    sqs, urls = client("sqs", endpoint_url), {}
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+    sqs = client("sqs", endpoint_url)
     for logical_id, _ in resolver.resources_of_type("AWS::SQS::Queue"):
-        name = resolver.name_of(logical_id)
-        urls[logical_id] = sqs.create_queue(QueueName=name, Attributes={
-            "FifoQueue": "true"} if name.endswith(".fifo") else {})["QueueUrl"]
-    return urls
-
-
-def create_email_identities(endpoint_url: str, emails: list[str]) -> None:
-    """SES v2 email identities (SendEmail from an address without one is rejected)."""
+        sqs.create_queue(QueueName=resolver.name_of(logical_id))
     ses = client("sesv2", endpoint_url)
-    for email in emails:
-        try:
-            ses.create_email_identity(EmailIdentity=email)
-        except ses.exceptions.AlreadyExistsException:
-            pass
-
-
-def port_is_free(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_server(("127.0.0.1", port)).close()  # with SO_REUSEADDR, as servers bind
-        return True
-    except OSError:
-        return False
+    for _, res in resolver.resources_of_type("AWS::SES::EmailIdentity"):
+        with contextlib.suppress(ses.exceptions.AlreadyExistsException):
+            ses.create_email_identity(EmailIdentity=resolver.resolve(
+                res["Properties"]["EmailIdentity"]))
+    return tables
 
 
 def serve(args) -> int:
-    if not port_is_free(args.port):
+    try:  # SO_REUSEADDR, as servers bind
+        socket.create_server(("127.0.0.1", args.port)).close()
+    except OSError:
         print(f"local_aws: port {args.port} on 127.0.0.1 is already in use; stop what holds it "
               f"or choose another port (LOCAL_AWS_PORT=...).", file=sys.stderr)
         return 2
-    import logging
-    import signal
-
     import moto_workarounds
     from moto.server import ThreadedMotoServer
 
     os.environ.setdefault("MOTO_PORT", str(args.port))
-    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     moto_workarounds.apply()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     if not moto_workarounds.start_server(server):
         print(f"local_aws: moto server did not start on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1
-    print("ready", flush=True)
-
-    def until_stdin_closes():  # os.read: a buffered reader's lock would hang the exit
-        while os.read(0, 65536):
-            pass
-        stop.set()
-
-    if args.exit_on_stdin_eof:
-        threading.Thread(target=until_stdin_closes, daemon=True).start()
-    while not stop.wait(0.5):
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    try:
+        print("ready", flush=True)
+        os.dup2(2, 1)  # anything printed later goes to stderr: the caller reads only that line
+        if args.exit_on_stdin_eof:
+            while os.read(0, 65536):  # until stdin closes
+                pass
+        else:
+            signal.pause()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (above)
         pass
     server.stop()
     return 0
 
 
-def html_to_text(html: str) -> str:
-    """Text of an HTML email: a line per block element, links as <href>, no head or script."""
-    import html as entities
-
-    def tag(m):
-        opening, name = not m.group(1), m.group(2).lower()
-        href = re.search(r"""\bhref\s*=\s*["']([^"']*)""", m.group(0), re.I)
-        if opening and name == "a" and href:
-            return f" <{href.group(1)}> "
-        return "\n" if opening and re.fullmatch(r"br|p|div|tr|li|h\d", name) else ""
-
-    html = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", "", html)
-    text = entities.unescape(re.sub(r"<(/?)(\w*)[^>]*>", tag, html))
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
-
-
 def sent_emails(endpoint_url: str) -> list[dict]:
-    """The emails moto's SES recorded: {"id", "from", "to", "subject", "body"}, oldest first
-    within each kind (simple, then raw: moto keeps no timestamps). Of a simple email with both
-    parts moto keeps only the HTML one, shown here as text."""
-    import email
-    import email.policy
-
+    """The emails moto's SES recorded, oldest first: {"id", "from", "to", "subject", "body"}.
+    The portal sends only simple (not raw) emails with a text body."""
     with urllib.request.urlopen(endpoint_url.rstrip("/") + "/moto-api/data.json", timeout=30) as r:
-        ses = json.load(r).get("ses", {})
-    out = []
-    for m in ses.get("Message", []):
-        dest, body = m.get("destinations") or {}, m.get("body") or ""
-        to = [a for k in ("ToAddresses", "CcAddresses", "BccAddresses") for a in dest.get(k) or []]
-        body = html_to_text(body) if re.search(r"</\w|<br", body, re.I) else body
-        out.append({"id": m.get("id"), "from": m.get("source"), "to": to,
-                    "subject": m.get("subject") or "", "body": body})
-    for m in ses.get("RawMessage", []):
-        msg = email.message_from_bytes(
-            (m.get("raw_data") or "").encode("utf-8", "surrogateescape"), policy=email.policy.default)
-        part = msg.get_body(preferencelist=("plain", "html"))
-        body = part.get_content() if part else ""
-        body = html_to_text(body) if part and part.get_content_subtype() == "html" else body
-        out.append({"id": m.get("id"), "from": m.get("source"), "body": body,
-                    "to": list(dict.fromkeys(m.get("destinations") or [])),  # moto may repeat one
-                    "subject": str(msg["Subject"] or "")})
-    return out
+        messages = json.load(r).get("ses", {}).get("Message", [])
+    return [{"id": m.get("id"), "from": m.get("source"), "subject": m.get("subject") or "",
+             "to": [a for addresses in (m.get("destinations") or {}).values() for a in addresses],
+             "body": m.get("body") or ""} for m in messages]
 
 
 def print_emails(args) -> int:
     try:
         emails = sent_emails(args.endpoint_url)
-    except (urllib.error.URLError, OSError) as e:
+    except OSError as e:  # urllib's URLError too
         print(f"local_aws: cannot reach the local AWS endpoint {args.endpoint_url} ({e}); "
               f"is the stack running (make run)?", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(emails, indent=2))
-        return 0
     if not emails:
         print("(no emails sent yet)", file=sys.stderr)
     for i, m in enumerate(emails, 1):
@@ -346,36 +228,28 @@ def print_emails(args) -> int:
 
 
 def create_tables_command(args) -> int:
-    template, ddb = load_template(args.template), client("dynamodb", args.endpoint_url)
-    names = [name for stack_name in args.stack_name
-             for name in create_tables(args.endpoint_url, stack_name, template, ddb)]
-    if names and not args.quiet:
-        print("\n".join(names))
-    create_email_identities(args.endpoint_url, args.email_identity or [])
+    template = load_template()
+    for stack_name in args.stack_name:
+        print("\n".join(create_resources(args.endpoint_url, Resolver(template, stack_name))))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     parser = argparse.ArgumentParser(prog="local_aws.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run moto server in this process")
+    p = sub.add_parser("serve")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin closes")
-    p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument("--exit-on-stdin-eof", action="store_true")
     p.set_defaults(func=serve)
-    tables = sub.add_parser("create-tables", help="create the template's DynamoDB tables")
-    tables.add_argument("--stack-name", action="append", required=True, help="(repeatable)")
-    tables.add_argument("--template", default=TEMPLATE)
-    tables.add_argument("--email-identity", action="append", help="also create this SES identity")
-    tables.add_argument("--quiet", action="store_true", help="do not print the table names")
+    tables = sub.add_parser("create-tables")
+    tables.add_argument("--stack-name", action="append", required=True)
     tables.set_defaults(func=create_tables_command)
-    emails = sub.add_parser("emails", help="print the emails sent so far (make emails)")
-    emails.add_argument("--json", action="store_true", help="print them as a JSON list")
+    emails = sub.add_parser("emails")
     emails.set_defaults(func=print_emails)
     for p in (tables, emails):
         p.add_argument("--endpoint-url", required=True)
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     return args.func(args)
 
 

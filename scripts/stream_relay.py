@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import itertools
 import json
 import threading
 import time
@@ -56,53 +55,44 @@ def record_passes_filters(filters: list[dict], record: dict) -> bool:
     return not filters or any(EventPattern(None, p).matches_event(record) for p in filters)
 
 
-def lambda_shape(value):
+def lambda_shape(record: dict) -> dict:
     """A get_records record as Lambda delivers it: epoch seconds, base64 binaries."""
-    if isinstance(value, dict):
-        return {k: lambda_shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [lambda_shape(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
+
+    def encode(value):  # what json cannot encode: botocore's datetimes and bytes
+        if isinstance(value, datetime.datetime):
+            return int(value.timestamp())
         return base64.b64encode(value).decode()
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    return value
+
+    return json.loads(json.dumps(record, default=encode))
 
 
-def iso(t) -> str | None:
+def iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z") if isinstance(t, (int, float)) else None
+        timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StreamRelay(threading.Thread):
     """Reads one table's stream and invokes a function with batches of records as Lambda's event
-    source mapping does:
-      - records that match none of the FilterCriteria are skipped (never sent);
-      - a batch holds up to BatchSize records of one shard, in order, each with eventSourceARN;
-      - with ReportBatchItemFailures, the records before the lowest reported sequence number are
-        done and the batch is retried from that record; a function error (or an unusable answer)
-        retries the whole batch, halved first if BisectBatchOnFunctionError is set;
-      - after MaximumRetryAttempts retries, or past MaximumRecordAgeInSeconds, the records are
-        discarded and, with an OnFailure queue, their batch info is sent to it.
-    Retries wait 1, 2, 4, 8, then 10 s; an idle stream is polled every POLL_SECONDS. `stack` gives
-    aws_endpoint, portal_port (cargo lambda's) and _stopping (an Event that ends the relay)."""
-
-    POLL_SECONDS = 0.5
+    source mapping does: records that match none of the filters are never sent; a batch holds up
+    to batch_size records, in order, each with its eventSourceARN; with report_failures
+    (ReportBatchItemFailures) the batch is retried from the lowest reported sequence number, and
+    a function error (or an unusable answer) retries the whole batch, halved first with bisect;
+    records are discarded after max_retries retries (MaximumRecordAgeInSeconds is not applied
+    locally) and their batch info goes to the on_failure_queue. Retries wait 1, 2, 4, 8, then
+    10 s. `stack` gives aws_endpoint, portal_port (cargo lambda's) and _stopping (an Event that
+    ends the relay)."""
 
     def __init__(self, stack, function: str, table: str, batch_size: int = 100,
                  report_failures: bool = False, max_retries: int = 10, bisect: bool = False,
-                 max_record_age: int = -1, filters: list | None = None,
-                 on_failure_url: str | None = None):
+                 filters: list | None = None, on_failure_queue: str | None = None):
         super().__init__(name=f"relay-{table}", daemon=True)
         self.stack, self.function, self.table = stack, function, table
         self.batch_size, self.max_retries = max(1, batch_size), max_retries
-        self.max_record_age, self.report_failures = max_record_age, report_failures
-        self.bisect, self.filters, self.on_failure_url = bisect, filters or [], on_failure_url
+        self.report_failures, self.bisect = report_failures, bisect
+        self.filters, self.on_failure_queue = filters or [], on_failure_queue
         self.invoke_url = (f"http://127.0.0.1:{stack.portal_port}/2015-03-31/functions/"
                            f"{function}/invocations")
-        self.function_arn = (f"arn:aws:lambda:{local_aws.REGION}:{local_aws.ACCOUNT_ID}:"
-                             f"function:{function}")
-        self.stream_arn = ""
+        self.stream_arn = self.shard_id = ""
         self.invocations = self.delivered = self.discarded = 0  # for tests and logs
 
     def run(self) -> None:
@@ -120,31 +110,24 @@ class StreamRelay(threading.Thread):
         streams = local_aws.client("dynamodbstreams", endpoint)
         arn = self.stream_arn = local_aws.client("dynamodb", endpoint).describe_table(
             TableName=self.table)["Table"]["LatestStreamArn"]
-        iterators: dict[str, str | None] = {}
-        pending: list[tuple[str, dict]] = []  # (shard id, record), in stream order
-        next_shard_scan, attempts, limit = 0.0, 0, self.batch_size  # bisection lowers the limit
+        # moto gives a table's stream one shard, which stays open.
+        (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        self.shard_id = shard["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=self.shard_id,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        pending: list[dict] = []  # records neither delivered nor discarded, in stream order
+        attempts, limit = 0, self.batch_size  # bisection lowers the limit
         while not stopping.is_set():
-            if time.monotonic() >= next_shard_scan:
-                for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-                    if shard["ShardId"] not in iterators:
-                        iterators[shard["ShardId"]] = streams.get_shard_iterator(
-                            StreamArn=arn, ShardId=shard["ShardId"],
-                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-                next_shard_scan = time.monotonic() + 10
-            for shard_id, iterator in list(iterators.items()):
-                if iterator is not None and len(pending) < self.batch_size:
-                    resp = streams.get_records(ShardIterator=iterator, Limit=1000)
-                    iterators[shard_id] = resp.get("NextShardIterator")
-                    for record in map(lambda_shape, resp.get("Records", [])):
-                        record["eventSourceARN"] = arn  # moto's records lack it
-                        if record_passes_filters(self.filters, record):
-                            pending.append((shard_id, record))
-            pending = self._drop_expired(pending)
+            if len(pending) < self.batch_size:
+                resp = streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = resp["NextShardIterator"]
+                # moto's records lack the eventSourceARN that Lambda's have
+                records = [{**lambda_shape(r), "eventSourceARN": arn} for r in resp["Records"]]
+                pending += [r for r in records if record_passes_filters(self.filters, r)]
             if not pending:
-                stopping.wait(self.POLL_SECONDS)
+                stopping.wait(0.5)  # an idle stream is polled twice a second
                 continue
-            shard_id = pending[0][0]
-            batch = [r for _, r in itertools.takewhile(lambda p: p[0] == shard_id, pending[:limit])]
+            batch = pending[:limit]
             done, function_error = self._invoke(batch)
             self.delivered += done
             pending = pending[done:]
@@ -154,53 +137,42 @@ class StreamRelay(threading.Thread):
             attempts += 1
             left = len(batch) - done
             if attempts > self.max_retries:
-                self._discard(shard_id, [r for _, r in pending[:left]], "RetryAttemptsExhausted",
-                              attempts)
+                self._discard(pending[:left], "RetryAttemptsExhausted", attempts)
                 pending, attempts, limit = pending[left:], 0, self.batch_size
                 continue
             if function_error and self.bisect and left > 1:
                 limit = (left + 1) // 2
             stopping.wait(min(0.5 * 2 ** attempts, 10))
 
-    def _drop_expired(self, pending: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-        if self.max_record_age < 0:
-            return pending
-        oldest_allowed, kept, expired = time.time() - self.max_record_age, [], []
-        for sid, record in pending:
-            created = record["dynamodb"].get("ApproximateCreationDateTime", oldest_allowed)
-            (expired if created < oldest_allowed else kept).append((sid, record))
-        for sid in dict.fromkeys(s for s, _ in expired):
-            self._discard(sid, [r for s, r in expired if s == sid], "RecordAgeExceeded", 0)
-        return kept
-
-    def _discard(self, shard_id: str, records: list[dict], condition: str, invokes: int) -> None:
+    def _discard(self, records: list[dict], condition: str, invokes: int) -> None:
         """Give up on records; with an OnFailure queue, send it Lambda's invocation record."""
         self.discarded += len(records)
-        seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
-        created = [r["dynamodb"].get("ApproximateCreationDateTime") for r in records]
-        where = ""
-        if self.on_failure_url:
-            message = {
-                "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": self.function_arn,
-                                   "condition": condition, "approximateInvokeCount": invokes},
-                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
-                                    "functionError": "Unhandled"},
-                "version": "1.0", "timestamp": iso(time.time()),
-                "DDBStreamBatchInfo": {
-                    "shardId": shard_id, "startSequenceNumber": seqs[0],
-                    "endSequenceNumber": seqs[-1], "batchSize": len(records),
-                    "approximateArrivalOfFirstRecord": iso(created[0]),
-                    "approximateArrivalOfLastRecord": iso(created[-1]), "streamArn": self.stream_arn}}
-            try:
-                local_aws.client("sqs", self.stack.aws_endpoint).send_message(
-                    QueueUrl=self.on_failure_url, MessageBody=json.dumps(message))
-                where = f"; their batch info is in the queue {self.on_failure_url}"
-            except Exception as e:  # noqa: BLE001
-                where = f"; sending their batch info to {self.on_failure_url} failed: {e!r}"
-        reason = (f"after {self.max_retries} retries" if condition == "RetryAttemptsExhausted"
-                  else f"older than {self.max_record_age}s")
-        say(f"{self.function}: discarded {len(records)} stream record(s) of {self.table} {reason} "
-            f"(sequence numbers {seqs[0]}..{seqs[-1]}){where}")
+        first, last = records[0]["dynamodb"], records[-1]["dynamodb"]
+        say(f"{self.function}: discarded {len(records)} stream record(s) of {self.table} "
+            f"({condition}; sequence numbers {first['SequenceNumber']}..{last['SequenceNumber']})")
+        if not self.on_failure_queue:
+            return
+        function_arn = f"arn:aws:lambda:{local_aws.REGION}:{local_aws.ACCOUNT_ID}:function:"
+        message = {
+            "requestContext": {"requestId": str(uuid.uuid4()), "condition": condition,
+                               "functionArn": function_arn + self.function,
+                               "approximateInvokeCount": invokes},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                                "functionError": "Unhandled"},
+            "version": "1.0", "timestamp": iso(time.time()),
+            "DDBStreamBatchInfo": {
+                "shardId": self.shard_id, "startSequenceNumber": first["SequenceNumber"],
+                "endSequenceNumber": last["SequenceNumber"], "batchSize": len(records),
+                "approximateArrivalOfFirstRecord": iso(first["ApproximateCreationDateTime"]),
+                "approximateArrivalOfLastRecord": iso(last["ApproximateCreationDateTime"]),
+                "streamArn": self.stream_arn}}
+        sqs = local_aws.client("sqs", self.stack.aws_endpoint)
+        try:
+            queue_url = sqs.get_queue_url(QueueName=self.on_failure_queue)["QueueUrl"]
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+        except Exception as e:  # noqa: BLE001
+            say(f"{self.function}: sending their batch info to {self.on_failure_queue} failed: "
+                f"{e!r}")
 
     def _invoke(self, batch: list[dict]) -> tuple[int, bool]:
         """(how many records of the batch, from its start, count as processed; whether the
@@ -208,16 +180,11 @@ class StreamRelay(threading.Thread):
         self.invocations += 1
         try:
             r = requests.post(self.invoke_url, json={"Records": batch}, timeout=1800)
-        except requests.RequestException as e:
+            result = r.json() if r.ok and r.content.strip() else None
+        except (requests.RequestException, ValueError) as e:  # ValueError: not JSON
             say(f"{self.function}: invoke failed: {e}")
             return 0, True
-        try:
-            result = r.json() if r.content.strip() else None
-        except ValueError:
-            result = None
-        # cargo lambda watch answers a function error with 500 and the error as the body.
-        if (r.status_code >= 300 or r.headers.get("X-Amz-Function-Error")
-                or (isinstance(result, dict) and "errorType" in result)):
+        if not r.ok:  # cargo lambda watch answers a function error with 500, the error its body
             say(f"{self.function}: function error (HTTP {r.status_code}): {r.text[:500]}")
             return 0, True
         if not (self.report_failures and isinstance(result, dict)
