@@ -156,6 +156,30 @@ async fn administrators_create_contacts_and_list_them() {
 }
 
 #[tokio::test]
+async fn a_refused_form_on_the_contacts_page_shows_that_page_again() {
+    let (t, admin) = with_admin(&[]).await;
+    let csrf = "c".repeat(43);
+    let post =
+        |path: &str, fields: &[(&str, &str)]| Req::post(path).form(fields, &csrf).cookie("portal_session", &admin);
+    // Refused while parsing (a bad email), and refused by the use case (the address is taken).
+    let bad = t.send(&CreateInvitation, post("/admin/contacts", &[("email", "nope"), ("first_name", "G")])).await;
+    let taken = [("email", ADMIN_EMAIL), ("first_name", "A"), ("last_name", "B")];
+    let duplicate = t.send(&CreateInvitation, post("/admin/contacts", &taken)).await;
+    let bad_invitation =
+        t.send(&CreateInvitation, post("/admin/invitations", &[("contact_id", "no-such-contact")])).await;
+    for (response, status, problem) in [
+        (bad, 400, "last_name: is required"),
+        (duplicate, 409, "already exists"),
+        (bad_invitation, 400, "contact_id: is not a contact"),
+    ] {
+        assert_eq!(response.status().as_u16(), status);
+        let page = body_text(&response);
+        assert!(page.contains("id=\"form-error\"") && page.contains(ADMIN_EMAIL), "the contacts page: {page}");
+        assert!(page.contains(problem), "{problem} shown: {page}");
+    }
+}
+
+#[tokio::test]
 async fn an_invitation_is_created_without_showing_its_code_and_queues_its_email() {
     let (t, admin) = with_admin(&[]).await;
     let body = invite(

@@ -222,11 +222,6 @@ async fn contacts(Admin(admin): Admin, page: Page) -> Result<Reply, PortalError>
     Ok(reply.or_page(move || listing.render(&page, FormErrors::default())))
 }
 
-/// A failed form on the contacts page shows the page again with the problems.
-fn reshow_contacts(page: &Page, listing: &Option<Listing>, errors: FormErrors) -> Option<Response> {
-    listing.as_ref().map(|listing| listing.render(page, errors))
-}
-
 /// Loads the contacts page's data before a rejection that shows it again.
 async fn reject_on_contacts_page<T: Form<Context = Option<Listing>>>(
     form: &mut Submission<T>,
@@ -240,9 +235,15 @@ async fn reject_on_contacts_page<T: Form<Context = Option<Listing>>>(
     form.reject_with(error, &listing)
 }
 
-struct ContactForm(ContactDetails);
+/// The input of a form on the contacts page.
+trait ContactsPageInput: Sized + Send {
+    fn parse(fields: &mut Fields) -> Result<Self, PortalError>;
+}
 
-impl Form for ContactForm {
+/// A form on the contacts page: refused, it shows that page again with the problems.
+struct OnContactsPage<T>(T);
+
+impl<T: ContactsPageInput> Form for OnContactsPage<T> {
     type Context = Option<Listing>;
 
     fn context(parts: &mut Parts, state: &AppState) -> impl Future<Output = Option<Listing>> + Send {
@@ -250,24 +251,28 @@ impl Form for ContactForm {
     }
 
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        T::parse(fields).map(OnContactsPage)
+    }
+
+    fn page(page: &Page, _: &mut Fields, listing: &Option<Listing>, errors: FormErrors) -> Option<Response> {
+        listing.as_ref().map(|listing| listing.render(page, errors))
+    }
+}
+
+impl ContactsPageInput for ContactDetails {
+    fn parse(fields: &mut Fields) -> Result<Self, PortalError> {
         let email = fields.required_parsed("email", Email::parse);
         let first_name = fields.required_parsed("first_name", parse_name);
         let last_name = fields.required_parsed("last_name", parse_name);
         let phone = fields.optional_parsed("phone", parse_phone);
-        fields.done(|| {
-            Some(ContactForm(ContactDetails { email: email?, first_name: first_name?, last_name: last_name?, phone }))
-        })
-    }
-
-    fn page(page: &Page, _: &mut Fields, listing: &Option<Listing>, errors: FormErrors) -> Option<Response> {
-        reshow_contacts(page, listing, errors)
+        fields.done(|| Some(ContactDetails { email: email?, first_name: first_name?, last_name: last_name?, phone }))
     }
 }
 
 async fn create_contact(
     Admin(admin): Admin,
     source: SourceAddress,
-    mut form: Submission<ContactForm>,
+    mut form: Submission<OnContactsPage<ContactDetails>>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
     match invite::create_contact(&portal, &source, &admin.contact, form.0.clone()).await {
@@ -293,16 +298,8 @@ fn parse_redirect(raw: &str) -> Result<String, &'static str> {
     Ok(path.to_string())
 }
 
-struct InvitationForm(InvitationRequest);
-
-impl Form for InvitationForm {
-    type Context = Option<Listing>;
-
-    fn context(parts: &mut Parts, state: &AppState) -> impl Future<Output = Option<Listing>> + Send {
-        Listing::for_form(parts, state)
-    }
-
-    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+impl ContactsPageInput for InvitationRequest {
+    fn parse(fields: &mut Fields) -> Result<Self, PortalError> {
         let kind = match fields.text("type").as_deref().map(str::trim) {
             None | Some("") | Some("single") => Some(InvitationType::Single),
             Some("group") => Some(InvitationType::Group),
@@ -338,7 +335,7 @@ impl Form for InvitationForm {
             }
         };
         fields.done(|| {
-            Some(InvitationForm(InvitationRequest {
+            Some(InvitationRequest {
                 invitee: invitee?,
                 kind: kind?,
                 max_redemptions: max_redemptions?,
@@ -346,12 +343,8 @@ impl Form for InvitationForm {
                 roles,
                 account_id,
                 redirect_path,
-            }))
+            })
         })
-    }
-
-    fn page(page: &Page, _: &mut Fields, listing: &Option<Listing>, errors: FormErrors) -> Option<Response> {
-        reshow_contacts(page, listing, errors)
     }
 }
 
@@ -359,7 +352,7 @@ async fn create_invitation(
     _: InvitationsEnabled,
     Admin(admin): Admin,
     source: SourceAddress,
-    mut form: Submission<InvitationForm>,
+    mut form: Submission<OnContactsPage<InvitationRequest>>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
     match invite::invite(&portal, &source, &admin.contact, form.0.clone()).await {
