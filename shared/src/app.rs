@@ -6,7 +6,10 @@ use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::ses::SesMailer;
 use crate::config::Settings;
-use crate::ports::{Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock};
+use crate::ports::{
+    Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
+    UsesInvitations, UsesSessions, UsesSettings,
+};
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
 pub struct Portal {
@@ -42,5 +45,35 @@ impl Portal {
             clock: Arc::new(SystemClock),
             settings,
         })
+    }
+}
+
+impl UsesContacts for Portal {
+    fn contacts(&self) -> &dyn ContactStore {
+        self.contacts.as_ref()
+    }
+}
+
+impl UsesSessions for Portal {
+    fn sessions(&self) -> &dyn SessionStore {
+        self.sessions.as_ref()
+    }
+}
+
+impl UsesInvitations for Portal {
+    fn invitations(&self) -> &dyn InvitationStore {
+        self.invitations.as_ref()
+    }
+}
+
+impl UsesClock for Portal {
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+}
+
+impl UsesSettings for Portal {
+    fn settings(&self) -> &Settings {
+        &self.settings
     }
 }

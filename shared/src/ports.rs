@@ -124,6 +124,46 @@ pub trait SessionStore: Send + Sync {
     async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()>;
 }
 
+/// What a use case may reach, one capability per port. A use case names those it uses in its
+/// signature (`portal: &(impl UsesContacts + UsesClock)`) and can touch nothing else; the
+/// [`crate::Portal`] of a function has them all.
+pub trait UsesContacts {
+    fn contacts(&self) -> &dyn ContactStore;
+}
+
+pub trait UsesSessions {
+    fn sessions(&self) -> &dyn SessionStore;
+}
+
+pub trait UsesInvitations {
+    fn invitations(&self) -> &dyn InvitationStore;
+}
+
+pub trait UsesClock {
+    fn clock(&self) -> &dyn Clock;
+}
+
+/// The site settings (values, not a port; named like one so a use case says what it reads).
+pub trait UsesSettings {
+    fn settings(&self) -> &crate::config::Settings;
+}
+
+/// A shared portal (`Arc<Portal>`, as handlers hold it) has what the portal has.
+macro_rules! shared_capability {
+    ($capability:ident, $method:ident, $port:ty) => {
+        impl<T: $capability + ?Sized> $capability for std::sync::Arc<T> {
+            fn $method(&self) -> &$port {
+                (**self).$method()
+            }
+        }
+    };
+}
+shared_capability!(UsesContacts, contacts, dyn ContactStore);
+shared_capability!(UsesSessions, sessions, dyn SessionStore);
+shared_capability!(UsesInvitations, invitations, dyn InvitationStore);
+shared_capability!(UsesClock, clock, dyn Clock);
+shared_capability!(UsesSettings, settings, crate::config::Settings);
+
 /// Seconds since the Unix epoch; a port so tests can move time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;

@@ -1,7 +1,6 @@
 //! The administrators' work: contacts, and invitations created, resent and revoked (the Dynamics
 //! 365 "Send Invitation" workflow). Each change is audited with who made it and from where.
 
-use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
@@ -11,6 +10,7 @@ use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::time::Timestamp;
 use crate::error::PortalError;
 use crate::ports::CreateContactError;
+use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSettings};
 
 /// An administrator's audit event: what was done to which contact or invitation, by whom, from where.
 fn admin_audit(event: AuditEvent, subject: &str, admin: &Contact, source: &SourceAddress) {
@@ -28,7 +28,7 @@ pub struct ContactDetails {
 
 /// Creates a contact without portal credentials (to invite later).
 pub async fn create_contact(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesClock),
     source: &SourceAddress,
     admin: &Contact,
     details: ContactDetails,
@@ -36,9 +36,9 @@ pub async fn create_contact(
     let ContactDetails { email, first_name, last_name, phone } = details;
     let contact = Contact::new(
         NewContact { email, first_name, last_name, username: None, phone, roles: Vec::new(), password_hash: None },
-        portal.clock.now(),
+        portal.clock().now(),
     );
-    portal.contacts.create(&contact).await?;
+    portal.contacts().create(&contact).await?;
     admin_audit(AuditEvent::ContactCreated, &contact.contact_id, admin, source);
     Ok(contact)
 }
@@ -62,15 +62,19 @@ pub struct InvitationRequest {
     pub redirect_path: Option<String>,
 }
 
-async fn invited_contact(portal: &Portal, invitee: Invitee) -> Result<Contact, PortalError> {
+async fn invited_contact(portal: &(impl UsesContacts + UsesClock), invitee: Invitee) -> Result<Contact, PortalError> {
     let (email, first_name, last_name) = match invitee {
         Invitee::ContactId(id) => {
-            return portal.contacts.get(&id).await?.ok_or_else(|| PortalError::field("contact_id", "is not a contact"));
+            return portal
+                .contacts()
+                .get(&id)
+                .await?
+                .ok_or_else(|| PortalError::field("contact_id", "is not a contact"));
         }
         Invitee::Email { email, first_name, last_name } => (email, first_name, last_name),
     };
     let login = Login::of_email(&email);
-    if let Some(existing) = portal.contacts.find_by_login(&login).await? {
+    if let Some(existing) = portal.contacts().find_by_login(&login).await? {
         return Ok(existing);
     }
     let contact = Contact::new(
@@ -83,13 +87,13 @@ async fn invited_contact(portal: &Portal, invitee: Invitee) -> Result<Contact, P
             roles: Vec::new(),
             password_hash: None,
         },
-        portal.clock.now(),
+        portal.clock().now(),
     );
-    match portal.contacts.create(&contact).await {
+    match portal.contacts().create(&contact).await {
         Ok(()) => Ok(contact),
         // Created by someone else meanwhile: invite that one.
         Err(CreateContactError::EmailTaken) => portal
-            .contacts
+            .contacts()
             .find_by_login(&login)
             .await?
             .ok_or_else(|| anyhow::anyhow!("invited contact vanished").into()),
@@ -115,14 +119,14 @@ fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: Times
 
 /// Creates an invitation; its code goes out only by email (queued in the same write).
 pub async fn invite(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     admin: &Contact,
     request: InvitationRequest,
 ) -> Result<Invitation, PortalError> {
     let contact = invited_contact(portal, request.invitee).await?;
-    let now = portal.clock.now();
-    let expires_in_days = request.expires_in_days.unwrap_or(portal.settings.invitation_expiry_days);
+    let now = portal.clock().now();
+    let expires_in_days = request.expires_in_days.unwrap_or(portal.settings().invitation_expiry_days);
     let code = InvitationCode::generate();
     let invitation = Invitation {
         invitation_id: InvitationId::generate(),
@@ -146,7 +150,7 @@ pub async fn invite(
         delivery_error: None,
         delivered_at: None,
     };
-    portal.invitations.create(&invitation, &invitation_message(&invitation, &code, now)).await?;
+    portal.invitations().create(&invitation, &invitation_message(&invitation, &code, now)).await?;
     admin_audit(AuditEvent::InvitationCreated, &invitation.invitation_id, admin, source);
     Ok(invitation)
 }
@@ -155,22 +159,22 @@ pub async fn invite(
 const MAX_INVITATION_ID: usize = 64;
 
 /// The invitation `id`, or `not_found`.
-pub async fn invitation(portal: &Portal, id: &InvitationId) -> Result<Invitation, PortalError> {
+pub async fn invitation(portal: &impl UsesInvitations, id: &InvitationId) -> Result<Invitation, PortalError> {
     if id.len() > MAX_INVITATION_ID {
         return Err(PortalError::NotFound);
     }
-    portal.invitations.get(id).await?.ok_or(PortalError::NotFound)
+    portal.invitations().get(id).await?.ok_or(PortalError::NotFound)
 }
 
 /// Issues a new code for an active invitation (the old one stops working) and emails it.
 pub async fn resend(
-    portal: &Portal,
+    portal: &(impl UsesInvitations + UsesClock),
     source: &SourceAddress,
     admin: &Contact,
     id: &InvitationId,
 ) -> Result<Invitation, PortalError> {
     let invitation = invitation(portal, id).await?;
-    let now = portal.clock.now();
+    let now = portal.clock().now();
     if !invitation.is_redeemable(now) {
         return Err(PortalError::validation("Only an active invitation can be resent; create a new one instead."));
     }
@@ -182,7 +186,7 @@ pub async fn resend(
     updated.delivery_error = None;
     updated.delivered_at = None;
     let message = invitation_message(&updated, &code, now);
-    if !portal.invitations.replace_code(&invitation, &updated.code_digest, &message).await? {
+    if !portal.invitations().replace_code(&invitation, &updated.code_digest, &message).await? {
         return Err(PortalError::validation(
             "The invitation changed meanwhile (revoked or resent); reload and try again.",
         ));
@@ -193,7 +197,7 @@ pub async fn resend(
 
 /// Revokes an invitation: one conditional write that returns it, no read before or after.
 pub async fn revoke(
-    portal: &Portal,
+    portal: &(impl UsesInvitations + UsesClock),
     source: &SourceAddress,
     admin: &Contact,
     id: &InvitationId,
@@ -201,7 +205,7 @@ pub async fn revoke(
     if id.len() > MAX_INVITATION_ID {
         return Err(PortalError::NotFound);
     }
-    let invitation = portal.invitations.revoke(id, portal.clock.now()).await?.ok_or(PortalError::NotFound)?;
+    let invitation = portal.invitations().revoke(id, portal.clock().now()).await?.ok_or(PortalError::NotFound)?;
     admin_audit(AuditEvent::InvitationRevoked, id, admin, source);
     Ok(invitation)
 }

@@ -1,6 +1,5 @@
 //! A signed-in contact's own profile and password.
 
-use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
@@ -9,6 +8,7 @@ use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
 use crate::ports::ProfileUpdate;
+use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
 use super::session::{self, SignedIn};
 use super::tokens::token_email;
@@ -29,7 +29,7 @@ pub struct ProfileChange {
 /// Applies a profile change. A new email is unconfirmed until the link sent to it is followed, and
 /// ends the contact's other sessions.
 pub async fn update_profile(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     source: &SourceAddress,
     signed_in: &SignedIn,
     change: ProfileChange,
@@ -50,11 +50,11 @@ pub async fn update_profile(
         addressed.first_name = update.first_name.clone();
         token_email(portal, &addressed, TokenPurpose::ConfirmEmail)
     });
-    let now = portal.clock.now();
+    let now = portal.clock().now();
     let updated =
-        portal.contacts.update_profile(contact, &update, now, confirmation.as_ref().map(|(t, m)| (t, m))).await?;
+        portal.contacts().update_profile(contact, &update, now, confirmation.as_ref().map(|(t, m)| (t, m))).await?;
     if update.new_email.is_some() {
-        portal.sessions.delete_all_for_contact(&contact.contact_id, Some(&session.id_digest)).await?;
+        portal.sessions().delete_all_for_contact(&contact.contact_id, Some(&session.id_digest)).await?;
         audit(AuditEvent::EmailChanged, Some(contact), source);
     }
     audit(AuditEvent::ProfileUpdated, Some(contact), source);
@@ -64,26 +64,27 @@ pub async fn update_profile(
 /// Changes the password: every session of the contact ends and this one continues under the new
 /// token returned. A wrong current password counts towards lockout.
 pub async fn change_password(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     source: &SourceAddress,
     contact: &Contact,
     current: Password,
     new_password: String,
 ) -> Result<String, PortalError> {
-    let new_password = Password::choose(new_password, portal.settings.password_min_length, &contact.password_context())
-        .map_err(|reason| PortalError::field("new_password", reason.0))?;
-    let now = portal.clock.now();
+    let new_password =
+        Password::choose(new_password, portal.settings().password_min_length, &contact.password_context())
+            .map_err(|reason| PortalError::field("new_password", reason.0))?;
+    let now = portal.clock().now();
     let verified = verify_password(current, contact.password_hash.clone()).await?;
     if !verified || contact.lockout().is_locked(now) {
         if contact.password_hash.is_some() {
-            portal.contacts.record_failed_sign_in(&contact.contact_id, now, &portal.settings.lockout).await?;
+            portal.contacts().record_failed_sign_in(&contact.contact_id, now, &portal.settings().lockout).await?;
         }
         audit(AuditEvent::PasswordChangeFailed, Some(contact), source);
         return Err(PortalError::field("current_password", "is not your current password"));
     }
     let hash = hash_password(new_password).await?;
-    portal.contacts.set_password(&contact.contact_id, &hash, now).await?;
-    portal.sessions.delete_all_for_contact(&contact.contact_id, None).await?;
+    portal.contacts().set_password(&contact.contact_id, &hash, now).await?;
+    portal.sessions().delete_all_for_contact(&contact.contact_id, None).await?;
     let token = session::start(portal, contact).await?;
     audit_id(AuditEvent::PasswordChanged, &contact.contact_id, source);
     Ok(token)

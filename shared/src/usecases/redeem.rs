@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, NewContact};
 use crate::domain::email::Email;
@@ -12,6 +11,7 @@ use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
 use crate::error::PortalError;
 use crate::ports::ContactChange;
+use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesSettings};
 
 use super::session;
 use super::sign_in::authenticate;
@@ -21,17 +21,17 @@ use super::throttle::{Attempt, count_failure, refuse_if_throttled};
 /// invalid code counts against the source address, which is refused once it used up its allowance:
 /// guessing codes stops there.
 pub async fn open(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     raw_code: &str,
 ) -> Result<(InvitationCode, Invitation), PortalError> {
     refuse_if_throttled(portal, source, Attempt::InvitationCode).await?;
     let found = match InvitationCode::parse(raw_code) {
-        Some(code) => portal.invitations.find_by_code(&code.digest()).await?.map(|invitation| (code, invitation)),
+        Some(code) => portal.invitations().find_by_code(&code.digest()).await?.map(|invitation| (code, invitation)),
         None => None,
     };
     match found {
-        Some((code, invitation)) if invitation.is_redeemable(portal.clock.now()) => Ok((code, invitation)),
+        Some((code, invitation)) if invitation.is_redeemable(portal.clock().now()) => Ok((code, invitation)),
         _ => {
             count_failure(portal, source, Attempt::InvitationCode).await?;
             Err(PortalError::InvitationInvalid)
@@ -64,7 +64,7 @@ pub struct Redeemed {
 
 /// Redeems an opened invitation, all or nothing, and signs the contact in.
 pub async fn redeem(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     invitation: &Invitation,
     how: Redeem,
@@ -81,16 +81,19 @@ pub async fn redeem(
         }
         Redeem::NewCredentials(credentials) => (credentials_change(portal, invitation, credentials).await?, true),
     };
-    let now = portal.clock.now();
+    let now = portal.clock().now();
     let redemption = Redemption {
         invitation_id: invitation.invitation_id.clone(),
         contact_id: change.contact_id().clone(),
         redeemed_at: now,
         source_ip: source.to_string(),
     };
-    portal.invitations.redeem(invitation, &change, &redemption, now).await?;
-    let contact =
-        portal.contacts.get(change.contact_id()).await?.ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
+    portal.invitations().redeem(invitation, &change, &redemption, now).await?;
+    let contact = portal
+        .contacts()
+        .get(change.contact_id())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
     tracing::info!(
         audit = AuditEvent::InvitationRedeemed.as_str(),
         invitation_id = %invitation.invitation_id,
@@ -105,15 +108,15 @@ pub async fn redeem(
 /// New credentials: for a single invitation, the invited contact's; for a group invitation, a new
 /// contact's, made from the submitted email and names.
 async fn credentials_change(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
     invitation: &Invitation,
     credentials: NewCredentials,
 ) -> Result<ContactChange, PortalError> {
-    let min_length = portal.settings.password_min_length;
+    let min_length = portal.settings().password_min_length;
     let NewCredentials { password, username, email, first_name, last_name } = credentials;
     match invitation.kind {
         InvitationType::Single => {
-            let contact = portal.contacts.get(&invitation.contact_id).await?.ok_or(PortalError::InvitationInvalid)?;
+            let contact = portal.contacts().get(&invitation.contact_id).await?.ok_or(PortalError::InvitationInvalid)?;
             if contact.password_hash.is_some() {
                 return Err(PortalError::field(
                     "existing_account",
@@ -163,7 +166,7 @@ async fn credentials_change(
                     roles: invitation.roles.clone(),
                     password_hash: Some(hash_password(password).await?),
                 },
-                portal.clock.now(),
+                portal.clock().now(),
             );
             // The code reached the invited address; another address is unproven.
             contact.email_confirmed = confirmed;

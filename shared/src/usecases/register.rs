@@ -1,6 +1,5 @@
 //! Open registration.
 
-use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
@@ -10,6 +9,7 @@ use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
 use crate::ports::CreateContactError;
+use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
 use super::throttle::email_allowed;
 use super::tokens::token_email;
@@ -36,7 +36,7 @@ pub enum Registered {
 /// Creates the contact with its confirmation email in one write. While confirmation is required,
 /// a taken address gets the same answer as a new one and its owner is told instead.
 pub async fn register(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     source: &SourceAddress,
     registration: Registration,
 ) -> Result<Registered, PortalError> {
@@ -52,16 +52,16 @@ pub async fn register(
             roles: Vec::new(),
             password_hash: Some(password_hash),
         },
-        portal.clock.now(),
+        portal.clock().now(),
     );
     // The confirmation email goes out in the same write as the contact, whatever the setting.
     let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
-    let confirmation_required = portal.settings.require_confirmation;
-    match portal.contacts.create_with_email(&contact, Some((&token, &message))).await {
+    let confirmation_required = portal.settings().require_confirmation;
+    match portal.contacts().create_with_email(&contact, Some((&token, &message))).await {
         Ok(()) => {}
         Err(CreateContactError::EmailTaken) if confirmation_required => {
             // Tell the owner, not the registrant, that the address has an account.
-            if let Some(owner) = portal.contacts.find_by_login(&login).await?
+            if let Some(owner) = portal.contacts().find_by_login(&login).await?
                 && email_allowed(portal, source, &owner.contact_id).await?
             {
                 let notice = OutboxMessage::new(
@@ -69,9 +69,9 @@ pub async fn register(
                     owner.email.as_str(),
                     &owner.first_name,
                     None,
-                    portal.clock.now(),
+                    portal.clock().now(),
                 );
-                portal.contacts.queue_email(None, &notice).await?;
+                portal.contacts().queue_email(None, &notice).await?;
             }
             audit(AuditEvent::RegistrationForExistingEmail, None, source);
             return Ok(Registered::AwaitingConfirmation);

@@ -1,11 +1,11 @@
 //! Sessions: who a session token belongs to, starting one at sign-in, ending it at sign-out.
 
-use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
 use crate::domain::secret::digest;
 use crate::domain::session::Session;
 use crate::error::PortalError;
+use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
 /// The signed-in contact and their session.
 pub struct SignedIn {
@@ -15,34 +15,40 @@ pub struct SignedIn {
 
 /// The contact whose session `token` is, if it is still valid. A session in use has its idle timer
 /// refreshed.
-pub async fn current(portal: &Portal, token: &str) -> Result<Option<SignedIn>, PortalError> {
-    let Some(session) = portal.sessions.get(&digest(token)).await? else {
+pub async fn current(
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    token: &str,
+) -> Result<Option<SignedIn>, PortalError> {
+    let Some(session) = portal.sessions().get(&digest(token)).await? else {
         return Ok(None);
     };
-    let now = portal.clock.now();
-    if !session.is_active(now, portal.settings.session_idle_secs) {
+    let now = portal.clock().now();
+    if !session.is_active(now, portal.settings().session_idle_secs) {
         return Ok(None);
     }
-    let Some(contact) = portal.contacts.get(&session.contact_id).await? else {
+    let Some(contact) = portal.contacts().get(&session.contact_id).await? else {
         return Ok(None);
     };
     if session.needs_touch(now) {
-        portal.sessions.touch(&session.id_digest, now).await?;
+        portal.sessions().touch(&session.id_digest, now).await?;
     }
     Ok(Some(SignedIn { contact, session }))
 }
 
 /// A new session for `contact` (a new token at every sign-in); returns the token for the cookie.
-pub async fn start(portal: &Portal, contact: &Contact) -> Result<String, PortalError> {
+pub async fn start(
+    portal: &(impl UsesSessions + UsesClock + UsesSettings),
+    contact: &Contact,
+) -> Result<String, PortalError> {
     let (session, token) =
-        Session::start(&contact.contact_id, portal.clock.now(), portal.settings.session_absolute_secs);
-    portal.sessions.create(&session).await?;
+        Session::start(&contact.contact_id, portal.clock().now(), portal.settings().session_absolute_secs);
+    portal.sessions().create(&session).await?;
     Ok(token)
 }
 
 /// Ends the session `token` server-side (nothing to do for an unknown one).
-pub async fn end(portal: &Portal, token: &str, source: &SourceAddress) -> Result<(), PortalError> {
-    if let Some(session) = portal.sessions.delete(&digest(token)).await? {
+pub async fn end(portal: &impl UsesSessions, token: &str, source: &SourceAddress) -> Result<(), PortalError> {
+    if let Some(session) = portal.sessions().delete(&digest(token)).await? {
         super::audit_id(AuditEvent::SignedOut, &session.contact_id, source);
     }
     Ok(())

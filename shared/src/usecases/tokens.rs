@@ -1,6 +1,5 @@
 //! Emailed single-use links: email confirmation and password reset.
 
-use crate::Portal;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
@@ -10,17 +9,22 @@ use crate::domain::secret::digest;
 use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::error::PortalError;
 use crate::ports::TokenUse;
+use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
 use super::throttle::email_allowed;
 use super::{audit, audit_id};
 
 /// A new emailed token of `purpose` for `contact` (sent to the contact's current address) and the
 /// outbox message carrying it.
-pub fn token_email(portal: &Portal, contact: &Contact, purpose: TokenPurpose) -> (EmailToken, OutboxMessage) {
-    let now = portal.clock.now();
+pub fn token_email(
+    portal: &(impl UsesClock + UsesSettings),
+    contact: &Contact,
+    purpose: TokenPurpose,
+) -> (EmailToken, OutboxMessage) {
+    let now = portal.clock().now();
     let (lifetime, kind) = match purpose {
-        TokenPurpose::ConfirmEmail => (portal.settings.confirmation_token_secs, MessageKind::ConfirmEmail),
-        TokenPurpose::ResetPassword => (portal.settings.reset_token_secs, MessageKind::ResetPassword),
+        TokenPurpose::ConfirmEmail => (portal.settings().confirmation_token_secs, MessageKind::ConfirmEmail),
+        TokenPurpose::ResetPassword => (portal.settings().reset_token_secs, MessageKind::ResetPassword),
     };
     let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, contact.email.normalized(), now, lifetime);
     let mut message =
@@ -31,15 +35,19 @@ pub fn token_email(portal: &Portal, contact: &Contact, purpose: TokenPurpose) ->
 
 /// Sends a password-reset link to the account with `email`, if there is one, within the email
 /// allowances. The caller answers alike whether or not it exists.
-pub async fn request_reset(portal: &Portal, source: &SourceAddress, email: &Email) -> Result<(), PortalError> {
-    let contact = portal.contacts.find_by_login(&Login::of_email(email)).await?;
+pub async fn request_reset(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    email: &Email,
+) -> Result<(), PortalError> {
+    let contact = portal.contacts().find_by_login(&Login::of_email(email)).await?;
     let Some(contact) = contact.filter(|c| c.password_hash.is_some()) else {
         audit(AuditEvent::PasswordResetRequestedUnknown, None, source);
         return Ok(());
     };
     if email_allowed(portal, source, &contact.contact_id).await? {
         let (token, message) = token_email(portal, &contact, TokenPurpose::ResetPassword);
-        portal.contacts.queue_email(Some(&token), &message).await?;
+        portal.contacts().queue_email(Some(&token), &message).await?;
         audit(AuditEvent::PasswordResetRequested, Some(&contact), source);
     }
     Ok(())
@@ -47,7 +55,7 @@ pub async fn request_reset(portal: &Portal, source: &SourceAddress, email: &Emai
 
 /// Sets a new password with a reset token and ends every session of the contact. Does not sign in.
 pub async fn reset_password(
-    portal: &Portal,
+    portal: &(impl UsesContacts + UsesSessions + UsesClock),
     source: &SourceAddress,
     token: &str,
     new_password: Password,
@@ -55,18 +63,22 @@ pub async fn reset_password(
     let hash = hash_password(new_password).await?;
     let effect = TokenUse::ResetPassword(hash);
     let used =
-        portal.contacts.use_token(&digest(token), TokenPurpose::ResetPassword, &effect, portal.clock.now()).await?;
+        portal.contacts().use_token(&digest(token), TokenPurpose::ResetPassword, &effect, portal.clock().now()).await?;
     let contact_id = used.ok_or(PortalError::TokenInvalid)?;
-    portal.sessions.delete_all_for_contact(&contact_id, None).await?;
+    portal.sessions().delete_all_for_contact(&contact_id, None).await?;
     audit_id(AuditEvent::PasswordReset, &contact_id, source);
     Ok(())
 }
 
 /// Confirms the address a confirmation token was sent to.
-pub async fn confirm_email(portal: &Portal, source: &SourceAddress, token: &str) -> Result<(), PortalError> {
-    let now = portal.clock.now();
+pub async fn confirm_email(
+    portal: &(impl UsesContacts + UsesClock),
+    source: &SourceAddress,
+    token: &str,
+) -> Result<(), PortalError> {
+    let now = portal.clock().now();
     let used =
-        portal.contacts.use_token(&digest(token), TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, now).await?;
+        portal.contacts().use_token(&digest(token), TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, now).await?;
     let contact_id = used.ok_or(PortalError::TokenInvalid)?;
     audit_id(AuditEvent::EmailConfirmed, &contact_id, source);
     Ok(())
@@ -74,13 +86,17 @@ pub async fn confirm_email(portal: &Portal, source: &SourceAddress, token: &str)
 
 /// Sends a new confirmation link to an unconfirmed account with `email`, within the allowances.
 /// The caller answers alike whether or not there is one.
-pub async fn resend_confirmation(portal: &Portal, source: &SourceAddress, email: &Email) -> Result<(), PortalError> {
-    let contact = portal.contacts.find_by_login(&Login::of_email(email)).await?;
+pub async fn resend_confirmation(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    email: &Email,
+) -> Result<(), PortalError> {
+    let contact = portal.contacts().find_by_login(&Login::of_email(email)).await?;
     if let Some(contact) = contact.filter(|c| !c.email_confirmed)
         && email_allowed(portal, source, &contact.contact_id).await?
     {
         let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
-        portal.contacts.queue_email(Some(&token), &message).await?;
+        portal.contacts().queue_email(Some(&token), &message).await?;
     }
     Ok(())
 }
