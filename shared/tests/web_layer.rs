@@ -152,3 +152,23 @@ async fn a_rest_api_stage_is_not_part_of_the_route() {
     let form_action = body_text(&page).contains("action=\"/signin\"");
     assert!(form_action, "links and forms stay at the root of the domain");
 }
+
+#[tokio::test]
+async fn a_path_parameter_that_cannot_be_read_names_nothing() {
+    let t = test_portal(&[]);
+    let registered = t.send(&Register, Req::post("/register").json(registration("admin@example.com"))).await;
+    let session = cookie_value(&registered, "portal_session").unwrap();
+    let mut admin = t.contacts.all().remove(0);
+    admin.roles = vec!["Administrators".into()];
+    t.contacts.put(admin);
+    for path in ["/admin/invitations/%FF%FE", "/admin/invitations/%FF/resend", "/admin/invitations/%C0/revoke"] {
+        let req = if path.ends_with("invitations/%FF%FE") { Req::get(path) } else { Req::post(path).json(json!({})) };
+        let response = t.send(&CreateInvitation, req.cookie("portal_session", &session)).await;
+        assert_eq!(response.status(), 404, "{path}: {}", body_text(&response));
+        assert_eq!(
+            body_json(&response)["error"],
+            "not_found",
+            "{path}: the contract's JSON, not a plain-text rejection"
+        );
+    }
+}

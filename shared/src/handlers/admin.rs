@@ -5,7 +5,7 @@
 use crate::domain::text::Username;
 use crate::domain::time::Timestamp;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -23,7 +23,7 @@ use crate::domain::invitation::{Delivery, Invitation, InvitationStatus, Invitati
 use crate::domain::text::{parse_name, parse_phone};
 use crate::domain::time::{human, rfc3339};
 use crate::usecases::invite::{self, ContactDetails, InvitationRequest, Invitee};
-use crate::web::extract::{InvitationsEnabled, NoFields};
+use crate::web::extract::{InvitationsEnabled, NoFields, PathParam};
 use crate::web::pages::{AdminContactsPage, AdminInvitationPage, ContactRow, FormErrors, InvitationRow, ViewerSummary};
 use crate::web::response::is_same_site_path;
 use crate::web::{Admin, AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
@@ -368,7 +368,7 @@ async fn create_invitation(
 async fn show_invitation(
     _: InvitationsEnabled,
     Admin(admin): Admin,
-    Path(id): Path<InvitationId>,
+    PathParam(id): PathParam<InvitationId>,
     page: Page,
 ) -> Result<Reply, PortalError> {
     let portal = page.portal.clone();
@@ -409,7 +409,7 @@ async fn resend(
     _: InvitationsEnabled,
     Admin(admin): Admin,
     source: SourceAddress,
-    Path(id): Path<InvitationId>,
+    PathParam(id): PathParam<InvitationId>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;
@@ -421,7 +421,7 @@ async fn revoke(
     _: InvitationsEnabled,
     Admin(admin): Admin,
     source: SourceAddress,
-    Path(id): Path<InvitationId>,
+    PathParam(id): PathParam<InvitationId>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;

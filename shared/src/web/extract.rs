@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Path, Request};
 use axum::http::header::{HeaderValue, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -298,5 +298,19 @@ impl FromRequestParts<AppState> for InvitationsEnabled {
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
         if state.settings.invitations_enabled { Ok(InvitationsEnabled) } else { Err(PortalError::NotFound) }
+    }
+}
+
+/// A path parameter naming a resource (`/admin/invitations/{id}`). One that cannot be read (bad
+/// percent-encoding, say) names nothing: the contract's 404, not axum's plain-text rejection.
+pub struct PathParam<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParam<T> {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PortalError> {
+        let path = <Path<T> as FromRequestParts<S>>::from_request_parts(parts, state).await;
+        let Path(value) = path.map_err(|_| PortalError::NotFound)?;
+        Ok(PathParam(value))
     }
 }
