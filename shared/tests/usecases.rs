@@ -124,6 +124,10 @@ async fn an_invitation_is_redeemed_once_and_a_resend_voids_the_old_code() {
     assert!(redeemed.created);
     assert_eq!(redeemed.contact.roles, ["Customers"]);
     assert!(redeemed.contact.email_confirmed, "the code reached the address");
+    // A second redemption that opened the code before the first one finished: used up, not
+    // "sign in to your existing account".
+    let stale = redeem::redeem(&t.portal, &source, &opened, credentials()).await;
+    assert!(matches!(stale, Err(PortalError::InvitationInvalid)), "{:?}", stale.err());
     registered(&t, "other@example.com").await;
     let onto_another =
         Redeem::ExistingAccount { login: "other@example.com".into(), password: Password::new(PASSWORD.into()) };

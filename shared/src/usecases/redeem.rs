@@ -108,7 +108,7 @@ pub async fn redeem(
 /// New credentials: for a single invitation, the invited contact's; for a group invitation, a new
 /// contact's, made from the submitted email and names.
 async fn credentials_change(
-    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     invitation: &Invitation,
     credentials: NewCredentials,
 ) -> Result<ContactChange, PortalError> {
@@ -118,6 +118,12 @@ async fn credentials_change(
         InvitationType::Single => {
             let contact = portal.contacts().get(&invitation.contact_id).await?.ok_or(PortalError::InvitationInvalid)?;
             if contact.password_hash.is_some() {
+                // Credentials set since the code was opened: a concurrent redemption used it up.
+                // The answer is then the used-up code's, not advice to sign in.
+                let current = portal.invitations().get(&invitation.invitation_id).await?;
+                if !current.is_some_and(|i| i.is_redeemable(portal.clock().now())) {
+                    return Err(PortalError::InvitationInvalid);
+                }
                 return Err(PortalError::field(
                     "existing_account",
                     "this invitation is for an existing account: tick \"I have an existing account\" and sign in",
