@@ -206,16 +206,15 @@ impl Transaction {
     pub async fn run(self, client: &Client) -> Result<(), TransactionError> {
         match transact_retrying(client, self.items).await {
             Ok(()) => Ok(()),
-            Err(err) => {
-                let failed = cancellation_codes(&err)
-                    .and_then(|codes| codes.iter().position(|c| c == "ConditionalCheckFailed"))
-                    .and_then(|index| self.guards.get(index).copied());
-                match failed {
-                    Some(guards) => Err(TransactionError::Refused(guards)),
-                    None if cancellation_codes(&err).is_some() => Err(TransactionError::Conflict),
-                    None => Err(TransactionError::Sdk(Box::new(err))),
+            Err(err) => match cancellation_codes(&err) {
+                None => Err(TransactionError::Sdk(Box::new(err))),
+                Some(codes) => {
+                    let failed = codes.iter().position(|c| c == "ConditionalCheckFailed");
+                    Err(failed
+                        .and_then(|i| self.guards.get(i).copied())
+                        .map_or(TransactionError::Conflict, TransactionError::Refused))
                 }
-            }
+            },
         }
     }
 }

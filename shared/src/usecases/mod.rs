@@ -12,18 +12,12 @@ pub mod throttle;
 pub mod tokens;
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
-use crate::domain::contact::Contact;
 use crate::domain::ids::ContactId;
 
 pub use crate::error::PortalError;
 
-/// Logs an audit event with the contact it concerns and the source address.
-pub fn audit(event: AuditEvent, contact: Option<&Contact>, source: &SourceAddress) {
-    let contact_id = contact.map_or("-", |c| c.contact_id.as_str());
+/// Logs an audit event with the contact it concerns (if known) and the source address.
+pub fn audit(event: AuditEvent, contact_id: Option<&ContactId>, source: &SourceAddress) {
+    let contact_id = contact_id.map_or("-", ContactId::as_str);
     tracing::info!(audit = event.as_str(), contact_id, source_ip = %source, "audit");
-}
-
-/// Logs an audit event for a contact known only by id.
-pub fn audit_id(event: AuditEvent, contact_id: &ContactId, source: &SourceAddress) {
-    tracing::info!(audit = event.as_str(), contact_id = %contact_id, source_ip = %source, "audit");
 }

@@ -10,9 +10,9 @@ use crate::error::PortalError;
 use crate::ports::ProfileUpdate;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
+use super::audit;
 use super::session::{self, SignedIn};
 use super::tokens::token_email;
-use super::{audit, audit_id};
 
 /// What a contact asked to change; `None` leaves a field as it is.
 #[derive(Default)]
@@ -55,9 +55,9 @@ pub async fn update_profile(
         portal.contacts().update_profile(contact, &update, now, confirmation.as_ref().map(|(t, m)| (t, m))).await?;
     if update.new_email.is_some() {
         portal.sessions().delete_all_for_contact(&contact.contact_id, Some(&session.id_digest)).await?;
-        audit(AuditEvent::EmailChanged, Some(contact), source);
+        audit(AuditEvent::EmailChanged, Some(&contact.contact_id), source);
     }
-    audit(AuditEvent::ProfileUpdated, Some(contact), source);
+    audit(AuditEvent::ProfileUpdated, Some(&contact.contact_id), source);
     Ok(updated)
 }
 
@@ -79,13 +79,13 @@ pub async fn change_password(
         if contact.password_hash.is_some() {
             portal.contacts().record_failed_sign_in(&contact.contact_id, now, &portal.settings().lockout).await?;
         }
-        audit(AuditEvent::PasswordChangeFailed, Some(contact), source);
+        audit(AuditEvent::PasswordChangeFailed, Some(&contact.contact_id), source);
         return Err(PortalError::field("current_password", "is not your current password"));
     }
     let hash = hash_password(new_password).await?;
     portal.contacts().set_password(&contact.contact_id, &hash, now).await?;
     portal.sessions().delete_all_for_contact(&contact.contact_id, None).await?;
     let token = session::start(portal, contact).await?;
-    audit_id(AuditEvent::PasswordChanged, &contact.contact_id, source);
+    audit(AuditEvent::PasswordChanged, Some(&contact.contact_id), source);
     Ok(token)
 }

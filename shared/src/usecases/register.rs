@@ -78,7 +78,7 @@ pub async fn register(
         }
         Err(err) => return Err(err.into()),
     }
-    audit(AuditEvent::Registered, Some(&contact), source);
+    audit(AuditEvent::Registered, Some(&contact.contact_id), source);
     if confirmation_required {
         return Ok(Registered::AwaitingConfirmation);
     }

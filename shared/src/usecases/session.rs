@@ -49,7 +49,7 @@ pub async fn start(
 /// Ends the session `token` server-side (nothing to do for an unknown one).
 pub async fn end(portal: &impl UsesSessions, token: &str, source: &SourceAddress) -> Result<(), PortalError> {
     if let Some(session) = portal.sessions().delete(&digest(token)).await? {
-        super::audit_id(AuditEvent::SignedOut, &session.contact_id, source);
+        super::audit(AuditEvent::SignedOut, Some(&session.contact_id), source);
     }
     Ok(())
 }

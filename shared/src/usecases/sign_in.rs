@@ -37,12 +37,12 @@ pub async fn authenticate(
             portal.contacts().reset_lockout(&contact.contact_id).await?;
         }
         if portal.settings().require_confirmation && !contact.email_confirmed {
-            audit(AuditEvent::SignInUnconfirmed, Some(&contact), source);
+            audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
             return Err(PortalError::EmailNotConfirmed);
         }
         return Ok(contact);
     }
-    audit(AuditEvent::SignInFailed, Some(&contact), source);
+    audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
     count_failure(portal, source, Attempt::SignIn).await?;
     if contact.password_hash.is_some() {
         let outcome =
@@ -63,6 +63,6 @@ pub async fn sign_in(
 ) -> Result<(Contact, String), PortalError> {
     let contact = authenticate(portal, source, login, password).await?;
     let token = session::start(portal, &contact).await?;
-    audit(AuditEvent::SignedIn, Some(&contact), source);
+    audit(AuditEvent::SignedIn, Some(&contact.contact_id), source);
     Ok((contact, token))
 }

@@ -70,7 +70,7 @@ pub async fn email_allowed(
         .take_allowance(&format!("address#{source}"), settings.emails_per_address_per_hour, 3600, now)
         .await?;
     if !(by_account && by_address) {
-        super::audit_id(AuditEvent::EmailRateLimited, account, source);
+        super::audit(AuditEvent::EmailRateLimited, Some(account), source);
     }
     Ok(by_account && by_address)
 }

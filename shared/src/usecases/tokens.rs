@@ -11,8 +11,8 @@ use crate::error::PortalError;
 use crate::ports::TokenUse;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
+use super::audit;
 use super::throttle::email_allowed;
-use super::{audit, audit_id};
 
 /// A new emailed token of `purpose` for `contact` (sent to the contact's current address) and the
 /// outbox message carrying it.
@@ -48,7 +48,7 @@ pub async fn request_reset(
     if email_allowed(portal, source, &contact.contact_id).await? {
         let (token, message) = token_email(portal, &contact, TokenPurpose::ResetPassword);
         portal.contacts().queue_email(Some(&token), &message).await?;
-        audit(AuditEvent::PasswordResetRequested, Some(&contact), source);
+        audit(AuditEvent::PasswordResetRequested, Some(&contact.contact_id), source);
     }
     Ok(())
 }
@@ -66,7 +66,7 @@ pub async fn reset_password(
         portal.contacts().use_token(&digest(token), TokenPurpose::ResetPassword, &effect, portal.clock().now()).await?;
     let contact_id = used.ok_or(PortalError::TokenInvalid)?;
     portal.sessions().delete_all_for_contact(&contact_id, None).await?;
-    audit_id(AuditEvent::PasswordReset, &contact_id, source);
+    audit(AuditEvent::PasswordReset, Some(&contact_id), source);
     Ok(())
 }
 
@@ -80,7 +80,7 @@ pub async fn confirm_email(
     let used =
         portal.contacts().use_token(&digest(token), TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, now).await?;
     let contact_id = used.ok_or(PortalError::TokenInvalid)?;
-    audit_id(AuditEvent::EmailConfirmed, &contact_id, source);
+    audit(AuditEvent::EmailConfirmed, Some(&contact_id), source);
     Ok(())
 }
 

@@ -24,6 +24,3 @@ pub use request::Fields;
 
 /// What every route's handler receives as state: the settings and ports.
 pub type AppState = Arc<crate::Portal>;
-
-pub type HttpRequest = lambda_http::Request;
-pub type HttpResponse = axum::response::Response;

@@ -45,11 +45,6 @@ impl Reply {
         Reply { status: StatusCode::NO_CONTENT, json: None, browser: ForBrowser::Same, cookies: Vec::new() }
     }
 
-    /// A page (HTML) for everyone: the route has no JSON form.
-    pub fn page(page: Response) -> Reply {
-        Reply { status: page.status(), json: None, browser: ForBrowser::Page(Box::new(|| page)), cookies: Vec::new() }
-    }
-
     /// Browsers are sent on to `path` (303).
     pub fn or_see_other(mut self, path: impl Into<String>) -> Reply {
         self.browser = ForBrowser::SeeOther(path.into());
@@ -88,7 +83,7 @@ impl IntoResponse for Reply {
             (Client::Browser, ForBrowser::Message(status, text), _) => {
                 (status, Html(pages::message(status, text))).into_response()
             }
-            (_, ForBrowser::Page(render), None) | (Client::Browser, ForBrowser::Page(render), _) => render(),
+            (Client::Browser, ForBrowser::Page(render), _) => render(),
             (_, _, Some(json)) => (self.status, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
             (_, _, None) => self.status.into_response(),
         };

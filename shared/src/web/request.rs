@@ -234,10 +234,6 @@ impl Fields {
         build().ok_or_else(|| PortalError::validation("Some fields need attention."))
     }
 
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
     /// `Ok` when every field read so far was fine, else the validation error naming each field.
     pub fn finish(&self) -> Result<(), PortalError> {
         if self.errors.is_empty() {
