@@ -17,10 +17,10 @@ use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
-use crate::domain::token::{EmailToken, TokenPurpose};
+use crate::domain::token::EmailToken;
 use crate::ports::{
-    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, Outbox, OutgoingEmail,
-    ProfileUpdate, RedeemError, SendError, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
+    Clock, ContactChange, ContactStore, CreateContactError, Device, InvitationStore, Mailer, Outbox, OutgoingEmail,
+    ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
 };
 
 #[derive(Default)]
@@ -36,6 +36,8 @@ struct ContactsState {
     by_username: HashMap<String, ContactId>,
     tokens: HashMap<String, EmailToken>,
     allowances: HashMap<String, u32>,
+    /// Trusted devices by digest, with their failure counts.
+    devices: HashMap<String, (Device, u32)>,
 }
 
 impl MemoryContacts {
@@ -94,7 +96,7 @@ impl MemoryContacts {
                     state.by_username.insert(username.clone(), contact.contact_id.clone());
                 }
                 state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
-                state.contacts.insert(contact.contact_id.clone(), contact.clone());
+                state.contacts.insert(contact.contact_id.clone(), (**contact).clone());
                 Ok(())
             }
             ContactChange::Assign { contact_id, roles, account_id } => {
@@ -110,13 +112,24 @@ impl MemoryContacts {
     }
 }
 
+impl MemoryContacts {
+    fn queue(&self, state: &mut ContactsState, emails: &[QueuedEmail]) {
+        for email in emails {
+            if let Some(token) = &email.token {
+                state.tokens.insert(token.digest.clone(), token.clone());
+            }
+            self.outbox.insert(email.message.clone());
+        }
+    }
+
+    fn contact_mut<'a>(state: &'a mut ContactsState, contact_id: &ContactId) -> anyhow::Result<&'a mut Contact> {
+        state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))
+    }
+}
+
 #[async_trait]
 impl ContactStore for MemoryContacts {
-    async fn create_with_email(
-        &self,
-        contact: &Contact,
-        email: Option<TokenEmail<'_>>,
-    ) -> Result<(), CreateContactError> {
+    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError> {
         let mut state = self.state.lock().unwrap();
         if state.by_email.contains_key(contact.email.normalized()) {
             return Err(CreateContactError::EmailTaken);
@@ -129,10 +142,7 @@ impl ContactStore for MemoryContacts {
         }
         state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
         state.contacts.insert(contact.contact_id.clone(), contact.clone());
-        if let Some((token, message)) = email {
-            state.tokens.insert(token.digest.clone(), token.clone());
-            self.outbox.insert(message.clone());
-        }
+        self.queue(&mut state, emails);
         Ok(())
     }
 
@@ -141,7 +151,7 @@ impl ContactStore for MemoryContacts {
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        confirmation: Option<TokenEmail<'_>>,
+        emails: &[QueuedEmail],
     ) -> Result<Contact, UpdateProfileError> {
         let mut state = self.state.lock().unwrap();
         let stored = state.contacts.get(&current.contact_id).ok_or(UpdateProfileError::Conflict)?;
@@ -153,79 +163,105 @@ impl ContactStore for MemoryContacts {
         updated.last_name = update.last_name.clone();
         updated.phone = update.phone.clone();
         updated.updated_at = now;
-        if let Some(email) = &update.new_email {
-            if state.by_email.contains_key(email.normalized()) {
-                return Err(UpdateProfileError::EmailTaken);
-            }
-            state.by_email.remove(current.email.normalized());
-            state.by_email.insert(email.normalized().to_string(), current.contact_id.clone());
-            updated.email = email.clone();
-            updated.email_confirmed = false;
+        if let Some(pending) = &update.pending_email {
+            updated.pending_email = Some(pending.clone());
         }
-        if let Some((token, message)) = confirmation {
-            state.tokens.insert(token.digest.clone(), token.clone());
-            self.outbox.insert(message.clone());
-        }
+        self.queue(&mut state, emails);
         state.contacts.insert(updated.contact_id.clone(), updated.clone());
         Ok(updated)
     }
 
-    async fn set_password(
+    async fn change_password(
         &self,
         contact_id: &ContactId,
         password_hash: &PasswordHashString,
+        epoch: &str,
         now: Timestamp,
+        emails: &[QueuedEmail],
     ) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
-        let contact = state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))?;
+        let contact = Self::contact_mut(&mut state, contact_id)?;
         contact.password_hash = Some(password_hash.clone());
+        contact.session_epoch = epoch.to_string();
+        contact.reset_nonce = None;
         contact.updated_at = now;
+        self.queue(&mut state, emails);
         Ok(())
     }
 
-    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()> {
-        if let Some(token) = token {
-            self.state.lock().unwrap().tokens.insert(token.digest.clone(), token.clone());
-        }
-        self.outbox.insert(message.clone());
+    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()> {
+        self.queue(&mut self.state.lock().unwrap(), emails);
         Ok(())
+    }
+
+    async fn issue_token(&self, token: &EmailToken) -> anyhow::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(false) };
+        if token.nonce.is_some() {
+            contact.reset_nonce = token.nonce.clone();
+        }
+        state.tokens.insert(token.digest.clone(), token.clone());
+        Ok(true)
+    }
+
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>> {
+        Ok(self.state.lock().unwrap().tokens.get(digest).cloned())
     }
 
     async fn use_token(
         &self,
-        digest: &str,
-        purpose: TokenPurpose,
+        token: &EmailToken,
+        contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<ContactId>> {
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<bool> {
         let mut state = self.state.lock().unwrap();
-        let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else {
-            return Ok(None);
-        };
-        let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(None) };
+        if !state.tokens.contains_key(&token.digest) {
+            return Ok(false);
+        }
+        let Some(stored) = state.contacts.get(&contact.contact_id).cloned() else { return Ok(false) };
+        let mut updated = stored.clone();
         match effect {
             TokenUse::ConfirmEmail => {
-                if contact.email.normalized() != token.email_normalized {
-                    return Ok(None);
+                if stored.email.normalized() != token.email_normalized {
+                    return Ok(false);
                 }
-                contact.email_confirmed = true;
+                updated.email_confirmed = true;
             }
-            TokenUse::ResetPassword(hash) => {
-                contact.password_hash = Some(hash.clone());
-                contact.failed_sign_ins = 0;
-                contact.lockouts = 0;
-                contact.locked_until = None;
+            TokenUse::MoveEmail { epoch } => {
+                let Some(new_email) = stored.pending_email.clone().filter(|p| p.normalized() == token.email_normalized)
+                else {
+                    return Ok(false);
+                };
+                if stored.email.normalized() != contact.email.normalized()
+                    || state.by_email.contains_key(new_email.normalized())
+                {
+                    return Ok(false);
+                }
+                state.by_email.remove(stored.email.normalized());
+                state.by_email.insert(new_email.normalized().to_string(), stored.contact_id.clone());
+                updated.email = new_email;
+                updated.email_confirmed = true;
+                updated.pending_email = None;
+                updated.session_epoch = epoch.clone();
+                updated.reset_nonce = None;
+            }
+            TokenUse::ResetPassword { hash, epoch } => {
+                if stored.reset_nonce.is_none() || stored.reset_nonce != token.nonce {
+                    return Ok(false);
+                }
+                updated.password_hash = Some(hash.clone());
+                updated.set_lockout(Default::default());
+                updated.session_epoch = epoch.clone();
+                updated.reset_nonce = None;
             }
         }
-        contact.updated_at = now;
-        state.tokens.remove(digest);
-        Ok(Some(token.contact_id))
-    }
-
-    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
-        let state = self.state.lock().unwrap();
-        let hits = state.allowances.get(&format!("{key}#{}", now.window(window_secs))).copied().unwrap_or(0);
-        Ok(hits < limit)
+        updated.updated_at = now;
+        state.contacts.insert(updated.contact_id.clone(), updated);
+        state.tokens.remove(&token.digest);
+        self.queue(&mut state, emails);
+        Ok(true)
     }
 
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
@@ -236,6 +272,14 @@ impl ContactStore for MemoryContacts {
         }
         *hits += 1;
         Ok(true)
+    }
+
+    async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(hits) = state.allowances.get_mut(&format!("{key}#{}", now.window(window_secs))) {
+            *hits = hits.saturating_sub(1);
+        }
+        Ok(())
     }
 
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
@@ -251,6 +295,19 @@ impl ContactStore for MemoryContacts {
         Ok(id.and_then(|id| state.contacts.get(id)).cloned())
     }
 
+    async fn reserve_attempt(
+        &self,
+        contact_id: &ContactId,
+        now: Timestamp,
+        policy: &LockoutPolicy,
+    ) -> anyhow::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        let contact = Self::contact_mut(&mut state, contact_id)?;
+        let Some(next) = contact.lockout().reserve(now, policy) else { return Ok(false) };
+        contact.set_lockout(next);
+        Ok(true)
+    }
+
     async fn record_failed_sign_in(
         &self,
         contact_id: &ContactId,
@@ -258,21 +315,38 @@ impl ContactStore for MemoryContacts {
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
         let mut state = self.state.lock().unwrap();
-        let contact = state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))?;
+        let contact = Self::contact_mut(&mut state, contact_id)?;
         let (next, outcome) = contact.lockout().after_failure(now, policy);
-        contact.failed_sign_ins = next.failed_sign_ins;
-        contact.lockouts = next.lockouts;
-        contact.locked_until = next.locked_until;
+        contact.set_lockout(next);
         Ok(outcome)
     }
 
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         if let Some(contact) = state.contacts.get_mut(contact_id) {
-            contact.failed_sign_ins = 0;
-            contact.lockouts = 0;
-            contact.locked_until = None;
+            contact.set_lockout(Default::default());
         }
+        Ok(())
+    }
+
+    async fn reserve_device_attempt(
+        &self,
+        digest: &str,
+        contact_id: &ContactId,
+        now: Timestamp,
+        threshold: u32,
+    ) -> anyhow::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        let Some((device, failures)) = state.devices.get_mut(digest) else { return Ok(false) };
+        if device.contact_id != *contact_id || device.expires_at <= now || *failures >= threshold {
+            return Ok(false);
+        }
+        *failures += 1;
+        Ok(true)
+    }
+
+    async fn remember_device(&self, device: &Device) -> anyhow::Result<()> {
+        self.state.lock().unwrap().devices.insert(device.digest.clone(), (device.clone(), 0));
         Ok(())
     }
 
@@ -315,14 +389,6 @@ impl SessionStore for MemorySessions {
 
     async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {
         Ok(self.sessions.lock().unwrap().remove(id_digest))
-    }
-
-    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()> {
-        self.sessions
-            .lock()
-            .unwrap()
-            .retain(|digest, s| s.contact_id != *contact_id || Some(digest.as_str()) == except);
-        Ok(())
     }
 }
 

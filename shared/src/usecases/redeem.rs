@@ -15,27 +15,28 @@ use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesS
 
 use super::session;
 use super::sign_in::authenticate;
-use super::throttle::{Attempt, count_failure, refuse_if_throttled};
+use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
 
 /// The invitation a code opens, or `invitation_invalid` for every kind of bad code alike. Each
-/// invalid code counts against the source address, which is refused once it used up its allowance:
-/// guessing codes stops there.
+/// code tried takes an attempt of the source address first (given back when the code is good), so
+/// an address that used up its allowance is refused, however many it sends at once: guessing
+/// codes stops there.
 pub async fn open(
     portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     raw_code: &str,
 ) -> Result<(InvitationCode, Invitation), PortalError> {
-    refuse_if_throttled(portal, source, Attempt::InvitationCode).await?;
+    reserve_attempt(portal, source, Attempt::InvitationCode).await?;
     let found = match InvitationCode::parse(raw_code) {
         Some(code) => portal.invitations().find_by_code(&code.digest()).await?.map(|invitation| (code, invitation)),
         None => None,
     };
     match found {
-        Some((code, invitation)) if invitation.is_redeemable(portal.clock().now()) => Ok((code, invitation)),
-        _ => {
-            count_failure(portal, source, Attempt::InvitationCode).await?;
-            Err(PortalError::InvitationInvalid)
+        Some((code, invitation)) if invitation.is_redeemable(portal.clock().now()) => {
+            give_back_attempt(portal, source, Attempt::InvitationCode).await?;
+            Ok((code, invitation))
         }
+        _ => Err(PortalError::InvitationInvalid),
     }
 }
 
@@ -62,16 +63,18 @@ pub struct Redeemed {
     pub created: bool,
 }
 
-/// Redeems an opened invitation, all or nothing, and signs the contact in.
+/// Redeems an opened invitation, all or nothing, and signs the contact in; the session the browser
+/// arrived with (`arrived_with`) ends.
 pub async fn redeem(
     portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     invitation: &Invitation,
     how: Redeem,
+    arrived_with: Option<&str>,
 ) -> Result<Redeemed, PortalError> {
     let (change, created) = match how {
         Redeem::ExistingAccount { login, password } => {
-            let account = authenticate(portal, source, &login, password).await?;
+            let account = authenticate(portal, source, &login, password, None).await?.contact;
             let change = ContactChange::Assign {
                 contact_id: account.contact_id.clone(),
                 roles: merged_roles(&account.roles, &invitation.roles),
@@ -101,6 +104,7 @@ pub async fn redeem(
         source_ip = %source,
         "audit"
     );
+    session::replace(portal, arrived_with).await?;
     let session_token = session::start(portal, &contact).await?;
     Ok(Redeemed { contact, session_token, created })
 }
@@ -177,7 +181,7 @@ async fn credentials_change(
             // The code reached the invited address; another address is unproven.
             contact.email_confirmed = confirmed;
             contact.account_id = invitation.account_id.clone();
-            Ok(ContactChange::Create(contact))
+            Ok(ContactChange::Create(Box::new(contact)))
         }
     }
 }
