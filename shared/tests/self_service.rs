@@ -4,44 +4,11 @@
 
 mod support;
 
-use portal::domain::outbox::MessageStatus;
-use portal::email;
 use portal::handlers::profile::Profile;
 use portal::handlers::register::Register;
 use portal::handlers::sign_in::SignIn;
-use portal::ports::OutgoingEmail;
-use portal::usecases::mail::{self, Prepared};
 use serde_json::{Value, json};
 use support::*;
-
-/// Prepares and renders every pending email as `send-email` would (requests that name only an
-/// address are resolved then), marking it sent; returns them.
-async fn mailbox(t: &TestPortal) -> Vec<OutgoingEmail> {
-    let mut sent = Vec::new();
-    let mut pending: Vec<_> = t.outbox.all().into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
-    pending.sort_by_key(|m| m.created_at);
-    for message in pending {
-        if let Prepared::Send(prepared) = mail::prepare(&t.portal, &message).await.unwrap()
-            && let Some(rendered) = email::render(&t.portal.settings, &prepared)
-        {
-            sent.push(rendered);
-        }
-        let mut done = message.clone();
-        done.status = MessageStatus::Sent;
-        t.outbox.insert(done);
-    }
-    sent
-}
-
-fn link_in(email: &OutgoingEmail, path: &str) -> String {
-    let prefix = format!("http://localhost:9000{path}?token=");
-    let line = email
-        .text
-        .lines()
-        .find(|l| l.trim().starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no {path} link in {}", email.text));
-    line.trim().trim_start_matches(&prefix).to_string()
-}
 
 async fn register(t: &TestPortal, email: &str) -> lambda_http::Response<lambda_http::Body> {
     t.send(&Register, Req::post("/register").json(registration(email))).await
@@ -65,7 +32,7 @@ async fn registration_signs_in_at_once_and_still_sends_a_confirmation_link() {
     let registered = register(&t, "ada@example.com").await;
     assert_eq!(registered.status(), 201);
     assert!(cookie_value(&registered, "portal_session").is_some());
-    let mail = mailbox(&t).await;
+    let mail = t.mailbox().await;
     assert_eq!(mail.len(), 1);
     assert_eq!((mail[0].to.as_str(), mail[0].subject.as_str()), ("ada@example.com", "Confirm your email address"));
     let token = link_in(&mail[0], "/confirm-email");
@@ -90,7 +57,7 @@ async fn registration_signs_in_at_once_and_still_sends_a_confirmation_link() {
 async fn confirmation_links_expire() {
     let t = test_portal(&[("PORTAL_CONFIRMATION_TOKEN_HOURS", "24")]);
     register(&t, "ada@example.com").await;
-    let token = link_in(&mailbox(&t).await[0], "/confirm-email");
+    let token = link_in(&t.mailbox().await[0], "/confirm-email");
     t.clock.advance(24 * 3600);
     assert_eq!(body_json(&confirm(&t, &token).await)["error"], "token_invalid");
     for bad in ["", "short", &"x".repeat(43)] {
@@ -110,7 +77,7 @@ async fn with_confirmation_required_new_and_taken_emails_get_the_same_202() {
     assert!(cookie_value(&taken, "portal_session").is_none());
     assert_eq!(t.contacts.all().len(), 1);
 
-    let mut mail = mailbox(&t).await;
+    let mut mail = t.mailbox().await;
     mail.sort_by(|a, b| a.subject.cmp(&b.subject));
     let subjects: Vec<&str> = mail.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(subjects, ["Confirm your email address", "You already have an account"]);
@@ -129,13 +96,13 @@ async fn with_confirmation_required_new_and_taken_emails_get_the_same_202() {
 async fn forgot_password_answers_the_same_for_known_and_unknown_emails() {
     let t = test_portal(&[]);
     register(&t, "ada@example.com").await;
-    mailbox(&t).await;
+    t.mailbox().await;
     let known = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
     let unknown = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "nobody@example.com"}))).await;
     assert_eq!(known.status(), 202);
     assert_eq!(body_json(&known), json!({"status": "email_sent"}));
     assert_eq!((known.status(), body_text(&known)), (unknown.status(), body_text(&unknown)));
-    let mail = mailbox(&t).await;
+    let mail = t.mailbox().await;
     assert_eq!(mail.len(), 1, "only the account's owner gets an email");
     assert_eq!((mail[0].to.as_str(), mail[0].subject.as_str()), ("ada@example.com", "Reset your password"));
     let bad = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": 7}))).await;
@@ -146,9 +113,9 @@ async fn forgot_password_answers_the_same_for_known_and_unknown_emails() {
 async fn a_reset_link_sets_a_new_password_once_ends_every_session_and_does_not_sign_in() {
     let t = test_portal(&[]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
-    mailbox(&t).await;
+    t.mailbox().await;
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    let token = link_in(&mailbox(&t).await[0], "/reset-password");
+    let token = link_in(&t.mailbox().await[0], "/reset-password");
 
     let page = t.send(&SignIn, Req::get(&format!("/reset-password?token={token}")).html()).await;
     assert!(body_text(&page).contains("name=\"new_password\""));
@@ -187,7 +154,8 @@ async fn reset_links_expire_after_an_hour() {
     let t = test_portal(&[]);
     register(&t, "ada@example.com").await;
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    let token = mailbox(&t)
+    let token = t
+        .mailbox()
         .await
         .into_iter()
         .find(|m| m.subject == "Reset your password")
@@ -208,7 +176,7 @@ async fn reset_links_expire_after_an_hour() {
 async fn reset_emails_are_rate_limited_per_account_and_per_address_with_the_same_answer() {
     let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "3"), ("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", "5")]);
     register(&t, "ada@example.com").await;
-    mailbox(&t).await;
+    t.mailbox().await;
     t.clock.advance(3600);
     let mut answers = Vec::new();
     for _ in 0..5 {
@@ -216,21 +184,21 @@ async fn reset_emails_are_rate_limited_per_account_and_per_address_with_the_same
         answers.push((response.status().as_u16(), body_text(&response)));
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "a limited request gets the same answer");
-    assert_eq!(mailbox(&t).await.len(), 3, "three per recipient (the account's address) per hour");
+    assert_eq!(t.mailbox().await.len(), 3, "three per recipient (the account's address) per hour");
     t.clock.advance(3600);
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    assert_eq!(mailbox(&t).await.len(), 1, "a new hour, a new allowance");
+    assert_eq!(t.mailbox().await.len(), 1, "a new hour, a new allowance");
 
     // One address asking for many accounts is limited too.
     for i in 0..6 {
         register(&t, &format!("user{i}@example.com")).await;
     }
-    mailbox(&t).await;
+    t.mailbox().await;
     t.clock.advance(3600);
     for i in 0..6 {
         t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": format!("user{i}@example.com")}))).await;
     }
-    assert_eq!(mailbox(&t).await.len(), 5, "five per source address per hour");
+    assert_eq!(t.mailbox().await.len(), 5, "five per source address per hour");
 }
 
 #[tokio::test]
@@ -244,7 +212,7 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
         "portal_session",
     )
     .unwrap();
-    mailbox(&t).await;
+    t.mailbox().await;
     let edit = |body: Value| t.send(&Profile, Req::post("/profile").json(body).cookie("portal_session", &current));
     let profile = |session: &str| t.send(&Profile, Req::get("/profile").cookie("portal_session", session));
 
@@ -268,10 +236,10 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
         assert_eq!(refused.status(), 400);
         assert!(body_json(&refused)["fields"]["current_password"].is_string());
     }
-    assert!(mailbox(&t).await.is_empty(), "a refused change sends nothing");
+    assert!(t.mailbox().await.is_empty(), "a refused change sends nothing");
 
     register(&t, "grace@example.com").await;
-    mailbox(&t).await;
+    t.mailbox().await;
     let taken = edit(json!({"email": "Grace@example.com", "current_password": PASSWORD})).await;
     let free = edit(json!({"email": "ada@lovelace.example", "current_password": PASSWORD})).await;
     assert_eq!(
@@ -284,7 +252,7 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
     assert_eq!(free["pending_email"], "ada@lovelace.example");
     assert_eq!((free["email"].as_str(), free["email_confirmed"].as_bool()), (Some("ada@example.com"), Some(false)));
 
-    let mut mail = mailbox(&t).await;
+    let mut mail = t.mailbox().await;
     mail.sort_by(|a, b| (a.to.as_str(), a.subject.as_str()).cmp(&(b.to.as_str(), b.subject.as_str())));
     let sent: Vec<(&str, &str)> = mail.iter().map(|m| (m.to.as_str(), m.subject.as_str())).collect();
     assert_eq!(
@@ -334,7 +302,7 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
 async fn a_confirmation_for_an_address_the_contact_left_confirms_nothing() {
     let t = test_portal(&[]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
-    let first = link_in(&mailbox(&t).await[0], "/confirm-email");
+    let first = link_in(&t.mailbox().await[0], "/confirm-email");
     let moved = t
         .send(
             &Profile,
@@ -344,7 +312,7 @@ async fn a_confirmation_for_an_address_the_contact_left_confirms_nothing() {
         )
         .await;
     assert_eq!(moved.status(), 200);
-    let link = mailbox(&t).await.into_iter().find(|m| m.to == "ada@lovelace.example").unwrap();
+    let link = t.mailbox().await.into_iter().find(|m| m.to == "ada@lovelace.example").unwrap();
     assert_eq!(confirm(&t, &link_in(&link, "/confirm-email")).await.status(), 200);
     assert_eq!(body_json(&confirm(&t, &first).await)["error"], "token_invalid");
 }

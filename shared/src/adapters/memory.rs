@@ -27,6 +27,8 @@ use crate::ports::{
 pub struct MemoryContacts {
     state: Mutex<ContactsState>,
     outbox: Arc<MemoryOutbox>,
+    /// Every call made, by operation, so tests can compare the work two requests did.
+    calls: Mutex<Vec<&'static str>>,
 }
 
 #[derive(Default)]
@@ -43,7 +45,16 @@ struct ContactsState {
 impl MemoryContacts {
     /// Contacts whose emails go to `outbox`.
     pub fn with_outbox(outbox: Arc<MemoryOutbox>) -> Self {
-        MemoryContacts { state: Mutex::default(), outbox }
+        MemoryContacts { state: Mutex::default(), outbox, calls: Mutex::default() }
+    }
+
+    fn record(&self, operation: &'static str) {
+        self.calls.lock().unwrap().push(operation);
+    }
+
+    /// The calls made so far, and forgets them.
+    pub fn take_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut self.calls.lock().unwrap())
     }
 
     /// Every contact, for assertions.
@@ -130,6 +141,7 @@ impl MemoryContacts {
 #[async_trait]
 impl ContactStore for MemoryContacts {
     async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError> {
+        self.record("create_with_emails");
         let mut state = self.state.lock().unwrap();
         if state.by_email.contains_key(contact.email.normalized()) {
             return Err(CreateContactError::EmailTaken);
@@ -153,6 +165,7 @@ impl ContactStore for MemoryContacts {
         now: Timestamp,
         emails: &[QueuedEmail],
     ) -> Result<Contact, UpdateProfileError> {
+        self.record("update_profile");
         let mut state = self.state.lock().unwrap();
         let stored = state.contacts.get(&current.contact_id).ok_or(UpdateProfileError::Conflict)?;
         if stored.email.normalized() != current.email.normalized() {
@@ -179,6 +192,7 @@ impl ContactStore for MemoryContacts {
         now: Timestamp,
         emails: &[QueuedEmail],
     ) -> anyhow::Result<()> {
+        self.record("change_password");
         let mut state = self.state.lock().unwrap();
         let contact = Self::contact_mut(&mut state, contact_id)?;
         contact.password_hash = Some(password_hash.clone());
@@ -190,11 +204,13 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()> {
+        self.record("queue_emails");
         self.queue(&mut self.state.lock().unwrap(), emails);
         Ok(())
     }
 
     async fn issue_token(&self, token: &EmailToken) -> anyhow::Result<bool> {
+        self.record("issue_token");
         let mut state = self.state.lock().unwrap();
         let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(false) };
         if token.nonce.is_some() {
@@ -205,6 +221,7 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>> {
+        self.record("find_token");
         Ok(self.state.lock().unwrap().tokens.get(digest).cloned())
     }
 
@@ -216,6 +233,7 @@ impl ContactStore for MemoryContacts {
         now: Timestamp,
         emails: &[QueuedEmail],
     ) -> anyhow::Result<bool> {
+        self.record("use_token");
         let mut state = self.state.lock().unwrap();
         if !state.tokens.contains_key(&token.digest) {
             return Ok(false);
@@ -265,6 +283,7 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
+        self.record("take_allowance");
         let mut state = self.state.lock().unwrap();
         let hits = state.allowances.entry(format!("{key}#{}", now.window(window_secs))).or_default();
         if *hits >= limit {
@@ -275,6 +294,7 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
+        self.record("give_back_allowance");
         let mut state = self.state.lock().unwrap();
         if let Some(hits) = state.allowances.get_mut(&format!("{key}#{}", now.window(window_secs))) {
             *hits = hits.saturating_sub(1);
@@ -283,10 +303,12 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
+        self.record("get");
         Ok(self.state.lock().unwrap().contacts.get(contact_id).cloned())
     }
 
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>> {
+        self.record("find_by_login");
         let state = self.state.lock().unwrap();
         let id = match login {
             Login::Email(email) => state.by_email.get(email),
@@ -301,6 +323,7 @@ impl ContactStore for MemoryContacts {
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<bool> {
+        self.record("reserve_attempt");
         let mut state = self.state.lock().unwrap();
         let contact = Self::contact_mut(&mut state, contact_id)?;
         let Some(next) = contact.lockout().reserve(now, policy) else { return Ok(false) };
@@ -314,6 +337,7 @@ impl ContactStore for MemoryContacts {
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
+        self.record("record_failed_sign_in");
         let mut state = self.state.lock().unwrap();
         let contact = Self::contact_mut(&mut state, contact_id)?;
         let (next, outcome) = contact.lockout().after_failure(now, policy);
@@ -322,6 +346,7 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
+        self.record("reset_lockout");
         let mut state = self.state.lock().unwrap();
         if let Some(contact) = state.contacts.get_mut(contact_id) {
             contact.set_lockout(Default::default());
@@ -336,6 +361,7 @@ impl ContactStore for MemoryContacts {
         now: Timestamp,
         threshold: u32,
     ) -> anyhow::Result<bool> {
+        self.record("reserve_device_attempt");
         let mut state = self.state.lock().unwrap();
         let Some((device, failures)) = state.devices.get_mut(digest) else { return Ok(false) };
         if device.contact_id != *contact_id || device.expires_at <= now || *failures >= threshold {
@@ -346,11 +372,13 @@ impl ContactStore for MemoryContacts {
     }
 
     async fn remember_device(&self, device: &Device) -> anyhow::Result<()> {
+        self.record("remember_device");
         self.state.lock().unwrap().devices.insert(device.digest.clone(), (device.clone(), 0));
         Ok(())
     }
 
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
+        self.record("search");
         let mut found: Vec<Contact> = self.all().into_iter().filter(|c| c.matches(query)).collect();
         Contact::sort_newest_first(&mut found);
         found.truncate(limit);

@@ -96,7 +96,8 @@ pub async fn hash_password(password: Password) -> anyhow::Result<PasswordHashStr
 /// or a contact without credentials) so that every path costs one argon2 run. Returns true only for
 /// a real hash that matches.
 pub async fn verify_password(password: Password, hash: Option<PasswordHashString>) -> anyhow::Result<bool> {
-    let span = tracing::info_span!("verify_password");
+    // Whether the check is against an account (not the decoy) is in the span, never the password.
+    let span = tracing::info_span!("verify_password", against_account = hash.is_some());
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
         let (phc, real) = match &hash {
