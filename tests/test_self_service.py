@@ -651,3 +651,28 @@ def test_home_shows_an_administrator_the_roles_and_the_contacts_link(base_url):
     assert "Administrators" in resp.text, "the web roles are shown"
     hrefs = [href for _, href in page.links]
     assert "/admin/contacts" in hrefs and "/profile" in hrefs, page.links
+
+
+# --- notices --------------------------------------------------------------------------------------
+
+def test_a_password_change_sends_a_notice_to_the_account(stack, base_url):
+    body, session = register(base_url)
+    changed = Portal(base_url).post_json("/profile/password",
+                                         {"current_password": body["password"],
+                                          "new_password": strong_password()},
+                                         headers=with_session(session))
+    assert changed.status_code == 204, describe(changed)
+    notice = await_emails(stack, body["email"], PASSWORD_NOTICE_SUBJECT)[-1]
+    assert "was changed on" in notice["body"] and body["password"] not in notice["body"]
+
+
+def test_a_reset_sends_a_notice_to_the_account(stack, base_url):
+    body, _ = register(base_url)
+    forgot = Portal(base_url).post_json("/forgot-password", {"email": body["email"]})
+    assert forgot.status_code == 202, describe(forgot)
+    token = token_of(stack, body["email"], RESET_SUBJECT, "/reset-password")
+    reset = Portal(base_url).post_json("/reset-password",
+                                       {"token": token, "new_password": strong_password()})
+    assert reset.status_code == 204, describe(reset)
+    notice = await_emails(stack, body["email"], PASSWORD_NOTICE_SUBJECT)[-1]
+    assert "reset with an emailed link" in notice["body"], notice

@@ -128,6 +128,8 @@ pub trait ContactStore: Send + Sync {
     /// Gives back one allowance taken in this window (an attempt that turned out right).
     async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()>;
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>>;
+    /// Whether an account holds this address (one read of its guard item).
+    async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
     /// Takes one attempt at the account's password before it is checked, atomically: refused
     /// (`false`) while the account is locked or `threshold` attempts are already counted. So a burst

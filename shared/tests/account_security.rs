@@ -36,7 +36,7 @@ async fn work_of(
 
 #[tokio::test]
 async fn link_requests_answer_and_work_alike_whether_or_not_the_account_exists() {
-    let t = test_portal(&[("PORTAL_REQUIRE_CONFIRMATION", "true")]);
+    let t = test_portal(&[("PORTAL_REQUIRE_CONFIRMATION", "true"), ("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100")]);
     register(&t, "ada@example.com").await;
     t.mailbox().await;
     let forgot = |email: &str| Req::post("/forgot-password").json(json!({"email": email}));
@@ -51,12 +51,31 @@ async fn link_requests_answer_and_work_alike_whether_or_not_the_account_exists()
         work_of(&t, &Register, resend("nobody@example.com")).await,
         "a new confirmation link"
     );
+    // A registration: one read of the address's guard, then one write either way (the new account
+    // with its link, or the owner's notice).
+    let (new_status, new_body, new_calls) =
+        work_of(&t, &Register, Req::post("/register").json(registration("new@example.com"))).await;
+    let (taken_status, taken_body, taken_calls) =
+        work_of(&t, &Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    assert_eq!((new_status, new_body), (taken_status, taken_body), "registration");
+    assert_eq!(new_calls, ["create_with_emails", "email_in_use", "take_allowance", "take_allowance"]);
+    assert_eq!(taken_calls, ["email_in_use", "queue_emails", "take_allowance", "take_allowance"]);
+    t.outbox.all().into_iter().filter(|m| m.to == "new@example.com").for_each(|m| {
+        let mut done = m;
+        done.status = portal::domain::outbox::MessageStatus::Sent;
+        t.outbox.insert(done);
+    });
+
     let mail = t.mailbox().await;
     let mut sent: Vec<(&str, &str)> = mail.iter().map(|m| (m.to.as_str(), m.subject.as_str())).collect();
     sent.sort();
     assert_eq!(
         sent,
-        [("ada@example.com", "Confirm your email address"), ("ada@example.com", "Reset your password")],
+        [
+            ("ada@example.com", "Confirm your email address"),
+            ("ada@example.com", "Reset your password"),
+            ("ada@example.com", "You already have an account")
+        ],
         "only the account's owner gets mail"
     );
 }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use aws_sdk_dynamodb::types::{Delete, Update};
 
 use crate::domain::contact::{Contact, Login};
+use crate::domain::email::Email;
 use crate::domain::lockout::ATTEMPT_HOLD_SECS;
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{OutboxMessage, RETENTION_SECS};
@@ -342,6 +343,10 @@ impl ContactStore for DynamoContacts {
         };
         let stored: ContactItem = serde_dynamo::from_item(item).context("reading a stored contact")?;
         Ok(Some(stored.contact))
+    }
+
+    async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool> {
+        Ok(self.get_item(email_pk(email.normalized())).await?.is_some())
     }
 
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>> {

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::domain::contact::{Contact, Login};
+use crate::domain::email::Email;
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
@@ -305,6 +306,11 @@ impl ContactStore for MemoryContacts {
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
         self.record("get");
         Ok(self.state.lock().unwrap().contacts.get(contact_id).cloned())
+    }
+
+    async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool> {
+        self.record("email_in_use");
+        Ok(self.state.lock().unwrap().by_email.contains_key(email.normalized()))
     }
 
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>> {

@@ -56,26 +56,21 @@ pub async fn register(
         portal.clock().now(),
     );
     let allowed = emails_allowed(portal, source, None, &[contact.email.normalized()]).await?;
+    let confirmation_required = portal.settings().require_confirmation;
+    // While confirmation is required a taken address must cost what a new one does: one read of
+    // its guard item, then one write (the account with its link, or the owner's notice).
+    if confirmation_required && portal.contacts().email_in_use(&contact.email).await? {
+        return tell_the_owner(portal, source, &contact.email, allowed).await;
+    }
     // The confirmation email goes out in the same write as the contact, whatever the setting.
     let confirmation =
         token_email(portal, &contact, &contact.email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail);
     let emails = if allowed { vec![confirmation] } else { Vec::new() };
-    let confirmation_required = portal.settings().require_confirmation;
     match portal.contacts().create_with_emails(&contact, &emails).await {
         Ok(()) => {}
+        // Taken since it was read.
         Err(CreateContactError::EmailTaken) if confirmation_required => {
-            if allowed {
-                let notice = OutboxMessage::new(
-                    MessageKind::AccountExists,
-                    contact.email.as_str(),
-                    "",
-                    None,
-                    portal.clock().now(),
-                );
-                portal.contacts().queue_emails(&[QueuedEmail::new(notice)]).await?;
-            }
-            audit(AuditEvent::RegistrationForExistingEmail, None, source);
-            return Ok(Registered::AwaitingConfirmation);
+            return tell_the_owner(portal, source, &contact.email, allowed).await;
         }
         Err(err) => return Err(err.into()),
     }
@@ -85,4 +80,21 @@ pub async fn register(
     }
     let token = session::start(portal, &contact).await?;
     Ok(Registered::SignedIn(Box::new(contact), token))
+}
+
+/// A registration with a taken address while confirmation is required: the registrant gets the
+/// answer a new address gets, and the address's owner is told (the message names only the address;
+/// `send-email` looks the owner up).
+async fn tell_the_owner(
+    portal: &(impl UsesContacts + UsesClock),
+    source: &SourceAddress,
+    email: &Email,
+    allowed: bool,
+) -> Result<Registered, PortalError> {
+    if allowed {
+        let notice = OutboxMessage::new(MessageKind::AccountExists, email.as_str(), "", None, portal.clock().now());
+        portal.contacts().queue_emails(&[QueuedEmail::new(notice)]).await?;
+    }
+    audit(AuditEvent::RegistrationForExistingEmail, None, source);
+    Ok(Registered::AwaitingConfirmation)
 }
