@@ -52,3 +52,49 @@ async fn over_plain_http_no_answer_sends_hsts() {
         assert!(response.headers().get("strict-transport-security").is_none(), "HSTS on a {}", response.status());
     }
 }
+
+#[tokio::test]
+async fn a_domain_spelt_in_unicode_or_in_punycode_or_a_local_part_composed_or_not_is_one_account() {
+    let pairs = [
+        ("user@bücher.example", "user@xn--bcher-kva.example"),
+        ("user@xn--bcher-kva.example", "USER@BÜCHER.example"),
+        ("zo\u{00EB}@example.com", "zoe\u{0308}@example.com"),
+    ];
+    for (first, second) in pairs {
+        let t = test_portal(&[]);
+        let registered = t.send(&Register, Req::post("/register").json(registration(first))).await;
+        assert_eq!(registered.status(), 201, "{first:?}: {}", body_text(&registered));
+        let again = t.send(&Register, Req::post("/register").json(registration(second))).await;
+        assert_eq!(again.status(), 409, "{second:?} after {first:?}: {}", body_text(&again));
+        assert_eq!(body_json(&again)["error"], "email_taken");
+        assert_eq!(t.contacts.all().len(), 1);
+        // The other spelling signs in to the account too.
+        let signed_in =
+            t.send(&SignIn, Req::post("/signin").json(json!({"login": second, "password": PASSWORD}))).await;
+        assert_eq!(signed_in.status(), 200, "{second:?}: {}", body_text(&signed_in));
+    }
+}
+
+#[tokio::test]
+async fn the_account_keeps_the_domain_in_its_ascii_form_and_the_local_part_in_nfc() {
+    let t = test_portal(&[]);
+    let registered = t.send(&Register, Req::post("/register").json(registration("Zoe\u{0308}@Bücher.example"))).await;
+    assert_eq!(registered.status(), 201, "{}", body_text(&registered));
+    assert_eq!(body_json(&registered)["email"], "Zo\u{00EB}@xn--bcher-kva.example");
+    assert_eq!(t.contacts.all()[0].email.as_str(), "Zo\u{00EB}@xn--bcher-kva.example");
+}
+
+#[tokio::test]
+async fn an_address_with_invisible_or_text_direction_characters_is_a_field_error_and_writes_nothing() {
+    let t = test_portal(&[]);
+    for invisible in ['\u{200B}', '\u{200D}', '\u{FEFF}', '\u{202E}', '\u{2066}', '\u{200F}'] {
+        let email = format!("ad{invisible}a@example.com");
+        let response = t.send(&Register, Req::post("/register").json(registration(&email))).await;
+        assert_eq!(response.status(), 400, "{invisible:?}: {}", body_text(&response));
+        let body = body_json(&response);
+        assert_eq!(body["error"], "validation_failed");
+        let reason = body["fields"]["email"].as_str().unwrap_or_default();
+        assert!(reason.contains("invisible"), "{invisible:?}: {body}");
+    }
+    assert!(t.contacts.all().is_empty());
+}
