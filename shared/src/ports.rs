@@ -82,6 +82,9 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<()>;
     /// Queues an email (with its token, if it carries one).
     async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()>;
+    /// The token with this digest, if there is one, used up by nothing: what a use case checks
+    /// before doing anything costly (choosing and hashing a password) with the request.
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>>;
     /// Uses up a token of `purpose` and applies `effect`, all or nothing. `None` when the token is
     /// unknown, expired, used, of another purpose, or (for a confirmation) for an address the
     /// contact no longer has.

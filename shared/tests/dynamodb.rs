@@ -211,6 +211,8 @@ mod self_service {
             Err(CreateContactError::EmailTaken)
         ));
         assert_eq!(outbox_count(&tables).await, 1, "a refused registration queues no email");
+        assert_eq!(store.find_token(&token.digest).await.unwrap(), Some(token.clone()), "found, not used");
+        assert_eq!(store.find_token(&token2.digest).await.unwrap(), None);
 
         assert_eq!(
             store
@@ -248,6 +250,7 @@ mod self_service {
             .await
             .unwrap();
         assert_eq!(used.as_deref(), Some(ada.contact_id.as_str()));
+        assert_eq!(store.find_token(&token.digest).await.unwrap(), None, "a used token is gone");
         assert!(store.get(&ada.contact_id).await.unwrap().unwrap().email_confirmed);
         assert_eq!(
             store

@@ -12,6 +12,12 @@ use portal::web::HttpFunction;
 use serde_json::json;
 use support::*;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use portal::domain::outbox::MessageKind;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
 /// Answers of every kind (page, JSON, error, 404, 413) from every function.
 fn every_kind_of_answer() -> Vec<(&'static dyn HttpFunction, Req)> {
     vec![
@@ -97,4 +103,117 @@ async fn an_address_with_invisible_or_text_direction_characters_is_a_field_error
         assert!(reason.contains("invisible"), "{invisible:?}: {body}");
     }
     assert!(t.contacts.all().is_empty());
+}
+
+/// Counts the costly steps a request takes, by the spans they open: `password_strength` (zxcvbn),
+/// `hash_password` and `verify_password` (argon2). The spans open on the request's own thread
+/// (argon2 then runs on a blocking one), so a current-thread test sees every one.
+#[derive(Clone, Default)]
+struct CostlySteps(Arc<Mutex<HashMap<&'static str, usize>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CostlySteps {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, _: &tracing::span::Id, _: Context<'_, S>) {
+        *self.0.lock().unwrap().entry(attrs.metadata().name()).or_default() += 1;
+    }
+}
+
+impl CostlySteps {
+    /// Counts the steps for as long as the returned guard lives, on this thread.
+    fn watch() -> (CostlySteps, tracing::subscriber::DefaultGuard) {
+        let steps = CostlySteps::default();
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(steps.clone()));
+        (steps, guard)
+    }
+
+    /// How many times each costly step ran since the last call.
+    fn take(&self) -> [(&'static str, usize); 3] {
+        let mut counts = self.0.lock().unwrap();
+        let taken = ["password_strength", "hash_password", "verify_password"]
+            .map(|name| (name, counts.get(name).copied().unwrap_or(0)));
+        counts.clear();
+        taken
+    }
+}
+
+const NONE_RAN: [(&str, usize); 3] = [("password_strength", 0), ("hash_password", 0), ("verify_password", 0)];
+
+/// The reset token `forgot-password` queues in the reset email to `email`.
+async fn reset_token(t: &TestPortal, email: &str) -> String {
+    let asked = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": email}))).await;
+    assert_eq!(asked.status(), 202);
+    let message = t.outbox.all().into_iter().filter(|m| m.kind == MessageKind::ResetPassword).next_back();
+    message.and_then(|m| m.secret).expect("a reset email with its token").expose().to_string()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_bad_reset_token_is_answered_before_the_password_is_scored_or_hashed() {
+    let t = test_portal(&[]);
+    t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    let expired = reset_token(&t, "ada@example.com").await;
+    t.clock.advance(3600);
+    let unknown = "A".repeat(43);
+    let (steps, _watching) = CostlySteps::watch();
+    for token in [unknown.as_str(), expired.as_str(), "not-a-token"] {
+        // A strong password and a weak one: neither is looked at.
+        for new_password in ["Brand-New-Passphrase-77", "password1234"] {
+            let response = t
+                .send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": new_password})))
+                .await;
+            assert_eq!(response.status(), 400, "{}", body_text(&response));
+            assert_eq!(body_json(&response)["error"], "token_invalid", "{token:?} {new_password:?}");
+            assert_eq!(steps.take(), NONE_RAN, "{token:?} {new_password:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_good_reset_token_gets_the_password_scored_once_and_hashed_once_and_a_weak_one_keeps_the_link() {
+    let t = test_portal(&[]);
+    t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    let token = reset_token(&t, "ada@example.com").await;
+    let (steps, _watching) = CostlySteps::watch();
+    let reset = |new_password: &'static str| {
+        t.send(&SignIn, Req::post("/reset-password").json(json!({"token": token, "new_password": new_password})))
+    };
+    let weak = reset("password1234").await;
+    assert_eq!(weak.status(), 400);
+    assert!(body_json(&weak)["fields"]["new_password"].is_string(), "{}", body_text(&weak));
+    assert_eq!(steps.take(), [("password_strength", 1), ("hash_password", 0), ("verify_password", 0)]);
+    // The password is checked against the address the link went to.
+    let own_address = reset("ada@example.com!").await;
+    assert!(body_json(&own_address)["fields"]["new_password"].is_string(), "{}", body_text(&own_address));
+    steps.take();
+    let strong = reset("Brand-New-Passphrase-77").await;
+    assert_eq!(strong.status(), 204, "{}", body_text(&strong));
+    assert_eq!(steps.take(), [("password_strength", 1), ("hash_password", 1), ("verify_password", 0)]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_bad_invitation_code_is_answered_before_the_password_is_scored_or_hashed() {
+    let t = test_portal(&[]);
+    let (steps, _watching) = CostlySteps::watch();
+    let attempts = [
+        json!({"code": "ABCD-EFGH-JKLM-NPQR", "password": "Brand-New-Passphrase-77"}),
+        json!({"code": "ABCD-EFGH-JKLM-NPQR", "password": "password1234", "email": "eve@example.com",
+               "first_name": "Eve", "last_name": "Example"}),
+        json!({"code": "nope", "existing_account": true, "login": "ada@example.com", "password": PASSWORD}),
+    ];
+    for attempt in attempts {
+        let response = t.send(&RedeemInvitation, Req::post("/redeem").json(attempt.clone())).await;
+        assert_eq!(body_json(&response)["error"], "invitation_invalid", "{attempt}");
+        assert_eq!(steps.take(), NONE_RAN, "{attempt}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_address_out_of_failed_sign_ins_is_refused_before_any_password_is_verified() {
+    let t = test_portal(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "2")]);
+    let (steps, _watching) = CostlySteps::watch();
+    let guess = || t.send(&SignIn, Req::post("/signin").json(json!({"login": "eve@example.com", "password": "guess"})));
+    for _ in 0..2 {
+        assert_eq!(guess().await.status(), 401);
+    }
+    assert_eq!(steps.take(), [("password_strength", 0), ("hash_password", 0), ("verify_password", 2)]);
+    assert_eq!(guess().await.status(), 429);
+    assert_eq!(steps.take(), NONE_RAN);
 }

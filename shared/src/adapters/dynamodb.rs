@@ -494,6 +494,12 @@ impl ContactStore for DynamoContacts {
         self.token_email_items(token, message)?.run(&self.client).await.map_err(|e| e.into_fault("queueing an email"))
     }
 
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>> {
+        let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
+        let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
+        Ok(Some(stored.token))
+    }
+
     async fn use_token(
         &self,
         digest: &str,

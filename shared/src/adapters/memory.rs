@@ -191,6 +191,10 @@ impl ContactStore for MemoryContacts {
         Ok(())
     }
 
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>> {
+        Ok(self.state.lock().unwrap().tokens.get(digest).cloned())
+    }
+
     async fn use_token(
         &self,
         digest: &str,

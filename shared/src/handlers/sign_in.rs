@@ -154,22 +154,20 @@ async fn reset_page(page: Page) -> Response {
 
 struct ResetForm {
     token: String,
+    /// As typed: the use case checks it against the policy once the token proved good.
     new_password: Password,
 }
 
 impl Form for ResetForm {
     type Context = ();
 
-    /// The password's problems come first: a bad token is answered only once the form is right.
-    fn parse(fields: &mut Fields, settings: &Settings) -> Result<Self, PortalError> {
+    /// A missing field comes first, then a bad token: the password is scored only for a good one.
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
         let raw_token = fields.text("token");
-        let new_password = fields.required("new_password").and_then(|raw| {
-            let chosen = Password::choose(raw, settings.password_min_length, &[]);
-            fields.check("new_password", chosen)
-        });
+        let new_password = fields.required("new_password");
         fields.finish()?;
         let token = raw_token.as_deref().and_then(parse_token).ok_or(PortalError::TokenInvalid)?;
-        fields.done(|| Some(ResetForm { token, new_password: new_password? }))
+        fields.done(|| Some(ResetForm { token, new_password: Password::new(new_password?) }))
     }
 
     fn page(page: &Page, sent: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
