@@ -137,11 +137,11 @@ impl CostlySteps {
 
 const NONE_RAN: [(&str, usize); 3] = [("password_strength", 0), ("hash_password", 0), ("verify_password", 0)];
 
-/// The reset token `forgot-password` queues in the reset email to `email`.
+/// The reset token `forgot-password` queues in the reset email to `email` (the test's only one).
 async fn reset_token(t: &TestPortal, email: &str) -> String {
     let asked = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": email}))).await;
     assert_eq!(asked.status(), 202);
-    let message = t.outbox.all().into_iter().filter(|m| m.kind == MessageKind::ResetPassword).next_back();
+    let message = t.outbox.all().into_iter().find(|m| m.kind == MessageKind::ResetPassword);
     message.and_then(|m| m.secret).expect("a reset email with its token").expose().to_string()
 }
 
