@@ -183,6 +183,14 @@ async fn a_good_reset_token_gets_the_password_scored_once_and_hashed_once_and_a_
     let own_address = reset("ada@example.com!").await;
     assert!(body_json(&own_address)["fields"]["new_password"].is_string(), "{}", body_text(&own_address));
     steps.take();
+    // A browser gets the form again, with the link's token and the password's problem.
+    let csrf = "c".repeat(43);
+    let fields = [("token", token.as_str()), ("new_password", "password1234")];
+    let page = t.send(&SignIn, Req::post("/reset-password").form(&fields, &csrf)).await;
+    let page = body_text(&page);
+    assert!(page.contains("name=\"new_password\"") && page.contains(&token), "{page}");
+    assert!(page.contains("guess"), "{page}");
+    steps.take();
     let strong = reset("Brand-New-Passphrase-77").await;
     assert_eq!(strong.status(), 204, "{}", body_text(&strong));
     assert_eq!(steps.take(), [("password_strength", 1), ("hash_password", 1), ("verify_password", 0)]);
