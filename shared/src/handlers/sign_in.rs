@@ -182,7 +182,7 @@ const PASSWORD_RESET: &str =
 /// does not sign in by itself.
 async fn reset(source: SourceAddress, mut form: Submission<ResetForm>) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let (token, password) = (form.token.clone(), form.new_password.clone());
+    let (token, password) = (form.token.clone(), form.new_password.expose().to_owned());
     match tokens::reset_password(&portal, &source, &token, password).await {
         Ok(()) => Ok(Reply::no_content().or_message_at(StatusCode::OK, PASSWORD_RESET)),
         Err(err) => Err(form.reject(err)),

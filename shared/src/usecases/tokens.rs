@@ -54,18 +54,19 @@ pub async fn request_reset(
 }
 
 /// Sets a new password with a reset token and ends every session of the contact. Does not sign in.
-/// The token is looked up before the password is scored or hashed: a bad link costs one read.
+/// `new_password` is as typed: the token is looked up before the password is checked against the
+/// policy or hashed, so a bad link costs one read.
 pub async fn reset_password(
     portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     source: &SourceAddress,
     token: &str,
-    new_password: Password,
+    new_password: String,
 ) -> Result<(), PortalError> {
     let found = portal.contacts().find_token(&digest(token)).await?;
     let token_usable = |t: &EmailToken| t.is_usable(TokenPurpose::ResetPassword, portal.clock().now());
     let Some(found) = found.filter(token_usable) else { return Err(PortalError::TokenInvalid) };
     let min_length = portal.settings().password_min_length;
-    let new_password = Password::choose(new_password.expose().to_owned(), min_length, &[&found.email_normalized])
+    let new_password = Password::choose(new_password, min_length, &[&found.email_normalized])
         .map_err(|reason| PortalError::field("new_password", reason.0))?;
     let hash = hash_password(new_password).await?;
     let effect = TokenUse::ResetPassword(hash);
