@@ -106,6 +106,16 @@ def test_register_taken_email_is_409_case_insensitively(portal):
     assert find_cookie(resp, SESSION_COOKIE) is None, "no session for a refused registration"
 
 
+def test_register_taken_email_in_another_idna_spelling_is_409(portal):
+    local = unique_email().split("@")[0]
+    first = portal.post_json("/register", registration(email=f"{local}@bücher.example"))
+    assert first.status_code == 201, describe(first)
+    assert first.json()["email"] == f"{local}@xn--bcher-kva.example", "kept in its ASCII form"
+    again = portal.post_json("/register", registration(email=f"{local.upper()}@xn--bcher-kva.example"))
+    assert again.status_code == 409, describe(again)
+    assert error_body(again)["error"] == "email_taken"
+
+
 def test_register_taken_username_is_400(portal):
     username = unique_username()
     registered(portal, username=username)
