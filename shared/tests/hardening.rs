@@ -3,6 +3,10 @@
 
 mod support;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use portal::domain::outbox::MessageKind;
 use portal::handlers::admin::CreateInvitation;
 use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
@@ -11,11 +15,6 @@ use portal::handlers::sign_in::SignIn;
 use portal::web::HttpFunction;
 use serde_json::json;
 use support::*;
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use portal::domain::outbox::MessageKind;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
 /// Answers of every kind (page, JSON, error, 404, 413) from every function.
