@@ -266,6 +266,8 @@ mod self_service {
         let emails = [token_for(&again, "ada@example.com", TokenPurpose::ConfirmEmail)];
         assert!(matches!(store.create_with_emails(&again, &emails).await, Err(CreateContactError::EmailTaken)));
         assert_eq!(outbox_count(&tables).await, 1, "a refused registration queues no email");
+        let refused_token = emails[0].token.as_ref().unwrap();
+        assert_eq!(store.find_token(&refused_token.digest).await.unwrap(), None, "nor its token");
 
         let token = queued.token.unwrap();
         assert_eq!(store.find_token(&token.digest).await.unwrap().as_ref(), Some(&token));

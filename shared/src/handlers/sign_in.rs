@@ -164,7 +164,8 @@ async fn reset_page(page: Page) -> Response {
 
 struct ResetForm {
     token: String,
-    new_password: String,
+    /// As typed: the use case checks it against the policy once the token proved good.
+    new_password: Password,
 }
 
 impl Form for ResetForm {
@@ -177,7 +178,7 @@ impl Form for ResetForm {
         let new_password = fields.required("new_password");
         fields.finish()?;
         let token = raw_token.as_deref().and_then(parse_token).ok_or(PortalError::TokenInvalid)?;
-        fields.done(|| Some(ResetForm { token, new_password: new_password? }))
+        fields.done(|| Some(ResetForm { token, new_password: Password::new(new_password?) }))
     }
 
     fn page(page: &Page, sent: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
@@ -192,7 +193,7 @@ const PASSWORD_RESET: &str =
 /// does not sign in by itself.
 async fn reset(source: SourceAddress, mut form: Submission<ResetForm>) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let (token, password) = (form.token.clone(), form.new_password.clone());
+    let (token, password) = (form.token.clone(), form.new_password.expose().to_owned());
     match tokens::reset_password(&portal, &source, &token, password).await {
         Ok(()) => Ok(Reply::no_content().or_message_at(StatusCode::OK, PASSWORD_RESET)),
         Err(err) => Err(form.reject(err)),
