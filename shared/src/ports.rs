@@ -253,6 +253,37 @@ pub enum ContactChange {
 }
 
 impl ContactChange {
+    /// The contact as this change leaves it, from the contact as it was read (`before`; a new
+    /// contact needs none): what the store writes, so nothing need be read back.
+    pub fn applied_to(&self, before: Option<&Contact>, now: Timestamp) -> Option<Contact> {
+        match self {
+            ContactChange::Create(contact) => Some((**contact).clone()),
+            ContactChange::SetCredentials { password_hash, username, roles, account_id, .. } => {
+                let mut contact = before?.clone();
+                contact.password_hash = Some(password_hash.clone());
+                contact.email_confirmed = true;
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                if username.is_some() {
+                    contact.username = username.clone();
+                }
+                contact.updated_at = now;
+                Some(contact)
+            }
+            ContactChange::Assign { roles, account_id, .. } => {
+                let mut contact = before?.clone();
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                contact.updated_at = now;
+                Some(contact)
+            }
+        }
+    }
+
     pub fn contact_id(&self) -> &ContactId {
         match self {
             ContactChange::SetCredentials { contact_id, .. } | ContactChange::Assign { contact_id, .. } => contact_id,

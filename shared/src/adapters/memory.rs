@@ -72,26 +72,18 @@ impl MemoryContacts {
     fn apply(&self, change: &ContactChange, now: Timestamp) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         match change {
-            ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
+            ContactChange::SetCredentials { contact_id, username, .. } => {
                 if let Some(username) = username
                     && state.by_username.contains_key(&username.normalized)
                 {
                     return Err(RedeemError::UsernameTaken);
                 }
-                let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
-                if contact.password_hash.is_some() {
+                let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                if stored.password_hash.is_some() {
                     return Err(RedeemError::InvitationInvalid);
                 }
-                contact.password_hash = Some(password_hash.clone());
-                contact.email_confirmed = true;
-                contact.roles = roles.clone();
-                if account_id.is_some() {
-                    contact.account_id = account_id.clone();
-                }
-                if let Some(username) = username {
-                    contact.username = Some(username.clone());
-                }
-                contact.updated_at = now;
+                let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
+                state.contacts.insert(contact_id.clone(), updated);
                 if let Some(username) = username {
                     state.by_username.insert(username.normalized.clone(), contact_id.clone());
                 }
@@ -111,13 +103,10 @@ impl MemoryContacts {
                 state.contacts.insert(contact.contact_id.clone(), (**contact).clone());
                 Ok(())
             }
-            ContactChange::Assign { contact_id, roles, account_id } => {
-                let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
-                contact.roles = roles.clone();
-                if account_id.is_some() {
-                    contact.account_id = account_id.clone();
-                }
-                contact.updated_at = now;
+            ContactChange::Assign { contact_id, .. } => {
+                let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
+                state.contacts.insert(contact_id.clone(), updated);
                 Ok(())
             }
         }

@@ -72,7 +72,7 @@ pub async fn redeem(
     how: Redeem,
     arrived_with: Option<&str>,
 ) -> Result<Redeemed, PortalError> {
-    let (change, created) = match how {
+    let (change, before, created) = match how {
         Redeem::ExistingAccount { login, password } => {
             let account = authenticate(portal, source, &login, password, None).await?.contact;
             let change = ContactChange::Assign {
@@ -80,9 +80,12 @@ pub async fn redeem(
                 roles: merged_roles(&account.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
             };
-            (change, false)
+            (change, Some(account), false)
         }
-        Redeem::NewCredentials(credentials) => (credentials_change(portal, invitation, credentials).await?, true),
+        Redeem::NewCredentials(credentials) => {
+            let (change, before) = credentials_change(portal, invitation, credentials).await?;
+            (change, before, true)
+        }
     };
     let now = portal.clock().now();
     let redemption = Redemption {
@@ -92,11 +95,9 @@ pub async fn redeem(
         source_ip: source.to_string(),
     };
     portal.invitations().redeem(invitation, &change, &redemption, now).await?;
-    let contact = portal
-        .contacts()
-        .get(change.contact_id())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
+    // The redemption's conditions held, so the contact is as read with the change applied.
+    let contact =
+        change.applied_to(before.as_ref(), now).ok_or_else(|| anyhow::anyhow!("a change without its contact"))?;
     tracing::info!(
         audit = AuditEvent::InvitationRedeemed.as_str(),
         invitation_id = %invitation.invitation_id,
@@ -104,18 +105,18 @@ pub async fn redeem(
         source_ip = %source,
         "audit"
     );
-    session::replace(portal, arrived_with).await?;
-    let session_token = session::start(portal, &contact).await?;
-    Ok(Redeemed { contact, session_token, created })
+    let (ended, session_token) = tokio::join!(session::replace(portal, arrived_with), session::start(portal, &contact));
+    ended?;
+    Ok(Redeemed { contact, session_token: session_token?, created })
 }
 
-/// New credentials: for a single invitation, the invited contact's; for a group invitation, a new
-/// contact's, made from the submitted email and names.
+/// New credentials: for a single invitation, the invited contact's (returned as read); for a group
+/// invitation, a new contact's, made from the submitted email and names.
 async fn credentials_change(
     portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     invitation: &Invitation,
     credentials: NewCredentials,
-) -> Result<ContactChange, PortalError> {
+) -> Result<(ContactChange, Option<Contact>), PortalError> {
     let min_length = portal.settings().password_min_length;
     let NewCredentials { password, username, email, first_name, last_name } = credentials;
     match invitation.kind {
@@ -136,13 +137,14 @@ async fn credentials_change(
             let context = [contact.email.as_str(), &contact.first_name, &contact.last_name];
             let password = Password::choose(password, min_length, &context)
                 .map_err(|reason| PortalError::field("password", reason.0))?;
-            Ok(ContactChange::SetCredentials {
+            let change = ContactChange::SetCredentials {
                 contact_id: contact.contact_id.clone(),
                 password_hash: hash_password(password).await?,
                 username,
                 roles: merged_roles(&contact.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
-            })
+            };
+            Ok((change, Some(contact)))
         }
         InvitationType::Group => {
             let mut problems = BTreeMap::new();
@@ -181,7 +183,7 @@ async fn credentials_change(
             // The code reached the invited address; another address is unproven.
             contact.email_confirmed = confirmed;
             contact.account_id = invitation.account_id.clone();
-            Ok(ContactChange::Create(Box::new(contact)))
+            Ok((ContactChange::Create(Box::new(contact)), None))
         }
     }
 }

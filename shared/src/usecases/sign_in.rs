@@ -44,11 +44,16 @@ pub async fn authenticate(
     password: Password,
     device: Option<&str>,
 ) -> Result<Authenticated, PortalError> {
-    reserve_attempt(portal, source, Attempt::SignIn).await?;
-    let contact = match Login::parse(login) {
-        Some(login) => portal.contacts().find_by_login(&login).await?,
-        None => None,
+    // The source address's attempt and the account's look-up go out together (one round trip).
+    let find = async {
+        match Login::parse(login) {
+            Some(login) => portal.contacts().find_by_login(&login).await,
+            None => Ok(None),
+        }
     };
+    let (reserved, contact) = tokio::join!(reserve_attempt(portal, source, Attempt::SignIn), find);
+    reserved?;
+    let contact = contact?;
     let Some(contact) = contact.filter(|c| c.password_hash.is_some()) else {
         verify_password(password, None).await?;
         audit(AuditEvent::SignInFailed, None, source);
@@ -78,10 +83,15 @@ pub async fn authenticate(
         }
         return Err(PortalError::InvalidCredentials);
     }
-    give_back_attempt(portal, source, Attempt::SignIn).await?;
-    if !trusted_device {
-        portal.contacts().reset_lockout(&contact.contact_id).await?;
-    }
+    let reset = async {
+        match trusted_device {
+            true => Ok(()),
+            false => portal.contacts().reset_lockout(&contact.contact_id).await,
+        }
+    };
+    let (given_back, reset) = tokio::join!(give_back_attempt(portal, source, Attempt::SignIn), reset);
+    given_back?;
+    reset?;
     if portal.settings().require_confirmation && !contact.email_confirmed {
         audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
         return Err(PortalError::EmailNotConfirmed);
