@@ -16,6 +16,7 @@ pub mod email;
 pub mod error;
 pub mod handlers;
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod telemetry;
 pub mod usecases;

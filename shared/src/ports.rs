@@ -179,7 +179,7 @@ impl Clock for SystemClock {
 }
 
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
-use crate::domain::outbox::OutboxMessage;
+use crate::domain::outbox::{Claim, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::text::Username;
 
@@ -262,18 +262,19 @@ pub trait InvitationStore: Send + Sync {
     ) -> anyhow::Result<()>;
 }
 
-/// The sending side of the outbox.
+/// The sending side of the outbox. A claim is a lease (see [`Claim`]): a run that fails after
+/// claiming gives it back or lets it expire, and never marks the message done.
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Claims a pending message (or one whose claim went stale) for sending; `None` when another
-    /// delivery has it or it was already sent: a record delivered twice sends one email.
-    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>>;
+    /// Leases a pending message (or one whose lease ended) for sending, or says why not.
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim>;
     /// Marks the message sent and removes its secret.
     async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()>;
     /// Marks the message failed for good and removes its secret.
     async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()>;
-    /// Gives a claimed message back, to be retried.
-    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()>;
+    /// Gives back the lease ending at `lease_until`, so that the next delivery sends at once; a
+    /// lease that another run has taken over meanwhile, or a message settled meanwhile, is left.
+    async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
 use portal::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType, Redemption};
-use portal::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+use portal::domain::outbox::{Claim, LEASE_SECS, MailSecret, MessageKind, MessageStatus, OutboxMessage};
 use portal::domain::password::PasswordHashString;
 use portal::ports::{ContactChange, ContactStore, InvitationStore, Outbox, RedeemError};
 use support::moto::{Tables, fresh_tables};
@@ -126,7 +126,9 @@ async fn an_invitation_is_found_by_its_code_with_its_email_queued_in_the_same_wr
     assert_eq!(s.invitations.list_for_contact(&grace.contact_id).await.unwrap(), std::slice::from_ref(&invitation));
     let scan = s.tables.client.scan().table_name(&s.tables.invitations).send().await.unwrap();
     assert!(!format!("{:?}", scan.items()).contains(&code.display()), "no plain code in the invitations table");
-    let claimed = s.outbox.claim(&invitation.message_id, NOW).await.unwrap().expect("the queued email");
+    let Claim::Leased(claimed) = s.outbox.claim(&invitation.message_id, NOW).await.unwrap() else {
+        panic!("the queued email is claimable")
+    };
     assert_eq!(claimed.secret.unwrap().expose(), code.display());
 }
 
@@ -234,13 +236,37 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     let s = stores();
     let (_, invitation, _) = invited(&s, InvitationType::Single, 1).await;
     let id = &invitation.message_id;
-    assert!(s.outbox.claim(id, NOW).await.unwrap().is_some());
-    assert!(s.outbox.claim(id, NOW + 1).await.unwrap().is_none(), "a second delivery finds it claimed");
-    s.outbox.release(id).await.unwrap();
-    assert!(s.outbox.claim(id, NOW + 2).await.unwrap().is_some(), "released for a retry");
-    assert!(s.outbox.claim(id, NOW + 2 + 301).await.unwrap().is_some(), "a stale claim may be retaken");
+    let leased = |claim: Claim| match claim {
+        Claim::Leased(message) => message.lease_until.expect("a lease has an end"),
+        other => panic!("expected a lease, got {other:?}"),
+    };
+    let first = leased(s.outbox.claim(id, NOW).await.unwrap());
+    assert_eq!(first, NOW + LEASE_SECS);
+    assert_eq!(
+        s.outbox.claim(id, NOW + 1).await.unwrap(),
+        Claim::Busy { lease_until: first },
+        "a second delivery during the lease is told to come back, not that it is done"
+    );
+    s.outbox.release(id, first + 1).await.unwrap();
+    assert!(
+        matches!(s.outbox.claim(id, NOW + 1).await.unwrap(), Claim::Busy { .. }),
+        "only its holder gives a lease back"
+    );
+    s.outbox.release(id, first).await.unwrap();
+    let second = leased(s.outbox.claim(id, NOW + 2).await.unwrap());
+    let third = s.outbox.claim(id, second).await.unwrap();
+    assert!(matches!(&third, Claim::Leased(m) if m.attempts == 3), "an expired lease may be retaken: {third:?}");
+    s.outbox.release(id, second).await.unwrap();
+    assert!(
+        matches!(s.outbox.claim(id, second + 1).await.unwrap(), Claim::Busy { .. }),
+        "the old holder cannot release the new lease"
+    );
     s.outbox.mark_sent(id, NOW + 400).await.unwrap();
-    assert!(s.outbox.claim(id, NOW + 10_000).await.unwrap().is_none(), "never sent twice");
+    assert!(
+        matches!(s.outbox.claim(id, NOW + 10_000).await.unwrap(), Claim::Settled(m) if m.status == MessageStatus::Sent),
+        "never sent twice"
+    );
+    assert_eq!(s.outbox.claim(&"no-such-message".into(), NOW).await.unwrap(), Claim::Missing);
     let item = s
         .tables
         .client

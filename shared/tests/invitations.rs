@@ -14,7 +14,7 @@ use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
 use portal::handlers::register::Register;
 use portal::handlers::send_email;
-use portal::ports::{InvitationStore, OutgoingEmail, SendError};
+use portal::ports::{Clock, InvitationStore, OutgoingEmail, SendError};
 use serde_json::{Value, json};
 use support::*;
 
@@ -685,4 +685,101 @@ async fn guessing_codes_from_one_address_is_refused_after_its_allowance() {
     assert_eq!(refused.status(), 429, "even a good code waits");
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(look_up(code, "198.51.100.20").await.status(), 200, "another address is not affected");
+}
+
+/// Every kind of outbox message, as a message that can be sent (a secret, an expiry).
+fn one_message_of_each_kind(t: &TestPortal) -> Vec<OutboxMessage> {
+    let kinds =
+        [MessageKind::Invitation, MessageKind::ConfirmEmail, MessageKind::ResetPassword, MessageKind::AccountExists];
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let secret = Some(portal::domain::outbox::MailSecret::new("SECRET-1234".into()));
+            let mut message = OutboxMessage::new(kind, "kind@example.com", "Kim", secret, t.clock.now());
+            message.valid_until = Some(t.clock.now() + 3600);
+            t.outbox.insert(message.clone());
+            message
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delivery_during_another_runs_live_lease_is_retried_not_reported_done_for_every_kind() {
+    use portal::ports::Outbox;
+    let t = test_portal(&[]);
+    for (i, message) in one_message_of_each_kind(&t).into_iter().enumerate() {
+        let record = stream_record("INSERT", &message, 500 + i as u64);
+        // Another run took the lease and has not finished (it may yet fail).
+        let claim = t.outbox.claim(&message.message_id, t.clock.now()).await.unwrap();
+        assert!(matches!(claim, portal::domain::outbox::Claim::Leased(_)), "{:?}", message.kind);
+        assert_eq!(run_batch(&t, vec![record.clone()]).await, [(500 + i).to_string()], "{:?}", message.kind);
+        assert_eq!(t.mailer.sent().len(), i, "nothing sent while the lease is live ({:?})", message.kind);
+        // That run died; once its lease has run out, the stream's retry sends.
+        t.clock.advance(portal::domain::outbox::LEASE_SECS);
+        assert!(run_batch(&t, vec![record.clone()]).await.is_empty(), "{:?}", message.kind);
+        assert!(run_batch(&t, vec![record]).await.is_empty(), "a later duplicate is done with");
+        assert_eq!(t.mailer.sent().len(), i + 1, "exactly one email ({:?})", message.kind);
+        assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Sent);
+    }
+}
+
+#[tokio::test]
+async fn a_store_fault_after_claiming_gives_the_lease_back_and_the_retry_sends() {
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    // The read of the invitation fails after the claim (in AWS: a missing IAM grant, a timeout).
+    t.invitations.faults.fail_next("get", 1);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"], "reported for a retry, never as done");
+    let stored = t.outbox.get(&message.message_id).unwrap();
+    assert_eq!((stored.status, stored.lease_until), (MessageStatus::Pending, None), "the lease was given back");
+    assert!(t.mailer.sent().is_empty());
+    assert!(run_batch(&t, vec![record]).await.is_empty());
+    assert_eq!(t.mailer.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fault_that_cannot_give_the_lease_back_leaves_it_to_expire_and_then_sends() {
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    t.invitations.faults.fail_next("get", 1);
+    t.outbox.faults.fail_next("release", 1);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"]);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"], "the lease is live: retried, not done");
+    t.clock.advance(portal::domain::outbox::LEASE_SECS);
+    assert!(run_batch(&t, vec![record]).await.is_empty());
+    assert_eq!(t.mailer.sent().len(), 1);
+    assert_eq!(t.outbox.get(&message.message_id).unwrap().attempts, 2);
+}
+
+#[tokio::test]
+async fn after_ses_accepted_a_lost_write_never_sends_a_second_email() {
+    let (t, admin) = with_admin(&[]).await;
+    let invitation = invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    // Marking it sent fails once (tried again at once) and recording the delivery fails once.
+    t.outbox.faults.fail_next("mark_sent", 1);
+    t.invitations.faults.fail_next("record_delivery", 1);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"], "the delivery record is missing: retry");
+    assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Sent);
+    assert!(run_batch(&t, vec![record.clone()]).await.is_empty(), "the retry records the delivery");
+    assert_eq!(t.mailer.sent().len(), 1, "one email");
+    let id = invitation["invitation_id"].as_str().unwrap();
+    let stored = t.invitations.get(&id.into()).await.unwrap().unwrap();
+    assert_eq!(stored.delivery, Delivery::Sent);
+
+    // Marking it sent fails for good: the lease stays, so no retry sends again while it lasts.
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    t.outbox.faults.fail_next("mark_sent", 3);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"]);
+    t.clock.advance(portal::domain::outbox::LEASE_SECS - 1);
+    assert_eq!(run_batch(&t, vec![record]).await, ["9"]);
+    assert_eq!(t.mailer.sent().len(), 1);
 }

@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
@@ -22,7 +25,7 @@ use super::dynamodb::{
     new_contact_items, number, outbox_put, put_new, sdk_error, transact_retrying, username_pk,
 };
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
-use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
+use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
 /// Invitations stay visible to administrators this long after they expire, then TTL removes them.
@@ -424,32 +427,51 @@ fn status(value: &str) -> AttributeValue {
 
 #[async_trait]
 impl Outbox for DynamoOutbox {
-    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
+        let lease_until = now + LEASE_SECS;
+        // One conditional write takes the lease; when it is refused, the item as it stands says
+        // why (a live lease, or settled), without a second read.
         let result = self
             .update(message_id)
-            .update_expression("SET #s = :sending, claimed_at = :now")
-            .condition_expression("#s = :pending OR (#s = :sending AND claimed_at < :stale)")
+            .update_expression("SET #s = :sending, lease_until = :until, claimed_at = :now ADD attempts :one")
+            .condition_expression(
+                "#s = :pending OR (#s = :sending AND (attribute_not_exists(lease_until) OR lease_until <= :now))",
+            )
             .expression_attribute_values(":sending", status("sending"))
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":stale", number(now - CLAIM_TIMEOUT_SECS))
+            .expression_attribute_values(":until", number(lease_until))
+            .expression_attribute_values(":one", number(1))
             .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(output) => {
                 let stored: OutboxItem = serde_dynamo::from_item(output.attributes.unwrap_or_default())
                     .context("reading a claimed message")?;
-                Ok(Some(stored.message))
+                Ok(Claim::Leased(stored.message))
             }
-            Err(err) if is_conditional_failure(&err) => Ok(None),
+            Err(err) if is_conditional_failure(&err) => {
+                let current = err.as_service_error().and_then(|e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
+                    _ => None,
+                });
+                let Some(current) = current.filter(|item| !item.is_empty()) else { return Ok(Claim::Missing) };
+                let stored: OutboxItem = serde_dynamo::from_item(current).context("reading a refused claim")?;
+                Ok(match stored.message.claim_at(now) {
+                    // Refused, yet claimable by the rule: another run changed it between the two.
+                    Claim::Leased(_) => Claim::Busy { lease_until: stored.message.lease_until.unwrap_or(now) },
+                    other => other,
+                })
+            }
             Err(err) => Err(sdk_error("claiming an outbox message", err)),
         }
     }
 
     async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
-            .update_expression("SET #s = :sent, sent_at = :now REMOVE secret")
+            .update_expression("SET #s = :sent, sent_at = :now REMOVE secret, lease_until")
             .expression_attribute_values(":sent", status("sent"))
             .expression_attribute_values(":now", number(now))
             .send()
@@ -460,7 +482,7 @@ impl Outbox for DynamoOutbox {
 
     async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
-            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret")
+            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
             .expression_attribute_names("#e", "error")
             .expression_attribute_values(":failed", status("failed"))
             .expression_attribute_values(":reason", text(reason))
@@ -471,13 +493,14 @@ impl Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()> {
+    async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()> {
         let result = self
             .update(message_id)
-            .update_expression("SET #s = :pending REMOVE claimed_at")
-            .condition_expression("#s = :sending")
+            .update_expression("SET #s = :pending REMOVE claimed_at, lease_until")
+            .condition_expression("#s = :sending AND lease_until = :mine")
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":sending", status("sending"))
+            .expression_attribute_values(":mine", number(lease_until))
             .send()
             .await;
         match result {
