@@ -41,6 +41,13 @@ pub enum PortalError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Marks an internal error as a dependency that is unavailable or too slow for now (throttled,
+/// failing with 5xx, timed out, out of reach, after the SDK's retries): answered 503 rather than
+/// 500, since trying again later is the right thing for the client to do.
+#[derive(Debug, thiserror::Error)]
+#[error("a dependency is unavailable")]
+pub struct Unavailable;
+
 #[derive(Serialize)]
 pub struct ErrorBody<'a> {
     pub error: &'static str,
@@ -116,6 +123,9 @@ impl PortalError {
             PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PortalError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PortalError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::Internal(err) if err.chain().any(|cause| cause.is::<Unavailable>()) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             PortalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -200,6 +210,7 @@ mod tests {
             (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),
             (PortalError::Internal(anyhow::anyhow!("table gone")), 500, "internal"),
+            (PortalError::Internal(anyhow::Error::new(Unavailable).context("reading").context("signing in")), 503, "internal"),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status().as_u16(), err.code()), (status, code));

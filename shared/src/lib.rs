@@ -10,6 +10,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod email;

@@ -1,6 +1,7 @@
 //! Test support: a portal on in-memory adapters, and requests shaped like API Gateway's.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod moto;
 
 use std::collections::HashMap;
@@ -231,4 +232,11 @@ pub const PASSWORD: &str = "Analytical-Engine-1843-Notes";
 
 pub fn registration(email: &str) -> Value {
     json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"})
+}
+
+/// Hands a request to a function's router over any portal (the moto-backed ones of the fault
+/// tests), as `lambda_http::run` does, and reads the whole answer.
+pub async fn send_to(portal: &Arc<Portal>, function: &dyn HttpFunction, req: Req) -> HttpResponse {
+    let response = function.router(portal.clone()).oneshot(req.build()).await.expect("routers are infallible");
+    buffered(response).await
 }
