@@ -105,7 +105,9 @@ const BUSY_CODES: &[&str] = &[
 
 /// Whether an SDK error (after the SDK's own retries) means the dependency is unavailable or too
 /// slow for now, as opposed to a fault of ours (a bad request, a missing table or grant).
-pub fn is_unavailable<E: ProvideErrorMetadata>(err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+pub fn is_unavailable<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(service) => {

@@ -210,7 +210,11 @@ mod tests {
             (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),
             (PortalError::Internal(anyhow::anyhow!("table gone")), 500, "internal"),
-            (PortalError::Internal(anyhow::Error::new(Unavailable).context("reading").context("signing in")), 503, "internal"),
+            (
+                PortalError::Internal(anyhow::Error::new(Unavailable).context("reading").context("signing in")),
+                503,
+                "internal",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status().as_u16(), err.code()), (status, code));

@@ -69,16 +69,52 @@ impl Path {
         }
     }
 
-    /// Tables whose items of the case are written separately after the change, so that a fault
-    /// there leaves the change whole and that part missing (a retry of the step is the client's).
-    fn separate_writes(self) -> &'static [&'static str] {
+    /// The separately committed steps of the request, as the tables each writes, in order: a
+    /// fault between two steps leaves the earlier ones whole and the later ones undone (one step:
+    /// whole or nothing). Each step is one atomic write (a transaction or a single-item write);
+    /// `-table` deletes the case's items of that table.
+    fn steps(self) -> &'static [&'static [&'static str]] {
         match self {
-            // The account is created whole; only the session that signs it in is missing (the
-            // person signs in).
-            Path::Register | Path::RedeemNewCredentials | Path::RedeemExistingAccount => &["sessions"],
-            _ => &[],
+            // The account (contact, guards, token, confirmation email) in one transaction; then the
+            // session that signs it in: without it, the person signs in.
+            Path::Register => &[&["contacts", "outbox"], &["sessions"]],
+            // The redemption in one transaction; then the session.
+            Path::RedeemNewCredentials | Path::RedeemExistingAccount => {
+                &[&["contacts", "invitations", "outbox"], &["sessions"]]
+            }
+            // A new invitee becomes a contact first; a retry finds and reuses it.
+            Path::CreateInvitation => &[&["contacts"], &["invitations", "outbox"]],
+            // The new password (or the token used with it) first; then the sessions end and a
+            // new one starts (issue 8 makes the session revocation part of the same write).
+            // ("-sessions": the sessions are deleted, before a new one starts.)
+            Path::PasswordChange => &[&["contacts"], &["-sessions"], &["sessions"]],
+            Path::PasswordReset => &[&["contacts"], &["sessions"]],
+            _ => &[&["contacts", "sessions", "invitations", "outbox"]],
         }
     }
+}
+
+/// The shapes a request may leave after a fault: none of its steps, the first, the first two...
+fn allowed_after_fault(path: Path, before: &[String], whole: &[String]) -> Vec<Vec<String>> {
+    let of_table = |line: &String, table: &str| line.starts_with(&format!("{table} "));
+    let mut state = before.to_vec();
+    let mut allowed = vec![state.clone()];
+    for step in path.steps() {
+        for entry in *step {
+            match entry.strip_prefix('-') {
+                // The table's items of the case are deleted.
+                Some(table) => state.retain(|l| !of_table(l, table)),
+                // The table's items of the case are as after the whole change.
+                None => {
+                    state.retain(|l| !of_table(l, entry));
+                    state.extend(whole.iter().filter(|l| of_table(l, entry)).cloned());
+                }
+            }
+        }
+        state.sort();
+        allowed.push(state.clone());
+    }
+    allowed
 }
 
 /// What one case sends: a request to a function, or a stream batch to send-email.
@@ -108,7 +144,13 @@ async fn portal_with(world: &World, faults: &FaultyHttp, case: usize) -> Arc<Por
         initial_backoff: Some(Duration::from_millis(2)),
         retry_partition: Some(format!("{:?}-{case}", world.path)),
     };
-    Arc::new(aws_portal(&world.tables, &hooks).await)
+    // Every case comes from the same address: its allowances must not be what stops a case.
+    let generous = [
+        ("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", "1000000"),
+        ("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1000000"),
+        ("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "1000"),
+    ];
+    Arc::new(aws_portal(&world.tables, &hooks, &generous).await)
 }
 
 async fn registered(portal: &Arc<Portal>, email: &str) -> (String, String) {
@@ -137,6 +179,23 @@ async fn new_world(path: Path) -> World {
         .await
         .unwrap();
     World { admin_session, ..world }
+}
+
+/// Marks the administrator's session as just used, so that no request of a case refreshes it
+/// (a refresh is an extra call, once a minute, that would shift the positions).
+async fn keep_admin_session_fresh(world: &World) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    world
+        .tables
+        .client
+        .update_item()
+        .table_name(&world.tables.sessions)
+        .key("pk", AttributeValue::S(portal::domain::secret::digest(&world.admin_session)))
+        .update_expression("SET last_seen_at = :now")
+        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .send()
+        .await
+        .unwrap();
 }
 
 fn admin_post(world: &World, path: &str, body: Value) -> Req {
@@ -180,7 +239,10 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
             let id = invite(world, portal, names).await;
             markers.push(id.clone());
             let verb = if world.path == Path::Resend { "resend" } else { "revoke" };
-            Action::Http(Box::new(CreateInvitation), admin_post(world, &format!("/admin/invitations/{id}/{verb}"), json!({})))
+            Action::Http(
+                Box::new(CreateInvitation),
+                admin_post(world, &format!("/admin/invitations/{id}/{verb}"), json!({})),
+            )
         }
         Path::RedeemNewCredentials => {
             markers.push(invite(world, portal, names).await);
@@ -206,7 +268,10 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
             let (contact_id, session) = registered(portal, &email).await;
             markers.push(contact_id);
             let body = json!({"current_password": PASSWORD, "new_password": "Difference-Engine-1822-Plans"});
-            Action::Http(Box::new(Profile), Req::post("/profile/password").json(body).cookie("portal_session", &session))
+            Action::Http(
+                Box::new(Profile),
+                Req::post("/profile/password").json(body).cookie("portal_session", &session),
+            )
         }
         Path::PasswordReset => {
             let (contact_id, _) = registered(portal, &email).await;
@@ -263,8 +328,18 @@ async fn footprint(tables: &Tables, markers: &[String]) -> Vec<(String, Item)> {
 
 /// Attributes whose values describe a change (the rest: ids, times, digests, differ per case).
 const STATE: &[&str] = &[
-    "status", "delivery", "failed_sign_ins", "lockouts", "email_confirmed", "revoked", "redemptions", "roles",
-    "first_name", "last_name", "phone", "kind",
+    "status",
+    "delivery",
+    "failed_sign_ins",
+    "lockouts",
+    "email_confirmed",
+    "revoked",
+    "redemptions",
+    "roles",
+    "first_name",
+    "last_name",
+    "phone",
+    "kind",
 ];
 /// Attributes of the sending machinery, not of the change.
 const MACHINERY: &[&str] = &["claimed_at", "lease_until", "attempts", "updated_at", "last_seen_at", "delivered_at"];
@@ -332,6 +407,8 @@ async fn run_case(
     let portal = portal_with(world, &faults, case).await;
     let setup = setup(world, &portal, case).await;
     let before = footprint(&world.tables, &setup.markers).await;
+    drop(before);
+    keep_admin_session_fresh(world).await;
     faults.forget_calls();
     let emails_before = faults.emails_sent();
     let what = format!("{} case {case} {injection:?}", world.path.name());
@@ -355,8 +432,12 @@ async fn run_case(
         }
         Action::Stream => {
             let items = footprint(&world.tables, &setup.markers).await;
-            let records: Vec<Value> =
-                items.iter().filter(|(t, _)| t == "outbox").enumerate().map(|(i, (_, it))| insert_record(it, i + 1)).collect();
+            let records: Vec<Value> = items
+                .iter()
+                .filter(|(t, _)| t == "outbox")
+                .enumerate()
+                .map(|(i, (_, it))| insert_record(it, i + 1))
+                .collect();
             if deliver(&portal, &records).await > 0 {
                 answer = "retry";
             }
@@ -373,19 +454,14 @@ async fn run_case(
     if let Some(reference) = reference {
         if world.path != Path::SendEmail {
             let whole = after_shape == reference.after;
-            let none = after_shape == reference.before;
-            let separate = world.path.separate_writes();
-            let whole_but_separate = !separate.is_empty()
-                && shape(&after, separate) == shape_without(&reference.after, separate)
-                && answer == "503";
+            let allowed = allowed_after_fault(world.path, &reference.before, &reference.after);
             assert!(
-                whole || (none && answer == "503") || whole_but_separate,
-                "{what}: half a change ({answer})\nafter: {after_shape:#?}\nwhole: {:#?}\nnone: {:#?}",
+                whole || (answer == "503" && allowed.contains(&after_shape)),
+                "{what}: half a change ({answer})\nafter: {after_shape:#?}\nwhole: {:#?}\nbefore: {:#?}",
                 reference.after,
                 reference.before
             );
         }
-        let _ = &before;
     }
     // The fault is gone; the stream delivers every message of the case, then again.
     let outbox: Vec<&Item> = after.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| i).collect();
@@ -408,14 +484,23 @@ async fn run_case(
     assert!(statuses.iter().all(|s| s == "sent" || s == "failed"), "{what}: unsettled messages {statuses:?}");
     let sent = statuses.iter().filter(|s| *s == "sent").count() as u32;
     let emails = faults.emails_sent() - emails_before;
-    assert_eq!(emails, sent, "{what}: SES calls that sent vs messages sent: one email per message, none lost or doubled");
+    assert_eq!(
+        emails, sent,
+        "{what}: SES calls that sent vs messages sent: one email per message, none lost or doubled"
+    );
     let messages = statuses.len();
-    let _ = before;
+    // The case's items go, so that the tables stay small for the scans of the next cases.
+    for (table, item) in settled {
+        let name = match table.as_str() {
+            "contacts" => &world.tables.contacts,
+            "sessions" => &world.tables.sessions,
+            "invitations" => &world.tables.invitations,
+            _ => &world.tables.outbox,
+        };
+        let key = item.into_iter().filter(|(k, _)| k == "pk" || k == "sk").collect();
+        world.tables.client.delete_item().table_name(name).set_key(Some(key)).send().await.unwrap();
+    }
     (Outcome { answer, messages, emails }, positions, after_shape)
-}
-
-fn shape_without(shapes: &[String], tables: &[&str]) -> Vec<String> {
-    shapes.iter().filter(|s| !tables.iter().any(|t| s.starts_with(&format!("{t} ")))).cloned().collect()
 }
 
 struct Reference {
@@ -433,18 +518,20 @@ async fn matrix(path: Path) {
     let before = shape(&footprint(&world.tables, &dry.markers).await, &[]);
     drop(portal);
     let (outcome, positions, after) = run_case(&world, 1, None, None).await;
-    let reference = Reference {
-        status: outcome.answer.parse().unwrap_or(0),
-        before: before.clone(),
-        after,
-    };
+    let reference = Reference { status: outcome.answer.parse().unwrap_or(0), before: before.clone(), after };
     // The before shape of case 1 is the same as case 0's (same setup).
     let mut cases = Vec::new();
     for (operation, call) in &positions {
         let kinds = if operation == "SendEmail" { Fault::SES } else { Fault::DYNAMODB };
         for fault in kinds {
+            // Every kind for every attempt (what the portal must handle); for one attempt (what the
+            // SDK's retry absorbs, the same way for each retryable kind) throttling, and SES's
+            // refusal, which is not retried.
+            let once = matches!(fault, Fault::Throttling | Fault::SesThrottling | Fault::SesMessageRejected);
             for attempts in [1, MAX_ATTEMPTS] {
-                cases.push(Injection { operation: operation.clone(), call: *call, fault, attempts });
+                if attempts == MAX_ATTEMPTS || once {
+                    cases.push(Injection { operation: operation.clone(), call: *call, fault, attempts });
+                }
             }
         }
     }

@@ -38,8 +38,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const DYNAMODB: [Fault; 5] =
-        [Fault::Throttling, Fault::ProvisionedThroughputExceeded, Fault::ServerError, Fault::Timeout, Fault::ConnectionReset];
+    pub const DYNAMODB: [Fault; 5] = [
+        Fault::Throttling,
+        Fault::ProvisionedThroughputExceeded,
+        Fault::ServerError,
+        Fault::Timeout,
+        Fault::ConnectionReset,
+    ];
     pub const SES: [Fault; 5] =
         [Fault::SesThrottling, Fault::SesMessageRejected, Fault::ServerError, Fault::Timeout, Fault::ConnectionReset];
 
@@ -64,9 +69,11 @@ impl Fault {
                 return Err(ConnectorError::io(reset.into()));
             }
             Fault::Throttling => (400, "ThrottlingException", "Rate of requests exceeds the allowed throughput."),
-            Fault::ProvisionedThroughputExceeded => {
-                (400, "ProvisionedThroughputExceededException", "The level of configured provisioned throughput was exceeded.")
-            }
+            Fault::ProvisionedThroughputExceeded => (
+                400,
+                "ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput was exceeded.",
+            ),
             Fault::ServerError if ses => (500, "InternalFailure", "injected"),
             Fault::ServerError => (500, "InternalServerError", "Internal server error"),
             Fault::SesThrottling => (429, "TooManyRequestsException", "Maximum sending rate exceeded."),
@@ -222,4 +229,3 @@ pub fn positions(operations: &[String]) -> Vec<(String, usize)> {
     }
     seen
 }
-

@@ -94,7 +94,7 @@ pub fn fresh_tables() -> Tables {
 
 /// The portal on this test's tables through the AWS clients of `portal::aws` (the production
 /// configuration: timeouts, retries), against moto, with the hooks a test puts under it.
-pub async fn aws_portal(tables: &Tables, hooks: &portal::aws::SdkHooks) -> portal::Portal {
+pub async fn aws_portal(tables: &Tables, hooks: &portal::aws::SdkHooks, overrides: &[(&str, &str)]) -> portal::Portal {
     let sdk = portal::aws::config_loader(hooks)
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
@@ -102,7 +102,7 @@ pub async fn aws_portal(tables: &Tables, hooks: &portal::aws::SdkHooks) -> porta
         .load()
         .await;
     let clients = portal::aws::AwsClients::new(&sdk, hooks);
-    let mut settings = super::settings(&[]);
+    let mut settings = super::settings(overrides);
     settings.contacts_table = tables.contacts.clone();
     settings.sessions_table = tables.sessions.clone();
     settings.invitations_table = tables.invitations.clone();
