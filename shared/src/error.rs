@@ -37,6 +37,9 @@ pub enum PortalError {
     UnsupportedMediaType,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// An `Idempotency-Key` reused with a different request, or while its first request runs.
+    #[error("idempotency conflict")]
+    IdempotencyConflict { still_running: bool },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -123,6 +126,8 @@ impl PortalError {
             PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PortalError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PortalError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::IdempotencyConflict { still_running: true } => StatusCode::CONFLICT,
+            PortalError::IdempotencyConflict { still_running: false } => StatusCode::UNPROCESSABLE_ENTITY,
             PortalError::Internal(err) if err.chain().any(|cause| cause.is::<Unavailable>()) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -143,6 +148,7 @@ impl PortalError {
             PortalError::PayloadTooLarge => "payload_too_large",
             PortalError::UnsupportedMediaType => "unsupported_media_type",
             PortalError::RateLimited { .. } => "rate_limited",
+            PortalError::IdempotencyConflict { .. } => "idempotency_conflict",
             PortalError::Internal(_) => "internal",
         }
     }
@@ -166,6 +172,12 @@ impl PortalError {
             PortalError::PayloadTooLarge => "The request is too large.",
             PortalError::UnsupportedMediaType => "Send application/json or application/x-www-form-urlencoded.",
             PortalError::RateLimited { .. } => "Too many requests. Please wait and try again.",
+            PortalError::IdempotencyConflict { still_running: true } => {
+                "A request with this Idempotency-Key is still being processed; try again shortly."
+            }
+            PortalError::IdempotencyConflict { still_running: false } => {
+                "This Idempotency-Key was used with a different request."
+            }
             PortalError::Internal(_) => "Something went wrong on our side. Nothing was changed; please try again.",
         }
     }
@@ -209,6 +221,8 @@ mod tests {
             (PortalError::PayloadTooLarge, 413, "payload_too_large"),
             (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),
+            (PortalError::IdempotencyConflict { still_running: false }, 422, "idempotency_conflict"),
+            (PortalError::IdempotencyConflict { still_running: true }, 409, "idempotency_conflict"),
             (PortalError::Internal(anyhow::anyhow!("table gone")), 500, "internal"),
             (
                 PortalError::Internal(anyhow::Error::new(Unavailable).context("reading").context("signing in")),

@@ -178,6 +178,7 @@ impl Clock for SystemClock {
     }
 }
 
+use crate::domain::idempotency::{IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::outbox::{Claim, OutboxMessage};
 use crate::domain::password::PasswordHashString;
@@ -250,6 +251,19 @@ pub trait InvitationStore: Send + Sync {
         redemption: &Redemption,
         now: Timestamp,
     ) -> Result<(), RedeemError>;
+    /// Starts a request with an idempotency key: holds the key for it when it is the first (or the
+    /// one before it died), or says what the earlier one left.
+    async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart>;
+    /// Keeps the answer of the request holding the key, for its retries.
+    async fn finish_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
+    /// Lets go of a key whose request failed, so that a retry runs again.
+    async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()>;
     /// Records how the email with the invitation's current code went (an older message's outcome is
     /// ignored).
     async fn record_delivery(

@@ -293,3 +293,38 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     s.invitations.record_delivery(&invitation.invitation_id, id, Delivery::Sent, None, NOW).await.unwrap();
     assert_eq!(s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().delivery, Delivery::Sent);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_hold_answer_conflict_and_expire_in_dynamodb() {
+    use portal::domain::idempotency::{IdempotencyKey, IdempotentStart, KEY_SECS, RUNNING_SECS};
+    let s = stores();
+    let key = IdempotencyKey::new("POST /admin/invitations", "admin", "k", "request-a".into()).unwrap();
+    let other_body = IdempotencyKey { request_digest: "request-b".into(), ..key.clone() };
+    assert_eq!(s.invitations.begin_idempotent(&key, NOW).await.unwrap(), IdempotentStart::First);
+    assert_eq!(s.invitations.begin_idempotent(&key, NOW + 1).await.unwrap(), IdempotentStart::Running);
+    assert_eq!(s.invitations.begin_idempotent(&other_body, NOW + 1).await.unwrap(), IdempotentStart::Mismatch);
+    s.invitations.finish_idempotent(&key, 201, r#"{"invitation_id":"i-1"}"#, NOW + 2).await.unwrap();
+    assert_eq!(
+        s.invitations.begin_idempotent(&key, NOW + 3).await.unwrap(),
+        IdempotentStart::Answered { status: 201, body: r#"{"invitation_id":"i-1"}"#.into() }
+    );
+    s.invitations.abandon_idempotent(&key).await.unwrap();
+    assert!(
+        matches!(s.invitations.begin_idempotent(&key, NOW + 4).await.unwrap(), IdempotentStart::Answered { .. }),
+        "an answered key stays"
+    );
+    assert_eq!(
+        s.invitations.begin_idempotent(&other_body, NOW + KEY_SECS).await.unwrap(),
+        IdempotentStart::First,
+        "24 hours later it is a new key"
+    );
+
+    // A request that died holding its key: after a minute a retry runs in its place.
+    let died = IdempotencyKey::new("POST /admin/invitations", "admin", "died", "request-a".into()).unwrap();
+    assert_eq!(s.invitations.begin_idempotent(&died, NOW).await.unwrap(), IdempotentStart::First);
+    assert_eq!(s.invitations.begin_idempotent(&died, NOW + RUNNING_SECS).await.unwrap(), IdempotentStart::First);
+    // A refused request lets go of its key.
+    s.invitations.abandon_idempotent(&died).await.unwrap();
+    let again = IdempotencyKey { request_digest: "request-c".into(), ..died };
+    assert_eq!(s.invitations.begin_idempotent(&again, NOW + RUNNING_SECS + 1).await.unwrap(), IdempotentStart::First);
+}

@@ -783,3 +783,62 @@ async fn after_ses_accepted_a_lost_write_never_sends_a_second_email() {
     assert_eq!(run_batch(&t, vec![record]).await, ["9"]);
     assert_eq!(t.mailer.sent().len(), 1);
 }
+
+fn keyed(token: &str, key: &str, body: Value) -> Req {
+    admin_post("/admin/invitations", token, body).header("idempotency-key", key)
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_and_body_gets_the_first_answer_and_creates_nothing() {
+    let (t, admin) = with_admin(&[]).await;
+    let first = t.send(&CreateInvitation, keyed(&admin, "retry-1", grace())).await;
+    assert_eq!(first.status(), 201, "{}", body_text(&first));
+    // The same fields in another order are the same request.
+    let reordered = json!({"last_name": "Hopper", "first_name": "Grace", "email": "grace@example.com"});
+    let again = t.send(&CreateInvitation, keyed(&admin, "retry-1", reordered)).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(body_json(&again), body_json(&first), "the first answer again");
+    assert_eq!(t.invitations.all().len(), 1, "nothing new created");
+    assert_eq!(invitation_messages(&t).len(), 1, "no second email queued");
+    // Another key is another request.
+    assert_eq!(t.send(&CreateInvitation, keyed(&admin, "retry-2", grace())).await.status(), 201);
+    assert_eq!(t.invitations.all().len(), 2);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_or_while_running_is_a_conflict() {
+    use portal::domain::idempotency::{IdempotencyKey, KEY_SECS};
+    let (t, admin) = with_admin(&[]).await;
+    assert_eq!(t.send(&CreateInvitation, keyed(&admin, "k", grace())).await.status(), 201);
+    let other = json!({"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"});
+    let conflict = t.send(&CreateInvitation, keyed(&admin, "k", other.clone())).await;
+    assert_eq!(conflict.status(), 422);
+    assert_eq!(body_json(&conflict)["error"], "idempotency_conflict");
+    assert_eq!(t.invitations.all().len(), 1);
+
+    // A first request with key "busy" is still running (it holds the key, no answer yet).
+    let admin_id = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADMIN_EMAIL).unwrap().contact_id;
+    let digest = portal::web::Fields::from_json(&other.to_string()).unwrap().digest();
+    let held = IdempotencyKey::new("POST /admin/invitations", &admin_id, "busy", digest).unwrap();
+    t.invitations.begin_idempotent(&held, t.clock.now()).await.unwrap();
+    let running = t.send(&CreateInvitation, keyed(&admin, "busy", other.clone())).await;
+    assert_eq!(running.status(), 409);
+    assert_eq!(body_json(&running)["error"], "idempotency_conflict");
+
+    // Keys live 24 hours: after that, the key is a new one, whatever it was used for.
+    let later = IdempotencyKey { request_digest: "another request".into(), ..held };
+    let start = t.invitations.begin_idempotent(&later, t.clock.now() + KEY_SECS).await.unwrap();
+    assert_eq!(start, portal::domain::idempotency::IdempotentStart::First);
+}
+
+#[tokio::test]
+async fn a_refused_request_lets_go_of_its_key_and_a_bad_key_is_a_clear_400() {
+    let (t, admin) = with_admin(&[]).await;
+    let refused = t.send(&CreateInvitation, keyed(&admin, "k", json!({"email": "not-an-email"}))).await;
+    assert_eq!(refused.status(), 400);
+    let fixed = t.send(&CreateInvitation, keyed(&admin, "k", grace())).await;
+    assert_eq!(fixed.status(), 201, "the refused request did not keep the key: {}", body_text(&fixed));
+    let too_long = t.send(&CreateInvitation, keyed(&admin, &"x".repeat(256), grace())).await;
+    assert_eq!(too_long.status(), 400);
+    assert_eq!(body_json(&too_long)["error"], "validation_failed");
+}

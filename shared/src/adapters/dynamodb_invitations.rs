@@ -4,6 +4,8 @@
 //! - `INVITATION#<id>` / `INVITATION`: the invitation.
 //! - `INVITATION#<id>` / `REDEMPTION#<time>#<contact id>`: its redemptions (one query reads all).
 //! - `CODE#<sha-256 of the code>` / `CODE`: finds the invitation by its code.
+//! - `IDEMPOTENCY#<sha-256 of route, caller, key>` / `IDEMPOTENCY`: an `Idempotency-Key` and the
+//!   first answer (24 hours).
 //!
 //! Outbox table (key `pk` = message id; stream NEW_IMAGE; TTL on `ttl`).
 
@@ -14,6 +16,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -24,6 +27,7 @@ use super::dynamodb::{
     Guards, Item, OutboxItem, Transaction, TransactionError, contact_pk, guard_item, is_conditional_failure,
     new_contact_items, number, outbox_put, put_new, sdk_error, transact_retrying, username_pk,
 };
+use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
@@ -36,6 +40,13 @@ const CODE_SK: &str = "CODE";
 fn invitation_pk(invitation_id: &InvitationId) -> String {
     format!("INVITATION#{invitation_id}")
 }
+
+/// An idempotency key of a request to this table's routes (`POST /admin/invitations`), with the
+/// request's digest and, once answered, the answer; TTL removes it after 24 hours.
+fn idempotency_pk(key_digest: &str) -> String {
+    format!("IDEMPOTENCY#{key_digest}")
+}
+const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 
 fn code_pk(digest: &str) -> String {
     format!("CODE#{digest}")
@@ -365,6 +376,96 @@ impl InvitationStore for DynamoInvitations {
             Err(TransactionError::Refused(_)) => Err(RedeemError::InvitationInvalid),
             Err(err) => Err(err.into_fault("redeeming an invitation").into()),
         }
+    }
+
+    async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart> {
+        // Held by one conditional put: a new key, one past its 24 hours, or one whose request died
+        // while running. Refused, the item as it stands tells what the earlier request left.
+        let item = HashMap::from([
+            ("pk".to_string(), text(&idempotency_pk(&key.key_digest))),
+            ("sk".to_string(), text(IDEMPOTENCY_SK)),
+            ("request_digest".to_string(), text(&key.request_digest)),
+            ("started_at".to_string(), number(now)),
+            ("ttl".to_string(), number(now + idempotency::KEY_SECS)),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.invitations_table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR #ttl <= :now \
+                 OR (attribute_not_exists(answer_status) AND started_at <= :dead AND request_digest = :request)",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":dead", number(now - idempotency::RUNNING_SECS))
+            .expression_attribute_values(":request", text(&key.request_digest))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let refused = match result {
+            Ok(_) => return Ok(IdempotentStart::First),
+            Err(err) if is_conditional_failure(&err) => err,
+            Err(err) => return Err(sdk_error("holding an idempotency key", err)),
+        };
+        let held = refused
+            .as_service_error()
+            .and_then(|e| match e {
+                PutItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let field = |name: &str| held.get(name).and_then(|v| v.as_s().ok()).cloned();
+        if field("request_digest").as_deref() != Some(key.request_digest.as_str()) {
+            return Ok(IdempotentStart::Mismatch);
+        }
+        let status = held.get("answer_status").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+        Ok(match (status, field("answer_body")) {
+            (Some(status), Some(body)) => IdempotentStart::Answered { status, body },
+            _ => IdempotentStart::Running,
+        })
+    }
+
+    async fn finish_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(idempotency_pk(&key.key_digest), IDEMPOTENCY_SK)))
+            .update_expression("SET answer_status = :status, answer_body = :body, answered_at = :now")
+            .condition_expression("request_digest = :request")
+            .expression_attribute_values(":status", number(status))
+            .expression_attribute_values(":body", text(body))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":request", text(&key.request_digest))
+            .send()
+            .await
+            .map_err(|e| sdk_error("keeping an idempotent answer", e))?;
+        Ok(())
+    }
+
+    async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(idempotency_pk(&key.key_digest), IDEMPOTENCY_SK)))
+            .condition_expression("attribute_not_exists(answer_status)")
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|err| {
+                if is_conditional_failure(&err) {
+                    Ok(())
+                } else {
+                    Err(sdk_error("letting go of an idempotency key", err))
+                }
+            })
     }
 
     async fn record_delivery(

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::domain::contact::{Contact, Login};
+use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{Claim, MessageStatus, OutboxMessage};
@@ -379,6 +380,8 @@ pub struct MemoryInvitations {
 
 #[derive(Default)]
 struct InvitationsState {
+    /// Idempotency keys: (request digest, started at, answer).
+    keys: HashMap<String, (String, Timestamp, Option<(u16, String)>)>,
     invitations: HashMap<InvitationId, Invitation>,
     codes: HashMap<String, InvitationId>,
     redemptions: Vec<Redemption>,
@@ -474,6 +477,44 @@ impl InvitationStore for MemoryInvitations {
             stored.redemptions += 1;
         }
         state.redemptions.push(redemption.clone());
+        Ok(())
+    }
+
+    async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart> {
+        let mut state = self.state.lock().unwrap();
+        if let Some((request, started_at, answer)) = state.keys.get(&key.key_digest) {
+            let live = *started_at + idempotency::KEY_SECS > now;
+            if live {
+                if *request != key.request_digest {
+                    return Ok(IdempotentStart::Mismatch);
+                }
+                if let Some((status, body)) = answer {
+                    return Ok(IdempotentStart::Answered { status: *status, body: body.clone() });
+                }
+                if *started_at + idempotency::RUNNING_SECS > now {
+                    return Ok(IdempotentStart::Running);
+                }
+            }
+        }
+        state.keys.insert(key.key_digest.clone(), (key.request_digest.clone(), now, None));
+        Ok(IdempotentStart::First)
+    }
+
+    async fn finish_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+        _now: Timestamp,
+    ) -> anyhow::Result<()> {
+        if let Some(entry) = self.state.lock().unwrap().keys.get_mut(&key.key_digest) {
+            entry.2 = Some((status, body.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()> {
+        self.state.lock().unwrap().keys.remove(&key.key_digest);
         Ok(())
     }
 

@@ -1,0 +1,53 @@
+"""Faults end to end: a hung local AWS endpoint (the moto server paused with SIGSTOP) costs a
+registration a clean 503 `internal` within 10 s, not a hang, and leaves nothing half-written: the
+same registration succeeds once the endpoint resumes. This stack is the test's own (pausing the
+shared one would stall the other tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import start
+from support import Portal, describe, error_body, registration
+
+# The SDK's operation timeout (shared/src/aws.rs) is 5 s; the contract: a clean error within 10 s.
+BOUND_SECS = 10
+
+
+@pytest.fixture(scope="module")
+def pausable_stack():
+    s = start("pausable")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def local_aws_process(stack):
+    return next(proc for name, proc in stack._procs if name.startswith("local AWS"))
+
+
+def test_a_paused_database_gets_a_clean_503_within_the_bound_and_the_retry_succeeds(pausable_stack):
+    portal = Portal(pausable_stack.portal_url)
+    # The register function is up and has its connections (a first request after start-up).
+    assert portal.post_json("/register", registration()).status_code == 201
+    body = registration()
+    moto = local_aws_process(pausable_stack)
+    os.kill(moto.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        paused = portal.post_json("/register", body, timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(moto.pid, signal.SIGCONT)
+    assert paused.status_code == 503, describe(paused)
+    assert error_body(paused)["error"] == "internal"
+    assert elapsed < BOUND_SECS, f"the clean error took {elapsed:.1f} s"
+    # Nothing was half-written: the same registration now goes through (no email_taken).
+    retried = portal.post_json("/register", body)
+    assert retried.status_code == 201, describe(retried)
+    assert retried.json()["email"] == body["email"]
