@@ -378,10 +378,13 @@ pub struct MemoryInvitations {
     pub faults: Faults,
 }
 
+/// An idempotency key: the request digest, when it started, and its answer once given.
+type HeldKey = (String, Timestamp, Option<(u16, String)>);
+
 #[derive(Default)]
 struct InvitationsState {
-    /// Idempotency keys: (request digest, started at, answer).
-    keys: HashMap<String, (String, Timestamp, Option<(u16, String)>)>,
+    /// Idempotency keys by digest.
+    keys: HashMap<String, HeldKey>,
     invitations: HashMap<InvitationId, Invitation>,
     codes: HashMap<String, InvitationId>,
     redemptions: Vec<Redemption>,
