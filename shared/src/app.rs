@@ -47,7 +47,9 @@ impl Portal {
                 &settings.contacts_table,
                 &settings.outbox_table,
             )),
-            outbox: Arc::new(DynamoOutbox::new(dynamodb, &settings.outbox_table)),
+            outbox: Arc::new(
+                DynamoOutbox::new(dynamodb, &settings.outbox_table).with_invitations(&settings.invitations_table),
+            ),
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             clock: Arc::new(SystemClock),
             settings,

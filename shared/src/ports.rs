@@ -289,6 +289,12 @@ pub trait Outbox: Send + Sync {
     /// Gives back the lease ending at `lease_until`, so that the next delivery sends at once; a
     /// lease that another run has taken over meanwhile, or a message settled meanwhile, is left.
     async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()>;
+    /// Every message still kept (sent and failed ones until their retention ends), for operators.
+    async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>>;
+    /// Queues `copy` (a new message, so a new stream record) in place of `original`, which is
+    /// marked failed and, for an invitation, no longer its current email, all together. `false`
+    /// when the original was sent or changed meanwhile.
+    async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, now: Timestamp) -> anyhow::Result<bool>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

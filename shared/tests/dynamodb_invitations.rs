@@ -3,6 +3,7 @@
 
 mod support;
 
+use portal::domain::ids::MessageId;
 use portal::domain::time::Timestamp;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ fn stores() -> Stores {
     let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
     let invitations =
         Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
-    let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox);
+    let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox).with_invitations(&tables.invitations);
     Stores { tables, contacts, invitations, outbox }
 }
 
@@ -327,4 +328,41 @@ async fn idempotency_keys_hold_answer_conflict_and_expire_in_dynamodb() {
     s.invitations.abandon_idempotent(&died).await.unwrap();
     let again = IdempotencyKey { request_digest: "request-c".into(), ..died };
     assert_eq!(s.invitations.begin_idempotent(&again, NOW + RUNNING_SECS + 1).await.unwrap(), IdempotentStart::First);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_see_unsent_messages_and_requeue_them_as_new_stream_records() {
+    use portal::usecases::outbox_repair::{self, RetryOutcome, Selection};
+    let s = stores();
+    let settings = support::settings(&[]);
+    let (_, stuck, _) = invited(&s, InvitationType::Single, 1).await;
+    let (_, sent, _) = invited(&s, InvitationType::Single, 1).await;
+    let Claim::Leased(_) = s.outbox.claim(&sent.message_id, NOW).await.unwrap() else { panic!("claimable") };
+    s.outbox.mark_sent(&sent.message_id, NOW).await.unwrap();
+
+    let later = NOW + 3600;
+    let report = outbox_repair::status(&s.outbox.list().await.unwrap(), later, 600);
+    assert_eq!(report.unsent.len(), 1);
+    assert_eq!((report.unsent[0].message_id.clone(), report.unsent[0].stale), (stuck.message_id.clone(), true));
+    assert_eq!(report.counts.get(&("sent".into(), "invitation".into())), Some(&1));
+    let shown = format!("{report:?}");
+    assert!(!shown.contains("example.com") && !shown.contains("secret"), "no address, no secret: {shown}");
+
+    let outcomes =
+        outbox_repair::retry(&s.outbox, &settings, &Selection::OlderThan { secs: 600 }, later).await.unwrap();
+    let [(original, RetryOutcome::Requeued(copy))] = outcomes.as_slice() else { panic!("{outcomes:?}") };
+    assert_eq!(original, &stuck.message_id);
+    // The copy is a new item (an INSERT for the stream), with the code; the invitation points to it.
+    let Claim::Leased(queued) = s.outbox.claim(copy, later).await.unwrap() else { panic!("the copy is pending") };
+    assert!(queued.secret.is_some() && queued.invitation_id.as_ref() == Some(&stuck.invitation_id));
+    let invitation = s.invitations.get(&stuck.invitation_id).await.unwrap().unwrap();
+    assert_eq!(&invitation.message_id, copy);
+    assert!(matches!(s.outbox.claim(&stuck.message_id, later).await.unwrap(), Claim::Settled(m) if m.secret.is_none()));
+
+    // A sent message, and one whose code went with its failure, are not queued again.
+    let by_id = |id: &MessageId| Selection::Id(id.clone());
+    let sent_again = outbox_repair::retry(&s.outbox, &settings, &by_id(&sent.message_id), later).await.unwrap();
+    assert_eq!(sent_again, [(sent.message_id.clone(), RetryOutcome::AlreadySent)]);
+    let gone = outbox_repair::retry(&s.outbox, &settings, &by_id(&stuck.message_id), later).await.unwrap();
+    assert_eq!(gone, [(stuck.message_id.clone(), RetryOutcome::SecretGone)]);
 }

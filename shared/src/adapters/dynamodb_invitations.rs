@@ -503,11 +503,18 @@ impl InvitationStore for DynamoInvitations {
 pub struct DynamoOutbox {
     client: Client,
     table: String,
+    /// Where an invitation's current email is recorded (for an operator's re-queue).
+    invitations_table: Option<String>,
 }
 
 impl DynamoOutbox {
     pub fn new(client: Client, table: &str) -> Self {
-        DynamoOutbox { client, table: table.into() }
+        DynamoOutbox { client, table: table.into(), invitations_table: None }
+    }
+
+    /// The outbox of these invitations: a re-queued invitation email becomes the current one.
+    pub fn with_invitations(self, invitations_table: &str) -> Self {
+        DynamoOutbox { invitations_table: Some(invitations_table.into()), ..self }
     }
 
     fn update(
@@ -608,6 +615,65 @@ impl Outbox for DynamoOutbox {
             Ok(_) => Ok(()),
             Err(err) if is_conditional_failure(&err) => Ok(()),
             Err(err) => Err(sdk_error("releasing a message", err)),
+        }
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("listing the outbox", e))?;
+            for item in page.items.unwrap_or_default() {
+                let stored: OutboxItem = serde_dynamo::from_item(item).context("reading an outbox item")?;
+                found.push(stored.message);
+            }
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, now: Timestamp) -> anyhow::Result<bool> {
+        let mut items = Transaction::default();
+        items.push(outbox_put(&self.table, copy)?, Guards::Nothing);
+        let retire = Update::builder()
+            .table_name(&self.table)
+            .key("pk", text(&original.message_id))
+            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
+            .condition_expression("#s = :was")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#e", "error")
+            .expression_attribute_values(":failed", status("failed"))
+            .expression_attribute_values(":was", serde_dynamo::to_attribute_value(original.status)?)
+            .expression_attribute_values(":reason", text(&format!("re-queued as {}", copy.message_id)))
+            .expression_attribute_values(":now", number(now))
+            .build()?;
+        items.push(TransactWriteItem::builder().update(retire).build(), Guards::Record);
+        if let Some(invitation_id) = &original.invitation_id {
+            let table = self.invitations_table.as_deref().context("re-queueing an invitation email needs its table")?;
+            let current = Update::builder()
+                .table_name(table)
+                .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
+                .update_expression("SET message_id = :copy, delivery = :pending REMOVE delivery_error")
+                .condition_expression("message_id = :original")
+                .expression_attribute_values(":copy", text(&copy.message_id))
+                .expression_attribute_values(":original", text(&original.message_id))
+                .expression_attribute_values(":pending", serde_dynamo::to_attribute_value(Delivery::Pending)?)
+                .build()?;
+            items.push(TransactWriteItem::builder().update(current).build(), Guards::Record);
+        }
+        match items.run(&self.client).await {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(false),
+            Err(err) => Err(err.into_fault("re-queueing an outbox message")),
         }
     }
 }

@@ -607,6 +607,23 @@ impl Outbox for MemoryOutbox {
         }
         Ok(())
     }
+
+    async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>> {
+        Ok(self.all())
+    }
+
+    async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, _now: Timestamp) -> anyhow::Result<bool> {
+        let mut messages = self.messages.lock().unwrap();
+        let Some(stored) = messages.get_mut(&original.message_id) else { return Ok(false) };
+        if stored.status == MessageStatus::Sent || stored.status != original.status {
+            return Ok(false);
+        }
+        stored.status = MessageStatus::Failed;
+        stored.error = Some(format!("re-queued as {}", copy.message_id));
+        stored.secret = None;
+        messages.insert(copy.message_id.clone(), copy.clone());
+        Ok(true)
+    }
 }
 
 /// A mailer that records what it sends; tests queue failures for the next sends.

@@ -116,6 +116,23 @@ pub enum Claim {
 }
 
 impl OutboxMessage {
+    /// A fresh copy of an unsent message to queue again (an operator's retry): a new id, so a new
+    /// stream record, and the same content. `None` for a message that was sent.
+    pub fn requeued(&self, now: Timestamp) -> Option<OutboxMessage> {
+        if self.status == MessageStatus::Sent {
+            return None;
+        }
+        Some(OutboxMessage {
+            message_id: MessageId::generate(),
+            status: MessageStatus::Pending,
+            created_at: now,
+            error: None,
+            lease_until: None,
+            attempts: 0,
+            ..self.clone()
+        })
+    }
+
     /// What a claim at `now` gets (the rule both outbox adapters apply).
     pub fn claim_at(&self, now: Timestamp) -> Claim {
         match (self.status, self.lease_until) {
