@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import start
-from support import Portal, describe, error_body, registration
+from support import ADMIN_EMAIL, ADMIN_PASSWORD, Portal, describe, error_body, registration, unique_email
 
 # The SDK's operation timeout (shared/src/aws.rs) is 5 s; the contract: a clean error within 10 s.
 BOUND_SECS = 10
@@ -51,3 +51,19 @@ def test_a_paused_database_gets_a_clean_503_within_the_bound_and_the_retry_succe
     retried = portal.post_json("/register", body)
     assert retried.status_code == 201, describe(retried)
     assert retried.json()["email"] == body["email"]
+
+
+def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_another_body(stack):
+    admin = Portal(stack.portal_url)
+    assert admin.signin(ADMIN_EMAIL, ADMIN_PASSWORD).status_code == 200
+    body = {"email": unique_email("idem"), "first_name": "Grace", "last_name": "Hopper"}
+    key = {"Idempotency-Key": f"create-{body['email']}"}
+    first = admin.post_json("/admin/invitations", body, headers=key)
+    assert first.status_code == 201, describe(first)
+    again = admin.post_json("/admin/invitations", body, headers=key)
+    assert (again.status_code, again.json()) == (201, first.json()), describe(again)
+    listed = admin.get_json(f"/admin/invitations?contact_id={first.json()['contact_id']}")
+    assert len(listed.json()["invitations"]) == 1, "nothing new created"
+    other = admin.post_json("/admin/invitations", {**body, "first_name": "Ada"}, headers=key)
+    assert other.status_code == 422, describe(other)
+    assert error_body(other)["error"] == "idempotency_conflict"

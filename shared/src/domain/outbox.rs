@@ -95,9 +95,14 @@ pub struct OutboxMessage {
     /// only its holder may give it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<Timestamp>,
-    /// How many times a run has claimed it (more than one: a retry).
-    #[serde(default)]
+    /// How many times a run has claimed it (more than one: a retry). Absent until the first claim,
+    /// so a new message's stream record is as it was.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a delivery of an outbox record gets when it tries to claim the message.
