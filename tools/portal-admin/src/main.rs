@@ -8,6 +8,9 @@
 //! unsent message (pending, leased, failed) with its age, attempts and error; no secret, no address.
 //! `portal-admin outbox retry (--id <message id> | --older-than 10m)`: queues those unsent messages
 //! again (as new messages, which the stream delivers to `send-email`).
+//! `portal-admin outbox dlq [--retry] < messages.json`: resolves the failure queue's records (the
+//! output of `aws sqs receive-message`) to the unsent outbox messages their batches held, and with
+//! `--retry` queues them again.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -27,12 +30,14 @@ use portal::usecases::outbox_repair::{self, RetryOutcome, Selection};
 const USAGE: &str = "usage: portal-admin create-admin --email <email> [--first-name <name>] [--last-name <name>]
          The password is read from standard input (one line).
        portal-admin outbox status [--stale-after <age, e.g. 10m>]
-       portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)";
+       portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)
+       portal-admin outbox dlq [--retry] < failure-queue-messages.json";
 
 enum Command {
     CreateAdmin(CreateAdmin),
     OutboxStatus { stale_after_secs: i64 },
     OutboxRetry(Selection),
+    OutboxDlq { retry: bool },
 }
 
 /// An age such as `90s`, `10m`, `2h` or `1d`, in seconds.
@@ -56,6 +61,13 @@ fn parse_age(text: &str) -> Result<i64, Usage> {
 
 fn parse_outbox(options: &[String]) -> Result<Command, Usage> {
     let Some((action, rest)) = options.split_first() else { return Err(Usage(USAGE.into())) };
+    if action == "dlq" {
+        return match rest {
+            [] => Ok(Command::OutboxDlq { retry: false }),
+            [flag] if flag == "--retry" => Ok(Command::OutboxDlq { retry: true }),
+            _ => Err(Usage(format!("outbox dlq takes only --retry\n{USAGE}"))),
+        };
+    }
     let pairs: Vec<(&str, &str)> = rest
         .chunks(2)
         .map(|pair| match pair {
@@ -135,6 +147,37 @@ async fn outbox_status(stale_after_secs: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The failure queue's records (on stdin, as `aws sqs receive-message` prints them or one body per
+/// document) resolved to the outbox messages their batches held; with `retry`, those queued again.
+async fn outbox_dlq(retry: bool) -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input).context("reading stdin")?;
+    let batches = outbox_repair::failed_batches(&input)?;
+    let portal = Portal::from_environment().await?;
+    let messages = portal.outbox.list().await?;
+    for batch in &batches {
+        let held = outbox_repair::messages_of(batch, &messages);
+        println!(
+            "{} sequence numbers {}..{} ({} records): {} unsent message(s)",
+            batch.shard_id,
+            batch.start_sequence_number,
+            batch.end_sequence_number,
+            batch.batch_size,
+            held.len()
+        );
+        for message in held {
+            println!("  {} {:?} {:?} attempts {}", message.message_id, message.kind, message.status, message.attempts);
+            if retry {
+                outbox_retry(Selection::Id(message.message_id.clone())).await?;
+            }
+        }
+    }
+    if !retry && !batches.is_empty() {
+        println!("run again with --retry to queue them again");
+    }
+    Ok(())
+}
+
 async fn outbox_retry(selection: Selection) -> anyhow::Result<()> {
     let portal = Portal::from_environment().await?;
     let outcomes =
@@ -208,6 +251,7 @@ async fn main() -> ExitCode {
         }
         Command::OutboxStatus { stale_after_secs } => outbox_status(stale_after_secs).await,
         Command::OutboxRetry(selection) => outbox_retry(selection).await,
+        Command::OutboxDlq { retry } => outbox_dlq(retry).await,
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
