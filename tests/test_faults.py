@@ -5,8 +5,11 @@ shared one would stall the other tests)."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -81,3 +84,59 @@ def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
     other = admin.post_json("/admin/invitations", {**body, "first_name": "Ada"}, headers=key)
     assert other.status_code == 422, describe(other)
     assert error_body(other)["error"] == "idempotency_conflict"
+
+
+# --- the operators' repair path (portal-admin outbox) --------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def emails_off_stack():
+    """A stack whose "Send Invitation" workflow is off: invitation emails stay pending (stuck)."""
+    s = start("emails-off", settings={"PORTAL_SEND_INVITATION_EMAILS": "false"})
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def portal_admin(stack, *args, stdin: str = "") -> str:
+    done = subprocess.run(["cargo", "run", "-q", "--bin", "portal-admin", "--", *args], cwd=ROOT,
+                          env=stack._child_env(), input=stdin, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_operators_list_stuck_messages_without_secrets_and_queue_them_again(emails_off_stack):
+    admin = Portal(emails_off_stack.portal_url)
+    assert admin.signin(ADMIN_EMAIL, ADMIN_PASSWORD).status_code == 200
+    email = unique_email("stuck")
+    created = admin.post_json("/admin/invitations",
+                              {"email": email, "first_name": "Grace", "last_name": "Hopper"})
+    assert created.status_code == 201, describe(created)
+    invitation_id = created.json()["invitation_id"]
+    time.sleep(2)  # the relay has delivered it; send-email left it pending (emails are off)
+
+    status = portal_admin(emails_off_stack, "outbox", "status", "--stale-after", "0s")
+    stuck = [line for line in status.splitlines() if invitation_id in line]
+    assert len(stuck) == 1 and "STALE" in stuck[0] and "pending" in stuck[0], status
+    assert "@" not in status.replace(ADMIN_EMAIL, ""), "no address in the listing"
+    message_id = stuck[0].split()[0]
+
+    # The failure queue's record of a batch that held it resolves to it.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    iso = lambda t: t.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
+    record = {"DDBStreamBatchInfo": {
+        "shardId": "shardId-1", "startSequenceNumber": "1", "endSequenceNumber": "9", "batchSize": 1,
+        "approximateArrivalOfFirstRecord": iso(now - datetime.timedelta(minutes=2)),
+        "approximateArrivalOfLastRecord": iso(now)}}
+    received = json.dumps({"Messages": [{"Body": json.dumps(record)}]})
+    resolved = portal_admin(emails_off_stack, "outbox", "dlq", stdin=received)
+    assert message_id in resolved, resolved
+
+    retried = portal_admin(emails_off_stack, "outbox", "retry", "--id", message_id)
+    assert f"{message_id}: queued again as" in retried, retried
+    again = portal_admin(emails_off_stack, "outbox", "retry", "--id", message_id)
+    assert "its code or link is gone" in again, again
