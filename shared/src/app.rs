@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::ses::SesMailer;
+use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
 use crate::ports::{
     Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
@@ -24,14 +25,20 @@ pub struct Portal {
 
 impl Portal {
     /// Reads the settings and builds the AWS clients from the standard AWS environment
-    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials): the same code path locally and on AWS.
+    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials) with the timeouts and retries of
+    /// [`crate::aws`]: the same code path locally and on AWS.
     pub async fn from_environment() -> anyhow::Result<Self> {
         let settings = Settings::from_env()?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        // Building clients makes no network call: a function pays only for the clients it uses.
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let ses = aws_sdk_sesv2::Client::new(&sdk);
-        Ok(Portal {
+        let hooks = SdkHooks::default();
+        let sdk = aws::config_loader(&hooks).load().await;
+        Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks)))
+    }
+
+    /// The portal on DynamoDB and SES through these clients (tests pass clients built by
+    /// [`crate::aws`] against the local endpoint).
+    pub fn on_aws(settings: Settings, clients: &AwsClients) -> Self {
+        let dynamodb = clients.dynamodb.clone();
+        Portal {
             contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table, &settings.outbox_table)),
             sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), &settings.sessions_table)),
             invitations: Arc::new(DynamoInvitations::new(
@@ -40,11 +47,13 @@ impl Portal {
                 &settings.contacts_table,
                 &settings.outbox_table,
             )),
-            outbox: Arc::new(DynamoOutbox::new(dynamodb, &settings.outbox_table)),
-            mailer: Arc::new(SesMailer::new(ses, &settings.email_sender)),
+            outbox: Arc::new(
+                DynamoOutbox::new(dynamodb, &settings.outbox_table).with_invitations(&settings.invitations_table),
+            ),
+            mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             clock: Arc::new(SystemClock),
             settings,
-        })
+        }
     }
 }
 

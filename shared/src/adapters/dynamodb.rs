@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::error::Unavailable;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
@@ -37,9 +39,18 @@ use crate::ports::{
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// Formats an SDK error with its whole chain (the SDK's `Display` alone says only "service error").
-pub(crate) fn sdk_error<E: std::error::Error + 'static>(what: &str, err: E) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", DisplayErrorContext(err))
+/// An SDK error with its whole chain (the SDK's `Display` alone says only "service error"), marked
+/// [`Unavailable`] when the service was busy, failing or out of reach (answered 503, worth a retry).
+pub(crate) fn sdk_error<E>(what: &str, err: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> anyhow::Error
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let detail = format!("{what}: {}", DisplayErrorContext(&err));
+    if crate::aws::is_unavailable(&err) {
+        anyhow::Error::new(Unavailable).context(detail)
+    } else {
+        anyhow::anyhow!(detail)
+    }
 }
 
 pub(crate) fn key(pk: String) -> Item {
