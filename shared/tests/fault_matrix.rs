@@ -557,12 +557,20 @@ async fn matrix(path: Path) {
     // The before shape of case 1 is the same as case 0's (same setup).
     let mut cases = Vec::new();
     for (operation, call) in &positions {
-        let kinds = if operation == "SendEmail" { Fault::SES } else { Fault::DYNAMODB };
+        let mut kinds = if operation == "SendEmail" { Fault::SES.to_vec() } else { Fault::DYNAMODB.to_vec() };
+        if operation == "TransactWriteItems" {
+            kinds.push(Fault::TransactionThrottled);
+        }
         for fault in kinds {
             // Every kind for every attempt (what the portal must handle); for one attempt (what the
             // SDK's retry absorbs, the same way for each retryable kind) throttling, and SES's
             // refusal, which is not retried.
             let once = matches!(fault, Fault::Throttling | Fault::SesThrottling | Fault::SesMessageRejected);
+            // Not retried by the SDK: one attempt is every attempt.
+            if fault == Fault::TransactionThrottled {
+                cases.push(Injection { operation: operation.clone(), call: *call, fault, attempts: 1 });
+                continue;
+            }
             for attempts in [1, MAX_ATTEMPTS] {
                 if attempts == MAX_ATTEMPTS || once {
                     cases.push(Injection { operation: operation.clone(), call: *call, fault, attempts });

@@ -253,6 +253,13 @@ impl Transaction {
             Ok(()) => Ok(()),
             Err(err) => match cancellation_codes(&err) {
                 None => Err(TransactionError::Sdk(Box::new(err))),
+                // Cancelled because DynamoDB throttled an item, not for anything about the data.
+                Some(codes)
+                    if codes.iter().any(|c| BUSY_REASONS.contains(&c.as_str()))
+                        && !codes.iter().any(|c| c == "ConditionalCheckFailed") =>
+                {
+                    Err(TransactionError::Busy(codes.join(", ")))
+                }
                 Some(codes) => {
                     let failed = codes.iter().position(|c| c == "ConditionalCheckFailed");
                     Err(failed
@@ -264,9 +271,14 @@ impl Transaction {
     }
 }
 
+/// Cancellation reasons that mean DynamoDB was too busy for the transaction.
+const BUSY_REASONS: &[&str] = &["ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"];
+
 pub(crate) enum TransactionError {
     /// An item's condition failed.
     Refused(Guards),
+    /// Cancelled because an item was throttled (these reasons): the service is busy, answered 503.
+    Busy(String),
     /// Cancelled for a conflict with concurrent transactions, after the retries.
     Conflict,
     Sdk(Box<SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>),
@@ -279,6 +291,9 @@ impl TransactionError {
             TransactionError::Sdk(err) => sdk_error(doing, *err),
             TransactionError::Refused(guards) => anyhow::anyhow!("{doing}: refused by a condition on {guards:?}"),
             TransactionError::Conflict => anyhow::anyhow!("{doing}: cancelled by concurrent transactions"),
+            TransactionError::Busy(reasons) => {
+                anyhow::Error::new(Unavailable).context(format!("{doing}: cancelled, throttled ({reasons})"))
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
     Guards, Item, OutboxItem, Transaction, TransactionError, contact_pk, guard_item, is_conditional_failure,
-    new_contact_items, number, outbox_put, put_new, sdk_error, transact_retrying, username_pk,
+    new_contact_items, number, outbox_put, put_new, sdk_error, username_pk,
 };
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
@@ -209,12 +209,11 @@ impl InvitationStore for DynamoInvitations {
             invitation: invitation.clone(),
             ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
         })?;
-        let items = vec![
-            put_new(&self.invitations_table, item)?,
-            put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?,
-            outbox_put(&self.outbox_table, message)?,
-        ];
-        transact_retrying(&self.client, items).await.map_err(|e| sdk_error("creating an invitation", e))
+        let mut items = Transaction::default();
+        items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
+        items.push(put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
+        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
     }
 
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {

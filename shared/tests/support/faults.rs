@@ -35,6 +35,9 @@ pub enum Fault {
     SesThrottling,
     /// SES `MessageRejected` (400).
     SesMessageRejected,
+    /// DynamoDB `TransactionCanceledException` whose reason is `ThrottlingError` (an item's
+    /// partition was throttled): not retried by the SDK.
+    TransactionThrottled,
 }
 
 impl Fault {
@@ -57,6 +60,7 @@ impl Fault {
             Fault::ConnectionReset => "connection reset",
             Fault::SesThrottling => "TooManyRequests",
             Fault::SesMessageRejected => "MessageRejected",
+            Fault::TransactionThrottled => "cancelled: ThrottlingError",
         }
     }
 
@@ -78,6 +82,12 @@ impl Fault {
             Fault::ServerError => (500, "InternalServerError", "Internal server error"),
             Fault::SesThrottling => (429, "TooManyRequestsException", "Maximum sending rate exceeded."),
             Fault::SesMessageRejected => (400, "MessageRejected", "Email address is not verified."),
+            Fault::TransactionThrottled => {
+                let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ThrottlingError]","CancellationReasons":[{"Code":"ThrottlingError","Message":"Throughput exceeds the current capacity of your table or index."}]}"#;
+                let mut response = HttpResponse::new(400.try_into().unwrap(), SdkBody::from(body));
+                response.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+                return Ok(response);
+            }
         };
         let (body, content_type) = if ses {
             (format!(r#"{{"message":"{message}"}}"#), "application/json")
