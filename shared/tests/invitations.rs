@@ -687,10 +687,30 @@ async fn guessing_codes_from_one_address_is_refused_after_its_allowance() {
     assert_eq!(look_up(code, "198.51.100.20").await.status(), 200, "another address is not affected");
 }
 
-/// Every kind of outbox message, as a message that can be sent (a secret, an expiry).
-fn one_message_of_each_kind(t: &TestPortal) -> Vec<OutboxMessage> {
-    let kinds =
-        [MessageKind::Invitation, MessageKind::ConfirmEmail, MessageKind::ResetPassword, MessageKind::AccountExists];
+/// Every kind of outbox message that goes to an account's address as it is, as a message that can
+/// be sent (a secret, an expiry), with the account at that address (an `AccountExists` message is
+/// addressed to its owner).
+async fn one_message_of_each_kind(t: &TestPortal) -> Vec<OutboxMessage> {
+    use portal::domain::contact::{Contact, NewContact};
+    use portal::ports::ContactStore;
+    let owner = NewContact {
+        email: portal::domain::email::Email::parse("kind@example.com").unwrap(),
+        first_name: "Kim".into(),
+        last_name: "Lee".into(),
+        username: None,
+        phone: None,
+        roles: vec![],
+        password_hash: None,
+    };
+    t.contacts.create(&Contact::new(owner, t.clock.now())).await.unwrap();
+    let kinds = [
+        MessageKind::Invitation,
+        MessageKind::ConfirmEmail,
+        MessageKind::ResetPassword,
+        MessageKind::AccountExists,
+        MessageKind::PasswordChangedNotice,
+        MessageKind::PasswordResetNotice,
+    ];
     kinds
         .into_iter()
         .map(|kind| {
@@ -707,7 +727,7 @@ fn one_message_of_each_kind(t: &TestPortal) -> Vec<OutboxMessage> {
 async fn a_delivery_during_another_runs_live_lease_is_retried_not_reported_done_for_every_kind() {
     use portal::ports::Outbox;
     let t = test_portal(&[]);
-    for (i, message) in one_message_of_each_kind(&t).into_iter().enumerate() {
+    for (i, message) in one_message_of_each_kind(&t).await.into_iter().enumerate() {
         let record = stream_record("INSERT", &message, 500 + i as u64);
         // Another run took the lease and has not finished (it may yet fail).
         let claim = t.outbox.claim(&message.message_id, t.clock.now()).await.unwrap();
