@@ -27,7 +27,13 @@ impl Portal {
     /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials): the same code path locally and on AWS.
     pub async fn from_environment() -> anyhow::Result<Self> {
         let settings = Settings::from_env()?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if std::env::var_os("AWS_SDK_UA_APP_ID").is_none()
+            && let Some(app_name) = app_name_of_function(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().as_deref())
+        {
+            loader = loader.app_name(app_name);
+        }
+        let sdk = loader.load().await;
         // Building clients makes no network call: a function pays only for the clients it uses.
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let ses = aws_sdk_sesv2::Client::new(&sdk);
@@ -46,6 +52,17 @@ impl Portal {
             settings,
         })
     }
+}
+
+/// The SDK app id of a Lambda function's AWS calls: its function name, sent as `app/<name>` in
+/// the User-Agent of every request, so CloudTrail (its `userAgent`) and the local IAM coverage
+/// check (scripts/aws_recorder.py) can tell which function made a call. `AWS_SDK_UA_APP_ID`, when
+/// set, wins (the SDK reads it itself). The SDK recommends at most 50 characters and warns above;
+/// CloudFormation-made names can be 64, whose first 50 still name the stack and the function.
+pub fn app_name_of_function(function_name: Option<&str>) -> Option<aws_config::AppName> {
+    let name = function_name?.trim();
+    let name = name.get(..50).unwrap_or(name);
+    aws_config::AppName::new(name.to_string()).ok()
 }
 
 impl UsesContacts for Portal {
@@ -75,5 +92,31 @@ impl UsesClock for Portal {
 impl UsesSettings for Portal {
     fn settings(&self) -> &Settings {
         &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::app_name_of_function;
+
+    #[test]
+    fn a_functions_aws_calls_carry_its_name() {
+        let name = app_name_of_function(Some("sign-in")).expect("a valid app name");
+        assert_eq!(name.to_string(), "sign-in");
+    }
+
+    #[test]
+    fn outside_lambda_or_with_an_unusable_name_there_is_no_app_name() {
+        assert!(app_name_of_function(None).is_none());
+        assert!(app_name_of_function(Some("")).is_none());
+        assert!(app_name_of_function(Some("not a name")).is_none());
+    }
+
+    #[test]
+    fn a_long_cloudformation_name_keeps_its_first_50_characters() {
+        let long = "portal-production-RedeemInvitationFunction-AbCdEfGhIjKl";
+        assert!(long.len() > 50);
+        let name = app_name_of_function(Some(long)).expect("a valid app name");
+        assert_eq!(name.to_string(), &long[..50]);
     }
 }
