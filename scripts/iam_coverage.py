@@ -38,9 +38,10 @@ MANAGED = {
         "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
         "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"]}],
 }
-# Actions whose use the local stack cannot record (Lambda's own, or an AWS feature moto lacks):
-# not reported as unused.
-UNRECORDABLE = re.compile(r"^(logs|xray):")
+# Grants whose use the local stack cannot record, never reported as unused: Lambda's own (logs,
+# X-Ray), and SendEmail on the configuration set, which SES applies as the sender identity's
+# default (not named in the request).
+UNRECORDABLE = re.compile(r"^(logs|xray):.*|^ses:SendEmail arn:[^ ]*:configuration-set/.*")
 
 
 class Resolver(local_aws.Resolver):
@@ -59,12 +60,8 @@ class Resolver(local_aws.Resolver):
         if kind == "AWS::SQS::Queue" and attribute == "QueueName":
             return name
         if kind == "AWS::Logs::LogGroup" and attribute == "Arn":
-            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{self.log_group_name(logical_id)}:*"
+            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
         return f"arn:aws:local:{REGION}:{ACCOUNT}:{logical_id}/{attribute}"
-
-    def log_group_name(self, logical_id: str) -> str:
-        props = self.resources[logical_id].get("Properties") or {}
-        return str(self.resolve(props.get("LogGroupName", logical_id)))
 
     FUNCTIONS = {**local_aws.Resolver.FUNCTIONS, "Fn::GetAtt": lambda self, a: self.get_att(a)}
 
@@ -203,9 +200,13 @@ def requirement_of(call: dict) -> tuple[str, str, dict]:
 
 
 def platform_requirements(function_id: str, resolver: Resolver) -> list[tuple[str, str, dict]]:
-    """What Lambda does with the function's role: read the stream of a DynamoDB event and send
-    to its OnFailure queue."""
-    needs = []
+    """What Lambda does with the function's role: write its logs, read the stream of a DynamoDB
+    event and send to its OnFailure queue."""
+    props = resolver.resources[function_id]["Properties"]
+    group = (props.get("LoggingConfig") or {}).get("LogGroup")
+    group = resolver.resolve(group) if group else f"/aws/lambda/{function_id}"
+    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:2026/01/01/[$LATEST]0"
+    needs = [("logs:CreateLogStream", stream, {}), ("logs:PutLogEvents", stream, {})]
     for event in (resolver.resources[function_id]["Properties"].get("Events") or {}).values():
         if event["Type"] != "DynamoDB":
             continue
@@ -233,12 +234,14 @@ def check(calls_by_stack: dict[str, list[dict]], template: dict | None = None,
     problems = 0
     used: dict[str, set] = defaultdict(set)  # function -> {(statement index, action pattern, resource pattern)}
     seen_functions: set[str] = set()
-    roles: dict[str, Role] = {}
+    roles: dict[str, Role] = {}  # of the first stack, whose name is roles_stack
+    roles_stack = ""
     rows: Counter = Counter()
     for stack_name, calls in calls_by_stack.items():
         resolver = Resolver(template, stack_name)
         stack_roles = {binary: Role(lid, resolver) for binary, lid in functions.items()}
-        roles = roles or stack_roles
+        if not roles:
+            roles, roles_stack = stack_roles, stack_name
         needs = [(call.get("function"), *requirement_of(call), call) for call in calls]
         needs += [(binary, *need, None) for binary, lid in functions.items()
                   for need in platform_requirements(lid, resolver)]
@@ -262,15 +265,17 @@ def check(calls_by_stack: dict[str, list[dict]], template: dict | None = None,
                 continue
             generic = resource.replace(stack_name, "<stack>")
             allowed = stack_roles[function].allowing(action, resource, context)
-            rows[(function, action, generic, "ok" if allowed else "MISSING")] += 1
+            rows[(function, action, generic, "ok" if allowed else "MISSING",
+                  "calls" if call else "Lambda's")] += 1
             for origin, st in allowed:
                 idx = stack_roles[function].statements.index((origin, st))
                 for a in as_list(st["Action"]):
                     for r in as_list(st["Resource"]):
                         if wildcard(a, action, case=False) and wildcard(r, resource):
-                            used[function].add((idx, a, r))
-    for (function, action, resource, verdict), count in sorted(rows.items()):
-        print(f"{verdict:8} {function:18} {action:28} {resource}  ({count} calls)", file=out)
+                            used[function].add((idx, a, str(r).replace(stack_name, "<stack>")))
+    for (function, action, resource, verdict, kind), count in sorted(rows.items()):
+        what = f"{count} calls" if kind == "calls" else "Lambda's use of the role"
+        print(f"{verdict:8} {function:18} {action:28} {resource}  ({what})", file=out)
         problems += verdict == "MISSING"
     for binary in functions:
         if binary not in seen_functions and calls_by_stack:
@@ -281,11 +286,12 @@ def check(calls_by_stack: dict[str, list[dict]], template: dict | None = None,
         for idx, (origin, st) in enumerate(role.statements):
             for a in as_list(st["Action"]):
                 for r in as_list(st["Resource"]):
-                    if (idx, a, r) not in used[binary] and not UNRECORDABLE.match(a):
+                    generic = str(r).replace(roles_stack, "<stack>")
+                    if (idx, a, generic) not in used[binary] and not UNRECORDABLE.match(f"{a} {r}"):
                         sid = st.get("Sid") or origin
-                        unused.append(f"UNUSED   {binary:18} {a:28} {r}  ({sid})")
+                        unused.append(f"UNUSED   {binary:18} {a:28} {generic}  ({sid})")
     for line in unused:
-        print(line.replace(next(iter(calls_by_stack), "\0"), "<stack>"), file=out)
+        print(line, file=out)
     print(f"iam_coverage: {sum(rows.values())} calls checked, {problems} problems, "
           f"{len(unused)} unused grants", file=out)
     return problems

@@ -27,17 +27,15 @@ impl Portal {
     /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials): the same code path locally and on AWS.
     pub async fn from_environment() -> anyhow::Result<Self> {
         let settings = Settings::from_env()?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if std::env::var_os("AWS_SDK_UA_APP_ID").is_none()
-            && let Some(app_name) = app_name_of_function(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().as_deref())
-        {
-            loader = loader.app_name(app_name);
-        }
-        let sdk = loader.load().await;
+        Ok(Self::new(settings, &sdk_config().await))
+    }
+
+    /// The portal of these settings on these AWS clients' configuration.
+    pub fn new(settings: Settings, sdk: &aws_config::SdkConfig) -> Self {
         // Building clients makes no network call: a function pays only for the clients it uses.
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let ses = aws_sdk_sesv2::Client::new(&sdk);
-        Ok(Portal {
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let ses = aws_sdk_sesv2::Client::new(sdk);
+        Portal {
             contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table, &settings.outbox_table)),
             sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), &settings.sessions_table)),
             invitations: Arc::new(DynamoInvitations::new(
@@ -50,8 +48,20 @@ impl Portal {
             mailer: Arc::new(SesMailer::new(ses, &settings.email_sender)),
             clock: Arc::new(SystemClock),
             settings,
-        })
+        }
     }
+}
+
+/// The AWS SDK configuration of the standard AWS environment, with the function's name as the
+/// app id of its calls (see `app_name_of_function`).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if std::env::var_os("AWS_SDK_UA_APP_ID").is_none()
+        && let Some(app_name) = app_name_of_function(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().as_deref())
+    {
+        loader = loader.app_name(app_name);
+    }
+    loader.load().await
 }
 
 /// The SDK app id of a Lambda function's AWS calls: its function name, sent as `app/<name>` in
