@@ -22,6 +22,8 @@ LOCAL_AWS_PORT ?= 4566
 # Each recorded AWS call of the functions in the pytest suite (scripts/aws_recorder.py).
 AWS_CALLS := $(CURDIR)/.local/aws-calls
 SAM := $(CURDIR)/.venv-sam/bin/sam
+# The SAM CLI reports usage to AWS unless told not to; nothing here calls out.
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test emails lint clean distclean setup bench package deploy smoke cost
 
