@@ -50,7 +50,7 @@ COGNITO_ESSENTIALS_MAU = 0.015
 # and blake2 at opt-level 3, one core of the 2-core x86_64 development machine (2026-11-29,
 # `cargo bench -p portal --bench hash`). Graviton (arm64) cores are assumed as fast: measure a
 # deployed function's REPORT lines to refine it.
-HASH_CPU_MS = 36.0
+HASH_CPU_MS = 32.0
 # (reads, writes, transaction items) per operation: the DynamoDB calls `make bench` counts,
 # split by kind from the adapters. Reads are strongly consistent GetItem/Query of items under
 # 4 KB (1 read unit); a write of an item under 1 KB is 1 write unit; a transaction item is 2.
