@@ -65,7 +65,8 @@ smoke:
 	$(PYTHON) scripts/smoke.py "$(URL)" $(if $(STACK),--stack "$(STACK)")
 
 cost:
-	@python3 scripts/cost.py
+	@scripts/setup.sh
+	@$(PYTHON) scripts/cost.py
 
 bench:
 	scripts/setup.sh
