@@ -128,8 +128,10 @@ class Role:
                     self.add("SAM OnFailure destination", {
                         "Effect": "Allow", "Action": "sqs:SendMessage",
                         "Resource": resolver.resolve(dest["Destination"])})
-        tracing = resolver.resolve(props.get("Tracing", globals_fn.get("Tracing")))
-        if tracing == "Active":
+        # SAM adds the X-Ray policy for Tracing Active, and for any intrinsic (an !If) whatever
+        # it resolves to (seen in samtranslator's output for this template).
+        tracing = props.get("Tracing", globals_fn.get("Tracing"))
+        if tracing == "Active" or isinstance(tracing, dict):
             self.add_managed("AWSXrayWriteOnlyAccess")
         for policy in props.get("Policies") or []:
             if isinstance(policy, str):
