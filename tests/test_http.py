@@ -106,6 +106,16 @@ def test_register_taken_email_is_409_case_insensitively(portal):
     assert find_cookie(resp, SESSION_COOKIE) is None, "no session for a refused registration"
 
 
+def test_register_taken_email_in_another_idna_spelling_is_409(portal):
+    local = unique_email().split("@")[0]
+    first = portal.post_json("/register", registration(email=f"{local}@bücher.example"))
+    assert first.status_code == 201, describe(first)
+    assert first.json()["email"] == f"{local}@xn--bcher-kva.example", "kept in its ASCII form"
+    again = portal.post_json("/register", registration(email=f"{local.upper()}@xn--bcher-kva.example"))
+    assert again.status_code == 409, describe(again)
+    assert error_body(again)["error"] == "email_taken"
+
+
 def test_register_taken_username_is_400(portal):
     username = unique_username()
     registered(portal, username=username)
@@ -199,8 +209,12 @@ def test_register_missing_field_is_400_naming_it(portal, field):
         ("last_name", "Love\u0007lace"),
         ("username", "ada\u200bbot"),
         ("email", "ada\u0000@example.com"),
+        ("email", "ada\u200b@example.com"),
+        ("email", "ada\u202e@example.com"),
+        ("email", "\ufeffada@example.com"),
     ],
-    ids=["rlo-override", "nul", "bell", "zero-width", "nul-in-email"],
+    ids=["rlo-override", "nul", "bell", "zero-width", "nul-in-email", "zero-width-in-email", "rlo-in-email",
+         "bom-in-email"],
 )
 def test_register_odd_unicode_is_400(portal, field, value):
     email = unique_email()
@@ -308,10 +322,11 @@ def test_signin_json_by_email_and_username_case_insensitive(portal):
     t2 = session_token(by_username)
 
     assert len({reg_token, t1, t2}) == 3, "a new session token at every sign-in"
-    for token in (t1, t2):
-        prof = portal.get_json("/profile", headers=with_session(token))
-        assert prof.status_code == 200, describe(prof)
-        assert prof.json()["contact_id"] == created["contact_id"]
+    prof = portal.get_json("/profile", headers=with_session(t2))
+    assert prof.status_code == 200, describe(prof)
+    assert prof.json()["contact_id"] == created["contact_id"]
+    # This client signed in again carrying t1: a sign-in ends the session it arrived with.
+    assert portal.get_json("/profile", headers=with_session(t1)).status_code == 401
 
 
 def test_signin_cookie_attributes(portal):
@@ -763,6 +778,18 @@ def test_https_base_url_gives_host_prefixed_secure_cookies(closed_https_stack):
     prof = portal.get_json("/profile", headers={"Cookie": f"__Host-{SESSION_COOKIE}={c.value}"})
     assert prof.status_code == 200, describe(prof)
     assert prof.json()["email"] == ADMIN_EMAIL
+
+
+def test_https_base_url_pins_browsers_to_https_and_http_does_not(closed_https_stack, portal):
+    https = Portal(closed_https_stack.portal_url)
+    for resp in [https.get_page("/signin"), https.post_json("/signin", {"login": "x@example.com", "password": "x"}),
+                 https.get_json("/signout")]:
+        hsts = resp.headers.get("Strict-Transport-Security", "")
+        directives = [d.strip().lower() for d in hsts.split(";")]
+        max_age = next((int(d.split("=", 1)[1]) for d in directives if d.startswith("max-age=")), 0)
+        assert max_age >= 31536000 and "includesubdomains" in directives, describe(resp)
+    for resp in [portal.get_page("/signin"), portal.get_json("/signout")]:
+        assert "Strict-Transport-Security" not in resp.headers, describe(resp)
 
 
 def test_https_base_url_checks_origin_against_it(closed_https_stack):

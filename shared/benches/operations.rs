@@ -69,6 +69,13 @@ impl CallCounter {
 /// A portal on fresh moto tables whose DynamoDB calls `counter` counts, with an uncounted client
 /// for the benchmark's own look-ups.
 fn dynamo_portal(counter: &CallCounter) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
+    dynamo_portal_with(counter, |_| {})
+}
+
+fn dynamo_portal_with(
+    counter: &CallCounter,
+    adjust: impl FnOnce(&mut portal::config::Settings),
+) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
     let tables = support::moto::fresh_tables();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -83,6 +90,7 @@ fn dynamo_portal(counter: &CallCounter) -> (Arc<Portal>, Arc<MemoryMailer>, aws_
     settings.sessions_table = tables.sessions.clone();
     settings.invitations_table = tables.invitations.clone();
     settings.outbox_table = tables.outbox.clone();
+    adjust(&mut settings);
     let mailer = Arc::new(MemoryMailer::default());
     let outbox = Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox));
     let uncounted = tables.client.clone();
@@ -283,9 +291,105 @@ async fn request_cpu() {
     );
 }
 
+/// Median wall time of `request` (on moto), in milliseconds.
+async fn median_ms(portal: &Arc<Portal>, function: &dyn HttpFunction, request: impl Fn(u32) -> Req, i: u32) -> f64 {
+    let start = Instant::now();
+    let response = call(portal, function, request(i)).await;
+    assert!(response.status().as_u16() < 500, "{}", body_text(&response));
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Times the requests that must not tell whether an account exists, for an address with an
+/// account and one without, alternating so that drift hits both alike.
+async fn known_vs_unknown() {
+    let rounds = 41;
+    let (portal, _, _) = dynamo_portal_with(&CallCounter::default(), |s| {
+        s.require_confirmation = true;
+        s.emails_per_address_per_hour = 1_000_000;
+        s.emails_per_account_per_hour = 1_000_000;
+        s.emails_per_recipient_per_hour = 1_000_000;
+        s.failures_per_address_per_hour = 1_000_000;
+    });
+    let registered = call(&portal, &Register, Req::post("/register").json(registration("known@example.com"))).await;
+    assert_eq!(registered.status(), 202);
+    let (open, _, _) = dynamo_portal_with(&CallCounter::default(), |s| {
+        s.emails_per_address_per_hour = 1_000_000;
+        s.emails_per_account_per_hour = 1_000_000;
+        s.emails_per_recipient_per_hour = 1_000_000;
+        s.failures_per_address_per_hour = 1_000_000;
+    });
+    let session = cookie_value(
+        &call(&open, &Register, Req::post("/register").json(registration("mover@example.com"))).await,
+        "portal_session",
+    )
+    .unwrap();
+    call(&open, &Register, Req::post("/register").json(registration("taken@example.com"))).await;
+
+    println!("Median time, account exists vs not (moto server; the answers are the same):");
+    type Case<'a> = (&'a str, &'a Arc<Portal>, &'a dyn HttpFunction, Box<dyn Fn(bool, u32) -> Req + 'a>);
+    let cases: Vec<Case> = vec![
+        (
+            "POST /forgot-password",
+            &portal,
+            &SignIn,
+            Box::new(|known, _| {
+                let email = if known { "known@example.com" } else { "nobody@example.com" };
+                Req::post("/forgot-password").json(json!({"email": email}))
+            }),
+        ),
+        (
+            "POST /confirm-email {email} (a new link)",
+            &portal,
+            &Register,
+            Box::new(|known, _| {
+                let email = if known { "known@example.com" } else { "nobody@example.com" };
+                Req::post("/confirm-email").json(json!({"email": email}))
+            }),
+        ),
+        (
+            "POST /register, confirmation required",
+            &portal,
+            &Register,
+            Box::new(|known, i| {
+                let email = if known { "known@example.com".to_string() } else { format!("new{i}@example.com") };
+                Req::post("/register").json(registration(&email))
+            }),
+        ),
+        (
+            "POST /profile, a new email (taken vs free)",
+            &open,
+            &Profile,
+            Box::new(|known, i| {
+                let email = if known { "taken@example.com".to_string() } else { format!("free{i}@example.com") };
+                Req::post("/profile")
+                    .json(json!({"email": email, "current_password": PASSWORD}))
+                    .cookie("portal_session", &session)
+            }),
+        ),
+    ];
+    for (name, portal, function, request) in cases {
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for i in 0..rounds {
+            known.push(median_ms(portal, function, |i| request(true, i), i).await);
+            unknown.push(median_ms(portal, function, |i| request(false, i), i).await);
+        }
+        let (known, unknown) = (median(known), median(unknown));
+        let difference = (known - unknown).abs() / known.min(unknown) * 100.0;
+        let verdict = if difference <= 10.0 { "within 10%" } else { "OVER 10%" };
+        println!("  {name:<44} {known:>7.2} ms vs {unknown:>7.2} ms  ({difference:>4.1}%, {verdict})");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     dynamodb_calls().await;
+    println!();
+    known_vs_unknown().await;
     println!();
     request_cpu().await;
 }

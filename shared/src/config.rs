@@ -39,6 +39,9 @@ pub struct Settings {
     pub emails_per_account_per_hour: u32,
     /// Such emails one source address may cause per hour.
     pub emails_per_address_per_hour: u32,
+    /// Emails any requests may cause to one recipient address per hour (whoever asks, from
+    /// wherever): no inbox can be flooded through the portal.
+    pub emails_per_recipient_per_hour: u32,
     /// Failed sign-ins, and invalid invitation codes, one source address may make per hour before
     /// its attempts are refused (429) until the hour is over.
     pub failures_per_address_per_hour: u32,
@@ -88,7 +91,7 @@ impl Settings {
         let lockout = LockoutPolicy {
             threshold: reader.positive("PORTAL_LOCKOUT_THRESHOLD", 5)?,
             base_secs: reader.positive("PORTAL_LOCKOUT_SECONDS", 300)?,
-            max_secs: reader.positive("PORTAL_LOCKOUT_MAX_SECONDS", 86_400)?,
+            max_secs: reader.positive("PORTAL_LOCKOUT_MAX_SECONDS", 3600)?,
         };
         Ok(Settings {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -115,6 +118,7 @@ impl Settings {
             confirmation_token_secs: reader.positive::<i64>("PORTAL_CONFIRMATION_TOKEN_HOURS", 24)? * 3600,
             emails_per_account_per_hour: reader.positive("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", 3)?,
             emails_per_address_per_hour: reader.positive("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", 10)?,
+            emails_per_recipient_per_hour: reader.positive("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", 3)?,
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
         })
     }

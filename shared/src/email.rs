@@ -42,8 +42,36 @@ struct AccountExistsEmail<'a> {
     forgot: &'a str,
 }
 
-/// The email for an outbox message; `None` when the message no longer holds what it must carry.
+#[derive(Template)]
+#[template(path = "email/address_in_use.txt", escape = "none")]
+struct AddressInUseEmail<'a> {
+    first_name: &'a str,
+    profile: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/email_change_notice.txt", escape = "none")]
+struct EmailChangeNotice<'a> {
+    first_name: &'a str,
+    new_email: &'a str,
+    profile: &'a str,
+    forgot: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/password_notice.txt", escape = "none")]
+struct PasswordNotice<'a> {
+    first_name: &'a str,
+    what: &'a str,
+    when: &'a str,
+    forgot: &'a str,
+}
+
+/// The email for an outbox message; `None` when the message no longer holds what it must carry
+/// (or is a request `send-email` resolves first: see `usecases::mail`).
 pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEmail> {
+    let page = |path: &str| format!("{}{path}", settings.base_url);
+    let email = |subject: &str, text: String| OutgoingEmail { to: message.to.clone(), subject: subject.into(), text };
     match message.kind {
         MessageKind::Invitation => {
             let code = message.secret.as_ref()?.expose();
@@ -83,6 +111,46 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
                 .ok()?;
             Some(OutgoingEmail { to: message.to.clone(), subject: "You already have an account".into(), text })
         }
+        MessageKind::ConfirmNewEmail => {
+            let link = format!("{}/confirm-email?token={}", settings.base_url, message.secret.as_ref()?.expose());
+            let expires = message.valid_until.map(human).unwrap_or_default();
+            let text =
+                ConfirmEmail { first_name: &message.first_name, link: &link, expires: &expires }.render().ok()?;
+            Some(email("Confirm your new email address", text))
+        }
+        MessageKind::AddressInUse => {
+            let text =
+                AddressInUseEmail { first_name: &message.first_name, profile: &page("/profile") }.render().ok()?;
+            Some(email("Someone tried to use your email address", text))
+        }
+        MessageKind::EmailChangeNotice => {
+            let text = EmailChangeNotice {
+                first_name: &message.first_name,
+                new_email: message.detail.as_deref()?,
+                profile: &page("/profile"),
+                forgot: &page("/forgot-password"),
+            }
+            .render()
+            .ok()?;
+            Some(email("A change of your email address was requested", text))
+        }
+        MessageKind::PasswordChangedNotice | MessageKind::PasswordResetNotice => {
+            let what = if message.kind == MessageKind::PasswordChangedNotice {
+                "changed"
+            } else {
+                "reset with an emailed link"
+            };
+            let text = PasswordNotice {
+                first_name: &message.first_name,
+                what,
+                when: &human(message.created_at),
+                forgot: &page("/forgot-password"),
+            }
+            .render()
+            .ok()?;
+            Some(email("Your password was changed", text))
+        }
+        MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
     }
 }
 

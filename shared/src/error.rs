@@ -62,7 +62,6 @@ impl From<CreateContactError> for PortalError {
 impl From<UpdateProfileError> for PortalError {
     fn from(err: UpdateProfileError) -> Self {
         match err {
-            UpdateProfileError::EmailTaken => PortalError::EmailTaken,
             UpdateProfileError::Conflict => {
                 PortalError::validation("Your profile changed meanwhile; reload and try again.")
             }

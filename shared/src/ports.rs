@@ -9,7 +9,7 @@ use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::session::Session;
-use crate::domain::token::{EmailToken, TokenPurpose};
+use crate::domain::token::EmailToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateContactError {
@@ -21,8 +21,22 @@ pub enum CreateContactError {
     Store(#[from] anyhow::Error),
 }
 
-/// An emailed token with the outbox message that carries it, written together with a change.
-pub type TokenEmail<'a> = (&'a EmailToken, &'a OutboxMessage);
+/// An email queued in the same write as the change that causes it, with the token it carries.
+#[derive(Clone, Debug)]
+pub struct QueuedEmail {
+    pub token: Option<EmailToken>,
+    pub message: OutboxMessage,
+}
+
+impl QueuedEmail {
+    pub fn new(message: OutboxMessage) -> Self {
+        QueuedEmail { token: None, message }
+    }
+
+    pub fn with_token(token: EmailToken, message: OutboxMessage) -> Self {
+        QueuedEmail { token: Some(token), message }
+    }
+}
 
 /// The fields of their profile a contact may change (the username cannot change).
 #[derive(Clone, Debug)]
@@ -30,14 +44,12 @@ pub struct ProfileUpdate {
     pub first_name: String,
     pub last_name: String,
     pub phone: Option<String>,
-    /// A new email address, which stays unconfirmed until its link is followed.
-    pub new_email: Option<Email>,
+    /// A new address to confirm: it becomes `pending_email`; nothing moves until its link is used.
+    pub pending_email: Option<Email>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateProfileError {
-    #[error("a contact with this email already exists")]
-    EmailTaken,
     #[error("the contact changed meanwhile")]
     Conflict,
     #[error(transparent)]
@@ -47,67 +59,108 @@ pub enum UpdateProfileError {
 /// What using a token does, in the same write that uses it up.
 #[derive(Debug)]
 pub enum TokenUse {
-    /// Confirms the address the token was sent to, if it is still the contact's.
+    /// Confirms the contact's current address (the one the token was sent to).
     ConfirmEmail,
-    /// Sets a new password and clears any lockout.
-    ResetPassword(PasswordHashString),
+    /// Makes the pending address the token was sent to the sign-in address: its guard item moves,
+    /// it is confirmed, and every session ends (the new epoch).
+    MoveEmail { epoch: String },
+    /// Sets a new password, clears any lockout, voids every reset link and ends every session.
+    ResetPassword { hash: PasswordHashString, epoch: String },
+}
+
+/// A trusted device (OWASP's device cookie): a browser that signed in to this account before. Its
+/// own failures count, so a lockout that others caused does not block it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub digest: String,
+    pub contact_id: ContactId,
+    pub expires_at: Timestamp,
 }
 
 #[async_trait]
 pub trait ContactStore: Send + Sync {
     /// Creates the contact with its unique email (and username) reserved, all or nothing.
     async fn create(&self, contact: &Contact) -> Result<(), CreateContactError> {
-        self.create_with_email(contact, None).await
+        self.create_with_emails(contact, &[]).await
     }
-    /// Creates the contact and, in the same write, queues an email with a token.
-    async fn create_with_email(
-        &self,
-        contact: &Contact,
-        email: Option<TokenEmail<'_>>,
-    ) -> Result<(), CreateContactError>;
-    /// Applies a profile change to `current`; a new email moves its guard item and queues the
-    /// confirmation email, all or nothing. Returns the updated contact.
+    /// Creates the contact and, in the same write, queues `emails`.
+    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError>;
+    /// Applies a profile change to `current` (as read: a concurrent change is a conflict) and queues
+    /// `emails`, all or nothing. Returns the updated contact.
     async fn update_profile(
         &self,
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        confirmation: Option<TokenEmail<'_>>,
+        emails: &[QueuedEmail],
     ) -> Result<Contact, UpdateProfileError>;
-    async fn set_password(
+    /// Sets a new password with a new session epoch (every older session ends), voids the reset
+    /// links and queues `emails`, all or nothing.
+    async fn change_password(
         &self,
         contact_id: &ContactId,
         password_hash: &PasswordHashString,
+        epoch: &str,
         now: Timestamp,
+        emails: &[QueuedEmail],
     ) -> anyhow::Result<()>;
-    /// Queues an email (with its token, if it carries one).
-    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()>;
-    /// Uses up a token of `purpose` and applies `effect`, all or nothing. `None` when the token is
-    /// unknown, expired, used, of another purpose, or (for a confirmation) for an address the
-    /// contact no longer has.
+    /// Queues emails (with their tokens), all or nothing.
+    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()>;
+    /// Stores a token issued after the request that asked for it (by `send-email`). A reset token
+    /// becomes the contact's only working one: its nonce replaces the contact's. `false` when the
+    /// contact is gone.
+    async fn issue_token(&self, token: &EmailToken) -> anyhow::Result<bool>;
+    /// The token with this digest, if one is stored (usable or not).
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>>;
+    /// Uses up `token` on `contact` (as read) and applies `effect`, with `emails`, all or nothing.
+    /// `false` when it was used meanwhile, or no longer fits the contact (another address, a newer
+    /// reset link, an address another account took).
     async fn use_token(
         &self,
-        digest: &str,
-        purpose: TokenPurpose,
+        token: &EmailToken,
+        contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<ContactId>>;
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<bool>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
-    /// Whether `key` has any of its `limit` allowances left in this window, taking none.
-    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
+    /// Gives back one allowance taken in this window (an attempt that turned out right).
+    async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()>;
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>>;
+    /// Whether an account holds this address (one read of its guard item).
+    async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
-    /// Counts a failed sign-in; locks the account at the policy's threshold. Never extends a
-    /// lockout in force.
+    /// Takes one attempt at the account's password before it is checked, atomically: refused
+    /// (`false`) while the account is locked or `threshold` attempts are already counted. So a burst
+    /// of parallel guesses gets at most `threshold` checks.
+    async fn reserve_attempt(
+        &self,
+        contact_id: &ContactId,
+        now: Timestamp,
+        policy: &LockoutPolicy,
+    ) -> anyhow::Result<bool>;
+    /// After a reserved attempt failed: locks the account once the count reached the threshold.
+    /// Never extends a lockout in force.
     async fn record_failed_sign_in(
         &self,
         contact_id: &ContactId,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn>;
-    /// Clears the failure count and lockout after a successful sign-in.
+    /// Clears the attempt count and lockout after a successful sign-in.
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()>;
+    /// Takes one attempt on a trusted device of `contact_id`: `false` when the device is not this
+    /// account's, expired, or used up its own failures (it is then no longer trusted).
+    async fn reserve_device_attempt(
+        &self,
+        digest: &str,
+        contact_id: &ContactId,
+        now: Timestamp,
+        threshold: u32,
+    ) -> anyhow::Result<bool>;
+    /// Trusts a device for the account (again), with no failures counted.
+    async fn remember_device(&self, device: &Device) -> anyhow::Result<()>;
     /// Contacts matching `query` (see [`Contact::matches`]) for the administrators' list, at most
     /// `limit`, newest first. Every contact is considered before the limit applies.
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>>;
@@ -120,8 +173,6 @@ pub trait SessionStore: Send + Sync {
     async fn touch(&self, id_digest: &str, now: Timestamp) -> anyhow::Result<()>;
     /// Deletes the session; returns what it was, if it existed.
     async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
-    /// Ends every session of a contact, except the one with digest `except`.
-    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()>;
 }
 
 /// What a use case may reach, one capability per port. A use case names those it uses in its
@@ -196,12 +247,43 @@ pub enum ContactChange {
         account_id: Option<String>,
     },
     /// A new contact (a group invitation has no single contact), with its unique values reserved.
-    Create(Contact),
+    Create(Box<Contact>),
     /// An existing account gets the invitation's roles and account.
     Assign { contact_id: ContactId, roles: Vec<String>, account_id: Option<String> },
 }
 
 impl ContactChange {
+    /// The contact as this change leaves it, from the contact as it was read (`before`; a new
+    /// contact needs none): what the store writes, so nothing need be read back.
+    pub fn applied_to(&self, before: Option<&Contact>, now: Timestamp) -> Option<Contact> {
+        match self {
+            ContactChange::Create(contact) => Some((**contact).clone()),
+            ContactChange::SetCredentials { password_hash, username, roles, account_id, .. } => {
+                let mut contact = before?.clone();
+                contact.password_hash = Some(password_hash.clone());
+                contact.email_confirmed = true;
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                if username.is_some() {
+                    contact.username = username.clone();
+                }
+                contact.updated_at = now;
+                Some(contact)
+            }
+            ContactChange::Assign { roles, account_id, .. } => {
+                let mut contact = before?.clone();
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                contact.updated_at = now;
+                Some(contact)
+            }
+        }
+    }
+
     pub fn contact_id(&self) -> &ContactId {
         match self {
             ContactChange::SetCredentials { contact_id, .. } | ContactChange::Assign { contact_id, .. } => contact_id,

@@ -170,7 +170,7 @@ async fn a_group_invitation_stops_at_its_maximum_under_a_race() {
                 let mut member = contact(&format!("member{i}@example.com"));
                 member.password_hash = Some(hash());
                 let redemption = redemption(&invitation, &member.contact_id);
-                store.redeem(&invitation, &ContactChange::Create(member), &redemption, NOW).await
+                store.redeem(&invitation, &ContactChange::Create(Box::new(member)), &redemption, NOW).await
             })
         })
         .collect();

@@ -4,40 +4,11 @@
 
 mod support;
 
-use portal::domain::outbox::MessageStatus;
-use portal::email;
 use portal::handlers::profile::Profile;
 use portal::handlers::register::Register;
 use portal::handlers::sign_in::SignIn;
-use portal::ports::OutgoingEmail;
 use serde_json::{Value, json};
 use support::*;
-
-/// Renders every pending email as `send-email` would, marking it sent; returns them.
-fn mailbox(t: &TestPortal) -> Vec<OutgoingEmail> {
-    let mut sent = Vec::new();
-    let mut pending: Vec<_> = t.outbox.all().into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
-    pending.sort_by_key(|m| m.created_at);
-    for message in pending {
-        if let Some(rendered) = email::render(&t.portal.settings, &message) {
-            sent.push(rendered);
-        }
-        let mut done = message.clone();
-        done.status = MessageStatus::Sent;
-        t.outbox.insert(done);
-    }
-    sent
-}
-
-fn link_in(email: &OutgoingEmail, path: &str) -> String {
-    let prefix = format!("http://localhost:9000{path}?token=");
-    let line = email
-        .text
-        .lines()
-        .find(|l| l.trim().starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no {path} link in {}", email.text));
-    line.trim().trim_start_matches(&prefix).to_string()
-}
 
 async fn register(t: &TestPortal, email: &str) -> lambda_http::Response<lambda_http::Body> {
     t.send(&Register, Req::post("/register").json(registration(email))).await
@@ -61,7 +32,7 @@ async fn registration_signs_in_at_once_and_still_sends_a_confirmation_link() {
     let registered = register(&t, "ada@example.com").await;
     assert_eq!(registered.status(), 201);
     assert!(cookie_value(&registered, "portal_session").is_some());
-    let mail = mailbox(&t);
+    let mail = t.mailbox().await;
     assert_eq!(mail.len(), 1);
     assert_eq!((mail[0].to.as_str(), mail[0].subject.as_str()), ("ada@example.com", "Confirm your email address"));
     let token = link_in(&mail[0], "/confirm-email");
@@ -86,7 +57,7 @@ async fn registration_signs_in_at_once_and_still_sends_a_confirmation_link() {
 async fn confirmation_links_expire() {
     let t = test_portal(&[("PORTAL_CONFIRMATION_TOKEN_HOURS", "24")]);
     register(&t, "ada@example.com").await;
-    let token = link_in(&mailbox(&t)[0], "/confirm-email");
+    let token = link_in(&t.mailbox().await[0], "/confirm-email");
     t.clock.advance(24 * 3600);
     assert_eq!(body_json(&confirm(&t, &token).await)["error"], "token_invalid");
     for bad in ["", "short", &"x".repeat(43)] {
@@ -106,7 +77,7 @@ async fn with_confirmation_required_new_and_taken_emails_get_the_same_202() {
     assert!(cookie_value(&taken, "portal_session").is_none());
     assert_eq!(t.contacts.all().len(), 1);
 
-    let mut mail = mailbox(&t);
+    let mut mail = t.mailbox().await;
     mail.sort_by(|a, b| a.subject.cmp(&b.subject));
     let subjects: Vec<&str> = mail.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(subjects, ["Confirm your email address", "You already have an account"]);
@@ -125,13 +96,13 @@ async fn with_confirmation_required_new_and_taken_emails_get_the_same_202() {
 async fn forgot_password_answers_the_same_for_known_and_unknown_emails() {
     let t = test_portal(&[]);
     register(&t, "ada@example.com").await;
-    mailbox(&t);
+    t.mailbox().await;
     let known = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
     let unknown = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "nobody@example.com"}))).await;
     assert_eq!(known.status(), 202);
     assert_eq!(body_json(&known), json!({"status": "email_sent"}));
     assert_eq!((known.status(), body_text(&known)), (unknown.status(), body_text(&unknown)));
-    let mail = mailbox(&t);
+    let mail = t.mailbox().await;
     assert_eq!(mail.len(), 1, "only the account's owner gets an email");
     assert_eq!((mail[0].to.as_str(), mail[0].subject.as_str()), ("ada@example.com", "Reset your password"));
     let bad = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": 7}))).await;
@@ -142,9 +113,9 @@ async fn forgot_password_answers_the_same_for_known_and_unknown_emails() {
 async fn a_reset_link_sets_a_new_password_once_ends_every_session_and_does_not_sign_in() {
     let t = test_portal(&[]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
-    mailbox(&t);
+    t.mailbox().await;
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    let token = link_in(&mailbox(&t)[0], "/reset-password");
+    let token = link_in(&t.mailbox().await[0], "/reset-password");
 
     let page = t.send(&SignIn, Req::get(&format!("/reset-password?token={token}")).html()).await;
     assert!(body_text(&page).contains("name=\"new_password\""));
@@ -183,7 +154,9 @@ async fn reset_links_expire_after_an_hour() {
     let t = test_portal(&[]);
     register(&t, "ada@example.com").await;
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    let token = mailbox(&t)
+    let token = t
+        .mailbox()
+        .await
         .into_iter()
         .find(|m| m.subject == "Reset your password")
         .map(|m| link_in(&m, "/reset-password"))
@@ -201,30 +174,31 @@ async fn reset_links_expire_after_an_hour() {
 
 #[tokio::test]
 async fn reset_emails_are_rate_limited_per_account_and_per_address_with_the_same_answer() {
-    let t = test_portal(&[("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "3"), ("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", "5")]);
+    let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "3"), ("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", "5")]);
     register(&t, "ada@example.com").await;
-    mailbox(&t);
+    t.mailbox().await;
+    t.clock.advance(3600);
     let mut answers = Vec::new();
     for _ in 0..5 {
         let response = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
         answers.push((response.status().as_u16(), body_text(&response)));
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "a limited request gets the same answer");
-    assert_eq!(mailbox(&t).len(), 3, "three per account per hour");
+    assert_eq!(t.mailbox().await.len(), 3, "three per recipient (the account's address) per hour");
     t.clock.advance(3600);
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
-    assert_eq!(mailbox(&t).len(), 1, "a new hour, a new allowance");
+    assert_eq!(t.mailbox().await.len(), 1, "a new hour, a new allowance");
 
     // One address asking for many accounts is limited too.
     for i in 0..6 {
         register(&t, &format!("user{i}@example.com")).await;
     }
-    mailbox(&t);
+    t.mailbox().await;
     t.clock.advance(3600);
     for i in 0..6 {
         t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": format!("user{i}@example.com")}))).await;
     }
-    assert_eq!(mailbox(&t).len(), 5, "five per source address per hour");
+    assert_eq!(t.mailbox().await.len(), 5, "five per source address per hour");
 }
 
 #[tokio::test]
@@ -238,64 +212,109 @@ async fn the_profile_is_edited_and_a_new_email_waits_for_its_confirmation() {
         "portal_session",
     )
     .unwrap();
-    mailbox(&t);
+    t.mailbox().await;
     let edit = |body: Value| t.send(&Profile, Req::post("/profile").json(body).cookie("portal_session", &current));
+    let profile = |session: &str| t.send(&Profile, Req::get("/profile").cookie("portal_session", session));
 
     let named = edit(json!({"first_name": "Augusta Ada", "phone": "+44 20 7946 0018"})).await;
     assert_eq!(named.status(), 200, "{}", body_text(&named));
     let named = body_json(&named);
     assert_eq!((named["first_name"].as_str(), named["last_name"].as_str()), (Some("Augusta Ada"), Some("Lovelace")));
-    assert_eq!(
-        t.send(&Profile, Req::get("/profile").cookie("portal_session", &other)).await.status(),
-        200,
-        "a name change keeps sessions"
-    );
+    assert_eq!(named["pending_email"], Value::Null);
+    assert_eq!(profile(&other).await.status(), 200, "a name change keeps sessions");
 
     let renamed = edit(json!({"username": "someone-else"})).await;
     assert_eq!(renamed.status(), 400);
     assert!(body_json(&renamed)["fields"]["username"].is_string());
 
-    register(&t, "grace@example.com").await;
-    mailbox(&t);
-    let taken = edit(json!({"email": "Grace@example.com"})).await;
-    assert_eq!(taken.status(), 409);
+    // A borrowed session alone cannot move the account.
+    for without in [
+        json!({"email": "eve@example.com"}),
+        json!({"email": "eve@example.com", "current_password": "wrong-password-entirely"}),
+    ] {
+        let refused = edit(without).await;
+        assert_eq!(refused.status(), 400);
+        assert!(body_json(&refused)["fields"]["current_password"].is_string());
+    }
+    assert!(t.mailbox().await.is_empty(), "a refused change sends nothing");
 
-    let moved = edit(json!({"email": "ada@lovelace.example"})).await;
-    assert_eq!(moved.status(), 200);
-    let moved = body_json(&moved);
+    register(&t, "grace@example.com").await;
+    t.mailbox().await;
+    let taken = edit(json!({"email": "Grace@example.com", "current_password": PASSWORD})).await;
+    let free = edit(json!({"email": "ada@lovelace.example", "current_password": PASSWORD})).await;
     assert_eq!(
-        (moved["email"].as_str(), moved["email_confirmed"].as_bool()),
-        (Some("ada@lovelace.example"), Some(false))
+        (taken.status().as_u16(), free.status().as_u16()),
+        (200, 200),
+        "no route but registration answers email_taken"
     );
+    let (taken, free) = (body_json(&taken), body_json(&free));
+    assert_eq!(taken["pending_email"], "Grace@example.com");
+    assert_eq!(free["pending_email"], "ada@lovelace.example");
+    assert_eq!((free["email"].as_str(), free["email_confirmed"].as_bool()), (Some("ada@example.com"), Some(false)));
+
+    let mut mail = t.mailbox().await;
+    mail.sort_by(|a, b| (a.to.as_str(), a.subject.as_str()).cmp(&(b.to.as_str(), b.subject.as_str())));
+    let sent: Vec<(&str, &str)> = mail.iter().map(|m| (m.to.as_str(), m.subject.as_str())).collect();
     assert_eq!(
-        t.send(&Profile, Req::get("/profile").cookie("portal_session", &other)).await.status(),
-        401,
-        "other sessions end"
+        sent,
+        [
+            ("ada@example.com", "A change of your email address was requested"),
+            ("ada@example.com", "A change of your email address was requested"),
+            ("ada@lovelace.example", "Confirm your new email address"),
+            ("grace@example.com", "Someone tried to use your email address"),
+        ],
+        "the taken address's owner is told instead of sent a link; the old address is told of each"
     );
-    let mail = mailbox(&t);
-    assert_eq!(mail.len(), 1);
-    assert_eq!(mail[0].to, "ada@lovelace.example", "the link goes to the new address");
+    let notices = format!("{}{}", mail[0].text, mail[1].text);
+    assert!(
+        notices.contains("Grace@example.com") && notices.contains("ada@lovelace.example"),
+        "each names its address"
+    );
+    assert_eq!(sign_in(&t, "ada@example.com", PASSWORD).await, 200, "until confirmed, the old address signs in");
+    assert_eq!(sign_in(&t, "ada@lovelace.example", PASSWORD).await, 401);
+    assert_eq!(profile(&other).await.status(), 200, "nothing ended yet");
+
+    let confirmed = t
+        .send(
+            &Register,
+            Req::post("/confirm-email")
+                .json(json!({"token": link_in(&mail[2], "/confirm-email")}))
+                .cookie("portal_session", &current),
+        )
+        .await;
+    assert_eq!(confirmed.status(), 200, "{}", body_text(&confirmed));
+    assert_eq!(body_json(&confirmed), json!({"email": "ada@lovelace.example", "email_confirmed": true}));
+    let continued = cookie_value(&confirmed, "portal_session").expect("the confirming browser goes on");
+    assert_eq!(profile(&other).await.status(), 401, "every other session ended");
+    assert_eq!(profile(&current).await.status(), 401);
+    let after = body_json(&profile(&continued).await);
+    assert_eq!(
+        (after["email"].as_str(), after["email_confirmed"].as_bool()),
+        (Some("ada@lovelace.example"), Some(true))
+    );
+    assert_eq!(after["pending_email"], Value::Null);
     assert_eq!(sign_in(&t, "ada@example.com", PASSWORD).await, 401, "the old address no longer signs in");
+    assert_eq!(sign_in(&t, "ada@lovelace.example", PASSWORD).await, 200);
     assert_eq!(register(&t, "ada@example.com").await.status(), 201, "the old address is free again");
-    assert_eq!(confirm(&t, &link_in(&mail[0], "/confirm-email")).await.status(), 200);
-    let after = body_json(&t.send(&Profile, Req::get("/profile").cookie("portal_session", &current)).await);
-    assert_eq!(after["email_confirmed"], true);
 }
 
 #[tokio::test]
 async fn a_confirmation_for_an_address_the_contact_left_confirms_nothing() {
     let t = test_portal(&[]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
-    let first = link_in(&mailbox(&t)[0], "/confirm-email");
+    let first = link_in(&t.mailbox().await[0], "/confirm-email");
     let moved = t
         .send(
             &Profile,
-            Req::post("/profile").json(json!({"email": "ada@lovelace.example"})).cookie("portal_session", &session),
+            Req::post("/profile")
+                .json(json!({"email": "ada@lovelace.example", "current_password": PASSWORD}))
+                .cookie("portal_session", &session),
         )
         .await;
     assert_eq!(moved.status(), 200);
+    let link = t.mailbox().await.into_iter().find(|m| m.to == "ada@lovelace.example").unwrap();
+    assert_eq!(confirm(&t, &link_in(&link, "/confirm-email")).await.status(), 200);
     assert_eq!(body_json(&confirm(&t, &first).await)["error"], "token_invalid");
-    assert!(!profile_of(&t, "ada@lovelace.example").email_confirmed);
 }
 
 #[tokio::test]

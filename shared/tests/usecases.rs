@@ -15,7 +15,7 @@ use portal::usecases::profile::{self, ProfileChange};
 use portal::usecases::redeem::{self, NewCredentials, Redeem};
 use portal::usecases::register::{Registered, Registration, register};
 use portal::usecases::session;
-use portal::usecases::sign_in::{authenticate, sign_in};
+use portal::usecases::sign_in::{Arrival, authenticate, sign_in};
 use support::*;
 
 fn from(address: &str) -> SourceAddress {
@@ -62,13 +62,16 @@ async fn the_fifth_wrong_password_locks_and_the_locked_answer_is_a_wrong_passwor
     registered(&t, "ada@example.com").await;
     let source = from("198.51.100.7");
     for _ in 0..5 {
-        let wrong = authenticate(&t.portal, &source, "ada@example.com", Password::new("not-the-password".into())).await;
+        let wrong =
+            authenticate(&t.portal, &source, "ada@example.com", Password::new("not-the-password".into()), None).await;
         assert!(matches!(wrong, Err(PortalError::InvalidCredentials)));
     }
-    let locked = sign_in(&t.portal, &source, "ADA@example.com", Password::new(PASSWORD.into())).await;
+    let locked =
+        sign_in(&t.portal, &source, "ADA@example.com", Password::new(PASSWORD.into()), Arrival::default()).await;
     assert!(matches!(locked, Err(PortalError::InvalidCredentials)), "locked, with a wrong password's answer");
     t.clock.advance(301);
-    let (contact, _) = sign_in(&t.portal, &source, "ada@example.com", Password::new(PASSWORD.into())).await.unwrap();
+    sign_in(&t.portal, &source, "ada@example.com", Password::new(PASSWORD.into()), Arrival::default()).await.unwrap();
+    let contact = t.contacts.all().pop().unwrap();
     assert_eq!(contact.lockout().failed_sign_ins, 0, "a success after the lock clears the count");
 }
 
@@ -120,27 +123,35 @@ async fn an_invitation_is_redeemed_once_and_a_resend_voids_the_old_code() {
             last_name: None,
         })
     };
-    let redeemed = redeem::redeem(&t.portal, &source, &opened, credentials()).await.unwrap();
+    let redeemed = redeem::redeem(&t.portal, &source, &opened, credentials(), None).await.unwrap();
     assert!(redeemed.created);
     assert_eq!(redeemed.contact.roles, ["Customers"]);
     assert!(redeemed.contact.email_confirmed, "the code reached the address");
     // A second redemption that opened the code before the first one finished: used up, not
     // "sign in to your existing account".
-    let stale = redeem::redeem(&t.portal, &source, &opened, credentials()).await;
+    let stale = redeem::redeem(&t.portal, &source, &opened, credentials(), None).await;
     assert!(matches!(stale, Err(PortalError::InvitationInvalid)), "{:?}", stale.err());
     registered(&t, "other@example.com").await;
     let onto_another =
         Redeem::ExistingAccount { login: "other@example.com".into(), password: Password::new(PASSWORD.into()) };
-    let again = redeem::redeem(&t.portal, &source, &opened, onto_another).await;
+    let again = redeem::redeem(&t.portal, &source, &opened, onto_another, None).await;
     assert!(matches!(again, Err(PortalError::InvitationInvalid)), "a single invitation is used up");
 }
 
 #[tokio::test]
-async fn a_profile_change_keeps_the_username_and_a_new_email_ends_the_other_sessions() {
+async fn a_profile_change_keeps_the_username_and_a_new_email_waits_for_its_link() {
     let t = test_portal(&[]);
     let (_, first) = registered(&t, "ada@example.com").await;
-    let (_, second) =
-        sign_in(&t.portal, &from("198.51.100.7"), "ada@example.com", Password::new(PASSWORD.into())).await.unwrap();
+    let second = sign_in(
+        &t.portal,
+        &from("198.51.100.7"),
+        "ada@example.com",
+        Password::new(PASSWORD.into()),
+        Arrival::default(),
+    )
+    .await
+    .unwrap()
+    .session_token;
     let signed_in = session::current(&t.portal, &second).await.unwrap().unwrap();
     let source = from("198.51.100.7");
 
@@ -148,14 +159,23 @@ async fn a_profile_change_keeps_the_username_and_a_new_email_ends_the_other_sess
     let refused = profile::update_profile(&t.portal, &source, &signed_in, rename).await;
     assert!(matches!(refused, Err(PortalError::Validation { ref fields, .. }) if fields.contains_key("username")));
 
+    let new_email = || Some(Email::parse("ada@lovelace.example").unwrap());
+    let without_password = ProfileChange { email: new_email(), ..ProfileChange::default() };
+    let refused = profile::update_profile(&t.portal, &source, &signed_in, without_password).await;
+    assert!(
+        matches!(refused, Err(PortalError::Validation { ref fields, .. }) if fields.contains_key("current_password")),
+        "a borrowed session alone cannot move the account"
+    );
+
     let change = ProfileChange {
         first_name: Some("Augusta".into()),
-        email: Some(Email::parse("ada@lovelace.example").unwrap()),
+        email: new_email(),
+        current_password: Some(Password::new(PASSWORD.into())),
         ..ProfileChange::default()
     };
     let updated = profile::update_profile(&t.portal, &source, &signed_in, change).await.unwrap();
-    assert_eq!((updated.first_name.as_str(), updated.email.as_str()), ("Augusta", "ada@lovelace.example"));
-    assert!(!updated.email_confirmed);
-    assert!(session::current(&t.portal, &first).await.unwrap().is_none(), "the other session ended");
-    assert!(session::current(&t.portal, &second).await.unwrap().is_some(), "this one goes on");
+    assert_eq!((updated.first_name.as_str(), updated.email.as_str()), ("Augusta", "ada@example.com"));
+    assert_eq!(updated.pending_email.as_ref().map(Email::as_str), Some("ada@lovelace.example"));
+    assert!(session::current(&t.portal, &first).await.unwrap().is_some(), "nothing moved yet");
+    assert!(session::current(&t.portal, &second).await.unwrap().is_some());
 }

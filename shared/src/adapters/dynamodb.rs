@@ -24,13 +24,15 @@ use serde::{Deserialize, Serialize};
 use aws_sdk_dynamodb::types::{Delete, Update};
 
 use crate::domain::contact::{Contact, Login};
+use crate::domain::email::Email;
+use crate::domain::lockout::ATTEMPT_HOLD_SECS;
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{OutboxMessage, RETENTION_SECS};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
-use crate::domain::token::{EmailToken, TokenPurpose};
+use crate::domain::token::EmailToken;
 use crate::ports::{
-    ContactStore, CreateContactError, ProfileUpdate, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
+    ContactStore, CreateContactError, Device, ProfileUpdate, QueuedEmail, SessionStore, TokenUse, UpdateProfileError,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -101,6 +103,24 @@ fn token_pk(digest: &str) -> String {
     format!("TOKEN#{digest}")
 }
 
+fn token_item(token: &EmailToken) -> anyhow::Result<Item> {
+    Ok(serde_dynamo::to_item(TokenItem { pk: token_pk(&token.digest), token: token.clone(), ttl: token.expires_at })?)
+}
+
+fn device_pk(digest: &str) -> String {
+    format!("DEVICE#{digest}")
+}
+
+/// A trusted device: its own failure count, and TTL removes it after it expires.
+#[derive(Serialize, Deserialize)]
+struct DeviceItem {
+    pk: String,
+    contact_id: ContactId,
+    expires_at: Timestamp,
+    failures: u32,
+    ttl: Timestamp,
+}
+
 /// Whether a single-item write failed its condition.
 pub(crate) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
     err: &SdkError<E, R>,
@@ -113,19 +133,33 @@ impl DynamoContacts {
         DynamoContacts { client, table: table.into(), outbox_table: outbox_table.into() }
     }
 
-    /// The transaction items that store a token and queue the email carrying it.
-    fn token_email_items(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<Transaction> {
+    /// The transaction items that queue `emails`, each with the token it carries.
+    fn queued_items(&self, emails: &[QueuedEmail]) -> anyhow::Result<Transaction> {
         let mut items = Transaction::default();
-        if let Some(token) = token {
-            let item: Item = serde_dynamo::to_item(TokenItem {
-                pk: token_pk(&token.digest),
-                token: token.clone(),
-                ttl: token.expires_at,
-            })?;
-            items.push(put_new(&self.table, item)?, Guards::Nothing);
+        for email in emails {
+            if let Some(token) = &email.token {
+                items.push(put_new(&self.table, token_item(token)?)?, Guards::Nothing);
+            }
+            items.push(outbox_put(&self.outbox_table, &email.message)?, Guards::Nothing);
         }
-        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
         Ok(items)
+    }
+
+    fn contact_update(&self, contact_id: &ContactId) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder().table_name(&self.table).set_key(Some(key(contact_pk(contact_id))))
+    }
+
+    /// A conditional single-item update of a contact: `Ok(false)` when its condition failed.
+    async fn conditional_update(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        doing: &str,
+    ) -> anyhow::Result<bool> {
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(sdk_error(doing, err)),
+        }
     }
 
     async fn get_item(&self, pk: String) -> anyhow::Result<Option<Item>> {
@@ -292,15 +326,9 @@ pub(crate) async fn transact_retrying(
 
 #[async_trait]
 impl ContactStore for DynamoContacts {
-    async fn create_with_email(
-        &self,
-        contact: &Contact,
-        email: Option<TokenEmail<'_>>,
-    ) -> Result<(), CreateContactError> {
+    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError> {
         let mut items = new_contact_items(&self.table, contact)?;
-        if let Some((token, message)) = email {
-            items.extend(self.token_email_items(Some(token), message)?);
-        }
+        items.extend(self.queued_items(emails)?);
         match items.run(&self.client).await {
             Ok(()) => Ok(()),
             Err(TransactionError::Refused(Guards::Email)) => Err(CreateContactError::EmailTaken),
@@ -317,6 +345,10 @@ impl ContactStore for DynamoContacts {
         Ok(Some(stored.contact))
     }
 
+    async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool> {
+        Ok(self.get_item(email_pk(email.normalized())).await?.is_some())
+    }
+
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>> {
         let pk = match login {
             Login::Email(email) => email_pk(email),
@@ -329,75 +361,112 @@ impl ContactStore for DynamoContacts {
         self.get(&guard.contact_id).await
     }
 
+    async fn reserve_attempt(
+        &self,
+        contact_id: &ContactId,
+        now: Timestamp,
+        policy: &LockoutPolicy,
+    ) -> anyhow::Result<bool> {
+        // The domain's `LockoutState::reserve`, as one conditional increment.
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(contact_id))))
+            .update_expression("ADD failed_sign_ins :one SET attempted_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(locked_until) OR locked_until <= :now) \
+                 AND (attribute_not_exists(failed_sign_ins) OR failed_sign_ins < :threshold \
+                 OR attribute_not_exists(attempted_at) OR attempted_at <= :released)",
+            )
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":threshold", number(i64::from(policy.threshold)))
+            .expression_attribute_values(":released", number(now - ATTEMPT_HOLD_SECS));
+        self.conditional_update(update, "taking a sign-in attempt").await
+    }
+
     async fn record_failed_sign_in(
         &self,
         contact_id: &ContactId,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
-        // Count the failure atomically, unless a lockout is in force (failures then change nothing).
-        let counted = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(contact_pk(contact_id))))
-            .update_expression("ADD failed_sign_ins :one")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(locked_until) OR locked_until <= :now)",
-            )
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":now", number(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        let attributes = match counted {
-            Ok(output) => output.attributes.unwrap_or_default(),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                return Ok(FailedSignIn::AlreadyLocked);
-            }
-            Err(err) => return Err(sdk_error("counting a failed sign-in", err)),
-        };
-        let stored: ContactItem = serde_dynamo::from_item(attributes).context("reading a counted contact")?;
-        if stored.contact.failed_sign_ins < policy.threshold {
-            return Ok(FailedSignIn::Counted);
-        }
-        // The threshold is reached: lock. Of concurrent failures that all reached it, the condition
-        // lets only one lock, so the lockout counts once.
-        let lockouts = stored.contact.lockouts + 1;
-        let until = now + policy.duration_secs(lockouts);
-        let locked = self
+        let Some(contact) = self.get(contact_id).await? else { return Ok(FailedSignIn::Counted) };
+        let (locked, outcome) = contact.lockout().after_failure(now, policy);
+        let FailedSignIn::LockedOut { until } = outcome else { return Ok(outcome) };
+        // Of concurrent failures that all reached the threshold, the condition lets only one lock,
+        // so the lockout counts once.
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(contact_pk(contact_id))))
             .update_expression("SET locked_until = :until, lockouts = :lockouts, failed_sign_ins = :zero")
-            .condition_expression("failed_sign_ins >= :threshold")
+            .condition_expression(
+                "failed_sign_ins >= :threshold AND (attribute_not_exists(locked_until) OR locked_until <= :now)",
+            )
             .expression_attribute_values(":until", number(until))
-            .expression_attribute_values(":lockouts", number(i64::from(lockouts)))
+            .expression_attribute_values(":lockouts", number(i64::from(locked.lockouts)))
             .expression_attribute_values(":zero", number(0))
-            .expression_attribute_values(":threshold", number(i64::from(policy.threshold)))
-            .send()
-            .await;
-        match locked {
-            Ok(_) => Ok(FailedSignIn::LockedOut { until }),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(FailedSignIn::AlreadyLocked)
-            }
-            Err(err) => Err(sdk_error("locking an account", err)),
-        }
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":threshold", number(i64::from(policy.threshold)));
+        Ok(if self.conditional_update(update, "locking an account").await? {
+            outcome
+        } else {
+            FailedSignIn::AlreadyLocked
+        })
     }
 
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
-        self.client
+        let update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(contact_pk(contact_id))))
-            .update_expression("SET failed_sign_ins = :zero, lockouts = :zero REMOVE locked_until")
+            .update_expression("SET failed_sign_ins = :zero, lockouts = :zero REMOVE locked_until, attempted_at")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(":zero", number(0));
+        self.conditional_update(update, "resetting a lockout").await?;
+        Ok(())
+    }
+
+    async fn reserve_device_attempt(
+        &self,
+        digest: &str,
+        contact_id: &ContactId,
+        now: Timestamp,
+        threshold: u32,
+    ) -> anyhow::Result<bool> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(device_pk(digest))))
+            .update_expression("ADD failures :one")
+            .condition_expression("contact_id = :contact AND expires_at > :now AND failures < :threshold")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":contact", AttributeValue::S(contact_id.to_string()))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":threshold", number(i64::from(threshold)));
+        self.conditional_update(update, "taking a device's sign-in attempt").await
+    }
+
+    async fn remember_device(&self, device: &Device) -> anyhow::Result<()> {
+        let item: Item = serde_dynamo::to_item(DeviceItem {
+            pk: device_pk(&device.digest),
+            contact_id: device.contact_id.clone(),
+            expires_at: device.expires_at,
+            failures: 0,
+            ttl: device.expires_at,
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| sdk_error("resetting a lockout", e))?;
+            .map_err(|e| sdk_error("remembering a device", e))?;
         Ok(())
     }
 
@@ -406,7 +475,7 @@ impl ContactStore for DynamoContacts {
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        confirmation: Option<TokenEmail<'_>>,
+        emails: &[QueuedEmail],
     ) -> Result<Contact, UpdateProfileError> {
         let mut updated = current.clone();
         updated.first_name = update.first_name.clone();
@@ -414,9 +483,8 @@ impl ContactStore for DynamoContacts {
         updated.phone = update.phone.clone();
         updated.updated_at = now;
         let mut set = vec!["first_name = :first", "last_name = :last", "updated_at = :now"];
-        let mut builder = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(contact_pk(&current.contact_id))))
+        let mut builder = self
+            .contact_update(&current.contact_id)
             .condition_expression("attribute_exists(pk) AND email_normalized = :current")
             .expression_attribute_values(":first", AttributeValue::S(update.first_name.clone()))
             .expression_attribute_values(":last", AttributeValue::S(update.last_name.clone()))
@@ -426,14 +494,15 @@ impl ContactStore for DynamoContacts {
             set.push("phone = :phone");
             builder = builder.expression_attribute_values(":phone", AttributeValue::S(phone.clone()));
         }
-        if let Some(email) = &update.new_email {
-            set.extend(["email = :email", "email_normalized = :normalized", "email_confirmed = :false"]);
+        if let Some(pending) = &update.pending_email {
+            set.extend(["pending_email = :pending", "pending_email_normalized = :pending_normalized"]);
             builder = builder
-                .expression_attribute_values(":email", AttributeValue::S(email.as_str().to_string()))
-                .expression_attribute_values(":normalized", AttributeValue::S(email.normalized().to_string()))
-                .expression_attribute_values(":false", AttributeValue::Bool(false));
-            updated.email = email.clone();
-            updated.email_confirmed = false;
+                .expression_attribute_values(":pending", AttributeValue::S(pending.as_str().to_string()))
+                .expression_attribute_values(
+                    ":pending_normalized",
+                    AttributeValue::S(pending.normalized().to_string()),
+                );
+            updated.pending_email = Some(pending.clone());
         }
         let remove = if update.phone.is_none() { " REMOVE phone" } else { "" };
         let expression = format!("SET {}{remove}", set.join(", "));
@@ -444,113 +513,145 @@ impl ContactStore for DynamoContacts {
                 .build(),
             Guards::Record,
         );
-        if let Some(email) = &update.new_email {
-            let old_guard = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(email_pk(current.email.normalized()))))
-                .condition_expression("contact_id = :id")
-                .expression_attribute_values(":id", AttributeValue::S(current.contact_id.to_string()))
-                .build()
-                .map_err(anyhow::Error::from)?;
-            items.push(TransactWriteItem::builder().delete(old_guard).build(), Guards::Record);
-            items.push(
-                put_new(&self.table, guard_item(email_pk(email.normalized()), &current.contact_id)?)?,
-                Guards::Email,
-            );
-        }
-        if let Some((token, message)) = confirmation {
-            items.extend(self.token_email_items(Some(token), message)?);
-        }
+        items.extend(self.queued_items(emails)?);
         match items.run(&self.client).await {
             Ok(()) => Ok(updated),
-            Err(TransactionError::Refused(Guards::Email)) => Err(UpdateProfileError::EmailTaken),
-            // The contact or its old address changed since it was read.
+            // The contact or its address changed since it was read.
             Err(TransactionError::Refused(_) | TransactionError::Conflict) => Err(UpdateProfileError::Conflict),
             Err(err) => Err(err.into_fault("updating a profile").into()),
         }
     }
 
-    async fn set_password(
+    async fn change_password(
         &self,
         contact_id: &ContactId,
         password_hash: &PasswordHashString,
+        epoch: &str,
         now: Timestamp,
+        emails: &[QueuedEmail],
     ) -> anyhow::Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(contact_pk(contact_id))))
-            .update_expression("SET password_hash = :hash, updated_at = :now")
+        let update = self
+            .contact_update(contact_id)
+            .update_expression(
+                "SET password_hash = :hash, session_epoch = :epoch, updated_at = :now REMOVE reset_nonce",
+            )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":hash", serde_dynamo::to_attribute_value(password_hash)?)
+            .expression_attribute_values(":epoch", AttributeValue::S(epoch.to_string()))
             .expression_attribute_values(":now", number(now))
-            .send()
-            .await
-            .map_err(|e| sdk_error("setting a password", e))?;
-        Ok(())
+            .build()?;
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().update(update).build(), Guards::Record);
+        items.extend(self.queued_items(emails)?);
+        items.run(&self.client).await.map_err(|e| e.into_fault("changing a password"))
     }
 
-    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()> {
-        self.token_email_items(token, message)?.run(&self.client).await.map_err(|e| e.into_fault("queueing an email"))
+    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()> {
+        self.queued_items(emails)?.run(&self.client).await.map_err(|e| e.into_fault("queueing an email"))
+    }
+
+    async fn issue_token(&self, token: &EmailToken) -> anyhow::Result<bool> {
+        let mut items = Transaction::default();
+        items.push(put_new(&self.table, token_item(token)?)?, Guards::Nothing);
+        if let Some(nonce) = &token.nonce {
+            let update = self
+                .contact_update(&token.contact_id)
+                .update_expression("SET reset_nonce = :nonce")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":nonce", AttributeValue::S(nonce.clone()))
+                .build()?;
+            items.push(TransactWriteItem::builder().update(update).build(), Guards::Record);
+        }
+        match items.run(&self.client).await {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Refused(_)) => Ok(false),
+            Err(err) => Err(err.into_fault("issuing a token")),
+        }
+    }
+
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>> {
+        let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
+        let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
+        Ok(Some(stored.token))
     }
 
     async fn use_token(
         &self,
-        digest: &str,
-        purpose: TokenPurpose,
+        token: &EmailToken,
+        contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<ContactId>> {
-        let Some(item) = self.get_item(token_pk(digest)).await? else { return Ok(None) };
-        let stored: TokenItem = serde_dynamo::from_item(item).context("reading a token")?;
-        let token = stored.token;
-        if !token.is_usable(purpose, now) {
-            return Ok(None);
-        }
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<bool> {
         // Deleting the token is what uses it: of two concurrent uses, one finds it gone.
         let delete = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(key(token_pk(digest))))
+            .set_key(Some(key(token_pk(&token.digest))))
             .condition_expression("attribute_exists(pk)")
             .build()?;
-        let contact = Update::builder().table_name(&self.table).set_key(Some(key(contact_pk(&token.contact_id))));
-        let contact = match effect {
-            TokenUse::ConfirmEmail => contact
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().delete(delete).build(), Guards::Record);
+        let update = self.contact_update(&contact.contact_id).expression_attribute_values(":now", number(now));
+        let update = match effect {
+            TokenUse::ConfirmEmail => update
                 .update_expression("SET email_confirmed = :true, updated_at = :now")
                 .condition_expression("email_normalized = :email")
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .expression_attribute_values(":email", AttributeValue::S(token.email_normalized.clone())),
-            TokenUse::ResetPassword(hash) => contact
-                .update_expression("SET password_hash = :hash, failed_sign_ins = :zero, lockouts = :zero, updated_at = :now REMOVE locked_until")
-                .condition_expression("attribute_exists(pk)")
+            TokenUse::MoveEmail { epoch } => {
+                let new_email = contact
+                    .pending_email
+                    .as_ref()
+                    .filter(|p| p.normalized() == token.email_normalized)
+                    .context("the token is not for the contact's pending address")?;
+                let old_guard = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(email_pk(contact.email.normalized()))))
+                    .condition_expression("contact_id = :id")
+                    .expression_attribute_values(":id", AttributeValue::S(contact.contact_id.to_string()))
+                    .build()?;
+                items.push(TransactWriteItem::builder().delete(old_guard).build(), Guards::Record);
+                items.push(
+                    put_new(&self.table, guard_item(email_pk(new_email.normalized()), &contact.contact_id)?)?,
+                    Guards::Email,
+                );
+                update
+                    .update_expression(
+                        "SET email = :email, email_normalized = :normalized, email_confirmed = :true, \
+                         session_epoch = :epoch, updated_at = :now \
+                         REMOVE pending_email, pending_email_normalized, reset_nonce",
+                    )
+                    .condition_expression("email_normalized = :old AND pending_email_normalized = :normalized")
+                    .expression_attribute_values(":email", AttributeValue::S(new_email.as_str().to_string()))
+                    .expression_attribute_values(":normalized", AttributeValue::S(new_email.normalized().to_string()))
+                    .expression_attribute_values(":old", AttributeValue::S(contact.email.normalized().to_string()))
+                    .expression_attribute_values(":true", AttributeValue::Bool(true))
+                    .expression_attribute_values(":epoch", AttributeValue::S(epoch.clone()))
+            }
+            TokenUse::ResetPassword { hash, epoch } => update
+                .update_expression(
+                    "SET password_hash = :hash, failed_sign_ins = :zero, lockouts = :zero, session_epoch = :epoch, \
+                     updated_at = :now REMOVE locked_until, attempted_at, reset_nonce",
+                )
+                .condition_expression("reset_nonce = :nonce")
                 .expression_attribute_values(":hash", serde_dynamo::to_attribute_value(hash)?)
-                .expression_attribute_values(":zero", number(0)),
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(":epoch", AttributeValue::S(epoch.clone()))
+                .expression_attribute_values(
+                    ":nonce",
+                    AttributeValue::S(token.nonce.clone().context("a reset token without its nonce")?),
+                ),
         }
-        .expression_attribute_values(":now", number(now))
         .build()?;
-        let mut items = Transaction::default();
-        items.push(TransactWriteItem::builder().delete(delete).build(), Guards::Record);
-        items.push(TransactWriteItem::builder().update(contact).build(), Guards::Record);
+        items.push(TransactWriteItem::builder().update(update).build(), Guards::Record);
+        items.extend(self.queued_items(emails)?);
         match items.run(&self.client).await {
-            Ok(()) => Ok(Some(token.contact_id)),
-            // Used meanwhile, or the address it confirms is no longer the contact's.
-            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(None),
+            Ok(()) => Ok(true),
+            // Used meanwhile, or no longer fits the contact (its address moved, a newer reset link,
+            // the new address taken by another account).
+            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(false),
             Err(err) => Err(err.into_fault("using a token")),
         }
-    }
-
-    async fn allowance_left(
-        &self,
-        key_text: &str,
-        limit: u32,
-        window_secs: i64,
-        now: Timestamp,
-    ) -> anyhow::Result<bool> {
-        let Some(item) = self.get_item(format!("RATE#{key_text}#{}", now.window(window_secs))).await? else {
-            return Ok(true);
-        };
-        let hits = item.get("hits").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
-        Ok(hits < limit)
     }
 
     async fn take_allowance(
@@ -561,7 +662,7 @@ impl ContactStore for DynamoContacts {
         now: Timestamp,
     ) -> anyhow::Result<bool> {
         let window = now.window(window_secs);
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -571,14 +672,22 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":limit", number(i64::from(limit)))
-            .expression_attribute_values(":ttl", number((window + 1) * window_secs + 3600))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(sdk_error("counting a rate limit", err)),
-        }
+            .expression_attribute_values(":ttl", number((window + 1) * window_secs + 3600));
+        self.conditional_update(update, "counting a rate limit").await
+    }
+
+    async fn give_back_allowance(&self, key_text: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("RATE#{key_text}#{}", now.window(window_secs)))))
+            .update_expression("ADD hits :minus_one")
+            .condition_expression("hits > :zero")
+            .expression_attribute_values(":minus_one", number(-1))
+            .expression_attribute_values(":zero", number(0));
+        self.conditional_update(update, "giving back a rate-limit allowance").await?;
+        Ok(())
     }
 
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
@@ -689,33 +798,5 @@ impl SessionStore for DynamoSessions {
         let Some(item) = output.attributes.filter(|a| !a.is_empty()) else { return Ok(None) };
         let stored: SessionItem = serde_dynamo::from_item(item).context("reading a deleted session")?;
         Ok(Some(stored.session))
-    }
-
-    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()> {
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by-contact")
-                .key_condition_expression("contact_id = :contact")
-                .expression_attribute_values(":contact", AttributeValue::S(contact_id.to_string()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("finding a contact's sessions", e))?;
-            let digests: Vec<String> = page
-                .items()
-                .iter()
-                .filter_map(|item| item.get("pk").and_then(|v| v.as_s().ok()).cloned())
-                .filter(|digest| Some(digest.as_str()) != except)
-                .collect();
-            futures::future::try_join_all(digests.iter().map(|digest| self.delete(digest))).await?;
-            match page.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(()),
-            }
-        }
     }
 }

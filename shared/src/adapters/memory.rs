@@ -12,21 +12,24 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::domain::contact::{Contact, Login};
+use crate::domain::email::Email;
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
-use crate::domain::token::{EmailToken, TokenPurpose};
+use crate::domain::token::EmailToken;
 use crate::ports::{
-    Clock, ContactChange, ContactStore, CreateContactError, InvitationStore, Mailer, Outbox, OutgoingEmail,
-    ProfileUpdate, RedeemError, SendError, SessionStore, TokenEmail, TokenUse, UpdateProfileError,
+    Clock, ContactChange, ContactStore, CreateContactError, Device, InvitationStore, Mailer, Outbox, OutgoingEmail,
+    ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
 };
 
 #[derive(Default)]
 pub struct MemoryContacts {
     state: Mutex<ContactsState>,
     outbox: Arc<MemoryOutbox>,
+    /// Every call made, by operation, so tests can compare the work two requests did.
+    calls: Mutex<Vec<&'static str>>,
 }
 
 #[derive(Default)]
@@ -36,12 +39,23 @@ struct ContactsState {
     by_username: HashMap<String, ContactId>,
     tokens: HashMap<String, EmailToken>,
     allowances: HashMap<String, u32>,
+    /// Trusted devices by digest, with their failure counts.
+    devices: HashMap<String, (Device, u32)>,
 }
 
 impl MemoryContacts {
     /// Contacts whose emails go to `outbox`.
     pub fn with_outbox(outbox: Arc<MemoryOutbox>) -> Self {
-        MemoryContacts { state: Mutex::default(), outbox }
+        MemoryContacts { state: Mutex::default(), outbox, calls: Mutex::default() }
+    }
+
+    fn record(&self, operation: &'static str) {
+        self.calls.lock().unwrap().push(operation);
+    }
+
+    /// The calls made so far, and forgets them.
+    pub fn take_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut self.calls.lock().unwrap())
     }
 
     /// Every contact, for assertions.
@@ -58,26 +72,18 @@ impl MemoryContacts {
     fn apply(&self, change: &ContactChange, now: Timestamp) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         match change {
-            ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
+            ContactChange::SetCredentials { contact_id, username, .. } => {
                 if let Some(username) = username
                     && state.by_username.contains_key(&username.normalized)
                 {
                     return Err(RedeemError::UsernameTaken);
                 }
-                let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
-                if contact.password_hash.is_some() {
+                let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                if stored.password_hash.is_some() {
                     return Err(RedeemError::InvitationInvalid);
                 }
-                contact.password_hash = Some(password_hash.clone());
-                contact.email_confirmed = true;
-                contact.roles = roles.clone();
-                if account_id.is_some() {
-                    contact.account_id = account_id.clone();
-                }
-                if let Some(username) = username {
-                    contact.username = Some(username.clone());
-                }
-                contact.updated_at = now;
+                let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
+                state.contacts.insert(contact_id.clone(), updated);
                 if let Some(username) = username {
                     state.by_username.insert(username.normalized.clone(), contact_id.clone());
                 }
@@ -94,29 +100,38 @@ impl MemoryContacts {
                     state.by_username.insert(username.clone(), contact.contact_id.clone());
                 }
                 state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
-                state.contacts.insert(contact.contact_id.clone(), contact.clone());
+                state.contacts.insert(contact.contact_id.clone(), (**contact).clone());
                 Ok(())
             }
-            ContactChange::Assign { contact_id, roles, account_id } => {
-                let contact = state.contacts.get_mut(contact_id).ok_or(RedeemError::InvitationInvalid)?;
-                contact.roles = roles.clone();
-                if account_id.is_some() {
-                    contact.account_id = account_id.clone();
-                }
-                contact.updated_at = now;
+            ContactChange::Assign { contact_id, .. } => {
+                let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
+                state.contacts.insert(contact_id.clone(), updated);
                 Ok(())
             }
         }
     }
 }
 
+impl MemoryContacts {
+    fn queue(&self, state: &mut ContactsState, emails: &[QueuedEmail]) {
+        for email in emails {
+            if let Some(token) = &email.token {
+                state.tokens.insert(token.digest.clone(), token.clone());
+            }
+            self.outbox.insert(email.message.clone());
+        }
+    }
+
+    fn contact_mut<'a>(state: &'a mut ContactsState, contact_id: &ContactId) -> anyhow::Result<&'a mut Contact> {
+        state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))
+    }
+}
+
 #[async_trait]
 impl ContactStore for MemoryContacts {
-    async fn create_with_email(
-        &self,
-        contact: &Contact,
-        email: Option<TokenEmail<'_>>,
-    ) -> Result<(), CreateContactError> {
+    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError> {
+        self.record("create_with_emails");
         let mut state = self.state.lock().unwrap();
         if state.by_email.contains_key(contact.email.normalized()) {
             return Err(CreateContactError::EmailTaken);
@@ -129,10 +144,7 @@ impl ContactStore for MemoryContacts {
         }
         state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
         state.contacts.insert(contact.contact_id.clone(), contact.clone());
-        if let Some((token, message)) = email {
-            state.tokens.insert(token.digest.clone(), token.clone());
-            self.outbox.insert(message.clone());
-        }
+        self.queue(&mut state, emails);
         Ok(())
     }
 
@@ -141,8 +153,9 @@ impl ContactStore for MemoryContacts {
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        confirmation: Option<TokenEmail<'_>>,
+        emails: &[QueuedEmail],
     ) -> Result<Contact, UpdateProfileError> {
+        self.record("update_profile");
         let mut state = self.state.lock().unwrap();
         let stored = state.contacts.get(&current.contact_id).ok_or(UpdateProfileError::Conflict)?;
         if stored.email.normalized() != current.email.normalized() {
@@ -153,82 +166,114 @@ impl ContactStore for MemoryContacts {
         updated.last_name = update.last_name.clone();
         updated.phone = update.phone.clone();
         updated.updated_at = now;
-        if let Some(email) = &update.new_email {
-            if state.by_email.contains_key(email.normalized()) {
-                return Err(UpdateProfileError::EmailTaken);
-            }
-            state.by_email.remove(current.email.normalized());
-            state.by_email.insert(email.normalized().to_string(), current.contact_id.clone());
-            updated.email = email.clone();
-            updated.email_confirmed = false;
+        if let Some(pending) = &update.pending_email {
+            updated.pending_email = Some(pending.clone());
         }
-        if let Some((token, message)) = confirmation {
-            state.tokens.insert(token.digest.clone(), token.clone());
-            self.outbox.insert(message.clone());
-        }
+        self.queue(&mut state, emails);
         state.contacts.insert(updated.contact_id.clone(), updated.clone());
         Ok(updated)
     }
 
-    async fn set_password(
+    async fn change_password(
         &self,
         contact_id: &ContactId,
         password_hash: &PasswordHashString,
+        epoch: &str,
         now: Timestamp,
+        emails: &[QueuedEmail],
     ) -> anyhow::Result<()> {
+        self.record("change_password");
         let mut state = self.state.lock().unwrap();
-        let contact = state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))?;
+        let contact = Self::contact_mut(&mut state, contact_id)?;
         contact.password_hash = Some(password_hash.clone());
+        contact.session_epoch = epoch.to_string();
+        contact.reset_nonce = None;
         contact.updated_at = now;
+        self.queue(&mut state, emails);
         Ok(())
     }
 
-    async fn queue_email(&self, token: Option<&EmailToken>, message: &OutboxMessage) -> anyhow::Result<()> {
-        if let Some(token) = token {
-            self.state.lock().unwrap().tokens.insert(token.digest.clone(), token.clone());
-        }
-        self.outbox.insert(message.clone());
+    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()> {
+        self.record("queue_emails");
+        self.queue(&mut self.state.lock().unwrap(), emails);
         Ok(())
+    }
+
+    async fn issue_token(&self, token: &EmailToken) -> anyhow::Result<bool> {
+        self.record("issue_token");
+        let mut state = self.state.lock().unwrap();
+        let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(false) };
+        if token.nonce.is_some() {
+            contact.reset_nonce = token.nonce.clone();
+        }
+        state.tokens.insert(token.digest.clone(), token.clone());
+        Ok(true)
+    }
+
+    async fn find_token(&self, digest: &str) -> anyhow::Result<Option<EmailToken>> {
+        self.record("find_token");
+        Ok(self.state.lock().unwrap().tokens.get(digest).cloned())
     }
 
     async fn use_token(
         &self,
-        digest: &str,
-        purpose: TokenPurpose,
+        token: &EmailToken,
+        contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-    ) -> anyhow::Result<Option<ContactId>> {
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<bool> {
+        self.record("use_token");
         let mut state = self.state.lock().unwrap();
-        let Some(token) = state.tokens.get(digest).cloned().filter(|t| t.is_usable(purpose, now)) else {
-            return Ok(None);
-        };
-        let Some(contact) = state.contacts.get_mut(&token.contact_id) else { return Ok(None) };
+        if !state.tokens.contains_key(&token.digest) {
+            return Ok(false);
+        }
+        let Some(stored) = state.contacts.get(&contact.contact_id).cloned() else { return Ok(false) };
+        let mut updated = stored.clone();
         match effect {
             TokenUse::ConfirmEmail => {
-                if contact.email.normalized() != token.email_normalized {
-                    return Ok(None);
+                if stored.email.normalized() != token.email_normalized {
+                    return Ok(false);
                 }
-                contact.email_confirmed = true;
+                updated.email_confirmed = true;
             }
-            TokenUse::ResetPassword(hash) => {
-                contact.password_hash = Some(hash.clone());
-                contact.failed_sign_ins = 0;
-                contact.lockouts = 0;
-                contact.locked_until = None;
+            TokenUse::MoveEmail { epoch } => {
+                let Some(new_email) = stored.pending_email.clone().filter(|p| p.normalized() == token.email_normalized)
+                else {
+                    return Ok(false);
+                };
+                if stored.email.normalized() != contact.email.normalized()
+                    || state.by_email.contains_key(new_email.normalized())
+                {
+                    return Ok(false);
+                }
+                state.by_email.remove(stored.email.normalized());
+                state.by_email.insert(new_email.normalized().to_string(), stored.contact_id.clone());
+                updated.email = new_email;
+                updated.email_confirmed = true;
+                updated.pending_email = None;
+                updated.session_epoch = epoch.clone();
+                updated.reset_nonce = None;
+            }
+            TokenUse::ResetPassword { hash, epoch } => {
+                if stored.reset_nonce.is_none() || stored.reset_nonce != token.nonce {
+                    return Ok(false);
+                }
+                updated.password_hash = Some(hash.clone());
+                updated.set_lockout(Default::default());
+                updated.session_epoch = epoch.clone();
+                updated.reset_nonce = None;
             }
         }
-        contact.updated_at = now;
-        state.tokens.remove(digest);
-        Ok(Some(token.contact_id))
-    }
-
-    async fn allowance_left(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
-        let state = self.state.lock().unwrap();
-        let hits = state.allowances.get(&format!("{key}#{}", now.window(window_secs))).copied().unwrap_or(0);
-        Ok(hits < limit)
+        updated.updated_at = now;
+        state.contacts.insert(updated.contact_id.clone(), updated);
+        state.tokens.remove(&token.digest);
+        self.queue(&mut state, emails);
+        Ok(true)
     }
 
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool> {
+        self.record("take_allowance");
         let mut state = self.state.lock().unwrap();
         let hits = state.allowances.entry(format!("{key}#{}", now.window(window_secs))).or_default();
         if *hits >= limit {
@@ -238,11 +283,27 @@ impl ContactStore for MemoryContacts {
         Ok(true)
     }
 
+    async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
+        self.record("give_back_allowance");
+        let mut state = self.state.lock().unwrap();
+        if let Some(hits) = state.allowances.get_mut(&format!("{key}#{}", now.window(window_secs))) {
+            *hits = hits.saturating_sub(1);
+        }
+        Ok(())
+    }
+
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
+        self.record("get");
         Ok(self.state.lock().unwrap().contacts.get(contact_id).cloned())
     }
 
+    async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool> {
+        self.record("email_in_use");
+        Ok(self.state.lock().unwrap().by_email.contains_key(email.normalized()))
+    }
+
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>> {
+        self.record("find_by_login");
         let state = self.state.lock().unwrap();
         let id = match login {
             Login::Email(email) => state.by_email.get(email),
@@ -251,32 +312,68 @@ impl ContactStore for MemoryContacts {
         Ok(id.and_then(|id| state.contacts.get(id)).cloned())
     }
 
+    async fn reserve_attempt(
+        &self,
+        contact_id: &ContactId,
+        now: Timestamp,
+        policy: &LockoutPolicy,
+    ) -> anyhow::Result<bool> {
+        self.record("reserve_attempt");
+        let mut state = self.state.lock().unwrap();
+        let contact = Self::contact_mut(&mut state, contact_id)?;
+        let Some(next) = contact.lockout().reserve(now, policy) else { return Ok(false) };
+        contact.set_lockout(next);
+        Ok(true)
+    }
+
     async fn record_failed_sign_in(
         &self,
         contact_id: &ContactId,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
+        self.record("record_failed_sign_in");
         let mut state = self.state.lock().unwrap();
-        let contact = state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))?;
+        let contact = Self::contact_mut(&mut state, contact_id)?;
         let (next, outcome) = contact.lockout().after_failure(now, policy);
-        contact.failed_sign_ins = next.failed_sign_ins;
-        contact.lockouts = next.lockouts;
-        contact.locked_until = next.locked_until;
+        contact.set_lockout(next);
         Ok(outcome)
     }
 
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
+        self.record("reset_lockout");
         let mut state = self.state.lock().unwrap();
         if let Some(contact) = state.contacts.get_mut(contact_id) {
-            contact.failed_sign_ins = 0;
-            contact.lockouts = 0;
-            contact.locked_until = None;
+            contact.set_lockout(Default::default());
         }
         Ok(())
     }
 
+    async fn reserve_device_attempt(
+        &self,
+        digest: &str,
+        contact_id: &ContactId,
+        now: Timestamp,
+        threshold: u32,
+    ) -> anyhow::Result<bool> {
+        self.record("reserve_device_attempt");
+        let mut state = self.state.lock().unwrap();
+        let Some((device, failures)) = state.devices.get_mut(digest) else { return Ok(false) };
+        if device.contact_id != *contact_id || device.expires_at <= now || *failures >= threshold {
+            return Ok(false);
+        }
+        *failures += 1;
+        Ok(true)
+    }
+
+    async fn remember_device(&self, device: &Device) -> anyhow::Result<()> {
+        self.record("remember_device");
+        self.state.lock().unwrap().devices.insert(device.digest.clone(), (device.clone(), 0));
+        Ok(())
+    }
+
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
+        self.record("search");
         let mut found: Vec<Contact> = self.all().into_iter().filter(|c| c.matches(query)).collect();
         Contact::sort_newest_first(&mut found);
         found.truncate(limit);
@@ -315,14 +412,6 @@ impl SessionStore for MemorySessions {
 
     async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {
         Ok(self.sessions.lock().unwrap().remove(id_digest))
-    }
-
-    async fn delete_all_for_contact(&self, contact_id: &ContactId, except: Option<&str>) -> anyhow::Result<()> {
-        self.sessions
-            .lock()
-            .unwrap()
-            .retain(|digest, s| s.contact_id != *contact_id || Some(digest.as_str()) == except);
-        Ok(())
     }
 }
 

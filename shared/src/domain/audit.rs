@@ -36,7 +36,6 @@ pub enum AuditEvent {
     Throttled,
     EmailRateLimited,
     PasswordResetRequested,
-    PasswordResetRequestedUnknown,
     PasswordReset,
     PasswordChanged,
     PasswordChangeFailed,
@@ -51,6 +50,12 @@ pub enum AuditEvent {
     ConfirmationEmailSent,
     ResetEmailSent,
     AccountExistsEmailSent,
+    /// A security notice (password changed or reset, email change asked for, address in use).
+    NoticeSent,
+    /// An email change was asked for; the account moves when the new address confirms.
+    EmailChangeRequested,
+    /// A request for a link (reset, confirmation) that no account could answer: nothing was sent.
+    EmailRequestUnanswered,
     EmailFailed,
 }
 
@@ -68,7 +73,6 @@ impl AuditEvent {
             AuditEvent::Throttled => "throttled",
             AuditEvent::EmailRateLimited => "email_rate_limited",
             AuditEvent::PasswordResetRequested => "password_reset_requested",
-            AuditEvent::PasswordResetRequestedUnknown => "password_reset_requested_unknown",
             AuditEvent::PasswordReset => "password_reset",
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::PasswordChangeFailed => "password_change_failed",
@@ -83,6 +87,9 @@ impl AuditEvent {
             AuditEvent::ConfirmationEmailSent => "confirmation_email_sent",
             AuditEvent::ResetEmailSent => "reset_email_sent",
             AuditEvent::AccountExistsEmailSent => "account_exists_email_sent",
+            AuditEvent::NoticeSent => "notice_sent",
+            AuditEvent::EmailChangeRequested => "email_change_requested",
+            AuditEvent::EmailRequestUnanswered => "email_request_unanswered",
             AuditEvent::EmailFailed => "email_failed",
         }
     }

@@ -27,6 +27,17 @@ pub struct Contact {
     pub failed_sign_ins: u32,
     pub lockouts: u32,
     pub locked_until: Option<Timestamp>,
+    pub attempted_at: Option<Timestamp>,
+    /// A new address waiting for its confirmation link to be followed; until then `email` stays
+    /// the address that signs in and receives resets.
+    pub pending_email: Option<Email>,
+    /// The sessions' validity watermark: a session is valid only while it carries the contact's
+    /// current epoch. A password change, reset or email move writes a new one in the same write,
+    /// which ends every older session at once (no index query, nothing left behind).
+    pub session_epoch: String,
+    /// The one reset link that works: a reset token carries the nonce current when it was issued;
+    /// a newer link, a password change or an email move replaces or removes it.
+    pub reset_nonce: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -60,6 +71,16 @@ struct ContactRecord {
     lockouts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     locked_until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempted_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_email_normalized: Option<String>,
+    #[serde(default)]
+    session_epoch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reset_nonce: Option<String>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -82,6 +103,11 @@ impl From<Contact> for ContactRecord {
             failed_sign_ins: c.failed_sign_ins,
             lockouts: c.lockouts,
             locked_until: c.locked_until,
+            attempted_at: c.attempted_at,
+            pending_email_normalized: c.pending_email.as_ref().map(|e| e.normalized().to_string()),
+            pending_email: c.pending_email.map(|e| e.as_str().to_string()),
+            session_epoch: c.session_epoch,
+            reset_nonce: c.reset_nonce,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -110,10 +136,22 @@ impl From<ContactRecord> for Contact {
             failed_sign_ins: r.failed_sign_ins,
             lockouts: r.lockouts,
             locked_until: r.locked_until,
+            attempted_at: r.attempted_at,
+            pending_email: match (r.pending_email, r.pending_email_normalized) {
+                (Some(display), Some(normalized)) => Some(Email::stored(display, normalized)),
+                _ => None,
+            },
+            session_epoch: r.session_epoch,
+            reset_nonce: r.reset_nonce,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
     }
+}
+
+/// A fresh sessions' validity epoch (random, so two writers never pick the same one).
+pub fn new_epoch() -> String {
+    super::secret::random_token()[..16].to_string()
 }
 
 /// What a new contact is made of, once every field has been parsed.
@@ -143,6 +181,10 @@ impl Contact {
             failed_sign_ins: 0,
             lockouts: 0,
             locked_until: None,
+            attempted_at: None,
+            pending_email: None,
+            session_epoch: new_epoch(),
+            reset_nonce: None,
             created_at: now,
             updated_at: now,
         }
@@ -159,7 +201,19 @@ impl Contact {
     }
 
     pub fn lockout(&self) -> LockoutState {
-        LockoutState { failed_sign_ins: self.failed_sign_ins, lockouts: self.lockouts, locked_until: self.locked_until }
+        LockoutState {
+            failed_sign_ins: self.failed_sign_ins,
+            lockouts: self.lockouts,
+            locked_until: self.locked_until,
+            attempted_at: self.attempted_at,
+        }
+    }
+
+    pub fn set_lockout(&mut self, state: LockoutState) {
+        self.failed_sign_ins = state.failed_sign_ins;
+        self.lockouts = state.lockouts;
+        self.locked_until = state.locked_until;
+        self.attempted_at = state.attempted_at;
     }
 
     pub fn has_role(&self, role: &str) -> bool {

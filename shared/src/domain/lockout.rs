@@ -21,12 +21,19 @@ impl LockoutPolicy {
     }
 }
 
-/// The lockout state kept on a contact.
+/// How long a reserved attempt holds its place: a check that has not ended by then (its function
+/// died) no longer counts against the threshold's room, so it can never block the account for good.
+pub const ATTEMPT_HOLD_SECS: i64 = 60;
+
+/// The lockout state kept on a contact. `failed_sign_ins` counts attempts taken before their
+/// password check (see [`LockoutState::reserve`]) that have not yet succeeded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockoutState {
     pub failed_sign_ins: u32,
     pub lockouts: u32,
     pub locked_until: Option<Timestamp>,
+    /// When the last attempt was taken.
+    pub attempted_at: Option<Timestamp>,
 }
 
 /// What one more failed sign-in did.
@@ -50,20 +57,31 @@ impl LockoutState {
         self.failed_sign_ins > 0 || self.lockouts > 0 || self.locked_until.is_some()
     }
 
-    /// The state after one more failure at `now` (the in-memory store applies this directly; the
-    /// DynamoDB store applies the same rule with conditional updates).
+    /// Takes one attempt before the password is checked: `None` (refused) while locked, or while
+    /// `threshold` attempts are counted and the last is recent (in flight or failed). The in-memory
+    /// store applies this directly; the DynamoDB store applies the same rule as one conditional
+    /// update, so that parallel guesses cannot all pass a check made before any of them counts.
+    pub fn reserve(&self, now: Timestamp, policy: &LockoutPolicy) -> Option<LockoutState> {
+        let held = self.attempted_at.is_some_and(|at| at > now - ATTEMPT_HOLD_SECS);
+        if self.is_locked(now) || (self.failed_sign_ins >= policy.threshold && held) {
+            return None;
+        }
+        Some(LockoutState { failed_sign_ins: self.failed_sign_ins + 1, attempted_at: Some(now), ..*self })
+    }
+
+    /// The state after a reserved attempt failed its check at `now`: the attempt stays counted, and
+    /// the account locks once the count reached the threshold.
     pub fn after_failure(&self, now: Timestamp, policy: &LockoutPolicy) -> (LockoutState, FailedSignIn) {
         if self.is_locked(now) {
             return (*self, FailedSignIn::AlreadyLocked);
         }
-        let failed = self.failed_sign_ins + 1;
-        if failed >= policy.threshold {
+        if self.failed_sign_ins >= policy.threshold {
             let lockouts = self.lockouts + 1;
             let until = now + policy.duration_secs(lockouts);
-            let state = LockoutState { failed_sign_ins: 0, lockouts, locked_until: Some(until) };
+            let state = LockoutState { failed_sign_ins: 0, lockouts, locked_until: Some(until), ..*self };
             return (state, FailedSignIn::LockedOut { until });
         }
-        (LockoutState { failed_sign_ins: failed, ..*self }, FailedSignIn::Counted)
+        (*self, FailedSignIn::Counted)
     }
 }
 
@@ -81,15 +99,21 @@ mod tests {
         }
     }
 
+    /// A reserved attempt followed by a failed check, as a sign-in does.
+    fn fail(state: LockoutState, now: i64) -> (LockoutState, FailedSignIn) {
+        let now = Timestamp::from_secs(now);
+        state.reserve(now, &POLICY).expect("an attempt is free").after_failure(now, &POLICY)
+    }
+
     #[test]
     fn the_threshold_th_consecutive_failure_locks() {
         let mut state = LockoutState::default();
         for _ in 0..4 {
-            let (next, outcome) = state.after_failure(Timestamp::from_secs(1000), &POLICY);
+            let (next, outcome) = fail(state, 1000);
             assert_eq!(outcome, FailedSignIn::Counted);
             state = next;
         }
-        let (state, outcome) = state.after_failure(Timestamp::from_secs(1000), &POLICY);
+        let (state, outcome) = fail(state, 1000);
         assert_eq!(outcome, FailedSignIn::LockedOut { until: Timestamp::from_secs(1300) });
         assert!(state.is_locked(Timestamp::from_secs(1299)));
         assert!(!state.is_locked(Timestamp::from_secs(1300)));
@@ -97,7 +121,8 @@ mod tests {
 
     #[test]
     fn failures_while_locked_do_not_extend_the_lockout() {
-        let locked = LockoutState { failed_sign_ins: 0, lockouts: 1, locked_until: Some(Timestamp::from_secs(1300)) };
+        let locked = LockoutState { lockouts: 1, locked_until: Some(Timestamp::from_secs(1300)), ..Default::default() };
+        assert_eq!(locked.reserve(Timestamp::from_secs(1200), &POLICY), None, "no attempt while locked");
         let (after, outcome) = locked.after_failure(Timestamp::from_secs(1200), &POLICY);
         assert_eq!(outcome, FailedSignIn::AlreadyLocked);
         assert_eq!(after, locked);
@@ -105,8 +130,24 @@ mod tests {
 
     #[test]
     fn a_second_lockout_lasts_longer() {
-        let expired = LockoutState { failed_sign_ins: 4, lockouts: 1, locked_until: Some(Timestamp::from_secs(1300)) };
-        let (_, outcome) = expired.after_failure(Timestamp::from_secs(2000), &POLICY);
+        let expired = LockoutState {
+            failed_sign_ins: 4,
+            lockouts: 1,
+            locked_until: Some(Timestamp::from_secs(1300)),
+            attempted_at: None,
+        };
+        let (_, outcome) = fail(expired, 2000);
         assert_eq!(outcome, FailedSignIn::LockedOut { until: Timestamp::from_secs(2600) });
+    }
+
+    #[test]
+    fn no_more_attempts_than_the_threshold_are_in_flight_at_once() {
+        let mut state = LockoutState::default();
+        let now = Timestamp::from_secs(1000);
+        for _ in 0..5 {
+            state = state.reserve(now, &POLICY).expect("within the threshold");
+        }
+        assert_eq!(state.reserve(now, &POLICY), None, "the sixth parallel guess waits for the five");
+        assert!(state.reserve(now + ATTEMPT_HOLD_SECS, &POLICY).is_some(), "a check that never ended lets go");
     }
 }

@@ -1,7 +1,7 @@
 //! The transactional outbox: every email is an item written in the same transaction as the change
 //! that causes it; the outbox table's stream triggers `send-email`.
 
-use super::ids::{InvitationId, MessageId};
+use super::ids::{ContactId, InvitationId, MessageId};
 use super::time::Timestamp;
 use std::fmt;
 
@@ -40,6 +40,23 @@ pub enum MessageKind {
     /// Registration with an address that already has an account, while confirmation is required:
     /// the owner is told instead of the registrant (who gets the same answer as for a new address).
     AccountExists,
+    /// Someone asked for a reset link for the address in `to`: `send-email` looks the account up
+    /// and, if there is one with a password, issues the link. The request path does the same work
+    /// whether or not the account exists.
+    ResetRequest,
+    /// Someone asked for a new confirmation link for `to`: sent if an unconfirmed account has it.
+    ConfirmationRequest,
+    /// The link confirming a new address (an email change): sent only if no other account holds
+    /// the address by then; its owner is told instead ([`MessageKind::AddressInUse`]).
+    ConfirmNewEmail,
+    /// "Someone tried to use your address": to an account's owner, instead of a link.
+    AddressInUse,
+    /// To the old address: a change to the address in `detail` was asked for.
+    EmailChangeNotice,
+    /// To the account's address: the password was changed (signed in).
+    PasswordChangedNotice,
+    /// To the account's address: the password was reset with an emailed link.
+    PasswordResetNotice,
 }
 
 impl MessageKind {
@@ -51,6 +68,12 @@ impl MessageKind {
             MessageKind::ConfirmEmail => AuditEvent::ConfirmationEmailSent,
             MessageKind::ResetPassword => AuditEvent::ResetEmailSent,
             MessageKind::AccountExists => AuditEvent::AccountExistsEmailSent,
+            MessageKind::ResetRequest => AuditEvent::ResetEmailSent,
+            MessageKind::ConfirmationRequest | MessageKind::ConfirmNewEmail => AuditEvent::ConfirmationEmailSent,
+            MessageKind::AddressInUse
+            | MessageKind::EmailChangeNotice
+            | MessageKind::PasswordChangedNotice
+            | MessageKind::PasswordResetNotice => AuditEvent::NoticeSent,
         }
     }
 }
@@ -81,6 +104,12 @@ pub struct OutboxMessage {
     pub secret: Option<MailSecret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invitation_id: Option<InvitationId>,
+    /// The contact the message is about, when the request knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<ContactId>,
+    /// What a notice names (the new address of an email change); never a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// When what the email offers stops working (shown in the email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<Timestamp>,
@@ -99,6 +128,8 @@ impl OutboxMessage {
             first_name: first_name.to_string(),
             secret,
             invitation_id: None,
+            contact_id: None,
+            detail: None,
             valid_until: None,
             status: MessageStatus::Pending,
             created_at: now,

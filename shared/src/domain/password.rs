@@ -17,6 +17,12 @@ use super::Refusal;
 /// short enough that hashing cannot be used to burn CPU.
 pub const PASSWORD_MAX_LENGTH: usize = 256;
 
+/// How many characters of a password zxcvbn scores. Its matching grows faster than the length;
+/// the first 100 characters of a password that is not guessable are not guessable either, and a
+/// password whose first 100 are guessable is refused (the rest cannot be checked cheaply).
+/// zxcvbn 3 cuts its input at 100 characters itself; the policy says so here, whatever the version.
+pub const STRENGTH_SCORED_LENGTH: usize = 100;
+
 /// A password someone typed. Its `Debug` never shows the value.
 #[derive(Clone)]
 pub struct Password(String);
@@ -46,7 +52,7 @@ impl Password {
         if raw.chars().any(|c| c.is_control()) {
             return Err("must not contain control characters".into());
         }
-        let estimate = zxcvbn::zxcvbn(&raw, context);
+        let estimate = strength(&raw, context);
         if u8::from(estimate.score()) < 3 {
             let warning = estimate.feedback().and_then(|f| f.warning()).map(|w| w.to_string());
             return Err(Refusal(match warning {
@@ -60,6 +66,16 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// zxcvbn's estimate for the first [`STRENGTH_SCORED_LENGTH`] characters of `password`.
+fn strength(password: &str, context: &[&str]) -> zxcvbn::Entropy {
+    let _span = tracing::info_span!("password_strength").entered();
+    let scored = match password.char_indices().nth(STRENGTH_SCORED_LENGTH) {
+        Some((cut, _)) => &password[..cut],
+        None => password,
+    };
+    zxcvbn::zxcvbn(scored, context)
 }
 
 /// An argon2id hash in PHC string form. Its `Debug` never shows the value.
@@ -96,7 +112,8 @@ pub async fn hash_password(password: Password) -> anyhow::Result<PasswordHashStr
 /// or a contact without credentials) so that every path costs one argon2 run. Returns true only for
 /// a real hash that matches.
 pub async fn verify_password(password: Password, hash: Option<PasswordHashString>) -> anyhow::Result<bool> {
-    let span = tracing::info_span!("verify_password");
+    // Whether the check is against an account (not the decoy) is in the span, never the password.
+    let span = tracing::info_span!("verify_password", against_account = hash.is_some());
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
         let (phc, real) = match &hash {
@@ -165,6 +182,19 @@ mod tests {
         assert_eq!(long.len(), 256);
         assert!(choose(&long).is_ok());
         assert!(choose(&format!("{long}x")).unwrap_err().0.contains("at most 256"));
+    }
+
+    #[test]
+    fn only_the_first_100_characters_are_scored() {
+        // Guessable for 100 characters, then random: refused, as only the guessable part is scored.
+        let guessable_start = format!("{}{}", "a".repeat(STRENGTH_SCORED_LENGTH), scrambled(40));
+        let refused = choose(&guessable_start).err().map(|r| r.0).unwrap_or_default();
+        assert!(refused.contains("guess"), "{refused:?}");
+        // Random for 100 characters, then anything (within the maximum): accepted.
+        let strong_start = format!("{}{}", scrambled(STRENGTH_SCORED_LENGTH), "a".repeat(150));
+        assert!(choose(&strong_start).is_ok());
+        // Multi-byte characters are cut at a character boundary.
+        assert!(choose(&format!("{}{}", scrambled(99), "ü".repeat(157))).is_ok());
     }
 
     #[tokio::test]

@@ -15,6 +15,9 @@ pub struct Session {
     pub last_seen_at: Timestamp,
     /// Absolute expiry: the session ends then whatever its use.
     pub expires_at: Timestamp,
+    /// The contact's session epoch when the session began; it ends when the contact's changes.
+    #[serde(default)]
+    pub epoch: String,
 }
 
 /// How often a session's `last_seen_at` is written: more often would cost a write per request.
@@ -22,7 +25,7 @@ pub const TOUCH_INTERVAL_SECS: i64 = 60;
 
 impl Session {
     /// Starts a session; returns it with the token for the cookie (never stored).
-    pub fn start(contact_id: &ContactId, now: Timestamp, absolute_secs: i64) -> (Session, String) {
+    pub fn start(contact_id: &ContactId, epoch: &str, now: Timestamp, absolute_secs: i64) -> (Session, String) {
         let token = random_token();
         let session = Session {
             id_digest: digest(&token),
@@ -30,6 +33,7 @@ impl Session {
             created_at: now,
             last_seen_at: now,
             expires_at: now + absolute_secs,
+            epoch: epoch.to_string(),
         };
         (session, token)
     }
@@ -50,7 +54,7 @@ mod tests {
 
     #[test]
     fn a_session_ends_at_its_idle_or_absolute_limit() {
-        let (session, token) = Session::start(&"c1".into(), Timestamp::from_secs(1000), 3600);
+        let (session, token) = Session::start(&"c1".into(), "e1", Timestamp::from_secs(1000), 3600);
         assert_eq!(session.id_digest, digest(&token));
         let idle = 600;
         let cases = [(1000, true), (1599, true), (1600, false)];
@@ -64,7 +68,7 @@ mod tests {
 
     #[test]
     fn touches_at_most_once_a_minute() {
-        let (session, _) = Session::start(&"c1".into(), Timestamp::from_secs(1000), 3600);
+        let (session, _) = Session::start(&"c1".into(), "e1", Timestamp::from_secs(1000), 3600);
         assert!(!session.needs_touch(Timestamp::from_secs(1059)));
         assert!(session.needs_touch(Timestamp::from_secs(1060)));
     }

@@ -23,6 +23,9 @@ pub struct EmailToken {
     pub email_normalized: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// A reset token works only while the contact's reset nonce is still this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl EmailToken {
@@ -42,6 +45,7 @@ impl EmailToken {
             email_normalized: email_normalized.to_string(),
             created_at: now,
             expires_at: now + lifetime_secs,
+            nonce: (purpose == TokenPurpose::ResetPassword).then(|| random_token()[..16].to_string()),
         };
         (token, plain)
     }

@@ -55,6 +55,8 @@ pub struct ProfileView<'a> {
     phone: Option<&'a str>,
     roles: &'a [String],
     email_confirmed: bool,
+    /// A new address waiting for its link to be followed.
+    pending_email: Option<&'a str>,
 }
 
 impl<'a> ProfileView<'a> {
@@ -68,6 +70,7 @@ impl<'a> ProfileView<'a> {
             phone: contact.phone.as_deref(),
             roles: &contact.roles,
             email_confirmed: contact.email_confirmed,
+            pending_email: contact.pending_email.as_ref().map(Email::as_str),
         }
     }
 }
@@ -121,7 +124,10 @@ impl Form for ProfileForm {
             Some(raw) => fields.check("phone", parse_phone(&raw)).map(Some),
         };
         let email = fields.optional_parsed("email", Email::parse);
-        fields.done(|| Some(ProfileForm(ProfileChange { first_name, last_name, phone, email, username })))
+        let current_password = fields.text("current_password").filter(|p| !p.is_empty()).map(Password::new);
+        fields.done(|| {
+            Some(ProfileForm(ProfileChange { first_name, last_name, phone, email, current_password, username }))
+        })
     }
 
     fn page(page: &Page, _: &mut Fields, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
@@ -129,7 +135,8 @@ impl Form for ProfileForm {
     }
 }
 
-/// `POST /profile`: any of first name, last name, phone and email; the username cannot change.
+/// `POST /profile`: any of first name, last name, phone and email (with the current password);
+/// the username cannot change. A new email waits, as `pending_email`, for its link.
 async fn update(viewer: Viewer, source: SourceAddress, mut form: Submission<ProfileForm>) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
     let change = std::mem::take(&mut form.0);

@@ -21,7 +21,7 @@ use crate::usecases::redeem::{self, NewCredentials, Redeem};
 use crate::web::extract::InvitationsEnabled;
 use crate::web::pages::{FormErrors, RedeemPage};
 use crate::web::response::session_cookie;
-use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
+use crate::web::{AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
 
 pub struct RedeemInvitation;
 
@@ -180,6 +180,7 @@ struct Redeemed<'a> {
 async fn submit(
     _: InvitationsEnabled,
     source: SourceAddress,
+    arrived: ArrivedWith,
     mut form: Submission<RedeemForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
@@ -191,7 +192,7 @@ async fn submit(
         let Submission { page, .. } = form;
         return Ok(found(page, code.display(), invitation));
     };
-    let redeemed = match redeem::redeem(&portal, &source, &invitation, how).await {
+    let redeemed = match redeem::redeem(&portal, &source, &invitation, how, arrived.session.as_deref()).await {
         Ok(redeemed) => redeemed,
         // The invitation it already found is shown again, unless the code stopped working meanwhile.
         Err(PortalError::InvitationInvalid) => return Err(form.reject(PortalError::InvitationInvalid)),

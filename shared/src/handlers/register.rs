@@ -17,7 +17,7 @@ use crate::usecases::tokens;
 use crate::web::extract::RegistrationOpen;
 use crate::web::pages::{FormErrors, RegisterPage, RegisterValues, TokenPage};
 use crate::web::response::session_cookie;
-use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
+use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
 pub struct Register;
 
@@ -173,8 +173,14 @@ impl Form for ConfirmForm {
 }
 
 /// `POST /confirm-email`: `{"token"}` confirms; `{"email"}` sends a new link (the same answer
-/// whether or not the address has an account, rate limited).
-async fn confirm(source: SourceAddress, form: Submission<ConfirmForm>) -> Result<Reply, PortalError> {
+/// whether or not the address has an account, rate limited). A link that moves the account to a
+/// new address ends every other session; a browser signed in to the account continues under a new
+/// session cookie.
+async fn confirm(
+    source: SourceAddress,
+    viewer: Option<Viewer>,
+    form: Submission<ConfirmForm>,
+) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;
     match &form.input {
         ConfirmForm::Resend(email) => {
@@ -183,9 +189,16 @@ async fn confirm(source: SourceAddress, form: Submission<ConfirmForm>) -> Result
                 .or_message(CONFIRMATION_SENT))
         }
         ConfirmForm::Confirm(token) => {
-            tokens::confirm_email(portal, &source, token.as_deref().ok_or(PortalError::TokenInvalid)?).await?;
-            Ok(Reply::json(StatusCode::OK, &serde_json::json!({"status": "email_confirmed"}))
-                .or_message("Your email address is confirmed. You can sign in now."))
+            let token = token.as_deref().ok_or(PortalError::TokenInvalid)?;
+            let signed_in_as = viewer.as_ref().map(|v| &v.contact);
+            let confirmed = tokens::confirm_email(portal, &source, token, signed_in_as).await?;
+            let body = serde_json::json!({"email": confirmed.email.as_str(), "email_confirmed": true});
+            let reply = Reply::json(StatusCode::OK, &body)
+                .or_message("Your email address is confirmed. From now on you sign in with it.");
+            Ok(match confirmed.continued_session {
+                Some(session) => reply.with_cookie(session_cookie(&portal.settings, &session)),
+                None => reply,
+            })
         }
     }
 }

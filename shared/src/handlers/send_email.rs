@@ -16,6 +16,7 @@ use crate::domain::invitation::Delivery;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::email;
 use crate::ports::SendError;
+use crate::usecases::mail::{self, Prepared};
 
 /// Handles one stream batch; records are sent concurrently (a batch is at most a few records,
 /// within SES's sending rate).
@@ -73,6 +74,19 @@ async fn send(portal: &Portal, message_id: &MessageId) -> anyhow::Result<()> {
             .await;
         }
     }
+    // A request that names only an address is resolved here, off the request path.
+    let message = match mail::prepare(portal, &message).await {
+        Ok(Prepared::Send(email)) => *email,
+        Ok(Prepared::Nothing(reason)) => {
+            portal.outbox.mark_sent(message_id, portal.clock.now()).await?;
+            tracing::info!(audit = AuditEvent::EmailRequestUnanswered.as_str(), message_id = %message_id, reason, "audit");
+            return Ok(());
+        }
+        Err(err) => {
+            portal.outbox.release(message_id).await?;
+            return Err(anyhow::anyhow!("preparing the email: {err:?}"));
+        }
+    };
     let Some(outgoing) = email::render(&portal.settings, &message) else {
         return fail(portal, &message, "the message holds nothing to send").await;
     };

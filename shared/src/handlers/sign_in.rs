@@ -17,8 +17,8 @@ use crate::usecases::{session, sign_in, tokens};
 use crate::web::extract::NoFields;
 use crate::web::pages::{ForgotPasswordPage, FormErrors, SignInPage, TokenPage};
 use crate::web::request::{cookie, session_cookie_name};
-use crate::web::response::{clear_session_cookie, session_cookie};
-use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
+use crate::web::response::{clear_session_cookie, device_cookie, session_cookie};
+use crate::web::{AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
 
 pub struct SignIn;
 
@@ -77,15 +77,25 @@ struct SignedIn<'a> {
     roles: &'a [String],
 }
 
-async fn submit_sign_in(source: SourceAddress, mut form: Submission<SignInForm>) -> Result<Reply, Rejection> {
+/// `POST /signin`: the session the browser arrived with ends; a new one starts, and the browser
+/// becomes (or stays) a trusted device of the account.
+async fn submit_sign_in(
+    source: SourceAddress,
+    arrived: ArrivedWith,
+    mut form: Submission<SignInForm>,
+) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
     let password = form.password.clone();
-    let (contact, token) = match sign_in::sign_in(&portal, &source, &form.login, password).await {
+    let signed_in = match sign_in::sign_in(&portal, &source, &form.login, password, arrived.arrival()).await {
         Ok(signed_in) => signed_in,
         Err(err) => return Err(form.reject(err)),
     };
+    let contact = &signed_in.contact;
     let view = SignedIn { contact_id: &contact.contact_id, email: contact.email.as_str(), roles: &contact.roles };
-    Ok(Reply::json(StatusCode::OK, &view).or_see_other("/").with_cookie(session_cookie(&portal.settings, &token)))
+    Ok(Reply::json(StatusCode::OK, &view)
+        .or_see_other("/")
+        .with_cookie(session_cookie(&portal.settings, &signed_in.session_token))
+        .with_cookie(device_cookie(&portal.settings, &signed_in.device_token)))
 }
 
 async fn sign_out(source: SourceAddress, headers: HeaderMap, form: Submission<NoFields>) -> Result<Reply, PortalError> {
@@ -154,22 +164,21 @@ async fn reset_page(page: Page) -> Response {
 
 struct ResetForm {
     token: String,
+    /// As typed: the use case checks it against the policy once the token proved good.
     new_password: Password,
 }
 
 impl Form for ResetForm {
     type Context = ();
 
-    /// The password's problems come first: a bad token is answered only once the form is right.
-    fn parse(fields: &mut Fields, settings: &Settings) -> Result<Self, PortalError> {
+    /// Only the form's shape is checked here: the token is looked up before the new password is
+    /// judged (zxcvbn) or hashed (argon2), so a bad token costs neither.
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
         let raw_token = fields.text("token");
-        let new_password = fields.required("new_password").and_then(|raw| {
-            let chosen = Password::choose(raw, settings.password_min_length, &[]);
-            fields.check("new_password", chosen)
-        });
+        let new_password = fields.required("new_password");
         fields.finish()?;
         let token = raw_token.as_deref().and_then(parse_token).ok_or(PortalError::TokenInvalid)?;
-        fields.done(|| Some(ResetForm { token, new_password: new_password? }))
+        fields.done(|| Some(ResetForm { token, new_password: Password::new(new_password?) }))
     }
 
     fn page(page: &Page, sent: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
@@ -184,7 +193,7 @@ const PASSWORD_RESET: &str =
 /// does not sign in by itself.
 async fn reset(source: SourceAddress, mut form: Submission<ResetForm>) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let (token, password) = (form.token.clone(), form.new_password.clone());
+    let (token, password) = (form.token.clone(), form.new_password.expose().to_owned());
     match tokens::reset_password(&portal, &source, &token, password).await {
         Ok(()) => Ok(Reply::no_content().or_message_at(StatusCode::OK, PASSWORD_RESET)),
         Err(err) => Err(form.reject(err)),

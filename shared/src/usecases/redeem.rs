@@ -15,27 +15,28 @@ use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesS
 
 use super::session;
 use super::sign_in::authenticate;
-use super::throttle::{Attempt, count_failure, refuse_if_throttled};
+use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
 
 /// The invitation a code opens, or `invitation_invalid` for every kind of bad code alike. Each
-/// invalid code counts against the source address, which is refused once it used up its allowance:
-/// guessing codes stops there.
+/// code tried takes an attempt of the source address first (given back when the code is good), so
+/// an address that used up its allowance is refused, however many it sends at once: guessing
+/// codes stops there.
 pub async fn open(
     portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     raw_code: &str,
 ) -> Result<(InvitationCode, Invitation), PortalError> {
-    refuse_if_throttled(portal, source, Attempt::InvitationCode).await?;
+    reserve_attempt(portal, source, Attempt::InvitationCode).await?;
     let found = match InvitationCode::parse(raw_code) {
         Some(code) => portal.invitations().find_by_code(&code.digest()).await?.map(|invitation| (code, invitation)),
         None => None,
     };
     match found {
-        Some((code, invitation)) if invitation.is_redeemable(portal.clock().now()) => Ok((code, invitation)),
-        _ => {
-            count_failure(portal, source, Attempt::InvitationCode).await?;
-            Err(PortalError::InvitationInvalid)
+        Some((code, invitation)) if invitation.is_redeemable(portal.clock().now()) => {
+            give_back_attempt(portal, source, Attempt::InvitationCode).await?;
+            Ok((code, invitation))
         }
+        _ => Err(PortalError::InvitationInvalid),
     }
 }
 
@@ -62,24 +63,29 @@ pub struct Redeemed {
     pub created: bool,
 }
 
-/// Redeems an opened invitation, all or nothing, and signs the contact in.
+/// Redeems an opened invitation, all or nothing, and signs the contact in; the session the browser
+/// arrived with (`arrived_with`) ends.
 pub async fn redeem(
     portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     invitation: &Invitation,
     how: Redeem,
+    arrived_with: Option<&str>,
 ) -> Result<Redeemed, PortalError> {
-    let (change, created) = match how {
+    let (change, before, created) = match how {
         Redeem::ExistingAccount { login, password } => {
-            let account = authenticate(portal, source, &login, password).await?;
+            let account = authenticate(portal, source, &login, password, None).await?.contact;
             let change = ContactChange::Assign {
                 contact_id: account.contact_id.clone(),
                 roles: merged_roles(&account.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
             };
-            (change, false)
+            (change, Some(account), false)
         }
-        Redeem::NewCredentials(credentials) => (credentials_change(portal, invitation, credentials).await?, true),
+        Redeem::NewCredentials(credentials) => {
+            let (change, before) = credentials_change(portal, invitation, credentials).await?;
+            (change, before, true)
+        }
     };
     let now = portal.clock().now();
     let redemption = Redemption {
@@ -89,11 +95,9 @@ pub async fn redeem(
         source_ip: source.to_string(),
     };
     portal.invitations().redeem(invitation, &change, &redemption, now).await?;
-    let contact = portal
-        .contacts()
-        .get(change.contact_id())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("redeemed contact vanished"))?;
+    // The redemption's conditions held, so the contact is as read with the change applied.
+    let contact =
+        change.applied_to(before.as_ref(), now).ok_or_else(|| anyhow::anyhow!("a change without its contact"))?;
     tracing::info!(
         audit = AuditEvent::InvitationRedeemed.as_str(),
         invitation_id = %invitation.invitation_id,
@@ -101,17 +105,18 @@ pub async fn redeem(
         source_ip = %source,
         "audit"
     );
-    let session_token = session::start(portal, &contact).await?;
-    Ok(Redeemed { contact, session_token, created })
+    let (ended, session_token) = tokio::join!(session::replace(portal, arrived_with), session::start(portal, &contact));
+    ended?;
+    Ok(Redeemed { contact, session_token: session_token?, created })
 }
 
-/// New credentials: for a single invitation, the invited contact's; for a group invitation, a new
-/// contact's, made from the submitted email and names.
+/// New credentials: for a single invitation, the invited contact's (returned as read); for a group
+/// invitation, a new contact's, made from the submitted email and names.
 async fn credentials_change(
     portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
     invitation: &Invitation,
     credentials: NewCredentials,
-) -> Result<ContactChange, PortalError> {
+) -> Result<(ContactChange, Option<Contact>), PortalError> {
     let min_length = portal.settings().password_min_length;
     let NewCredentials { password, username, email, first_name, last_name } = credentials;
     match invitation.kind {
@@ -132,13 +137,14 @@ async fn credentials_change(
             let context = [contact.email.as_str(), &contact.first_name, &contact.last_name];
             let password = Password::choose(password, min_length, &context)
                 .map_err(|reason| PortalError::field("password", reason.0))?;
-            Ok(ContactChange::SetCredentials {
+            let change = ContactChange::SetCredentials {
                 contact_id: contact.contact_id.clone(),
                 password_hash: hash_password(password).await?,
                 username,
                 roles: merged_roles(&contact.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
-            })
+            };
+            Ok((change, Some(contact)))
         }
         InvitationType::Group => {
             let mut problems = BTreeMap::new();
@@ -177,7 +183,7 @@ async fn credentials_change(
             // The code reached the invited address; another address is unproven.
             contact.email_confirmed = confirmed;
             contact.account_id = invitation.account_id.clone();
-            Ok(ContactChange::Create(contact))
+            Ok((ContactChange::Create(Box::new(contact)), None))
         }
     }
 }

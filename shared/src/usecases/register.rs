@@ -1,17 +1,17 @@
 //! Open registration.
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
-use crate::domain::contact::{Contact, Login, NewContact};
+use crate::domain::contact::{Contact, NewContact};
 use crate::domain::email::Email;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
-use crate::ports::CreateContactError;
+use crate::ports::{CreateContactError, QueuedEmail};
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
-use super::throttle::email_allowed;
+use super::throttle::emails_allowed;
 use super::tokens::token_email;
 use super::{audit, session};
 
@@ -34,13 +34,14 @@ pub enum Registered {
 }
 
 /// Creates the contact with its confirmation email in one write. While confirmation is required,
-/// a taken address gets the same answer as a new one and its owner is told instead.
+/// a taken address gets the same answer as a new one, and its owner is told instead (the message
+/// names only the address: `send-email` looks the owner up, off the request path). Either way the
+/// email counts against the allowances, taken before anything is written.
 pub async fn register(
     portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     source: &SourceAddress,
     registration: Registration,
 ) -> Result<Registered, PortalError> {
-    let login = Login::of_email(&registration.email);
     let password_hash = hash_password(registration.password).await?;
     let contact = Contact::new(
         NewContact {
@@ -54,27 +55,22 @@ pub async fn register(
         },
         portal.clock().now(),
     );
-    // The confirmation email goes out in the same write as the contact, whatever the setting.
-    let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
+    let allowed = emails_allowed(portal, source, None, &[contact.email.normalized()]).await?;
     let confirmation_required = portal.settings().require_confirmation;
-    match portal.contacts().create_with_email(&contact, Some((&token, &message))).await {
+    // While confirmation is required a taken address must cost what a new one does: one read of
+    // its guard item, then one write (the account with its link, or the owner's notice).
+    if confirmation_required && portal.contacts().email_in_use(&contact.email).await? {
+        return tell_the_owner(portal, source, &contact.email, allowed).await;
+    }
+    // The confirmation email goes out in the same write as the contact, whatever the setting.
+    let confirmation =
+        token_email(portal, &contact, &contact.email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail);
+    let emails = if allowed { vec![confirmation] } else { Vec::new() };
+    match portal.contacts().create_with_emails(&contact, &emails).await {
         Ok(()) => {}
+        // Taken since it was read.
         Err(CreateContactError::EmailTaken) if confirmation_required => {
-            // Tell the owner, not the registrant, that the address has an account.
-            if let Some(owner) = portal.contacts().find_by_login(&login).await?
-                && email_allowed(portal, source, &owner.contact_id).await?
-            {
-                let notice = OutboxMessage::new(
-                    MessageKind::AccountExists,
-                    owner.email.as_str(),
-                    &owner.first_name,
-                    None,
-                    portal.clock().now(),
-                );
-                portal.contacts().queue_email(None, &notice).await?;
-            }
-            audit(AuditEvent::RegistrationForExistingEmail, None, source);
-            return Ok(Registered::AwaitingConfirmation);
+            return tell_the_owner(portal, source, &contact.email, allowed).await;
         }
         Err(err) => return Err(err.into()),
     }
@@ -84,4 +80,21 @@ pub async fn register(
     }
     let token = session::start(portal, &contact).await?;
     Ok(Registered::SignedIn(Box::new(contact), token))
+}
+
+/// A registration with a taken address while confirmation is required: the registrant gets the
+/// answer a new address gets, and the address's owner is told (the message names only the address;
+/// `send-email` looks the owner up).
+async fn tell_the_owner(
+    portal: &(impl UsesContacts + UsesClock),
+    source: &SourceAddress,
+    email: &Email,
+    allowed: bool,
+) -> Result<Registered, PortalError> {
+    if allowed {
+        let notice = OutboxMessage::new(MessageKind::AccountExists, email.as_str(), "", None, portal.clock().now());
+        portal.contacts().queue_emails(&[QueuedEmail::new(notice)]).await?;
+    }
+    audit(AuditEvent::RegistrationForExistingEmail, None, source);
+    Ok(Registered::AwaitingConfirmation)
 }

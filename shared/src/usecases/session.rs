@@ -13,8 +13,9 @@ pub struct SignedIn {
     pub session: Session,
 }
 
-/// The contact whose session `token` is, if it is still valid. A session in use has its idle timer
-/// refreshed.
+/// The contact whose session `token` is, if it is still valid: not expired, and of the contact's
+/// current session epoch (a password change, reset or email move ends every older session). A
+/// session in use has its idle timer refreshed.
 pub async fn current(
     portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     token: &str,
@@ -29,21 +30,43 @@ pub async fn current(
     let Some(contact) = portal.contacts().get(&session.contact_id).await? else {
         return Ok(None);
     };
+    if session.epoch != contact.session_epoch {
+        return Ok(None);
+    }
     if session.needs_touch(now) {
         portal.sessions().touch(&session.id_digest, now).await?;
     }
     Ok(Some(SignedIn { contact, session }))
 }
 
-/// A new session for `contact` (a new token at every sign-in); returns the token for the cookie.
+/// A new session for `contact` (a new token at every sign-in), of the contact's session epoch as
+/// read; returns the token for the cookie.
 pub async fn start(
     portal: &(impl UsesSessions + UsesClock + UsesSettings),
     contact: &Contact,
 ) -> Result<String, PortalError> {
+    start_in_epoch(portal, contact, &contact.session_epoch).await
+}
+
+/// A new session of `epoch`: the one a change that ends the other sessions has just written.
+pub async fn start_in_epoch(
+    portal: &(impl UsesSessions + UsesClock + UsesSettings),
+    contact: &Contact,
+    epoch: &str,
+) -> Result<String, PortalError> {
     let (session, token) =
-        Session::start(&contact.contact_id, portal.clock().now(), portal.settings().session_absolute_secs);
+        Session::start(&contact.contact_id, epoch, portal.clock().now(), portal.settings().session_absolute_secs);
     portal.sessions().create(&session).await?;
     Ok(token)
+}
+
+/// Ends the session a request arrived with, if any, before another begins: a sign-in or a
+/// redemption never leaves the browser's previous session (perhaps someone else's) alive.
+pub async fn replace(portal: &impl UsesSessions, arrived_with: Option<&str>) -> Result<(), PortalError> {
+    if let Some(token) = arrived_with.filter(|t| !t.is_empty()) {
+        portal.sessions().delete(&digest(token)).await?;
+    }
+    Ok(())
 }
 
 /// Ends the session `token` server-side (nothing to do for an unknown one).

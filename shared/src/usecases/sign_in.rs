@@ -1,14 +1,39 @@
 //! Signing in: checking a login and password against lockout and throttling.
+//!
+//! Every attempt is taken before the password is checked (one conditional increment each, on the
+//! source address and on the account), so parallel guesses cannot all pass a check made before any
+//! of them was counted. A browser that signed in to the account before carries a device cookie
+//! (OWASP's "device cookie"): its attempts count against the device alone, so a lockout that
+//! others caused does not keep the owner out.
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::lockout::FailedSignIn;
 use crate::domain::password::{Password, verify_password};
+use crate::domain::secret::{digest, random_token};
 use crate::error::PortalError;
-use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
+use crate::ports::{Device, UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
-use super::throttle::{Attempt, count_failure, refuse_if_throttled};
+use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
 use super::{audit, session};
+
+/// How long a browser stays a trusted device of an account after it last signed in.
+pub const DEVICE_TRUST_SECS: i64 = 180 * 86_400;
+
+/// What a browser brought along with its credentials (cookies).
+#[derive(Clone, Copy, Default)]
+pub struct Arrival<'a> {
+    /// The session cookie it still had, ended by the sign-in.
+    pub session: Option<&'a str>,
+    /// Its device cookie, if it has one.
+    pub device: Option<&'a str>,
+}
+
+/// An authenticated contact, and whether the attempt was a trusted device's.
+pub struct Authenticated {
+    pub contact: Contact,
+    pub trusted_device: bool,
+}
 
 /// Checks a login and password. Unknown logins, wrong passwords and locked accounts all end in the
 /// same `invalid_credentials`, after the same single argon2 run.
@@ -17,52 +42,99 @@ pub async fn authenticate(
     source: &SourceAddress,
     login: &str,
     password: Password,
-) -> Result<Contact, PortalError> {
-    refuse_if_throttled(portal, source, Attempt::SignIn).await?;
-    let contact = match Login::parse(login) {
-        Some(login) => portal.contacts().find_by_login(&login).await?,
-        None => None,
+    device: Option<&str>,
+) -> Result<Authenticated, PortalError> {
+    // The source address's attempt and the account's look-up go out together (one round trip).
+    let find = async {
+        match Login::parse(login) {
+            Some(login) => portal.contacts().find_by_login(&login).await,
+            None => Ok(None),
+        }
     };
-    let now = portal.clock().now();
-    let locked = contact.as_ref().is_some_and(|c| c.lockout().is_locked(now));
-    let hash = contact.as_ref().and_then(|c| c.password_hash.clone());
-    let verified = verify_password(password, hash).await?;
-    let Some(contact) = contact else {
+    let (reserved, contact) = tokio::join!(reserve_attempt(portal, source, Attempt::SignIn), find);
+    reserved?;
+    let contact = contact?;
+    let Some(contact) = contact.filter(|c| c.password_hash.is_some()) else {
+        verify_password(password, None).await?;
         audit(AuditEvent::SignInFailed, None, source);
-        count_failure(portal, source, Attempt::SignIn).await?;
         return Err(PortalError::InvalidCredentials);
     };
-    if verified && !locked {
-        if contact.lockout().needs_reset() {
-            portal.contacts().reset_lockout(&contact.contact_id).await?;
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    let trusted_device = match device {
+        Some(device) => {
+            portal
+                .contacts()
+                .reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold)
+                .await?
         }
-        if portal.settings().require_confirmation && !contact.email_confirmed {
-            audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
-            return Err(PortalError::EmailNotConfirmed);
-        }
-        return Ok(contact);
-    }
-    audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
-    count_failure(portal, source, Attempt::SignIn).await?;
-    if contact.password_hash.is_some() {
-        let outcome =
-            portal.contacts().record_failed_sign_in(&contact.contact_id, now, &portal.settings().lockout).await?;
-        if let FailedSignIn::LockedOut { until } = outcome {
+        None => false,
+    };
+    let reserved = trusted_device || portal.contacts().reserve_attempt(&contact.contact_id, now, &policy).await?;
+    let hash = if reserved { contact.password_hash.clone() } else { None };
+    if !verify_password(password, hash).await? {
+        audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
+        if reserved
+            && !trusted_device
+            && let FailedSignIn::LockedOut { until } =
+                portal.contacts().record_failed_sign_in(&contact.contact_id, now, &policy).await?
+        {
             tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
         }
+        return Err(PortalError::InvalidCredentials);
     }
-    Err(PortalError::InvalidCredentials)
+    let reset = async {
+        match trusted_device {
+            true => Ok(()),
+            false => portal.contacts().reset_lockout(&contact.contact_id).await,
+        }
+    };
+    let (given_back, reset) = tokio::join!(give_back_attempt(portal, source, Attempt::SignIn), reset);
+    given_back?;
+    reset?;
+    if portal.settings().require_confirmation && !contact.email_confirmed {
+        audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
+        return Err(PortalError::EmailNotConfirmed);
+    }
+    Ok(Authenticated { contact, trusted_device })
 }
 
-/// Signs in with a login and password: the contact and a new session token.
+/// A signed-in contact with the tokens for its cookies.
+pub struct SignedIn {
+    pub contact: Contact,
+    pub session_token: String,
+    /// The device cookie's value: this browser is now a trusted device of the account.
+    pub device_token: String,
+}
+
+/// Signs in with a login and password: ends the session the browser arrived with, starts a new
+/// one, and (re)trusts the browser as a device of the account.
 pub async fn sign_in(
     portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     source: &SourceAddress,
     login: &str,
     password: Password,
-) -> Result<(Contact, String), PortalError> {
-    let contact = authenticate(portal, source, login, password).await?;
-    let token = session::start(portal, &contact).await?;
+    arrival: Arrival<'_>,
+) -> Result<SignedIn, PortalError> {
+    let Authenticated { contact, trusted_device } =
+        authenticate(portal, source, login, password, arrival.device).await?;
+    let device_token = match arrival.device {
+        Some(device) if trusted_device => device.to_string(),
+        _ => random_token(),
+    };
+    let device = Device {
+        digest: digest(&device_token),
+        contact_id: contact.contact_id.clone(),
+        expires_at: portal.clock().now() + DEVICE_TRUST_SECS,
+    };
+    let (ended, session_token, remembered) = tokio::join!(
+        session::replace(portal, arrival.session),
+        session::start(portal, &contact),
+        portal.contacts().remember_device(&device),
+    );
+    ended?;
+    remembered?;
+    let session_token = session_token?;
     audit(AuditEvent::SignedIn, Some(&contact.contact_id), source);
-    Ok((contact, token))
+    Ok(SignedIn { contact, session_token, device_token })
 }

@@ -1,4 +1,4 @@
-//! Per-source-address allowances: failures (sign-in, invitation codes) and the emails a request
+//! Per-source-address allowances: attempts (sign-in, invitation codes) and the emails a request
 //! may cause, so the portal can be used neither to guess nor to flood an inbox.
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
@@ -23,54 +23,62 @@ impl Attempt {
     }
 }
 
-const FAILURE_WINDOW_SECS: i64 = 3600;
+const HOUR: i64 = 3600;
 
-/// Refuses (429, until the hour is over) a source address that used up its failures: guessing
-/// passwords across accounts, or invitation codes, stops there. Account lockout covers one account.
-pub async fn refuse_if_throttled(
+/// Takes one attempt of the source address before anything is checked, as one conditional
+/// increment: once its allowance is used up it is refused (429, until the hour is over), however
+/// many requests it sends at once. Guessing passwords across accounts, or invitation codes, stops
+/// there; account lockout covers one account.
+pub async fn reserve_attempt(
     portal: &(impl UsesContacts + UsesClock + UsesSettings),
     source: &SourceAddress,
     attempt: Attempt,
 ) -> Result<(), PortalError> {
     let now = portal.clock().now();
     let limit = portal.settings().failures_per_address_per_hour;
-    if portal.contacts().allowance_left(&attempt.key(source), limit, FAILURE_WINDOW_SECS, now).await? {
+    if portal.contacts().take_allowance(&attempt.key(source), limit, HOUR, now).await? {
         return Ok(());
     }
     super::audit(AuditEvent::Throttled, None, source);
-    Err(PortalError::RateLimited { retry_after_secs: now.secs_left_in_window(FAILURE_WINDOW_SECS) as u64 })
+    Err(PortalError::RateLimited { retry_after_secs: now.secs_left_in_window(HOUR) as u64 })
 }
 
-/// Counts one failure of the source address.
-pub async fn count_failure(
-    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+/// Gives the attempt back: it was right, so only failures use the allowance up.
+pub async fn give_back_attempt(
+    portal: &(impl UsesContacts + UsesClock),
     source: &SourceAddress,
     attempt: Attempt,
 ) -> Result<(), PortalError> {
-    let limit = portal.settings().failures_per_address_per_hour;
-    portal.contacts().take_allowance(&attempt.key(source), limit, FAILURE_WINDOW_SECS, portal.clock().now()).await?;
+    portal.contacts().give_back_allowance(&attempt.key(source), HOUR, portal.clock().now()).await?;
     Ok(())
 }
 
-/// Whether one more email on behalf of `account` may go out now: within the hourly allowance per
-/// account and per source address. A refused request still gets the same answer as an allowed one.
-pub async fn email_allowed(
+/// Whether the emails a request would cause may go out now: one allowance is taken from the
+/// source address, from the account (when the request path knows it), and from each recipient
+/// address, all of them every time, so the work done does not depend on any account. A refused
+/// request gets the same answer as an allowed one and sends nothing.
+///
+/// Forgot-password and resend-confirmation name no account (that would tell whether one exists):
+/// their recipient is the account's own address, so the recipient allowance is the account's.
+pub async fn emails_allowed(
     portal: &(impl UsesContacts + UsesClock + UsesSettings),
     source: &SourceAddress,
-    account: &ContactId,
+    account: Option<&ContactId>,
+    recipients: &[&str],
 ) -> Result<bool, PortalError> {
     let now = portal.clock().now();
     let settings = portal.settings();
-    let by_account = portal
-        .contacts()
-        .take_allowance(&format!("account#{account}"), settings.emails_per_account_per_hour, 3600, now)
-        .await?;
-    let by_address = portal
-        .contacts()
-        .take_allowance(&format!("address#{source}"), settings.emails_per_address_per_hour, 3600, now)
-        .await?;
-    if !(by_account && by_address) {
-        super::audit(AuditEvent::EmailRateLimited, Some(account), source);
+    let mut keys = vec![(format!("address#{source}"), settings.emails_per_address_per_hour)];
+    if let Some(account) = account {
+        keys.push((format!("account#{account}"), settings.emails_per_account_per_hour));
     }
-    Ok(by_account && by_address)
+    for to in recipients {
+        keys.push((format!("recipient#{}", to.to_lowercase()), settings.emails_per_recipient_per_hour));
+    }
+    let takes = keys.iter().map(|(key, limit)| portal.contacts().take_allowance(key, *limit, HOUR, now));
+    let allowed = futures::future::try_join_all(takes).await?.into_iter().all(|taken| taken);
+    if !allowed {
+        super::audit(AuditEvent::EmailRateLimited, account, source);
+    }
+    Ok(allowed)
 }

@@ -1,102 +1,163 @@
 //! Emailed single-use links: email confirmation and password reset.
+//!
+//! Asking for a link (forgot-password, a new confirmation link) does the same work whether or not
+//! an account has the address: the allowances and one outbox message. `send-email` then looks the
+//! account up and issues the link, if there is one to issue (see [`super::mail`]).
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
-use crate::domain::contact::{Contact, Login};
+use crate::domain::contact::{Contact, new_epoch};
 use crate::domain::email::Email;
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::secret::digest;
 use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::error::PortalError;
-use crate::ports::TokenUse;
+use crate::ports::{QueuedEmail, TokenUse};
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
-use super::audit;
-use super::throttle::email_allowed;
+use super::throttle::emails_allowed;
+use super::{audit, session};
 
-/// A new emailed token of `purpose` for `contact` (sent to the contact's current address) and the
-/// outbox message carrying it.
+/// A new emailed token of `purpose` for `contact`, sent to `to`, and the outbox message of `kind`
+/// carrying it.
 pub fn token_email(
     portal: &(impl UsesClock + UsesSettings),
     contact: &Contact,
+    to: &Email,
     purpose: TokenPurpose,
-) -> (EmailToken, OutboxMessage) {
+    kind: MessageKind,
+) -> QueuedEmail {
     let now = portal.clock().now();
-    let (lifetime, kind) = match purpose {
-        TokenPurpose::ConfirmEmail => (portal.settings().confirmation_token_secs, MessageKind::ConfirmEmail),
-        TokenPurpose::ResetPassword => (portal.settings().reset_token_secs, MessageKind::ResetPassword),
+    let lifetime = match purpose {
+        TokenPurpose::ConfirmEmail => portal.settings().confirmation_token_secs,
+        TokenPurpose::ResetPassword => portal.settings().reset_token_secs,
     };
-    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, contact.email.normalized(), now, lifetime);
-    let mut message =
-        OutboxMessage::new(kind, contact.email.as_str(), &contact.first_name, Some(MailSecret::new(plain)), now);
+    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, to.normalized(), now, lifetime);
+    let mut message = OutboxMessage::new(kind, to.as_str(), &contact.first_name, Some(MailSecret::new(plain)), now);
     message.valid_until = Some(token.expires_at);
-    (token, message)
+    QueuedEmail::with_token(token, message)
 }
 
-/// Sends a password-reset link to the account with `email`, if there is one, within the email
-/// allowances. The caller answers alike whether or not it exists.
+/// A notice of `kind` to the contact's own address (no secret).
+pub fn notice(portal: &impl UsesClock, contact: &Contact, kind: MessageKind) -> QueuedEmail {
+    QueuedEmail::new(OutboxMessage::new(kind, contact.email.as_str(), &contact.first_name, None, portal.clock().now()))
+}
+
+/// Asks for a link of `kind` for whatever account has `email`: the same work and the same answer
+/// whether or not there is one, within the allowances.
+async fn request_link(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    email: &Email,
+    kind: MessageKind,
+) -> Result<(), PortalError> {
+    if emails_allowed(portal, source, None, &[email.normalized()]).await? {
+        let message = OutboxMessage::new(kind, email.as_str(), "", None, portal.clock().now());
+        portal.contacts().queue_emails(&[QueuedEmail::new(message)]).await?;
+    }
+    Ok(())
+}
+
+/// Forgot password: a reset link for the account with `email`, if there is one.
 pub async fn request_reset(
     portal: &(impl UsesContacts + UsesClock + UsesSettings),
     source: &SourceAddress,
     email: &Email,
 ) -> Result<(), PortalError> {
-    let contact = portal.contacts().find_by_login(&Login::of_email(email)).await?;
-    let Some(contact) = contact.filter(|c| c.password_hash.is_some()) else {
-        audit(AuditEvent::PasswordResetRequestedUnknown, None, source);
-        return Ok(());
-    };
-    if email_allowed(portal, source, &contact.contact_id).await? {
-        let (token, message) = token_email(portal, &contact, TokenPurpose::ResetPassword);
-        portal.contacts().queue_email(Some(&token), &message).await?;
-        audit(AuditEvent::PasswordResetRequested, Some(&contact.contact_id), source);
-    }
+    request_link(portal, source, email, MessageKind::ResetRequest).await?;
+    audit(AuditEvent::PasswordResetRequested, None, source);
     Ok(())
 }
 
-/// Sets a new password with a reset token and ends every session of the contact. Does not sign in.
-pub async fn reset_password(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock),
-    source: &SourceAddress,
-    token: &str,
-    new_password: Password,
-) -> Result<(), PortalError> {
-    let hash = hash_password(new_password).await?;
-    let effect = TokenUse::ResetPassword(hash);
-    let used =
-        portal.contacts().use_token(&digest(token), TokenPurpose::ResetPassword, &effect, portal.clock().now()).await?;
-    let contact_id = used.ok_or(PortalError::TokenInvalid)?;
-    portal.sessions().delete_all_for_contact(&contact_id, None).await?;
-    audit(AuditEvent::PasswordReset, Some(&contact_id), source);
-    Ok(())
-}
-
-/// Confirms the address a confirmation token was sent to.
-pub async fn confirm_email(
-    portal: &(impl UsesContacts + UsesClock),
-    source: &SourceAddress,
-    token: &str,
-) -> Result<(), PortalError> {
-    let now = portal.clock().now();
-    let used =
-        portal.contacts().use_token(&digest(token), TokenPurpose::ConfirmEmail, &TokenUse::ConfirmEmail, now).await?;
-    let contact_id = used.ok_or(PortalError::TokenInvalid)?;
-    audit(AuditEvent::EmailConfirmed, Some(&contact_id), source);
-    Ok(())
-}
-
-/// Sends a new confirmation link to an unconfirmed account with `email`, within the allowances.
-/// The caller answers alike whether or not there is one.
+/// A new confirmation link for an unconfirmed account with `email`, if there is one.
 pub async fn resend_confirmation(
     portal: &(impl UsesContacts + UsesClock + UsesSettings),
     source: &SourceAddress,
     email: &Email,
 ) -> Result<(), PortalError> {
-    let contact = portal.contacts().find_by_login(&Login::of_email(email)).await?;
-    if let Some(contact) = contact.filter(|c| !c.email_confirmed)
-        && email_allowed(portal, source, &contact.contact_id).await?
-    {
-        let (token, message) = token_email(portal, &contact, TokenPurpose::ConfirmEmail);
-        portal.contacts().queue_email(Some(&token), &message).await?;
+    request_link(portal, source, email, MessageKind::ConfirmationRequest).await
+}
+
+/// The usable token of `purpose` with this plain value, and its contact. The cheap checks come
+/// first: nothing is hashed for an unknown, used, expired or superseded token.
+async fn usable_token(
+    portal: &(impl UsesContacts + UsesClock),
+    plain: &str,
+    purpose: TokenPurpose,
+) -> Result<(EmailToken, Contact), PortalError> {
+    let token = portal.contacts().find_token(&digest(plain)).await?;
+    let token = token.filter(|t| t.is_usable(purpose, portal.clock().now())).ok_or(PortalError::TokenInvalid)?;
+    let contact = portal.contacts().get(&token.contact_id).await?.ok_or(PortalError::TokenInvalid)?;
+    if purpose == TokenPurpose::ResetPassword && token.nonce != contact.reset_nonce {
+        return Err(PortalError::TokenInvalid);
     }
+    Ok((token, contact))
+}
+
+/// Sets a new password with a reset token: every session of the contact ends, every other reset
+/// link stops working, and the account's address is told. Does not sign in.
+pub async fn reset_password(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    plain_token: &str,
+    new_password: String,
+) -> Result<(), PortalError> {
+    let (token, contact) = usable_token(portal, plain_token, TokenPurpose::ResetPassword).await?;
+    let password = Password::choose(new_password, portal.settings().password_min_length, &contact.password_context())
+        .map_err(|reason| PortalError::field("new_password", reason.0))?;
+    let hash = hash_password(password).await?;
+    let mut emails = Vec::new();
+    if emails_allowed(portal, source, Some(&contact.contact_id), &[contact.email.normalized()]).await? {
+        emails.push(notice(portal, &contact, MessageKind::PasswordResetNotice));
+    }
+    let effect = TokenUse::ResetPassword { hash, epoch: new_epoch() };
+    if !portal.contacts().use_token(&token, &contact, &effect, portal.clock().now(), &emails).await? {
+        return Err(PortalError::TokenInvalid);
+    }
+    audit(AuditEvent::PasswordReset, Some(&contact.contact_id), source);
     Ok(())
+}
+
+/// What following a confirmation link did.
+pub struct Confirmed {
+    pub email: Email,
+    /// A new session token when the link moved the account to a new address from a browser
+    /// signed in to it: every other session ended, this one continues.
+    pub continued_session: Option<String>,
+}
+
+/// Confirms the address a confirmation token was sent to: the contact's own (a registration), or
+/// the pending new one (an email change), which then becomes the sign-in address; that ends every
+/// other session.
+pub async fn confirm_email(
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    plain_token: &str,
+    signed_in_as: Option<&Contact>,
+) -> Result<Confirmed, PortalError> {
+    let (token, contact) = usable_token(portal, plain_token, TokenPurpose::ConfirmEmail).await?;
+    let now = portal.clock().now();
+    if token.email_normalized == contact.email.normalized() {
+        if !portal.contacts().use_token(&token, &contact, &TokenUse::ConfirmEmail, now, &[]).await? {
+            return Err(PortalError::TokenInvalid);
+        }
+        audit(AuditEvent::EmailConfirmed, Some(&contact.contact_id), source);
+        return Ok(Confirmed { email: contact.email, continued_session: None });
+    }
+    let Some(new_email) = contact.pending_email.clone().filter(|p| p.normalized() == token.email_normalized) else {
+        return Err(PortalError::TokenInvalid);
+    };
+    let epoch = new_epoch();
+    let effect = TokenUse::MoveEmail { epoch: epoch.clone() };
+    if !portal.contacts().use_token(&token, &contact, &effect, now, &[]).await? {
+        return Err(PortalError::TokenInvalid);
+    }
+    audit(AuditEvent::EmailChanged, Some(&contact.contact_id), source);
+    let continued_session = match signed_in_as {
+        Some(viewer) if viewer.contact_id == contact.contact_id => {
+            Some(session::start_in_epoch(portal, &contact, &epoch).await?)
+        }
+        _ => None,
+    };
+    Ok(Confirmed { email: new_email, continued_session })
 }

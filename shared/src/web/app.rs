@@ -30,12 +30,20 @@ pub trait HttpFunction: Send + Sync {
     }
 }
 
+/// HSTS for a year, subdomains included: once a browser has seen the portal over https it never
+/// sends a request (or a cookie) to it over plain http again.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
+
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Applies the layers every route needs and gives the routes their state.
 pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
+    // Only a portal served over https may pin browsers to https (a local http one would lock
+    // `localhost` out of http for a year).
+    let served_over_https = state.settings.base_origin.starts_with("https://");
+    let hsts = served_over_https.then(|| HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     let fixed = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
@@ -48,6 +56,7 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(fixed(header::REFERRER_POLICY, "same-origin"))
         .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, move |_: &Response| hsts.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, html_only_policy))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)

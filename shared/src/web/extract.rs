@@ -18,7 +18,9 @@ use super::AppState;
 use super::client::{Client, media_type};
 use super::pages::{self, FormErrors};
 use super::reply::Rejection;
-use super::request::{Fields, check_origin, cookie, csrf_cookie_name, query_param, session_cookie_name};
+use super::request::{
+    Fields, check_origin, cookie, csrf_cookie_name, device_cookie_name, query_param, session_cookie_name,
+};
 use super::response::csrf_cookie;
 use crate::Portal;
 use crate::config::Settings;
@@ -257,6 +259,29 @@ impl OptionalFromRequestParts<AppState> for Viewer {
 }
 
 /// A signed-in contact with the `Administrators` web role; `forbidden` for anyone else signed in.
+/// The cookies a request arrived with that a sign-in or redemption replaces: the session (ended)
+/// and the device cookie (a trusted device of the account signing in keeps it).
+pub struct ArrivedWith {
+    pub session: Option<String>,
+    pub device: Option<String>,
+}
+
+impl ArrivedWith {
+    pub fn arrival(&self) -> crate::usecases::sign_in::Arrival<'_> {
+        crate::usecases::sign_in::Arrival { session: self.session.as_deref(), device: self.device.as_deref() }
+    }
+}
+
+impl FromRequestParts<AppState> for ArrivedWith {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let settings = &state.settings;
+        let read = |name| cookie(&parts.headers, name).filter(|t| !t.is_empty()).map(str::to_string);
+        Ok(ArrivedWith { session: read(session_cookie_name(settings)), device: read(device_cookie_name(settings)) })
+    }
+}
+
 pub struct Admin(pub SignedIn);
 
 impl Deref for Admin {

@@ -49,6 +49,10 @@ pub fn session_cookie_name(settings: &Settings) -> &'static str {
     if settings.secure_cookies { "__Host-portal_session" } else { "portal_session" }
 }
 
+pub fn device_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies { "__Host-portal_device" } else { "portal_device" }
+}
+
 pub fn csrf_cookie_name(settings: &Settings) -> &'static str {
     if settings.secure_cookies { "__Host-portal_csrf" } else { "portal_csrf" }
 }

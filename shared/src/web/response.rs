@@ -1,6 +1,6 @@
 //! Cookies and redirect targets.
 
-use super::request::{csrf_cookie_name, session_cookie_name};
+use super::request::{csrf_cookie_name, device_cookie_name, session_cookie_name};
 use crate::config::Settings;
 
 /// A path on this site: starts with one `/`, not `//` or `/\` (which browsers read as another host).
@@ -27,6 +27,16 @@ pub fn session_cookie(settings: &Settings, token: &str) -> String {
 
 pub fn clear_session_cookie(settings: &Settings) -> String {
     format!("{}=; Max-Age=0; {}", session_cookie_name(settings), cookie_attributes(settings, "Lax"))
+}
+
+/// The device cookie: this browser signed in to the account before (see `usecases::sign_in`).
+pub fn device_cookie(settings: &Settings, token: &str) -> String {
+    format!(
+        "{}={token}; Max-Age={}; {}",
+        device_cookie_name(settings),
+        crate::usecases::sign_in::DEVICE_TRUST_SECS,
+        cookie_attributes(settings, "Strict")
+    )
 }
 
 pub fn csrf_cookie(settings: &Settings, token: &str) -> String {

@@ -232,3 +232,38 @@ pub const PASSWORD: &str = "Analytical-Engine-1843-Notes";
 pub fn registration(email: &str) -> Value {
     json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"})
 }
+
+impl TestPortal {
+    /// Prepares and renders every pending email as `send-email` would (requests that name only an
+    /// address are resolved then), marking each sent; returns the emails, oldest first.
+    pub async fn mailbox(&self) -> Vec<portal::ports::OutgoingEmail> {
+        use portal::domain::outbox::MessageStatus;
+        use portal::usecases::mail::{self, Prepared};
+        let mut sent = Vec::new();
+        let mut pending: Vec<_> =
+            self.outbox.all().into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
+        pending.sort_by_key(|m| m.created_at);
+        for message in pending {
+            if let Prepared::Send(prepared) = mail::prepare(&self.portal, &message).await.unwrap()
+                && let Some(rendered) = portal::email::render(&self.portal.settings, &prepared)
+            {
+                sent.push(rendered);
+            }
+            let mut done = message.clone();
+            done.status = MessageStatus::Sent;
+            self.outbox.insert(done);
+        }
+        sent
+    }
+}
+
+/// The token of the `path` link (`/confirm-email`, `/reset-password`) in an email.
+pub fn link_in(email: &portal::ports::OutgoingEmail, path: &str) -> String {
+    let prefix = format!("{BASE}{path}?token=");
+    let line = email
+        .text
+        .lines()
+        .find(|l| l.trim().starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {path} link in {}", email.text));
+    line.trim().trim_start_matches(&prefix).to_string()
+}

@@ -91,3 +91,33 @@ pub fn fresh_tables() -> Tables {
         outbox: format!("{stack}-outbox"),
     }
 }
+
+impl Tables {
+    /// A portal whose stores are these tables (the mailer stays in memory).
+    pub fn portal(&self, overrides: &[(&str, &str)]) -> std::sync::Arc<portal::Portal> {
+        use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
+        use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+        let mut settings: Vec<(&str, &str)> = vec![
+            ("PORTAL_CONTACTS_TABLE", &self.contacts),
+            ("PORTAL_SESSIONS_TABLE", &self.sessions),
+            ("PORTAL_INVITATIONS_TABLE", &self.invitations),
+            ("PORTAL_OUTBOX_TABLE", &self.outbox),
+        ];
+        settings.extend_from_slice(overrides);
+        let client = self.client.clone();
+        std::sync::Arc::new(portal::Portal {
+            settings: super::settings(&settings),
+            contacts: std::sync::Arc::new(DynamoContacts::new(client.clone(), &self.contacts, &self.outbox)),
+            sessions: std::sync::Arc::new(DynamoSessions::new(client.clone(), &self.sessions)),
+            invitations: std::sync::Arc::new(DynamoInvitations::new(
+                client.clone(),
+                &self.invitations,
+                &self.contacts,
+                &self.outbox,
+            )),
+            outbox: std::sync::Arc::new(DynamoOutbox::new(client, &self.outbox)),
+            mailer: std::sync::Arc::new(portal::adapters::memory::MemoryMailer::default()),
+            clock: std::sync::Arc::new(portal::ports::SystemClock),
+        })
+    }
+}
