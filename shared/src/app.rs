@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::ses::SesMailer;
+use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
 use crate::ports::{
     Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
@@ -24,17 +25,19 @@ pub struct Portal {
 
 impl Portal {
     /// Reads the settings and builds the AWS clients from the standard AWS environment
-    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials): the same code path locally and on AWS.
+    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials) with the timeouts and retries of
+    /// [`crate::aws`]: the same code path locally and on AWS.
     pub async fn from_environment() -> anyhow::Result<Self> {
         let settings = Settings::from_env()?;
-        Ok(Self::new(settings, &sdk_config().await))
+        let hooks = SdkHooks::default();
+        let sdk = sdk_config(&hooks).await;
+        Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks)))
     }
 
-    /// The portal of these settings on these AWS clients' configuration.
-    pub fn new(settings: Settings, sdk: &aws_config::SdkConfig) -> Self {
-        // Building clients makes no network call: a function pays only for the clients it uses.
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let ses = aws_sdk_sesv2::Client::new(sdk);
+    /// The portal on DynamoDB and SES through these clients (tests pass clients built by
+    /// [`crate::aws`] against the local endpoint).
+    pub fn on_aws(settings: Settings, clients: &AwsClients) -> Self {
+        let dynamodb = clients.dynamodb.clone();
         Portal {
             contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table, &settings.outbox_table)),
             sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), &settings.sessions_table)),
@@ -44,18 +47,20 @@ impl Portal {
                 &settings.contacts_table,
                 &settings.outbox_table,
             )),
-            outbox: Arc::new(DynamoOutbox::new(dynamodb, &settings.outbox_table)),
-            mailer: Arc::new(SesMailer::new(ses, &settings.email_sender)),
+            outbox: Arc::new(
+                DynamoOutbox::new(dynamodb, &settings.outbox_table).with_invitations(&settings.invitations_table),
+            ),
+            mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             clock: Arc::new(SystemClock),
             settings,
         }
     }
 }
 
-/// The AWS SDK configuration of the standard AWS environment, with the function's name as the
-/// app id of its calls (see `app_name_of_function`).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+/// The AWS SDK configuration of [`aws::config_loader`] (timeouts, retries), with the function's
+/// name as the app id of its calls (see `app_name_of_function`).
+pub async fn sdk_config(hooks: &SdkHooks) -> aws_config::SdkConfig {
+    let mut loader = aws::config_loader(hooks);
     if std::env::var_os("AWS_SDK_UA_APP_ID").is_none()
         && let Some(app_name) = app_name_of_function(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().as_deref())
     {

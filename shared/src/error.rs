@@ -37,9 +37,19 @@ pub enum PortalError {
     UnsupportedMediaType,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// An `Idempotency-Key` reused with a different request, or while its first request runs.
+    #[error("idempotency conflict")]
+    IdempotencyConflict { still_running: bool },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// Marks an internal error as a dependency that is unavailable or too slow for now (throttled,
+/// failing with 5xx, timed out, out of reach, after the SDK's retries): answered 503 rather than
+/// 500, since trying again later is the right thing for the client to do.
+#[derive(Debug, thiserror::Error)]
+#[error("a dependency is unavailable")]
+pub struct Unavailable;
 
 #[derive(Serialize)]
 pub struct ErrorBody<'a> {
@@ -115,6 +125,11 @@ impl PortalError {
             PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PortalError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PortalError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            PortalError::IdempotencyConflict { still_running: true } => StatusCode::CONFLICT,
+            PortalError::IdempotencyConflict { still_running: false } => StatusCode::UNPROCESSABLE_ENTITY,
+            PortalError::Internal(err) if err.chain().any(|cause| cause.is::<Unavailable>()) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             PortalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,6 +147,7 @@ impl PortalError {
             PortalError::PayloadTooLarge => "payload_too_large",
             PortalError::UnsupportedMediaType => "unsupported_media_type",
             PortalError::RateLimited { .. } => "rate_limited",
+            PortalError::IdempotencyConflict { .. } => "idempotency_conflict",
             PortalError::Internal(_) => "internal",
         }
     }
@@ -155,6 +171,12 @@ impl PortalError {
             PortalError::PayloadTooLarge => "The request is too large.",
             PortalError::UnsupportedMediaType => "Send application/json or application/x-www-form-urlencoded.",
             PortalError::RateLimited { .. } => "Too many requests. Please wait and try again.",
+            PortalError::IdempotencyConflict { still_running: true } => {
+                "A request with this Idempotency-Key is still being processed; try again shortly."
+            }
+            PortalError::IdempotencyConflict { still_running: false } => {
+                "This Idempotency-Key was used with a different request."
+            }
             PortalError::Internal(_) => "Something went wrong on our side. Nothing was changed; please try again.",
         }
     }
@@ -198,7 +220,14 @@ mod tests {
             (PortalError::PayloadTooLarge, 413, "payload_too_large"),
             (PortalError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (PortalError::RateLimited { retry_after_secs: 5 }, 429, "rate_limited"),
+            (PortalError::IdempotencyConflict { still_running: false }, 422, "idempotency_conflict"),
+            (PortalError::IdempotencyConflict { still_running: true }, 409, "idempotency_conflict"),
             (PortalError::Internal(anyhow::anyhow!("table gone")), 500, "internal"),
+            (
+                PortalError::Internal(anyhow::Error::new(Unavailable).context("reading").context("signing in")),
+                503,
+                "internal",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status().as_u16(), err.code()), (status, code));

@@ -10,12 +10,14 @@
 
 pub mod adapters;
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod email;
 pub mod error;
 pub mod handlers;
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod telemetry;
 pub mod usecases;

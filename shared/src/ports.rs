@@ -229,8 +229,9 @@ impl Clock for SystemClock {
     }
 }
 
+use crate::domain::idempotency::{IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
-use crate::domain::outbox::OutboxMessage;
+use crate::domain::outbox::{Claim, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::text::Username;
 
@@ -332,6 +333,19 @@ pub trait InvitationStore: Send + Sync {
         redemption: &Redemption,
         now: Timestamp,
     ) -> Result<(), RedeemError>;
+    /// Starts a request with an idempotency key: holds the key for it when it is the first (or the
+    /// one before it died), or says what the earlier one left.
+    async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart>;
+    /// Keeps the answer of the request holding the key, for its retries.
+    async fn finish_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
+    /// Lets go of a key whose request failed, so that a retry runs again.
+    async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()>;
     /// Records how the email with the invitation's current code went (an older message's outcome is
     /// ignored).
     async fn record_delivery(
@@ -344,18 +358,25 @@ pub trait InvitationStore: Send + Sync {
     ) -> anyhow::Result<()>;
 }
 
-/// The sending side of the outbox.
+/// The sending side of the outbox. A claim is a lease (see [`Claim`]): a run that fails after
+/// claiming gives it back or lets it expire, and never marks the message done.
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Claims a pending message (or one whose claim went stale) for sending; `None` when another
-    /// delivery has it or it was already sent: a record delivered twice sends one email.
-    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>>;
+    /// Leases a pending message (or one whose lease ended) for sending, or says why not.
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim>;
     /// Marks the message sent and removes its secret.
     async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()>;
     /// Marks the message failed for good and removes its secret.
     async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()>;
-    /// Gives a claimed message back, to be retried.
-    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()>;
+    /// Gives back the lease ending at `lease_until`, so that the next delivery sends at once; a
+    /// lease that another run has taken over meanwhile, or a message settled meanwhile, is left.
+    async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()>;
+    /// Every message still kept (sent and failed ones until their retention ends), for operators.
+    async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>>;
+    /// Queues `copy` (a new message, so a new stream record) in place of `original`, which is
+    /// marked failed and, for an invitation, no longer its current email, all together. `false`
+    /// when the original was sent or changed meanwhile.
+    async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, now: Timestamp) -> anyhow::Result<bool>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 mod support;
 
+use portal::domain::ids::MessageId;
 use portal::domain::time::Timestamp;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
 use portal::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType, Redemption};
-use portal::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+use portal::domain::outbox::{Claim, LEASE_SECS, MailSecret, MessageKind, MessageStatus, OutboxMessage};
 use portal::domain::password::PasswordHashString;
 use portal::ports::{ContactChange, ContactStore, InvitationStore, Outbox, RedeemError};
 use support::moto::{Tables, fresh_tables};
@@ -30,7 +31,7 @@ fn stores() -> Stores {
     let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
     let invitations =
         Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
-    let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox);
+    let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox).with_invitations(&tables.invitations);
     Stores { tables, contacts, invitations, outbox }
 }
 
@@ -126,7 +127,9 @@ async fn an_invitation_is_found_by_its_code_with_its_email_queued_in_the_same_wr
     assert_eq!(s.invitations.list_for_contact(&grace.contact_id).await.unwrap(), std::slice::from_ref(&invitation));
     let scan = s.tables.client.scan().table_name(&s.tables.invitations).send().await.unwrap();
     assert!(!format!("{:?}", scan.items()).contains(&code.display()), "no plain code in the invitations table");
-    let claimed = s.outbox.claim(&invitation.message_id, NOW).await.unwrap().expect("the queued email");
+    let Claim::Leased(claimed) = s.outbox.claim(&invitation.message_id, NOW).await.unwrap() else {
+        panic!("the queued email is claimable")
+    };
     assert_eq!(claimed.secret.unwrap().expose(), code.display());
 }
 
@@ -234,13 +237,37 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     let s = stores();
     let (_, invitation, _) = invited(&s, InvitationType::Single, 1).await;
     let id = &invitation.message_id;
-    assert!(s.outbox.claim(id, NOW).await.unwrap().is_some());
-    assert!(s.outbox.claim(id, NOW + 1).await.unwrap().is_none(), "a second delivery finds it claimed");
-    s.outbox.release(id).await.unwrap();
-    assert!(s.outbox.claim(id, NOW + 2).await.unwrap().is_some(), "released for a retry");
-    assert!(s.outbox.claim(id, NOW + 2 + 301).await.unwrap().is_some(), "a stale claim may be retaken");
+    let leased = |claim: Claim| match claim {
+        Claim::Leased(message) => message.lease_until.expect("a lease has an end"),
+        other => panic!("expected a lease, got {other:?}"),
+    };
+    let first = leased(s.outbox.claim(id, NOW).await.unwrap());
+    assert_eq!(first, NOW + LEASE_SECS);
+    assert_eq!(
+        s.outbox.claim(id, NOW + 1).await.unwrap(),
+        Claim::Busy { lease_until: first },
+        "a second delivery during the lease is told to come back, not that it is done"
+    );
+    s.outbox.release(id, first + 1).await.unwrap();
+    assert!(
+        matches!(s.outbox.claim(id, NOW + 1).await.unwrap(), Claim::Busy { .. }),
+        "only its holder gives a lease back"
+    );
+    s.outbox.release(id, first).await.unwrap();
+    let second = leased(s.outbox.claim(id, NOW + 2).await.unwrap());
+    let third = s.outbox.claim(id, second).await.unwrap();
+    assert!(matches!(&third, Claim::Leased(m) if m.attempts == 3), "an expired lease may be retaken: {third:?}");
+    s.outbox.release(id, second).await.unwrap();
+    assert!(
+        matches!(s.outbox.claim(id, second + 1).await.unwrap(), Claim::Busy { .. }),
+        "the old holder cannot release the new lease"
+    );
     s.outbox.mark_sent(id, NOW + 400).await.unwrap();
-    assert!(s.outbox.claim(id, NOW + 10_000).await.unwrap().is_none(), "never sent twice");
+    assert!(
+        matches!(s.outbox.claim(id, NOW + 10_000).await.unwrap(), Claim::Settled(m) if m.status == MessageStatus::Sent),
+        "never sent twice"
+    );
+    assert_eq!(s.outbox.claim(&"no-such-message".into(), NOW).await.unwrap(), Claim::Missing);
     let item = s
         .tables
         .client
@@ -266,4 +293,76 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     );
     s.invitations.record_delivery(&invitation.invitation_id, id, Delivery::Sent, None, NOW).await.unwrap();
     assert_eq!(s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().delivery, Delivery::Sent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_hold_answer_conflict_and_expire_in_dynamodb() {
+    use portal::domain::idempotency::{IdempotencyKey, IdempotentStart, KEY_SECS, RUNNING_SECS};
+    let s = stores();
+    let key = IdempotencyKey::new("POST /admin/invitations", "admin", "k", "request-a".into()).unwrap();
+    let other_body = IdempotencyKey { request_digest: "request-b".into(), ..key.clone() };
+    assert_eq!(s.invitations.begin_idempotent(&key, NOW).await.unwrap(), IdempotentStart::First);
+    assert_eq!(s.invitations.begin_idempotent(&key, NOW + 1).await.unwrap(), IdempotentStart::Running);
+    assert_eq!(s.invitations.begin_idempotent(&other_body, NOW + 1).await.unwrap(), IdempotentStart::Mismatch);
+    s.invitations.finish_idempotent(&key, 201, r#"{"invitation_id":"i-1"}"#, NOW + 2).await.unwrap();
+    assert_eq!(
+        s.invitations.begin_idempotent(&key, NOW + 3).await.unwrap(),
+        IdempotentStart::Answered { status: 201, body: r#"{"invitation_id":"i-1"}"#.into() }
+    );
+    s.invitations.abandon_idempotent(&key).await.unwrap();
+    assert!(
+        matches!(s.invitations.begin_idempotent(&key, NOW + 4).await.unwrap(), IdempotentStart::Answered { .. }),
+        "an answered key stays"
+    );
+    assert_eq!(
+        s.invitations.begin_idempotent(&other_body, NOW + KEY_SECS).await.unwrap(),
+        IdempotentStart::First,
+        "24 hours later it is a new key"
+    );
+
+    // A request that died holding its key: after a minute a retry runs in its place.
+    let died = IdempotencyKey::new("POST /admin/invitations", "admin", "died", "request-a".into()).unwrap();
+    assert_eq!(s.invitations.begin_idempotent(&died, NOW).await.unwrap(), IdempotentStart::First);
+    assert_eq!(s.invitations.begin_idempotent(&died, NOW + RUNNING_SECS).await.unwrap(), IdempotentStart::First);
+    // A refused request lets go of its key.
+    s.invitations.abandon_idempotent(&died).await.unwrap();
+    let again = IdempotencyKey { request_digest: "request-c".into(), ..died };
+    assert_eq!(s.invitations.begin_idempotent(&again, NOW + RUNNING_SECS + 1).await.unwrap(), IdempotentStart::First);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_see_unsent_messages_and_requeue_them_as_new_stream_records() {
+    use portal::usecases::outbox_repair::{self, RetryOutcome, Selection};
+    let s = stores();
+    let settings = support::settings(&[]);
+    let (_, stuck, _) = invited(&s, InvitationType::Single, 1).await;
+    let (_, sent, _) = invited(&s, InvitationType::Single, 1).await;
+    let Claim::Leased(_) = s.outbox.claim(&sent.message_id, NOW).await.unwrap() else { panic!("claimable") };
+    s.outbox.mark_sent(&sent.message_id, NOW).await.unwrap();
+
+    let later = NOW + 3600;
+    let report = outbox_repair::status(&s.outbox.list().await.unwrap(), later, 600);
+    assert_eq!(report.unsent.len(), 1);
+    assert_eq!((report.unsent[0].message_id.clone(), report.unsent[0].stale), (stuck.message_id.clone(), true));
+    assert_eq!(report.counts.get(&("sent".into(), "invitation".into())), Some(&1));
+    let shown = format!("{report:?}");
+    assert!(!shown.contains("example.com") && !shown.contains("secret"), "no address, no secret: {shown}");
+
+    let outcomes =
+        outbox_repair::retry(&s.outbox, &settings, &Selection::OlderThan { secs: 600 }, later).await.unwrap();
+    let [(original, RetryOutcome::Requeued(copy))] = outcomes.as_slice() else { panic!("{outcomes:?}") };
+    assert_eq!(original, &stuck.message_id);
+    // The copy is a new item (an INSERT for the stream), with the code; the invitation points to it.
+    let Claim::Leased(queued) = s.outbox.claim(copy, later).await.unwrap() else { panic!("the copy is pending") };
+    assert!(queued.secret.is_some() && queued.invitation_id.as_ref() == Some(&stuck.invitation_id));
+    let invitation = s.invitations.get(&stuck.invitation_id).await.unwrap().unwrap();
+    assert_eq!(&invitation.message_id, copy);
+    assert!(matches!(s.outbox.claim(&stuck.message_id, later).await.unwrap(), Claim::Settled(m) if m.secret.is_none()));
+
+    // A sent message, and one whose code went with its failure, are not queued again.
+    let by_id = |id: &MessageId| Selection::Id(id.clone());
+    let sent_again = outbox_repair::retry(&s.outbox, &settings, &by_id(&sent.message_id), later).await.unwrap();
+    assert_eq!(sent_again, [(sent.message_id.clone(), RetryOutcome::AlreadySent)]);
+    let gone = outbox_repair::retry(&s.outbox, &settings, &by_id(&stuck.message_id), later).await.unwrap();
+    assert_eq!(gone, [(stuck.message_id.clone(), RetryOutcome::SecretGone)]);
 }

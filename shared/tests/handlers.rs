@@ -552,3 +552,23 @@ async fn an_address_that_used_up_its_failed_sign_ins_is_refused_until_the_hour_i
     t.clock.advance(retry_after);
     assert_eq!(attempt("ada@example.com", PASSWORD, "203.0.113.9").await.status(), 200, "a new hour");
 }
+
+#[tokio::test]
+async fn a_registration_sent_again_after_its_answer_was_lost_succeeds_as_the_first_would_have() {
+    let t = test_portal(&[]);
+    let first = t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    assert_eq!(first.status(), 201);
+    // The first answer never reached the client (a timeout while the write went through): the
+    // very same registration, sent again, signs in to the account it made.
+    let again = t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await;
+    assert_eq!(again.status(), 201, "{}", body_text(&again));
+    assert_eq!(body_json(&again)["contact_id"], body_json(&first)["contact_id"]);
+    assert_eq!(t.contacts.all().len(), 1);
+    // Another password is someone else: the address is taken.
+    let mut other = registration("ada@example.com");
+    other["password"] = json!("Completely-Different-Words-42");
+    assert_eq!(t.send(&Register, Req::post("/register").json(other)).await.status(), 409);
+    // Later than a few minutes, it is no longer a retry.
+    t.clock.advance(601);
+    assert_eq!(t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await.status(), 409);
+}

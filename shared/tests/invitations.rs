@@ -14,7 +14,7 @@ use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
 use portal::handlers::register::Register;
 use portal::handlers::send_email;
-use portal::ports::{InvitationStore, OutgoingEmail, SendError};
+use portal::ports::{Clock, InvitationStore, OutgoingEmail, SendError};
 use serde_json::{Value, json};
 use support::*;
 
@@ -685,4 +685,160 @@ async fn guessing_codes_from_one_address_is_refused_after_its_allowance() {
     assert_eq!(refused.status(), 429, "even a good code waits");
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(look_up(code, "198.51.100.20").await.status(), 200, "another address is not affected");
+}
+
+/// Every kind of outbox message, as a message that can be sent (a secret, an expiry).
+fn one_message_of_each_kind(t: &TestPortal) -> Vec<OutboxMessage> {
+    let kinds =
+        [MessageKind::Invitation, MessageKind::ConfirmEmail, MessageKind::ResetPassword, MessageKind::AccountExists];
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let secret = Some(portal::domain::outbox::MailSecret::new("SECRET-1234".into()));
+            let mut message = OutboxMessage::new(kind, "kind@example.com", "Kim", secret, t.clock.now());
+            message.valid_until = Some(t.clock.now() + 3600);
+            t.outbox.insert(message.clone());
+            message
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delivery_during_another_runs_live_lease_is_retried_not_reported_done_for_every_kind() {
+    use portal::ports::Outbox;
+    let t = test_portal(&[]);
+    for (i, message) in one_message_of_each_kind(&t).into_iter().enumerate() {
+        let record = stream_record("INSERT", &message, 500 + i as u64);
+        // Another run took the lease and has not finished (it may yet fail).
+        let claim = t.outbox.claim(&message.message_id, t.clock.now()).await.unwrap();
+        assert!(matches!(claim, portal::domain::outbox::Claim::Leased(_)), "{:?}", message.kind);
+        assert_eq!(run_batch(&t, vec![record.clone()]).await, [(500 + i).to_string()], "{:?}", message.kind);
+        assert_eq!(t.mailer.sent().len(), i, "nothing sent while the lease is live ({:?})", message.kind);
+        // That run died; once its lease has run out, the stream's retry sends.
+        t.clock.advance(portal::domain::outbox::LEASE_SECS);
+        assert!(run_batch(&t, vec![record.clone()]).await.is_empty(), "{:?}", message.kind);
+        assert!(run_batch(&t, vec![record]).await.is_empty(), "a later duplicate is done with");
+        assert_eq!(t.mailer.sent().len(), i + 1, "exactly one email ({:?})", message.kind);
+        assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Sent);
+    }
+}
+
+#[tokio::test]
+async fn a_store_fault_after_claiming_gives_the_lease_back_and_the_retry_sends() {
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    // The read of the invitation fails after the claim (in AWS: a missing IAM grant, a timeout).
+    t.invitations.faults.fail_next("get", 1);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"], "reported for a retry, never as done");
+    let stored = t.outbox.get(&message.message_id).unwrap();
+    assert_eq!((stored.status, stored.lease_until), (MessageStatus::Pending, None), "the lease was given back");
+    assert!(t.mailer.sent().is_empty());
+    assert!(run_batch(&t, vec![record]).await.is_empty());
+    assert_eq!(t.mailer.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fault_that_cannot_give_the_lease_back_leaves_it_to_expire_and_then_sends() {
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    t.invitations.faults.fail_next("get", 1);
+    t.outbox.faults.fail_next("release", 1);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"]);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"], "the lease is live: retried, not done");
+    t.clock.advance(portal::domain::outbox::LEASE_SECS);
+    assert!(run_batch(&t, vec![record]).await.is_empty());
+    assert_eq!(t.mailer.sent().len(), 1);
+    assert_eq!(t.outbox.get(&message.message_id).unwrap().attempts, 2);
+}
+
+#[tokio::test]
+async fn after_ses_accepted_a_lost_write_never_sends_a_second_email() {
+    let (t, admin) = with_admin(&[]).await;
+    let invitation = invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    // Marking it sent fails once (tried again at once) and recording the delivery fails once.
+    t.outbox.faults.fail_next("mark_sent", 1);
+    t.invitations.faults.fail_next("record_delivery", 1);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"], "the delivery record is missing: retry");
+    assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Sent);
+    assert!(run_batch(&t, vec![record.clone()]).await.is_empty(), "the retry records the delivery");
+    assert_eq!(t.mailer.sent().len(), 1, "one email");
+    let id = invitation["invitation_id"].as_str().unwrap();
+    let stored = t.invitations.get(&id.into()).await.unwrap().unwrap();
+    assert_eq!(stored.delivery, Delivery::Sent);
+
+    // Marking it sent fails for good: the lease stays, so no retry sends again while it lasts.
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 9);
+    t.outbox.faults.fail_next("mark_sent", 3);
+    assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"]);
+    t.clock.advance(portal::domain::outbox::LEASE_SECS - 1);
+    assert_eq!(run_batch(&t, vec![record]).await, ["9"]);
+    assert_eq!(t.mailer.sent().len(), 1);
+}
+
+fn keyed(token: &str, key: &str, body: Value) -> Req {
+    admin_post("/admin/invitations", token, body).header("idempotency-key", key)
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_and_body_gets_the_first_answer_and_creates_nothing() {
+    let (t, admin) = with_admin(&[]).await;
+    let first = t.send(&CreateInvitation, keyed(&admin, "retry-1", grace())).await;
+    assert_eq!(first.status(), 201, "{}", body_text(&first));
+    // The same fields in another order are the same request.
+    let reordered = json!({"last_name": "Hopper", "first_name": "Grace", "email": "grace@example.com"});
+    let again = t.send(&CreateInvitation, keyed(&admin, "retry-1", reordered)).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(body_json(&again), body_json(&first), "the first answer again");
+    assert_eq!(t.invitations.all().len(), 1, "nothing new created");
+    assert_eq!(invitation_messages(&t).len(), 1, "no second email queued");
+    // Another key is another request.
+    assert_eq!(t.send(&CreateInvitation, keyed(&admin, "retry-2", grace())).await.status(), 201);
+    assert_eq!(t.invitations.all().len(), 2);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_or_while_running_is_a_conflict() {
+    use portal::domain::idempotency::{IdempotencyKey, KEY_SECS};
+    let (t, admin) = with_admin(&[]).await;
+    assert_eq!(t.send(&CreateInvitation, keyed(&admin, "k", grace())).await.status(), 201);
+    let other = json!({"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"});
+    let conflict = t.send(&CreateInvitation, keyed(&admin, "k", other.clone())).await;
+    assert_eq!(conflict.status(), 422);
+    assert_eq!(body_json(&conflict)["error"], "idempotency_conflict");
+    assert_eq!(t.invitations.all().len(), 1);
+
+    // A first request with key "busy" is still running (it holds the key, no answer yet).
+    let admin_id = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADMIN_EMAIL).unwrap().contact_id;
+    let digest = portal::web::Fields::from_json(&other.to_string()).unwrap().digest();
+    let held = IdempotencyKey::new("POST /admin/invitations", &admin_id, "busy", digest).unwrap();
+    t.invitations.begin_idempotent(&held, t.clock.now()).await.unwrap();
+    let running = t.send(&CreateInvitation, keyed(&admin, "busy", other.clone())).await;
+    assert_eq!(running.status(), 409);
+    assert_eq!(body_json(&running)["error"], "idempotency_conflict");
+
+    // Keys live 24 hours: after that, the key is a new one, whatever it was used for.
+    let later = IdempotencyKey { request_digest: "another request".into(), ..held };
+    let start = t.invitations.begin_idempotent(&later, t.clock.now() + KEY_SECS).await.unwrap();
+    assert_eq!(start, portal::domain::idempotency::IdempotentStart::First);
+}
+
+#[tokio::test]
+async fn a_refused_request_lets_go_of_its_key_and_a_bad_key_is_a_clear_400() {
+    let (t, admin) = with_admin(&[]).await;
+    let refused = t.send(&CreateInvitation, keyed(&admin, "k", json!({"email": "not-an-email"}))).await;
+    assert_eq!(refused.status(), 400);
+    let fixed = t.send(&CreateInvitation, keyed(&admin, "k", grace())).await;
+    assert_eq!(fixed.status(), 201, "the refused request did not keep the key: {}", body_text(&fixed));
+    let too_long = t.send(&CreateInvitation, keyed(&admin, &"x".repeat(256), grace())).await;
+    assert_eq!(too_long.status(), 400);
+    assert_eq!(body_json(&too_long)["error"], "validation_failed");
 }

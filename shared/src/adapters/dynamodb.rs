@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::error::Unavailable;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
@@ -37,9 +39,18 @@ use crate::ports::{
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// Formats an SDK error with its whole chain (the SDK's `Display` alone says only "service error").
-pub(crate) fn sdk_error<E: std::error::Error + 'static>(what: &str, err: E) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", DisplayErrorContext(err))
+/// An SDK error with its whole chain (the SDK's `Display` alone says only "service error"), marked
+/// [`Unavailable`] when the service was busy, failing or out of reach (answered 503, worth a retry).
+pub(crate) fn sdk_error<E>(what: &str, err: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> anyhow::Error
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let detail = format!("{what}: {}", DisplayErrorContext(&err));
+    if crate::aws::is_unavailable(&err) {
+        anyhow::Error::new(Unavailable).context(detail)
+    } else {
+        anyhow::anyhow!(detail)
+    }
 }
 
 pub(crate) fn key(pk: String) -> Item {
@@ -242,6 +253,13 @@ impl Transaction {
             Ok(()) => Ok(()),
             Err(err) => match cancellation_codes(&err) {
                 None => Err(TransactionError::Sdk(Box::new(err))),
+                // Cancelled because DynamoDB throttled an item, not for anything about the data.
+                Some(codes)
+                    if codes.iter().any(|c| BUSY_REASONS.contains(&c.as_str()))
+                        && !codes.iter().any(|c| c == "ConditionalCheckFailed") =>
+                {
+                    Err(TransactionError::Busy(codes.join(", ")))
+                }
                 Some(codes) => {
                     let failed = codes.iter().position(|c| c == "ConditionalCheckFailed");
                     Err(failed
@@ -253,9 +271,14 @@ impl Transaction {
     }
 }
 
+/// Cancellation reasons that mean DynamoDB was too busy for the transaction.
+const BUSY_REASONS: &[&str] = &["ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"];
+
 pub(crate) enum TransactionError {
     /// An item's condition failed.
     Refused(Guards),
+    /// Cancelled because an item was throttled (these reasons): the service is busy, answered 503.
+    Busy(String),
     /// Cancelled for a conflict with concurrent transactions, after the retries.
     Conflict,
     Sdk(Box<SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>),
@@ -268,6 +291,9 @@ impl TransactionError {
             TransactionError::Sdk(err) => sdk_error(doing, *err),
             TransactionError::Refused(guards) => anyhow::anyhow!("{doing}: refused by a condition on {guards:?}"),
             TransactionError::Conflict => anyhow::anyhow!("{doing}: cancelled by concurrent transactions"),
+            TransactionError::Busy(reasons) => {
+                anyhow::Error::new(Unavailable).context(format!("{doing}: cancelled, throttled ({reasons})"))
+            }
         }
     }
 }

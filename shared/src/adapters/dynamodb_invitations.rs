@@ -4,6 +4,8 @@
 //! - `INVITATION#<id>` / `INVITATION`: the invitation.
 //! - `INVITATION#<id>` / `REDEMPTION#<time>#<contact id>`: its redemptions (one query reads all).
 //! - `CODE#<sha-256 of the code>` / `CODE`: finds the invitation by its code.
+//! - `IDEMPOTENCY#<sha-256 of route, caller, key>` / `IDEMPOTENCY`: an `Idempotency-Key` and the
+//!   first answer (24 hours).
 //!
 //! Outbox table (key `pk` = message id; stream NEW_IMAGE; TTL on `ttl`).
 
@@ -14,15 +16,20 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
     Guards, Item, OutboxItem, Transaction, TransactionError, contact_pk, guard_item, is_conditional_failure,
-    new_contact_items, number, outbox_put, put_new, sdk_error, transact_retrying, username_pk,
+    new_contact_items, number, outbox_put, put_new, sdk_error, username_pk,
 };
+use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
-use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, OutboxMessage};
+use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
 /// Invitations stay visible to administrators this long after they expire, then TTL removes them.
@@ -33,6 +40,13 @@ const CODE_SK: &str = "CODE";
 fn invitation_pk(invitation_id: &InvitationId) -> String {
     format!("INVITATION#{invitation_id}")
 }
+
+/// An idempotency key of a request to this table's routes (`POST /admin/invitations`), with the
+/// request's digest and, once answered, the answer; TTL removes it after 24 hours.
+fn idempotency_pk(key_digest: &str) -> String {
+    format!("IDEMPOTENCY#{key_digest}")
+}
+const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 
 fn code_pk(digest: &str) -> String {
     format!("CODE#{digest}")
@@ -195,12 +209,11 @@ impl InvitationStore for DynamoInvitations {
             invitation: invitation.clone(),
             ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
         })?;
-        let items = vec![
-            put_new(&self.invitations_table, item)?,
-            put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?,
-            outbox_put(&self.outbox_table, message)?,
-        ];
-        transact_retrying(&self.client, items).await.map_err(|e| sdk_error("creating an invitation", e))
+        let mut items = Transaction::default();
+        items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
+        items.push(put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
+        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
     }
 
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {
@@ -364,6 +377,96 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
+    async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart> {
+        // Held by one conditional put: a new key, one past its 24 hours, or one whose request died
+        // while running. Refused, the item as it stands tells what the earlier request left.
+        let item = HashMap::from([
+            ("pk".to_string(), text(&idempotency_pk(&key.key_digest))),
+            ("sk".to_string(), text(IDEMPOTENCY_SK)),
+            ("request_digest".to_string(), text(&key.request_digest)),
+            ("started_at".to_string(), number(now)),
+            ("ttl".to_string(), number(now + idempotency::KEY_SECS)),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.invitations_table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR #ttl <= :now \
+                 OR (attribute_not_exists(answer_status) AND started_at <= :dead AND request_digest = :request)",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":dead", number(now - idempotency::RUNNING_SECS))
+            .expression_attribute_values(":request", text(&key.request_digest))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let refused = match result {
+            Ok(_) => return Ok(IdempotentStart::First),
+            Err(err) if is_conditional_failure(&err) => err,
+            Err(err) => return Err(sdk_error("holding an idempotency key", err)),
+        };
+        let held = refused
+            .as_service_error()
+            .and_then(|e| match e {
+                PutItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let field = |name: &str| held.get(name).and_then(|v| v.as_s().ok()).cloned();
+        if field("request_digest").as_deref() != Some(key.request_digest.as_str()) {
+            return Ok(IdempotentStart::Mismatch);
+        }
+        let status = held.get("answer_status").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+        Ok(match (status, field("answer_body")) {
+            (Some(status), Some(body)) => IdempotentStart::Answered { status, body },
+            _ => IdempotentStart::Running,
+        })
+    }
+
+    async fn finish_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(idempotency_pk(&key.key_digest), IDEMPOTENCY_SK)))
+            .update_expression("SET answer_status = :status, answer_body = :body, answered_at = :now")
+            .condition_expression("request_digest = :request")
+            .expression_attribute_values(":status", number(status))
+            .expression_attribute_values(":body", text(body))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":request", text(&key.request_digest))
+            .send()
+            .await
+            .map_err(|e| sdk_error("keeping an idempotent answer", e))?;
+        Ok(())
+    }
+
+    async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(idempotency_pk(&key.key_digest), IDEMPOTENCY_SK)))
+            .condition_expression("attribute_not_exists(answer_status)")
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|err| {
+                if is_conditional_failure(&err) {
+                    Ok(())
+                } else {
+                    Err(sdk_error("letting go of an idempotency key", err))
+                }
+            })
+    }
+
     async fn record_delivery(
         &self,
         invitation_id: &InvitationId,
@@ -399,11 +502,18 @@ impl InvitationStore for DynamoInvitations {
 pub struct DynamoOutbox {
     client: Client,
     table: String,
+    /// Where an invitation's current email is recorded (for an operator's re-queue).
+    invitations_table: Option<String>,
 }
 
 impl DynamoOutbox {
     pub fn new(client: Client, table: &str) -> Self {
-        DynamoOutbox { client, table: table.into() }
+        DynamoOutbox { client, table: table.into(), invitations_table: None }
+    }
+
+    /// The outbox of these invitations: a re-queued invitation email becomes the current one.
+    pub fn with_invitations(self, invitations_table: &str) -> Self {
+        DynamoOutbox { invitations_table: Some(invitations_table.into()), ..self }
     }
 
     fn update(
@@ -424,32 +534,51 @@ fn status(value: &str) -> AttributeValue {
 
 #[async_trait]
 impl Outbox for DynamoOutbox {
-    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
+        let lease_until = now + LEASE_SECS;
+        // One conditional write takes the lease; when it is refused, the item as it stands says
+        // why (a live lease, or settled), without a second read.
         let result = self
             .update(message_id)
-            .update_expression("SET #s = :sending, claimed_at = :now")
-            .condition_expression("#s = :pending OR (#s = :sending AND claimed_at < :stale)")
+            .update_expression("SET #s = :sending, lease_until = :until, claimed_at = :now ADD attempts :one")
+            .condition_expression(
+                "#s = :pending OR (#s = :sending AND (attribute_not_exists(lease_until) OR lease_until <= :now))",
+            )
             .expression_attribute_values(":sending", status("sending"))
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":stale", number(now - CLAIM_TIMEOUT_SECS))
+            .expression_attribute_values(":until", number(lease_until))
+            .expression_attribute_values(":one", number(1))
             .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(output) => {
                 let stored: OutboxItem = serde_dynamo::from_item(output.attributes.unwrap_or_default())
                     .context("reading a claimed message")?;
-                Ok(Some(stored.message))
+                Ok(Claim::Leased(stored.message))
             }
-            Err(err) if is_conditional_failure(&err) => Ok(None),
+            Err(err) if is_conditional_failure(&err) => {
+                let current = err.as_service_error().and_then(|e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
+                    _ => None,
+                });
+                let Some(current) = current.filter(|item| !item.is_empty()) else { return Ok(Claim::Missing) };
+                let stored: OutboxItem = serde_dynamo::from_item(current).context("reading a refused claim")?;
+                Ok(match stored.message.claim_at(now) {
+                    // Refused, yet claimable by the rule: another run changed it between the two.
+                    Claim::Leased(_) => Claim::Busy { lease_until: stored.message.lease_until.unwrap_or(now) },
+                    other => other,
+                })
+            }
             Err(err) => Err(sdk_error("claiming an outbox message", err)),
         }
     }
 
     async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
-            .update_expression("SET #s = :sent, sent_at = :now REMOVE secret")
+            .update_expression("SET #s = :sent, sent_at = :now REMOVE secret, lease_until")
             .expression_attribute_values(":sent", status("sent"))
             .expression_attribute_values(":now", number(now))
             .send()
@@ -460,7 +589,7 @@ impl Outbox for DynamoOutbox {
 
     async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()> {
         self.update(message_id)
-            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret")
+            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
             .expression_attribute_names("#e", "error")
             .expression_attribute_values(":failed", status("failed"))
             .expression_attribute_values(":reason", text(reason))
@@ -471,19 +600,79 @@ impl Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()> {
+    async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()> {
         let result = self
             .update(message_id)
-            .update_expression("SET #s = :pending REMOVE claimed_at")
-            .condition_expression("#s = :sending")
+            .update_expression("SET #s = :pending REMOVE claimed_at, lease_until")
+            .condition_expression("#s = :sending AND lease_until = :mine")
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":sending", status("sending"))
+            .expression_attribute_values(":mine", number(lease_until))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) if is_conditional_failure(&err) => Ok(()),
             Err(err) => Err(sdk_error("releasing a message", err)),
+        }
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("listing the outbox", e))?;
+            for item in page.items.unwrap_or_default() {
+                let stored: OutboxItem = serde_dynamo::from_item(item).context("reading an outbox item")?;
+                found.push(stored.message);
+            }
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, now: Timestamp) -> anyhow::Result<bool> {
+        let mut items = Transaction::default();
+        items.push(outbox_put(&self.table, copy)?, Guards::Nothing);
+        let retire = Update::builder()
+            .table_name(&self.table)
+            .key("pk", text(&original.message_id))
+            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
+            .condition_expression("#s = :was")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#e", "error")
+            .expression_attribute_values(":failed", status("failed"))
+            .expression_attribute_values(":was", serde_dynamo::to_attribute_value(original.status)?)
+            .expression_attribute_values(":reason", text(&format!("re-queued as {}", copy.message_id)))
+            .expression_attribute_values(":now", number(now))
+            .build()?;
+        items.push(TransactWriteItem::builder().update(retire).build(), Guards::Record);
+        if let Some(invitation_id) = &original.invitation_id {
+            let table = self.invitations_table.as_deref().context("re-queueing an invitation email needs its table")?;
+            let current = Update::builder()
+                .table_name(table)
+                .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
+                .update_expression("SET message_id = :copy, delivery = :pending REMOVE delivery_error")
+                .condition_expression("message_id = :original")
+                .expression_attribute_values(":copy", text(&copy.message_id))
+                .expression_attribute_values(":original", text(&original.message_id))
+                .expression_attribute_values(":pending", serde_dynamo::to_attribute_value(Delivery::Pending)?)
+                .build()?;
+            items.push(TransactWriteItem::builder().update(current).build(), Guards::Record);
+        }
+        match items.run(&self.client).await {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(false),
+            Err(err) => Err(err.into_fault("re-queueing an outbox message")),
         }
     }
 }

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
+use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
-use crate::domain::outbox::{CLAIM_TIMEOUT_SECS, MessageStatus, OutboxMessage};
+use crate::domain::outbox::{Claim, MessageStatus, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
@@ -23,6 +24,28 @@ use crate::ports::{
     Clock, ContactChange, ContactStore, CreateContactError, Device, InvitationStore, Mailer, Outbox, OutgoingEmail,
     ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
 };
+
+/// Store faults tests ask for: each named operation fails that many more times.
+#[derive(Default)]
+pub struct Faults(Mutex<HashMap<&'static str, u32>>);
+
+impl Faults {
+    /// The next `times` calls of `operation` fail.
+    pub fn fail_next(&self, operation: &'static str, times: u32) {
+        *self.0.lock().unwrap().entry(operation).or_default() += times;
+    }
+
+    fn check(&self, operation: &'static str) -> anyhow::Result<()> {
+        let mut faults = self.0.lock().unwrap();
+        match faults.get_mut(operation) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                anyhow::bail!("injected fault: {operation}")
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct MemoryContacts {
@@ -440,10 +463,17 @@ pub struct MemoryInvitations {
     contacts: Arc<MemoryContacts>,
     outbox: Arc<MemoryOutbox>,
     state: Mutex<InvitationsState>,
+    /// `get` and `record_delivery` fail on request.
+    pub faults: Faults,
 }
+
+/// An idempotency key: the request digest, when it started, and its answer once given.
+type HeldKey = (String, Timestamp, Option<(u16, String)>);
 
 #[derive(Default)]
 struct InvitationsState {
+    /// Idempotency keys by digest.
+    keys: HashMap<String, HeldKey>,
     invitations: HashMap<InvitationId, Invitation>,
     codes: HashMap<String, InvitationId>,
     redemptions: Vec<Redemption>,
@@ -451,7 +481,7 @@ struct InvitationsState {
 
 impl MemoryInvitations {
     pub fn new(contacts: Arc<MemoryContacts>, outbox: Arc<MemoryOutbox>) -> Self {
-        MemoryInvitations { contacts, outbox, state: Mutex::default() }
+        MemoryInvitations { contacts, outbox, state: Mutex::default(), faults: Faults::default() }
     }
 
     pub fn all(&self) -> Vec<Invitation> {
@@ -470,6 +500,7 @@ impl InvitationStore for MemoryInvitations {
     }
 
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {
+        self.faults.check("get")?;
         Ok(self.state.lock().unwrap().invitations.get(invitation_id).cloned())
     }
 
@@ -541,6 +572,44 @@ impl InvitationStore for MemoryInvitations {
         Ok(())
     }
 
+    async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart> {
+        let mut state = self.state.lock().unwrap();
+        if let Some((request, started_at, answer)) = state.keys.get(&key.key_digest) {
+            let live = *started_at + idempotency::KEY_SECS > now;
+            if live {
+                if *request != key.request_digest {
+                    return Ok(IdempotentStart::Mismatch);
+                }
+                if let Some((status, body)) = answer {
+                    return Ok(IdempotentStart::Answered { status: *status, body: body.clone() });
+                }
+                if *started_at + idempotency::RUNNING_SECS > now {
+                    return Ok(IdempotentStart::Running);
+                }
+            }
+        }
+        state.keys.insert(key.key_digest.clone(), (key.request_digest.clone(), now, None));
+        Ok(IdempotentStart::First)
+    }
+
+    async fn finish_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &str,
+        _now: Timestamp,
+    ) -> anyhow::Result<()> {
+        if let Some(entry) = self.state.lock().unwrap().keys.get_mut(&key.key_digest) {
+            entry.2 = Some((status, body.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()> {
+        self.state.lock().unwrap().keys.remove(&key.key_digest);
+        Ok(())
+    }
+
     async fn record_delivery(
         &self,
         invitation_id: &InvitationId,
@@ -549,6 +618,7 @@ impl InvitationStore for MemoryInvitations {
         error: Option<&str>,
         now: Timestamp,
     ) -> anyhow::Result<()> {
+        self.faults.check("record_delivery")?;
         let mut state = self.state.lock().unwrap();
         if let Some(stored) = state.invitations.get_mut(invitation_id).filter(|i| i.message_id == *message_id) {
             stored.delivery = delivery;
@@ -559,65 +629,89 @@ impl InvitationStore for MemoryInvitations {
     }
 }
 
-/// Outbox messages in memory, with the claim rules of the DynamoDB outbox.
+/// Outbox messages in memory, with the lease rules of the DynamoDB outbox.
 #[derive(Default)]
 pub struct MemoryOutbox {
-    messages: Mutex<HashMap<MessageId, (OutboxMessage, Option<Timestamp>)>>,
+    messages: Mutex<HashMap<MessageId, OutboxMessage>>,
+    /// `claim`, `mark_sent`, `mark_failed` and `release` fail on request.
+    pub faults: Faults,
 }
 
 impl MemoryOutbox {
     pub fn insert(&self, message: OutboxMessage) {
-        self.messages.lock().unwrap().insert(message.message_id.clone(), (message, None));
+        self.messages.lock().unwrap().insert(message.message_id.clone(), message);
     }
 
     pub fn all(&self) -> Vec<OutboxMessage> {
-        self.messages.lock().unwrap().values().map(|(m, _)| m.clone()).collect()
+        self.messages.lock().unwrap().values().cloned().collect()
     }
 
     pub fn get(&self, message_id: &MessageId) -> Option<OutboxMessage> {
-        self.messages.lock().unwrap().get(message_id).map(|(m, _)| m.clone())
+        self.messages.lock().unwrap().get(message_id).cloned()
     }
 }
 
 #[async_trait]
 impl Outbox for MemoryOutbox {
-    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Option<OutboxMessage>> {
+    async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
+        self.faults.check("claim")?;
         let mut messages = self.messages.lock().unwrap();
-        let Some((message, claimed_at)) = messages.get_mut(message_id) else { return Ok(None) };
-        let stale = claimed_at.is_some_and(|at| at < now - CLAIM_TIMEOUT_SECS);
-        match message.status {
-            MessageStatus::Pending => {}
-            MessageStatus::Sending if stale => {}
-            _ => return Ok(None),
+        let Some(message) = messages.get_mut(message_id) else { return Ok(Claim::Missing) };
+        let claim = message.claim_at(now);
+        if let Claim::Leased(claimed) = &claim {
+            *message = claimed.clone();
         }
-        message.status = MessageStatus::Sending;
-        *claimed_at = Some(now);
-        Ok(Some(message.clone()))
+        Ok(claim)
     }
 
     async fn mark_sent(&self, message_id: &MessageId, _now: Timestamp) -> anyhow::Result<()> {
-        if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
+        self.faults.check("mark_sent")?;
+        if let Some(message) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Sent;
             message.secret = None;
+            message.lease_until = None;
         }
         Ok(())
     }
 
     async fn mark_failed(&self, message_id: &MessageId, reason: &str, _now: Timestamp) -> anyhow::Result<()> {
-        if let Some((message, _)) = self.messages.lock().unwrap().get_mut(message_id) {
+        self.faults.check("mark_failed")?;
+        if let Some(message) = self.messages.lock().unwrap().get_mut(message_id) {
             message.status = MessageStatus::Failed;
             message.error = Some(reason.to_string());
             message.secret = None;
+            message.lease_until = None;
         }
         Ok(())
     }
 
-    async fn release(&self, message_id: &MessageId) -> anyhow::Result<()> {
-        if let Some((message, claimed_at)) = self.messages.lock().unwrap().get_mut(message_id) {
+    async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()> {
+        self.faults.check("release")?;
+        if let Some(message) = self.messages.lock().unwrap().get_mut(message_id)
+            && message.status == MessageStatus::Sending
+            && message.lease_until == Some(lease_until)
+        {
             message.status = MessageStatus::Pending;
-            *claimed_at = None;
+            message.lease_until = None;
         }
         Ok(())
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>> {
+        Ok(self.all())
+    }
+
+    async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, _now: Timestamp) -> anyhow::Result<bool> {
+        let mut messages = self.messages.lock().unwrap();
+        let Some(stored) = messages.get_mut(&original.message_id) else { return Ok(false) };
+        if stored.status == MessageStatus::Sent || stored.status != original.status {
+            return Ok(false);
+        }
+        stored.status = MessageStatus::Failed;
+        stored.error = Some(format!("re-queued as {}", copy.message_id));
+        stored.secret = None;
+        messages.insert(copy.message_id.clone(), copy.clone());
+        Ok(true)
     }
 }
 

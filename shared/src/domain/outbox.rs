@@ -82,14 +82,17 @@ impl MessageKind {
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Pending,
-    /// Claimed by one `send-email` run; a claim older than [`CLAIM_TIMEOUT_SECS`] may be retaken.
+    /// Leased by one `send-email` run until `lease_until`; after that another delivery may take it.
     Sending,
     Sent,
     Failed,
 }
 
-/// How long a claim holds before another delivery of the record may send (a crashed run).
-pub const CLAIM_TIMEOUT_SECS: i64 = 300;
+/// How long a claim (a lease) holds before another delivery of the record may send: far longer
+/// than one run of `send-email` can take (its function timeout is 15 s and every SDK call is bounded
+/// well inside it), so a live run never loses its lease, and short enough that a crashed run's
+/// message goes out within minutes.
+pub const LEASE_SECS: i64 = 300;
 /// How long a sent or failed message is kept for inspection before TTL removes it.
 pub const RETENTION_SECS: i64 = 30 * 86_400;
 
@@ -117,6 +120,67 @@ pub struct OutboxMessage {
     pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// While `Sending`: when the lease of the run that claimed it ends. It also names that lease:
+    /// only its holder may give it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<Timestamp>,
+    /// How many times a run has claimed it (more than one: a retry). Absent until the first claim,
+    /// so a new message's stream record is as it was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a delivery of an outbox record gets when it tries to claim the message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// This delivery holds the lease (the message as claimed, with its `lease_until`): it sends.
+    Leased(OutboxMessage),
+    /// Another delivery holds a live lease. Its run may still fail, so this record is not done:
+    /// it is reported as a failure for the stream to retry after a while.
+    Busy { lease_until: Timestamp },
+    /// Sent or failed for good already (the message as it stands): nothing to send, but its
+    /// outcome may still need recording (a run that failed after sending retries only that).
+    Settled(OutboxMessage),
+    /// No such message (TTL removed it after its retention).
+    Missing,
+}
+
+impl OutboxMessage {
+    /// A fresh copy of an unsent message to queue again (an operator's retry): a new id, so a new
+    /// stream record, and the same content. `None` for a message that was sent.
+    pub fn requeued(&self, now: Timestamp) -> Option<OutboxMessage> {
+        if self.status == MessageStatus::Sent {
+            return None;
+        }
+        Some(OutboxMessage {
+            message_id: MessageId::generate(),
+            status: MessageStatus::Pending,
+            created_at: now,
+            error: None,
+            lease_until: None,
+            attempts: 0,
+            ..self.clone()
+        })
+    }
+
+    /// What a claim at `now` gets (the rule both outbox adapters apply).
+    pub fn claim_at(&self, now: Timestamp) -> Claim {
+        match (self.status, self.lease_until) {
+            (MessageStatus::Sent | MessageStatus::Failed, _) => Claim::Settled(self.clone()),
+            (MessageStatus::Sending, Some(until)) if until > now => Claim::Busy { lease_until: until },
+            _ => {
+                let mut claimed = self.clone();
+                claimed.status = MessageStatus::Sending;
+                claimed.lease_until = Some(now + LEASE_SECS);
+                claimed.attempts += 1;
+                Claim::Leased(claimed)
+            }
+        }
+    }
 }
 
 impl OutboxMessage {
@@ -134,6 +198,8 @@ impl OutboxMessage {
             status: MessageStatus::Pending,
             created_at: now,
             error: None,
+            lease_until: None,
+            attempts: 0,
         }
     }
 }

@@ -93,9 +93,44 @@ pub fn rfc3339(time: Timestamp) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// Reads a UTC RFC 3339 time (`2026-12-04T09:30:00Z`, fractions of a second ignored), as AWS
+/// writes them in failure records; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let text = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, d) = (date.next()??, date.next()??, date.next()??);
+    let time = time.split('.').next()?;
+    let mut time = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (time.next()??, time.next()??, time.next()??);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // days-from-civil, the inverse of `civil`.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if mo > 2 { mo - 3 } else { mo + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(Timestamp(days * 86_400 + h * 3600 + mi * 60 + sec))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times_read_back_what_they_write() {
+        for secs in [0, 1_800_000_000, 951_782_400, 1_709_164_800 + 86_399] {
+            assert_eq!(parse_rfc3339(&rfc3339(Timestamp(secs))), Some(Timestamp(secs)));
+        }
+        assert_eq!(parse_rfc3339("2027-01-15T08:00:00.123Z"), Some(Timestamp(1_800_000_000)));
+        for bad in ["", "2027-01-15", "2027-13-01T00:00:00Z", "2027-01-15T08:00:00", "x-01-15T08:00:00Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_utc_times() {

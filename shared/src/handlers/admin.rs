@@ -6,8 +6,8 @@ use crate::domain::text::Username;
 use crate::domain::time::Timestamp;
 use axum::Router;
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -18,6 +18,7 @@ use crate::domain::Refusal;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
+use crate::domain::idempotency::{IdempotencyKey, IdempotentStart};
 use crate::domain::ids::{ContactId, InvitationId};
 use crate::domain::invitation::{Delivery, Invitation, InvitationStatus, InvitationType, Redemption};
 use crate::domain::text::{parse_name, parse_phone};
@@ -352,17 +353,76 @@ async fn create_invitation(
     _: InvitationsEnabled,
     Admin(admin): Admin,
     source: SourceAddress,
+    headers: HeaderMap,
     mut form: Submission<OnContactsPage<InvitationRequest>>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
+    let key = match idempotency_key(&headers, "POST /admin/invitations", &admin.contact, &form.sent) {
+        Ok(key) => key,
+        Err(err) => return Err(form.reject(err)),
+    };
+    if let Some(key) = &key {
+        match portal.invitations.begin_idempotent(key, portal.clock.now()).await {
+            Ok(IdempotentStart::First) => {}
+            Ok(IdempotentStart::Answered { status, body }) => return Ok(replay(status, &body)),
+            Ok(IdempotentStart::Running) => {
+                return Err(form.reject(PortalError::IdempotencyConflict { still_running: true }));
+            }
+            Ok(IdempotentStart::Mismatch) => {
+                return Err(form.reject(PortalError::IdempotencyConflict { still_running: false }));
+            }
+            Err(err) => return Err(form.reject(err.into())),
+        }
+    }
     match invite::invite(&portal, &source, &admin.contact, form.0.clone()).await {
         Ok(invitation) => {
             let now = portal.clock.now();
-            Ok(Reply::json(StatusCode::CREATED, &InvitationView::of(&invitation, now, None))
+            let view = InvitationView::of(&invitation, now, None);
+            if let Some(key) = &key {
+                let body = serde_json::to_string(&view).unwrap_or_default();
+                if let Err(err) =
+                    portal.invitations.finish_idempotent(key, StatusCode::CREATED.as_u16(), &body, now).await
+                {
+                    // The invitation exists; its retries get 409 until the key's request counts
+                    // as dead (a minute), then run again. Logged for the operators.
+                    tracing::error!(error = format!("{err:#}"), "keeping the idempotent answer failed");
+                }
+            }
+            Ok(Reply::json(StatusCode::CREATED, &view)
                 .or_see_other(format!("/admin/invitations/{}", invitation.invitation_id)))
         }
-        Err(err) => Err(reject_on_contacts_page(&mut form, admin.contact, err).await),
+        Err(err) => {
+            if let Some(key) = &key
+                && let Err(abandon) = portal.invitations.abandon_idempotent(key).await
+            {
+                tracing::warn!(error = format!("{abandon:#}"), "letting go of an idempotency key failed");
+            }
+            Err(reject_on_contacts_page(&mut form, admin.contact, err).await)
+        }
     }
+}
+
+/// The request's `Idempotency-Key`, if it sent one, scoped to the route and the caller, with the
+/// digest of the fields it sent.
+fn idempotency_key(
+    headers: &HeaderMap,
+    route: &str,
+    caller: &Contact,
+    sent: &Fields,
+) -> Result<Option<IdempotencyKey>, PortalError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().ok().and_then(|key| IdempotencyKey::new(route, &caller.contact_id, key, sent.digest()));
+    match key {
+        Some(key) => Ok(Some(key)),
+        None => Err(PortalError::validation("The Idempotency-Key header must be 1 to 255 visible ASCII characters.")),
+    }
+}
+
+/// The first answer to a request with the same key and body, given again.
+fn replay(status: u16, body: &str) -> Reply {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    Reply::json(status, &body)
 }
 
 async fn show_invitation(

@@ -1,129 +1,216 @@
 //! The send-email function: triggered by the outbox table's stream, it sends each new message
 //! through SES v2 and records the delivery.
 //!
-//! A record delivered twice sends one email (the claim is a conditional update). Throttling and
-//! other passing SES faults are reported as partial batch failures, so only from that record on is
-//! the batch retried; permanent refusals mark the message and the invitation failed and never block
-//! the stream.
+//! A claim on a message is a lease ([`Claim`]), and a record is reported done only when its
+//! message is settled (sent, or failed for good):
+//! - a fault before the email went out gives the lease back and reports the record as a batch
+//!   item failure, so the stream delivers it again and the retry sends;
+//! - a record delivered again while another run's lease is live is also reported as a failure,
+//!   never as done: that run may still fail, and only a later retry can tell;
+//! - a fault after SES accepted the email (marking it sent, recording the delivery) keeps the
+//!   lease, so no retry sends it again while it lasts; the retry then finds it settled and records
+//!   what is left.
+//!
+//! Permanent refusals mark the message (and the invitation) failed and never block the stream.
+//! Each batch ends with one CloudWatch embedded-metric line (see [`BatchMetrics`]).
 
-use crate::domain::ids::MessageId;
+use std::time::Duration;
+
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
 use crate::app::Portal;
 use crate::domain::audit::AuditEvent;
+use crate::domain::ids::MessageId;
 use crate::domain::invitation::Delivery;
-use crate::domain::outbox::{MessageKind, OutboxMessage};
+use crate::domain::outbox::{Claim, MessageKind, MessageStatus, OutboxMessage};
+use crate::domain::time::Timestamp;
 use crate::email;
+use crate::metrics::BatchMetrics;
 use crate::ports::SendError;
 use crate::usecases::mail::{self, Prepared};
+
+/// What became of one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    /// Failed for good (refused by SES, superseded, nothing to send).
+    Failed,
+    /// Nothing to do: not a new message, turned off, unreadable, settled before, or gone.
+    Skipped,
+}
 
 /// Handles one stream batch; records are sent concurrently (a batch is at most a few records,
 /// within SES's sending rate).
 pub async fn handle(portal: &Portal, event: Event) -> DynamoDbEventResponse {
     let outcomes = futures::future::join_all(event.records.iter().map(|record| handle_record(portal, record))).await;
     let mut response = DynamoDbEventResponse::default();
-    for (record, outcome) in event.records.iter().zip(outcomes) {
-        if outcome.is_err() {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = record.change.sequence_number.clone();
-            response.batch_item_failures.push(failure);
+    let mut metrics = BatchMetrics::default();
+    for (record, (outcome, age)) in event.records.iter().zip(outcomes) {
+        metrics.saw_message_aged(age);
+        match outcome {
+            Ok(Outcome::Sent) => metrics.sent += 1,
+            Ok(Outcome::Failed) => metrics.failed += 1,
+            Ok(Outcome::Skipped) => {}
+            Err(()) => {
+                metrics.retried += 1;
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+            }
         }
     }
+    metrics.emit();
     response
 }
 
-/// Ok when the record is done with (sent, failed for good, or nothing to do); Err to retry it.
-async fn handle_record(portal: &Portal, record: &EventRecord) -> anyhow::Result<()> {
+/// The record's outcome (Err: report it for a retry, already logged) and the age of its message.
+async fn handle_record(portal: &Portal, record: &EventRecord) -> (Result<Outcome, ()>, Option<i64>) {
     if record.event_name != "INSERT" {
-        return Ok(());
+        return (Ok(Outcome::Skipped), None);
     }
     let message: OutboxMessage = match serde_dynamo::from_item(record.change.new_image.clone()) {
         Ok(message) => message,
         Err(err) => {
             // Retrying cannot make it readable; blocking the stream on it would stop all email.
             tracing::error!(error = %err, event_id = %record.event_id, "unreadable outbox record skipped");
-            return Ok(());
+            return (Ok(Outcome::Skipped), None);
         }
     };
+    let age = Some(portal.clock.now() - message.created_at);
     if message.kind == MessageKind::Invitation && !portal.settings.send_invitation_emails {
         tracing::info!(message_id = %message.message_id, "invitation emails are turned off; the message stays pending");
-        return Ok(());
+        return (Ok(Outcome::Skipped), age);
     }
-    send(portal, &message.message_id).await.inspect_err(|err| {
-        tracing::error!(message_id = %message.message_id, error = format!("{err:#}"), "sending failed; will retry");
-    })
+    let outcome = send(portal, &message.message_id).await.map_err(|err| {
+        tracing::error!(message_id = %message.message_id, error = format!("{err:#}"), "not done; the stream will retry");
+    });
+    (outcome, age)
 }
 
-async fn send(portal: &Portal, message_id: &MessageId) -> anyhow::Result<()> {
+async fn send(portal: &Portal, message_id: &MessageId) -> anyhow::Result<Outcome> {
     let now = portal.clock.now();
-    let Some(message) = portal.outbox.claim(message_id, now).await? else {
-        tracing::info!(message_id = %message_id, "message already sent or being sent; duplicate delivery skipped");
-        return Ok(());
+    let message = match portal.outbox.claim(message_id, now).await? {
+        Claim::Leased(message) => message,
+        Claim::Busy { lease_until } => {
+            anyhow::bail!("another delivery holds the lease until {}; retry later", lease_until.as_secs())
+        }
+        Claim::Settled(message) => {
+            // A run that failed after settling it left only the delivery record to write.
+            record_delivery(portal, &message).await?;
+            tracing::info!(message_id = %message_id, "message already settled; duplicate delivery skipped");
+            return Ok(Outcome::Skipped);
+        }
+        Claim::Missing => {
+            tracing::warn!(message_id = %message_id, "no such outbox message (past its retention?); skipped");
+            return Ok(Outcome::Skipped);
+        }
     };
+    let lease_until = message.lease_until.unwrap_or(now);
+    match deliver(portal, &message).await {
+        Ok(outcome) => Ok(outcome),
+        Err(Fault::BeforeSending(err)) => {
+            // Give the lease back so that the stream's retry sends at once; if that fails too, the
+            // lease simply runs out and a later retry sends.
+            if let Err(release) = portal.outbox.release(message_id, lease_until).await {
+                tracing::warn!(message_id = %message_id, error = format!("{release:#}"), "lease not given back; it will expire");
+            }
+            Err(err)
+        }
+        Err(Fault::AfterSending(err)) => Err(err),
+    }
+}
+
+/// Where a run failed: before the email went out (the lease goes back), or after SES accepted it
+/// (the lease stays, so that no retry sends a second email while it lasts).
+enum Fault {
+    BeforeSending(anyhow::Error),
+    AfterSending(anyhow::Error),
+}
+
+async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fault> {
     if let Some(invitation_id) = &message.invitation_id {
-        let invitation = portal.invitations.get(invitation_id).await?;
+        let invitation = portal.invitations.get(invitation_id).await.map_err(Fault::BeforeSending)?;
         let current = invitation.is_some_and(|i| i.message_id == message.message_id && !i.revoked);
         if !current {
             // Its code no longer works: a resend replaced it, or the invitation was revoked.
-            return fail(
-                portal,
-                &message,
-                "superseded: the invitation was resent or revoked before this email went out",
-            )
-            .await;
+            let reason = "superseded: the invitation was resent or revoked before this email went out";
+            return fail(portal, message, reason).await.map_err(Fault::BeforeSending);
         }
     }
-    // A request that names only an address is resolved here, off the request path.
-    let message = match mail::prepare(portal, &message).await {
+    // A request that names only an address is resolved here, off the request path (a link's token
+    // is issued now; a retry issues a new one, which voids this one).
+    let prepared = match mail::prepare(portal, message).await {
         Ok(Prepared::Send(email)) => *email,
         Ok(Prepared::Nothing(reason)) => {
-            portal.outbox.mark_sent(message_id, portal.clock.now()).await?;
-            tracing::info!(audit = AuditEvent::EmailRequestUnanswered.as_str(), message_id = %message_id, reason, "audit");
-            return Ok(());
+            mark_sent(portal, &message.message_id).await.map_err(Fault::BeforeSending)?;
+            tracing::info!(audit = AuditEvent::EmailRequestUnanswered.as_str(), message_id = %message.message_id, reason, "audit");
+            return Ok(Outcome::Skipped);
         }
-        Err(err) => {
-            portal.outbox.release(message_id).await?;
-            return Err(anyhow::anyhow!("preparing the email: {err:?}"));
-        }
+        Err(err) => return Err(Fault::BeforeSending(anyhow::anyhow!("preparing the email: {err:?}"))),
     };
-    let Some(outgoing) = email::render(&portal.settings, &message) else {
-        return fail(portal, &message, "the message holds nothing to send").await;
+    let Some(outgoing) = email::render(&portal.settings, &prepared) else {
+        return fail(portal, message, "the message holds nothing to send").await.map_err(Fault::BeforeSending);
     };
     match portal.mailer.send(&outgoing).await {
         Ok(()) => {
-            portal.outbox.mark_sent(message_id, portal.clock.now()).await?;
-            if let Some(invitation_id) = &message.invitation_id {
-                portal
-                    .invitations
-                    .record_delivery(invitation_id, message_id, Delivery::Sent, None, portal.clock.now())
-                    .await?;
-            }
+            mark_sent(portal, &message.message_id).await.map_err(Fault::AfterSending)?;
+            let mut sent = message.clone();
+            sent.status = MessageStatus::Sent;
+            record_delivery(portal, &sent).await.map_err(Fault::AfterSending)?;
             tracing::info!(
                 audit = message.kind.sent_event().as_str(),
-                message_id = %message_id,
+                message_id = %message.message_id,
                 invitation_id = message.invitation_id.as_deref().unwrap_or("-"),
                 "audit"
             );
-            Ok(())
+            Ok(Outcome::Sent)
         }
-        Err(SendError::Permanent(reason)) => fail(portal, &message, &reason).await,
+        Err(SendError::Permanent(reason)) => fail(portal, message, &reason).await.map_err(Fault::BeforeSending),
         Err(SendError::Retryable(reason)) => {
-            portal.outbox.release(message_id).await?;
-            Err(anyhow::anyhow!("retryable send failure: {reason}"))
+            Err(Fault::BeforeSending(anyhow::anyhow!("retryable send failure: {reason}")))
         }
     }
 }
 
-async fn fail(portal: &Portal, message: &OutboxMessage, reason: &str) -> anyhow::Result<()> {
-    let now = portal.clock.now();
-    portal.outbox.mark_failed(&message.message_id, reason, now).await?;
-    if let Some(invitation_id) = &message.invitation_id {
-        portal
-            .invitations
-            .record_delivery(invitation_id, &message.message_id, Delivery::Failed, Some(reason), now)
-            .await?;
+/// Marks a message SES accepted as sent. Tried again (as new calls, after the SDK's own retries)
+/// because this is the one write whose loss could cost a second email: were it lost, the message
+/// would be sent again once its lease ran out.
+async fn mark_sent(portal: &Portal, message_id: &MessageId) -> anyhow::Result<()> {
+    const TRIES: u32 = 3;
+    let mut tried = 1;
+    loop {
+        match portal.outbox.mark_sent(message_id, portal.clock.now()).await {
+            Ok(()) => return Ok(()),
+            Err(err) if tried == TRIES => return Err(err.context("SES accepted the email but marking it sent failed")),
+            Err(err) => {
+                tracing::warn!(message_id = %message_id, error = format!("{err:#}"), "marking a sent message failed; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(tried))).await;
+                tried += 1;
+            }
+        }
     }
+}
+
+/// Records a settled message's outcome on its invitation, if it has one (idempotent: a retry
+/// writes the same).
+async fn record_delivery(portal: &Portal, message: &OutboxMessage) -> anyhow::Result<()> {
+    let Some(invitation_id) = &message.invitation_id else { return Ok(()) };
+    let (delivery, error) = match message.status {
+        MessageStatus::Sent => (Delivery::Sent, None),
+        MessageStatus::Failed => (Delivery::Failed, message.error.as_deref()),
+        MessageStatus::Pending | MessageStatus::Sending => return Ok(()),
+    };
+    let now: Timestamp = portal.clock.now();
+    portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await
+}
+
+async fn fail(portal: &Portal, message: &OutboxMessage, reason: &str) -> anyhow::Result<Outcome> {
+    portal.outbox.mark_failed(&message.message_id, reason, portal.clock.now()).await?;
+    let mut failed = message.clone();
+    failed.status = MessageStatus::Failed;
+    failed.error = Some(reason.to_string());
+    record_delivery(portal, &failed).await?;
     tracing::warn!(audit = AuditEvent::EmailFailed.as_str(), message_id = %message.message_id, reason, "audit");
-    Ok(())
+    Ok(Outcome::Failed)
 }

@@ -4,6 +4,7 @@
 
 pub mod invite;
 pub mod mail;
+pub mod outbox_repair;
 pub mod profile;
 pub mod redeem;
 pub mod register;

@@ -1,10 +1,10 @@
 //! Open registration.
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
-use crate::domain::contact::{Contact, NewContact};
+use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
-use crate::domain::password::{Password, hash_password};
+use crate::domain::password::{Password, hash_password, verify_password};
 use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
@@ -42,8 +42,10 @@ pub async fn register(
     source: &SourceAddress,
     registration: Registration,
 ) -> Result<Registered, PortalError> {
+    let login = Login::of_email(&registration.email);
+    let password = registration.password.clone();
     let password_hash = hash_password(registration.password).await?;
-    let contact = Contact::new(
+    let mut contact = Contact::new(
         NewContact {
             email: registration.email,
             first_name: registration.first_name,
@@ -72,6 +74,10 @@ pub async fn register(
         Err(CreateContactError::EmailTaken) if confirmation_required => {
             return tell_the_owner(portal, source, &contact.email, allowed).await;
         }
+        Err(CreateContactError::EmailTaken) => match retried_registration(portal, &login, &contact, password).await? {
+            Some(first) => contact = first,
+            None => return Err(PortalError::EmailTaken),
+        },
         Err(err) => return Err(err.into()),
     }
     audit(AuditEvent::Registered, Some(&contact.contact_id), source);
@@ -97,4 +103,32 @@ async fn tell_the_owner(
     }
     audit(AuditEvent::RegistrationForExistingEmail, None, source);
     Ok(Registered::AwaitingConfirmation)
+}
+
+/// How long after a registration the same registration, sent again, counts as its retry.
+const RETRY_WINDOW_SECS: i64 = 600;
+
+/// The account a retry of this very registration finds: its first try was written though its
+/// answer was lost (a timeout while DynamoDB committed it). The same address, names, username,
+/// phone and password,
+/// created moments ago and not changed since: the retry gets the answer the first try would
+/// have had, instead of `email_taken`. Anything else is someone else's account.
+async fn retried_registration(
+    portal: &(impl UsesContacts + UsesClock),
+    login: &Login,
+    contact: &Contact,
+    password: Password,
+) -> Result<Option<Contact>, PortalError> {
+    let Some(existing) = portal.contacts().find_by_login(login).await? else { return Ok(None) };
+    let fresh =
+        existing.created_at + RETRY_WINDOW_SECS >= portal.clock().now() && existing.updated_at == existing.created_at;
+    let username = |c: &Contact| c.username.as_ref().map(|u| u.normalized.clone());
+    let same = existing.first_name == contact.first_name
+        && existing.last_name == contact.last_name
+        && existing.phone == contact.phone
+        && username(&existing) == username(contact);
+    if !(fresh && same) {
+        return Ok(None);
+    }
+    Ok(verify_password(password, existing.password_hash.clone()).await?.then_some(existing))
 }

@@ -129,6 +129,13 @@ impl Fields {
         Ok(Fields { values, errors: BTreeMap::new() })
     }
 
+    /// A digest of the fields as sent, names and values in name order (the CSRF token aside): the
+    /// same request sent again has the same digest, whatever its key order or whitespace.
+    pub fn digest(&self) -> String {
+        let sent: BTreeMap<&String, &Value> = self.values.iter().filter(|(name, _)| *name != "csrf_token").collect();
+        crate::domain::secret::digest(&format!("{sent:?}"))
+    }
+
     /// A text field as sent (absent or null is `None`); another type is a problem of that field.
     pub fn text(&mut self, name: &str) -> Option<String> {
         match self.values.get(name)? {

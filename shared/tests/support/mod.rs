@@ -1,6 +1,7 @@
 //! Test support: a portal on in-memory adapters, and requests shaped like API Gateway's.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod moto;
 
 use std::collections::HashMap;
@@ -266,4 +267,11 @@ pub fn link_in(email: &portal::ports::OutgoingEmail, path: &str) -> String {
         .find(|l| l.trim().starts_with(&prefix))
         .unwrap_or_else(|| panic!("no {path} link in {}", email.text));
     line.trim().trim_start_matches(&prefix).to_string()
+}
+
+/// Hands a request to a function's router over any portal (the moto-backed ones of the fault
+/// tests), as `lambda_http::run` does, and reads the whole answer.
+pub async fn send_to(portal: &Arc<Portal>, function: &dyn HttpFunction, req: Req) -> HttpResponse {
+    let response = function.router(portal.clone()).oneshot(req.build()).await.expect("routers are infallible");
+    buffered(response).await
 }

@@ -121,3 +121,32 @@ impl Tables {
         })
     }
 }
+
+/// The portal on this test's tables through the AWS clients of `portal::aws` (the production
+/// configuration: timeouts, retries), against moto, with the hooks a test puts under it.
+pub async fn aws_portal(tables: &Tables, hooks: &portal::aws::SdkHooks, overrides: &[(&str, &str)]) -> portal::Portal {
+    let sdk = portal::aws::config_loader(hooks)
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    let clients = portal::aws::AwsClients::new(&sdk, hooks);
+    let mut settings = super::settings(overrides);
+    settings.contacts_table = tables.contacts.clone();
+    settings.sessions_table = tables.sessions.clone();
+    settings.invitations_table = tables.invitations.clone();
+    settings.outbox_table = tables.outbox.clone();
+    ensure_sender_identity(&clients.ses, &settings.email_sender).await;
+    portal::Portal::on_aws(settings, &clients)
+}
+
+/// SES refuses mail from an address without an email identity; moto keeps identities for the
+/// life of the server, so a second creation's error is expected.
+async fn ensure_sender_identity(ses: &aws_sdk_sesv2::Client, sender: &str) {
+    static CREATED: OnceLock<()> = OnceLock::new();
+    if CREATED.get().is_none() {
+        let _ = ses.create_email_identity().email_identity(sender).send().await;
+        let _ = CREATED.set(());
+    }
+}

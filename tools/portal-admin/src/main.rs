@@ -5,6 +5,14 @@
 //! password on stdin: creates a contact with the `Administrators` web role, the first
 //! administrator of a deployment. `--stack` reads the table names from that CloudFormation stack's
 //! outputs (DescribeStacks) instead of the `PORTAL_*_TABLE` variables.
+//!
+//! `portal-admin outbox status [--stale-after 10m]`: the outbox by status and kind, and every
+//! unsent message (pending, leased, failed) with its age, attempts and error; no secret, no address.
+//! `portal-admin outbox retry (--id <message id> | --older-than 10m)`: queues those unsent messages
+//! again (as new messages, which the stream delivers to `send-email`).
+//! `portal-admin outbox dlq [--retry] < messages.json`: resolves the failure queue's records (the
+//! output of `aws sqs receive-message`) to the unsent outbox messages their batches held, and with
+//! `--retry` queues them again.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -15,19 +23,77 @@ use anyhow::{Context, anyhow};
 use aws_sdk_cloudformation::types::Output;
 use portal::Portal;
 use portal::app::sdk_config;
+use portal::aws::{AwsClients, SdkHooks};
 use portal::config::Settings;
 use portal::domain::ADMINISTRATORS_ROLE;
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
-use portal::domain::ids::ContactId;
+use portal::domain::ids::{ContactId, MessageId};
 use portal::domain::password::{Password, hash_password};
 use portal::domain::text::parse_name;
 use portal::ports::CreateContactError;
+use portal::usecases::outbox_repair::{self, RetryOutcome, Selection};
 
 const USAGE: &str =
     "usage: portal-admin create-admin --email <email> [--first-name <name>] [--last-name <name>] [--stack <name>]
-  The password is read from standard input (one line). --stack: the deployed stack whose tables to
-  use (its outputs name them); without it, PORTAL_CONTACTS_TABLE and the other table variables.";
+         The password is read from standard input (one line). --stack: the deployed stack whose
+         tables to use (its outputs name them); without it, PORTAL_CONTACTS_TABLE and the others.
+       portal-admin outbox status [--stale-after <age, e.g. 10m>]
+       portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)
+       portal-admin outbox dlq [--retry] < failure-queue-messages.json";
+
+enum Command {
+    CreateAdmin(CreateAdmin),
+    OutboxStatus { stale_after_secs: i64 },
+    OutboxRetry(Selection),
+    OutboxDlq { retry: bool },
+}
+
+/// An age such as `90s`, `10m`, `2h` or `1d`, in seconds.
+fn parse_age(text: &str) -> Result<i64, Usage> {
+    let unit = text.chars().last().filter(|c| c.is_ascii_alphabetic());
+    let digits = if unit.is_some() { &text[..text.len() - 1] } else { text };
+    let scale = match unit {
+        None | Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        Some(_) => return Err(Usage(format!("{text:?} is not an age like 90s, 10m, 2h or 1d"))),
+    };
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .map(|n| n * scale)
+        .ok_or_else(|| Usage(format!("{text:?} is not an age like 90s, 10m, 2h or 1d")))
+}
+
+fn parse_outbox(options: &[String]) -> Result<Command, Usage> {
+    let Some((action, rest)) = options.split_first() else { return Err(Usage(USAGE.into())) };
+    if action == "dlq" {
+        return match rest {
+            [] => Ok(Command::OutboxDlq { retry: false }),
+            [flag] if flag == "--retry" => Ok(Command::OutboxDlq { retry: true }),
+            _ => Err(Usage(format!("outbox dlq takes only --retry\n{USAGE}"))),
+        };
+    }
+    let pairs: Vec<(&str, &str)> = rest
+        .chunks(2)
+        .map(|pair| match pair {
+            [option, value] => Ok((option.as_str(), value.as_str())),
+            [option] => Err(Usage(format!("{option} needs a value\n{USAGE}"))),
+            _ => unreachable!("chunks of two"),
+        })
+        .collect::<Result<_, _>>()?;
+    match (action.as_str(), pairs.as_slice()) {
+        ("status", []) => Ok(Command::OutboxStatus { stale_after_secs: 600 }),
+        ("status", [("--stale-after", age)]) => Ok(Command::OutboxStatus { stale_after_secs: parse_age(age)? }),
+        ("retry", [("--id", id)]) => Ok(Command::OutboxRetry(Selection::Id(MessageId::from(*id)))),
+        ("retry", [("--older-than", age)]) => Ok(Command::OutboxRetry(Selection::OlderThan { secs: parse_age(age)? })),
+        ("retry", _) => Err(Usage(format!("outbox retry takes --id <message id> or --older-than <age>\n{USAGE}"))),
+        _ => Err(Usage(format!("unknown outbox command {:?}\n{USAGE}", options.join(" ")))),
+    }
+}
 
 /// The stack outputs (infra/template.yaml) that name the tables, and the setting each one gives.
 const TABLE_OUTPUTS: [(&str, &str); 4] = [
@@ -47,8 +113,11 @@ struct CreateAdmin {
 /// A command line that cannot be run, with what to tell the operator.
 struct Usage(String);
 
-fn parse_args(args: &[String]) -> Result<CreateAdmin, Usage> {
+fn parse_args(args: &[String]) -> Result<Command, Usage> {
     let Some((command, options)) = args.split_first() else { return Err(Usage(USAGE.into())) };
+    if command == "outbox" {
+        return parse_outbox(options);
+    }
     if command != "create-admin" {
         return Err(Usage(format!("unknown command {command:?}\n{USAGE}")));
     }
@@ -72,7 +141,86 @@ fn parse_args(args: &[String]) -> Result<CreateAdmin, Usage> {
     if parsed.email.is_empty() {
         return Err(Usage(format!("--email is required\n{USAGE}")));
     }
-    Ok(parsed)
+    Ok(Command::CreateAdmin(parsed))
+}
+
+async fn outbox_status(stale_after_secs: i64) -> anyhow::Result<()> {
+    let portal = Portal::from_environment().await?;
+    let messages = portal.outbox.list().await?;
+    let report = outbox_repair::status(&messages, portal.clock.now(), stale_after_secs);
+    println!("{:<10} {:<16} {:>6}", "status", "kind", "count");
+    for ((status, kind), count) in &report.counts {
+        println!("{status:<10} {kind:<16} {count:>6}");
+    }
+    let stale = report.unsent.iter().filter(|m| m.stale).count();
+    println!("\n{} unsent, {stale} stale (unsent for {stale_after_secs} s or more):", report.unsent.len());
+    for m in &report.unsent {
+        println!(
+            "{} {:<14} {:<8} age {:>7} s  attempts {}  invitation {}{}{}",
+            m.message_id,
+            m.kind,
+            m.status,
+            m.age_secs,
+            m.attempts,
+            m.invitation_id.as_deref().unwrap_or("-"),
+            if m.stale { "  STALE" } else { "" },
+            m.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The failure queue's records (on stdin, as `aws sqs receive-message` prints them or one body per
+/// document) resolved to the outbox messages their batches held; with `retry`, those queued again.
+async fn outbox_dlq(retry: bool) -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input).context("reading stdin")?;
+    let batches = outbox_repair::failed_batches(&input)?;
+    let portal = Portal::from_environment().await?;
+    let messages = portal.outbox.list().await?;
+    for batch in &batches {
+        let held = outbox_repair::messages_of(batch, &messages);
+        println!(
+            "{} sequence numbers {}..{} ({} records): {} unsent message(s)",
+            batch.shard_id,
+            batch.start_sequence_number,
+            batch.end_sequence_number,
+            batch.batch_size,
+            held.len()
+        );
+        for message in held {
+            println!("  {} {:?} {:?} attempts {}", message.message_id, message.kind, message.status, message.attempts);
+            if retry {
+                outbox_retry(Selection::Id(message.message_id.clone())).await?;
+            }
+        }
+    }
+    if !retry && !batches.is_empty() {
+        println!("run again with --retry to queue them again");
+    }
+    Ok(())
+}
+
+async fn outbox_retry(selection: Selection) -> anyhow::Result<()> {
+    let portal = Portal::from_environment().await?;
+    let outcomes =
+        outbox_repair::retry(portal.outbox.as_ref(), &portal.settings, &selection, portal.clock.now()).await?;
+    if outcomes.is_empty() {
+        println!("nothing to retry");
+    }
+    for (message_id, outcome) in outcomes {
+        let said = match outcome {
+            RetryOutcome::Requeued(copy) => format!("queued again as {copy}"),
+            RetryOutcome::AlreadySent => "already sent".into(),
+            RetryOutcome::BeingSent => "being sent right now (a live lease); left alone".into(),
+            RetryOutcome::SecretGone => {
+                "its code or link is gone (removed when it failed): resend the invitation, or ask for a new link".into()
+            }
+            RetryOutcome::ChangedMeanwhile => "changed meanwhile; left alone".into(),
+        };
+        println!("{message_id}: {said}");
+    }
+    Ok(())
 }
 
 async fn create_admin(command: CreateAdmin) -> anyhow::Result<ContactId> {
@@ -82,14 +230,15 @@ async fn create_admin(command: CreateAdmin) -> anyhow::Result<ContactId> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
     let raw = line.trim_end_matches(['\r', '\n']).to_string();
-    let sdk = sdk_config().await;
+    let hooks = SdkHooks::default();
+    let sdk = sdk_config(&hooks).await;
     let tables = match &command.stack {
         Some(stack) => tables_of_stack(&sdk, stack).await?,
         None => HashMap::new(),
     };
     // The stack's table names, else the environment (the same variables as the functions).
     let settings = Settings::from_lookup(|name| tables.get(name).cloned().or_else(|| std::env::var(name).ok()))?;
-    let portal = Portal::new(settings, &sdk);
+    let portal = Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks));
     let password =
         Password::choose(raw, portal.settings.password_min_length, &[email.as_str(), &first_name, &last_name])
             .map_err(|reason| anyhow!("password {reason}"))?;
@@ -152,11 +301,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match create_admin(command).await {
-        Ok(contact_id) => {
-            println!("created administrator {contact_id}");
-            ExitCode::SUCCESS
+    let done = match command {
+        Command::CreateAdmin(command) => {
+            create_admin(command).await.map(|contact_id| println!("created administrator {contact_id}"))
         }
+        Command::OutboxStatus { stale_after_secs } => outbox_status(stale_after_secs).await,
+        Command::OutboxRetry(selection) => outbox_retry(selection).await,
+        Command::OutboxDlq { retry } => outbox_dlq(retry).await,
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("portal-admin: {err:#}");
             ExitCode::FAILURE
@@ -167,6 +321,10 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
 
     fn output(key: &str, value: &str) -> Output {
         Output::builder().output_key(key).output_value(value).build()
@@ -195,9 +353,34 @@ mod tests {
 
     #[test]
     fn stack_is_an_option_of_create_admin() {
-        let args: Vec<String> =
-            ["create-admin", "--email", "a@example.com", "--stack", "portal"].map(String::from).into();
-        let Ok(parsed) = parse_args(&args) else { panic!("refused") };
+        let Ok(Command::CreateAdmin(parsed)) = parse_args(&args("create-admin --email a@example.com --stack portal"))
+        else {
+            panic!("refused")
+        };
         assert_eq!(parsed.stack.as_deref(), Some("portal"));
+    }
+
+    #[test]
+    fn outbox_commands_parse_ages_and_selections() {
+        assert!(matches!(parse_args(&args("outbox status")), Ok(Command::OutboxStatus { stale_after_secs: 600 })));
+        assert!(matches!(
+            parse_args(&args("outbox status --stale-after 2h")),
+            Ok(Command::OutboxStatus { stale_after_secs: 7200 })
+        ));
+        assert!(matches!(
+            parse_args(&args("outbox retry --older-than 10m")),
+            Ok(Command::OutboxRetry(Selection::OlderThan { secs: 600 }))
+        ));
+        assert!(
+            matches!(parse_args(&args("outbox retry --id m-1")), Ok(Command::OutboxRetry(Selection::Id(id))) if id.as_str() == "m-1")
+        );
+        for bad in
+            ["outbox", "outbox retry", "outbox retry --older-than", "outbox retry --older-than ten", "outbox purge"]
+        {
+            assert!(parse_args(&args(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(parse_age("90s").ok(), Some(90));
+        assert_eq!(parse_age("1d").ok(), Some(86_400));
+        assert!(parse_age("-5m").is_err());
     }
 }
