@@ -1,6 +1,11 @@
 # make run     start the whole portal locally (http://localhost:9000); Ctrl-C stops it
-# make test    every test: rustfmt and clippy gates, Rust unit/integration tests, cfn-lint, the pytest
-#              end-to-end suite
+# make test    every test: rustfmt and clippy gates, Rust unit/integration tests, cfn-lint and
+#              sam validate --lint, the pytest end-to-end suite, the IAM coverage of its AWS calls
+# make package the six functions built for Lambda (arm64, release), zipped; prints each size
+# make deploy  sam build && sam deploy (samconfig.toml; --guided until it holds the parameters)
+# make smoke URL=https://... [STACK=portal]  the HTTP journey against a deployed portal with a
+#              throwaway account, deleted afterwards through the stack's tables
+# make cost    monthly cost per 100,000 active users against Amazon Cognito (scripts/cost.py)
 # make emails  print the emails the local portal has sent so far (recipient, subject, body)
 # make bench   DynamoDB calls per operation (on moto) and handler time per request
 # make lint    cfn-lint on infra/template.yaml
@@ -14,7 +19,13 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 PYTHON := $(CURDIR)/.venv/bin/python
 LOCAL_AWS_PORT ?= 4566
 
-.PHONY: run test emails lint clean distclean setup bench
+# Each recorded AWS call of the functions in the pytest suite (scripts/aws_recorder.py).
+AWS_CALLS := $(CURDIR)/.local/aws-calls
+SAM := $(CURDIR)/.venv-sam/bin/sam
+# The SAM CLI reports usage to AWS unless told not to; nothing here calls out.
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test emails lint clean distclean setup bench package deploy smoke cost
 
 setup:
 	scripts/setup.sh
@@ -24,14 +35,38 @@ run:
 	$(PYTHON) scripts/stack.py
 
 test:
-	scripts/setup.sh --browser
+	scripts/setup.sh --browser --sam
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build --workspace --bins
 	cargo test --workspace
 	.venv/bin/cfn-lint infra/template.yaml
-# The pytest suite starts its own stack (scripts/stack.py) on ports of its own.
-	.venv/bin/pytest -q tests
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template-file infra/template.yaml
+# The pytest suite starts its own stacks (scripts/stack.py) on ports of their own, recording
+# every AWS call a function makes; then each call is held against the function's role.
+	rm -rf $(AWS_CALLS) && mkdir -p $(AWS_CALLS)
+	PORTAL_RECORD_AWS_CALLS_DIR=$(AWS_CALLS) .venv/bin/pytest -q tests
+	$(PYTHON) scripts/iam_coverage.py $(AWS_CALLS)/*.jsonl
+
+package:
+	scripts/setup.sh --package
+	scripts/package.sh
+
+# The first deploy asks for the parameters (--guided) and saves them in samconfig.toml.
+GUIDED = $(if $(shell grep -qs '^parameter_overrides' samconfig.toml && echo saved),,--guided)
+deploy:
+	scripts/setup.sh --sam --package
+	$(SAM) build --template-file infra/template.yaml
+	$(SAM) deploy $(GUIDED)
+
+smoke:
+	@test -n "$(URL)" || { echo "usage: make smoke URL=https://portal.example.com" >&2; exit 2; }
+	scripts/setup.sh
+	$(PYTHON) scripts/smoke.py "$(URL)" $(if $(STACK),--stack "$(STACK)")
+
+cost:
+	@scripts/setup.sh
+	@$(PYTHON) scripts/cost.py
 
 bench:
 	scripts/setup.sh

@@ -27,6 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "infra", "template.yaml")
 REGION, ACCOUNT_ID = "us-east-1", "123456789012"
 NO_VALUE = object()  # what Ref AWS::NoValue resolves to: the key is dropped
+# The local stack's values of the template's required parameters (no default there, so that no
+# deployment can keep a local value by mistake); a setting of the stack overrides them.
+LOCAL_PARAMETERS = {"PortalBaseUrl": "http://localhost:9000", "EmailSender": "no-reply@example.com"}
 
 
 class StackError(Exception):
@@ -74,6 +77,7 @@ class Resolver:
                        "AWS::NoValue": NO_VALUE}
         self.values.update({name: str(spec["Default"]) for name, spec in
                             (template.get("Parameters") or {}).items() if "Default" in spec})
+        self.values.update(LOCAL_PARAMETERS)
         self.values.update({name: str(value) for name, value in (parameters or {}).items()})
 
     def name_of(self, logical_id: str) -> str:

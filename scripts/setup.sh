@@ -4,14 +4,20 @@
 #   scripts/setup.sh            the Python virtual environment .venv from requirements-dev.txt
 #                               (moto server, cargo-lambda, cfn-lint, pytest, selenium, boto3...)
 #   scripts/setup.sh --browser  also Debian's chromium and chromium-driver (the browser tests)
+#   scripts/setup.sh --sam      also .venv-sam, the AWS SAM CLI of requirements-sam.txt in a virtual
+#                               environment of its own (its pins clash with moto's)
+#   scripts/setup.sh --package  also the aarch64-unknown-linux-gnu Rust target (make package: the
+#                               functions as Lambda runs them, arm64; zig comes from .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-browser=0
+browser=0 sam=0 package=0
 for arg in "$@"; do
   case "$arg" in
     --browser) browser=1 ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --sam) sam=1 ;;
+    --package) package=1 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,6 +59,29 @@ if [ ! -f "$STAMP" ] || [ requirements-dev.txt -nt "$STAMP" ]; then
   say "installing requirements-dev.txt into $VENV"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
   touch "$STAMP"
+fi
+
+# --- AWS SAM CLI (sam validate --lint, sam build, sam deploy) -------------------------------
+SAM_VENV=.venv-sam
+SAM_STAMP="$SAM_VENV/.requirements-sam.stamp"
+if [ "$sam" = 1 ] && { [ ! -f "$SAM_STAMP" ] || [ requirements-sam.txt -nt "$SAM_STAMP" ]; }; then
+  if [ ! -x "$SAM_VENV/bin/python" ]; then
+    say "creating $SAM_VENV"
+    "${PYTHON:-python3}" -m venv "$SAM_VENV" || { rm -rf "$SAM_VENV"; say "python3 -m venv failed"; exit 1; }
+  fi
+  say "installing requirements-sam.txt into $SAM_VENV"
+  "$SAM_VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-sam.txt
+  touch "$SAM_STAMP"
+fi
+
+# --- arm64 target for make package ---------------------------------------------------------
+if [ "$package" = 1 ] && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  if ! command -v rustup >/dev/null 2>&1; then
+    say "make package needs the aarch64-unknown-linux-gnu target: install it with your toolchain's tools."
+    exit 1
+  fi
+  say "adding the Rust target aarch64-unknown-linux-gnu (rustup)"
+  rustup target add aarch64-unknown-linux-gnu
 fi
 
 # --- Browser for the end-to-end tests --------------------------------------------------------

@@ -7,7 +7,8 @@ the functions' environment from the template and warms every function, relays th
 streams that trigger functions (stream_relay.py); Stack.stop() stops all it started.
 
 make run: PORTAL_PORT (9000), LOCAL_AWS_PORT (4566), PORTAL_STACK_NAME (portal-local) and
-PORTAL_ADMIN_PASSWORD (violet-harbor-lantern-42); a function setting of the template set in the
+PORTAL_ADMIN_PASSWORD (violet-harbor-lantern-42), PORTAL_RECORD_AWS_CALLS (a file: record each
+AWS call of a function there, see aws_recorder.py); a function setting of the template set in the
 environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug...) overrides its default. Ctrl-C
 (SIGINT, SIGTERM, SIGHUP) stops the stack."""
 
@@ -99,8 +100,11 @@ class Stack(Plan):
     (stream_relay.StreamRelay: .delivered, .discarded, .invocations), emails(), stop()."""
 
     def __init__(self, stack_name: str, portal_port: int, moto_port: int, settings: dict | None,
-                 admin_password: str, log_path: str | None):
+                 admin_password: str, log_path: str | None, record_calls: str | None = None):
         super().__init__(stack_name, portal_port, moto_port, settings)
+        # record_calls: a file for scripts/aws_recorder.py's lines (each AWS call of a function);
+        # the functions then reach moto through the recording proxy.
+        self.record_calls, self.recorder = record_calls, None
         self.stack_name, self.portal_url = stack_name, f"http://localhost:{portal_port}"
         self.admin_email, self.admin_password = ADMIN_EMAIL, admin_password
         self._see_log = f"; see {log_path}" if log_path else "; see its messages above"
@@ -132,13 +136,20 @@ class Stack(Plan):
             raise StackError(f"the local AWS endpoint (moto server) did not start on port {port}"
                              + self._see_log)
         local_aws.create_resources(self.aws_endpoint, self.resolver)
+        if self.record_calls:
+            from aws_recorder import Recorder
+
+            self.recorder = Recorder(self.aws_endpoint, self.record_calls).start()
+            say(f"recording the functions' AWS calls in {self.record_calls}")
 
     def seed_admin(self) -> None:
         argv = ["cargo", "run", "-q", "--bin", "portal-admin", "--", "create-admin", "--email",
                 self.admin_email]
         say(f"seeding the administrator: {' '.join(argv)} (password on stdin; the first build can "
             f"take a few minutes)")
-        status = subprocess.run(argv, cwd=ROOT, env=self._child_env(), timeout=1800, check=False,
+        # Its calls carry the app id portal-admin (not a function: no role to check).
+        env = {**self._child_env(), "AWS_SDK_UA_APP_ID": "portal-admin"}
+        status = subprocess.run(argv, cwd=ROOT, env=env, timeout=1800, check=False,
                                 input=(self.admin_password + "\n").encode(), stdout=self._log,
                                 stderr=self._log).returncode
         if status != 0:
@@ -149,6 +160,8 @@ class Stack(Plan):
         # The functions' settings reach them through cargo lambda's own environment, except
         # RUST_LOG: set for cargo lambda itself, it would make its own logging verbose.
         env = self._child_env()
+        if self.recorder:
+            env["AWS_ENDPOINT_URL"] = self.recorder.url
         rust_log = env.pop("RUST_LOG", "")
         fd, self._env_file = tempfile.mkstemp(prefix=f"{self.stack_name}-", suffix=".env")
         with os.fdopen(fd, "w") as f:
@@ -221,6 +234,8 @@ class Stack(Plan):
             proc.wait(5)
             if proc.stdin:
                 proc.stdin.close()
+        if self.recorder:
+            self.recorder.stop()
         with contextlib.suppress(OSError, TypeError):
             os.unlink(self._env_file)
         if self._log:
@@ -233,14 +248,15 @@ class Stack(Plan):
 
 def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str = "portal-local",
                 *, settings: dict | None = None, admin_password: str | None = None,
-                log_path: str | None = None) -> Stack:
+                log_path: str | None = None, record_calls: str | None = None) -> Stack:
     """Start the whole local stack and return its handle; raise StackError if a step fails.
 
     settings: function settings by variable name (e.g. {"PORTAL_REQUIRE_CONFIRMATION": "true"})
     overriding the template's defaults. log_path: a file for the children's output (default: this
-    process's stdout/stderr)."""
+    process's stdout/stderr). record_calls: a file where each AWS call a function makes is
+    recorded (scripts/aws_recorder.py), for scripts/iam_coverage.py."""
     stack = Stack(stack_name, portal_port, moto_port, settings,
-                  admin_password or DEFAULT_ADMIN_PASSWORD, log_path)
+                  admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls)
     try:
         stack.start_local_aws()
         stack.seed_admin()
@@ -270,7 +286,8 @@ def main() -> int:
         say(f"starting the local stack {stack_name!r}...")
         # Function settings come from the environment: the template's variables for parameters.
         stack = start_stack(portal_port, moto_port, stack_name, admin_password=os.environ.get(
-            "PORTAL_ADMIN_PASSWORD"), settings={k: v for k, v in os.environ.items() if v})
+            "PORTAL_ADMIN_PASSWORD"), settings={k: v for k, v in os.environ.items() if v},
+            record_calls=os.environ.get("PORTAL_RECORD_AWS_CALLS") or None)
         print(f"\nPortal: {stack.portal_url}  Local AWS: {stack.aws_endpoint}  "
               f"Admin: {stack.admin_email} / {stack.admin_password}\n"
               f"Emails sent so far: LOCAL_AWS_PORT={moto_port} make emails\n"

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import tempfile
@@ -38,9 +39,13 @@ def start(stack_name: str, settings: dict | None = None):
     log = tempfile.NamedTemporaryFile(prefix=f"portal-{stack_name}-", suffix=".log", delete=False)
     log.close()
     STACK_LOGS.append(log.name)
+    # make test records every AWS call of the functions (scripts/aws_recorder.py), a file per
+    # stack, for the IAM coverage check (scripts/iam_coverage.py) that runs after the suite.
+    calls_dir = os.environ.get("PORTAL_RECORD_AWS_CALLS_DIR")
+    record = os.path.join(calls_dir, f"pytest-{stack_name}.jsonl") if calls_dir else None
     return stack_script.start_stack(portal_port, moto_port, f"pytest-{stack_name}",
                                     settings=settings, admin_password=ADMIN_PASSWORD,
-                                    log_path=log.name)
+                                    log_path=log.name, record_calls=record)
 
 
 @pytest.fixture(scope="session")

@@ -52,8 +52,8 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     assert env["AWS_REGION"] == "us-east-1"
     assert "NOT_A_SETTING" not in env
     # The sender's SES identity follows the setting (it is the EmailSender parameter).
-    assert plan.resolver.resolve(plan.template["Resources"]["SenderIdentity"]["Properties"]) == {
-        "EmailIdentity": "hello@example.org"}
+    assert plan.resolver.resolve(plan.template["Resources"]["SenderIdentity"]["Properties"])[
+        "EmailIdentity"] == "hello@example.org"
     assert plan.warm_paths == {"sign-in": "/signin", "register": "/register", "profile": "/",
                                "create-invitation": "/admin/contacts", "redeem-invitation": "/redeem"}
     assert plan.stream_sources == [{

@@ -30,7 +30,7 @@ impl Portal {
     pub async fn from_environment() -> anyhow::Result<Self> {
         let settings = Settings::from_env()?;
         let hooks = SdkHooks::default();
-        let sdk = aws::config_loader(&hooks).load().await;
+        let sdk = sdk_config(&hooks).await;
         Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks)))
     }
 
@@ -55,6 +55,29 @@ impl Portal {
             settings,
         }
     }
+}
+
+/// The AWS SDK configuration of [`aws::config_loader`] (timeouts, retries), with the function's
+/// name as the app id of its calls (see `app_name_of_function`).
+pub async fn sdk_config(hooks: &SdkHooks) -> aws_config::SdkConfig {
+    let mut loader = aws::config_loader(hooks);
+    if std::env::var_os("AWS_SDK_UA_APP_ID").is_none()
+        && let Some(app_name) = app_name_of_function(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().as_deref())
+    {
+        loader = loader.app_name(app_name);
+    }
+    loader.load().await
+}
+
+/// The SDK app id of a Lambda function's AWS calls: its function name, sent as `app/<name>` in
+/// the User-Agent of every request, so CloudTrail (its `userAgent`) and the local IAM coverage
+/// check (scripts/aws_recorder.py) can tell which function made a call. `AWS_SDK_UA_APP_ID`, when
+/// set, wins (the SDK reads it itself). The SDK recommends at most 50 characters and warns above;
+/// CloudFormation-made names can be 64, whose first 50 still name the stack and the function.
+pub fn app_name_of_function(function_name: Option<&str>) -> Option<aws_config::AppName> {
+    let name = function_name?.trim();
+    let name = name.get(..50).unwrap_or(name);
+    aws_config::AppName::new(name.to_string()).ok()
 }
 
 impl UsesContacts for Portal {
@@ -84,5 +107,31 @@ impl UsesClock for Portal {
 impl UsesSettings for Portal {
     fn settings(&self) -> &Settings {
         &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::app_name_of_function;
+
+    #[test]
+    fn a_functions_aws_calls_carry_its_name() {
+        let name = app_name_of_function(Some("sign-in")).expect("a valid app name");
+        assert_eq!(name.to_string(), "sign-in");
+    }
+
+    #[test]
+    fn outside_lambda_or_with_an_unusable_name_there_is_no_app_name() {
+        assert!(app_name_of_function(None).is_none());
+        assert!(app_name_of_function(Some("")).is_none());
+        assert!(app_name_of_function(Some("not a name")).is_none());
+    }
+
+    #[test]
+    fn a_long_cloudformation_name_keeps_its_first_50_characters() {
+        let long = "portal-production-RedeemInvitationFunction-AbCdEfGhIjKl";
+        assert!(long.len() > 50);
+        let name = app_name_of_function(Some(long)).expect("a valid app name");
+        assert_eq!(name.to_string(), &long[..50]);
     }
 }

@@ -1,8 +1,10 @@
 //! Operator commands for a portal deployment, run against whatever AWS endpoint and tables the
 //! environment names (the same settings the functions read).
 //!
-//! `portal-admin create-admin --email <email> [--first-name N] [--last-name N]`, password on stdin:
-//! creates a contact with the `Administrators` web role, the first administrator of a deployment.
+//! `portal-admin create-admin --email <email> [--first-name N] [--last-name N] [--stack NAME]`,
+//! password on stdin: creates a contact with the `Administrators` web role, the first
+//! administrator of a deployment. `--stack` reads the table names from that CloudFormation stack's
+//! outputs (DescribeStacks) instead of the `PORTAL_*_TABLE` variables.
 //!
 //! `portal-admin outbox status [--stale-after 10m]`: the outbox by status and kind, and every
 //! unsent message (pending, leased, failed) with its age, attempts and error; no secret, no address.
@@ -12,12 +14,17 @@
 //! output of `aws sqs receive-message`) to the unsent outbox messages their batches held, and with
 //! `--retry` queues them again.
 
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 
+use aws_sdk_cloudformation::types::Output;
 use portal::Portal;
+use portal::app::sdk_config;
+use portal::aws::{AwsClients, SdkHooks};
+use portal::config::Settings;
 use portal::domain::ADMINISTRATORS_ROLE;
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
@@ -27,8 +34,10 @@ use portal::domain::text::parse_name;
 use portal::ports::CreateContactError;
 use portal::usecases::outbox_repair::{self, RetryOutcome, Selection};
 
-const USAGE: &str = "usage: portal-admin create-admin --email <email> [--first-name <name>] [--last-name <name>]
-         The password is read from standard input (one line).
+const USAGE: &str =
+    "usage: portal-admin create-admin --email <email> [--first-name <name>] [--last-name <name>] [--stack <name>]
+         The password is read from standard input (one line). --stack: the deployed stack whose
+         tables to use (its outputs name them); without it, PORTAL_CONTACTS_TABLE and the others.
        portal-admin outbox status [--stale-after <age, e.g. 10m>]
        portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)
        portal-admin outbox dlq [--retry] < failure-queue-messages.json";
@@ -86,10 +95,19 @@ fn parse_outbox(options: &[String]) -> Result<Command, Usage> {
     }
 }
 
+/// The stack outputs (infra/template.yaml) that name the tables, and the setting each one gives.
+const TABLE_OUTPUTS: [(&str, &str); 4] = [
+    ("ContactsTableName", "PORTAL_CONTACTS_TABLE"),
+    ("SessionsTableName", "PORTAL_SESSIONS_TABLE"),
+    ("InvitationsTableName", "PORTAL_INVITATIONS_TABLE"),
+    ("OutboxTableName", "PORTAL_OUTBOX_TABLE"),
+];
+
 struct CreateAdmin {
     email: String,
     first_name: String,
     last_name: String,
+    stack: Option<String>,
 }
 
 /// A command line that cannot be run, with what to tell the operator.
@@ -103,8 +121,12 @@ fn parse_args(args: &[String]) -> Result<Command, Usage> {
     if command != "create-admin" {
         return Err(Usage(format!("unknown command {command:?}\n{USAGE}")));
     }
-    let mut parsed =
-        CreateAdmin { email: String::new(), first_name: "Portal".into(), last_name: "Administrator".into() };
+    let mut parsed = CreateAdmin {
+        email: String::new(),
+        first_name: "Portal".into(),
+        last_name: "Administrator".into(),
+        stack: None,
+    };
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
         let value = rest.next().ok_or_else(|| Usage(format!("{option} needs a value\n{USAGE}")))?.clone();
@@ -112,6 +134,7 @@ fn parse_args(args: &[String]) -> Result<Command, Usage> {
             "--email" => parsed.email = value,
             "--first-name" => parsed.first_name = value,
             "--last-name" => parsed.last_name = value,
+            "--stack" => parsed.stack = Some(value),
             other => return Err(Usage(format!("unknown option {other:?}\n{USAGE}"))),
         }
     }
@@ -207,7 +230,15 @@ async fn create_admin(command: CreateAdmin) -> anyhow::Result<ContactId> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
     let raw = line.trim_end_matches(['\r', '\n']).to_string();
-    let portal = Portal::from_environment().await?;
+    let hooks = SdkHooks::default();
+    let sdk = sdk_config(&hooks).await;
+    let tables = match &command.stack {
+        Some(stack) => tables_of_stack(&sdk, stack).await?,
+        None => HashMap::new(),
+    };
+    // The stack's table names, else the environment (the same variables as the functions).
+    let settings = Settings::from_lookup(|name| tables.get(name).cloned().or_else(|| std::env::var(name).ok()))?;
+    let portal = Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks));
     let password =
         Password::choose(raw, portal.settings.password_min_length, &[email.as_str(), &first_name, &last_name])
             .map_err(|reason| anyhow!("password {reason}"))?;
@@ -233,6 +264,31 @@ async fn create_admin(command: CreateAdmin) -> anyhow::Result<ContactId> {
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// The table settings of a deployed stack, from its outputs.
+async fn tables_of_stack(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Result<HashMap<String, String>> {
+    let described = aws_sdk_cloudformation::Client::new(sdk)
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .with_context(|| format!("reading the outputs of the stack {stack:?} (CloudFormation DescribeStacks)"))?;
+    let found = described.stacks().first().ok_or_else(|| anyhow!("no stack named {stack:?}"))?;
+    table_settings(found.outputs()).with_context(|| format!("the stack {stack:?}"))
+}
+
+/// `PORTAL_*_TABLE` settings from a stack's outputs; every table output must be there.
+fn table_settings(outputs: &[Output]) -> anyhow::Result<HashMap<String, String>> {
+    let by_key: HashMap<&str, &str> =
+        outputs.iter().filter_map(|o| Some((o.output_key()?, o.output_value()?))).collect();
+    TABLE_OUTPUTS
+        .iter()
+        .map(|(output, variable)| match by_key.get(output) {
+            Some(value) if !value.is_empty() => Ok((variable.to_string(), value.to_string())),
+            _ => Err(anyhow!("has no output {output} (is it a portal stack, deployed from infra/template.yaml?)")),
+        })
+        .collect()
 }
 
 #[tokio::main]
@@ -268,6 +324,40 @@ mod tests {
 
     fn args(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn output(key: &str, value: &str) -> Output {
+        Output::builder().output_key(key).output_value(value).build()
+    }
+
+    #[test]
+    fn the_stack_outputs_name_every_table() {
+        let outputs = [
+            output("ApiUrl", "https://x.execute-api.eu-west-1.amazonaws.com/"),
+            output("ContactsTableName", "p-contacts"),
+            output("SessionsTableName", "p-sessions"),
+            output("InvitationsTableName", "p-invitations"),
+            output("OutboxTableName", "p-outbox"),
+        ];
+        let settings = table_settings(&outputs).expect("all four tables");
+        assert_eq!(settings["PORTAL_CONTACTS_TABLE"], "p-contacts");
+        assert_eq!(settings["PORTAL_OUTBOX_TABLE"], "p-outbox");
+        assert_eq!(settings.len(), 4);
+    }
+
+    #[test]
+    fn a_stack_without_the_table_outputs_is_refused_by_name() {
+        let err = table_settings(&[output("ContactsTableName", "p-contacts")]).unwrap_err();
+        assert!(err.to_string().contains("SessionsTableName"), "{err}");
+    }
+
+    #[test]
+    fn stack_is_an_option_of_create_admin() {
+        let Ok(Command::CreateAdmin(parsed)) = parse_args(&args("create-admin --email a@example.com --stack portal"))
+        else {
+            panic!("refused")
+        };
+        assert_eq!(parsed.stack.as_deref(), Some("portal"));
     }
 
     #[test]

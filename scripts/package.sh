@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make package: every Lambda function built as AWS runs it (arm64, release, provided.al2023) and
+# zipped, with each zip's size. cargo-lambda cross-compiles with zig (the venv's ziglang: cargo
+# lambda finds `python3 -m ziglang` through the venv's python3 first on PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+# The binaries the template deploys (Metadata.BuildProperties.Binary of each function).
+FUNCTIONS=(sign-in register profile create-invitation redeem-invitation send-email)
+
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  echo "package: the aarch64 target is missing: scripts/setup.sh --package (rustup target add aarch64-unknown-linux-gnu)" >&2
+  exit 1
+fi
+args=()
+for f in "${FUNCTIONS[@]}"; do args+=(--bin "$f"); done
+cargo lambda build --release --arm64 --output-format zip "${args[@]}"
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+printf '%-20s %12s %12s\n' function "zip bytes" "bootstrap"
+for f in "${FUNCTIONS[@]}"; do
+  zip="$target_dir/lambda/$f/bootstrap.zip"
+  [ -f "$zip" ] || { echo "package: $zip was not built" >&2; exit 1; }
+  unzipped=$(python3 -c 'import sys,zipfile; print(sum(i.file_size for i in zipfile.ZipFile(sys.argv[1]).infolist()))' "$zip")
+  printf '%-20s %12d %12d\n' "$f" "$(stat -c %s "$zip")" "$unzipped"
+done

@@ -1,0 +1,104 @@
+"""The IAM coverage check itself (scripts/aws_recorder.py, scripts/iam_coverage.py): what a
+request needs, and the template's roles held against it. No stack: make test runs the check on
+the calls the end-to-end suite recorded (the coverage itself) after the suite."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import aws_recorder  # noqa: E402
+import iam_coverage  # noqa: E402
+import local_aws  # noqa: E402
+
+STACK = "pytest-iam"
+AUTH = "AWS4-HMAC-SHA256 Credential=test/20261129/us-east-1/{}/aws4_request, SignedHeaders=host"
+UA = "aws-sdk-rust/1.3 ua/2.1 api/dynamodb/1.136 os/linux lang/rust/1.95 app/{}"
+
+
+def ddb(operation: str, body: dict, function: str = "sign-in") -> list[dict]:
+    headers = {"Authorization": AUTH.format("dynamodb"), "User-Agent": UA.format(function),
+               "X-Amz-Target": f"DynamoDB_20120810.{operation}"}
+    caller = aws_recorder.caller_of(headers)
+    return [{**caller, **found} for found in aws_recorder.actions_of_request(
+        "POST", "/", headers, json.dumps(body).encode())]
+
+
+def table(logical: str) -> str:
+    return local_aws.Resolver(local_aws.load_template(), STACK).name_of(logical)
+
+
+def run_check(calls: list[dict]) -> tuple[int, str]:
+    out = io.StringIO()
+    problems = iam_coverage.check({STACK: calls}, out=out)
+    return problems, out.getvalue()
+
+
+def test_a_transaction_needs_each_items_own_action():
+    calls = ddb("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": "c", "Item": {}}}, {"Update": {"TableName": "i", "Key": {}}},
+        {"Delete": {"TableName": "c", "Key": {}}}, {"ConditionCheck": {"TableName": "o", "Key": {}}}]})
+    assert [(c["action"], c["table"]) for c in calls] == [
+        ("dynamodb:PutItem", "c"), ("dynamodb:UpdateItem", "i"), ("dynamodb:DeleteItem", "c"),
+        ("dynamodb:ConditionCheckItem", "o")]
+    assert {c["function"] for c in calls} == {"sign-in"}
+
+
+def test_a_query_on_an_index_names_the_index():
+    (call,) = ddb("Query", {"TableName": "s", "IndexName": "by-contact"}, function="profile")
+    assert (call["function"], call["action"], call["table"], call["index"]) == (
+        "profile", "dynamodb:Query", "s", "by-contact")
+
+
+def test_an_ses_v2_send_names_its_sender():
+    headers = {"Authorization": AUTH.format("ses"), "User-Agent": UA.format("send-email")}
+    (found,) = aws_recorder.actions_of_request("POST", "/v2/email/outbound-emails", headers,
+                                               b'{"FromEmailAddress": "no-reply@example.com"}')
+    assert found["action"] == "ses:SendEmail" and found["from"] == "no-reply@example.com"
+
+
+def test_every_recorded_call_of_the_suite_needs_a_grant():
+    # A grant the template lacks: sign-in reading the invitations table.
+    problems, out = run_check(ddb("GetItem", {"TableName": table("InvitationsTable")}))
+    assert problems >= 1
+    assert "MISSING  sign-in" in out and "table/<stack>-invitations" in out
+
+
+def test_a_granted_call_passes_and_the_rest_is_reported_unused():
+    calls = ddb("GetItem", {"TableName": table("ContactsTable")})
+    problems, out = run_check(calls)
+    assert "ok       sign-in            dynamodb:GetItem" in out
+    assert "UNUSED" in out
+    # Every function must have made calls: here only sign-in did.
+    assert "NO CALLS register" in out and problems >= 1
+
+
+def test_send_email_may_read_the_invitations_table_and_send_only_from_the_sender():
+    send = {"function": "send-email", "rust_sdk": True, "action": "ses:SendEmail"}
+    calls = ddb("GetItem", {"TableName": table("InvitationsTable")}, function="send-email")
+    calls.append({**send, "from": local_aws.LOCAL_PARAMETERS["EmailSender"]})
+    _, out = run_check(calls)
+    assert "ok       send-email         dynamodb:GetItem" in out
+    assert "ok       send-email         ses:SendEmail" in out
+    _, out = run_check([{**send, "from": "someone-else@example.com"}])
+    assert "MISSING  send-email         ses:SendEmail" in out
+
+
+def test_a_rust_sdk_call_without_an_app_id_is_a_problem():
+    call = {"function": None, "rust_sdk": True, "action": "dynamodb:GetItem", "table": "x"}
+    problems, out = run_check([call])
+    assert problems >= 1 and "UNATTRIBUTED" in out
+
+
+@pytest.mark.parametrize("pattern,value,expected", [
+    ("arn:aws:dynamodb:*:*:table/t/index/*", "arn:aws:dynamodb:r:1:table/t/index/by-contact", True),
+    ("arn:aws:dynamodb:*:*:table/t", "arn:aws:dynamodb:r:1:table/t/index/by-contact", False),
+    ("arn:aws:ses:r:1:identity/*", "arn:aws:ses:r:1:identity/a@b.c", True),
+])
+def test_resources_match_as_iam_matches_them(pattern, value, expected):
+    assert iam_coverage.wildcard(pattern, value) is expected

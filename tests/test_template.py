@@ -1,0 +1,119 @@
+"""What infra/template.yaml promises a deployment, read from the template itself (cfn-lint and
+sam validate check its syntax; these check the decisions): no local default a deployment could
+keep, operations wired to an alarm topic, state that survives a stack's deletion."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import local_aws  # noqa: E402
+
+T = local_aws.load_template()
+RESOURCES, PARAMS = T["Resources"], T["Parameters"]
+
+
+def of_type(kind: str) -> dict:
+    return {lid: r for lid, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def allowed(param: str, value: str) -> bool:
+    return re.fullmatch(PARAMS[param]["AllowedPattern"], value) is not None
+
+
+def test_the_base_url_and_the_sender_are_required_and_must_be_real():
+    for name in ("PortalBaseUrl", "EmailSender"):
+        assert "Default" not in PARAMS[name], f"{name} must have no default"
+    assert allowed("PortalBaseUrl", "https://portal.example.com")
+    for bad in ("http://localhost:9000", "http://portal.example.com", "https://portal.example.com/",
+                "https://portal.example.com/path", "portal.example.com"):
+        assert not allowed("PortalBaseUrl", bad), bad
+    assert allowed("EmailSender", "no-reply@mail.example.com")
+    assert not allowed("EmailSender", "no-reply") and not allowed("EmailSender", "a@localhost")
+    # The local stack supplies them itself.
+    assert set(local_aws.LOCAL_PARAMETERS) == {"PortalBaseUrl", "EmailSender"}
+
+
+def test_a_custom_domain_makes_the_domain_its_mapping_and_dns_records():
+    assert RESOURCES["ApiDomain"]["Condition"] == "HasCustomDomain"
+    assert RESOURCES["ApiDomainMapping"]["Properties"]["ApiId"] == {"Ref": "PortalApi"}
+    assert RESOURCES["ApiDnsRecords"]["Condition"] == "HasDnsRecords"
+    assert [r["Type"] for r in RESOURCES["ApiDnsRecords"]["Properties"]["RecordSets"]] == ["A"]
+    assert "CustomDomainNeedsCertificate" in T["Rules"]
+    for name in ("DomainName", "CertificateArn", "HostedZoneId"):
+        assert PARAMS[name]["Default"] == ""
+
+
+def test_every_stateful_resource_survives_the_stack():
+    for lid, table in of_type("AWS::DynamoDB::Table").items():
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain", lid
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, lid
+    for kind in ("AWS::SQS::Queue", "AWS::Logs::LogGroup"):
+        for lid, res in of_type(kind).items():
+            assert res["DeletionPolicy"] == "Retain", lid
+
+
+def test_every_function_logs_to_a_group_with_the_retention_parameter():
+    for lid, fn in of_type("AWS::Serverless::Function").items():
+        group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert RESOURCES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, lid
+    assert PARAMS["LogRetentionDays"]["Default"] == 30
+
+
+def test_access_logs_are_json_without_query_strings():
+    settings = RESOURCES["PortalApi"]["Properties"]["AccessLogSettings"]
+    line = json.loads(settings["Format"].replace("\n", ""))
+    assert line["path"] == "$context.path" and line["status"] == "$context.status"
+    assert "query" not in settings["Format"].lower()
+
+
+def test_the_hashing_routes_have_their_own_throttle_and_functions_their_reserved_concurrency():
+    routes = RESOURCES["PortalApi"]["Properties"]["RouteSettings"]
+    assert set(routes) == {"POST /signin", "POST /register", "POST /forgot-password", "POST /redeem"}
+    events = {f"{e['Properties']['Method']} {e['Properties']['Path']}"
+              for fn in of_type("AWS::Serverless::Function").values()
+              for e in fn["Properties"].get("Events", {}).values() if e["Type"] == "HttpApi"}
+    assert set(routes) <= events
+    assert "ThrottlingRateLimit" in RESOURCES["PortalApi"]["Properties"]["DefaultRouteSettings"]
+    for lid in ("SignInFunction", "RegisterFunction", "RedeemInvitationFunction", "ProfileFunction"):
+        assert "ReservedConcurrentExecutions" in RESOURCES[lid]["Properties"], lid
+
+
+@pytest.mark.parametrize("namespace,metric", [
+    ("AWS/Lambda", "IteratorAge"), ("AWS/ApiGateway", "5xx"),
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("Portal", "OldestMessageAgeSeconds"),
+    ("AWS/SES", "Reputation.BounceRate"), ("AWS/SES", "Reputation.ComplaintRate"),
+    ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")])
+def test_an_alarm_watches_each_metric_and_notifies_the_topic(namespace, metric):
+    def watches(alarm):
+        p = alarm["Properties"]
+        if p.get("MetricName") == metric and p.get("Namespace") == namespace:
+            return True
+        return any(m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == metric
+                   for m in p.get("Metrics", []))
+    alarms = [a for a in of_type("AWS::CloudWatch::Alarm").values() if watches(a)]
+    assert alarms, f"no alarm on {namespace} {metric}"
+    for alarm in alarms:
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_the_stream_reader_role_grants_nothing_on_every_resource():
+    role = RESOURCES["SendEmailRole"]["Properties"]
+    assert RESOURCES["SendEmailFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["SendEmailRole", "Arn"]}
+    for policy in role["Policies"]:
+        for st in policy["PolicyDocument"]["Statement"]:
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            assert "*" not in resources, st.get("Sid")
+
+
+def test_ses_events_of_bounces_and_complaints_reach_a_topic():
+    dest = RESOURCES["EmailFeedbackDestination"]["Properties"]["EventDestination"]
+    assert set(dest["MatchingEventTypes"]) == {"bounce", "complaint"}
+    assert dest["SnsDestination"]["TopicARN"] == {"Ref": "EmailFeedbackTopic"}
+    attrs = RESOURCES["SenderIdentity"]["Properties"]["ConfigurationSetAttributes"]
+    assert attrs["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
