@@ -57,15 +57,18 @@ HASH_CPU_MS = 32.0
 DDB = {
     "GET page (no DynamoDB)": (0, 0, 0),
     "GET /profile (signed in)": (2, 0, 0),
-    "sign in": (3, 1, 0),                  # 4 calls: allowance, guard, contact; session
-    "sign in, wrong password": (3, 2, 0),  # 5 calls: ...; failure counters
+    # Sign-in: guard, contact; attempts on the address and the account, given back / reset on
+    # success; the session, the device cookie's item, the old session ended.
+    "sign in": (2, 6, 0),                  # 8 calls
+    "sign in, wrong password": (3, 2, 0),  # 5 calls: guard, contact, lock check; two attempts
     "sign out": (0, 1, 0),
-    "register": (0, 1, 4),                 # 2 calls: contact+guard+token+email; session
-    "forgot password": (2, 2, 2),          # 5 calls: two allowances, token and email
-    "reset password": (2, 1, 2),           # token taken and password set; sessions ended
-    "change password": (3, 1, 1),
+    "register": (0, 3, 4),                 # 4 calls: two allowances; contact+guard+token+email; session
+    "forgot password": (0, 2, 1),          # 3 calls: two allowances; one outbox message
+    "reset password": (2, 3, 3),           # token, contact; three allowances; token+password+notice
+    "change password": (2, 6, 2),          # session, contact; attempt, reset, three allowances,
+                                           # password+notice, new session
     "create invitation": (3, 0, 5),        # 5 calls with a new contact
-    "redeem (new credentials)": (4, 1, 4),  # 7 calls
+    "redeem (new credentials)": (3, 3, 4),  # 7 calls
     "send one email": (1, 3, 0),           # 4 calls: claim, is the code current, sent, delivery
 }
 # Argon2 hashes per operation: a sign-in verifies (an unknown login verifies a decoy), a
