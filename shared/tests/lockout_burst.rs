@@ -4,31 +4,11 @@
 
 mod support;
 
-use portal::domain::audit::SourceAddress;
-use portal::domain::email::Email;
 use portal::domain::password::Password;
 use portal::error::PortalError;
-use portal::usecases::register::{Registered, Registration, register};
 use portal::usecases::sign_in::authenticate;
-use support::PASSWORD;
 use support::moto::fresh_tables;
-
-fn from(address: &str) -> SourceAddress {
-    SourceAddress::new(Some(address.to_string()))
-}
-
-async fn registered(portal: &portal::Portal, email: &str) {
-    let registration = Registration {
-        email: Email::parse(email).unwrap(),
-        password: Password::choose(PASSWORD.into(), 12, &[]).unwrap(),
-        first_name: "Ada".into(),
-        last_name: "Lovelace".into(),
-        username: None,
-        phone: None,
-    };
-    let outcome = register(portal, &from("198.51.100.7"), registration).await.unwrap();
-    assert!(matches!(outcome, Registered::SignedIn(..)));
-}
+use support::{PASSWORD, from, registered};
 
 /// Counts the password checks made against an account (not against the decoy that unknown logins
 /// and refused attempts are checked against, which takes the same time).

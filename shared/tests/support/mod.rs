@@ -275,3 +275,23 @@ pub async fn send_to(portal: &Arc<Portal>, function: &dyn HttpFunction, req: Req
     let response = function.router(portal.clone()).oneshot(req.build()).await.expect("routers are infallible");
     buffered(response).await
 }
+
+/// A request's source address.
+pub fn from(address: &str) -> portal::domain::audit::SourceAddress {
+    portal::domain::audit::SourceAddress::new(Some(address.to_string()))
+}
+
+/// Registers Ada at `email` through the use case (no HTTP), signed in at once.
+pub async fn registered(portal: &Portal, email: &str) {
+    use portal::usecases::register::{Registered, Registration, register};
+    let registration = Registration {
+        email: portal::domain::email::Email::parse(email).unwrap(),
+        password: portal::domain::password::Password::choose(PASSWORD.into(), 12, &[]).unwrap(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        username: None,
+        phone: None,
+    };
+    let outcome = register(portal, &from("198.51.100.7"), registration).await.unwrap();
+    assert!(matches!(outcome, Registered::SignedIn(..)));
+}
