@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -91,6 +92,24 @@ def fill(form, **values) -> None:
         field.send_keys(value)
 
 
+def replaced(element):
+    """A wait condition: `element`'s page has been replaced (the form was submitted and the next
+    page loaded). Chromium, asked about a node while its document is being swapped, sometimes
+    answers "Node with given id does not belong to the document" instead of a stale reference:
+    that is the same fact, seen mid-navigation."""
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as err:
+            if "does not belong to the document" in str(err):
+                return True
+            raise
+    return check
+
+
 def sign_in_through_the_page(driver, base_url: str, login: str, password: str) -> None:
     """Home page -> Sign in -> the sign-in form, submitted; waits until the form is gone."""
     driver.get(base_url + "/")
@@ -99,7 +118,7 @@ def sign_in_through_the_page(driver, base_url: str, login: str, password: str) -
     form = driver.find_element(By.ID, "signin-form")
     fill(form, login=login, password=password)
     submit_button(form).click()
-    WebDriverWait(driver, WAIT).until(EC.staleness_of(form))
+    WebDriverWait(driver, WAIT).until(replaced(form))
 
 
 def test_register_sign_out_and_sign_in_again(browser, base_url):
@@ -150,7 +169,7 @@ def test_wrong_password_shows_the_form_again(browser, base_url):
     form.find_element(By.NAME, "login").send_keys(unique_email("nobody"))
     form.find_element(By.NAME, "password").send_keys(strong_password())
     submit_button(form).click()
-    WebDriverWait(browser, WAIT).until(EC.staleness_of(form))
+    WebDriverWait(browser, WAIT).until(replaced(form))
     assert path(browser) == "/signin"
     again = browser.find_element(By.ID, "signin-form")
     assert again.find_element(By.NAME, "password").get_attribute("value") == ""
