@@ -15,6 +15,12 @@ async fn register(t: &TestPortal, email: &str) -> HttpResponse {
     t.send(&Register, Req::post("/register").json(registration(email))).await
 }
 
+/// Changes the password of the session's account from `PASSWORD` to another.
+async fn change_password(t: &TestPortal, session: &str) -> HttpResponse {
+    let body = json!({"current_password": PASSWORD, "new_password": "Another-Passphrase-2024"});
+    t.send(&Profile, Req::post("/profile/password").json(body).cookie("portal_session", session)).await
+}
+
 fn sign_in_req(login: &str, password: &str) -> Req {
     Req::post("/signin").json(json!({"login": login, "password": password}))
 }
@@ -224,14 +230,7 @@ async fn only_the_newest_reset_link_works_and_a_password_change_voids_it() {
     };
     assert_eq!(body_json(&reset(&links[0], "Brand-New-Passphrase-77").await)["error"], "token_invalid");
 
-    let changed = t
-        .send(
-            &Profile,
-            Req::post("/profile/password")
-                .json(json!({"current_password": PASSWORD, "new_password": "Another-Passphrase-2024"}))
-                .cookie("portal_session", &session),
-        )
-        .await;
+    let changed = change_password(&t, &session).await;
     assert_eq!(changed.status(), 204);
     assert_eq!(
         body_json(&reset(&links[1], "Brand-New-Passphrase-77").await)["error"],
@@ -250,18 +249,11 @@ async fn a_bad_reset_token_is_refused_before_the_new_password_is_judged() {
 }
 
 #[tokio::test]
-async fn password_changes_resets_and_email_changes_send_a_notice_to_the_accounts_address() {
+async fn a_password_change_and_a_reset_each_send_a_notice_to_the_accounts_address() {
     let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100")]);
     let session = cookie_value(&register(&t, "ada@example.com").await, "portal_session").unwrap();
     t.mailbox().await;
-    let changed = t
-        .send(
-            &Profile,
-            Req::post("/profile/password")
-                .json(json!({"current_password": PASSWORD, "new_password": "Another-Passphrase-2024"}))
-                .cookie("portal_session", &session),
-        )
-        .await;
+    let changed = change_password(&t, &session).await;
     assert_eq!(changed.status(), 204);
     t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": "ada@example.com"}))).await;
     let mail = t.mailbox().await;
