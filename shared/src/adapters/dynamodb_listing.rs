@@ -16,7 +16,8 @@
 //! built from the cursor's position, never taken from the client.
 //!
 //! Contacts table: the contact item carries `list_pk` (`CONTACT`), `list_sk`, and the search keys
-//! `first_name_key` and `last_name_key` (`<case-folded name>#<list_sk>`, unique). Indexes on
+//! `first_name_key` and `last_name_key` (`<case-folded name>#<time counted down>#<id>`: unique, and
+//! the same name newest first). Indexes on
 //! `list_pk`: `contacts-by-created` (`list_sk`), `contacts-by-email` (`email_normalized`),
 //! `contacts-by-first-name` and `contacts-by-last-name`. A search reads the three search indexes
 //! from the cursor's key with `BETWEEN <prefix> AND <prefix>U+10FFFF` and merges them in key order;
@@ -77,12 +78,11 @@ pub(crate) struct ListedContact {
 
 impl ListedContact {
     pub(crate) fn of(contact: &Contact) -> Self {
-        let list_sk = sort_key(contact.created_at, &contact.contact_id);
         ListedContact {
             list_pk: CONTACT_LIST_PK.into(),
-            first_name_key: name_key(&contact.first_name, &list_sk),
-            last_name_key: name_key(&contact.last_name, &list_sk),
-            list_sk,
+            list_sk: sort_key(contact.created_at, &contact.contact_id),
+            first_name_key: name_key(&contact.first_name, contact.created_at, &contact.contact_id),
+            last_name_key: name_key(&contact.last_name, contact.created_at, &contact.contact_id),
         }
     }
 }
@@ -100,9 +100,10 @@ impl ListedContact {
     }
 }
 
-/// A name's search key: case-folded, then the contact's list key (so each key is unique).
-pub(crate) fn name_key(name: &str, list_sk: &str) -> String {
-    format!("{}#{list_sk}", normalize_search(name))
+/// A name's search key: case-folded, then the time counted down and the id, so that each key is
+/// unique and contacts of the same name come newest first.
+pub(crate) fn name_key(name: &str, created_at: Timestamp, id: &str) -> String {
+    format!("{}#{:012}#{id}", normalize_search(name), 999_999_999_999 - created_at.as_secs())
 }
 
 fn text(value: &str) -> AttributeValue {
