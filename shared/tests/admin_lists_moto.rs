@@ -267,3 +267,47 @@ async fn contacts_are_listed_and_searched_by_prefix_from_indexes() {
     assert!(search_all(&portal, "lovelace", 5).await.is_empty());
     assert_eq!(search_all(&portal, "", 50).await, newest, "the list order is the creation's");
 }
+
+#[tokio::test]
+async fn items_stored_before_the_indexes_join_the_lists_after_the_backfill() {
+    let tables = fresh_tables();
+    let portal = tables.portal(&[]);
+    let old = contact(7, "old.timer@example.com", "Old", "Timer");
+    // As an older version stored them: no list keys.
+    let mut contact_item: serde_dynamo::Item = serde_dynamo::to_item(&old).unwrap();
+    contact_item.insert("pk".into(), serde_dynamo::AttributeValue::S(format!("CONTACT#{}", old.contact_id)));
+    tables.client.put_item().table_name(&tables.contacts).set_item(Some(contact_item.into())).send().await.unwrap();
+    let invitation = stored_invitation(&portal, &old, 0, 1).await;
+    tables
+        .client
+        .update_item()
+        .table_name(&tables.invitations)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("INVITATION#{}", invitation.invitation_id)))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("INVITATION".into()))
+        .update_expression("REMOVE list_pk, list_sk, list_state")
+        .send()
+        .await
+        .unwrap();
+    let everything = InvitationFilter::default();
+    assert!(portal.invitations.list(&everything, &PageRequest::first(10), NOW).await.unwrap().items.is_empty());
+    assert!(portal.contacts.list_page("old", &PageRequest::first(10)).await.unwrap().items.is_empty());
+
+    let done =
+        portal::adapters::dynamodb_listing::backfill_list_keys(&tables.client, &tables.contacts, &tables.invitations)
+            .await
+            .unwrap();
+    assert_eq!((done.contacts, done.invitations, done.changed_meanwhile), (1, 1, 0));
+    let listed = portal.invitations.list(&everything, &PageRequest::first(10), NOW).await.unwrap();
+    assert_eq!(ids(&listed), [invitation.invitation_id.to_string()]);
+    let active = filter(Some(InvitationStatus::Active), None, None);
+    assert_eq!(portal.invitations.list(&active, &PageRequest::first(10), NOW).await.unwrap().items.len(), 1);
+    assert_eq!(
+        emails(&portal.contacts.list_page("timer", &PageRequest::first(10)).await.unwrap()),
+        ["old.timer@example.com"]
+    );
+    let again =
+        portal::adapters::dynamodb_listing::backfill_list_keys(&tables.client, &tables.contacts, &tables.invitations)
+            .await
+            .unwrap();
+    assert_eq!(again, Default::default(), "nothing left to do");
+}

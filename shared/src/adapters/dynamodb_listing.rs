@@ -369,3 +369,114 @@ impl DynamoContacts {
         Ok(Paged { items, next })
     }
 }
+
+/// What a backfill did: items given their list keys, and items that changed meanwhile (left to a
+/// second run; a rename or redemption writes the keys itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backfilled {
+    pub contacts: usize,
+    pub invitations: usize,
+    pub changed_meanwhile: usize,
+}
+
+/// Gives contacts and invitations stored before the list indexes existed their list keys, so that
+/// the lists show them. An operator's one-off (`portal-admin backfill-lists`): it scans both
+/// tables, which no function does; each item is updated only if it still has no keys and is as
+/// read.
+pub async fn backfill_list_keys(
+    client: &aws_sdk_dynamodb::Client,
+    contacts_table: &str,
+    invitations_table: &str,
+) -> anyhow::Result<Backfilled> {
+    let mut done = Backfilled::default();
+    let contacts = scan_all(
+        client,
+        contacts_table,
+        "begins_with(pk, :prefix) AND attribute_not_exists(list_sk)",
+        HashMap::from([(":prefix".to_string(), text("CONTACT#"))]),
+    )
+    .await?;
+    for item in contacts {
+        let stored: ContactItem = serde_dynamo::from_item(item).context("reading a contact to backfill")?;
+        let listed = ListedContact::of(&stored.contact);
+        let mut values = listed.update_values();
+        values.insert(":first".into(), text(&stored.contact.first_name));
+        values.insert(":last".into(), text(&stored.contact.last_name));
+        let result = client
+            .update_item()
+            .table_name(contacts_table)
+            .key("pk", text(&stored.pk))
+            .update_expression(
+                "SET list_pk = :list_pk, list_sk = :list_sk, first_name_key = :first_key, last_name_key = :last_key",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(list_sk) AND first_name = :first AND last_name = :last",
+            )
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => done.contacts += 1,
+            Err(err) if super::dynamodb::is_conditional_failure(&err) => done.changed_meanwhile += 1,
+            Err(err) => return Err(sdk_error("backfilling a contact's list keys", err)),
+        }
+    }
+    let invitations = scan_all(
+        client,
+        invitations_table,
+        "sk = :invitation AND attribute_not_exists(list_sk)",
+        HashMap::from([(":invitation".to_string(), text("INVITATION"))]),
+    )
+    .await?;
+    for item in invitations {
+        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let stored: InvitationItem = serde_dynamo::from_item(item).context("reading an invitation to backfill")?;
+        let listed = ListedInvitation::of(&stored.invitation);
+        let result = client
+            .update_item()
+            .table_name(invitations_table)
+            .key("pk", text(&pk))
+            .key("sk", text("INVITATION"))
+            .update_expression("SET list_pk = :list_pk, list_sk = :list_sk, list_state = :state")
+            .condition_expression("attribute_not_exists(list_sk) AND redemptions = :redemptions AND revoked = :revoked")
+            .expression_attribute_values(":list_pk", text(&listed.list_pk))
+            .expression_attribute_values(":list_sk", text(&listed.list_sk))
+            .expression_attribute_values(":state", text(listed.list_state.as_str()))
+            .expression_attribute_values(":redemptions", super::dynamodb::number(stored.invitation.redemptions))
+            .expression_attribute_values(":revoked", AttributeValue::Bool(stored.invitation.revoked))
+            .send()
+            .await;
+        match result {
+            Ok(_) => done.invitations += 1,
+            Err(err) if super::dynamodb::is_conditional_failure(&err) => done.changed_meanwhile += 1,
+            Err(err) => return Err(sdk_error("backfilling an invitation's list keys", err)),
+        }
+    }
+    Ok(done)
+}
+
+async fn scan_all(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    filter: &str,
+    values: HashMap<String, AttributeValue>,
+) -> anyhow::Result<Vec<Item>> {
+    let mut found = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .filter_expression(filter)
+            .set_expression_attribute_values(Some(values.clone()))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("scanning for items without list keys", e))?;
+        found.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(key) => start = Some(key),
+            None => return Ok(found),
+        }
+    }
+}
