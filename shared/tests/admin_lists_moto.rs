@@ -311,3 +311,41 @@ async fn items_stored_before_the_indexes_join_the_lists_after_the_backfill() {
             .unwrap();
     assert_eq!(again, Default::default(), "nothing left to do");
 }
+
+#[tokio::test]
+async fn a_group_invitation_redeemed_by_a_parallel_burst_ends_in_the_redeemed_list() {
+    let faults = FaultyHttp::new();
+    let portal = portal_on_moto(&faults, "group-burst").await;
+    let members: Vec<Contact> =
+        (0..6).map(|i| contact(i, &format!("burst{i}@example.com"), "Burst", &format!("N{i}"))).collect();
+    for member in &members {
+        portal.contacts.create(member).await.unwrap();
+    }
+    let group = stored_invitation(&portal, &members[0], 0, 3).await;
+    // Every redeemer read the invitation before any redemption.
+    let attempts = members.iter().map(|who| {
+        let (portal, group, who) = (portal.clone(), group.clone(), who.clone());
+        async move {
+            let redemption = Redemption {
+                invitation_id: group.invitation_id.clone(),
+                contact_id: who.contact_id.clone(),
+                redeemed_at: NOW + 5,
+                source_ip: "192.0.2.1".into(),
+            };
+            let change = ContactChange::Assign { contact_id: who.contact_id.clone(), roles: vec![], account_id: None };
+            portal.invitations.redeem(&group, &change, &redemption, NOW + 5).await.is_ok()
+        }
+    });
+    let wins = futures::future::join_all(attempts).await.into_iter().filter(|won| *won).count();
+    assert!((1..=3).contains(&wins), "{wins}");
+    let stored = portal.invitations.get(&group.invitation_id).await.unwrap().unwrap();
+    assert_eq!(stored.redemptions as usize, wins, "one count per success");
+    let redeemed =
+        every_page(&portal, &filter(Some(InvitationStatus::Redeemed), None, None), 10, NOW + 6).await.concat();
+    let open = every_page(&portal, &filter(Some(InvitationStatus::Active), None, None), 10, NOW + 6).await.concat();
+    let id = group.invitation_id.to_string();
+    match stored.redemptions {
+        3 => assert_eq!((redeemed, open), (vec![id], vec![])),
+        _ => assert_eq!((redeemed, open), (vec![], vec![id])),
+    }
+}

@@ -49,6 +49,11 @@ fn idempotency_pk(key_digest: &str) -> String {
 }
 const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 
+/// A redemption's sort key: when, and by whom.
+fn redemption_sk(redemption: &Redemption) -> String {
+    format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id)
+}
+
 fn code_pk(digest: &str) -> String {
     format!("CODE#{digest}")
 }
@@ -380,7 +385,7 @@ impl InvitationStore for DynamoInvitations {
         items.extend(self.contact_change_items(change, now)?);
         let record: Item = serde_dynamo::to_item(RedemptionItem {
             pk: invitation_pk(&invitation.invitation_id),
-            sk: format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id),
+            sk: redemption_sk(redemption),
             redemption: redemption.clone(),
         })
         .map_err(anyhow::Error::from)?;
@@ -398,6 +403,12 @@ impl InvitationStore for DynamoInvitations {
             // Others redeemed meanwhile, which may have made this one the last: again with the
             // count as it now stands (each round sees a higher count, so this ends).
             Err(TransactionError::Refused(Guards::Record)) if !last => {
+                // This very redemption may have landed with its answer lost (a retried request):
+                // then it is done, and must not be made twice.
+                if self.get_item(invitation_pk(&invitation.invitation_id), &redemption_sk(redemption)).await?.is_some()
+                {
+                    return Ok(());
+                }
                 let moved = self.get(&invitation.invitation_id).await?.filter(|fresh| {
                     fresh.redemptions > invitation.redemptions && fresh.code_digest == invitation.code_digest
                 });
