@@ -164,6 +164,10 @@ pub trait ContactStore: Send + Sync {
     /// Contacts matching `query` (see [`Contact::matches`]) for the administrators' list, at most
     /// `limit`, newest first. Every contact is considered before the limit applies.
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>>;
+    /// A page of the administrators' contacts list from indexes: every contact newest first, or
+    /// with a `prefix` (normalised) those whose email, first or last name starts with it, in the
+    /// order of the matched text.
+    async fn list_page(&self, prefix: &str, page: &PageRequest) -> anyhow::Result<Paged<Contact>>;
 }
 
 #[async_trait]
@@ -231,6 +235,7 @@ impl Clock for SystemClock {
 
 use crate::domain::idempotency::{IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
+use crate::domain::listing::{InvitationFilter, PageRequest, Paged};
 use crate::domain::outbox::{Claim, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::text::Username;
@@ -346,6 +351,14 @@ pub trait InvitationStore: Send + Sync {
     ) -> anyhow::Result<()>;
     /// Lets go of a key whose request failed, so that a retry runs again.
     async fn abandon_idempotent(&self, key: &IdempotencyKey) -> anyhow::Result<()>;
+    /// A page of the invitations matching `filter` (expiry read against `now`), newest first, read
+    /// from indexes (never a scan).
+    async fn list(
+        &self,
+        filter: &InvitationFilter,
+        page: &PageRequest,
+        now: Timestamp,
+    ) -> anyhow::Result<Paged<Invitation>>;
     /// Records how the email with the invitation's current code went (an older message's outcome is
     /// ignored).
     async fn record_delivery(

@@ -657,8 +657,8 @@ async fn the_contact_search_finds_contacts_beyond_the_listed_ones() {
                 .clone()
         }
     };
-    let all = listed("").await;
-    assert_eq!(all.len(), 500, "the list is capped");
+    let all = listed("?limit=200").await;
+    assert_eq!(all.len(), 200, "a page holds at most the limit");
     assert_eq!(all[0]["email"], "person504@example.com", "newest first");
     let oldest = listed("?q=person0@").await;
     assert_eq!(oldest.len(), 1, "the search looks at every contact");

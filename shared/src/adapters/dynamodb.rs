@@ -27,6 +27,7 @@ use aws_sdk_dynamodb::types::{Delete, Update};
 
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
+use crate::domain::listing::{PageRequest, Paged};
 use crate::domain::lockout::ATTEMPT_HOLD_SECS;
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{OutboxMessage, RETENTION_SECS};
@@ -78,6 +79,10 @@ pub(crate) struct ContactItem {
     pub pk: String,
     #[serde(flatten)]
     pub contact: Contact,
+    /// The keys of the contacts list and search indexes (see `dynamodb_listing`); absent on
+    /// contacts stored before them until a profile change or `portal-admin backfill-lists`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<super::dynamodb_listing::ListedContact>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,8 +101,8 @@ struct SessionItem {
 }
 
 pub struct DynamoContacts {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
     /// Where the emails that contact changes cause are queued (in the same transaction).
     outbox_table: String,
 }
@@ -301,9 +306,12 @@ impl TransactionError {
 /// The transaction items that create a contact with its unique values reserved: the contact, its
 /// email guard, and its username guard if it has a username.
 pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Result<Transaction> {
-    let contact_item: Item =
-        serde_dynamo::to_item(ContactItem { pk: contact_pk(&contact.contact_id), contact: contact.clone() })
-            .context("serialising a contact")?;
+    let contact_item: Item = serde_dynamo::to_item(ContactItem {
+        pk: contact_pk(&contact.contact_id),
+        contact: contact.clone(),
+        listed: Some(super::dynamodb_listing::ListedContact::of(contact)),
+    })
+    .context("serialising a contact")?;
     let mut items = Transaction::default();
     items.push(put_new(table, contact_item)?, Guards::Record);
     items.push(put_new(table, guard_item(email_pk(contact.email.normalized()), &contact.contact_id)?)?, Guards::Email);
@@ -509,8 +517,17 @@ impl ContactStore for DynamoContacts {
         updated.phone = update.phone.clone();
         updated.updated_at = now;
         let mut set = vec!["first_name = :first", "last_name = :last", "updated_at = :now"];
+        // The search keys follow the names (and a contact stored before the indexes joins them).
+        let listed = super::dynamodb_listing::ListedContact::of(&updated);
+        set.extend([
+            "list_pk = :list_pk",
+            "list_sk = :list_sk",
+            "first_name_key = :first_key",
+            "last_name_key = :last_key",
+        ]);
         let mut builder = self
             .contact_update(&current.contact_id)
+            .set_expression_attribute_values(Some(listed.update_values()))
             .condition_expression("attribute_exists(pk) AND email_normalized = :current")
             .expression_attribute_values(":first", AttributeValue::S(update.first_name.clone()))
             .expression_attribute_values(":last", AttributeValue::S(update.last_name.clone()))
@@ -714,6 +731,10 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":zero", number(0));
         self.conditional_update(update, "giving back a rate-limit allowance").await?;
         Ok(())
+    }
+
+    async fn list_page(&self, prefix: &str, page: &PageRequest) -> anyhow::Result<Paged<Contact>> {
+        self.list_contacts(prefix, page).await
     }
 
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {

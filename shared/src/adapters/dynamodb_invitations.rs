@@ -29,6 +29,7 @@ use super::dynamodb::{
 };
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
+use crate::domain::listing::{InvitationFilter, PageRequest, Paged, StoredState};
 use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
@@ -48,6 +49,11 @@ fn idempotency_pk(key_digest: &str) -> String {
 }
 const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 
+/// A redemption's sort key: when, and by whom.
+fn redemption_sk(redemption: &Redemption) -> String {
+    format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id)
+}
+
 fn code_pk(digest: &str) -> String {
     format!("CODE#{digest}")
 }
@@ -65,12 +71,16 @@ fn list(values: &[String]) -> AttributeValue {
 }
 
 #[derive(Serialize, Deserialize)]
-struct InvitationItem {
+pub(super) struct InvitationItem {
     pk: String,
     sk: String,
     #[serde(flatten)]
-    invitation: Invitation,
+    pub(super) invitation: Invitation,
     ttl: Timestamp,
+    /// The keys of the list indexes (see `dynamodb_listing`); absent on invitations stored before
+    /// the list existed, which the indexes therefore leave out.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub(super) listed: Option<super::dynamodb_listing::ListedInvitation>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,8 +109,8 @@ fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
 }
 
 pub struct DynamoInvitations {
-    client: Client,
-    invitations_table: String,
+    pub(super) client: Client,
+    pub(super) invitations_table: String,
     contacts_table: String,
     outbox_table: String,
 }
@@ -208,6 +218,7 @@ impl InvitationStore for DynamoInvitations {
             sk: INVITATION_SK.into(),
             invitation: invitation.clone(),
             ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
+            listed: Some(super::dynamodb_listing::ListedInvitation::of(invitation)),
         })?;
         let mut items = Transaction::default();
         items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
@@ -313,9 +324,10 @@ impl InvitationStore for DynamoInvitations {
             .update_item()
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
-            .update_expression("SET revoked = :true, revoked_at = :now")
+            .update_expression("SET revoked = :true, revoked_at = :now, list_state = :revoked")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":revoked", text(StoredState::Revoked.as_str()))
             .expression_attribute_values(":now", number(now))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -338,13 +350,30 @@ impl InvitationStore for DynamoInvitations {
         redemption: &Redemption,
         now: Timestamp,
     ) -> Result<(), RedeemError> {
+        // The list's state index must say "redeemed" once the last redemption is in. This write
+        // knows it is the last when the count it read was one short of the maximum (the count only
+        // grows, so the condition below then admits no other); otherwise it requires that it is
+        // not the last, and a redemption that became the last meanwhile is refused like any
+        // concurrent one (the redeemer tries again and then writes the state).
+        let last = invitation.redemptions.saturating_add(1) >= invitation.max_redemptions;
+        let (expression, not_last) = match last {
+            true => ("SET redemptions = redemptions + :one, list_state = :redeemed", ""),
+            false => ("SET redemptions = redemptions + :one", " AND redemptions < :before_last"),
+        };
         let count = Update::builder()
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
-            .update_expression("SET redemptions = redemptions + :one")
-            .condition_expression(
-                "revoked = :false AND expires_at > :now AND redemptions < max_redemptions AND code_digest = :code",
-            )
+            .update_expression(expression)
+            .condition_expression(format!(
+                "revoked = :false AND expires_at > :now AND redemptions < max_redemptions AND code_digest = :code{not_last}"
+            ))
+            .set_expression_attribute_values(Some(match last {
+                true => HashMap::from([(":redeemed".to_string(), text(StoredState::Redeemed.as_str()))]),
+                false => HashMap::from([(
+                    ":before_last".to_string(),
+                    number(invitation.max_redemptions.saturating_sub(1)),
+                )]),
+            }))
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", number(now))
@@ -356,7 +385,7 @@ impl InvitationStore for DynamoInvitations {
         items.extend(self.contact_change_items(change, now)?);
         let record: Item = serde_dynamo::to_item(RedemptionItem {
             pk: invitation_pk(&invitation.invitation_id),
-            sk: format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id),
+            sk: redemption_sk(redemption),
             redemption: redemption.clone(),
         })
         .map_err(anyhow::Error::from)?;
@@ -371,6 +400,23 @@ impl InvitationStore for DynamoInvitations {
             Ok(()) => Ok(()),
             Err(TransactionError::Refused(Guards::Email)) => Err(RedeemError::EmailTaken),
             Err(TransactionError::Refused(Guards::Username)) => Err(RedeemError::UsernameTaken),
+            // Others redeemed meanwhile, which may have made this one the last: again with the
+            // count as it now stands (each round sees a higher count, so this ends).
+            Err(TransactionError::Refused(Guards::Record)) if !last => {
+                // This very redemption may have landed with its answer lost (a retried request):
+                // then it is done, and must not be made twice.
+                if self.get_item(invitation_pk(&invitation.invitation_id), &redemption_sk(redemption)).await?.is_some()
+                {
+                    return Ok(());
+                }
+                let moved = self.get(&invitation.invitation_id).await?.filter(|fresh| {
+                    fresh.redemptions > invitation.redemptions && fresh.code_digest == invitation.code_digest
+                });
+                match moved {
+                    Some(fresh) => Box::pin(self.redeem(&fresh, change, redemption, now)).await,
+                    None => Err(RedeemError::InvitationInvalid),
+                }
+            }
             // The invitation is used up, revoked, expired or resent, or the contact changed.
             Err(TransactionError::Refused(_)) => Err(RedeemError::InvitationInvalid),
             Err(err) => Err(err.into_fault("redeeming an invitation").into()),
@@ -465,6 +511,15 @@ impl InvitationStore for DynamoInvitations {
                     Err(sdk_error("letting go of an idempotency key", err))
                 }
             })
+    }
+
+    async fn list(
+        &self,
+        filter: &InvitationFilter,
+        page: &PageRequest,
+        now: Timestamp,
+    ) -> anyhow::Result<Paged<Invitation>> {
+        self.list_page(filter, page, now).await
     }
 
     async fn record_delivery(

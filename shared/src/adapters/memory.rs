@@ -11,10 +11,12 @@ use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::adapters::dynamodb_listing::{matching_keys, merge_search};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
+use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, sort_key};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::outbox::{Claim, MessageStatus, OutboxMessage};
 use crate::domain::password::PasswordHashString;
@@ -395,6 +397,28 @@ impl ContactStore for MemoryContacts {
         Ok(())
     }
 
+    async fn list_page(&self, prefix: &str, page: &PageRequest) -> anyhow::Result<Paged<Contact>> {
+        self.record("list_page");
+        if prefix.is_empty() {
+            let mut all = self.all();
+            all.sort_by_key(|c| std::cmp::Reverse(sort_key(c.created_at, &c.contact_id)));
+            let rows = all.into_iter().map(|c| (sort_key(c.created_at, &c.contact_id), c));
+            return Ok(newest_first_page(rows, page));
+        }
+        // The same merge as DynamoDB's, over everything (one stream with nothing more).
+        let from = page.after.as_ref().and_then(|a| a.key.clone());
+        let mut rows: Vec<(String, Contact)> = Vec::new();
+        for contact in self.all() {
+            for key in matching_keys(&contact, prefix) {
+                if from.as_ref().is_none_or(|from| key > *from) {
+                    rows.push((key, contact.clone()));
+                }
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(merge_search(prefix, vec![(rows, false)], page.limit))
+    }
+
     async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
         self.record("search");
         let mut found: Vec<Contact> = self.all().into_iter().filter(|c| c.matches(query)).collect();
@@ -610,6 +634,25 @@ impl InvitationStore for MemoryInvitations {
         Ok(())
     }
 
+    async fn list(
+        &self,
+        filter: &InvitationFilter,
+        page: &PageRequest,
+        now: Timestamp,
+    ) -> anyhow::Result<Paged<Invitation>> {
+        let state = self.state.lock().unwrap();
+        let mut rows: Vec<(String, Invitation)> = state
+            .invitations
+            .values()
+            .filter(|i| filter.status.is_none_or(|status| i.status(now) == status))
+            .filter(|i| filter.delivery.is_none_or(|delivery| i.delivery == delivery))
+            .filter(|i| filter.contact_id.as_ref().is_none_or(|contact| i.contact_id == *contact))
+            .map(|i| (sort_key(i.created_at, &i.invitation_id), i.clone()))
+            .collect();
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(newest_first_page(rows.into_iter(), page))
+    }
+
     async fn record_delivery(
         &self,
         invitation_id: &InvitationId,
@@ -742,4 +785,19 @@ impl Mailer for MemoryMailer {
         self.sent.lock().unwrap().push(email.clone());
         Ok(())
     }
+}
+
+/// A page of rows (sort key, row) given newest first: those after the page's position, and where
+/// the next page starts.
+fn newest_first_page<T>(rows: impl Iterator<Item = (String, T)>, page: &PageRequest) -> Paged<T> {
+    let after = page.after.as_ref().map(Position::sort_key);
+    let mut rows: Vec<(String, T)> =
+        rows.filter(|(key, _)| after.as_ref().is_none_or(|after| key < after)).take(page.limit + 1).collect();
+    let next = if rows.len() > page.limit {
+        rows.truncate(page.limit);
+        rows.last().and_then(|(key, _)| Position::from_sort_key(key))
+    } else {
+        None
+    };
+    Paged { items: rows.into_iter().map(|(_, row)| row).collect(), next }
 }

@@ -7,6 +7,7 @@ pub mod email;
 pub mod idempotency;
 pub mod ids;
 pub mod invitation;
+pub mod listing;
 pub mod lockout;
 pub mod outbox;
 pub mod password;

@@ -21,13 +21,18 @@ use crate::domain::email::Email;
 use crate::domain::idempotency::{IdempotencyKey, IdempotentStart};
 use crate::domain::ids::{ContactId, InvitationId};
 use crate::domain::invitation::{Delivery, Invitation, InvitationStatus, InvitationType, Redemption};
+use crate::domain::listing::{Paged, Position};
 use crate::domain::text::{parse_name, parse_phone};
 use crate::domain::time::{human, rfc3339};
 use crate::usecases::invite::{self, ContactDetails, InvitationRequest, Invitee};
+use crate::usecases::lists::{self, InvitationDetail};
 use crate::web::extract::{InvitationsEnabled, NoFields, PathParam};
-use crate::web::pages::{AdminContactsPage, AdminInvitationPage, ContactRow, FormErrors, InvitationRow, ViewerSummary};
+use crate::web::pages::{
+    AdminContactsPage, AdminInvitationPage, ContactRow, FormErrors, InvitationRow, RedemptionRow, ViewerSummary,
+};
 use crate::web::response::is_same_site_path;
 use crate::web::{Admin, AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
+use std::collections::HashMap;
 
 pub struct CreateInvitation;
 
@@ -35,7 +40,7 @@ impl HttpFunction for CreateInvitation {
     fn routes(&self) -> Router<AppState> {
         Router::new()
             .route("/admin/contacts", get(contacts).post(create_contact))
-            .route("/admin/invitations", post(create_invitation))
+            .route("/admin/invitations", get(super::admin_lists::list_invitations).post(create_invitation))
             .route("/admin/invitations/{id}", get(show_invitation))
             .route("/admin/invitations/{id}/resend", post(resend))
             .route("/admin/invitations/{id}/revoke", post(revoke))
@@ -43,7 +48,7 @@ impl HttpFunction for CreateInvitation {
 }
 
 #[derive(Serialize)]
-struct ContactView<'a> {
+pub(super) struct ContactView<'a> {
     contact_id: &'a str,
     email: &'a str,
     first_name: &'a str,
@@ -56,7 +61,7 @@ struct ContactView<'a> {
 }
 
 impl<'a> ContactView<'a> {
-    fn of(contact: &'a Contact) -> Self {
+    pub(super) fn of(contact: &'a Contact) -> Self {
         ContactView {
             contact_id: &contact.contact_id,
             email: contact.email.as_str(),
@@ -71,15 +76,26 @@ impl<'a> ContactView<'a> {
     }
 }
 
+/// A redemption with the contact who redeemed (their details are null once that contact is gone).
 #[derive(Serialize)]
 struct RedemptionView<'a> {
     contact_id: &'a str,
+    email: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
     redeemed_at: String,
     source_ip: &'a str,
 }
 
+/// Who created an invitation (the email is null once that contact is gone).
 #[derive(Serialize)]
-struct InvitationView<'a> {
+struct CreatorView<'a> {
+    contact_id: &'a str,
+    email: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub(super) struct InvitationView<'a> {
     invitation_id: &'a str,
     contact_id: &'a str,
     email: &'a str,
@@ -98,10 +114,56 @@ struct InvitationView<'a> {
     delivery_error: Option<&'a str>,
     created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    created_by: Option<CreatorView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     redeemed_by: Option<Vec<RedemptionView<'a>>>,
 }
 
 impl<'a> InvitationView<'a> {
+    /// The invitation with its creator, whose contact (if known) is among `people`.
+    pub(super) fn with_creator(
+        invitation: &'a Invitation,
+        now: Timestamp,
+        people: &'a HashMap<ContactId, Contact>,
+    ) -> Self {
+        let creator = people.get(&invitation.created_by);
+        InvitationView {
+            created_by: Some(CreatorView {
+                contact_id: &invitation.created_by,
+                email: creator.map(|c| c.email.as_str()),
+            }),
+            ..InvitationView::of(invitation, now, None)
+        }
+    }
+
+    /// The invitation with its creator and its redeemers (among `people` when still known).
+    fn with_people(
+        invitation: &'a Invitation,
+        now: Timestamp,
+        redemptions: &'a [Redemption],
+        people: &'a HashMap<ContactId, Contact>,
+    ) -> Self {
+        InvitationView {
+            redeemed_by: Some(
+                redemptions
+                    .iter()
+                    .map(|r| {
+                        let person = people.get(&r.contact_id);
+                        RedemptionView {
+                            contact_id: &r.contact_id,
+                            email: person.map(|p| p.email.as_str()),
+                            first_name: person.map(|p| p.first_name.as_str()),
+                            last_name: person.map(|p| p.last_name.as_str()),
+                            redeemed_at: rfc3339(r.redeemed_at),
+                            source_ip: &r.source_ip,
+                        }
+                    })
+                    .collect(),
+            ),
+            ..InvitationView::with_creator(invitation, now, people)
+        }
+    }
+
     fn of(invitation: &'a Invitation, now: Timestamp, redemptions: Option<&'a [Redemption]>) -> Self {
         InvitationView {
             invitation_id: &invitation.invitation_id,
@@ -120,10 +182,14 @@ impl<'a> InvitationView<'a> {
             delivery: invitation.delivery,
             delivery_error: invitation.delivery_error.as_deref(),
             created_at: rfc3339(invitation.created_at),
+            created_by: None,
             redeemed_by: redemptions.map(|all| {
                 all.iter()
                     .map(|r| RedemptionView {
                         contact_id: &r.contact_id,
+                        email: None,
+                        first_name: None,
+                        last_name: None,
                         redeemed_at: rfc3339(r.redeemed_at),
                         source_ip: &r.source_ip,
                     })
@@ -133,7 +199,7 @@ impl<'a> InvitationView<'a> {
     }
 }
 
-fn invitation_row(invitation: &Invitation, now: Timestamp) -> InvitationRow {
+pub(super) fn invitation_row(invitation: &Invitation, now: Timestamp) -> InvitationRow {
     InvitationRow {
         invitation_id: invitation.invitation_id.clone(),
         kind: format!("{:?}", invitation.kind).to_lowercase(),
@@ -146,14 +212,13 @@ fn invitation_row(invitation: &Invitation, now: Timestamp) -> InvitationRow {
     }
 }
 
-/// How many contacts the list shows at most, newest first (a search finds older ones).
-const CONTACT_LIST_LIMIT: usize = 500;
-
 /// The contacts page's data: the contacts matching the search, and the selected one's invitations.
 struct Listing {
     admin: Contact,
     query: String,
     contacts: Vec<Contact>,
+    /// Where the next page of contacts starts.
+    next: Option<Position>,
     selected: Option<Contact>,
     invitations: Vec<Invitation>,
 }
@@ -161,7 +226,8 @@ struct Listing {
 impl Listing {
     async fn load(portal: &Portal, admin: Contact, page: &Page) -> Result<Listing, PortalError> {
         let query = page.query("q").unwrap_or_default();
-        let contacts = portal.contacts.search(&query, CONTACT_LIST_LIMIT).await?;
+        let request = lists::page_request(page.query("limit").as_deref(), page.query("cursor").as_deref())?;
+        let Paged { items: contacts, next } = lists::contacts(portal, &query, &request).await?;
         let selected = match page.query("contact_id") {
             Some(id) => portal.contacts.get(&ContactId::from(id)).await?,
             None => None,
@@ -172,7 +238,7 @@ impl Listing {
             }
             _ => Vec::new(),
         };
-        Ok(Listing { admin, query, contacts, selected, invitations })
+        Ok(Listing { admin, query, contacts, next, selected, invitations })
     }
 
     fn render(&self, page: &Page, errors: FormErrors) -> Response {
@@ -190,6 +256,10 @@ impl Listing {
                 invitations_enabled: settings.invitations_enabled,
                 default_expiry_days: settings.invitation_expiry_days,
                 errors,
+                next_page: self.next.as_ref().map(|next| {
+                    let query = serde_urlencoded::to_string([("q", self.query.as_str()), ("cursor", &next.encode())]);
+                    format!("/admin/contacts?{}", query.unwrap_or_default())
+                }),
             },
         )
     }
@@ -205,6 +275,7 @@ impl Listing {
 #[derive(Serialize)]
 struct ListingView<'a> {
     contacts: Vec<ContactView<'a>>,
+    next_cursor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     invitations: Option<Vec<InvitationView<'a>>>,
 }
@@ -214,6 +285,7 @@ async fn contacts(Admin(admin): Admin, page: Page) -> Result<Reply, PortalError>
     let now = page.portal.clock.now();
     let view = ListingView {
         contacts: listing.contacts.iter().map(ContactView::of).collect(),
+        next_cursor: listing.next.as_ref().map(Position::encode),
         invitations: listing
             .selected
             .as_ref()
@@ -377,7 +449,8 @@ async fn create_invitation(
     match invite::invite(&portal, &source, &admin.contact, form.0.clone()).await {
         Ok(invitation) => {
             let now = portal.clock.now();
-            let view = InvitationView::of(&invitation, now, None);
+            let creator = HashMap::from([(admin.contact.contact_id.clone(), admin.contact.clone())]);
+            let view = InvitationView::with_creator(&invitation, now, &creator);
             if let Some(key) = &key {
                 let body = serde_json::to_string(&view).unwrap_or_default();
                 if let Err(err) =
@@ -432,11 +505,11 @@ async fn show_invitation(
     page: Page,
 ) -> Result<Reply, PortalError> {
     let portal = page.portal.clone();
-    let invitation = invite::invitation(&portal, &id).await?;
-    let redemptions = portal.invitations.redemptions(&id).await?;
+    let InvitationDetail { invitation, redemptions, people } = lists::invitation_detail(&portal, &id).await?;
     let now = portal.clock.now();
-    let reply = Reply::json(StatusCode::OK, &InvitationView::of(&invitation, now, Some(&redemptions)));
+    let reply = Reply::json(StatusCode::OK, &InvitationView::with_people(&invitation, now, &redemptions, &people));
     Ok(reply.or_page(move || {
+        let creator = people.get(&invitation.created_by);
         page.render(
             StatusCode::OK,
             &AdminInvitationPage {
@@ -449,10 +522,25 @@ async fn show_invitation(
                 redirect_path: invitation.redirect_path.as_deref().unwrap_or(""),
                 redemptions: redemptions
                     .iter()
-                    .map(|r| (r.contact_id.to_string(), human(r.redeemed_at), r.source_ip.clone()))
+                    .map(|r| {
+                        let person = people.get(&r.contact_id);
+                        RedemptionRow {
+                            contact_id: r.contact_id.to_string(),
+                            name: person.map_or_else(
+                                || r.contact_id.to_string(),
+                                |p| format!("{} {}", p.first_name, p.last_name),
+                            ),
+                            email: person.map_or_else(String::new, |p| p.email.to_string()),
+                            when: human(r.redeemed_at),
+                            source_ip: r.source_ip.clone(),
+                        }
+                    })
                     .collect(),
                 can_resend: invitation.is_redeemable(now),
                 can_revoke: !invitation.revoked,
+                created: human(invitation.created_at),
+                created_by_id: invitation.created_by.to_string(),
+                created_by_email: creator.map_or_else(|| "unknown".to_string(), |c| c.email.to_string()),
             },
         )
     }))

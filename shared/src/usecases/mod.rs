@@ -3,6 +3,7 @@
 //! which emails go out), and returns a domain result or a [`PortalError`].
 
 pub mod invite;
+pub mod lists;
 pub mod mail;
 pub mod outbox_repair;
 pub mod profile;

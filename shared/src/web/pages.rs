@@ -177,6 +177,8 @@ pub struct AdminContactsPage<'a> {
     pub invitations_enabled: bool,
     pub default_expiry_days: u32,
     pub errors: FormErrors,
+    /// The link to the next page of contacts (with the same search), if there is one.
+    pub next_page: Option<String>,
 }
 
 #[derive(Template)]
@@ -189,10 +191,44 @@ pub struct AdminInvitationPage<'a> {
     pub recipient: String,
     pub account_id: &'a str,
     pub redirect_path: &'a str,
-    /// (contact id, when, source address)
-    pub redemptions: Vec<(String, String, String)>,
+    pub redemptions: Vec<RedemptionRow>,
     pub can_resend: bool,
     pub can_revoke: bool,
+    pub created: String,
+    pub created_by_id: String,
+    /// The inviter's email ("unknown" once that contact is gone).
+    pub created_by_email: String,
+}
+
+/// A redemption as the invitation page shows it: who (linked to their contact), when, from where.
+pub struct RedemptionRow {
+    pub contact_id: String,
+    pub name: String,
+    pub email: String,
+    pub when: String,
+    pub source_ip: String,
+}
+
+/// A row of the invitations list: the invitation and the names of its people.
+pub struct InvitationListRow {
+    pub invitation: InvitationRow,
+    pub contact_id: String,
+    pub invitee_name: String,
+    pub invitee_email: String,
+    pub inviter_email: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_invitations.html")]
+pub struct AdminInvitationsPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub rows: Vec<InvitationListRow>,
+    pub status_options: Vec<FilterOption>,
+    pub delivery_options: Vec<FilterOption>,
+    pub contact_id: &'a str,
+    /// The link to the next page (with the same filters), if there is one.
+    pub next_page: Option<String>,
 }
 
 #[derive(Template)]
@@ -236,4 +272,20 @@ pub struct ForgotPasswordPage<'a> {
     pub viewer: Option<ViewerSummary>,
     pub csrf_token: &'a str,
     pub errors: FormErrors,
+}
+
+/// A choice in a list's filter (an empty value means any).
+pub struct FilterOption {
+    pub value: &'static str,
+    pub selected: bool,
+}
+
+impl FilterOption {
+    /// The choices `values` (after "any"), with `current` selected.
+    pub fn all(values: &[&'static str], current: &str) -> Vec<FilterOption> {
+        std::iter::once("")
+            .chain(values.iter().copied())
+            .map(|value| FilterOption { value, selected: value == current })
+            .collect()
+    }
 }

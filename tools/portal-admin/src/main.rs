@@ -13,6 +13,8 @@
 //! `portal-admin outbox dlq [--retry] < messages.json`: resolves the failure queue's records (the
 //! output of `aws sqs receive-message`) to the unsent outbox messages their batches held, and with
 //! `--retry` queues them again.
+//! `portal-admin backfill-lists`: gives contacts and invitations stored before the administrators'
+//! list indexes their list keys (a one-off after upgrading; it scans both tables).
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -40,13 +42,15 @@ const USAGE: &str =
          tables to use (its outputs name them); without it, PORTAL_CONTACTS_TABLE and the others.
        portal-admin outbox status [--stale-after <age, e.g. 10m>]
        portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)
-       portal-admin outbox dlq [--retry] < failure-queue-messages.json";
+       portal-admin outbox dlq [--retry] < failure-queue-messages.json
+       portal-admin backfill-lists";
 
 enum Command {
     CreateAdmin(CreateAdmin),
     OutboxStatus { stale_after_secs: i64 },
     OutboxRetry(Selection),
     OutboxDlq { retry: bool },
+    BackfillLists,
 }
 
 /// An age such as `90s`, `10m`, `2h` or `1d`, in seconds.
@@ -117,6 +121,12 @@ fn parse_args(args: &[String]) -> Result<Command, Usage> {
     let Some((command, options)) = args.split_first() else { return Err(Usage(USAGE.into())) };
     if command == "outbox" {
         return parse_outbox(options);
+    }
+    if command == "backfill-lists" {
+        return match options {
+            [] => Ok(Command::BackfillLists),
+            _ => Err(Usage(format!("backfill-lists takes no options\n{USAGE}"))),
+        };
     }
     if command != "create-admin" {
         return Err(Usage(format!("unknown command {command:?}\n{USAGE}")));
@@ -198,6 +208,24 @@ async fn outbox_dlq(retry: bool) -> anyhow::Result<()> {
     if !retry && !batches.is_empty() {
         println!("run again with --retry to queue them again");
     }
+    Ok(())
+}
+
+async fn backfill_lists() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let hooks = SdkHooks::default();
+    let sdk = sdk_config(&hooks).await;
+    let clients = AwsClients::new(&sdk, &hooks);
+    let done = portal::adapters::dynamodb_listing::backfill_list_keys(
+        &clients.dynamodb,
+        &settings.contacts_table,
+        &settings.invitations_table,
+    )
+    .await?;
+    println!(
+        "list keys given to {} contact(s) and {} invitation(s); {} changed meanwhile (run again for those)",
+        done.contacts, done.invitations, done.changed_meanwhile
+    );
     Ok(())
 }
 
@@ -308,6 +336,7 @@ async fn main() -> ExitCode {
         Command::OutboxStatus { stale_after_secs } => outbox_status(stale_after_secs).await,
         Command::OutboxRetry(selection) => outbox_retry(selection).await,
         Command::OutboxDlq { retry } => outbox_dlq(retry).await,
+        Command::BackfillLists => backfill_lists().await,
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
