@@ -3,6 +3,7 @@
 
 pub mod dynamodb;
 pub mod dynamodb_invitations;
+pub mod eventbridge;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod ses;
