@@ -388,3 +388,18 @@ fn the_put_events_entry_carries_source_portal_the_fact_name_and_the_detail() {
     assert_eq!(detail["event_id"], event.event_id.as_str());
     assert_eq!(entry.time().map(|t| t.secs()), Some(1_800_000_000));
 }
+
+#[tokio::test]
+async fn the_sample_event_record_is_published_as_its_fact() {
+    let t = test_portal(&[]);
+    let text = std::fs::read_to_string(events_dir().join("send-email/insert-portal-event.json")).unwrap();
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(&text).unwrap();
+    let message: OutboxMessage = serde_dynamo::from_item(event.records[0].change.new_image.clone()).unwrap();
+    t.outbox.insert(message);
+    assert!(send_email::handle(&t.portal, event).await.batch_item_failures.is_empty());
+    let published = t.bus.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].detail_type(), "InvitationRedeemed");
+    assert_eq!(published[0].detail()["created"], true);
+    assert_eq!(published[0].detail()["occurred_at"], "2025-11-27T09:51:00Z");
+}
