@@ -7,6 +7,8 @@
 #              throwaway account, deleted afterwards through the stack's tables
 # make cost    monthly cost per 100,000 active users against Amazon Cognito (scripts/cost.py)
 # make emails  print the emails the local portal has sent so far (recipient, subject, body)
+# make events  print the portal events the local portal has published on its bus so far
+#              (DetailType, time, detail), read from the bus's catch-all tap queue
 # make bench   DynamoDB calls per operation (on moto) and handler time per request
 # make lint    cfn-lint on infra/template.yaml
 # make clean   remove build output (make distclean also removes .venv)
@@ -25,7 +27,7 @@ SAM := $(CURDIR)/.venv-sam/bin/sam
 # The SAM CLI reports usage to AWS unless told not to; nothing here calls out.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test emails lint clean distclean setup bench package deploy smoke cost
+.PHONY: run test emails events lint clean distclean setup bench package deploy smoke cost
 
 setup:
 	scripts/setup.sh
@@ -74,6 +76,9 @@ bench:
 
 emails:
 	@$(PYTHON) scripts/local_aws.py emails --endpoint-url http://127.0.0.1:$(LOCAL_AWS_PORT)
+
+events:
+	@$(PYTHON) scripts/local_aws.py events --endpoint-url http://127.0.0.1:$(LOCAL_AWS_PORT)
 
 lint:
 	.venv/bin/cfn-lint infra/template.yaml

@@ -50,6 +50,8 @@ def actions_of_request(method: str, path: str, headers: dict, body: bytes) -> li
         operation = target.rsplit(".", 1)[-1]
         if service == "dynamodb":
             return dynamodb_actions(operation, payload)
+        if service == "events" and operation == "PutEvents":
+            return eventbridge_actions(payload)
         return [{"action": f"{service}:{operation}"}]
     if service == "ses":
         route = urlsplit(path).path
@@ -76,6 +78,14 @@ def dynamodb_actions(operation: str, payload: dict) -> list[dict]:
                 for table in payload.get("RequestItems") or {}]
     return [{"action": f"dynamodb:{operation}", "table": payload.get("TableName"),
              "index": payload.get("IndexName")}]
+
+
+def eventbridge_actions(payload: dict) -> list[dict]:
+    """PutEvents needs events:PutEvents on the bus of each entry (a name or an ARN; none: the
+    account's default bus)."""
+    buses = {entry.get("EventBusName") or "default" for entry in payload.get("Entries") or []
+             if isinstance(entry, dict)}
+    return [{"action": "events:PutEvents", "bus": bus} for bus in sorted(buses or {"default"})]
 
 
 def caller_of(headers: dict) -> dict:

@@ -59,6 +59,8 @@ class Resolver(local_aws.Resolver):
             return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         if kind == "AWS::SQS::Queue" and attribute == "QueueName":
             return name
+        if kind == "AWS::Events::EventBus" and attribute == "Arn":
+            return bus_arn(name)
         if kind == "AWS::Logs::LogGroup" and attribute == "Arn":
             return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
         return f"arn:aws:local:{REGION}:{ACCOUNT}:{logical_id}/{attribute}"
@@ -82,6 +84,11 @@ class Resolver(local_aws.Resolver):
 def table_arn(name: str, index: str | None = None) -> str:
     arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
     return f"{arn}/index/{index}" if index else arn
+
+
+def bus_arn(name: str) -> str:
+    """An EventBridge bus's ARN from its name (or the ARN, as PutEvents also takes)."""
+    return name if name.startswith("arn:") else f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
 
 
 def sam_policy_template(name: str, args: dict, resolver: Resolver) -> list[dict]:
@@ -195,6 +202,8 @@ def requirement_of(call: dict) -> tuple[str, str, dict]:
     action = call["action"]
     if action.startswith("dynamodb:") and call.get("table"):
         return action, table_arn(call["table"], call.get("index")), {}
+    if action == "events:PutEvents":
+        return action, bus_arn(call.get("bus") or "default"), {}
     if action == "ses:SendEmail":
         context = {"ses:fromaddress": call.get("from"), "ses:apiversion": "2"}
         return action, f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{call.get('from')}", context

@@ -8,6 +8,8 @@
       SQS queues and SES identities for each stack name; existing ones are left alone.
   emails --endpoint-url URL   the emails sent so far through the local SES (make emails): sender,
       recipients, subject and text of each.
+  events --endpoint-url URL   the portal events published so far on the local bus (make events):
+      DetailType, time and detail of each, read from the bus's catch-all tap queue.
 scripts/stack.py imports it; botocore, cfn-lint and moto are imported only where needed."""
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ NO_VALUE = object()  # what Ref AWS::NoValue resolves to: the key is dropped
 # The local stack's values of the template's required parameters (no default there, so that no
 # deployment can keep a local value by mistake); a setting of the stack overrides them.
 LOCAL_PARAMETERS = {"PortalBaseUrl": "http://localhost:9000", "EmailSender": "no-reply@example.com"}
+# The local event bus (CONTRACT.md "Events"), whatever the stack's name: the template's bus
+# resolves to it locally. A catch-all rule (every event of Source "portal") copies what is
+# published into the tap queue, which `make events` and the tests read.
+LOCAL_EVENT_BUS = "portal-events"
+EVENT_TAP_QUEUE = f"{LOCAL_EVENT_BUS}-tap"
+EVENT_TAP_RULE = f"{LOCAL_EVENT_BUS}-all"
 
 
 class StackError(Exception):
@@ -83,6 +91,8 @@ class Resolver:
     def name_of(self, logical_id: str) -> str:
         """A table's name, or the local stand-in for the name CloudFormation makes (a queue's)."""
         props = self.resources[logical_id].get("Properties") or {}
+        if self.resources[logical_id].get("Type") == "AWS::Events::EventBus":
+            return LOCAL_EVENT_BUS
         if "TableName" in props:
             return self.resolve(props["TableName"])
         return f"{self.stack_name}-{logical_id}"
@@ -171,7 +181,57 @@ def create_resources(endpoint_url: str, resolver: Resolver) -> list[str]:
         with contextlib.suppress(ses.exceptions.AlreadyExistsException):
             ses.create_email_identity(EmailIdentity=resolver.resolve(
                 res["Properties"]["EmailIdentity"]))
+    if resolver.resources_of_type("AWS::Events::EventBus"):
+        create_event_bus(endpoint_url)
     return tables
+
+
+def create_event_bus(endpoint_url: str) -> None:
+    """The local event bus with its catch-all rule into the tap queue (idempotent)."""
+    events, sqs = client("events", endpoint_url), client("sqs", endpoint_url)
+    with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+        events.create_event_bus(Name=LOCAL_EVENT_BUS)
+    queue_url = sqs.create_queue(QueueName=EVENT_TAP_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    events.put_rule(Name=EVENT_TAP_RULE, EventBusName=LOCAL_EVENT_BUS,
+                    EventPattern=json.dumps({"source": ["portal"]}), State="ENABLED")
+    events.put_targets(Rule=EVENT_TAP_RULE, EventBusName=LOCAL_EVENT_BUS,
+                       Targets=[{"Id": "tap", "Arn": queue_arn}])
+
+
+def published_events(endpoint_url: str) -> list[dict]:
+    """The portal events the local bus delivered to its tap queue, oldest first, as EventBridge
+    delivers them to a target: {"id", "detail-type", "source", "time", "detail", ...}. Read from
+    moto's state (its data API), so that reading takes nothing from the queue: every caller
+    (make events, a test, a second look) sees every event."""
+    with urllib.request.urlopen(endpoint_url.rstrip("/") + "/moto-api/data.json", timeout=30) as r:
+        messages = json.load(r).get("sqs", {}).get("Message", [])
+    found = []
+    for m in messages:
+        body = m.get("body") if isinstance(m, dict) else None
+        try:
+            event = json.loads(body) if body else None
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("source") == "portal":
+            found.append(event)
+    return found
+
+
+def print_events(args) -> int:
+    try:
+        events = published_events(args.endpoint_url)
+    except OSError as e:  # urllib's URLError too
+        print(f"local_aws: cannot reach the local AWS endpoint {args.endpoint_url} ({e}); "
+              f"is the stack running (make run)?", file=sys.stderr)
+        return 1
+    if not events:
+        print("(no events published yet)", file=sys.stderr)
+    for event in events:
+        print(f"{event.get('detail-type')}  {event.get('time')}  "
+              f"{json.dumps(event.get('detail'), sort_keys=True)}")
+    return 0
 
 
 def serve(args) -> int:
@@ -251,7 +311,9 @@ def main() -> int:
     tables.set_defaults(func=create_tables_command)
     emails = sub.add_parser("emails")
     emails.set_defaults(func=print_emails)
-    for p in (tables, emails):
+    events = sub.add_parser("events")
+    events.set_defaults(func=print_events)
+    for p in (tables, emails, events):
         p.add_argument("--endpoint-url", required=True)
     args = parser.parse_args()
     return args.func(args)

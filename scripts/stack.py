@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The local portal stack: `make run` runs this file; the pytest suite imports it.
 
-start_stack() starts the local AWS endpoint (local_aws.py serve: moto) with the tables, queues and
-SES identities of infra/template.yaml, seeds the administrator, starts `cargo lambda watch` with
-the functions' environment from the template and warms every function, relays the DynamoDB
-streams that trigger functions (stream_relay.py); Stack.stop() stops all it started.
+start_stack() starts the local AWS endpoint (local_aws.py serve: moto) with the tables, queues,
+SES identities and event bus (portal-events, with its tap queue) of infra/template.yaml, seeds the
+administrator, starts `cargo lambda watch` with the functions' environment from the template and
+warms every function, relays the DynamoDB streams that trigger functions (stream_relay.py);
+Stack.stop() stops all it started.
 
 make run: PORTAL_PORT (9000), LOCAL_AWS_PORT (4566), PORTAL_STACK_NAME (portal-local) and
 PORTAL_ADMIN_PASSWORD (violet-harbor-lantern-42), PORTAL_RECORD_AWS_CALLS (a file: record each
@@ -291,6 +292,7 @@ def main() -> int:
         print(f"\nPortal: {stack.portal_url}  Local AWS: {stack.aws_endpoint}  "
               f"Admin: {stack.admin_email} / {stack.admin_password}\n"
               f"Emails sent so far: LOCAL_AWS_PORT={moto_port} make emails\n"
+              f"Events published so far: LOCAL_AWS_PORT={moto_port} make events\n"
               f"Ctrl-C stops everything.\n", flush=True)
         while not (dead := stack.first_dead_child()):
             time.sleep(1)

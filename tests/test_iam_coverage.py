@@ -89,6 +89,22 @@ def test_send_email_may_read_the_invitations_table_and_send_only_from_the_sender
     assert "MISSING  send-email         ses:SendEmail" in out
 
 
+def test_put_events_needs_the_grant_on_the_portals_bus_alone():
+    headers = {"Authorization": AUTH.format("events"), "User-Agent": UA.format("send-email"),
+               "X-Amz-Target": "AWSEvents.PutEvents"}
+    body = {"Entries": [{"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "portal"}]}
+    calls = [{**aws_recorder.caller_of(headers), **found} for found in
+             aws_recorder.actions_of_request("POST", "/", headers, json.dumps(body).encode())]
+    assert [(c["action"], c["bus"]) for c in calls] == [("events:PutEvents", "portal-events")]
+    _, out = run_check(calls)
+    assert "ok       send-email         events:PutEvents" in out
+    assert "event-bus/portal-events" in out
+    # Another bus (the account's default) is not granted, nor is the grant another function's.
+    _, out = run_check([{**calls[0], "bus": "default"}, {**calls[0], "function": "register"}])
+    assert "MISSING  send-email         events:PutEvents" in out
+    assert "MISSING  register           events:PutEvents" in out
+
+
 def test_a_rust_sdk_call_without_an_app_id_is_a_problem():
     call = {"function": None, "rust_sdk": True, "action": "dynamodb:GetItem", "table": "x"}
     problems, out = run_check([call])

@@ -100,6 +100,7 @@ fn dynamo_portal_with(
         invitations: Arc::new(DynamoInvitations::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
         outbox,
         mailer: mailer.clone(),
+        events: Arc::new(portal::adapters::memory::MemoryEventBus::default()),
         clock: Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000))),
         settings,
     });

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
 use crate::ports::{
-    Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
+    Clock, ContactStore, EventBus, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
     UsesInvitations, UsesSessions, UsesSettings,
 };
 
@@ -20,6 +21,8 @@ pub struct Portal {
     pub invitations: Arc<dyn InvitationStore>,
     pub outbox: Arc<dyn Outbox>,
     pub mailer: Arc<dyn Mailer>,
+    /// Where `send-email` publishes the portal's events.
+    pub events: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -51,6 +54,7 @@ impl Portal {
                 DynamoOutbox::new(dynamodb, &settings.outbox_table).with_invitations(&settings.invitations_table),
             ),
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
+            events: Arc::new(EventBridgeBus::new(clients.eventbridge.clone(), &settings.event_bus)),
             clock: Arc::new(SystemClock),
             settings,
         }

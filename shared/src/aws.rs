@@ -75,19 +75,23 @@ pub fn config_loader(hooks: &SdkHooks) -> ConfigLoader {
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ses: aws_sdk_sesv2::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 impl AwsClients {
     pub fn new(sdk: &SdkConfig, hooks: &SdkHooks) -> Self {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         let mut ses = aws_sdk_sesv2::config::Builder::from(sdk);
+        let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
         if let Some(partition) = &hooks.retry_partition {
             dynamodb = dynamodb.retry_partition(RetryPartition::new(format!("{partition}-dynamodb")));
             ses = ses.retry_partition(RetryPartition::new(format!("{partition}-ses")));
+            eventbridge = eventbridge.retry_partition(RetryPartition::new(format!("{partition}-eventbridge")));
         }
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             ses: aws_sdk_sesv2::Client::from_conf(ses.build()),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct Settings {
     /// Failed sign-ins, and invalid invitation codes, one source address may make per hour before
     /// its attempts are refused (429) until the hour is over.
     pub failures_per_address_per_hour: u32,
+    /// The EventBridge bus (name or ARN) `send-email` publishes the portal's events on; the
+    /// template passes its own bus, the local stack `portal-events`.
+    pub event_bus: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -120,6 +123,7 @@ impl Settings {
             emails_per_address_per_hour: reader.positive("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", 10)?,
             emails_per_recipient_per_hour: reader.positive("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", 3)?,
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
+            event_bus: reader.text("PORTAL_EVENT_BUS", Some("portal-events"))?,
         })
     }
 }

@@ -151,6 +151,8 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
             Some(email("Your password was changed", text))
         }
         MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
+        // Published on the event bus, never mailed.
+        MessageKind::Event => None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `EmailsFailed` (Count): messages that failed for good (refused by SES, superseded);
 //! - `EmailsRetried` (Count): records reported back to the stream to be retried (a passing fault,
 //!   or another delivery's live lease);
+//! - `EventsPublished` (Count): portal events the batch published on the event bus;
 //! - `OldestMessageAgeSeconds` (Seconds): the age of the oldest message a batch saw, since it was
 //!   queued. Rising means email is stuck behind retries.
 
@@ -18,6 +19,7 @@ pub struct BatchMetrics {
     pub sent: u64,
     pub failed: u64,
     pub retried: u64,
+    pub published: u64,
     pub oldest_message_age_secs: Option<i64>,
 }
 
@@ -40,6 +42,7 @@ impl BatchMetrics {
                         {"Name": "EmailsSent", "Unit": "Count"},
                         {"Name": "EmailsFailed", "Unit": "Count"},
                         {"Name": "EmailsRetried", "Unit": "Count"},
+                        {"Name": "EventsPublished", "Unit": "Count"},
                         {"Name": "OldestMessageAgeSeconds", "Unit": "Seconds"},
                     ],
                 }],
@@ -47,6 +50,7 @@ impl BatchMetrics {
             "EmailsSent": self.sent,
             "EmailsFailed": self.failed,
             "EmailsRetried": self.retried,
+            "EventsPublished": self.published,
             "OldestMessageAgeSeconds": self.oldest_message_age_secs.unwrap_or(0).max(0),
         })
     }
@@ -68,7 +72,7 @@ mod tests {
 
     #[test]
     fn the_emf_line_declares_every_metric_it_carries() {
-        let mut metrics = BatchMetrics { sent: 2, failed: 1, retried: 3, oldest_message_age_secs: None };
+        let mut metrics = BatchMetrics { sent: 2, failed: 1, retried: 3, published: 4, oldest_message_age_secs: None };
         metrics.saw_message_aged(Some(40));
         metrics.saw_message_aged(Some(7));
         metrics.saw_message_aged(None);

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
+use crate::domain::event::PortalEvent;
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
@@ -35,6 +36,14 @@ impl QueuedEmail {
 
     pub fn with_token(token: EmailToken, message: OutboxMessage) -> Self {
         QueuedEmail { token: Some(token), message }
+    }
+}
+
+/// An event rides the outbox like an email: `emails.push(Fact::X { .. }.at(now).into())` puts it
+/// in the same write as the change it reports.
+impl From<PortalEvent> for QueuedEmail {
+    fn from(event: PortalEvent) -> Self {
+        QueuedEmail::new(event.outbox_message())
     }
 }
 
@@ -314,7 +323,16 @@ pub enum RedeemError {
 #[async_trait]
 pub trait InvitationStore: Send + Sync {
     /// Stores the invitation, its code lookup and the outbox message carrying the code, together.
-    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()>;
+    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
+        self.create_with_events(invitation, message, &[]).await
+    }
+    /// [`InvitationStore::create`] with `events` queued in the same write.
+    async fn create_with_events(
+        &self,
+        invitation: &Invitation,
+        message: &OutboxMessage,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()>;
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>>;
     async fn redemptions(&self, invitation_id: &InvitationId) -> anyhow::Result<Vec<Redemption>>;
     async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>>;
@@ -328,7 +346,17 @@ pub trait InvitationStore: Send + Sync {
         message: &OutboxMessage,
     ) -> anyhow::Result<bool>;
     /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
-    async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>>;
+    async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
+        self.revoke_with_events(invitation_id, now, &[]).await
+    }
+    /// [`InvitationStore::revoke`] that queues `events` in the same write when it revokes it (an
+    /// invitation revoked before is returned as it is, with no events).
+    async fn revoke_with_events(
+        &self,
+        invitation_id: &InvitationId,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<Option<Invitation>>;
     /// One redemption, all or nothing: the invitation still redeemable with this code and under its
     /// maximum, the contact change, and the redemption record.
     async fn redeem(
@@ -337,6 +365,17 @@ pub trait InvitationStore: Send + Sync {
         change: &ContactChange,
         redemption: &Redemption,
         now: Timestamp,
+    ) -> Result<(), RedeemError> {
+        self.redeem_with_events(invitation, change, redemption, now, &[]).await
+    }
+    /// [`InvitationStore::redeem`] with `events` queued in the same write.
+    async fn redeem_with_events(
+        &self,
+        invitation: &Invitation,
+        change: &ContactChange,
+        redemption: &Redemption,
+        now: Timestamp,
+        events: &[PortalEvent],
     ) -> Result<(), RedeemError>;
     /// Starts a request with an idempotency key: holds the key for it when it is the first (or the
     /// one before it died), or says what the earlier one left.
@@ -378,9 +417,30 @@ pub trait Outbox: Send + Sync {
     /// Leases a pending message (or one whose lease ended) for sending, or says why not.
     async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim>;
     /// Marks the message sent and removes its secret.
-    async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()>;
+    async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
+        self.mark_sent_with_events(message_id, now, &[]).await
+    }
+    /// Marks the message sent with `events` (its delivery's facts) in the same write; when it was
+    /// marked sent before (a retried write that had landed), nothing is written again.
+    async fn mark_sent_with_events(
+        &self,
+        message_id: &MessageId,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()>;
     /// Marks the message failed for good and removes its secret.
-    async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()>;
+    async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()> {
+        self.mark_failed_with_events(message_id, reason, now, &[]).await
+    }
+    /// Marks the message failed with `events` in the same write; when it was marked failed before,
+    /// nothing is written again.
+    async fn mark_failed_with_events(
+        &self,
+        message_id: &MessageId,
+        reason: &str,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()>;
     /// Gives back the lease ending at `lease_until`, so that the next delivery sends at once; a
     /// lease that another run has taken over meanwhile, or a message settled meanwhile, is left.
     async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()>;
@@ -412,4 +472,12 @@ pub enum SendError {
 #[async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError>;
+}
+
+/// The bus the portal's events are published on (EventBridge in production).
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes one event; any error means it was not (or may not have been) accepted, and the
+    /// outbox's retry publishes it again (consumers de-duplicate by its `event_id`).
+    async fn publish(&self, event: &PortalEvent) -> anyhow::Result<()>;
 }

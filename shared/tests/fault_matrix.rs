@@ -498,26 +498,32 @@ async fn run_case(
             reference.before
         );
     }
-    // The fault is gone; the stream delivers every message of the case, then again.
-    let outbox: Vec<&Item> = after.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| i).collect();
-    let records: Vec<Value> = outbox.iter().enumerate().map(|(i, it)| insert_record(it, 100 + i)).collect();
-    let mut left = deliver(&portal, &records).await;
-    for _ in 0..3 {
-        if left == 0 {
-            break;
+    // The fault is gone; the stream delivers every message of the case, then again. Settling an
+    // invitation's email queues its delivery's event (a new item: a new stream record), delivered
+    // in a second round.
+    let mut outbox_items: Vec<(String, Item)> = after.clone();
+    for round in 0..2 {
+        let outbox: Vec<&Item> = outbox_items.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| i).collect();
+        let records: Vec<Value> =
+            outbox.iter().enumerate().map(|(i, it)| insert_record(it, 100 * (round + 1) + i)).collect();
+        let mut left = deliver(&portal, &records).await;
+        for _ in 0..3 {
+            if left == 0 {
+                break;
+            }
+            left = deliver(&portal, &records).await;
         }
-        left = deliver(&portal, &records).await;
+        assert_eq!(left, 0, "{what}: records still failing once the fault cleared");
+        assert_eq!(deliver(&portal, &records).await, 0, "{what}: a redelivery");
+        outbox_items = footprint(&world.tables, &setup.markers).await;
     }
-    assert_eq!(left, 0, "{what}: records still failing once the fault cleared");
-    assert_eq!(deliver(&portal, &records).await, 0, "{what}: a redelivery");
-    let settled = footprint(&world.tables, &setup.markers).await;
-    let statuses: Vec<String> = settled
-        .iter()
-        .filter(|(t, _)| t == "outbox")
-        .map(|(_, i)| i.get("status").and_then(|s| s.as_s().ok()).cloned().unwrap_or_default())
-        .collect();
+    let settled = outbox_items;
+    let status_of = |i: &Item| i.get("status").and_then(|s| s.as_s().ok()).cloned().unwrap_or_default();
+    let statuses: Vec<String> = settled.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| status_of(i)).collect();
     assert!(statuses.iter().all(|s| s == "sent" || s == "failed"), "{what}: unsettled messages {statuses:?}");
-    let sent = statuses.iter().filter(|s| *s == "sent").count() as u32;
+    // Emails only: an event item is marked sent once published on the bus.
+    let is_event = |i: &Item| i.get("kind").and_then(|k| k.as_s().ok()).is_some_and(|k| k == "event");
+    let sent = settled.iter().filter(|(t, i)| t == "outbox" && !is_event(i) && status_of(i) == "sent").count() as u32;
     let emails = faults.emails_sent() - emails_before;
     assert_eq!(
         emails, sent,

@@ -27,6 +27,7 @@ use super::dynamodb::{
     Guards, Item, OutboxItem, Transaction, TransactionError, contact_pk, guard_item, is_conditional_failure,
     new_contact_items, number, outbox_put, put_new, sdk_error, username_pk,
 };
+use crate::domain::event::PortalEvent;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, StoredState};
@@ -212,7 +213,12 @@ impl DynamoInvitations {
 
 #[async_trait]
 impl InvitationStore for DynamoInvitations {
-    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
+    async fn create_with_events(
+        &self,
+        invitation: &Invitation,
+        message: &OutboxMessage,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
         let item: Item = serde_dynamo::to_item(InvitationItem {
             pk: invitation_pk(&invitation.invitation_id),
             sk: INVITATION_SK.into(),
@@ -224,6 +230,7 @@ impl InvitationStore for DynamoInvitations {
         items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
         items.push(put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
         items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        items.extend(event_items(&self.outbox_table, events)?);
         items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
     }
 
@@ -318,7 +325,15 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
+    async fn revoke_with_events(
+        &self,
+        invitation_id: &InvitationId,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<Option<Invitation>> {
+        if !events.is_empty() {
+            return self.revoke_reporting(invitation_id, now, events).await;
+        }
         let result = self
             .client
             .update_item()
@@ -343,12 +358,13 @@ impl InvitationStore for DynamoInvitations {
         }
     }
 
-    async fn redeem(
+    async fn redeem_with_events(
         &self,
         invitation: &Invitation,
         change: &ContactChange,
         redemption: &Redemption,
         now: Timestamp,
+        events: &[PortalEvent],
     ) -> Result<(), RedeemError> {
         // The list's state index must say "redeemed" once the last redemption is in. This write
         // knows it is the last when the count it read was one short of the maximum (the count only
@@ -395,6 +411,7 @@ impl InvitationStore for DynamoInvitations {
             .build()
             .map_err(anyhow::Error::from)?;
         items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
+        items.extend(event_items(&self.outbox_table, events)?);
         // Concurrent redemptions of one code conflict; a retry sees the winner's count.
         match items.run(&self.client).await {
             Ok(()) => Ok(()),
@@ -587,6 +604,68 @@ fn status(value: &str) -> AttributeValue {
     text(value)
 }
 
+/// The transaction items that queue `events` in the outbox (one item each, named by its id).
+fn event_items(outbox_table: &str, events: &[PortalEvent]) -> anyhow::Result<Transaction> {
+    let mut items = Transaction::default();
+    for event in events {
+        items.push(outbox_put(outbox_table, &event.outbox_message())?, Guards::Nothing);
+    }
+    Ok(items)
+}
+
+impl DynamoOutbox {
+    /// An update settling the message as `to` (`sent` or `failed`), refused when it already is:
+    /// a retried write that had landed must not queue its events twice.
+    fn settle(&self, message_id: &MessageId, to: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", text(message_id))
+            .condition_expression("attribute_exists(pk) AND #s <> :settled")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":settled", status(to))
+    }
+
+    /// Settles a message with its events in one transaction; settled before, nothing is written.
+    async fn settle_reporting(&self, settle: Update, events: &[PortalEvent], doing: &str) -> anyhow::Result<()> {
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().update(settle).build(), Guards::Record);
+        items.extend(event_items(&self.table, events)?);
+        match items.run(&self.client).await {
+            Ok(()) | Err(TransactionError::Refused(Guards::Record)) => Ok(()),
+            Err(err) => Err(err.into_fault(doing)),
+        }
+    }
+}
+
+impl DynamoInvitations {
+    /// Revokes a not yet revoked invitation with `events`, in one transaction, then reads it back
+    /// (a transaction returns nothing). Revoked before: returned as it is, with no events.
+    async fn revoke_reporting(
+        &self,
+        invitation_id: &InvitationId,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<Option<Invitation>> {
+        let revoke = Update::builder()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
+            .update_expression("SET revoked = :true, revoked_at = :now")
+            .condition_expression("attribute_exists(pk) AND revoked = :false")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", number(now))
+            .build()?;
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().update(revoke).build(), Guards::Record);
+        items.extend(event_items(&self.outbox_table, events)?);
+        match items.run(&self.client).await {
+            // Missing (then `get` says so) or revoked before.
+            Ok(()) | Err(TransactionError::Refused(Guards::Record)) => self.get(invitation_id).await,
+            Err(err) => Err(err.into_fault("revoking an invitation")),
+        }
+    }
+}
+
 #[async_trait]
 impl Outbox for DynamoOutbox {
     async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
@@ -631,7 +710,21 @@ impl Outbox for DynamoOutbox {
         }
     }
 
-    async fn mark_sent(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_sent_with_events(
+        &self,
+        message_id: &MessageId,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
+        if !events.is_empty() {
+            let settle = self
+                .settle(message_id, "sent")
+                .update_expression("SET #s = :sent, sent_at = :now REMOVE secret, lease_until")
+                .expression_attribute_values(":sent", status("sent"))
+                .expression_attribute_values(":now", number(now))
+                .build()?;
+            return self.settle_reporting(settle, events, "marking a message sent").await;
+        }
         self.update(message_id)
             .update_expression("SET #s = :sent, sent_at = :now REMOVE secret, lease_until")
             .expression_attribute_values(":sent", status("sent"))
@@ -642,7 +735,24 @@ impl Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn mark_failed(&self, message_id: &MessageId, reason: &str, now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_failed_with_events(
+        &self,
+        message_id: &MessageId,
+        reason: &str,
+        now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
+        if !events.is_empty() {
+            let settle = self
+                .settle(message_id, "failed")
+                .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
+                .expression_attribute_names("#e", "error")
+                .expression_attribute_values(":failed", status("failed"))
+                .expression_attribute_values(":reason", text(reason))
+                .expression_attribute_values(":now", number(now))
+                .build()?;
+            return self.settle_reporting(settle, events, "marking a message failed").await;
+        }
         self.update(message_id)
             .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
             .expression_attribute_names("#e", "error")

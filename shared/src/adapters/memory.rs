@@ -14,11 +14,12 @@ use std::sync::Arc;
 use crate::adapters::dynamodb_listing::{matching_keys, merge_search};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
+use crate::domain::event::PortalEvent;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, sort_key};
 use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
-use crate::domain::outbox::{Claim, MessageStatus, OutboxMessage};
+use crate::domain::outbox::{Claim, MessageKind, MessageStatus, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
@@ -515,11 +516,17 @@ impl MemoryInvitations {
 
 #[async_trait]
 impl InvitationStore for MemoryInvitations {
-    async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
+    async fn create_with_events(
+        &self,
+        invitation: &Invitation,
+        message: &OutboxMessage,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         state.codes.insert(invitation.code_digest.clone(), invitation.invitation_id.clone());
         state.invitations.insert(invitation.invitation_id.clone(), invitation.clone());
         self.outbox.insert(message.clone());
+        self.outbox.insert_events(events);
         Ok(())
     }
 
@@ -568,20 +575,30 @@ impl InvitationStore for MemoryInvitations {
         Ok(true)
     }
 
-    async fn revoke(&self, invitation_id: &InvitationId, _now: Timestamp) -> anyhow::Result<Option<Invitation>> {
+    async fn revoke_with_events(
+        &self,
+        invitation_id: &InvitationId,
+        _now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<Option<Invitation>> {
+        self.faults.check("revoke")?;
         let mut state = self.state.lock().unwrap();
         Ok(state.invitations.get_mut(invitation_id).map(|i| {
-            i.revoked = true;
+            if !i.revoked {
+                i.revoked = true;
+                self.outbox.insert_events(events);
+            }
             i.clone()
         }))
     }
 
-    async fn redeem(
+    async fn redeem_with_events(
         &self,
         invitation: &Invitation,
         change: &ContactChange,
         redemption: &Redemption,
         now: Timestamp,
+        events: &[PortalEvent],
     ) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         let stored = state.invitations.get(&invitation.invitation_id).ok_or(RedeemError::InvitationInvalid)?;
@@ -593,6 +610,7 @@ impl InvitationStore for MemoryInvitations {
             stored.redemptions += 1;
         }
         state.redemptions.push(redemption.clone());
+        self.outbox.insert_events(events);
         Ok(())
     }
 
@@ -685,8 +703,28 @@ impl MemoryOutbox {
         self.messages.lock().unwrap().insert(message.message_id.clone(), message);
     }
 
+    /// Every email queued (events are not emails: see [`MemoryOutbox::events`]).
     pub fn all(&self) -> Vec<OutboxMessage> {
-        self.messages.lock().unwrap().values().cloned().collect()
+        self.messages.lock().unwrap().values().filter(|m| m.kind != MessageKind::Event).cloned().collect()
+    }
+
+    /// The outbox items carrying events, oldest first.
+    pub fn event_messages(&self) -> Vec<OutboxMessage> {
+        let mut found: Vec<OutboxMessage> =
+            self.messages.lock().unwrap().values().filter(|m| m.kind == MessageKind::Event).cloned().collect();
+        found.sort_by_key(|m| m.created_at);
+        found
+    }
+
+    /// The events queued, oldest first.
+    pub fn events(&self) -> Vec<PortalEvent> {
+        self.event_messages().into_iter().filter_map(|m| m.event).collect()
+    }
+
+    pub fn insert_events(&self, events: &[PortalEvent]) {
+        for event in events {
+            self.insert(event.outbox_message());
+        }
     }
 
     pub fn get(&self, message_id: &MessageId) -> Option<OutboxMessage> {
@@ -707,23 +745,46 @@ impl Outbox for MemoryOutbox {
         Ok(claim)
     }
 
-    async fn mark_sent(&self, message_id: &MessageId, _now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_sent_with_events(
+        &self,
+        message_id: &MessageId,
+        _now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
         self.faults.check("mark_sent")?;
-        if let Some(message) = self.messages.lock().unwrap().get_mut(message_id) {
+        let mut messages = self.messages.lock().unwrap();
+        if let Some(message) = messages.get_mut(message_id)
+            && message.status != MessageStatus::Sent
+        {
             message.status = MessageStatus::Sent;
             message.secret = None;
             message.lease_until = None;
+            for event in events {
+                messages.insert(MessageId::from(event.event_id.as_str()), event.outbox_message());
+            }
         }
         Ok(())
     }
 
-    async fn mark_failed(&self, message_id: &MessageId, reason: &str, _now: Timestamp) -> anyhow::Result<()> {
+    async fn mark_failed_with_events(
+        &self,
+        message_id: &MessageId,
+        reason: &str,
+        _now: Timestamp,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
         self.faults.check("mark_failed")?;
-        if let Some(message) = self.messages.lock().unwrap().get_mut(message_id) {
+        let mut messages = self.messages.lock().unwrap();
+        if let Some(message) = messages.get_mut(message_id)
+            && message.status != MessageStatus::Failed
+        {
             message.status = MessageStatus::Failed;
             message.error = Some(reason.to_string());
             message.secret = None;
             message.lease_until = None;
+            for event in events {
+                messages.insert(MessageId::from(event.event_id.as_str()), event.outbox_message());
+            }
         }
         Ok(())
     }
@@ -800,4 +861,38 @@ fn newest_first_page<T>(rows: impl Iterator<Item = (String, T)>, page: &PageRequ
         None
     };
     Paged { items: rows.into_iter().map(|(_, row)| row).collect(), next }
+}
+
+/// An event bus that records what it is given; tests make the next publishes fail.
+#[derive(Default)]
+pub struct MemoryEventBus {
+    published: Mutex<Vec<PortalEvent>>,
+    failures: Mutex<u32>,
+}
+
+impl MemoryEventBus {
+    /// Every event published, in order (a second publish of one event shows twice).
+    pub fn published(&self) -> Vec<PortalEvent> {
+        self.published.lock().unwrap().clone()
+    }
+
+    /// The next `times` publishes fail, as a PutEvents fault or a failed entry would.
+    pub fn fail_next(&self, times: u32) {
+        *self.failures.lock().unwrap() += times;
+    }
+}
+
+#[async_trait]
+impl crate::ports::EventBus for MemoryEventBus {
+    async fn publish(&self, event: &PortalEvent) -> anyhow::Result<()> {
+        {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                anyhow::bail!("injected event bus fault (FailedEntryCount 1)");
+            }
+        }
+        self.published.lock().unwrap().push(event.clone());
+        Ok(())
+    }
 }

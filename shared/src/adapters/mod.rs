@@ -4,6 +4,7 @@
 pub mod dynamodb;
 pub mod dynamodb_invitations;
 pub mod dynamodb_listing;
+pub mod eventbridge;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod ses;

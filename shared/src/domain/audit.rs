@@ -57,6 +57,8 @@ pub enum AuditEvent {
     /// A request for a link (reset, confirmation) that no account could answer: nothing was sent.
     EmailRequestUnanswered,
     EmailFailed,
+    /// A portal event went to the event bus.
+    EventPublished,
 }
 
 impl AuditEvent {
@@ -91,6 +93,7 @@ impl AuditEvent {
             AuditEvent::EmailChangeRequested => "email_change_requested",
             AuditEvent::EmailRequestUnanswered => "email_request_unanswered",
             AuditEvent::EmailFailed => "email_failed",
+            AuditEvent::EventPublished => "event_published",
         }
     }
 }

@@ -65,3 +65,7 @@ identifier!(
     /// An outbox message (one email).
     MessageId
 );
+identifier!(
+    /// A portal event (a fact published on the event bus); consumers de-duplicate by it.
+    EventId
+);

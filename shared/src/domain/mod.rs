@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod contact;
 pub mod email;
+pub mod event;
 pub mod idempotency;
 pub mod ids;
 pub mod invitation;

@@ -57,6 +57,8 @@ pub enum MessageKind {
     PasswordChangedNotice,
     /// To the account's address: the password was reset with an emailed link.
     PasswordResetNotice,
+    /// Not an email: a portal event (in `event`) for the event bus.
+    Event,
 }
 
 impl MessageKind {
@@ -74,6 +76,7 @@ impl MessageKind {
             | MessageKind::EmailChangeNotice
             | MessageKind::PasswordChangedNotice
             | MessageKind::PasswordResetNotice => AuditEvent::NoticeSent,
+            MessageKind::Event => AuditEvent::EventPublished,
         }
     }
 }
@@ -128,6 +131,9 @@ pub struct OutboxMessage {
     /// so a new message's stream record is as it was.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
+    /// A [`MessageKind::Event`]'s event: published to the bus instead of mailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<super::event::PortalEvent>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -200,6 +206,7 @@ impl OutboxMessage {
             error: None,
             lease_until: None,
             attempts: 0,
+            event: None,
         }
     }
 }

@@ -12,6 +12,10 @@
 //!   what is left.
 //!
 //! Permanent refusals mark the message (and the invitation) failed and never block the stream.
+//!
+//! An outbox item of kind `event` is a portal event, not an email: it is published on the event
+//! bus under the same lease ([`publish`]). The delivery of an invitation's current email is itself
+//! a fact: `InvitationSent` / `InvitationDeliveryFailed` are queued in the write that settles it.
 //! Each batch ends with one CloudWatch embedded-metric line (see [`BatchMetrics`]).
 
 use std::time::Duration;
@@ -21,6 +25,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 
 use crate::app::Portal;
 use crate::domain::audit::AuditEvent;
+use crate::domain::event::{Fact, PortalEvent};
 use crate::domain::ids::MessageId;
 use crate::domain::invitation::Delivery;
 use crate::domain::outbox::{Claim, MessageKind, MessageStatus, OutboxMessage};
@@ -34,6 +39,8 @@ use crate::usecases::mail::{self, Prepared};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
     Sent,
+    /// A portal event went to the bus.
+    Published,
     /// Failed for good (refused by SES, superseded, nothing to send).
     Failed,
     /// Nothing to do: not a new message, turned off, unreadable, settled before, or gone.
@@ -50,6 +57,7 @@ pub async fn handle(portal: &Portal, event: Event) -> DynamoDbEventResponse {
         metrics.saw_message_aged(age);
         match outcome {
             Ok(Outcome::Sent) => metrics.sent += 1,
+            Ok(Outcome::Published) => metrics.published += 1,
             Ok(Outcome::Failed) => metrics.failed += 1,
             Ok(Outcome::Skipped) => {}
             Err(()) => {
@@ -129,13 +137,16 @@ enum Fault {
 }
 
 async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fault> {
+    if message.kind == MessageKind::Event {
+        return publish(portal, message).await;
+    }
     if let Some(invitation_id) = &message.invitation_id {
         let invitation = portal.invitations.get(invitation_id).await.map_err(Fault::BeforeSending)?;
         let current = invitation.is_some_and(|i| i.message_id == message.message_id && !i.revoked);
         if !current {
             // Its code no longer works: a resend replaced it, or the invitation was revoked.
             let reason = "superseded: the invitation was resent or revoked before this email went out";
-            return fail(portal, message, reason).await.map_err(Fault::BeforeSending);
+            return fail(portal, message, reason, &[]).await.map_err(Fault::BeforeSending);
         }
     }
     // A request that names only an address is resolved here, off the request path (a link's token
@@ -143,18 +154,20 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
     let prepared = match mail::prepare(portal, message).await {
         Ok(Prepared::Send(email)) => *email,
         Ok(Prepared::Nothing(reason)) => {
-            mark_sent(portal, &message.message_id).await.map_err(Fault::BeforeSending)?;
+            mark_sent(portal, &message.message_id, &[]).await.map_err(Fault::BeforeSending)?;
             tracing::info!(audit = AuditEvent::EmailRequestUnanswered.as_str(), message_id = %message.message_id, reason, "audit");
             return Ok(Outcome::Skipped);
         }
         Err(err) => return Err(Fault::BeforeSending(anyhow::anyhow!("preparing the email: {err:?}"))),
     };
     let Some(outgoing) = email::render(&portal.settings, &prepared) else {
-        return fail(portal, message, "the message holds nothing to send").await.map_err(Fault::BeforeSending);
+        let failed = delivery_facts(message, Delivery::Failed, portal.clock.now());
+        return fail(portal, message, "the message holds nothing to send", &failed).await.map_err(Fault::BeforeSending);
     };
     match portal.mailer.send(&outgoing).await {
         Ok(()) => {
-            mark_sent(portal, &message.message_id).await.map_err(Fault::AfterSending)?;
+            let sent_facts = delivery_facts(message, Delivery::Sent, portal.clock.now());
+            mark_sent(portal, &message.message_id, &sent_facts).await.map_err(Fault::AfterSending)?;
             let mut sent = message.clone();
             sent.status = MessageStatus::Sent;
             record_delivery(portal, &sent).await.map_err(Fault::AfterSending)?;
@@ -166,7 +179,10 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
             );
             Ok(Outcome::Sent)
         }
-        Err(SendError::Permanent(reason)) => fail(portal, message, &reason).await.map_err(Fault::BeforeSending),
+        Err(SendError::Permanent(reason)) => {
+            let failed = delivery_facts(message, Delivery::Failed, portal.clock.now());
+            fail(portal, message, &reason, &failed).await.map_err(Fault::BeforeSending)
+        }
         Err(SendError::Retryable(reason)) => {
             Err(Fault::BeforeSending(anyhow::anyhow!("retryable send failure: {reason}")))
         }
@@ -176,11 +192,11 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
 /// Marks a message SES accepted as sent. Tried again (as new calls, after the SDK's own retries)
 /// because this is the one write whose loss could cost a second email: were it lost, the message
 /// would be sent again once its lease ran out.
-async fn mark_sent(portal: &Portal, message_id: &MessageId) -> anyhow::Result<()> {
+async fn mark_sent(portal: &Portal, message_id: &MessageId, events: &[PortalEvent]) -> anyhow::Result<()> {
     const TRIES: u32 = 3;
     let mut tried = 1;
     loop {
-        match portal.outbox.mark_sent(message_id, portal.clock.now()).await {
+        match portal.outbox.mark_sent_with_events(message_id, portal.clock.now(), events).await {
             Ok(()) => return Ok(()),
             Err(err) if tried == TRIES => return Err(err.context("SES accepted the email but marking it sent failed")),
             Err(err) => {
@@ -205,12 +221,53 @@ async fn record_delivery(portal: &Portal, message: &OutboxMessage) -> anyhow::Re
     portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await
 }
 
-async fn fail(portal: &Portal, message: &OutboxMessage, reason: &str) -> anyhow::Result<Outcome> {
-    portal.outbox.mark_failed(&message.message_id, reason, portal.clock.now()).await?;
+/// Marks the message failed for good, with `events` (its delivery's facts) in the same write.
+async fn fail(
+    portal: &Portal,
+    message: &OutboxMessage,
+    reason: &str,
+    events: &[PortalEvent],
+) -> anyhow::Result<Outcome> {
+    portal.outbox.mark_failed_with_events(&message.message_id, reason, portal.clock.now(), events).await?;
     let mut failed = message.clone();
     failed.status = MessageStatus::Failed;
     failed.error = Some(reason.to_string());
     record_delivery(portal, &failed).await?;
     tracing::warn!(audit = AuditEvent::EmailFailed.as_str(), message_id = %message.message_id, reason, "audit");
     Ok(Outcome::Failed)
+}
+
+/// The facts of an invitation email's delivery: `InvitationSent` or `InvitationDeliveryFailed` for
+/// an invitation's (current) email, nothing for other emails.
+fn delivery_facts(message: &OutboxMessage, delivery: Delivery, now: Timestamp) -> Vec<PortalEvent> {
+    let Some(invitation_id) = message.invitation_id.clone() else { return Vec::new() };
+    let contact_id = message.contact_id.clone();
+    let fact = match delivery {
+        Delivery::Sent => Fact::InvitationSent { invitation_id, contact_id },
+        Delivery::Failed => Fact::InvitationDeliveryFailed { invitation_id, contact_id },
+        _ => return Vec::new(),
+    };
+    vec![fact.at(now)]
+}
+
+/// Publishes a leased event item and marks it published (`sent`). A bus fault (the call failed,
+/// or the entry was refused) gives the lease back for the stream's retry: nothing is lost. A fault
+/// after the bus took it keeps the lease, so no retry publishes it again while it lasts; should the
+/// mark be lost for good, the retry after the lease publishes again under the same `event_id`,
+/// which consumers de-duplicate.
+async fn publish(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fault> {
+    let Some(event) = &message.event else {
+        let reason = "an event item without its event";
+        return fail(portal, message, reason, &[]).await.map_err(Fault::BeforeSending);
+    };
+    portal.events.publish(event).await.map_err(Fault::BeforeSending)?;
+    mark_sent(portal, &message.message_id, &[]).await.map_err(Fault::AfterSending)?;
+    tracing::info!(
+        audit = AuditEvent::EventPublished.as_str(),
+        message_id = %message.message_id,
+        event_id = %event.event_id,
+        detail_type = event.detail_type(),
+        "audit"
+    );
+    Ok(Outcome::Published)
 }

@@ -4,6 +4,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
+use crate::domain::event::Fact;
 use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
@@ -113,6 +114,8 @@ fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: Times
     );
     message.message_id = invitation.message_id.clone();
     message.invitation_id = Some(invitation.invitation_id.clone());
+    // Who it goes to: named in the delivery's event (InvitationSent / InvitationDeliveryFailed).
+    message.contact_id = Some(invitation.contact_id.clone());
     message.valid_until = Some(invitation.expires_at);
     message
 }
@@ -150,7 +153,12 @@ pub async fn invite(
         delivery_error: None,
         delivered_at: None,
     };
-    portal.invitations().create(&invitation, &invitation_message(&invitation, &code, now)).await?;
+    let created = Fact::InvitationCreated {
+        invitation_id: invitation.invitation_id.clone(),
+        contact_id: invitation.contact_id.clone(),
+    };
+    let message = invitation_message(&invitation, &code, now);
+    portal.invitations().create_with_events(&invitation, &message, &[created.at(now)]).await?;
     admin_audit(AuditEvent::InvitationCreated, &invitation.invitation_id, admin, source);
     Ok(invitation)
 }
@@ -205,7 +213,10 @@ pub async fn revoke(
     if id.len() > MAX_INVITATION_ID {
         return Err(PortalError::NotFound);
     }
-    let invitation = portal.invitations().revoke(id, portal.clock().now()).await?.ok_or(PortalError::NotFound)?;
+    let now = portal.clock().now();
+    let revoked = Fact::InvitationRevoked { invitation_id: id.clone() }.at(now);
+    let invitation =
+        portal.invitations().revoke_with_events(id, now, &[revoked]).await?.ok_or(PortalError::NotFound)?;
     admin_audit(AuditEvent::InvitationRevoked, id, admin, source);
     Ok(invitation)
 }

@@ -3,6 +3,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, new_epoch};
 use crate::domain::email::Email;
+use crate::domain::event::Fact;
 use crate::domain::lockout::FailedSignIn;
 use crate::domain::outbox::MessageKind;
 use crate::domain::password::{Password, hash_password, verify_password};
@@ -128,8 +129,10 @@ pub async fn change_password(
     if emails_allowed(portal, source, Some(&contact.contact_id), &[contact.email.normalized()]).await? {
         emails.push(notice(portal, contact, MessageKind::PasswordChangedNotice));
     }
+    let now = portal.clock().now();
+    emails.push(Fact::PasswordChanged { contact_id: contact.contact_id.clone() }.at(now).into());
     let epoch = new_epoch();
-    portal.contacts().change_password(&contact.contact_id, &hash, &epoch, portal.clock().now(), &emails).await?;
+    portal.contacts().change_password(&contact.contact_id, &hash, &epoch, now, &emails).await?;
     let token = session::start_in_epoch(portal, contact, &epoch).await?;
     audit(AuditEvent::PasswordChanged, Some(&contact.contact_id), source);
     Ok(token)

@@ -1,6 +1,7 @@
 //! Redeeming an invitation: looking a code up (which consumes nothing), setting up credentials, or
 //! attaching the invitation to an existing account.
 
+use crate::domain::event::Fact;
 use std::collections::BTreeMap;
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
@@ -94,7 +95,20 @@ pub async fn redeem(
         redeemed_at: now,
         source_ip: source.to_string(),
     };
-    portal.invitations().redeem(invitation, &change, &redemption, now).await?;
+    let contact_id = change.contact_id().clone();
+    let mut events = vec![
+        Fact::InvitationRedeemed {
+            invitation_id: invitation.invitation_id.clone(),
+            contact_id: contact_id.clone(),
+            created,
+        }
+        .at(now),
+    ];
+    if created {
+        // New credentials make the contact a portal user: a registration by invitation.
+        events.push(Fact::ContactRegistered { contact_id }.at(now));
+    }
+    portal.invitations().redeem_with_events(invitation, &change, &redemption, now, &events).await?;
     // The redemption's conditions held, so the contact is as read with the change applied.
     let contact =
         change.applied_to(before.as_ref(), now).ok_or_else(|| anyhow::anyhow!("a change without its contact"))?;

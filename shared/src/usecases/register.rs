@@ -3,6 +3,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
+use crate::domain::event::Fact;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password, verify_password};
 use crate::domain::text::Username;
@@ -67,7 +68,8 @@ pub async fn register(
     // The confirmation email goes out in the same write as the contact, whatever the setting.
     let confirmation =
         token_email(portal, &contact, &contact.email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail);
-    let emails = if allowed { vec![confirmation] } else { Vec::new() };
+    let mut emails = if allowed { vec![confirmation] } else { Vec::new() };
+    emails.push(Fact::ContactRegistered { contact_id: contact.contact_id.clone() }.at(contact.created_at).into());
     match portal.contacts().create_with_emails(&contact, &emails).await {
         Ok(()) => {}
         // Taken since it was read.

@@ -7,6 +7,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, new_epoch};
 use crate::domain::email::Email;
+use crate::domain::event::Fact;
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::secret::digest;
@@ -110,8 +111,10 @@ pub async fn reset_password(
     if emails_allowed(portal, source, Some(&contact.contact_id), &[contact.email.normalized()]).await? {
         emails.push(notice(portal, &contact, MessageKind::PasswordResetNotice));
     }
+    let now = portal.clock().now();
+    emails.push(Fact::PasswordChanged { contact_id: contact.contact_id.clone() }.at(now).into());
     let effect = TokenUse::ResetPassword { hash, epoch: new_epoch() };
-    if !portal.contacts().use_token(&token, &contact, &effect, portal.clock().now(), &emails).await? {
+    if !portal.contacts().use_token(&token, &contact, &effect, now, &emails).await? {
         return Err(PortalError::TokenInvalid);
     }
     audit(AuditEvent::PasswordReset, Some(&contact.contact_id), source);
@@ -149,7 +152,8 @@ pub async fn confirm_email(
     };
     let epoch = new_epoch();
     let effect = TokenUse::MoveEmail { epoch: epoch.clone() };
-    if !portal.contacts().use_token(&token, &contact, &effect, now, &[]).await? {
+    let changed = Fact::EmailChanged { contact_id: contact.contact_id.clone() }.at(now);
+    if !portal.contacts().use_token(&token, &contact, &effect, now, &[changed.into()]).await? {
         return Err(PortalError::TokenInvalid);
     }
     audit(AuditEvent::EmailChanged, Some(&contact.contact_id), source);

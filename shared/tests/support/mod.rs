@@ -11,7 +11,7 @@ use std::sync::Arc;
 use lambda_http::{Body, Request};
 use portal::Portal;
 use portal::adapters::memory::{
-    ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
+    ManualClock, MemoryContacts, MemoryEventBus, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
 use portal::config::Settings;
 use portal::domain::time::Timestamp;
@@ -31,6 +31,7 @@ pub struct TestPortal {
     pub invitations: Arc<MemoryInvitations>,
     pub outbox: Arc<MemoryOutbox>,
     pub mailer: Arc<MemoryMailer>,
+    pub bus: Arc<MemoryEventBus>,
     pub clock: Arc<ManualClock>,
 }
 
@@ -55,6 +56,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let clock = Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000)));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
+    let bus = Arc::new(MemoryEventBus::default());
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -62,9 +64,10 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         invitations: invitations.clone(),
         outbox: outbox.clone(),
         mailer: mailer.clone(),
+        events: bus.clone(),
         clock: clock.clone(),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock }
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, bus, clock }
 }
 
 pub fn events_dir() -> PathBuf {

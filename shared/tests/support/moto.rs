@@ -117,6 +117,7 @@ impl Tables {
             )),
             outbox: std::sync::Arc::new(DynamoOutbox::new(client, &self.outbox)),
             mailer: std::sync::Arc::new(portal::adapters::memory::MemoryMailer::default()),
+            events: std::sync::Arc::new(portal::adapters::memory::MemoryEventBus::default()),
             clock: std::sync::Arc::new(portal::ports::SystemClock),
         })
     }

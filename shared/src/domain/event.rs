@@ -1,0 +1,183 @@
+//! Portal events: the facts the portal publishes on its event bus (EventBridge) so that systems
+//! outside it can react (the Dynamics 365 "execute a workflow on redeem").
+//!
+//! An event is queued in the outbox in the same write as the change it reports (see
+//! [`PortalEvent::outbox_message`]): it is published if and only if that change was committed.
+//! `send-email` publishes it under the outbox's lease rule, so it goes out once as far as the portal
+//! can tell; consumers de-duplicate by `event_id` for the rare second delivery.
+//!
+//! The detail carries ids and times only: never a secret, a code, a token, a hash or an address.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ContactId, EventId, InvitationId, MessageId};
+use super::outbox::{MessageKind, OutboxMessage};
+use super::time::{Timestamp, rfc3339};
+
+/// What happened, with the ids that name it. The variant's name is the event's `DetailType`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Fact {
+    /// A contact became a portal user: registration, or an invitation redeemed with new
+    /// credentials.
+    ContactRegistered {
+        contact_id: ContactId,
+    },
+    /// A row of a bulk import created or matched this contact.
+    ContactImported {
+        contact_id: ContactId,
+        import_id: String,
+    },
+    InvitationCreated {
+        invitation_id: InvitationId,
+        contact_id: ContactId,
+    },
+    /// SES accepted the email carrying the invitation's current code.
+    InvitationSent {
+        invitation_id: InvitationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact_id: Option<ContactId>,
+    },
+    /// The email carrying the invitation's current code will never go (refused by SES).
+    InvitationDeliveryFailed {
+        invitation_id: InvitationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact_id: Option<ContactId>,
+    },
+    /// `created`: the redemption set up new credentials (rather than assigning an existing account).
+    InvitationRedeemed {
+        invitation_id: InvitationId,
+        contact_id: ContactId,
+        created: bool,
+    },
+    InvitationRevoked {
+        invitation_id: InvitationId,
+    },
+    /// Changed while signed in, or reset with an emailed link.
+    PasswordChanged {
+        contact_id: ContactId,
+    },
+    /// A new sign-in address was confirmed.
+    EmailChanged {
+        contact_id: ContactId,
+    },
+}
+
+impl Fact {
+    /// The event reporting this fact, happening at `now`, with a new id.
+    pub fn at(self, now: Timestamp) -> PortalEvent {
+        PortalEvent { event_id: EventId::generate(), occurred_at: now, fact: self }
+    }
+
+    /// The event's `DetailType`: the fact's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fact::ContactRegistered { .. } => "ContactRegistered",
+            Fact::ContactImported { .. } => "ContactImported",
+            Fact::InvitationCreated { .. } => "InvitationCreated",
+            Fact::InvitationSent { .. } => "InvitationSent",
+            Fact::InvitationDeliveryFailed { .. } => "InvitationDeliveryFailed",
+            Fact::InvitationRedeemed { .. } => "InvitationRedeemed",
+            Fact::InvitationRevoked { .. } => "InvitationRevoked",
+            Fact::PasswordChanged { .. } => "PasswordChanged",
+            Fact::EmailChanged { .. } => "EmailChanged",
+        }
+    }
+}
+
+/// The bus's `Source` of every portal event.
+pub const EVENT_SOURCE: &str = "portal";
+
+/// One fact as published: its id (for consumers' de-duplication), when it happened, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalEvent {
+    pub event_id: EventId,
+    pub occurred_at: Timestamp,
+    pub fact: Fact,
+}
+
+impl PortalEvent {
+    pub fn detail_type(&self) -> &'static str {
+        self.fact.name()
+    }
+
+    /// The event's `Detail`: `event_id`, `occurred_at` (RFC 3339) and the fact's ids.
+    pub fn detail(&self) -> serde_json::Value {
+        let mut detail = match serde_json::to_value(&self.fact) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            // A struct variant always serializes to an object.
+            _ => serde_json::Map::new(),
+        };
+        detail.remove("type");
+        detail.insert("event_id".into(), self.event_id.as_str().into());
+        detail.insert("occurred_at".into(), rfc3339(self.occurred_at).into());
+        serde_json::Value::Object(detail)
+    }
+
+    /// The outbox item that carries this event to the bus, written in the transaction that
+    /// commits the fact. Its message id is the event id: one item per event.
+    pub fn outbox_message(&self) -> OutboxMessage {
+        let mut message = OutboxMessage::new(MessageKind::Event, "", "", None, self.occurred_at);
+        message.message_id = MessageId::from(self.event_id.as_str());
+        message.event = Some(self.clone());
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detail_holds_the_event_id_the_time_and_the_ids_only() {
+        let event =
+            Fact::InvitationRedeemed { invitation_id: "inv-1".into(), contact_id: "contact-1".into(), created: true }
+                .at(Timestamp::from_secs(1_800_000_000));
+        assert_eq!(event.detail_type(), "InvitationRedeemed");
+        assert_eq!(
+            event.detail(),
+            serde_json::json!({
+                "event_id": event.event_id.as_str(),
+                "occurred_at": "2027-01-15T08:00:00Z",
+                "invitation_id": "inv-1",
+                "contact_id": "contact-1",
+                "created": true,
+            })
+        );
+    }
+
+    #[test]
+    fn an_event_rides_in_an_outbox_item_named_by_its_id_and_reads_back_whole() {
+        let event = Fact::ContactImported { contact_id: "c-1".into(), import_id: "import-7".into() }
+            .at(Timestamp::from_secs(1_800_000_000));
+        let message = event.outbox_message();
+        assert_eq!(message.kind, MessageKind::Event);
+        assert_eq!(message.message_id.as_str(), event.event_id.as_str());
+        assert!(message.secret.is_none());
+        let item: std::collections::HashMap<String, serde_dynamo::AttributeValue> =
+            serde_dynamo::to_item(&message).expect("an item");
+        let back: OutboxMessage = serde_dynamo::from_item(item).expect("reads back");
+        assert_eq!(back.event, Some(event.clone()));
+        assert_eq!(event.detail()["import_id"], "import-7");
+        assert_eq!(event.detail_type(), "ContactImported");
+    }
+
+    #[test]
+    fn every_fact_is_named_as_the_contract_names_it() {
+        let facts = [
+            Fact::ContactRegistered { contact_id: "c".into() },
+            Fact::ContactImported { contact_id: "c".into(), import_id: "i".into() },
+            Fact::InvitationCreated { invitation_id: "i".into(), contact_id: "c".into() },
+            Fact::InvitationSent { invitation_id: "i".into(), contact_id: None },
+            Fact::InvitationDeliveryFailed { invitation_id: "i".into(), contact_id: None },
+            Fact::InvitationRedeemed { invitation_id: "i".into(), contact_id: "c".into(), created: false },
+            Fact::InvitationRevoked { invitation_id: "i".into() },
+            Fact::PasswordChanged { contact_id: "c".into() },
+            Fact::EmailChanged { contact_id: "c".into() },
+        ];
+        for fact in facts {
+            let serialized = serde_json::to_value(&fact).unwrap();
+            assert_eq!(serialized["type"], fact.name(), "the stored tag is the DetailType");
+        }
+    }
+}
