@@ -98,6 +98,27 @@ fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
     })?)
 }
 
+/// The transaction items that create an invitation: the invitation, its code lookup and the outbox
+/// message carrying the code (also used by bulk imports, so every invitation is stored alike).
+pub(crate) fn new_invitation_items(
+    invitations_table: &str,
+    outbox_table: &str,
+    invitation: &Invitation,
+    message: &OutboxMessage,
+) -> anyhow::Result<Transaction> {
+    let item: Item = serde_dynamo::to_item(InvitationItem {
+        pk: invitation_pk(&invitation.invitation_id),
+        sk: INVITATION_SK.into(),
+        invitation: invitation.clone(),
+        ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
+    })?;
+    let mut items = Transaction::default();
+    items.push(put_new(invitations_table, item)?, Guards::Nothing);
+    items.push(put_new(invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
+    items.push(outbox_put(outbox_table, message)?, Guards::Nothing);
+    Ok(items)
+}
+
 pub struct DynamoInvitations {
     client: Client,
     invitations_table: String,
@@ -203,16 +224,7 @@ impl DynamoInvitations {
 #[async_trait]
 impl InvitationStore for DynamoInvitations {
     async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
-        let item: Item = serde_dynamo::to_item(InvitationItem {
-            pk: invitation_pk(&invitation.invitation_id),
-            sk: INVITATION_SK.into(),
-            invitation: invitation.clone(),
-            ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
-        })?;
-        let mut items = Transaction::default();
-        items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
-        items.push(put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
-        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        let items = new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?;
         items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
     }
 
@@ -630,6 +642,12 @@ impl Outbox for DynamoOutbox {
                 .await
                 .map_err(|e| sdk_error("listing the outbox", e))?;
             for item in page.items.unwrap_or_default() {
+                // A bulk import's chunk shares the table; it is not an email.
+                if item.get("kind").and_then(|v| v.as_s().ok()).map(String::as_str)
+                    == Some(crate::domain::import::CHUNK_KIND)
+                {
+                    continue;
+                }
                 let stored: OutboxItem = serde_dynamo::from_item(item).context("reading an outbox item")?;
                 found.push(stored.message);
             }

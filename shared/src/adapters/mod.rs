@@ -2,7 +2,10 @@
 //! (the `memory` feature), never compiled into a Lambda binary.
 
 pub mod dynamodb;
+pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_imports;
 pub mod ses;

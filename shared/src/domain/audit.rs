@@ -57,6 +57,10 @@ pub enum AuditEvent {
     /// A request for a link (reset, confirmation) that no account could answer: nothing was sent.
     EmailRequestUnanswered,
     EmailFailed,
+    /// A bulk import of contacts was accepted (its rows are imported afterwards).
+    ImportStarted,
+    /// A contact was created by a bulk import.
+    ContactImported,
 }
 
 impl AuditEvent {
@@ -91,6 +95,8 @@ impl AuditEvent {
             AuditEvent::EmailChangeRequested => "email_change_requested",
             AuditEvent::EmailRequestUnanswered => "email_request_unanswered",
             AuditEvent::EmailFailed => "email_failed",
+            AuditEvent::ImportStarted => "import_started",
+            AuditEvent::ContactImported => "contact_imported",
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct OutboxMessage {
     /// so a new message's stream record is as it was.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
+    /// The bulk import that queued this invitation email, whose counts its outcome adds to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<super::import::ImportId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -200,6 +203,7 @@ impl OutboxMessage {
             error: None,
             lease_until: None,
             attempts: 0,
+            import_id: None,
         }
     }
 }

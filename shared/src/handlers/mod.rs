@@ -2,6 +2,8 @@
 //! and the outbox stream's consumer.
 
 pub mod admin;
+pub mod import_chunks;
+pub mod imports;
 pub mod profile;
 pub mod redeem;
 pub mod register;

@@ -32,7 +32,7 @@ use crate::usecases::mail::{self, Prepared};
 
 /// What became of one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
+pub(super) enum Outcome {
     Sent,
     /// Failed for good (refused by SES, superseded, nothing to send).
     Failed,
@@ -68,6 +68,9 @@ pub async fn handle(portal: &Portal, event: Event) -> DynamoDbEventResponse {
 async fn handle_record(portal: &Portal, record: &EventRecord) -> (Result<Outcome, ()>, Option<i64>) {
     if record.event_name != "INSERT" {
         return (Ok(Outcome::Skipped), None);
+    }
+    if let Some(chunk_id) = super::import_chunks::chunk_id(record) {
+        return (super::import_chunks::process(portal, &chunk_id).await, None);
     }
     let message: OutboxMessage = match serde_dynamo::from_item(record.change.new_image.clone()) {
         Ok(message) => message,
@@ -152,6 +155,12 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
     let Some(outgoing) = email::render(&portal.settings, &prepared) else {
         return fail(portal, message, "the message holds nothing to send").await.map_err(Fault::BeforeSending);
     };
+    // Invitation emails go out no faster than the account's sending rate, across every run (bulk
+    // imports queue thousands); a message with no slot free soon enough goes back to the stream.
+    let paced = message.kind == MessageKind::Invitation;
+    if paced && !portal.pacer.wait_for_slot().await.map_err(Fault::BeforeSending)? {
+        return Err(Fault::BeforeSending(anyhow::anyhow!("no sending slot free within the wait; retry later")));
+    }
     match portal.mailer.send(&outgoing).await {
         Ok(()) => {
             mark_sent(portal, &message.message_id).await.map_err(Fault::AfterSending)?;
@@ -168,6 +177,12 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
         }
         Err(SendError::Permanent(reason)) => fail(portal, message, &reason).await.map_err(Fault::BeforeSending),
         Err(SendError::Retryable(reason)) => {
+            if paced
+                && crate::domain::pacing::is_throttling(&reason)
+                && let Err(err) = portal.pacer.back_off().await
+            {
+                tracing::warn!(error = format!("{err:#}"), "backing off the sending rate failed");
+            }
             Err(Fault::BeforeSending(anyhow::anyhow!("retryable send failure: {reason}")))
         }
     }
@@ -202,7 +217,11 @@ async fn record_delivery(portal: &Portal, message: &OutboxMessage) -> anyhow::Re
         MessageStatus::Pending | MessageStatus::Sending => return Ok(()),
     };
     let now: Timestamp = portal.clock.now();
-    portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await
+    portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await?;
+    if let Some(import_id) = &message.import_id {
+        portal.imports.count_email(import_id, &message.message_id, delivery == Delivery::Sent).await?;
+    }
+    Ok(())
 }
 
 async fn fail(portal: &Portal, message: &OutboxMessage, reason: &str) -> anyhow::Result<Outcome> {

@@ -13,6 +13,7 @@ use portal::Portal;
 use portal::adapters::memory::{
     ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
+use portal::adapters::memory_imports::{MemoryImports, MemoryPacer};
 use portal::config::Settings;
 use portal::domain::time::Timestamp;
 use portal::web::HttpFunction;
@@ -32,6 +33,8 @@ pub struct TestPortal {
     pub outbox: Arc<MemoryOutbox>,
     pub mailer: Arc<MemoryMailer>,
     pub clock: Arc<ManualClock>,
+    pub imports: Arc<MemoryImports>,
+    pub pacer: Arc<MemoryPacer>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -55,6 +58,8 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let clock = Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000)));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
+    let imports = Arc::new(MemoryImports::new(contacts.clone(), invitations.clone()));
+    let pacer = Arc::new(MemoryPacer::default());
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -63,8 +68,10 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         outbox: outbox.clone(),
         mailer: mailer.clone(),
         clock: clock.clone(),
+        imports: imports.clone(),
+        pacer: pacer.clone(),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock }
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock, imports, pacer }
 }
 
 pub fn events_dir() -> PathBuf {
@@ -126,6 +133,12 @@ impl Req {
 
     pub fn json(self, body: Value) -> Req {
         self.raw_json(&body.to_string())
+    }
+
+    /// A body of any content type, as sent.
+    pub fn raw(mut self, content_type: &str, body: &str) -> Req {
+        self.body = Some(body.into());
+        self.header("content-type", content_type)
     }
 
     pub fn raw_json(mut self, body: &str) -> Req {
