@@ -27,6 +27,9 @@ pub const CHUNK_ROWS: usize = 100;
 pub const MAX_CHUNKS: usize = 99;
 /// The most web roles one row may name.
 pub const MAX_ROLES: usize = 20;
+/// The most refused rows an import keeps for its progress page (a DynamoDB item holds 400 KB); the
+/// 202 answer lists every one.
+pub const MAX_KEPT_REJECTIONS: usize = 1_000;
 /// The columns an import may have; `email` is required.
 pub const COLUMNS: &[&str] = &["email", "first_name", "last_name", "phone", "roles", "account_id"];
 
@@ -195,7 +198,21 @@ fn check_row(
     record: &csv::StringRecord,
     columns: &HashMap<&'static str, usize>,
 ) -> Result<ImportRow, String> {
-    let value = |name: &str| columns.get(name).and_then(|i| record.get(*i)).map(str::trim).unwrap_or("");
+    let values: HashMap<&str, &str> =
+        columns.iter().map(|(name, i)| (*name, record.get(*i).map(str::trim).unwrap_or(""))).collect();
+    check_fields(row, &values).map_err(|reason| shortened(reason, 200))
+}
+
+/// A reason cut to `max` characters (it may quote a long value).
+fn shortened(reason: String, max: usize) -> String {
+    match reason.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason,
+    }
+}
+
+fn check_fields(row: u32, values: &HashMap<&str, &str>) -> Result<ImportRow, String> {
+    let value = |name: &str| values.get(name).copied().unwrap_or("");
     let email = Email::parse(value("email")).map_err(|e| format!("email {e}"))?;
     let optional_name = |name: &str| -> Result<String, String> {
         match value(name) {
@@ -383,7 +400,11 @@ pub struct ImportJob {
     pub created_at: Timestamp,
     pub rows: u32,
     pub accepted: u32,
+    /// The first [`MAX_KEPT_REJECTIONS`] refused rows.
     pub rejected: Vec<RejectedRow>,
+    /// How many rows were refused in all.
+    #[serde(default)]
+    pub rejected_count: u32,
     pub chunks: u32,
     #[serde(default)]
     pub chunks_done: u32,

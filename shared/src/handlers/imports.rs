@@ -198,8 +198,8 @@ async fn create_import(
             IdempotentStart::Mismatch => return Err(PortalError::IdempotencyConflict { still_running: false }),
         }
     }
-    let job = match import::start(&portal, &source, &admin.contact, &upload.file, options).await {
-        Ok(job) => job,
+    let started = match import::start(&portal, &source, &admin.contact, &upload.file, options).await {
+        Ok(started) => started,
         Err(err) => {
             if let Some(key) = &key
                 && let Err(abandon) = portal.invitations.abandon_idempotent(key).await
@@ -209,8 +209,13 @@ async fn create_import(
             return Err(err);
         }
     };
-    let view =
-        Accepted { import_id: job.import_id.as_str(), rows: job.rows, accepted: job.accepted, rejected: &job.rejected };
+    let job = &started.job;
+    let view = Accepted {
+        import_id: job.import_id.as_str(),
+        rows: job.rows,
+        accepted: job.accepted,
+        rejected: &started.rejected,
+    };
     if let Some(key) = &key {
         let body = serde_json::to_string(&view).unwrap_or_default();
         if let Err(err) =
@@ -251,6 +256,7 @@ struct ProgressView<'a> {
     invitations_created: u32,
     emails_sent: u32,
     emails_failed: u32,
+    rejected_count: u32,
     rejected: &'a [RejectedRow],
 }
 
@@ -269,6 +275,7 @@ async fn show_import(Admin(admin): Admin, PathParam(id): PathParam<String>, page
         invitations_created: job.invitations_created,
         emails_sent: job.emails_sent,
         emails_failed: job.emails_failed,
+        rejected_count: job.rejected_count,
         rejected: &job.rejected,
     };
     let reply = Reply::json(StatusCode::OK, &view);

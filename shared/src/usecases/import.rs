@@ -13,14 +13,20 @@ use crate::domain::contact::{Contact, NewContact};
 use crate::domain::email::Email;
 use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::import::{
-    ChunkClaim, ChunkCounts, FileRefusal, ImportChunk, ImportId, ImportJob, ImportOptions, ImportRow, RowOutcome,
-    chunks_of, file_identity, parse_file, row_key,
+    ChunkClaim, ChunkCounts, FileRefusal, ImportChunk, ImportId, ImportJob, ImportOptions, ImportRow,
+    MAX_KEPT_REJECTIONS, RejectedRow, RowOutcome, chunks_of, file_identity, parse_file, row_key,
 };
 use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
 use crate::error::PortalError;
 use crate::ports::{RowWrite, RowWritten, UsesClock, UsesImports, UsesSettings};
 
 use super::invite::invitation_message;
+
+/// An import as accepted: the stored job, and every refused row (the job keeps the first ones).
+pub struct Started {
+    pub job: ImportJob,
+    pub rejected: Vec<RejectedRow>,
+}
 
 /// Checks the file and stores the import with its chunks; the rows are imported afterwards.
 pub async fn start(
@@ -29,7 +35,7 @@ pub async fn start(
     admin: &Contact,
     file: &[u8],
     options: ImportOptions,
-) -> Result<ImportJob, PortalError> {
+) -> Result<Started, PortalError> {
     let parsed = parse_file(file).map_err(|refusal| match refusal {
         FileRefusal::TooLarge | FileRefusal::TooManyRows => PortalError::PayloadTooLarge,
         FileRefusal::Malformed(reason) => PortalError::field("file", reason),
@@ -46,7 +52,8 @@ pub async fn start(
         created_at: now,
         rows: parsed.rows,
         accepted: parsed.accepted.len() as u32,
-        rejected: parsed.rejected,
+        rejected: parsed.rejected.iter().take(MAX_KEPT_REJECTIONS).cloned().collect(),
+        rejected_count: parsed.rejected.len() as u32,
         chunks: chunks.len() as u32,
         chunks_done: 0,
         rows_done: 0,
@@ -65,7 +72,7 @@ pub async fn start(
         source_ip = %source,
         "audit"
     );
-    Ok(job)
+    Ok(Started { job, rejected: parsed.rejected })
 }
 
 /// Ids are UUIDs: a longer path segment names nothing.
