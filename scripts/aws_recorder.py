@@ -21,7 +21,7 @@ import http.server
 import json
 import re
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 # IAM action of each item kind of a transaction: a transaction needs each item's own action.
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
@@ -53,6 +53,11 @@ def actions_of_request(method: str, path: str, headers: dict, body: bytes) -> li
         if service == "events" and operation == "PutEvents":
             return eventbridge_actions(payload)
         return [{"action": f"{service}:{operation}"}]
+    if service == "ses" and method == "POST" and urlsplit(path).path == "/":
+        # SES v1 is a query API: the action is a form field (GetSendQuota, for the sending rate).
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        if action:
+            return [{"action": f"ses:{action}"}]
     if service == "ses":
         route = urlsplit(path).path
         for m, pattern, operation in SES_V2_ROUTES:

@@ -108,7 +108,23 @@ def test_the_stream_reader_role_grants_nothing_on_every_resource():
     for policy in role["Policies"]:
         for st in policy["PolicyDocument"]["Statement"]:
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            # Actions with no resource-level permissions accept "*" only; nothing else may have it.
+            if set(actions) <= ACTIONS_WITHOUT_RESOURCES:
+                continue
             assert "*" not in resources, st.get("Sid")
+
+
+# IAM's service authorization reference lists no resource type for these: "*" is their only form.
+ACTIONS_WITHOUT_RESOURCES = {"ses:GetSendQuota"}
+
+
+def test_reading_the_sending_rate_is_the_only_grant_on_every_resource():
+    role = RESOURCES["SendEmailRole"]["Properties"]
+    everywhere = [
+        st for policy in role["Policies"] for st in policy["PolicyDocument"]["Statement"] if st["Resource"] == "*"
+    ]
+    assert [st["Action"] for st in everywhere] == [["ses:GetSendQuota"]]
 
 
 def test_ses_events_of_bounces_and_complaints_reach_a_topic():

@@ -97,7 +97,19 @@ fn dynamo_portal_with(
     let portal = Arc::new(Portal {
         contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
         sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
-        invitations: Arc::new(DynamoInvitations::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
+        invitations: Arc::new(DynamoInvitations::new(
+            client.clone(),
+            &tables.invitations,
+            &tables.contacts,
+            &tables.outbox,
+        )),
+        imports: Arc::new(portal::adapters::dynamodb_imports::DynamoImports::new(
+            client,
+            &tables.invitations,
+            &tables.contacts,
+            &tables.outbox,
+        )),
+        pacer: Arc::new(portal::adapters::memory_imports::MemoryPacer::default()),
         outbox,
         mailer: mailer.clone(),
         events: Arc::new(portal::adapters::memory::MemoryEventBus::default()),

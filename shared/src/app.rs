@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
+use crate::adapters::dynamodb_imports::{DynamoImports, DynamoPacer};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
 use crate::ports::{
-    Clock, ContactStore, EventBus, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
-    UsesInvitations, UsesSessions, UsesSettings,
+    Clock, ContactStore, EventBus, ImportStore, InvitationStore, Mailer, Outbox, SendPacer, SessionStore, SystemClock,
+    UsesClock, UsesContacts, UsesImports, UsesInvitations, UsesSessions, UsesSettings,
 };
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
@@ -24,6 +25,10 @@ pub struct Portal {
     /// Where `send-email` publishes the portal's events.
     pub events: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
+    /// Bulk imports of contacts.
+    pub imports: Arc<dyn ImportStore>,
+    /// Paces email to the SES account's sending rate.
+    pub pacer: Arc<dyn SendPacer>,
 }
 
 impl Portal {
@@ -56,6 +61,17 @@ impl Portal {
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             events: Arc::new(EventBridgeBus::new(clients.eventbridge.clone(), &settings.event_bus)),
             clock: Arc::new(SystemClock),
+            imports: Arc::new(DynamoImports::new(
+                clients.dynamodb.clone(),
+                &settings.invitations_table,
+                &settings.contacts_table,
+                &settings.outbox_table,
+            )),
+            pacer: Arc::new(DynamoPacer::new(
+                clients.dynamodb.clone(),
+                &settings.contacts_table,
+                clients.ses_quota.clone(),
+            )),
             settings,
         }
     }
@@ -105,6 +121,12 @@ impl UsesInvitations for Portal {
 impl UsesClock for Portal {
     fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
+    }
+}
+
+impl UsesImports for Portal {
+    fn imports(&self) -> &dyn ImportStore {
+        self.imports.as_ref()
     }
 }
 

@@ -76,6 +76,8 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ses: aws_sdk_sesv2::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// SES v1, for the account's sending rate only (`GetSendQuota`).
+    pub ses_quota: aws_sdk_ses::Client,
 }
 
 impl AwsClients {
@@ -83,15 +85,18 @@ impl AwsClients {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         let mut ses = aws_sdk_sesv2::config::Builder::from(sdk);
         let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
+        let mut ses_quota = aws_sdk_ses::config::Builder::from(sdk);
         if let Some(partition) = &hooks.retry_partition {
             dynamodb = dynamodb.retry_partition(RetryPartition::new(format!("{partition}-dynamodb")));
             ses = ses.retry_partition(RetryPartition::new(format!("{partition}-ses")));
             eventbridge = eventbridge.retry_partition(RetryPartition::new(format!("{partition}-eventbridge")));
+            ses_quota = ses_quota.retry_partition(RetryPartition::new(format!("{partition}-ses-quota")));
         }
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             ses: aws_sdk_sesv2::Client::from_conf(ses.build()),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
+            ses_quota: aws_sdk_ses::Client::from_conf(ses_quota.build()),
         }
     }
 }

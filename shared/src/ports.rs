@@ -481,3 +481,67 @@ pub trait EventBus: Send + Sync {
     /// outbox's retry publishes it again (consumers de-duplicate by its `event_id`).
     async fn publish(&self, event: &PortalEvent) -> anyhow::Result<()>;
 }
+
+use crate::domain::import::{ChunkClaim, ChunkCounts, ImportChunk, ImportId, ImportJob, RowOutcome};
+
+/// One imported row's write: its key and outcome, with what it creates, all in one transaction.
+pub struct RowWrite<'a> {
+    /// The row's key ([`crate::domain::import::row_key`]): written only if absent.
+    pub key: &'a str,
+    pub outcome: &'a RowOutcome,
+    /// A contact to create (with its email guard), or `None` to reuse the existing one.
+    pub new_contact: Option<&'a Contact>,
+    /// An invitation to create, with the email carrying its code.
+    pub invitation: Option<(&'a Invitation, &'a OutboxMessage)>,
+}
+
+/// What became of a row's write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowWritten {
+    Written,
+    /// The row's key was written meanwhile (by a concurrent run): nothing was created.
+    AlreadyDone,
+    /// Another request created a contact with this email meanwhile: nothing was written.
+    EmailTaken,
+}
+
+/// Bulk imports: the import and its chunks (outbox items whose stream records trigger their
+/// processing), each row's key and outcome, and the counts.
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    /// Stores the import and every chunk, all or nothing.
+    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk]) -> anyhow::Result<()>;
+    async fn get(&self, import_id: &ImportId) -> anyhow::Result<Option<ImportJob>>;
+    /// Leases a chunk for processing (the outbox's lease rule), or says why not.
+    async fn claim_chunk(&self, chunk_id: &str, now: Timestamp) -> anyhow::Result<ChunkClaim>;
+    /// Gives back the lease ending at `lease_until` (a run that failed), so a retry runs at once.
+    async fn release_chunk(&self, chunk_id: &str, lease_until: Timestamp) -> anyhow::Result<()>;
+    /// The outcomes stored under these row keys (rows done before), by key.
+    async fn row_outcomes(&self, keys: &[String]) -> anyhow::Result<HashMap<String, RowOutcome>>;
+    /// The contacts holding these addresses, by normalised email.
+    async fn contacts_by_email(&self, emails: &[Email]) -> anyhow::Result<HashMap<String, Contact>>;
+    /// Writes one row: its key and outcome, and what it creates, all or nothing.
+    async fn write_row(&self, write: &RowWrite<'_>) -> anyhow::Result<RowWritten>;
+    /// Marks a leased chunk done and adds `counts` to its import, together and once: `false` when
+    /// the lease was lost meanwhile (another run's counts stand).
+    async fn finish_chunk(&self, chunk: &ImportChunk, counts: &ChunkCounts, now: Timestamp) -> anyhow::Result<bool>;
+    /// Counts an imported invitation's email as sent or failed on its import, once per message.
+    async fn count_email(&self, import_id: &ImportId, message_id: &MessageId, sent: bool) -> anyhow::Result<()>;
+}
+
+/// Paces sending to the email account's rate, across every concurrent sender.
+#[async_trait]
+pub trait SendPacer: Send + Sync {
+    /// Takes the next sending slot and waits for it: `false` when none is free within the wait a
+    /// run can afford (the message is tried again later).
+    async fn wait_for_slot(&self) -> anyhow::Result<bool>;
+    /// After the email service refused for sending too fast: no one sends for a while.
+    async fn back_off(&self) -> anyhow::Result<()>;
+}
+
+pub trait UsesImports {
+    fn imports(&self) -> &dyn ImportStore;
+}
+shared_capability!(UsesImports, imports, dyn ImportStore);
+
+use std::collections::HashMap;

@@ -109,6 +109,28 @@ fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
     })?)
 }
 
+/// The transaction items that create an invitation: the invitation, its code lookup and the outbox
+/// message carrying the code (also used by bulk imports, so every invitation is stored alike).
+pub(crate) fn new_invitation_items(
+    invitations_table: &str,
+    outbox_table: &str,
+    invitation: &Invitation,
+    message: &OutboxMessage,
+) -> anyhow::Result<Transaction> {
+    let item: Item = serde_dynamo::to_item(InvitationItem {
+        pk: invitation_pk(&invitation.invitation_id),
+        sk: INVITATION_SK.into(),
+        invitation: invitation.clone(),
+        ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
+        listed: Some(super::dynamodb_listing::ListedInvitation::of(invitation)),
+    })?;
+    let mut items = Transaction::default();
+    items.push(put_new(invitations_table, item)?, Guards::Nothing);
+    items.push(put_new(invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
+    items.push(outbox_put(outbox_table, message)?, Guards::Nothing);
+    Ok(items)
+}
+
 pub struct DynamoInvitations {
     pub(super) client: Client,
     pub(super) invitations_table: String,
@@ -219,17 +241,7 @@ impl InvitationStore for DynamoInvitations {
         message: &OutboxMessage,
         events: &[PortalEvent],
     ) -> anyhow::Result<()> {
-        let item: Item = serde_dynamo::to_item(InvitationItem {
-            pk: invitation_pk(&invitation.invitation_id),
-            sk: INVITATION_SK.into(),
-            invitation: invitation.clone(),
-            ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
-            listed: Some(super::dynamodb_listing::ListedInvitation::of(invitation)),
-        })?;
-        let mut items = Transaction::default();
-        items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
-        items.push(put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
-        items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        let mut items = new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?;
         items.extend(event_items(&self.outbox_table, events)?);
         items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
     }
@@ -795,6 +807,12 @@ impl Outbox for DynamoOutbox {
                 .await
                 .map_err(|e| sdk_error("listing the outbox", e))?;
             for item in page.items.unwrap_or_default() {
+                // A bulk import's chunk shares the table; it is not an email.
+                if item.get("kind").and_then(|v| v.as_s().ok()).map(String::as_str)
+                    == Some(crate::domain::import::CHUNK_KIND)
+                {
+                    continue;
+                }
                 let stored: OutboxItem = serde_dynamo::from_item(item).context("reading an outbox item")?;
                 found.push(stored.message);
             }

@@ -38,7 +38,7 @@ impl Faults {
         *self.0.lock().unwrap().entry(operation).or_default() += times;
     }
 
-    fn check(&self, operation: &'static str) -> anyhow::Result<()> {
+    pub(crate) fn check(&self, operation: &'static str) -> anyhow::Result<()> {
         let mut faults = self.0.lock().unwrap();
         match faults.get_mut(operation) {
             Some(left) if *left > 0 => {

@@ -2,9 +2,12 @@
 //! (the `memory` feature), never compiled into a Lambda binary.
 
 pub mod dynamodb;
+pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 pub mod dynamodb_listing;
 pub mod eventbridge;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_imports;
 pub mod ses;

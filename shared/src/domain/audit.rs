@@ -59,6 +59,10 @@ pub enum AuditEvent {
     EmailFailed,
     /// A portal event went to the event bus.
     EventPublished,
+    /// A bulk import of contacts was accepted (its rows are imported afterwards).
+    ImportStarted,
+    /// A contact was created by a bulk import.
+    ContactImported,
 }
 
 impl AuditEvent {
@@ -94,6 +98,8 @@ impl AuditEvent {
             AuditEvent::EmailRequestUnanswered => "email_request_unanswered",
             AuditEvent::EmailFailed => "email_failed",
             AuditEvent::EventPublished => "event_published",
+            AuditEvent::ImportStarted => "import_started",
+            AuditEvent::ContactImported => "contact_imported",
         }
     }
 }

@@ -134,6 +134,9 @@ pub struct OutboxMessage {
     /// A [`MessageKind::Event`]'s event: published to the bus instead of mailed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<super::event::PortalEvent>,
+    /// The bulk import that queued this invitation email, whose counts its outcome adds to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<super::import::ImportId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -207,6 +210,7 @@ impl OutboxMessage {
             lease_until: None,
             attempts: 0,
             event: None,
+            import_id: None,
         }
     }
 }

@@ -44,6 +44,7 @@ impl HttpFunction for CreateInvitation {
             .route("/admin/invitations/{id}", get(show_invitation))
             .route("/admin/invitations/{id}/resend", post(resend))
             .route("/admin/invitations/{id}/revoke", post(revoke))
+            .merge(super::imports::routes())
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod admin;
 mod admin_lists;
+pub mod import_chunks;
+pub mod imports;
 pub mod profile;
 pub mod redeem;
 pub mod register;

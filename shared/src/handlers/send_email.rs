@@ -37,7 +37,7 @@ use crate::usecases::mail::{self, Prepared};
 
 /// What became of one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
+pub(super) enum Outcome {
     Sent,
     /// A portal event went to the bus.
     Published,
@@ -76,6 +76,9 @@ pub async fn handle(portal: &Portal, event: Event) -> DynamoDbEventResponse {
 async fn handle_record(portal: &Portal, record: &EventRecord) -> (Result<Outcome, ()>, Option<i64>) {
     if record.event_name != "INSERT" {
         return (Ok(Outcome::Skipped), None);
+    }
+    if let Some(chunk_id) = super::import_chunks::chunk_id(record) {
+        return (super::import_chunks::process(portal, &chunk_id).await, None);
     }
     let message: OutboxMessage = match serde_dynamo::from_item(record.change.new_image.clone()) {
         Ok(message) => message,
@@ -164,6 +167,12 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
         let failed = delivery_facts(message, Delivery::Failed, portal.clock.now());
         return fail(portal, message, "the message holds nothing to send", &failed).await.map_err(Fault::BeforeSending);
     };
+    // Invitation emails go out no faster than the account's sending rate, across every run (bulk
+    // imports queue thousands); a message with no slot free soon enough goes back to the stream.
+    let paced = message.kind == MessageKind::Invitation;
+    if paced && !portal.pacer.wait_for_slot().await.map_err(Fault::BeforeSending)? {
+        return Err(Fault::BeforeSending(anyhow::anyhow!("no sending slot free within the wait; retry later")));
+    }
     match portal.mailer.send(&outgoing).await {
         Ok(()) => {
             let sent_facts = delivery_facts(message, Delivery::Sent, portal.clock.now());
@@ -184,6 +193,12 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
             fail(portal, message, &reason, &failed).await.map_err(Fault::BeforeSending)
         }
         Err(SendError::Retryable(reason)) => {
+            if paced
+                && crate::domain::pacing::is_throttling(&reason)
+                && let Err(err) = portal.pacer.back_off().await
+            {
+                tracing::warn!(error = format!("{err:#}"), "backing off the sending rate failed");
+            }
             Err(Fault::BeforeSending(anyhow::anyhow!("retryable send failure: {reason}")))
         }
     }
@@ -218,7 +233,11 @@ async fn record_delivery(portal: &Portal, message: &OutboxMessage) -> anyhow::Re
         MessageStatus::Pending | MessageStatus::Sending => return Ok(()),
     };
     let now: Timestamp = portal.clock.now();
-    portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await
+    portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await?;
+    if let Some(import_id) = &message.import_id {
+        portal.imports.count_email(import_id, &message.message_id, delivery == Delivery::Sent).await?;
+    }
+    Ok(())
 }
 
 /// Marks the message failed for good, with `events` (its delivery's facts) in the same write.

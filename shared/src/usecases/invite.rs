@@ -104,7 +104,7 @@ async fn invited_contact(portal: &(impl UsesContacts + UsesClock), invitee: Invi
 }
 
 /// The email carrying `code` for `invitation`.
-fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: Timestamp) -> OutboxMessage {
+pub(crate) fn invitation_message(invitation: &Invitation, code: &InvitationCode, now: Timestamp) -> OutboxMessage {
     let mut message = OutboxMessage::new(
         MessageKind::Invitation,
         &invitation.email,

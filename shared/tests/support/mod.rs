@@ -13,6 +13,7 @@ use portal::Portal;
 use portal::adapters::memory::{
     ManualClock, MemoryContacts, MemoryEventBus, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
+use portal::adapters::memory_imports::{MemoryImports, MemoryPacer};
 use portal::config::Settings;
 use portal::domain::time::Timestamp;
 use portal::web::HttpFunction;
@@ -33,6 +34,8 @@ pub struct TestPortal {
     pub mailer: Arc<MemoryMailer>,
     pub bus: Arc<MemoryEventBus>,
     pub clock: Arc<ManualClock>,
+    pub imports: Arc<MemoryImports>,
+    pub pacer: Arc<MemoryPacer>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -57,6 +60,8 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
     let bus = Arc::new(MemoryEventBus::default());
+    let imports = Arc::new(MemoryImports::new(contacts.clone(), invitations.clone()));
+    let pacer = Arc::new(MemoryPacer::default());
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -66,8 +71,10 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         mailer: mailer.clone(),
         events: bus.clone(),
         clock: clock.clone(),
+        imports: imports.clone(),
+        pacer: pacer.clone(),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, bus, clock }
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, bus, clock, imports, pacer }
 }
 
 pub fn events_dir() -> PathBuf {
@@ -129,6 +136,12 @@ impl Req {
 
     pub fn json(self, body: Value) -> Req {
         self.raw_json(&body.to_string())
+    }
+
+    /// A body of any content type, as sent.
+    pub fn raw(mut self, content_type: &str, body: &str) -> Req {
+        self.body = Some(body.into());
+        self.header("content-type", content_type)
     }
 
     pub fn raw_json(mut self, body: &str) -> Req {

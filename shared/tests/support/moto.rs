@@ -115,10 +115,17 @@ impl Tables {
                 &self.contacts,
                 &self.outbox,
             )),
-            outbox: std::sync::Arc::new(DynamoOutbox::new(client, &self.outbox)),
+            outbox: std::sync::Arc::new(DynamoOutbox::new(client.clone(), &self.outbox)),
             mailer: std::sync::Arc::new(portal::adapters::memory::MemoryMailer::default()),
             events: std::sync::Arc::new(portal::adapters::memory::MemoryEventBus::default()),
             clock: std::sync::Arc::new(portal::ports::SystemClock),
+            imports: std::sync::Arc::new(portal::adapters::dynamodb_imports::DynamoImports::new(
+                client,
+                &self.invitations,
+                &self.contacts,
+                &self.outbox,
+            )),
+            pacer: std::sync::Arc::new(portal::adapters::memory_imports::MemoryPacer::default()),
         })
     }
 }
