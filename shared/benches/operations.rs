@@ -97,7 +97,18 @@ fn dynamo_portal_with(
     let portal = Arc::new(Portal {
         contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
         sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
-        invitations: Arc::new(DynamoInvitations::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
+        invitations: Arc::new(DynamoInvitations::new(
+            client.clone(),
+            &tables.invitations,
+            &tables.contacts,
+            &tables.outbox,
+        )),
+        passkeys: Arc::new(portal::adapters::dynamodb_passkeys::DynamoPasskeys::new(
+            client,
+            &tables.contacts,
+            &tables.sessions,
+            &tables.outbox,
+        )),
         outbox,
         mailer: mailer.clone(),
         clock: Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000))),

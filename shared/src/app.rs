@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+use crate::adapters::dynamodb_passkeys::DynamoPasskeys;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
@@ -11,6 +12,7 @@ use crate::ports::{
     Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
     UsesInvitations, UsesSessions, UsesSettings,
 };
+use crate::ports::{PasskeyStore, UsesPasskeys};
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
 pub struct Portal {
@@ -21,6 +23,7 @@ pub struct Portal {
     pub outbox: Arc<dyn Outbox>,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
+    pub passkeys: Arc<dyn PasskeyStore>,
 }
 
 impl Portal {
@@ -52,6 +55,12 @@ impl Portal {
             ),
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             clock: Arc::new(SystemClock),
+            passkeys: Arc::new(DynamoPasskeys::new(
+                clients.dynamodb.clone(),
+                &settings.contacts_table,
+                &settings.sessions_table,
+                &settings.outbox_table,
+            )),
             settings,
         }
     }
@@ -107,6 +116,12 @@ impl UsesClock for Portal {
 impl UsesSettings for Portal {
     fn settings(&self) -> &Settings {
         &self.settings
+    }
+}
+
+impl UsesPasskeys for Portal {
+    fn passkeys(&self) -> &dyn PasskeyStore {
+        self.passkeys.as_ref()
     }
 }
 

@@ -3,6 +3,9 @@
 
 pub mod dynamodb;
 pub mod dynamodb_invitations;
+pub mod dynamodb_passkeys;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_passkeys;
 pub mod ses;

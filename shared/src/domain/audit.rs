@@ -57,6 +57,10 @@ pub enum AuditEvent {
     /// A request for a link (reset, confirmation) that no account could answer: nothing was sent.
     EmailRequestUnanswered,
     EmailFailed,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey sign-in was refused (unknown or removed passkey, bad signature, expired ceremony).
+    PasskeySignInFailed,
 }
 
 impl AuditEvent {
@@ -91,6 +95,9 @@ impl AuditEvent {
             AuditEvent::EmailChangeRequested => "email_change_requested",
             AuditEvent::EmailRequestUnanswered => "email_request_unanswered",
             AuditEvent::EmailFailed => "email_failed",
+            AuditEvent::PasskeyAdded => "passkey_added",
+            AuditEvent::PasskeyRemoved => "passkey_removed",
+            AuditEvent::PasskeySignInFailed => "passkey_sign_in_failed",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod invitation;
 pub mod lockout;
 pub mod outbox;
+pub mod passkey;
 pub mod password;
 pub mod secret;
 pub mod session;

@@ -57,6 +57,10 @@ pub enum MessageKind {
     PasswordChangedNotice,
     /// To the account's address: the password was reset with an emailed link.
     PasswordResetNotice,
+    /// To the account's address: a passkey (named in `detail`) was added.
+    PasskeyAddedNotice,
+    /// To the account's address: a passkey (named in `detail`) was removed.
+    PasskeyRemovedNotice,
 }
 
 impl MessageKind {
@@ -73,7 +77,9 @@ impl MessageKind {
             MessageKind::AddressInUse
             | MessageKind::EmailChangeNotice
             | MessageKind::PasswordChangedNotice
-            | MessageKind::PasswordResetNotice => AuditEvent::NoticeSent,
+            | MessageKind::PasswordResetNotice
+            | MessageKind::PasskeyAddedNotice
+            | MessageKind::PasskeyRemovedNotice => AuditEvent::NoticeSent,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and the outbox stream's consumer.
 
 pub mod admin;
+pub mod passkeys;
 pub mod profile;
 pub mod redeem;
 pub mod register;

@@ -237,3 +237,20 @@ pub struct ForgotPasswordPage<'a> {
     pub csrf_token: &'a str,
     pub errors: FormErrors,
 }
+
+/// A passkey as its owner's page lists it.
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "passkeys.html")]
+pub struct PasskeysPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub passkeys: Vec<PasskeyRow>,
+    pub errors: FormErrors,
+}

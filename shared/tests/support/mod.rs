@@ -13,6 +13,7 @@ use portal::Portal;
 use portal::adapters::memory::{
     ManualClock, MemoryContacts, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
+use portal::adapters::memory_passkeys::MemoryPasskeys;
 use portal::config::Settings;
 use portal::domain::time::Timestamp;
 use portal::web::HttpFunction;
@@ -32,6 +33,7 @@ pub struct TestPortal {
     pub outbox: Arc<MemoryOutbox>,
     pub mailer: Arc<MemoryMailer>,
     pub clock: Arc<ManualClock>,
+    pub passkeys: Arc<MemoryPasskeys>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -55,6 +57,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let clock = Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000)));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
+    let passkeys = Arc::new(MemoryPasskeys::new(contacts.clone()));
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -63,8 +66,9 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         outbox: outbox.clone(),
         mailer: mailer.clone(),
         clock: clock.clone(),
+        passkeys: passkeys.clone(),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock }
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock, passkeys }
 }
 
 pub fn events_dir() -> PathBuf {
