@@ -93,7 +93,7 @@ fn assert_with(key: &mut SoftPasskey, started: &Value, credential_id: &str, hand
     let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
     let mut assertion = key.do_authentication(Url::parse(ORIGIN).unwrap(), options).expect("the authenticator signs");
     // By hand: the user handle a resident key returns with its assertion.
-    assertion.response.user_handle = Some(handle.to_vec().into());
+    assertion.response.user_handle = Some(handle.to_vec());
     serde_json::to_value(assertion).unwrap()
 }
 
@@ -244,7 +244,7 @@ async fn a_credential_made_for_another_origin_is_refused() {
     options["publicKey"]["allowCredentials"] = json!([{"type": "public-key", "id": ada.credential_id}]);
     let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
     let mut assertion = ada.key.do_authentication(Url::parse("http://localhost:9999").unwrap(), options).unwrap();
-    assertion.response.user_handle = Some(handle_of(&ada.contact_id).into());
+    assertion.response.user_handle = Some(handle_of(&ada.contact_id));
     let response = finish_sign_in(&t, &started["ceremony"], serde_json::to_value(assertion).unwrap()).await;
     assert_eq!(response.status(), 401);
     assert_eq!(t.passkeys.all()[0].last_used_at, None, "not counted as a use");
