@@ -63,6 +63,13 @@ ROUTES = {
     ("GET", "/admin/invitations/{id}"): "create-invitation",
     ("POST", "/admin/invitations/{id}/resend"): "create-invitation",
     ("POST", "/admin/invitations/{id}/revoke"): "create-invitation",
+    ("GET", "/profile/passkeys"): "profile",
+    ("POST", "/profile/passkeys/register/start"): "profile",
+    ("POST", "/profile/passkeys/register/finish"): "profile",
+    ("POST", "/profile/passkeys/{id}/delete"): "profile",
+    ("GET", "/signin/passkey.js"): "sign-in",
+    ("POST", "/signin/passkey/start"): "sign-in",
+    ("POST", "/signin/passkey/finish"): "sign-in",
 }
 
 HTTP_ENTRIES = [e for e in MANIFEST if e["function"] in HTTP_FUNCTIONS and "shape" not in e]

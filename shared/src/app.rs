@@ -6,6 +6,7 @@ use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_imports::{DynamoImports, DynamoPacer};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::dynamodb_passkeys::DynamoPasskeys;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
@@ -13,6 +14,7 @@ use crate::ports::{
     Clock, ContactStore, EventBus, ImportStore, InvitationStore, Mailer, Outbox, SendPacer, SessionStore, SystemClock,
     UsesClock, UsesContacts, UsesImports, UsesInvitations, UsesSessions, UsesSettings,
 };
+use crate::ports::{PasskeyStore, UsesPasskeys};
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
 pub struct Portal {
@@ -29,6 +31,7 @@ pub struct Portal {
     pub imports: Arc<dyn ImportStore>,
     /// Paces email to the SES account's sending rate.
     pub pacer: Arc<dyn SendPacer>,
+    pub passkeys: Arc<dyn PasskeyStore>,
 }
 
 impl Portal {
@@ -71,6 +74,12 @@ impl Portal {
                 clients.dynamodb.clone(),
                 &settings.contacts_table,
                 clients.ses_quota.clone(),
+            )),
+            passkeys: Arc::new(DynamoPasskeys::new(
+                clients.dynamodb.clone(),
+                &settings.contacts_table,
+                &settings.sessions_table,
+                &settings.outbox_table,
             )),
             settings,
         }
@@ -133,6 +142,12 @@ impl UsesImports for Portal {
 impl UsesSettings for Portal {
     fn settings(&self) -> &Settings {
         &self.settings
+    }
+}
+
+impl UsesPasskeys for Portal {
+    fn passkeys(&self) -> &dyn PasskeyStore {
+        self.passkeys.as_ref()
     }
 }
 

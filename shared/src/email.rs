@@ -67,6 +67,17 @@ struct PasswordNotice<'a> {
     forgot: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "email/passkey_notice.txt", escape = "none")]
+struct PasskeyNotice<'a> {
+    first_name: &'a str,
+    name: &'a str,
+    what: &'a str,
+    when: &'a str,
+    profile: &'a str,
+    forgot: &'a str,
+}
+
 /// The email for an outbox message; `None` when the message no longer holds what it must carry
 /// (or is a request `send-email` resolves first: see `usecases::mail`).
 pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEmail> {
@@ -149,6 +160,23 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
             .render()
             .ok()?;
             Some(email("Your password was changed", text))
+        }
+        MessageKind::PasskeyAddedNotice | MessageKind::PasskeyRemovedNotice => {
+            let added = message.kind == MessageKind::PasskeyAddedNotice;
+            let text = PasskeyNotice {
+                first_name: &message.first_name,
+                name: message.detail.as_deref().unwrap_or("Passkey"),
+                what: if added { "added to" } else { "removed from" },
+                when: &human(message.created_at),
+                profile: &page("/profile/passkeys"),
+                forgot: &page("/forgot-password"),
+            }
+            .render()
+            .ok()?;
+            Some(email(
+                if added { "A passkey was added to your account" } else { "A passkey was removed from your account" },
+                text,
+            ))
         }
         MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
         // Published on the event bus, never mailed.

@@ -545,3 +545,51 @@ pub trait UsesImports {
 shared_capability!(UsesImports, imports, dyn ImportStore);
 
 use std::collections::HashMap;
+
+use crate::domain::passkey::{Ceremony, StoredPasskey};
+
+/// Passkeys on the contacts table and their ceremonies' state on the sessions table.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    /// Keeps a ceremony's state until its expiry.
+    async fn save_ceremony(&self, ceremony: &Ceremony) -> anyhow::Result<()>;
+    /// Takes (deletes) the ceremony with this digest, as it was: of two finishes, one gets it.
+    async fn take_ceremony(&self, id_digest: &str) -> anyhow::Result<Option<Ceremony>>;
+    /// The contact's passkeys, oldest first.
+    async fn list(&self, contact_id: &ContactId) -> anyhow::Result<Vec<StoredPasskey>>;
+    async fn find(&self, id: &str) -> anyhow::Result<Option<StoredPasskey>>;
+    /// Adds the passkey, writes the contact's new session epoch (every other session ends) and
+    /// queues `emails`, all or nothing. `false` when its credential is registered already.
+    async fn add(
+        &self,
+        passkey: &StoredPasskey,
+        epoch: &str,
+        now: Timestamp,
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<bool>;
+    /// Removes the contact's passkey `id` with the new epoch and `emails`, all or nothing. `false`
+    /// when the contact has no such passkey (any more).
+    async fn remove(
+        &self,
+        contact_id: &ContactId,
+        id: &str,
+        epoch: &str,
+        now: Timestamp,
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<bool>;
+    /// Records a sign-in with `passkey` (as read): its new counter and credential. `false` when its
+    /// counter changed meanwhile (another sign-in with it came first) or it was removed.
+    async fn record_use(
+        &self,
+        passkey: &StoredPasskey,
+        sign_count: u32,
+        credential: &str,
+        now: Timestamp,
+    ) -> anyhow::Result<bool>;
+}
+
+pub trait UsesPasskeys {
+    fn passkeys(&self) -> &dyn PasskeyStore;
+}
+
+shared_capability!(UsesPasskeys, passkeys, dyn PasskeyStore);

@@ -150,7 +150,7 @@ impl DynamoContacts {
     }
 
     /// The transaction items that queue `emails`, each with the token it carries.
-    fn queued_items(&self, emails: &[QueuedEmail]) -> anyhow::Result<Transaction> {
+    pub(crate) fn queued_items(&self, emails: &[QueuedEmail]) -> anyhow::Result<Transaction> {
         let mut items = Transaction::default();
         for email in emails {
             if let Some(token) = &email.token {
@@ -161,7 +161,7 @@ impl DynamoContacts {
         Ok(items)
     }
 
-    fn contact_update(&self, contact_id: &ContactId) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    pub(crate) fn contact_update(&self, contact_id: &ContactId) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
         Update::builder().table_name(&self.table).set_key(Some(key(contact_pk(contact_id))))
     }
 

@@ -152,6 +152,23 @@ impl MemoryContacts {
     fn contact_mut<'a>(state: &'a mut ContactsState, contact_id: &ContactId) -> anyhow::Result<&'a mut Contact> {
         state.contacts.get_mut(contact_id).ok_or_else(|| anyhow::anyhow!("no such contact"))
     }
+
+    /// Writes a new session epoch for the contact and queues `emails`, together; `false` when the
+    /// contact is gone (nothing written). The passkeys' changes use it (see `memory_passkeys`).
+    pub(crate) fn advance_epoch(
+        &self,
+        contact_id: &ContactId,
+        epoch: &str,
+        now: Timestamp,
+        emails: &[QueuedEmail],
+    ) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let Ok(contact) = Self::contact_mut(&mut state, contact_id) else { return false };
+        contact.session_epoch = epoch.to_string();
+        contact.updated_at = now;
+        self.queue(&mut state, emails);
+        true
+    }
 }
 
 #[async_trait]

@@ -5,9 +5,12 @@ pub mod dynamodb;
 pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 pub mod dynamodb_listing;
+pub mod dynamodb_passkeys;
 pub mod eventbridge;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory_imports;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_passkeys;
 pub mod ses;

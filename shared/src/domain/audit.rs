@@ -63,6 +63,10 @@ pub enum AuditEvent {
     ImportStarted,
     /// A contact was created by a bulk import.
     ContactImported,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey sign-in was refused (unknown or removed passkey, bad signature, expired ceremony).
+    PasskeySignInFailed,
 }
 
 impl AuditEvent {
@@ -100,6 +104,9 @@ impl AuditEvent {
             AuditEvent::EventPublished => "event_published",
             AuditEvent::ImportStarted => "import_started",
             AuditEvent::ContactImported => "contact_imported",
+            AuditEvent::PasskeyAdded => "passkey_added",
+            AuditEvent::PasskeyRemoved => "passkey_removed",
+            AuditEvent::PasskeySignInFailed => "passkey_sign_in_failed",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod listing;
 pub mod lockout;
 pub mod outbox;
 pub mod pacing;
+pub mod passkey;
 pub mod password;
 pub mod secret;
 pub mod session;

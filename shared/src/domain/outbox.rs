@@ -59,6 +59,10 @@ pub enum MessageKind {
     PasswordResetNotice,
     /// Not an email: a portal event (in `event`) for the event bus.
     Event,
+    /// To the account's address: a passkey (named in `detail`) was added.
+    PasskeyAddedNotice,
+    /// To the account's address: a passkey (named in `detail`) was removed.
+    PasskeyRemovedNotice,
 }
 
 impl MessageKind {
@@ -75,7 +79,9 @@ impl MessageKind {
             MessageKind::AddressInUse
             | MessageKind::EmailChangeNotice
             | MessageKind::PasswordChangedNotice
-            | MessageKind::PasswordResetNotice => AuditEvent::NoticeSent,
+            | MessageKind::PasswordResetNotice
+            | MessageKind::PasskeyAddedNotice
+            | MessageKind::PasskeyRemovedNotice => AuditEvent::NoticeSent,
             MessageKind::Event => AuditEvent::EventPublished,
         }
     }

@@ -5,6 +5,7 @@ pub mod admin;
 mod admin_lists;
 pub mod import_chunks;
 pub mod imports;
+pub mod passkeys;
 pub mod profile;
 pub mod redeem;
 pub mod register;

@@ -29,6 +29,7 @@ impl HttpFunction for SignIn {
             .route("/signout", post(sign_out))
             .route("/forgot-password", get(forgot_page).post(forgot))
             .route("/reset-password", get(reset_page).post(reset))
+            .merge(super::passkeys::sign_in_routes())
     }
 }
 

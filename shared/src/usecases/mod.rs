@@ -7,6 +7,7 @@ pub mod invite;
 pub mod lists;
 pub mod mail;
 pub mod outbox_repair;
+pub mod passkeys;
 pub mod profile;
 pub mod redeem;
 pub mod register;

@@ -34,8 +34,10 @@ pub trait HttpFunction: Send + Sync {
 /// sends a request (or a cookie) to it over plain http again.
 const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
+/// Scripts only from the portal's own files (the passkey pages' `/signin/passkey.js`), never inline;
+/// they may call the portal's own routes (`connect-src 'self'`) and nothing else.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+     script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Applies the layers every route needs and gives the routes their state.
 pub fn finish(routes: Router<AppState>, state: AppState) -> Router {

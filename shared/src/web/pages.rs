@@ -289,3 +289,20 @@ impl FilterOption {
             .collect()
     }
 }
+
+/// A passkey as its owner's page lists it.
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "passkeys.html")]
+pub struct PasskeysPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub passkeys: Vec<PasskeyRow>,
+    pub errors: FormErrors,
+}

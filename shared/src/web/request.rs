@@ -80,6 +80,8 @@ impl Value {
 pub struct Fields {
     values: HashMap<String, Value>,
     errors: BTreeMap<String, String>,
+    /// The JSON objects sent (a WebAuthn credential), whole: see [`Fields::object`].
+    objects: HashMap<String, serde_json::Value>,
 }
 
 impl Fields {
@@ -92,6 +94,8 @@ impl Fields {
         let serde_json::Value::Object(object) = parsed else {
             return Err(PortalError::validation("The body must be a JSON object."));
         };
+        let objects =
+            object.iter().filter(|(_, value)| value.is_object()).map(|(k, v)| (k.clone(), v.clone())).collect();
         let values = object
             .into_iter()
             .filter_map(|(name, value)| {
@@ -116,7 +120,7 @@ impl Fields {
                 Some((name, value))
             })
             .collect();
-        Ok(Fields { values, errors: BTreeMap::new() })
+        Ok(Fields { values, errors: BTreeMap::new(), objects })
     }
 
     pub fn from_form(text: &str) -> Result<Fields, PortalError> {
@@ -126,7 +130,7 @@ impl Fields {
         for (name, value) in pairs {
             values.entry(name).or_insert(Value::Text(value));
         }
-        Ok(Fields { values, errors: BTreeMap::new() })
+        Ok(Fields { values, errors: BTreeMap::new(), objects: HashMap::new() })
     }
 
     /// A digest of the fields as sent, names and values in name order (the CSRF token aside): the
@@ -173,6 +177,17 @@ impl Fields {
             }
         };
         items.into_iter().map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect()
+    }
+
+    /// A JSON object field that must be present (only JSON bodies carry objects), as sent.
+    pub fn required_object(&mut self, name: &str) -> Option<serde_json::Value> {
+        if let Some(object) = self.objects.get(name) {
+            return Some(object.clone());
+        }
+        match self.values.get(name) {
+            None => self.reject(name, "is required"),
+            Some(_) => self.reject(name, "must be a JSON object"),
+        }
     }
 
     /// A text field that must be present and not blank.

@@ -14,6 +14,7 @@ use portal::adapters::memory::{
     ManualClock, MemoryContacts, MemoryEventBus, MemoryInvitations, MemoryMailer, MemoryOutbox, MemorySessions,
 };
 use portal::adapters::memory_imports::{MemoryImports, MemoryPacer};
+use portal::adapters::memory_passkeys::MemoryPasskeys;
 use portal::config::Settings;
 use portal::domain::time::Timestamp;
 use portal::web::HttpFunction;
@@ -36,6 +37,7 @@ pub struct TestPortal {
     pub clock: Arc<ManualClock>,
     pub imports: Arc<MemoryImports>,
     pub pacer: Arc<MemoryPacer>,
+    pub passkeys: Arc<MemoryPasskeys>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -62,6 +64,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let bus = Arc::new(MemoryEventBus::default());
     let imports = Arc::new(MemoryImports::new(contacts.clone(), invitations.clone()));
     let pacer = Arc::new(MemoryPacer::default());
+    let passkeys = Arc::new(MemoryPasskeys::new(contacts.clone()));
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -73,8 +76,9 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         clock: clock.clone(),
         imports: imports.clone(),
         pacer: pacer.clone(),
+        passkeys: passkeys.clone(),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, bus, clock, imports, pacer }
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, bus, clock, imports, pacer, passkeys }
 }
 
 pub fn events_dir() -> PathBuf {

@@ -115,6 +115,12 @@ impl Tables {
                 &self.contacts,
                 &self.outbox,
             )),
+            passkeys: std::sync::Arc::new(portal::adapters::dynamodb_passkeys::DynamoPasskeys::new(
+                client.clone(),
+                &self.contacts,
+                &self.sessions,
+                &self.outbox,
+            )),
             outbox: std::sync::Arc::new(DynamoOutbox::new(client.clone(), &self.outbox)),
             mailer: std::sync::Arc::new(portal::adapters::memory::MemoryMailer::default()),
             events: std::sync::Arc::new(portal::adapters::memory::MemoryEventBus::default()),
