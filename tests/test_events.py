@@ -60,6 +60,7 @@ ROUTES = {
     ("GET", "/admin/contacts"): "create-invitation",
     ("POST", "/admin/contacts"): "create-invitation",
     ("POST", "/admin/invitations"): "create-invitation",
+    ("GET", "/admin/invitations"): "create-invitation",
     ("GET", "/admin/invitations/{id}"): "create-invitation",
     ("POST", "/admin/invitations/{id}/resend"): "create-invitation",
     ("POST", "/admin/invitations/{id}/revoke"): "create-invitation",
