@@ -50,6 +50,8 @@ def actions_of_request(method: str, path: str, headers: dict, body: bytes) -> li
         operation = target.rsplit(".", 1)[-1]
         if service == "dynamodb":
             return dynamodb_actions(operation, payload)
+        if service == "kms":
+            return [{"action": f"kms:{operation}", "key": payload.get("KeyId")}]
         return [{"action": f"{service}:{operation}"}]
     if service == "ses":
         route = urlsplit(path).path

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+use crate::adapters::dynamodb_two_factor::DynamoTwoFactor;
+use crate::adapters::sealing::KmsSealer;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
@@ -11,6 +13,7 @@ use crate::ports::{
     Clock, ContactStore, InvitationStore, Mailer, Outbox, SessionStore, SystemClock, UsesClock, UsesContacts,
     UsesInvitations, UsesSessions, UsesSettings,
 };
+use crate::ports::{SecretSealer, TwoFactorStore, UsesTwoFactor};
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
 pub struct Portal {
@@ -21,6 +24,8 @@ pub struct Portal {
     pub outbox: Arc<dyn Outbox>,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
+    pub two_factor: Arc<dyn TwoFactorStore>,
+    pub sealer: Arc<dyn SecretSealer>,
 }
 
 impl Portal {
@@ -52,6 +57,13 @@ impl Portal {
             ),
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             clock: Arc::new(SystemClock),
+            two_factor: Arc::new(DynamoTwoFactor::new(
+                clients.dynamodb.clone(),
+                &settings.contacts_table,
+                &settings.sessions_table,
+                &settings.outbox_table,
+            )),
+            sealer: Arc::new(KmsSealer::new(clients.kms.clone(), settings.totp_kms_key_id.clone().unwrap_or_default())),
             settings,
         }
     }
@@ -101,6 +113,16 @@ impl UsesInvitations for Portal {
 impl UsesClock for Portal {
     fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
+    }
+}
+
+impl UsesTwoFactor for Portal {
+    fn two_factor(&self) -> &dyn TwoFactorStore {
+        self.two_factor.as_ref()
+    }
+
+    fn sealer(&self) -> &dyn SecretSealer {
+        self.sealer.as_ref()
     }
 }
 

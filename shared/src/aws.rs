@@ -75,19 +75,23 @@ pub fn config_loader(hooks: &SdkHooks) -> ConfigLoader {
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ses: aws_sdk_sesv2::Client,
+    pub kms: aws_sdk_kms::Client,
 }
 
 impl AwsClients {
     pub fn new(sdk: &SdkConfig, hooks: &SdkHooks) -> Self {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         let mut ses = aws_sdk_sesv2::config::Builder::from(sdk);
+        let mut kms = aws_sdk_kms::config::Builder::from(sdk);
         if let Some(partition) = &hooks.retry_partition {
             dynamodb = dynamodb.retry_partition(RetryPartition::new(format!("{partition}-dynamodb")));
             ses = ses.retry_partition(RetryPartition::new(format!("{partition}-ses")));
+            kms = kms.retry_partition(aws_sdk_kms::config::retry::RetryPartition::new(format!("{partition}-kms")));
         }
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             ses: aws_sdk_sesv2::Client::from_conf(ses.build()),
+            kms: aws_sdk_kms::Client::from_conf(kms.build()),
         }
     }
 }

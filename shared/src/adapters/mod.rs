@@ -3,6 +3,10 @@
 
 pub mod dynamodb;
 pub mod dynamodb_invitations;
+pub mod dynamodb_two_factor;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_two_factor;
+pub mod sealing;
 pub mod ses;

@@ -57,6 +57,14 @@ pub enum AuditEvent {
     /// A request for a link (reset, confirmation) that no account could answer: nothing was sent.
     EmailRequestUnanswered,
     EmailFailed,
+    /// The right password for an account with a second factor: a pending sign-in awaits it.
+    SecondFactorRequired,
+    /// A wrong or used second-factor code.
+    SecondFactorFailed,
+    /// Two-factor authentication was set up, changed or turned off.
+    TwoFactorChanged,
+    /// An emailed sign-in code went out.
+    SignInCodeSent,
 }
 
 impl AuditEvent {
@@ -91,6 +99,10 @@ impl AuditEvent {
             AuditEvent::EmailChangeRequested => "email_change_requested",
             AuditEvent::EmailRequestUnanswered => "email_request_unanswered",
             AuditEvent::EmailFailed => "email_failed",
+            AuditEvent::SecondFactorRequired => "second_factor_required",
+            AuditEvent::SecondFactorFailed => "second_factor_failed",
+            AuditEvent::TwoFactorChanged => "two_factor_changed",
+            AuditEvent::SignInCodeSent => "sign_in_code_sent",
         }
     }
 }

@@ -57,6 +57,10 @@ pub enum MessageKind {
     PasswordChangedNotice,
     /// To the account's address: the password was reset with an emailed link.
     PasswordResetNotice,
+    /// A 6-digit sign-in code (the second factor by email), valid until `valid_until`.
+    SignInCode,
+    /// To the account's address: two-factor authentication changed (`detail` says how).
+    TwoFactorNotice,
 }
 
 impl MessageKind {
@@ -73,7 +77,9 @@ impl MessageKind {
             MessageKind::AddressInUse
             | MessageKind::EmailChangeNotice
             | MessageKind::PasswordChangedNotice
-            | MessageKind::PasswordResetNotice => AuditEvent::NoticeSent,
+            | MessageKind::PasswordResetNotice
+            | MessageKind::TwoFactorNotice => AuditEvent::NoticeSent,
+            MessageKind::SignInCode => AuditEvent::SignInCodeSent,
         }
     }
 }

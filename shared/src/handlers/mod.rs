@@ -5,5 +5,7 @@ pub mod admin;
 pub mod profile;
 pub mod redeem;
 pub mod register;
+pub mod second_factor;
 pub mod send_email;
 pub mod sign_in;
+pub mod two_factor;

@@ -28,6 +28,7 @@ impl HttpFunction for Profile {
             .route("/", get(home))
             .route("/profile", get(show).post(update))
             .route("/profile/password", post(change_password))
+            .merge(super::two_factor::routes())
     }
 }
 

@@ -32,6 +32,7 @@ pub struct TestPortal {
     pub outbox: Arc<MemoryOutbox>,
     pub mailer: Arc<MemoryMailer>,
     pub clock: Arc<ManualClock>,
+    pub two_factor: Arc<portal::adapters::memory_two_factor::MemoryTwoFactor>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -55,6 +56,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let clock = Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000)));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
+    let two_factor = Arc::new(portal::adapters::memory_two_factor::MemoryTwoFactor::new(contacts.clone()));
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -63,8 +65,10 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         outbox: outbox.clone(),
         mailer: mailer.clone(),
         clock: clock.clone(),
+        two_factor: two_factor.clone(),
+        sealer: Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock }
+    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, clock, two_factor }
 }
 
 pub fn events_dir() -> PathBuf {

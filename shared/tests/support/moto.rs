@@ -118,6 +118,13 @@ impl Tables {
             outbox: std::sync::Arc::new(DynamoOutbox::new(client, &self.outbox)),
             mailer: std::sync::Arc::new(portal::adapters::memory::MemoryMailer::default()),
             clock: std::sync::Arc::new(portal::ports::SystemClock),
+            two_factor: std::sync::Arc::new(portal::adapters::dynamodb_two_factor::DynamoTwoFactor::new(
+                self.client.clone(),
+                &self.contacts,
+                &self.sessions,
+                &self.outbox,
+            )),
+            sealer: std::sync::Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
         })
     }
 }
