@@ -386,3 +386,18 @@ async fn remember_me_makes_the_cookie_and_session_last_the_configured_days() {
     t.clock.advance(61 * 60);
     assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &token)).await.status(), 401);
 }
+
+#[tokio::test]
+async fn a_refused_change_shows_the_settings_as_they_stand() {
+    let t = test_portal(&[]);
+    let session = register(&t).await;
+    let (_, _, session) = set_up_totp(&t, &session).await;
+    let csrf = "c".repeat(43);
+    let req = Req::post("/profile/two-factor/disable").form(&[("current_password", "not-it")], &csrf);
+    let page = t.send(&Profile, as_viewer(req, &session)).await;
+    assert_eq!(page.status(), 400);
+    let html = body_text(&page);
+    assert!(html.contains(r#"id="status-totp">on"#), "{html}");
+    assert!(html.contains("Current password is not your current password"), "{html}");
+    assert_eq!(status(&t, &session).await["totp"], true);
+}

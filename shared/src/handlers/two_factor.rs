@@ -69,11 +69,29 @@ async fn form_owner(parts: &mut Parts, state: &AppState) -> Option<Contact> {
     viewer.ok().flatten().map(|Viewer(signed_in)| signed_in.contact)
 }
 
-fn reshow_status(page: &Page, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
-    let contact = owner.as_ref()?;
-    // The state is not read again here (a sync render): the page shows the forms, with the error.
-    let status = Status { totp: false, email: false, recovery_codes_left: 0 };
-    Some(render_status(page, contact, &status, errors))
+/// The signed-in contact and their two-factor state, to show the settings page again.
+type Owner = Option<(Contact, Status)>;
+
+async fn owner_with_status(parts: &mut Parts, state: &AppState) -> Owner {
+    let contact = form_owner(parts, state).await?;
+    let status = two_factor::status(state, &contact).await.ok()?;
+    Some((contact, status))
+}
+
+/// A refused change: the settings page again (with the state as it stands) for a browser.
+async fn refuse(
+    portal: &AppState,
+    form: &mut Submission<PasswordForm>,
+    err: PortalError,
+    contact: Contact,
+) -> Rejection {
+    let status = two_factor::status(portal, &contact).await.ok();
+    form.reject_with(err, &status.map(|status| (contact, status)))
+}
+
+fn reshow_status(page: &Page, owner: &Owner, errors: FormErrors) -> Option<Response> {
+    let (contact, status) = owner.as_ref()?;
+    Some(render_status(page, contact, status, errors))
 }
 
 struct PasswordForm {
@@ -82,10 +100,10 @@ struct PasswordForm {
 }
 
 impl Form for PasswordForm {
-    type Context = Option<Contact>;
+    type Context = Owner;
 
-    fn context(parts: &mut Parts, state: &AppState) -> impl Future<Output = Option<Contact>> + Send {
-        form_owner(parts, state)
+    fn context(parts: &mut Parts, state: &AppState) -> impl Future<Output = Owner> + Send {
+        owner_with_status(parts, state)
     }
 
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
@@ -94,7 +112,7 @@ impl Form for PasswordForm {
         fields.done(|| Some(PasswordForm { current_password: Password::new(current_password?), enabled }))
     }
 
-    fn page(page: &Page, _: &mut Fields, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
+    fn page(page: &Page, _: &mut Fields, owner: &Owner, errors: FormErrors) -> Option<Response> {
         reshow_status(page, owner, errors)
     }
 }
@@ -116,7 +134,7 @@ async fn begin_totp(
     let password = form.current_password.clone();
     let set_up = match two_factor::begin_totp(&portal, &source, &viewer.contact, password).await {
         Ok(set_up) => set_up,
-        Err(err) => return Err(form.reject_with(err, &Some(viewer.0.contact))),
+        Err(err) => return Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     };
     let view = TotpView { secret: &set_up.secret, otpauth_uri: &set_up.otpauth_uri };
     let reply = Reply::json(StatusCode::OK, &view);
@@ -226,7 +244,7 @@ async fn set_email(
     let (password, enabled) = (form.current_password.clone(), form.enabled);
     match two_factor::set_email(&portal, &source, &viewer, password, enabled).await {
         Ok(changed) => Ok(changed_reply(form.page, viewer.0.contact, changed, StatusCode::OK, "Your recovery codes")),
-        Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
+        Err(err) => Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     }
 }
 
@@ -242,7 +260,7 @@ async fn renew_recovery_codes(
         Ok(changed) => {
             Ok(changed_reply(form.page, viewer.0.contact, changed, StatusCode::OK, "Your new recovery codes"))
         }
-        Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
+        Err(err) => Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     }
 }
 
@@ -256,6 +274,6 @@ async fn disable(
     let password = form.current_password.clone();
     match two_factor::disable(&portal, &source, &viewer, password).await {
         Ok(changed) => Ok(changed_reply(form.page, viewer.0.contact, changed, StatusCode::NO_CONTENT, "")),
-        Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
+        Err(err) => Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     }
 }
