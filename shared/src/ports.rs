@@ -150,6 +150,9 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<FailedSignIn>;
     /// Clears the attempt count and lockout after a successful sign-in.
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()>;
+    /// Gives back one reserved attempt that turned out right, keeping the other failures and any
+    /// lockout (a right password before a second factor: the sign-in is not done yet).
+    async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()>;
     /// Takes one attempt on a trusted device of `contact_id`: `false` when the device is not this
     /// account's, expired, or used up its own failures (it is then no longer trusted).
     async fn reserve_device_attempt(

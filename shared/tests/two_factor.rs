@@ -401,3 +401,19 @@ async fn a_refused_change_shows_the_settings_as_they_stand() {
     assert!(html.contains("Current password is not your current password"), "{html}");
     assert_eq!(status(&t, &session).await["totp"], true);
 }
+
+#[tokio::test]
+async fn the_right_password_does_not_wipe_the_failures_of_wrong_codes() {
+    let t = test_portal(&[("PORTAL_LOCKOUT_THRESHOLD", "3")]);
+    let session = register(&t).await;
+    set_up_totp(&t, &session).await;
+    t.clock.advance(TOTP_STEP_SECS * 3);
+    for _ in 0..2 {
+        let token = pending(&t, false).await;
+        assert_eq!(second_step(&t, &token, "000000").await.status(), 401);
+    }
+    let token = pending(&t, false).await;
+    assert_eq!(second_step(&t, &token, "000000").await.status(), 401, "the third wrong code, across sign-ins");
+    let locked = t.send(&SignIn, sign_in(false)).await;
+    assert_eq!(locked.status(), 401, "three wrong codes locked the account although the password was right");
+}

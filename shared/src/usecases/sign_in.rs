@@ -47,6 +47,27 @@ pub async fn authenticate(
     password: Password,
     device: Option<&str>,
 ) -> Result<Authenticated, PortalError> {
+    check_password(portal, source, login, password, device, ClearLockout::OnSuccess).await
+}
+
+/// Whether a right password clears the account's failure count and lockout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClearLockout {
+    OnSuccess,
+    /// Not yet: a second factor may still be due, and its failures count on the same account (a
+    /// right password must not wipe them, or lockouts would never grow for someone who has it).
+    /// The caller clears it, or gives back only the password's own attempt, once it knows which.
+    Later,
+}
+
+async fn check_password(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    login: &str,
+    password: Password,
+    device: Option<&str>,
+    clear: ClearLockout,
+) -> Result<Authenticated, PortalError> {
     // The source address's attempt and the account's look-up go out together (one round trip).
     let find = async {
         match Login::parse(login) {
@@ -87,9 +108,10 @@ pub async fn authenticate(
         return Err(PortalError::InvalidCredentials);
     }
     let reset = async {
-        match trusted_device {
-            true => Ok(()),
-            false => portal.contacts().reset_lockout(&contact.contact_id).await,
+        match (trusted_device, clear) {
+            (true, _) => Ok(()),
+            (false, ClearLockout::OnSuccess) => portal.contacts().reset_lockout(&contact.contact_id).await,
+            (false, ClearLockout::Later) => Ok(()),
         }
     };
     let (given_back, reset) = tokio::join!(give_back_attempt(portal, source, Attempt::SignIn), reset);
@@ -143,8 +165,14 @@ pub async fn sign_in(
     remember_me: bool,
 ) -> Result<SignInOutcome, PortalError> {
     let Authenticated { contact, trusted_device } =
-        authenticate(portal, source, login, password, arrival.device).await?;
+        check_password(portal, source, login, password, arrival.device, ClearLockout::Later).await?;
     let state = portal.two_factor().get(&contact.contact_id).await?;
+    if !trusted_device {
+        match state.enabled() {
+            true => portal.contacts().release_attempt(&contact.contact_id).await?,
+            false => portal.contacts().reset_lockout(&contact.contact_id).await?,
+        }
+    }
     if state.enabled() {
         let now = portal.clock().now();
         let (pending, pending_token) = PendingSignIn::start(&contact.contact_id, now, remember_me, trusted_device);
