@@ -417,3 +417,29 @@ async fn the_right_password_does_not_wipe_the_failures_of_wrong_codes() {
     let locked = t.send(&SignIn, sign_in(false)).await;
     assert_eq!(locked.status(), 401, "three wrong codes locked the account although the password was right");
 }
+
+#[tokio::test]
+async fn redeeming_an_invitation_onto_an_account_with_a_second_factor_signs_nothing_in() {
+    let t =
+        test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100"), ("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "100")]);
+    let admin = t.send(&Register, Req::post("/register").json(registration("admin@example.com"))).await;
+    let admin = cookie_value(&admin, "portal_session").unwrap();
+    let mut staff = t.contacts.all().into_iter().next().unwrap();
+    staff.roles = vec!["Administrators".into()];
+    t.contacts.put(staff);
+    let session = register(&t).await;
+    set_up_totp(&t, &session).await;
+    let body = json!({"email": ADA, "first_name": "Ada", "last_name": "Lovelace", "roles": ["Partners"]});
+    let created = t
+        .send(&portal::handlers::admin::CreateInvitation, as_viewer(Req::post("/admin/invitations").json(body), &admin))
+        .await;
+    assert_eq!(created.status(), 201, "{}", body_text(&created));
+    let mail = t.mailbox().await;
+    let link = mail.iter().flat_map(|m| m.text.lines()).find(|l| l.contains("/redeem?code=")).expect("the invitation");
+    let code = link.split("code=").nth(1).unwrap().trim().to_string();
+    let redeem = json!({"code": code, "existing_account": true, "login": ADA, "password": PASSWORD});
+    let redeemed = t.send(&portal::handlers::redeem::RedeemInvitation, Req::post("/redeem").json(redeem)).await;
+    assert_eq!(redeemed.status(), 200, "{}", body_text(&redeemed));
+    assert_eq!(body_json(&redeemed)["roles"], json!(["Partners"]), "the invitation is redeemed");
+    assert_eq!(cookie_value(&redeemed, "portal_session"), None, "a password alone never signs in such an account");
+}
