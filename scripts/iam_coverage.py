@@ -197,9 +197,22 @@ def conditions_hold(condition: dict, context: dict) -> bool:
     return True
 
 
-def requirement_of(call: dict) -> tuple[str, str, dict]:
+def kms_key_arn(key: str, resolver: Resolver | None) -> str:
+    """The ARN of the template's key that a call named (by the alias the functions use)."""
+    if resolver is not None:
+        for _, res in resolver.resources_of_type("AWS::KMS::Alias"):
+            props = res["Properties"]
+            target = props["TargetKeyId"]
+            if resolver.resolve(props["AliasName"]) == key and isinstance(target, dict) and "Ref" in target:
+                return resolver.get_att([target["Ref"], "Arn"])
+    return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}"
+
+
+def requirement_of(call: dict, resolver: Resolver | None = None) -> tuple[str, str, dict]:
     """(action, resource ARN, condition context) of a recorded call."""
     action = call["action"]
+    if action.startswith("kms:") and call.get("key"):
+        return action, kms_key_arn(call["key"], resolver), {}
     if action.startswith("dynamodb:") and call.get("table"):
         return action, table_arn(call["table"], call.get("index")), {}
     if action == "events:PutEvents":
@@ -253,7 +266,7 @@ def check(calls_by_stack: dict[str, list[dict]], template: dict | None = None,
         stack_roles = {binary: Role(lid, resolver) for binary, lid in functions.items()}
         if not roles:
             roles, roles_stack = stack_roles, stack_name
-        needs = [(call.get("function"), *requirement_of(call), call) for call in calls]
+        needs = [(call.get("function"), *requirement_of(call, resolver), call) for call in calls]
         needs += [(binary, *need, None) for binary, lid in functions.items()
                   for need in platform_requirements(lid, resolver)]
         for function, action, resource, context, call in needs:

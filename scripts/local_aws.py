@@ -176,6 +176,7 @@ def create_resources(endpoint_url: str, resolver: Resolver) -> list[str]:
     sqs = client("sqs", endpoint_url)
     for logical_id, _ in resolver.resources_of_type("AWS::SQS::Queue"):
         sqs.create_queue(QueueName=resolver.name_of(logical_id))
+    create_kms_aliases(endpoint_url, resolver)
     ses = client("sesv2", endpoint_url)
     for _, res in resolver.resources_of_type("AWS::SES::EmailIdentity"):
         with contextlib.suppress(ses.exceptions.AlreadyExistsException):
@@ -232,6 +233,19 @@ def print_events(args) -> int:
         print(f"{event.get('detail-type')}  {event.get('time')}  "
               f"{json.dumps(event.get('detail'), sort_keys=True)}")
     return 0
+
+
+def create_kms_aliases(endpoint_url: str, resolver: Resolver) -> None:
+    """A KMS key for each of the template's aliases (moto picks key ids, so the functions name a
+    key by its alias, as the template's PORTAL_TOTP_KMS_KEY_ID does); an existing alias is kept."""
+    kms = client("kms", endpoint_url)
+    existing = {a["AliasName"] for a in kms.list_aliases().get("Aliases", [])}
+    for _, res in resolver.resources_of_type("AWS::KMS::Alias"):
+        alias = resolver.resolve(res["Properties"]["AliasName"])
+        if alias in existing:
+            continue
+        key_id = kms.create_key(Description=f"local stand-in for {alias}")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=alias, TargetKeyId=key_id)
 
 
 def serve(args) -> int:

@@ -105,6 +105,23 @@ def test_put_events_needs_the_grant_on_the_portals_bus_alone():
     assert "MISSING  register           events:PutEvents" in out
 
 
+def test_kms_calls_name_the_templates_key_through_its_alias():
+    alias = local_aws.Resolver(local_aws.load_template(), STACK).resolve(
+        local_aws.load_template()["Globals"]["Function"]["Environment"]["Variables"]["PORTAL_TOTP_KMS_KEY_ID"])
+    headers = {"Authorization": AUTH.format("kms"), "User-Agent": UA.format("profile"),
+               "X-Amz-Target": "TrentService.GenerateDataKey"}
+    (found,) = aws_recorder.actions_of_request("POST", "/", headers, json.dumps({"KeyId": alias}).encode())
+    assert found == {"action": "kms:GenerateDataKey", "key": alias}
+    seal = {"function": "profile", "rust_sdk": True, **found}
+    _, out = run_check([seal])
+    assert "ok       profile            kms:GenerateDataKey" in out and "TotpKey" in out, out
+    # Only the functions that seal or open a TOTP secret may use the key.
+    _, out = run_check([{**seal, "function": "register"}])
+    assert "MISSING  register           kms:GenerateDataKey" in out, out
+    _, out = run_check([{**seal, "function": "sign-in"}])
+    assert "MISSING  sign-in            kms:GenerateDataKey" in out, out
+
+
 def test_a_rust_sdk_call_without_an_app_id_is_a_problem():
     call = {"function": None, "rust_sdk": True, "action": "dynamodb:GetItem", "table": "x"}
     problems, out = run_check([call])

@@ -94,6 +94,13 @@ fn dynamo_portal_with(
     let mailer = Arc::new(MemoryMailer::default());
     let outbox = Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox));
     let uncounted = tables.client.clone();
+    // Counted: a sign-in reads the contact's two-factor state.
+    let two_factor = Arc::new(portal::adapters::dynamodb_two_factor::DynamoTwoFactor::new(
+        client.clone(),
+        &tables.contacts,
+        &tables.sessions,
+        &tables.outbox,
+    ));
     let portal = Arc::new(Portal {
         contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
         sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
@@ -120,6 +127,8 @@ fn dynamo_portal_with(
         mailer: mailer.clone(),
         events: Arc::new(portal::adapters::memory::MemoryEventBus::default()),
         clock: Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000))),
+        two_factor,
+        sealer: Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
         settings,
     });
     (portal, mailer, uncounted)

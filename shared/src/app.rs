@@ -6,7 +6,9 @@ use crate::adapters::dynamodb::{DynamoContacts, DynamoSessions};
 use crate::adapters::dynamodb_imports::{DynamoImports, DynamoPacer};
 use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::dynamodb_passkeys::DynamoPasskeys;
+use crate::adapters::dynamodb_two_factor::DynamoTwoFactor;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::sealing::KmsSealer;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
 use crate::config::Settings;
@@ -15,6 +17,7 @@ use crate::ports::{
     UsesClock, UsesContacts, UsesImports, UsesInvitations, UsesSessions, UsesSettings,
 };
 use crate::ports::{PasskeyStore, UsesPasskeys};
+use crate::ports::{SecretSealer, TwoFactorStore, UsesTwoFactor};
 
 /// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
 pub struct Portal {
@@ -32,6 +35,8 @@ pub struct Portal {
     /// Paces email to the SES account's sending rate.
     pub pacer: Arc<dyn SendPacer>,
     pub passkeys: Arc<dyn PasskeyStore>,
+    pub two_factor: Arc<dyn TwoFactorStore>,
+    pub sealer: Arc<dyn SecretSealer>,
 }
 
 impl Portal {
@@ -81,6 +86,13 @@ impl Portal {
                 &settings.sessions_table,
                 &settings.outbox_table,
             )),
+            two_factor: Arc::new(DynamoTwoFactor::new(
+                clients.dynamodb.clone(),
+                &settings.contacts_table,
+                &settings.sessions_table,
+                &settings.outbox_table,
+            )),
+            sealer: Arc::new(KmsSealer::new(clients.kms.clone(), settings.totp_kms_key_id.clone().unwrap_or_default())),
             settings,
         }
     }
@@ -136,6 +148,16 @@ impl UsesClock for Portal {
 impl UsesImports for Portal {
     fn imports(&self) -> &dyn ImportStore {
         self.imports.as_ref()
+    }
+}
+
+impl UsesTwoFactor for Portal {
+    fn two_factor(&self) -> &dyn TwoFactorStore {
+        self.two_factor.as_ref()
+    }
+
+    fn sealer(&self) -> &dyn SecretSealer {
+        self.sealer.as_ref()
     }
 }
 

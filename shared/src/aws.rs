@@ -78,6 +78,7 @@ pub struct AwsClients {
     pub eventbridge: aws_sdk_eventbridge::Client,
     /// SES v1, for the account's sending rate only (`GetSendQuota`).
     pub ses_quota: aws_sdk_ses::Client,
+    pub kms: aws_sdk_kms::Client,
 }
 
 impl AwsClients {
@@ -86,17 +87,20 @@ impl AwsClients {
         let mut ses = aws_sdk_sesv2::config::Builder::from(sdk);
         let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
         let mut ses_quota = aws_sdk_ses::config::Builder::from(sdk);
+        let mut kms = aws_sdk_kms::config::Builder::from(sdk);
         if let Some(partition) = &hooks.retry_partition {
             dynamodb = dynamodb.retry_partition(RetryPartition::new(format!("{partition}-dynamodb")));
             ses = ses.retry_partition(RetryPartition::new(format!("{partition}-ses")));
             eventbridge = eventbridge.retry_partition(RetryPartition::new(format!("{partition}-eventbridge")));
             ses_quota = ses_quota.retry_partition(RetryPartition::new(format!("{partition}-ses-quota")));
+            kms = kms.retry_partition(aws_sdk_kms::config::retry::RetryPartition::new(format!("{partition}-kms")));
         }
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             ses: aws_sdk_sesv2::Client::from_conf(ses.build()),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
             ses_quota: aws_sdk_ses::Client::from_conf(ses_quota.build()),
+            kms: aws_sdk_kms::Client::from_conf(kms.build()),
         }
     }
 }

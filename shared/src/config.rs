@@ -48,6 +48,14 @@ pub struct Settings {
     /// The EventBridge bus (name or ARN) `send-email` publishes the portal's events on; the
     /// template passes its own bus, the local stack `portal-events`.
     pub event_bus: String,
+    /// Web roles whose members must have a second factor (`PORTAL_TWO_FACTOR_REQUIRED_ROLES`,
+    /// comma-separated; empty: nobody must).
+    pub two_factor_required_roles: Vec<String>,
+    /// How long a "remember me" sign-in's cookie and session last (`PORTAL_REMEMBER_ME_DAYS`).
+    pub remember_me_secs: i64,
+    /// The KMS key that encrypts the data keys of TOTP secrets (`PORTAL_TOTP_KMS_KEY_ID`, a key id,
+    /// ARN or alias); without it TOTP cannot be set up or checked.
+    pub totp_kms_key_id: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -124,6 +132,12 @@ impl Settings {
             emails_per_recipient_per_hour: reader.positive("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", 3)?,
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
             event_bus: reader.text("PORTAL_EVENT_BUS", Some("portal-events"))?,
+            two_factor_required_roles: reader
+                .raw("PORTAL_TWO_FACTOR_REQUIRED_ROLES")
+                .map(|v| v.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())
+                .unwrap_or_default(),
+            remember_me_secs: reader.positive::<i64>("PORTAL_REMEMBER_ME_DAYS", 30)? * 86_400,
+            totp_kms_key_id: reader.raw("PORTAL_TOTP_KMS_KEY_ID"),
         })
     }
 }
@@ -224,6 +238,21 @@ mod tests {
             let err = settings(&[(variable, value)]).unwrap_err();
             assert_eq!(err.variable, variable, "{value}");
         }
+    }
+
+    #[test]
+    fn two_factor_roles_are_a_comma_separated_list_and_remember_me_is_in_days() {
+        let s = settings(&[]).unwrap();
+        assert!(s.two_factor_required_roles.is_empty());
+        assert_eq!(s.remember_me_secs, 30 * 86_400);
+        let s = settings(&[
+            ("PORTAL_TWO_FACTOR_REQUIRED_ROLES", " Administrators, Partners ,"),
+            ("PORTAL_REMEMBER_ME_DAYS", "7"),
+        ])
+        .unwrap();
+        assert_eq!(s.two_factor_required_roles, ["Administrators", "Partners"]);
+        assert_eq!(s.remember_me_secs, 7 * 86_400);
+        assert_eq!(settings(&[("PORTAL_REMEMBER_ME_DAYS", "0")]).unwrap_err().variable, "PORTAL_REMEMBER_ME_DAYS");
     }
 
     #[test]

@@ -78,6 +78,24 @@ struct PasskeyNotice<'a> {
     forgot: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "email/sign_in_code.txt", escape = "none")]
+struct SignInCodeEmail<'a> {
+    first_name: &'a str,
+    code: &'a str,
+    expires: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/two_factor_notice.txt", escape = "none")]
+struct TwoFactorNotice<'a> {
+    first_name: &'a str,
+    what: &'a str,
+    when: &'a str,
+    security: &'a str,
+    forgot: &'a str,
+}
+
 /// The email for an outbox message; `None` when the message no longer holds what it must carry
 /// (or is a request `send-email` resolves first: see `usecases::mail`).
 pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEmail> {
@@ -177,6 +195,24 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
                 if added { "A passkey was added to your account" } else { "A passkey was removed from your account" },
                 text,
             ))
+        }
+        MessageKind::SignInCode => {
+            let code = message.secret.as_ref()?.expose();
+            let expires = message.valid_until.map(human).unwrap_or_default();
+            let text = SignInCodeEmail { first_name: &message.first_name, code, expires: &expires }.render().ok()?;
+            Some(email("Your sign-in code", text))
+        }
+        MessageKind::TwoFactorNotice => {
+            let text = TwoFactorNotice {
+                first_name: &message.first_name,
+                what: message.detail.as_deref()?,
+                when: &human(message.created_at),
+                security: &page("/profile/two-factor"),
+                forgot: &page("/forgot-password"),
+            }
+            .render()
+            .ok()?;
+            Some(email("Your two-factor authentication changed", text))
         }
         MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
         // Published on the event bus, never mailed.

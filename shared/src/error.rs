@@ -40,6 +40,10 @@ pub enum PortalError {
     /// An `Idempotency-Key` reused with a different request, or while its first request runs.
     #[error("idempotency conflict")]
     IdempotencyConflict { still_running: bool },
+    /// Signed in, but the contact's web role requires a second factor and they have none yet: only
+    /// the two-factor set-up is open to them (a browser is sent there).
+    #[error("two-factor set-up required")]
+    SecondFactorSetupRequired,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -119,7 +123,9 @@ impl PortalError {
                 StatusCode::BAD_REQUEST
             }
             PortalError::InvalidCredentials | PortalError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed => StatusCode::FORBIDDEN,
+            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed | PortalError::SecondFactorSetupRequired => {
+                StatusCode::FORBIDDEN
+            }
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::EmailTaken => StatusCode::CONFLICT,
             PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -139,7 +145,9 @@ impl PortalError {
             PortalError::Validation { .. } => "validation_failed",
             PortalError::InvalidCredentials => "invalid_credentials",
             PortalError::Unauthenticated => "unauthenticated",
-            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed => "forbidden",
+            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed | PortalError::SecondFactorSetupRequired => {
+                "forbidden"
+            }
             PortalError::NotFound => "not_found",
             PortalError::EmailTaken => "email_taken",
             PortalError::InvitationInvalid => "invitation_invalid",
@@ -160,6 +168,9 @@ impl PortalError {
             PortalError::Unauthenticated => "Please sign in.",
             PortalError::Forbidden(_) => "You are not allowed to do that.",
             PortalError::EmailNotConfirmed => "Please confirm your email address first: follow the link we sent you.",
+            PortalError::SecondFactorSetupRequired => {
+                "Your role requires two-factor authentication: set it up first at /profile/two-factor."
+            }
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
             PortalError::TokenInvalid => {

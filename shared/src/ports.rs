@@ -159,6 +159,9 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<FailedSignIn>;
     /// Clears the attempt count and lockout after a successful sign-in.
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()>;
+    /// Gives back one reserved attempt that turned out right, keeping the other failures and any
+    /// lockout (a right password before a second factor: the sign-in is not done yet).
+    async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()>;
     /// Takes one attempt on a trusted device of `contact_id`: `false` when the device is not this
     /// account's, expired, or used up its own failures (it is then no longer trusted).
     async fn reserve_device_attempt(
@@ -593,3 +596,68 @@ pub trait UsesPasskeys {
 }
 
 shared_capability!(UsesPasskeys, passkeys, dyn PasskeyStore);
+
+use crate::domain::two_factor::{PendingSignIn, SealedSecret, TotpSecret, TwoFactor};
+
+/// Seals TOTP secrets by envelope encryption (a fresh data key from the key service per secret,
+/// AES-256-GCM under it) and opens them, only to verify a code.
+#[async_trait]
+pub trait SecretSealer: Send + Sync {
+    async fn seal(&self, secret: &TotpSecret) -> anyhow::Result<SealedSecret>;
+    async fn open(&self, sealed: &SealedSecret) -> anyhow::Result<TotpSecret>;
+}
+
+/// A contact's two-factor state and the pending sign-ins awaiting a second factor. Every use of a
+/// code is one conditional write, so two parallel uses of one code cannot both pass.
+#[async_trait]
+pub trait TwoFactorStore: Send + Sync {
+    /// The contact's state ([`TwoFactor::none`] when they never set anything up).
+    async fn get(&self, contact_id: &ContactId) -> anyhow::Result<TwoFactor>;
+    /// Writes `state` over the version it was read at (`state.version`; stored one higher) and,
+    /// in the same write, sets the contact's session epoch (when given: every other session ends)
+    /// and queues `emails`. `false` when the state changed meanwhile.
+    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[QueuedEmail]) -> anyhow::Result<bool>;
+    /// Records TOTP step `step` as used, only if it is later than the last one used.
+    async fn use_totp_step(&self, contact_id: &ContactId, step: i64) -> anyhow::Result<bool>;
+    /// Uses up the recovery code with this digest, if it is still unused.
+    async fn use_recovery_code(&self, contact_id: &ContactId, digest: &str) -> anyhow::Result<bool>;
+    /// Stores a new emailed code (its digest, replacing any earlier one) and queues its email.
+    async fn set_email_code(
+        &self,
+        contact_id: &ContactId,
+        digest: &str,
+        expires_at: Timestamp,
+        emails: &[QueuedEmail],
+    ) -> anyhow::Result<()>;
+    /// Uses up the emailed code with this digest, if it is the current one and not expired.
+    async fn use_email_code(&self, contact_id: &ContactId, digest: &str, now: Timestamp) -> anyhow::Result<bool>;
+    async fn create_pending(&self, pending: &PendingSignIn) -> anyhow::Result<()>;
+    /// The pending sign-in, if it exists, is unexpired and has attempts left.
+    async fn find_pending(&self, digest: &str, now: Timestamp) -> anyhow::Result<Option<PendingSignIn>>;
+    /// Takes one attempt of the pending sign-in before its code is checked (so a parallel burst
+    /// gets at most the limit): the pending sign-in as counted, or `None` when it is gone, expired
+    /// or out of attempts.
+    async fn take_pending_attempt(
+        &self,
+        digest: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Option<PendingSignIn>>;
+    /// Ends the pending sign-in; `false` when it was already gone.
+    async fn end_pending(&self, digest: &str) -> anyhow::Result<bool>;
+}
+
+pub trait UsesTwoFactor {
+    fn two_factor(&self) -> &dyn TwoFactorStore;
+    fn sealer(&self) -> &dyn SecretSealer;
+}
+
+impl<T: UsesTwoFactor + ?Sized> UsesTwoFactor for std::sync::Arc<T> {
+    fn two_factor(&self) -> &dyn TwoFactorStore {
+        (**self).two_factor()
+    }
+
+    fn sealer(&self) -> &dyn SecretSealer {
+        (**self).sealer()
+    }
+}

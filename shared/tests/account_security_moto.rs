@@ -15,9 +15,10 @@ async fn a_password_change_ends_every_other_session_at_once_even_one_started_fro
     let portal = tables.portal(&[]);
     registered(&portal, "ada@example.com").await;
     let source = from("198.51.100.7");
-    let sign = || sign_in(&portal, &source, "ada@example.com", Password::new(PASSWORD.into()), Arrival::default());
-    let laptop = sign().await.unwrap().session_token;
-    let phone = sign().await.unwrap();
+    let sign =
+        || sign_in(&portal, &source, "ada@example.com", Password::new(PASSWORD.into()), Arrival::default(), false);
+    let laptop = sign().await.unwrap().completed().unwrap().session_token;
+    let phone = sign().await.unwrap().completed().unwrap();
     // A sign-in that read the contact just before the change and writes its session just after.
     let stale = phone.contact.clone();
 

@@ -69,10 +69,12 @@ async fn the_fifth_wrong_password_locks_and_the_locked_answer_is_a_wrong_passwor
         assert!(matches!(wrong, Err(PortalError::InvalidCredentials)));
     }
     let locked =
-        sign_in(&t.portal, &source, "ADA@example.com", Password::new(PASSWORD.into()), Arrival::default()).await;
+        sign_in(&t.portal, &source, "ADA@example.com", Password::new(PASSWORD.into()), Arrival::default(), false).await;
     assert!(matches!(locked, Err(PortalError::InvalidCredentials)), "locked, with a wrong password's answer");
     t.clock.advance(301);
-    sign_in(&t.portal, &source, "ada@example.com", Password::new(PASSWORD.into()), Arrival::default()).await.unwrap();
+    sign_in(&t.portal, &source, "ada@example.com", Password::new(PASSWORD.into()), Arrival::default(), false)
+        .await
+        .unwrap();
     let contact = t.contacts.all().pop().unwrap();
     assert_eq!(contact.lockout().failed_sign_ins, 0, "a success after the lock clears the count");
 }
@@ -150,8 +152,11 @@ async fn a_profile_change_keeps_the_username_and_a_new_email_waits_for_its_link(
         "ada@example.com",
         Password::new(PASSWORD.into()),
         Arrival::default(),
+        false,
     )
     .await
+    .unwrap()
+    .completed()
     .unwrap()
     .session_token;
     let signed_in = session::current(&t.portal, &second).await.unwrap().unwrap();

@@ -452,6 +452,20 @@ impl ContactStore for DynamoContacts {
         })
     }
 
+    async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_pk(contact_id))))
+            .update_expression("SET failed_sign_ins = failed_sign_ins - :one")
+            .condition_expression("attribute_exists(pk) AND failed_sign_ins > :zero")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":zero", number(0));
+        self.conditional_update(update, "releasing a sign-in attempt").await?;
+        Ok(())
+    }
+
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
         let update = self
             .client

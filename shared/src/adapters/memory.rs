@@ -383,6 +383,15 @@ impl ContactStore for MemoryContacts {
         Ok(outcome)
     }
 
+    async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()> {
+        self.record("release_attempt");
+        let mut state = self.state.lock().unwrap();
+        if let Some(contact) = state.contacts.get_mut(contact_id) {
+            contact.failed_sign_ins = contact.failed_sign_ins.saturating_sub(1);
+        }
+        Ok(())
+    }
+
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()> {
         self.record("reset_lockout");
         let mut state = self.state.lock().unwrap();

@@ -6,6 +6,7 @@ pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 pub mod dynamodb_listing;
 pub mod dynamodb_passkeys;
+pub mod dynamodb_two_factor;
 pub mod eventbridge;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
@@ -13,4 +14,7 @@ pub mod memory;
 pub mod memory_imports;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory_passkeys;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_two_factor;
+pub mod sealing;
 pub mod ses;

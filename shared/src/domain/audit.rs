@@ -67,6 +67,14 @@ pub enum AuditEvent {
     PasskeyRemoved,
     /// A passkey sign-in was refused (unknown or removed passkey, bad signature, expired ceremony).
     PasskeySignInFailed,
+    /// The right password for an account with a second factor: a pending sign-in awaits it.
+    SecondFactorRequired,
+    /// A wrong or used second-factor code.
+    SecondFactorFailed,
+    /// Two-factor authentication was set up, changed or turned off.
+    TwoFactorChanged,
+    /// An emailed sign-in code went out.
+    SignInCodeSent,
 }
 
 impl AuditEvent {
@@ -107,6 +115,10 @@ impl AuditEvent {
             AuditEvent::PasskeyAdded => "passkey_added",
             AuditEvent::PasskeyRemoved => "passkey_removed",
             AuditEvent::PasskeySignInFailed => "passkey_sign_in_failed",
+            AuditEvent::SecondFactorRequired => "second_factor_required",
+            AuditEvent::SecondFactorFailed => "second_factor_failed",
+            AuditEvent::TwoFactorChanged => "two_factor_changed",
+            AuditEvent::SignInCodeSent => "sign_in_code_sent",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod session;
 pub mod text;
 pub mod time;
 pub mod token;
+pub mod two_factor;
 
 /// Why a value someone typed was refused, in words for that person ("must be at least 12
 /// characters").

@@ -63,6 +63,10 @@ pub enum MessageKind {
     PasskeyAddedNotice,
     /// To the account's address: a passkey (named in `detail`) was removed.
     PasskeyRemovedNotice,
+    /// A 6-digit sign-in code (the second factor by email), valid until `valid_until`.
+    SignInCode,
+    /// To the account's address: two-factor authentication changed (`detail` says how).
+    TwoFactorNotice,
 }
 
 impl MessageKind {
@@ -83,6 +87,8 @@ impl MessageKind {
             | MessageKind::PasskeyAddedNotice
             | MessageKind::PasskeyRemovedNotice => AuditEvent::NoticeSent,
             MessageKind::Event => AuditEvent::EventPublished,
+            MessageKind::TwoFactorNotice => AuditEvent::NoticeSent,
+            MessageKind::SignInCode => AuditEvent::SignInCodeSent,
         }
     }
 }

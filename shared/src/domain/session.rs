@@ -18,6 +18,12 @@ pub struct Session {
     /// The contact's session epoch when the session began; it ends when the contact's changes.
     #[serde(default)]
     pub epoch: String,
+    /// Signed in with "remember me": the cookie persists and the absolute limit is the longer one.
+    #[serde(default)]
+    pub remembered: bool,
+    /// Limited to setting up a second factor, which the contact's web role requires.
+    #[serde(default)]
+    pub setup_only: bool,
 }
 
 /// How often a session's `last_seen_at` is written: more often would cost a write per request.
@@ -34,6 +40,8 @@ impl Session {
             last_seen_at: now,
             expires_at: now + absolute_secs,
             epoch: epoch.to_string(),
+            remembered: false,
+            setup_only: false,
         };
         (session, token)
     }

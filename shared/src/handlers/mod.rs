@@ -9,5 +9,7 @@ pub mod passkeys;
 pub mod profile;
 pub mod redeem;
 pub mod register;
+pub mod second_factor;
 pub mod send_email;
 pub mod sign_in;
+pub mod two_factor;

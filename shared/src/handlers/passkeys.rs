@@ -21,7 +21,7 @@ use crate::domain::time::{human, rfc3339};
 use crate::usecases::passkeys::{self, Registration, Started};
 use crate::web::extract::{NoFields, PathParam};
 use crate::web::pages::{FormErrors, PasskeyRow, PasskeysPage, ViewerSummary};
-use crate::web::response::{device_cookie, session_cookie};
+use crate::web::response::session_cookie;
 use crate::web::{AppState, ArrivedWith, Fields, Form, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
 /// The profile function's passkey routes.
@@ -211,6 +211,7 @@ async fn start_sign_in(form: Submission<NoFields>) -> Result<Reply, PortalError>
 struct SignInForm {
     ceremony: String,
     credential: serde_json::Value,
+    remember_me: bool,
 }
 
 impl Form for SignInForm {
@@ -219,15 +220,9 @@ impl Form for SignInForm {
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
         let ceremony = fields.required("ceremony");
         let credential = fields.required_object("credential");
-        fields.done(|| Some(SignInForm { ceremony: ceremony?, credential: credential? }))
+        let remember_me = fields.flag("remember_me");
+        fields.done(|| Some(SignInForm { ceremony: ceremony?, credential: credential?, remember_me }))
     }
-}
-
-#[derive(Serialize)]
-struct SignedIn<'a> {
-    contact_id: &'a str,
-    email: &'a str,
-    roles: &'a [String],
 }
 
 /// `POST /signin/passkey/finish {"ceremony","credential"}`: as a password sign-in's answer (200
@@ -239,10 +234,8 @@ async fn finish_sign_in(
 ) -> Result<Reply, PortalError> {
     let portal = form.page.portal.clone();
     let credential = std::mem::take(&mut form.credential);
-    let signed_in = passkeys::finish_sign_in(&portal, &source, &form.ceremony, credential, arrived.arrival()).await?;
-    let contact = &signed_in.contact;
-    let view = SignedIn { contact_id: &contact.contact_id, email: contact.email.as_str(), roles: &contact.roles };
-    Ok(Reply::json(StatusCode::OK, &view)
-        .with_cookie(session_cookie(&portal.settings, &signed_in.session_token))
-        .with_cookie(device_cookie(&portal.settings, &signed_in.device_token)))
+    let signed_in =
+        passkeys::finish_sign_in(&portal, &source, &form.ceremony, credential, arrived.arrival(), form.remember_me)
+            .await?;
+    Ok(super::sign_in::signed_in_reply(&portal.settings, &signed_in))
 }

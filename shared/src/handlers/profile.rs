@@ -29,6 +29,7 @@ impl HttpFunction for Profile {
             .route("/profile", get(show).post(update))
             .route("/profile/password", post(change_password))
             .merge(super::passkeys::profile_routes())
+            .merge(super::two_factor::routes())
     }
 }
 

@@ -208,7 +208,11 @@ async fn submit(
         redirect_path: &target,
     };
     let status = if redeemed.created { StatusCode::CREATED } else { StatusCode::OK };
+    let Some(session_token) = &redeemed.session_token else {
+        // An account with a second factor: redeemed, and it signs in with both as usual.
+        return Ok(Reply::json(status, &view).or_see_other("/signin"));
+    };
     Ok(Reply::json(status, &view)
         .or_see_other(target.clone())
-        .with_cookie(session_cookie(&portal.settings, &redeemed.session_token)))
+        .with_cookie(session_cookie(&portal.settings, session_token)))
 }

@@ -17,7 +17,7 @@ use crate::usecases::{session, sign_in, tokens};
 use crate::web::extract::NoFields;
 use crate::web::pages::{ForgotPasswordPage, FormErrors, SignInPage, TokenPage};
 use crate::web::request::{cookie, session_cookie_name};
-use crate::web::response::{clear_session_cookie, device_cookie, session_cookie};
+use crate::web::response::{clear_session_cookie, device_cookie, pending_sign_in_cookie, session_cookie_for};
 use crate::web::{AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
 
 pub struct SignIn;
@@ -30,12 +30,14 @@ impl HttpFunction for SignIn {
             .route("/forgot-password", get(forgot_page).post(forgot))
             .route("/reset-password", get(reset_page).post(reset))
             .merge(super::passkeys::sign_in_routes())
+            .merge(super::second_factor::routes())
     }
 }
 
 struct SignInForm {
     login: String,
     password: Password,
+    remember_me: bool,
 }
 
 impl Form for SignInForm {
@@ -44,7 +46,8 @@ impl Form for SignInForm {
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
         let login = fields.required("login");
         let password = fields.required("password");
-        fields.done(|| Some(SignInForm { login: login?, password: Password::new(password?) }))
+        let remember_me = fields.flag("remember_me");
+        fields.done(|| Some(SignInForm { login: login?, password: Password::new(password?), remember_me }))
     }
 
     fn page(page: &Page, sent: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
@@ -76,10 +79,33 @@ struct SignedIn<'a> {
     contact_id: &'a str,
     email: &'a str,
     roles: &'a [String],
+    /// Present (true) when the contact's role requires a second factor they have not set up: the
+    /// session is limited to `/profile/two-factor` until they do.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    two_factor_setup_required: bool,
 }
 
-/// `POST /signin`: the session the browser arrived with ends; a new one starts, and the browser
-/// becomes (or stays) a trusted device of the account.
+/// The answer of a completed sign-in (password alone, or the second step): the contract's 200
+/// body, the session cookie ("remember me" makes it persistent) and the device cookie. A browser
+/// goes home, or to the two-factor set-up when its role requires it.
+pub fn signed_in_reply(settings: &Settings, signed_in: &sign_in::SignedIn) -> Reply {
+    let contact = &signed_in.contact;
+    let setup_only = signed_in.options.setup_only;
+    let view = SignedIn {
+        contact_id: &contact.contact_id,
+        email: contact.email.as_str(),
+        roles: &contact.roles,
+        two_factor_setup_required: setup_only,
+    };
+    Reply::json(StatusCode::OK, &view)
+        .or_see_other(if setup_only { "/profile/two-factor" } else { "/" })
+        .with_cookie(session_cookie_for(settings, &signed_in.session_token, signed_in.options.remembered))
+        .with_cookie(device_cookie(settings, &signed_in.device_token))
+}
+
+/// `POST /signin`: with the right password, either the session (the one the browser arrived with
+/// ends; the browser becomes or stays a trusted device of the account), or for an account with a
+/// second factor only a pending sign-in and its cookie, and the methods it offers.
 async fn submit_sign_in(
     source: SourceAddress,
     arrived: ArrivedWith,
@@ -87,16 +113,21 @@ async fn submit_sign_in(
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
     let password = form.password.clone();
-    let signed_in = match sign_in::sign_in(&portal, &source, &form.login, password, arrived.arrival()).await {
-        Ok(signed_in) => signed_in,
+    let remember_me = form.remember_me;
+    let outcome = match sign_in::sign_in(&portal, &source, &form.login, password, arrived.arrival(), remember_me).await
+    {
+        Ok(outcome) => outcome,
         Err(err) => return Err(form.reject(err)),
     };
-    let contact = &signed_in.contact;
-    let view = SignedIn { contact_id: &contact.contact_id, email: contact.email.as_str(), roles: &contact.roles };
-    Ok(Reply::json(StatusCode::OK, &view)
-        .or_see_other("/")
-        .with_cookie(session_cookie(&portal.settings, &signed_in.session_token))
-        .with_cookie(device_cookie(&portal.settings, &signed_in.device_token)))
+    match outcome {
+        sign_in::SignInOutcome::Complete(signed_in) => Ok(signed_in_reply(&portal.settings, &signed_in)),
+        sign_in::SignInOutcome::SecondFactor { pending_token, methods } => {
+            let body = serde_json::json!({"status": "second_factor_required", "methods": methods});
+            Ok(Reply::json(StatusCode::OK, &body)
+                .or_see_other("/signin/second-factor")
+                .with_cookie(pending_sign_in_cookie(&portal.settings, &pending_token)))
+        }
+    }
 }
 
 async fn sign_out(source: SourceAddress, headers: HeaderMap, form: Submission<NoFields>) -> Result<Reply, PortalError> {

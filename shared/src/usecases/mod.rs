@@ -15,6 +15,7 @@ pub mod session;
 pub mod sign_in;
 pub mod throttle;
 pub mod tokens;
+pub mod two_factor;
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::ids::ContactId;

@@ -24,10 +24,11 @@ use crate::domain::passkey::{
 use crate::domain::password::Password;
 use crate::domain::secret::{digest, random_token};
 use crate::error::PortalError;
-use crate::ports::{Device, QueuedEmail, UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings};
+use crate::ports::{QueuedEmail, UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings};
 
 use super::profile::check_current_password;
-use super::sign_in::{Arrival, DEVICE_TRUST_SECS, SignedIn};
+use super::session::SessionOptions;
+use super::sign_in::{self, Arrival, SignedIn};
 use super::throttle::{Attempt, emails_allowed, give_back_attempt, reserve_attempt};
 use super::tokens::notice;
 use super::{audit, session};
@@ -251,6 +252,7 @@ pub async fn finish_sign_in(
     ceremony: &str,
     credential: serde_json::Value,
     arrival: Arrival<'_>,
+    remember_me: bool,
 ) -> Result<SignedIn, PortalError> {
     let credential: PublicKeyCredential = serde_json::from_value(credential)
         .map_err(|_| PortalError::field("credential", "is not a WebAuthn authentication response"))?;
@@ -294,22 +296,10 @@ pub async fn finish_sign_in(
         audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
         return Err(PortalError::EmailNotConfirmed);
     }
-    let device_token = random_token();
-    let device = Device {
-        digest: digest(&device_token),
-        contact_id: contact.contact_id.clone(),
-        expires_at: now + DEVICE_TRUST_SECS,
-    };
-    let (ended, session_token, remembered) = tokio::join!(
-        session::replace(portal, arrival.session),
-        session::start(portal, &contact),
-        portal.contacts().remember_device(&device),
-    );
-    ended?;
-    remembered?;
-    let session_token = session_token?;
-    audit(AuditEvent::SignedIn, Some(&contact.contact_id), source);
-    Ok(SignedIn { contact, session_token, device_token })
+    // Complete in itself: no second step, and a passkey is a strong factor, so the two-factor
+    // policy's set-up is not forced on it. The browser becomes a trusted device as after a password.
+    let options = SessionOptions { remembered: remember_me, setup_only: false };
+    sign_in::complete(portal, source, contact, false, arrival, options).await
 }
 
 #[cfg(test)]

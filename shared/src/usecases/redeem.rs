@@ -10,9 +10,10 @@ use crate::domain::email::Email;
 use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
+use crate::domain::two_factor::two_factor_required;
 use crate::error::PortalError;
 use crate::ports::ContactChange;
-use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesSettings};
+use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::session;
 use super::sign_in::authenticate;
@@ -58,8 +59,9 @@ pub enum Redeem {
 
 pub struct Redeemed {
     pub contact: Contact,
-    /// The new session's token.
-    pub session_token: String,
+    /// The new session's token; `None` for an existing account with a second factor, which a
+    /// password alone never signs in (the contact signs in with both afterwards).
+    pub session_token: Option<String>,
     /// Whether new credentials were set up (as opposed to an existing account).
     pub created: bool,
 }
@@ -67,7 +69,7 @@ pub struct Redeemed {
 /// Redeems an opened invitation, all or nothing, and signs the contact in; the session the browser
 /// arrived with (`arrived_with`) ends.
 pub async fn redeem(
-    portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings),
+    portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
     invitation: &Invitation,
     how: Redeem,
@@ -119,9 +121,20 @@ pub async fn redeem(
         source_ip = %source,
         "audit"
     );
-    let (ended, session_token) = tokio::join!(session::replace(portal, arrived_with), session::start(portal, &contact));
-    ended?;
-    Ok(Redeemed { contact, session_token: session_token?, created })
+    // An existing account may have a second factor (new credentials never do): its password alone
+    // signs nothing in. A role that requires one limits the session to setting it up.
+    let second_factor = match created {
+        true => false,
+        false => portal.two_factor().get(&contact.contact_id).await?.enabled(),
+    };
+    session::replace(portal, arrived_with).await?;
+    if second_factor {
+        return Ok(Redeemed { contact, session_token: None, created });
+    }
+    let setup_only = two_factor_required(&contact.roles, &portal.settings().two_factor_required_roles);
+    let options = session::SessionOptions { remembered: false, setup_only };
+    let session_token = session::start_with(portal, &contact, &contact.session_epoch, options).await?;
+    Ok(Redeemed { contact, session_token: Some(session_token), created })
 }
 
 /// New credentials: for a single invitation, the invited contact's (returned as read); for a group

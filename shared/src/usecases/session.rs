@@ -60,6 +60,31 @@ pub async fn start_in_epoch(
     Ok(token)
 }
 
+/// What kind of session a sign-in starts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionOptions {
+    /// "Remember me": the session lasts `PORTAL_REMEMBER_ME_DAYS` (its cookie too).
+    pub remembered: bool,
+    /// Only the two-factor set-up is open (the contact's role requires a second factor).
+    pub setup_only: bool,
+}
+
+/// A new session of `epoch` with `options`; returns the token for the cookie.
+pub async fn start_with(
+    portal: &(impl UsesSessions + UsesClock + UsesSettings),
+    contact: &Contact,
+    epoch: &str,
+    options: SessionOptions,
+) -> Result<String, PortalError> {
+    let settings = portal.settings();
+    let absolute = if options.remembered { settings.remember_me_secs } else { settings.session_absolute_secs };
+    let (mut session, token) = Session::start(&contact.contact_id, epoch, portal.clock().now(), absolute);
+    session.remembered = options.remembered;
+    session.setup_only = options.setup_only;
+    portal.sessions().create(&session).await?;
+    Ok(token)
+}
+
 /// Ends the session a request arrived with, if any, before another begins: a sign-in or a
 /// redemption never leaves the browser's previous session (perhaps someone else's) alive.
 pub async fn replace(portal: &impl UsesSessions, arrived_with: Option<&str>) -> Result<(), PortalError> {

@@ -11,8 +11,11 @@ use crate::domain::contact::{Contact, Login};
 use crate::domain::lockout::FailedSignIn;
 use crate::domain::password::{Password, verify_password};
 use crate::domain::secret::{digest, random_token};
+use crate::domain::two_factor::{PendingSignIn, two_factor_required};
 use crate::error::PortalError;
-use crate::ports::{Device, UsesClock, UsesContacts, UsesSessions, UsesSettings};
+use crate::ports::{Device, UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
+
+use super::session::SessionOptions;
 
 use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
 use super::{audit, session};
@@ -43,6 +46,27 @@ pub async fn authenticate(
     login: &str,
     password: Password,
     device: Option<&str>,
+) -> Result<Authenticated, PortalError> {
+    check_password(portal, source, login, password, device, ClearLockout::OnSuccess).await
+}
+
+/// Whether a right password clears the account's failure count and lockout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClearLockout {
+    OnSuccess,
+    /// Not yet: a second factor may still be due, and its failures count on the same account (a
+    /// right password must not wipe them, or lockouts would never grow for someone who has it).
+    /// The caller clears it, or gives back only the password's own attempt, once it knows which.
+    Later,
+}
+
+async fn check_password(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    login: &str,
+    password: Password,
+    device: Option<&str>,
+    clear: ClearLockout,
 ) -> Result<Authenticated, PortalError> {
     // The source address's attempt and the account's look-up go out together (one round trip).
     let find = async {
@@ -84,9 +108,10 @@ pub async fn authenticate(
         return Err(PortalError::InvalidCredentials);
     }
     let reset = async {
-        match trusted_device {
-            true => Ok(()),
-            false => portal.contacts().reset_lockout(&contact.contact_id).await,
+        match (trusted_device, clear) {
+            (true, _) => Ok(()),
+            (false, ClearLockout::OnSuccess) => portal.contacts().reset_lockout(&contact.contact_id).await,
+            (false, ClearLockout::Later) => Ok(()),
         }
     };
     let (given_back, reset) = tokio::join!(give_back_attempt(portal, source, Attempt::SignIn), reset);
@@ -105,19 +130,71 @@ pub struct SignedIn {
     pub session_token: String,
     /// The device cookie's value: this browser is now a trusted device of the account.
     pub device_token: String,
+    /// The kind of session started ("remember me", limited to the two-factor set-up).
+    pub options: SessionOptions,
 }
 
-/// Signs in with a login and password: ends the session the browser arrived with, starts a new
-/// one, and (re)trusts the browser as a device of the account.
+/// Where a sign-in with the right password stands.
+pub enum SignInOutcome {
+    /// Signed in: the session is started.
+    Complete(Box<SignedIn>),
+    /// The account has two-factor authentication: a pending sign-in (the token for its cookie)
+    /// awaits one of `methods`, and no session is started yet.
+    SecondFactor { pending_token: String, methods: Vec<&'static str> },
+}
+
+impl SignInOutcome {
+    /// The completed sign-in, if no second factor is awaited.
+    pub fn completed(self) -> Option<SignedIn> {
+        match self {
+            SignInOutcome::Complete(signed_in) => Some(*signed_in),
+            SignInOutcome::SecondFactor { .. } => None,
+        }
+    }
+}
+
+/// Signs in with a login and password. For an account with a second factor the session waits for
+/// it (see [`super::two_factor::second_step`]); otherwise the session the browser arrived with
+/// ends, a new one starts, and the browser is (re)trusted as a device of the account.
 pub async fn sign_in(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
     login: &str,
     password: Password,
     arrival: Arrival<'_>,
-) -> Result<SignedIn, PortalError> {
+    remember_me: bool,
+) -> Result<SignInOutcome, PortalError> {
     let Authenticated { contact, trusted_device } =
-        authenticate(portal, source, login, password, arrival.device).await?;
+        check_password(portal, source, login, password, arrival.device, ClearLockout::Later).await?;
+    let state = portal.two_factor().get(&contact.contact_id).await?;
+    if !trusted_device {
+        match state.enabled() {
+            true => portal.contacts().release_attempt(&contact.contact_id).await?,
+            false => portal.contacts().reset_lockout(&contact.contact_id).await?,
+        }
+    }
+    if state.enabled() {
+        let now = portal.clock().now();
+        let (pending, pending_token) = PendingSignIn::start(&contact.contact_id, now, remember_me, trusted_device);
+        portal.two_factor().create_pending(&pending).await?;
+        audit(AuditEvent::SecondFactorRequired, Some(&contact.contact_id), source);
+        return Ok(SignInOutcome::SecondFactor { pending_token, methods: state.methods() });
+    }
+    let setup_only = two_factor_required(&contact.roles, &portal.settings().two_factor_required_roles);
+    let options = SessionOptions { remembered: remember_me, setup_only };
+    Ok(SignInOutcome::Complete(Box::new(complete(portal, source, contact, trusted_device, arrival, options).await?)))
+}
+
+/// Completes a sign-in whose credentials are proven: ends the session the browser arrived with,
+/// starts a new one of `options`, and (re)trusts the browser as a device of the account.
+pub async fn complete(
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    contact: Contact,
+    trusted_device: bool,
+    arrival: Arrival<'_>,
+    options: SessionOptions,
+) -> Result<SignedIn, PortalError> {
     let device_token = match arrival.device {
         Some(device) if trusted_device => device.to_string(),
         _ => random_token(),
@@ -129,12 +206,12 @@ pub async fn sign_in(
     };
     let (ended, session_token, remembered) = tokio::join!(
         session::replace(portal, arrival.session),
-        session::start(portal, &contact),
+        session::start_with(portal, &contact, &contact.session_epoch, options),
         portal.contacts().remember_device(&device),
     );
     ended?;
     remembered?;
     let session_token = session_token?;
     audit(AuditEvent::SignedIn, Some(&contact.contact_id), source);
-    Ok(SignedIn { contact, session_token, device_token })
+    Ok(SignedIn { contact, session_token, device_token, options })
 }

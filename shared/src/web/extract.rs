@@ -235,11 +235,18 @@ impl Deref for Viewer {
     }
 }
 
+/// The routes a session limited to the two-factor set-up may use.
+const SET_UP_ROUTES: &str = "/profile/two-factor";
+
 async fn signed_in(parts: &Parts, portal: &Portal) -> Result<Option<SignedIn>, PortalError> {
-    match cookie(&parts.headers, session_cookie_name(&portal.settings)).filter(|t| !t.is_empty()) {
-        Some(token) => session::current(portal, token).await,
-        None => Ok(None),
+    let signed_in = match cookie(&parts.headers, session_cookie_name(&portal.settings)).filter(|t| !t.is_empty()) {
+        Some(token) => session::current(portal, token).await?,
+        None => None,
+    };
+    if signed_in.as_ref().is_some_and(|s| s.session.setup_only) && !parts.uri.path().starts_with(SET_UP_ROUTES) {
+        return Err(PortalError::SecondFactorSetupRequired);
     }
+    Ok(signed_in)
 }
 
 impl FromRequestParts<AppState> for Viewer {

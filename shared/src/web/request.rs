@@ -53,6 +53,10 @@ pub fn device_cookie_name(settings: &Settings) -> &'static str {
     if settings.secure_cookies { "__Host-portal_device" } else { "portal_device" }
 }
 
+pub fn pending_sign_in_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies { "__Host-portal_pending" } else { "portal_pending" }
+}
+
 pub fn csrf_cookie_name(settings: &Settings) -> &'static str {
     if settings.secure_cookies { "__Host-portal_csrf" } else { "portal_csrf" }
 }

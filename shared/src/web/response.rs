@@ -16,11 +16,40 @@ fn cookie_attributes(settings: &Settings, same_site: &str) -> String {
     format!("Path=/; HttpOnly; SameSite={same_site}{secure}")
 }
 
+/// The session cookie: it ends with the browser (no `Max-Age`); the server's idle and absolute
+/// limits end the session itself.
 pub fn session_cookie(settings: &Settings, token: &str) -> String {
+    format!("{}={token}; {}", session_cookie_name(settings), cookie_attributes(settings, "Lax"))
+}
+
+/// The session cookie of a "remember me" sign-in: it lasts `PORTAL_REMEMBER_ME_DAYS`, as the
+/// session does; without it, a browser-session cookie ([`session_cookie`]).
+pub fn session_cookie_for(settings: &Settings, token: &str, remembered: bool) -> String {
+    if !remembered {
+        return session_cookie(settings, token);
+    }
     format!(
         "{}={token}; Max-Age={}; {}",
         session_cookie_name(settings),
-        settings.session_absolute_secs,
+        settings.remember_me_secs,
+        cookie_attributes(settings, "Lax")
+    )
+}
+
+/// The short-lived cookie of a sign-in awaiting its second factor.
+pub fn pending_sign_in_cookie(settings: &Settings, token: &str) -> String {
+    format!(
+        "{}={token}; Max-Age={}; {}",
+        super::request::pending_sign_in_cookie_name(settings),
+        crate::domain::two_factor::PENDING_SIGN_IN_SECS,
+        cookie_attributes(settings, "Lax")
+    )
+}
+
+pub fn clear_pending_sign_in_cookie(settings: &Settings) -> String {
+    format!(
+        "{}=; Max-Age=0; {}",
+        super::request::pending_sign_in_cookie_name(settings),
         cookie_attributes(settings, "Lax")
     )
 }

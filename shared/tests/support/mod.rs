@@ -38,6 +38,7 @@ pub struct TestPortal {
     pub imports: Arc<MemoryImports>,
     pub pacer: Arc<MemoryPacer>,
     pub passkeys: Arc<MemoryPasskeys>,
+    pub two_factor: Arc<portal::adapters::memory_two_factor::MemoryTwoFactor>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -65,6 +66,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let imports = Arc::new(MemoryImports::new(contacts.clone(), invitations.clone()));
     let pacer = Arc::new(MemoryPacer::default());
     let passkeys = Arc::new(MemoryPasskeys::new(contacts.clone()));
+    let two_factor = Arc::new(portal::adapters::memory_two_factor::MemoryTwoFactor::new(contacts.clone()));
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -77,8 +79,23 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         imports: imports.clone(),
         pacer: pacer.clone(),
         passkeys: passkeys.clone(),
+        two_factor: two_factor.clone(),
+        sealer: Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
     });
-    TestPortal { portal, contacts, sessions, invitations, outbox, mailer, bus, clock, imports, pacer, passkeys }
+    TestPortal {
+        portal,
+        contacts,
+        sessions,
+        invitations,
+        outbox,
+        mailer,
+        bus,
+        clock,
+        imports,
+        pacer,
+        passkeys,
+        two_factor,
+    }
 }
 
 pub fn events_dir() -> PathBuf {

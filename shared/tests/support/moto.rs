@@ -132,6 +132,13 @@ impl Tables {
                 &self.outbox,
             )),
             pacer: std::sync::Arc::new(portal::adapters::memory_imports::MemoryPacer::default()),
+            two_factor: std::sync::Arc::new(portal::adapters::dynamodb_two_factor::DynamoTwoFactor::new(
+                self.client.clone(),
+                &self.contacts,
+                &self.sessions,
+                &self.outbox,
+            )),
+            sealer: std::sync::Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
         })
     }
 }
