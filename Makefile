@@ -73,6 +73,7 @@ cost:
 bench:
 	scripts/setup.sh
 	cargo bench -p portal --bench operations
+	cargo bench -p portal --bench imports
 
 emails:
 	@$(PYTHON) scripts/local_aws.py emails --endpoint-url http://127.0.0.1:$(LOCAL_AWS_PORT)

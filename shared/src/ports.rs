@@ -525,6 +525,10 @@ pub trait ImportStore: Send + Sync {
     async fn contacts_by_email(&self, emails: &[Email]) -> anyhow::Result<HashMap<String, Contact>>;
     /// Writes one row: its key and outcome, and what it creates, all or nothing.
     async fn write_row(&self, write: &RowWrite<'_>) -> anyhow::Result<RowWritten>;
+    /// Writes several rows in one transaction (at most 100 items in all), all or nothing: `false`
+    /// when any of them was refused (a key written or an address taken meanwhile), and then
+    /// nothing was written; the rows are then written one by one.
+    async fn write_rows(&self, writes: &[RowWrite<'_>]) -> anyhow::Result<bool>;
     /// Marks a leased chunk done and adds `counts` to its import, together and once: `false` when
     /// the lease was lost meanwhile (another run's counts stand).
     async fn finish_chunk(&self, chunk: &ImportChunk, counts: &ChunkCounts, now: Timestamp) -> anyhow::Result<bool>;

@@ -137,6 +137,26 @@ impl DynamoImports {
         Ok(found)
     }
 
+    /// The transaction items of one row: its key item (only if absent), and what it creates.
+    fn row_items(&self, write: &RowWrite<'_>) -> anyhow::Result<Transaction> {
+        let row: Item = serde_dynamo::to_item(RowItem {
+            pk: row_pk(write.key),
+            sk: ROW_SK.into(),
+            row_key: write.key.to_string(),
+            outcome: write.outcome.clone(),
+            ttl: Timestamp::from_secs(now_secs()) + ROW_KEEP_SECS,
+        })?;
+        let mut items = Transaction::default();
+        items.push(put_new(&self.invitations_table, row)?, Guards::Record);
+        if let Some(contact) = write.new_contact {
+            items.extend(imported_contact_items(&self.contacts_table, contact)?);
+        }
+        if let Some((invitation, message)) = write.invitation {
+            items.extend(new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?);
+        }
+        Ok(items)
+    }
+
     fn chunk_update(
         &self,
         chunk_id: &str,
@@ -279,26 +299,24 @@ impl ImportStore for DynamoImports {
     }
 
     async fn write_row(&self, write: &RowWrite<'_>) -> anyhow::Result<RowWritten> {
-        let row: Item = serde_dynamo::to_item(RowItem {
-            pk: row_pk(write.key),
-            sk: ROW_SK.into(),
-            row_key: write.key.to_string(),
-            outcome: write.outcome.clone(),
-            ttl: Timestamp::from_secs(now_secs()) + ROW_KEEP_SECS,
-        })?;
-        let mut items = Transaction::default();
-        items.push(put_new(&self.invitations_table, row)?, Guards::Record);
-        if let Some(contact) = write.new_contact {
-            items.extend(imported_contact_items(&self.contacts_table, contact)?);
-        }
-        if let Some((invitation, message)) = write.invitation {
-            items.extend(new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?);
-        }
+        let items = self.row_items(write)?;
         match items.run(&self.client).await {
             Ok(()) => Ok(RowWritten::Written),
             Err(TransactionError::Refused(Guards::Email)) => Ok(RowWritten::EmailTaken),
             Err(TransactionError::Refused(Guards::Record)) => Ok(RowWritten::AlreadyDone),
             Err(err) => Err(err.into_fault("importing a row")),
+        }
+    }
+
+    async fn write_rows(&self, writes: &[RowWrite<'_>]) -> anyhow::Result<bool> {
+        let mut items = Transaction::default();
+        for write in writes {
+            items.extend(self.row_items(write)?);
+        }
+        match items.run(&self.client).await {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(false),
+            Err(err) => Err(err.into_fault("importing rows")),
         }
     }
 

@@ -117,6 +117,26 @@ impl ImportStore for MemoryImports {
         Ok(RowWritten::Written)
     }
 
+    async fn write_rows(&self, writes: &[RowWrite<'_>]) -> anyhow::Result<bool> {
+        self.faults.check("write_rows")?;
+        for write in writes {
+            if self.state.lock().unwrap().rows.contains_key(write.key) {
+                return Ok(false);
+            }
+            if let Some(contact) = write.new_contact
+                && self.contacts.email_in_use(&contact.email).await?
+            {
+                return Ok(false);
+            }
+        }
+        for write in writes {
+            if self.write_row(write).await? != RowWritten::Written {
+                anyhow::bail!("a row checked free was taken meanwhile (memory adapters are not concurrent)");
+            }
+        }
+        Ok(true)
+    }
+
     async fn finish_chunk(&self, chunk: &ImportChunk, counts: &ChunkCounts, _now: Timestamp) -> anyhow::Result<bool> {
         self.faults.check("finish_chunk")?;
         let mut state = self.state.lock().unwrap();

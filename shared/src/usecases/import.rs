@@ -150,14 +150,86 @@ async fn import_rows(
         false => portal.imports().contacts_by_email(&emails).await?,
     };
     let mut counts = ChunkCounts::default();
+    let mut pending = Vec::new();
     for (row, key) in chunk.rows.iter().zip(&keys) {
-        let outcome = match done.get(key) {
-            Some(outcome) => outcome.clone(),
-            None => import_row(portal, chunk, row, key, &mut existing).await?,
-        };
-        counts.count(&outcome, &chunk.import_id);
+        match done.get(key) {
+            Some(outcome) => counts.count(outcome, &chunk.import_id),
+            None => pending.push((row, key)),
+        }
+    }
+    // Rows go in groups, one transaction each (at most 100 items: a row is its key, a new
+    // contact and its email guard, and an invitation with its code and email); a group refused
+    // for one row goes row by row.
+    let items_per_row = 3 + if chunk.options.invite { 3 } else { 0 };
+    for group in pending.chunks(100 / items_per_row) {
+        let now = portal.clock().now();
+        let mut planned = Vec::with_capacity(group.len());
+        for (row, _) in group {
+            let email =
+                Email::parse(&row.email).map_err(|e| anyhow::anyhow!("row {} no longer parses: {e}", row.row))?;
+            planned.push(plan_row(portal, chunk, row, &email, &existing, now));
+        }
+        let writes: Vec<RowWrite<'_>> = planned.iter().zip(group).map(|(plan, (_, key))| plan.write(key)).collect();
+        if portal.imports().write_rows(&writes).await? {
+            for plan in &planned {
+                plan.audit(chunk);
+                counts.count(&plan.outcome, &chunk.import_id);
+            }
+            continue;
+        }
+        for (row, key) in group {
+            let outcome = import_row(portal, chunk, row, key, &mut existing).await?;
+            counts.count(&outcome, &chunk.import_id);
+        }
     }
     Ok(counts)
+}
+
+/// What a row will write: its contact (reused, or new) and, if asked, its invitation.
+struct PlannedRow {
+    contact: Contact,
+    created: bool,
+    invitation: Option<(Invitation, crate::domain::outbox::OutboxMessage)>,
+    outcome: RowOutcome,
+}
+
+impl PlannedRow {
+    fn write<'a>(&'a self, key: &'a str) -> RowWrite<'a> {
+        RowWrite {
+            key,
+            outcome: &self.outcome,
+            new_contact: self.created.then_some(&self.contact),
+            invitation: self.invitation.as_ref().map(|(invitation, message)| (invitation, message)),
+        }
+    }
+
+    fn audit(&self, chunk: &ImportChunk) {
+        if self.created {
+            tracing::info!(audit = AuditEvent::ContactImported.as_str(), contact_id = %self.contact.contact_id, import_id = %chunk.import_id, "audit");
+        }
+    }
+}
+
+fn plan_row(
+    portal: &impl UsesSettings,
+    chunk: &ImportChunk,
+    row: &ImportRow,
+    email: &Email,
+    existing: &HashMap<String, Contact>,
+    now: crate::domain::time::Timestamp,
+) -> PlannedRow {
+    let (contact, created) = match existing.get(email.normalized()) {
+        Some(contact) => (contact.clone(), false),
+        None => (new_contact(row, email, now), true),
+    };
+    let invitation = chunk.options.invite.then(|| invitation_for(portal, chunk, row, &contact, now));
+    let outcome = RowOutcome {
+        import_id: chunk.import_id.clone(),
+        contact_id: contact.contact_id.to_string(),
+        contact_created: created,
+        invitation_id: invitation.as_ref().map(|(invitation, _)| invitation.invitation_id.clone()),
+    };
+    PlannedRow { contact, created, invitation, outcome }
 }
 
 /// Imports one row: its contact (reused or created) and, if asked, its invitation, written with
@@ -172,30 +244,11 @@ async fn import_row(
     let email = Email::parse(&row.email).map_err(|e| anyhow::anyhow!("row {} no longer parses: {e}", row.row))?;
     // Twice at most: a contact created by someone else meanwhile is reused on the second try.
     for _ in 0..2 {
-        let now = portal.clock().now();
-        let (contact, created) = match existing.get(email.normalized()) {
-            Some(contact) => (contact.clone(), false),
-            None => (new_contact(row, &email, now), true),
-        };
-        let invitation = chunk.options.invite.then(|| invitation_for(portal, chunk, row, &contact, now));
-        let outcome = RowOutcome {
-            import_id: chunk.import_id.clone(),
-            contact_id: contact.contact_id.to_string(),
-            contact_created: created,
-            invitation_id: invitation.as_ref().map(|(invitation, _)| invitation.invitation_id.clone()),
-        };
-        let write = RowWrite {
-            key,
-            outcome: &outcome,
-            new_contact: created.then_some(&contact),
-            invitation: invitation.as_ref().map(|(invitation, message)| (invitation, message)),
-        };
-        match portal.imports().write_row(&write).await? {
+        let plan = plan_row(portal, chunk, row, &email, existing, portal.clock().now());
+        match portal.imports().write_row(&plan.write(key)).await? {
             RowWritten::Written => {
-                if created {
-                    tracing::info!(audit = AuditEvent::ContactImported.as_str(), contact_id = %contact.contact_id, import_id = %chunk.import_id, "audit");
-                }
-                return Ok(outcome);
+                plan.audit(chunk);
+                return Ok(plan.outcome);
             }
             RowWritten::AlreadyDone => {
                 let stored = portal.imports().row_outcomes(&[key.to_string()]).await?;

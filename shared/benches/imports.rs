@@ -1,0 +1,167 @@
+//! How long a bulk import of 10,000 rows takes on moto, and how many DynamoDB calls it costs: the
+//! request (checking the file, storing the import and its chunks) and the chunks' processing as
+//! `send-email` does it (stream batches of 10 chunks, processed concurrently), then the same file
+//! again (every row found done). Without invitations: their emails go out at the SES rate (moto:
+//! 1 a second), which is not the import's cost. Counted by an SDK interceptor.
+//!
+//! Run with `make bench` (or `cargo bench -p portal --bench imports`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use portal::Portal;
+use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
+use portal::adapters::dynamodb_imports::DynamoImports;
+use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
+use portal::adapters::memory::MemoryMailer;
+use portal::adapters::memory_imports::MemoryPacer;
+use portal::domain::contact::{Contact, NewContact};
+use portal::domain::email::Email;
+use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
+use portal::ports::SystemClock;
+use portal::usecases::import;
+
+/// The rows of the file (`PORTAL_BENCH_IMPORT_ROWS` for a quicker look; at most 10,000).
+fn rows() -> usize {
+    std::env::var("PORTAL_BENCH_IMPORT_ROWS").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
+}
+/// The stream's batch size (infra/template.yaml): send-email processes a batch's records at once.
+const BATCH: usize = 10;
+
+#[derive(Debug, Default, Clone)]
+struct CallCounter(Arc<Mutex<BTreeMap<String, u32>>>);
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_else(|| "?".into());
+        *self.0.lock().unwrap().entry(name).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl CallCounter {
+    fn take(&self) -> (u32, String) {
+        let counts = std::mem::take(&mut *self.0.lock().unwrap());
+        let total: u32 = counts.values().sum();
+        let detail: Vec<String> = counts.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        (total, detail.join(", "))
+    }
+}
+
+fn counted_portal(counter: &CallCounter) -> Arc<Portal> {
+    let tables = support::moto::fresh_tables();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(support::moto::endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
+        .interceptor(counter.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let mut settings = support::settings(&[]);
+    settings.contacts_table = tables.contacts.clone();
+    settings.sessions_table = tables.sessions.clone();
+    settings.invitations_table = tables.invitations.clone();
+    settings.outbox_table = tables.outbox.clone();
+    Arc::new(Portal {
+        contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
+        sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
+        invitations: Arc::new(DynamoInvitations::new(
+            client.clone(),
+            &tables.invitations,
+            &tables.contacts,
+            &tables.outbox,
+        )),
+        outbox: Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox)),
+        imports: Arc::new(DynamoImports::new(client, &tables.invitations, &tables.contacts, &tables.outbox)),
+        pacer: Arc::new(MemoryPacer::default()),
+        mailer: Arc::new(MemoryMailer::default()),
+        clock: Arc::new(SystemClock),
+        settings,
+    })
+}
+
+fn admin() -> Contact {
+    Contact::new(
+        NewContact {
+            email: Email::parse("admin@example.com").unwrap(),
+            first_name: "Admin".into(),
+            last_name: "Istrator".into(),
+            username: None,
+            phone: None,
+            roles: vec!["Administrators".into()],
+            password_hash: None,
+        },
+        portal::domain::time::Timestamp::from_secs(1_800_000_000),
+    )
+}
+
+/// Imports the file and processes its chunks; prints the time and calls of each phase.
+async fn run(portal: &Arc<Portal>, counter: &CallCounter, csv: &str, label: &str) -> ImportJob {
+    let options = ImportOptions { invite: false, expires_in_days: None };
+    let started = Instant::now();
+    let job = import::start(portal, &support::from("198.51.100.7"), &admin(), csv.as_bytes(), options)
+        .await
+        .expect("the import is accepted")
+        .job;
+    let request = started.elapsed();
+    let (request_calls, request_detail) = counter.take();
+    println!("{label}: {} rows in {} chunks", job.accepted, job.chunks);
+    println!(
+        "  request (check, store import and chunks): {:>7.2} s  {request_calls:>6} calls ({request_detail})",
+        request.as_secs_f64()
+    );
+    let started = Instant::now();
+    let ids: Vec<String> = (0..job.chunks).map(|i| ImportChunk::id_of(&job.import_id, i)).collect();
+    for batch in ids.chunks(BATCH) {
+        let runs = batch.iter().map(|id| import::process_chunk(portal, id));
+        for outcome in futures::future::join_all(runs).await {
+            outcome.expect("a chunk is processed");
+        }
+    }
+    let processing = started.elapsed();
+    let (processing_calls, processing_detail) = counter.take();
+    let done = portal.imports.get(&job.import_id).await.unwrap().unwrap();
+    counter.take();
+    println!("  {} rows imported, {} contacts created", done.rows_done, done.contacts_created);
+    println!(
+        "  chunks (as send-email):                   {:>7.2} s  {processing_calls:>6} calls ({processing_detail})",
+        processing.as_secs_f64()
+    );
+    println!(
+        "  per row: {:.2} ms, {:.3} DynamoDB calls",
+        processing.as_secs_f64() * 1000.0 / rows() as f64,
+        f64::from(processing_calls) / rows() as f64
+    );
+    done
+}
+
+#[tokio::main]
+async fn main() {
+    let mut csv = String::from("email,first_name,last_name,phone,roles\n");
+    for i in 1..=rows() {
+        csv.push_str(&format!("bench.person{i}@example.com,Bench,Person {i},+44 20 7946 {i:04},Customers\n"));
+    }
+    println!("bulk import of {} rows ({} bytes) on moto, without invitations:", rows(), csv.len());
+    let counter = CallCounter::default();
+    let portal = counted_portal(&counter);
+    run(&portal, &counter, &csv, "first import").await;
+    run(&portal, &counter, &csv, "the same file again").await;
+}
