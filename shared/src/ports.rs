@@ -496,6 +496,8 @@ pub struct RowWrite<'a> {
     pub new_contact: Option<&'a Contact>,
     /// An invitation to create, with the email carrying its code.
     pub invitation: Option<(&'a Invitation, &'a OutboxMessage)>,
+    /// The portal events the row commits (written to the outbox in the same transaction).
+    pub events: &'a [PortalEvent],
 }
 
 /// What became of a row's write.

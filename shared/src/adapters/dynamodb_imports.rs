@@ -27,7 +27,7 @@ use super::dynamodb::{
     ContactItem, GuardItem, Guards, Item, Transaction, TransactionError, contact_pk, email_pk, is_conditional_failure,
     key, new_contact_items, number, put_new, sdk_error,
 };
-use super::dynamodb_invitations::new_invitation_items;
+use super::dynamodb_invitations::{event_items, new_invitation_items};
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
 use crate::domain::ids::MessageId;
@@ -154,6 +154,7 @@ impl DynamoImports {
         if let Some((invitation, message)) = write.invitation {
             items.extend(new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?);
         }
+        items.extend(event_items(&self.outbox_table, write.events)?);
         Ok(items)
     }
 
@@ -169,9 +170,8 @@ impl DynamoImports {
     }
 }
 
-/// The transaction items that create an imported contact (the contact and its email guard).
-/// `ContactImported`: the outbox event item of the portal's events belongs here, in this same
-/// transaction, so the event is published if and only if the contact was created.
+/// The transaction items that create an imported contact (the contact and its email guard); its
+/// `ContactImported` event is among the row's events, in the same transaction.
 fn imported_contact_items(contacts_table: &str, contact: &Contact) -> anyhow::Result<Transaction> {
     new_contact_items(contacts_table, contact)
 }

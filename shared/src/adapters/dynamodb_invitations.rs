@@ -617,7 +617,7 @@ fn status(value: &str) -> AttributeValue {
 }
 
 /// The transaction items that queue `events` in the outbox (one item each, named by its id).
-fn event_items(outbox_table: &str, events: &[PortalEvent]) -> anyhow::Result<Transaction> {
+pub(crate) fn event_items(outbox_table: &str, events: &[PortalEvent]) -> anyhow::Result<Transaction> {
     let mut items = Transaction::default();
     for event in events {
         items.push(outbox_put(outbox_table, &event.outbox_message())?, Guards::Nothing);

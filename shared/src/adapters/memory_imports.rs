@@ -113,6 +113,8 @@ impl ImportStore for MemoryImports {
         if let Some((invitation, message)) = write.invitation {
             self.invitations.create(invitation, message).await?;
         }
+        let events: Vec<crate::ports::QueuedEmail> = write.events.iter().cloned().map(Into::into).collect();
+        self.contacts.queue_emails(&events).await?;
         self.state.lock().unwrap().rows.insert(write.key.to_string(), write.outcome.clone());
         Ok(RowWritten::Written)
     }

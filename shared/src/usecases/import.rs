@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, NewContact};
 use crate::domain::email::Email;
+use crate::domain::event::{Fact, PortalEvent};
 use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::import::{
     ChunkClaim, ChunkCounts, FileRefusal, ImportChunk, ImportId, ImportJob, ImportOptions, ImportRow,
@@ -158,9 +159,9 @@ async fn import_rows(
         }
     }
     // Rows go in groups, one transaction each (at most 100 items: a row is its key, a new
-    // contact and its email guard, and an invitation with its code and email); a group refused
-    // for one row goes row by row.
-    let items_per_row = 3 + if chunk.options.invite { 3 } else { 0 };
+    // contact and its email guard, its ContactImported event, and an invitation with its code,
+    // email and InvitationCreated event); a group refused for one row goes row by row.
+    let items_per_row = 4 + if chunk.options.invite { 4 } else { 0 };
     for group in pending.chunks(100 / items_per_row) {
         let now = portal.clock().now();
         let mut planned = Vec::with_capacity(group.len());
@@ -191,6 +192,8 @@ struct PlannedRow {
     created: bool,
     invitation: Option<(Invitation, crate::domain::outbox::OutboxMessage)>,
     outcome: RowOutcome,
+    /// The portal events the row's write commits: `ContactImported`, and `InvitationCreated`.
+    events: Vec<PortalEvent>,
 }
 
 impl PlannedRow {
@@ -200,6 +203,7 @@ impl PlannedRow {
             outcome: &self.outcome,
             new_contact: self.created.then_some(&self.contact),
             invitation: self.invitation.as_ref().map(|(invitation, message)| (invitation, message)),
+            events: &self.events,
         }
     }
 
@@ -229,7 +233,20 @@ fn plan_row(
         contact_created: created,
         invitation_id: invitation.as_ref().map(|(invitation, _)| invitation.invitation_id.clone()),
     };
-    PlannedRow { contact, created, invitation, outcome }
+    let mut events = vec![
+        Fact::ContactImported { contact_id: contact.contact_id.clone(), import_id: chunk.import_id.to_string() }
+            .at(now),
+    ];
+    if let Some((invitation, _)) = &invitation {
+        events.push(
+            Fact::InvitationCreated {
+                invitation_id: invitation.invitation_id.clone(),
+                contact_id: contact.contact_id.clone(),
+            }
+            .at(now),
+        );
+    }
+    PlannedRow { contact, created, invitation, outcome, events }
 }
 
 /// Imports one row: its contact (reused or created) and, if asked, its invitation, written with
