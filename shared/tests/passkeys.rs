@@ -443,3 +443,30 @@ async fn a_passkey_name_is_checked_and_a_store_fault_loses_nothing() {
     assert!(t.outbox.all().iter().all(|m| m.kind != MessageKind::PasskeyAddedNotice), "no notice of a failed add");
     assert_eq!(signed_in_with(&t, &session).await, 200, "the session stays");
 }
+
+/// The session cookie a response sets (its whole Set-Cookie line).
+fn session_cookie_line(response: &HttpResponse) -> String {
+    set_cookies(response).into_iter().find(|c| c.starts_with("portal_session=")).expect("a session cookie")
+}
+
+#[tokio::test]
+async fn a_passkey_sign_in_remembers_the_browser_only_when_asked() {
+    let t = test_portal(&[]);
+    let mut ada = with_passkey(&t).await;
+    let handle = handle_of(&ada.contact_id);
+
+    let started = start_sign_in(&t).await;
+    let assertion = assert_with(&mut ada.key, &started, &ada.credential_id, &handle);
+    let response = finish_sign_in(&t, &started["ceremony"], assertion).await;
+    assert_eq!(response.status(), 200, "{}", body_text(&response));
+    let cookie = session_cookie_line(&response);
+    assert!(!cookie.contains("Max-Age") && !cookie.contains("Expires"), "a browser-session cookie: {cookie}");
+
+    let started = start_sign_in(&t).await;
+    let assertion = assert_with(&mut ada.key, &started, &ada.credential_id, &handle);
+    let body = json!({"ceremony": started["ceremony"], "credential": assertion, "remember_me": true});
+    let response = t.send(&SignIn, Req::post("/signin/passkey/finish").json(body)).await;
+    assert_eq!(response.status(), 200, "{}", body_text(&response));
+    let cookie = session_cookie_line(&response);
+    assert!(cookie.contains("Max-Age=2592000"), "remembered for PORTAL_REMEMBER_ME_DAYS (30): {cookie}");
+}
