@@ -365,6 +365,9 @@ impl ContactStore for DynamoContacts {
         items.extend(self.queued_items(emails)?);
         match items.run(&self.client).await {
             Ok(()) => Ok(()),
+            // The contact's id is new and random: only this very write can have put it, in an
+            // attempt the SDK timed out and retried after DynamoDB had committed it (all of it).
+            Err(TransactionError::Refused(Guards::Record)) => Ok(()),
             Err(TransactionError::Refused(Guards::Email)) => Err(CreateContactError::EmailTaken),
             Err(TransactionError::Refused(Guards::Username)) => Err(CreateContactError::UsernameTaken),
             Err(err) => Err(err.into_fault("creating a contact").into()),

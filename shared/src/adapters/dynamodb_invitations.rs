@@ -243,7 +243,13 @@ impl InvitationStore for DynamoInvitations {
     ) -> anyhow::Result<()> {
         let mut items = new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?;
         items.extend(event_items(&self.outbox_table, events)?);
-        items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
+        match items.run(&self.client).await {
+            // Every item is new under a random id (the invitation's, its code's digest, the
+            // messages'): only this very write can have put them, in an attempt the SDK timed out
+            // and retried after DynamoDB had committed it.
+            Err(TransactionError::Refused(_)) => Ok(()),
+            other => other.map_err(|e| e.into_fault("creating an invitation")),
+        }
     }
 
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {

@@ -75,19 +75,22 @@ pub async fn redeem(
     how: Redeem,
     arrived_with: Option<&str>,
 ) -> Result<Redeemed, PortalError> {
-    let (change, before, created) = match how {
+    // An existing account may have a second factor (new credentials never do): its password alone
+    // signs nothing in. Read before the redemption commits, so a fault here changes nothing.
+    let (change, before, created, second_factor) = match how {
         Redeem::ExistingAccount { login, password } => {
             let account = authenticate(portal, source, &login, password, None).await?.contact;
+            let second_factor = portal.two_factor().get(&account.contact_id).await?.enabled();
             let change = ContactChange::Assign {
                 contact_id: account.contact_id.clone(),
                 roles: merged_roles(&account.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
             };
-            (change, Some(account), false)
+            (change, Some(account), false, second_factor)
         }
         Redeem::NewCredentials(credentials) => {
             let (change, before) = credentials_change(portal, invitation, credentials).await?;
-            (change, before, true)
+            (change, before, true, false)
         }
     };
     let now = portal.clock().now();
@@ -121,12 +124,8 @@ pub async fn redeem(
         source_ip = %source,
         "audit"
     );
-    // An existing account may have a second factor (new credentials never do): its password alone
-    // signs nothing in. A role that requires one limits the session to setting it up.
-    let second_factor = match created {
-        true => false,
-        false => portal.two_factor().get(&contact.contact_id).await?.enabled(),
-    };
+    // With a second factor the password alone signs nothing in; a role that requires one limits
+    // the session to setting it up.
     session::replace(portal, arrived_with).await?;
     if second_factor {
         return Ok(Redeemed { contact, session_token: None, created });
