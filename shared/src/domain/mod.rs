@@ -35,3 +35,4 @@ impl From<&str> for Refusal {
 
 /// The web role that may administer contacts and invitations (Power Pages' "Administrators").
 pub const ADMINISTRATORS_ROLE: &str = "Administrators";
+pub mod group;

@@ -63,6 +63,9 @@ pub enum MessageKind {
     PasskeyAddedNotice,
     /// To the account's address: a passkey (named in `detail`) was removed.
     PasskeyRemovedNotice,
+    /// Not an email: a group invitation's code for every contact in `recipients`; `send-email`
+    /// expands it into one [`MessageKind::Invitation`] per contact (see `domain::group`).
+    InvitationFanout,
 }
 
 impl MessageKind {
@@ -83,6 +86,7 @@ impl MessageKind {
             | MessageKind::PasskeyAddedNotice
             | MessageKind::PasskeyRemovedNotice => AuditEvent::NoticeSent,
             MessageKind::Event => AuditEvent::EventPublished,
+            MessageKind::InvitationFanout => AuditEvent::InvitationSent,
         }
     }
 }
@@ -143,6 +147,16 @@ pub struct OutboxMessage {
     /// The bulk import that queued this invitation email, whose counts its outcome adds to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<super::import::ImportId>,
+    /// A fan-out's recipients (see [`MessageKind::InvitationFanout`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<super::group::Recipient>,
+    /// A fan-out's progress marker: how many of its recipients' emails are queued.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fanned_out: u32,
+    /// A group invitation's per-contact email: the fan-out it came from (the invitation's current
+    /// `message_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout_id: Option<MessageId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -217,6 +231,9 @@ impl OutboxMessage {
             attempts: 0,
             event: None,
             import_id: None,
+            recipients: Vec::new(),
+            fanned_out: 0,
+            fanout_id: None,
         }
     }
 }
