@@ -247,6 +247,11 @@ async fn a_form_post_with_repeated_contact_ids_creates_a_group_invitation() {
     let (t, admin) = with_admin().await;
     let ids = contacts(&t, &admin, 2).await;
     let page = t.send(&CreateInvitation, Req::get("/admin/contacts").html().cookie("portal_session", &admin)).await;
+    let html = body_text(&page);
+    assert!(html.contains("id=\"group-invitation-form\""), "the contacts page offers a group invitation");
+    for id in &ids {
+        assert!(html.contains(&format!("name=\"contact_ids\" value=\"{id}\"")), "a checkbox for {id}");
+    }
     let csrf = cookie_value(&page, "portal_csrf").unwrap();
     let response = t
         .send(
