@@ -217,6 +217,8 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
         MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
         // Published on the event bus, never mailed.
         MessageKind::Event => None,
+        // Expanded into per-contact invitation emails, never mailed itself.
+        MessageKind::InvitationFanout => None,
     }
 }
 

@@ -411,6 +411,35 @@ pub trait InvitationStore: Send + Sync {
         error: Option<&str>,
         now: Timestamp,
     ) -> anyhow::Result<()>;
+    /// Stores a group invitation with every recipient of `fanout` (its one outbox message) pending
+    /// in its `deliveries`, its code lookup and `events`, together.
+    async fn create_group_with_events(
+        &self,
+        invitation: &Invitation,
+        fanout: &OutboxMessage,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()>;
+    /// [`InvitationStore::replace_code`] for a group invitation: every recipient of the new
+    /// `fanout` pending again. `false` when the invitation is revoked or changed meanwhile.
+    async fn replace_group_code(
+        &self,
+        invitation: &Invitation,
+        new_digest: &str,
+        fanout: &OutboxMessage,
+    ) -> anyhow::Result<bool>;
+    /// A group invitation's per-contact deliveries (empty for any other invitation).
+    async fn deliveries(&self, invitation_id: &InvitationId) -> anyhow::Result<crate::domain::group::Deliveries>;
+    /// Records how the email of fan-out `fanout_id` (the invitation's current one) to `contact_id`
+    /// went, and the invitation's aggregated `delivery`; an older fan-out's outcome is ignored.
+    async fn record_contact_delivery(
+        &self,
+        invitation_id: &InvitationId,
+        fanout_id: &MessageId,
+        contact_id: &ContactId,
+        delivery: Delivery,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
 }
 
 /// The sending side of the outbox. A claim is a lease (see [`Claim`]): a run that fails after
@@ -453,6 +482,10 @@ pub trait Outbox: Send + Sync {
     /// marked failed and, for an invitation, no longer its current email, all together. `false`
     /// when the original was sent or changed meanwhile.
     async fn requeue(&self, original: &OutboxMessage, copy: &OutboxMessage, now: Timestamp) -> anyhow::Result<bool>;
+    /// Queues `batch` (per-contact emails of the fan-out `fanout_id`) and moves its progress marker
+    /// from `done` to `done + batch.len()`, together. `false` when the marker is no longer at
+    /// `done` (another run queued them): nothing is written.
+    async fn fan_out(&self, fanout_id: &MessageId, done: u32, batch: &[OutboxMessage]) -> anyhow::Result<bool>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

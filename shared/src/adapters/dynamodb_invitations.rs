@@ -35,11 +35,11 @@ use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
 /// Invitations stay visible to administrators this long after they expire, then TTL removes them.
-const KEEP_AFTER_EXPIRY_SECS: i64 = 90 * 86_400;
-const INVITATION_SK: &str = "INVITATION";
-const CODE_SK: &str = "CODE";
+pub(super) const KEEP_AFTER_EXPIRY_SECS: i64 = 90 * 86_400;
+pub(super) const INVITATION_SK: &str = "INVITATION";
+pub(super) const CODE_SK: &str = "CODE";
 
-fn invitation_pk(invitation_id: &InvitationId) -> String {
+pub(super) fn invitation_pk(invitation_id: &InvitationId) -> String {
     format!("INVITATION#{invitation_id}")
 }
 
@@ -55,15 +55,15 @@ fn redemption_sk(redemption: &Redemption) -> String {
     format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id)
 }
 
-fn code_pk(digest: &str) -> String {
+pub(super) fn code_pk(digest: &str) -> String {
     format!("CODE#{digest}")
 }
 
-fn key2(pk: String, sk: &str) -> Item {
+pub(super) fn key2(pk: String, sk: &str) -> Item {
     HashMap::from([("pk".to_string(), AttributeValue::S(pk)), ("sk".to_string(), AttributeValue::S(sk.to_string()))])
 }
 
-fn text(value: &str) -> AttributeValue {
+pub(super) fn text(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
 }
 
@@ -73,11 +73,11 @@ fn list(values: &[String]) -> AttributeValue {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct InvitationItem {
-    pk: String,
-    sk: String,
+    pub(super) pk: String,
+    pub(super) sk: String,
     #[serde(flatten)]
     pub(super) invitation: Invitation,
-    ttl: Timestamp,
+    pub(super) ttl: Timestamp,
     /// The keys of the list indexes (see `dynamodb_listing`); absent on invitations stored before
     /// the list existed, which the indexes therefore leave out.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
@@ -100,7 +100,7 @@ struct RedemptionItem {
     redemption: Redemption,
 }
 
-fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
+pub(super) fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
     Ok(serde_dynamo::to_item(CodeItem {
         pk: code_pk(digest),
         sk: CODE_SK.into(),
@@ -135,7 +135,7 @@ pub struct DynamoInvitations {
     pub(super) client: Client,
     pub(super) invitations_table: String,
     contacts_table: String,
-    outbox_table: String,
+    pub(super) outbox_table: String,
 }
 
 impl DynamoInvitations {
@@ -587,11 +587,45 @@ impl InvitationStore for DynamoInvitations {
             Err(err) => Err(sdk_error("recording a delivery", err)),
         }
     }
+
+    async fn create_group_with_events(
+        &self,
+        invitation: &Invitation,
+        fanout: &OutboxMessage,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
+        self.create_group(invitation, fanout, events).await
+    }
+
+    async fn replace_group_code(
+        &self,
+        invitation: &Invitation,
+        new_digest: &str,
+        fanout: &OutboxMessage,
+    ) -> anyhow::Result<bool> {
+        self.replace_group_code_item(invitation, new_digest, fanout).await
+    }
+
+    async fn deliveries(&self, invitation_id: &InvitationId) -> anyhow::Result<crate::domain::group::Deliveries> {
+        self.read_deliveries(invitation_id).await
+    }
+
+    async fn record_contact_delivery(
+        &self,
+        invitation_id: &InvitationId,
+        fanout_id: &MessageId,
+        contact_id: &ContactId,
+        delivery: Delivery,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.record_one_delivery(invitation_id, fanout_id, contact_id, delivery, error, now).await
+    }
 }
 
 pub struct DynamoOutbox {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
     /// Where an invitation's current email is recorded (for an operator's re-queue).
     invitations_table: Option<String>,
 }
@@ -863,5 +897,9 @@ impl Outbox for DynamoOutbox {
             Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(false),
             Err(err) => Err(err.into_fault("re-queueing an outbox message")),
         }
+    }
+
+    async fn fan_out(&self, fanout_id: &MessageId, done: u32, batch: &[OutboxMessage]) -> anyhow::Result<bool> {
+        self.fan_out_batch(fanout_id, done, batch).await
     }
 }

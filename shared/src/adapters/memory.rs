@@ -528,6 +528,8 @@ struct InvitationsState {
     invitations: HashMap<InvitationId, Invitation>,
     codes: HashMap<String, InvitationId>,
     redemptions: Vec<Redemption>,
+    /// Group invitations' per-contact deliveries.
+    deliveries: HashMap<InvitationId, crate::domain::group::Deliveries>,
 }
 
 impl MemoryInvitations {
@@ -714,6 +716,63 @@ impl InvitationStore for MemoryInvitations {
         }
         Ok(())
     }
+
+    async fn create_group_with_events(
+        &self,
+        invitation: &Invitation,
+        fanout: &OutboxMessage,
+        events: &[PortalEvent],
+    ) -> anyhow::Result<()> {
+        let pending = crate::domain::group::pending_deliveries(&fanout.recipients);
+        self.state.lock().unwrap().deliveries.insert(invitation.invitation_id.clone(), pending);
+        self.create_with_events(invitation, fanout, events).await
+    }
+
+    async fn replace_group_code(
+        &self,
+        invitation: &Invitation,
+        new_digest: &str,
+        fanout: &OutboxMessage,
+    ) -> anyhow::Result<bool> {
+        if !self.replace_code(invitation, new_digest, fanout).await? {
+            return Ok(false);
+        }
+        let mut state = self.state.lock().unwrap();
+        state
+            .deliveries
+            .insert(invitation.invitation_id.clone(), crate::domain::group::pending_deliveries(&fanout.recipients));
+        Ok(true)
+    }
+
+    async fn deliveries(&self, invitation_id: &InvitationId) -> anyhow::Result<crate::domain::group::Deliveries> {
+        Ok(self.state.lock().unwrap().deliveries.get(invitation_id).cloned().unwrap_or_default())
+    }
+
+    async fn record_contact_delivery(
+        &self,
+        invitation_id: &InvitationId,
+        fanout_id: &MessageId,
+        contact_id: &ContactId,
+        delivery: Delivery,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.faults.check("record_delivery")?;
+        let mut state = self.state.lock().unwrap();
+        let current = state.invitations.get(invitation_id).is_some_and(|i| i.message_id == *fanout_id);
+        let Some(deliveries) = state.deliveries.get_mut(invitation_id).filter(|_| current) else { return Ok(()) };
+        let Some(entry) = deliveries.get_mut(contact_id) else { return Ok(()) };
+        entry.status = delivery;
+        let overall = crate::domain::group::aggregate(deliveries.values().map(|d| &d.status));
+        if let Some(stored) = state.invitations.get_mut(invitation_id) {
+            stored.delivery = overall;
+            if let Some(error) = error {
+                stored.delivery_error = Some(format!("{contact_id}: {error}"));
+            }
+            stored.delivered_at = Some(now);
+        }
+        Ok(())
+    }
 }
 
 /// Outbox messages in memory, with the lease rules of the DynamoDB outbox.
@@ -841,6 +900,18 @@ impl Outbox for MemoryOutbox {
         stored.error = Some(format!("re-queued as {}", copy.message_id));
         stored.secret = None;
         messages.insert(copy.message_id.clone(), copy.clone());
+        Ok(true)
+    }
+
+    async fn fan_out(&self, fanout_id: &MessageId, done: u32, batch: &[OutboxMessage]) -> anyhow::Result<bool> {
+        self.faults.check("fan_out")?;
+        let mut messages = self.messages.lock().unwrap();
+        let Some(fanout) = messages.get_mut(fanout_id).filter(|m| m.fanned_out == done) else { return Ok(false) };
+        fanout.fanned_out = done + batch.len() as u32;
+        for message in batch {
+            // A conditional put, as in DynamoDB: a queued email is never replaced.
+            messages.entry(message.message_id.clone()).or_insert_with(|| message.clone());
+        }
         Ok(true)
     }
 }

@@ -2,6 +2,7 @@
 //! (the `memory` feature), never compiled into a Lambda binary.
 
 pub mod dynamodb;
+pub mod dynamodb_groups;
 pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 pub mod dynamodb_listing;

@@ -36,3 +36,4 @@ impl From<&str> for Refusal {
 
 /// The web role that may administer contacts and invitations (Power Pages' "Administrators").
 pub const ADMINISTRATORS_ROLE: &str = "Administrators";
+pub mod group;

@@ -67,6 +67,9 @@ pub enum MessageKind {
     SignInCode,
     /// To the account's address: two-factor authentication changed (`detail` says how).
     TwoFactorNotice,
+    /// Not an email: a group invitation's code for every contact in `recipients`; `send-email`
+    /// expands it into one [`MessageKind::Invitation`] per contact (see `domain::group`).
+    InvitationFanout,
 }
 
 impl MessageKind {
@@ -89,6 +92,7 @@ impl MessageKind {
             MessageKind::Event => AuditEvent::EventPublished,
             MessageKind::TwoFactorNotice => AuditEvent::NoticeSent,
             MessageKind::SignInCode => AuditEvent::SignInCodeSent,
+            MessageKind::InvitationFanout => AuditEvent::InvitationSent,
         }
     }
 }
@@ -149,6 +153,16 @@ pub struct OutboxMessage {
     /// The bulk import that queued this invitation email, whose counts its outcome adds to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<super::import::ImportId>,
+    /// A fan-out's recipients (see [`MessageKind::InvitationFanout`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<super::group::Recipient>,
+    /// A fan-out's progress marker: how many of its recipients' emails are queued.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fanned_out: u32,
+    /// A group invitation's per-contact email: the fan-out it came from (the invitation's current
+    /// `message_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout_id: Option<MessageId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -223,6 +237,9 @@ impl OutboxMessage {
             attempts: 0,
             event: None,
             import_id: None,
+            recipients: Vec::new(),
+            fanned_out: 0,
+            fanout_id: None,
         }
     }
 }

@@ -118,6 +118,9 @@ pub(super) struct InvitationView<'a> {
     created_by: Option<CreatorView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redeemed_by: Option<Vec<RedemptionView<'a>>>,
+    /// A group invitation's per-contact deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliveries: Option<Vec<crate::web::pages::DeliveryRow>>,
 }
 
 impl<'a> InvitationView<'a> {
@@ -184,6 +187,7 @@ impl<'a> InvitationView<'a> {
             delivery_error: invitation.delivery_error.as_deref(),
             created_at: rfc3339(invitation.created_at),
             created_by: None,
+            deliveries: None,
             redeemed_by: redemptions.map(|all| {
                 all.iter()
                     .map(|r| RedemptionView {
@@ -385,7 +389,11 @@ impl ContactsPageInput for InvitationRequest {
                 fields.reject("max_redemptions", "must be 1 for a single invitation")
             }
             (Some(InvitationType::Single), _) => Some(1),
-            (Some(InvitationType::Group), n) => Some(n.unwrap_or(10) as u32),
+            // A group invitation to listed contacts lets each of them redeem by default.
+            (Some(InvitationType::Group), n) => {
+                let listed = fields.values_of("contact_ids").map_or(0, |ids| ids.len());
+                Some(n.map_or_else(|| listed.max(10) as u32, |n| n as u32))
+            }
             (None, _) => None,
         };
         let expires_in_days = fields.optional_integer("expires_in_days", 1..=365).map(|d| d as u32);
@@ -399,7 +407,10 @@ impl ContactsPageInput for InvitationRequest {
         }
         let account_id = fields.optional_parsed("account_id", parse_name);
         let redirect_path = fields.optional_parsed("redirect_path", parse_redirect);
+        let contacts_sent = fields.values_of("contact_ids").is_some();
+        let group_contacts = parse_contact_ids(fields, kind);
         let invitee = match fields.text("contact_id").filter(|t| !t.trim().is_empty()) {
+            _ if contacts_sent => group_contacts,
             Some(id) => Some(Invitee::ContactId(id.trim().into())),
             None => {
                 let email = fields.required_parsed("email", Email::parse);
@@ -420,6 +431,50 @@ impl ContactsPageInput for InvitationRequest {
             })
         })
     }
+}
+
+/// `contact_ids` of a group invitation (`None` when not sent, or not usable: the problem is
+/// recorded on `contact_ids`): 1 to 100 distinct contact ids, with neither `contact_id` nor
+/// `email`, and only with type `group`.
+fn parse_contact_ids(fields: &mut Fields, kind: Option<InvitationType>) -> Option<Invitee> {
+    use crate::domain::group::MAX_GROUP_CONTACTS;
+    let ids = fields.values_of("contact_ids")?;
+    let named_one =
+        ["contact_id", "email"].iter().any(|name| fields.text(name).is_some_and(|sent| !sent.trim().is_empty()));
+    if named_one {
+        return fields.reject("contact_ids", "cannot be used with contact_id or email");
+    }
+    if kind == Some(InvitationType::Single) {
+        return fields.reject("contact_ids", "is only for a group invitation (type \"group\")");
+    }
+    if ids.is_empty() || ids.len() > MAX_GROUP_CONTACTS {
+        return fields.reject("contact_ids", format!("must list from 1 to {MAX_GROUP_CONTACTS} contacts"));
+    }
+    let mut distinct: Vec<ContactId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        // Contact ids are UUIDs; anything else names no contact.
+        if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return fields.reject("contact_ids", format!("{id:?} is not a contact id"));
+        }
+        let id = ContactId::from(id.as_str());
+        if distinct.contains(&id) {
+            return fields.reject("contact_ids", format!("lists {id} twice"));
+        }
+        distinct.push(id);
+    }
+    Some(Invitee::Contacts(distinct))
+}
+
+/// A group invitation's per-contact deliveries as shown.
+fn delivery_rows(deliveries: &crate::domain::group::Deliveries) -> Vec<crate::web::pages::DeliveryRow> {
+    deliveries
+        .iter()
+        .map(|(contact_id, d)| crate::web::pages::DeliveryRow {
+            contact_id: contact_id.to_string(),
+            email: d.email.clone(),
+            status: format!("{:?}", d.status).to_lowercase(),
+        })
+        .collect()
 }
 
 async fn create_invitation(
@@ -508,7 +563,12 @@ async fn show_invitation(
     let portal = page.portal.clone();
     let InvitationDetail { invitation, redemptions, people } = lists::invitation_detail(&portal, &id).await?;
     let now = portal.clock.now();
-    let reply = Reply::json(StatusCode::OK, &InvitationView::with_people(&invitation, now, &redemptions, &people));
+    let deliveries = delivery_rows(&portal.invitations.deliveries(&id).await?);
+    let mut view = InvitationView::with_people(&invitation, now, &redemptions, &people);
+    if !deliveries.is_empty() {
+        view.deliveries = Some(deliveries.clone());
+    }
+    let reply = Reply::json(StatusCode::OK, &view);
     Ok(reply.or_page(move || {
         let creator = people.get(&invitation.created_by);
         page.render(
@@ -537,6 +597,7 @@ async fn show_invitation(
                         }
                     })
                     .collect(),
+                deliveries,
                 can_resend: invitation.is_redeemable(now),
                 can_revoke: !invitation.revoked,
                 created: human(invitation.created_at),

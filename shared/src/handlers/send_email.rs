@@ -145,12 +145,17 @@ async fn deliver(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
     }
     if let Some(invitation_id) = &message.invitation_id {
         let invitation = portal.invitations.get(invitation_id).await.map_err(Fault::BeforeSending)?;
-        let current = invitation.is_some_and(|i| i.message_id == message.message_id && !i.revoked);
+        // A group invitation's per-contact email is current while its fan-out is.
+        let current_id = message.fanout_id.as_ref().unwrap_or(&message.message_id);
+        let current = invitation.is_some_and(|i| i.message_id == *current_id && !i.revoked);
         if !current {
             // Its code no longer works: a resend replaced it, or the invitation was revoked.
             let reason = "superseded: the invitation was resent or revoked before this email went out";
             return fail(portal, message, reason, &[]).await.map_err(Fault::BeforeSending);
         }
+    }
+    if message.kind == MessageKind::InvitationFanout {
+        return fan_out(portal, message).await;
     }
     // A request that names only an address is resolved here, off the request path (a link's token
     // is issued now; a retry issues a new one, which voids this one).
@@ -233,7 +238,15 @@ async fn record_delivery(portal: &Portal, message: &OutboxMessage) -> anyhow::Re
         MessageStatus::Pending | MessageStatus::Sending => return Ok(()),
     };
     let now: Timestamp = portal.clock.now();
-    portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await?;
+    match (&message.fanout_id, &message.contact_id) {
+        (Some(fanout_id), Some(contact_id)) => {
+            portal
+                .invitations
+                .record_contact_delivery(invitation_id, fanout_id, contact_id, delivery, error, now)
+                .await?
+        }
+        _ => portal.invitations.record_delivery(invitation_id, &message.message_id, delivery, error, now).await?,
+    }
     if let Some(import_id) = &message.import_id {
         portal.imports.count_email(import_id, &message.message_id, delivery == Delivery::Sent).await?;
     }
@@ -289,4 +302,33 @@ async fn publish(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fa
         "audit"
     );
     Ok(Outcome::Published)
+}
+
+/// Expands a leased group invitation fan-out into one invitation email per recipient, at most
+/// [`FANOUT_BATCH`](crate::domain::group::FANOUT_BATCH) per transaction, each moving the fan-out's
+/// progress marker conditionally: a repeated or concurrent expansion never queues a contact's
+/// email twice. A run that finds the marker moved gives the lease back; the retry resumes from
+/// the marker. Then the fan-out is marked sent (its code leaves the item).
+async fn fan_out(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fault> {
+    use crate::domain::group::FANOUT_BATCH;
+    use crate::usecases::group_invite::contact_message;
+    let now = portal.clock.now();
+    let total = message.recipients.len();
+    let mut done = message.fanned_out as usize;
+    while done < total {
+        let end = (done + FANOUT_BATCH).min(total);
+        let batch: Vec<OutboxMessage> = (done..end).filter_map(|index| contact_message(message, index, now)).collect();
+        if !portal.outbox.fan_out(&message.message_id, done as u32, &batch).await.map_err(Fault::BeforeSending)? {
+            return Err(Fault::BeforeSending(anyhow::anyhow!("the fan-out's progress moved meanwhile; retry")));
+        }
+        done = end;
+    }
+    mark_sent(portal, &message.message_id, &[]).await.map_err(Fault::AfterSending)?;
+    tracing::info!(
+        message_id = %message.message_id,
+        invitation_id = message.invitation_id.as_deref().unwrap_or("-"),
+        recipients = total,
+        "group invitation fanned out"
+    );
+    Ok(Outcome::Skipped)
 }

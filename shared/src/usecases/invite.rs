@@ -48,7 +48,13 @@ pub async fn create_contact(
 #[derive(Clone)]
 pub enum Invitee {
     ContactId(ContactId),
-    Email { email: Email, first_name: String, last_name: String },
+    Email {
+        email: Email,
+        first_name: String,
+        last_name: String,
+    },
+    /// Several contacts of a group invitation (`contact_ids`), each emailed the one code.
+    Contacts(Vec<ContactId>),
 }
 
 /// An invitation request whose fields all parsed.
@@ -73,6 +79,7 @@ async fn invited_contact(portal: &(impl UsesContacts + UsesClock), invitee: Invi
                 .ok_or_else(|| PortalError::field("contact_id", "is not a contact"));
         }
         Invitee::Email { email, first_name, last_name } => (email, first_name, last_name),
+        Invitee::Contacts(_) => return Err(PortalError::field("contact_ids", "is only for a group invitation")),
     };
     let login = Login::of_email(&email);
     if let Some(existing) = portal.contacts().find_by_login(&login).await? {
@@ -127,6 +134,10 @@ pub async fn invite(
     admin: &Contact,
     request: InvitationRequest,
 ) -> Result<Invitation, PortalError> {
+    if let Invitee::Contacts(contact_ids) = &request.invitee {
+        let contact_ids = contact_ids.clone();
+        return super::group_invite::invite_group(portal, source, admin, &contact_ids, request).await;
+    }
     let contact = invited_contact(portal, request.invitee).await?;
     let now = portal.clock().now();
     let expires_in_days = request.expires_in_days.unwrap_or(portal.settings().invitation_expiry_days);
@@ -185,6 +196,10 @@ pub async fn resend(
     let now = portal.clock().now();
     if !invitation.is_redeemable(now) {
         return Err(PortalError::validation("Only an active invitation can be resent; create a new one instead."));
+    }
+    if let Some(updated) = super::group_invite::resend_group(portal, &invitation).await? {
+        admin_audit(AuditEvent::InvitationResent, id, admin, source);
+        return Ok(updated);
     }
     let code = InvitationCode::generate();
     let mut updated = invitation.clone();

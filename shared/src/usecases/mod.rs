@@ -27,3 +27,4 @@ pub fn audit(event: AuditEvent, contact_id: Option<&ContactId>, source: &SourceA
     let contact_id = contact_id.map_or("-", ContactId::as_str);
     tracing::info!(audit = event.as_str(), contact_id, source_ip = %source, "audit");
 }
+pub mod group_invite;

@@ -198,6 +198,16 @@ pub struct AdminInvitationPage<'a> {
     pub created_by_id: String,
     /// The inviter's email ("unknown" once that contact is gone).
     pub created_by_email: String,
+    /// A group invitation's per-contact deliveries (empty for others).
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+/// How the email to one contact of a group invitation went (the page and the JSON alike).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeliveryRow {
+    pub contact_id: String,
+    pub email: String,
+    pub status: String,
 }
 
 /// A redemption as the invitation page shows it: who (linked to their contact), when, from where.

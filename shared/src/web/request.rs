@@ -86,6 +86,9 @@ pub struct Fields {
     errors: BTreeMap<String, String>,
     /// The JSON objects sent (a WebAuthn credential), whole: see [`Fields::object`].
     objects: HashMap<String, serde_json::Value>,
+    /// Every value of a form field sent more than once (a multi-select, checkboxes), in order:
+    /// see [`Fields::values_of`].
+    repeated: HashMap<String, Vec<String>>,
 }
 
 impl Fields {
@@ -124,17 +127,20 @@ impl Fields {
                 Some((name, value))
             })
             .collect();
-        Ok(Fields { values, errors: BTreeMap::new(), objects })
+        Ok(Fields { values, errors: BTreeMap::new(), objects, repeated: HashMap::new() })
     }
 
     pub fn from_form(text: &str) -> Result<Fields, PortalError> {
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(text).map_err(|_| PortalError::validation("The form data is malformed."))?;
         let mut values = HashMap::new();
+        let mut all: HashMap<String, Vec<String>> = HashMap::new();
         for (name, value) in pairs {
+            all.entry(name.clone()).or_default().push(value.clone());
             values.entry(name).or_insert(Value::Text(value));
         }
-        Ok(Fields { values, errors: BTreeMap::new(), objects: HashMap::new() })
+        let repeated = all.into_iter().filter(|(_, sent)| sent.len() > 1).collect();
+        Ok(Fields { values, errors: BTreeMap::new(), objects: HashMap::new(), repeated })
     }
 
     /// A digest of the fields as sent, names and values in name order (the CSRF token aside): the
@@ -181,6 +187,18 @@ impl Fields {
             }
         };
         items.into_iter().map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect()
+    }
+
+    /// Every value of a field that may repeat: a JSON list of strings, or a form field sent once
+    /// or more (each value as sent, trimmed, blanks left out). `None` when it was not sent.
+    pub fn values_of(&mut self, name: &str) -> Option<Vec<String>> {
+        let sent = match (self.repeated.get(name), self.values.get(name)?) {
+            (Some(all), _) => all.clone(),
+            (None, Value::List(items)) => items.clone(),
+            (None, Value::Text(text)) => vec![text.clone()],
+            (None, _) => return self.reject(name, "must be a list of text"),
+        };
+        Some(sent.into_iter().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
     }
 
     /// A JSON object field that must be present (only JSON bodies carry objects), as sent.
