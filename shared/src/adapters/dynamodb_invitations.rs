@@ -701,10 +701,11 @@ impl DynamoInvitations {
         let revoke = Update::builder()
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
-            .update_expression("SET revoked = :true, revoked_at = :now")
+            .update_expression("SET revoked = :true, revoked_at = :now, list_state = :revoked")
             .condition_expression("attribute_exists(pk) AND revoked = :false")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":revoked", text(StoredState::Revoked.as_str()))
             .expression_attribute_values(":now", number(now))
             .build()?;
         let mut items = Transaction::default();
