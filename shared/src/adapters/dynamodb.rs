@@ -804,15 +804,21 @@ impl SessionStore for DynamoSessions {
             session: session.clone(),
             ttl: session.expires_at,
         })?;
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(|e| sdk_error("storing a session", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The key is the digest of a new random token: only this very put can have written
+            // it, in an attempt the SDK timed out and retried after DynamoDB had committed it.
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error("storing a session", err)),
+        }
     }
 
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {

@@ -723,11 +723,16 @@ impl DynamoInvitations {
 impl Outbox for DynamoOutbox {
     async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
         let lease_until = now + LEASE_SECS;
+        // Who took the lease: an attempt that timed out after DynamoDB committed it is retried by
+        // the SDK, and the retry, refused, must still know the lease as its own.
+        let lease_token = crate::domain::secret::random_token();
         // One conditional write takes the lease; when it is refused, the item as it stands says
         // why (a live lease, or settled), without a second read.
         let result = self
             .update(message_id)
-            .update_expression("SET #s = :sending, lease_until = :until, claimed_at = :now ADD attempts :one")
+            .update_expression(
+                "SET #s = :sending, lease_until = :until, claimed_at = :now, lease_token = :token ADD attempts :one",
+            )
             .condition_expression(
                 "#s = :pending OR (#s = :sending AND (attribute_not_exists(lease_until) OR lease_until <= :now))",
             )
@@ -735,6 +740,7 @@ impl Outbox for DynamoOutbox {
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":until", number(lease_until))
+            .expression_attribute_values(":token", text(&lease_token))
             .expression_attribute_values(":one", number(1))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -752,7 +758,12 @@ impl Outbox for DynamoOutbox {
                     _ => None,
                 });
                 let Some(current) = current.filter(|item| !item.is_empty()) else { return Ok(Claim::Missing) };
+                let ours = current.get("lease_token").and_then(|t| t.as_s().ok()) == Some(&lease_token);
                 let stored: OutboxItem = serde_dynamo::from_item(current).context("reading a refused claim")?;
+                if ours && stored.message.status == crate::domain::outbox::MessageStatus::Sending {
+                    // This very claim, committed by an attempt whose answer was lost.
+                    return Ok(Claim::Leased(stored.message));
+                }
                 Ok(match stored.message.claim_at(now) {
                     // Refused, yet claimable by the rule: another run changed it between the two.
                     Claim::Leased(_) => Claim::Busy { lease_until: stored.message.lease_until.unwrap_or(now) },
