@@ -144,6 +144,24 @@ pub(crate) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMet
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// Puts an item under a key made from a new random token (a session, a pending sign-in, a
+/// passkey ceremony). Only this very put can have written that key: a condition failure is an
+/// attempt the SDK timed out and retried after DynamoDB had committed it, so it counts as written.
+pub(crate) async fn put_under_new_key(client: &Client, table: &str, item: Item, doing: &str) -> anyhow::Result<()> {
+    let result = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_conditional_failure(&err) => Ok(()),
+        Err(err) => Err(sdk_error(doing, err)),
+    }
+}
+
 impl DynamoContacts {
     pub fn new(client: Client, table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
         DynamoContacts { client, table: table.into(), outbox_table: outbox_table.into() }
@@ -804,21 +822,7 @@ impl SessionStore for DynamoSessions {
             session: session.clone(),
             ttl: session.expires_at,
         })?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The key is the digest of a new random token: only this very put can have written
-            // it, in an attempt the SDK timed out and retried after DynamoDB had committed it.
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("storing a session", err)),
-        }
+        put_under_new_key(&self.client, &self.table, item, "storing a session").await
     }
 
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {

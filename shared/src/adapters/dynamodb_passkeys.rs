@@ -112,15 +112,7 @@ impl PasskeyStore for DynamoPasskeys {
             ceremony: ceremony.clone(),
             ttl: ceremony.expires_at,
         })?;
-        self.client
-            .put_item()
-            .table_name(&self.sessions_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| sdk_error("storing a passkey ceremony", e))?;
-        Ok(())
+        super::dynamodb::put_under_new_key(&self.client, &self.sessions_table, item, "storing a passkey ceremony").await
     }
 
     async fn take_ceremony(&self, id_digest: &str) -> anyhow::Result<Option<Ceremony>> {

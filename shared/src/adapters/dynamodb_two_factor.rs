@@ -207,15 +207,7 @@ impl TwoFactorStore for DynamoTwoFactor {
             pending: pending.clone(),
             ttl: pending.expires_at,
         })?;
-        self.client
-            .put_item()
-            .table_name(&self.sessions_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| sdk_error("storing a pending sign-in", e))?;
-        Ok(())
+        super::dynamodb::put_under_new_key(&self.client, &self.sessions_table, item, "storing a pending sign-in").await
     }
 
     async fn find_pending(&self, digest: &str, now: Timestamp) -> anyhow::Result<Option<PendingSignIn>> {
