@@ -12,6 +12,7 @@
 //! `send-email` run (see [`crate::domain::pacing`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -33,7 +34,7 @@ use crate::domain::email::Email;
 use crate::domain::ids::MessageId;
 use crate::domain::import::{CHUNK_KIND, ChunkClaim, ChunkCounts, ImportChunk, ImportId, ImportJob, RowOutcome};
 use crate::domain::outbox::{LEASE_SECS, RETENTION_SECS};
-use crate::domain::pacing::{self, Slot};
+use crate::domain::pacing::{self, Slot, Spacing};
 use crate::domain::time::Timestamp;
 use crate::ports::{ImportStore, RowWrite, RowWritten, SendPacer};
 
@@ -400,9 +401,15 @@ pub struct DynamoPacer {
     client: Client,
     table: String,
     ses: aws_sdk_ses::Client,
-    interval_ms: tokio::sync::OnceCell<i64>,
+    spacing: tokio::sync::OnceCell<Spacing>,
     max_wait_ms: i64,
+    /// How long the last reservation write took, to reserve far enough ahead.
+    last_write_ms: AtomicI64,
 }
+
+/// Reservations one wait may try: each failed one means another run took a slot meanwhile, or
+/// this run's write came back too late for its slot.
+const SLOT_TRIES: usize = 12;
 
 impl DynamoPacer {
     pub fn new(client: Client, contacts_table: &str, ses: aws_sdk_ses::Client) -> Self {
@@ -410,25 +417,26 @@ impl DynamoPacer {
             client,
             table: contacts_table.into(),
             ses,
-            interval_ms: tokio::sync::OnceCell::new(),
+            spacing: tokio::sync::OnceCell::new(),
             max_wait_ms: MAX_SLOT_WAIT_MS,
+            last_write_ms: AtomicI64::new(0),
         }
     }
 
-    /// The interval between two sends at the account's rate.
-    pub async fn interval(&self) -> anyhow::Result<i64> {
-        let interval = self
-            .interval_ms
+    /// The spacing of sends at the account's rate.
+    pub async fn spacing(&self) -> anyhow::Result<Spacing> {
+        let spacing = self
+            .spacing
             .get_or_try_init(|| async {
                 let quota = self.ses.get_send_quota().send().await.map_err(|e| {
                     anyhow::anyhow!("reading the SES sending rate: {}", aws_sdk_ses::error::DisplayErrorContext(&e))
                 })?;
                 let rate = quota.max_send_rate();
                 tracing::info!(max_send_rate = rate, "SES sending rate");
-                Ok::<i64, anyhow::Error>(pacing::interval_ms(rate))
+                Ok::<Spacing, anyhow::Error>(Spacing::for_rate(rate))
             })
             .await?;
-        Ok(*interval)
+        Ok(*spacing)
     }
 
     /// The stored next free slot, from a refused write's old item.
@@ -446,60 +454,54 @@ impl DynamoPacer {
 #[async_trait]
 impl SendPacer for DynamoPacer {
     async fn wait_for_slot(&self) -> anyhow::Result<bool> {
-        let interval = self.interval().await?;
-        // A few tries: each refusal means another run took a slot meanwhile.
-        for _ in 0..5 {
+        let spacing = self.spacing().await?;
+        let began = now_ms();
+        let mut stored = None;
+        for _ in 0..SLOT_TRIES {
             let now = now_ms();
-            // Free now: take it with one write.
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", text(PACE_PK))
-                .update_expression("SET next_ms = :next")
-                .condition_expression("attribute_not_exists(next_ms) OR next_ms <= :now")
-                .expression_attribute_values(":next", number(now + interval))
-                .expression_attribute_values(":now", number(now))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await;
-            let next = match result {
-                Ok(_) => return Ok(true),
-                Err(err) if is_conditional_failure(&err) => Self::next_of(&err),
-                Err(err) => return Err(sdk_error("taking a sending slot", err)),
-            };
-            let Some(stored) = next else { continue };
-            let (at, new_next) = match pacing::reserve(Some(stored), now, interval, self.max_wait_ms) {
+            let lead = pacing::lead_ms(self.last_write_ms.load(Ordering::Relaxed));
+            let waited = now - began;
+            let (at, next) = match pacing::reserve(stored, now, lead, spacing, self.max_wait_ms - waited) {
                 Slot::TooFar { .. } => return Ok(false),
                 Slot::At { at, next } => (at, next),
             };
+            // The slot at `at` is free if no one holds one later than `at - interval`.
             let result = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", text(PACE_PK))
                 .update_expression("SET next_ms = :next")
-                .condition_expression("next_ms = :seen")
-                .expression_attribute_values(":next", number(new_next))
-                .expression_attribute_values(":seen", number(stored))
+                .condition_expression("attribute_not_exists(next_ms) OR next_ms <= :at")
+                .expression_attribute_values(":next", number(next))
+                .expression_attribute_values(":at", number(at))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
+            let back = now_ms();
+            self.last_write_ms.store(back - now, Ordering::Relaxed);
             match result {
-                Ok(_) => {
-                    tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
-                    return Ok(true);
+                Ok(_) => stored = Some(next),
+                Err(err) if is_conditional_failure(&err) => {
+                    stored = Self::next_of(&err);
+                    continue;
                 }
-                Err(err) if is_conditional_failure(&err) => continue,
                 Err(err) => return Err(sdk_error("taking a sending slot", err)),
             }
+            tokio::time::sleep(Duration::from_millis((at - back).max(0) as u64)).await;
+            if spacing.in_slot(at, now_ms()) {
+                return Ok(true);
+            }
+            // Too late for the slot (a slow write or an overloaded run): it goes unused.
+            tracing::debug!(late_ms = now_ms() - at, "sending slot missed; taking another");
         }
         Ok(false)
     }
 
     async fn back_off(&self) -> anyhow::Result<()> {
-        let interval = self.interval().await?;
+        let spacing = self.spacing().await?;
         let now = now_ms();
-        let later = pacing::backed_off(None, now, (2 * interval).max(1_000));
+        let later = pacing::backed_off(None, now, (2 * spacing.interval_ms).max(1_000));
         let result = self
             .client
             .update_item()
