@@ -162,6 +162,50 @@ pub(crate) async fn put_under_new_key(client: &Client, table: &str, item: Item, 
     }
 }
 
+/// What a conditional update taking a lease (an outbox message, an import chunk) found.
+pub(crate) enum LeaseTaken {
+    /// This update holds the lease: the item as it now stands.
+    Leased(Item),
+    /// Refused: the item as it stands, and whether the lease on it is this very update's (an
+    /// attempt the SDK timed out and retried after DynamoDB had committed it).
+    Refused {
+        current: Item,
+        ours: bool,
+    },
+    Missing,
+}
+
+/// Takes a lease with `update`, a conditional update whose SET writes `lease_token = :token`:
+/// this adds a new token, asks for the item either way, and tells a refusal of this update's own
+/// committed attempt from another run's lease.
+pub(crate) async fn take_lease(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    doing: &str,
+) -> anyhow::Result<LeaseTaken> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+    let lease_token = crate::domain::secret::random_token();
+    let result = update
+        .expression_attribute_values(":token", AttributeValue::S(lease_token.clone()))
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(output) => Ok(LeaseTaken::Leased(output.attributes.unwrap_or_default())),
+        Err(err) if is_conditional_failure(&err) => {
+            let current = err.as_service_error().and_then(|e| match e {
+                UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
+                _ => None,
+            });
+            let Some(current) = current.filter(|item| !item.is_empty()) else { return Ok(LeaseTaken::Missing) };
+            let ours = current.get("lease_token").and_then(|t| t.as_s().ok()) == Some(&lease_token);
+            Ok(LeaseTaken::Refused { current, ours })
+        }
+        Err(err) => Err(sdk_error(doing, err)),
+    }
+}
+
 impl DynamoContacts {
     pub fn new(client: Client, table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
         DynamoContacts { client, table: table.into(), outbox_table: outbox_table.into() }

@@ -20,19 +20,21 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    ContactItem, GuardItem, Guards, Item, Transaction, TransactionError, contact_pk, email_pk, is_conditional_failure,
-    key, new_contact_items, number, put_new, sdk_error,
+    ContactItem, GuardItem, Guards, Item, LeaseTaken, Transaction, TransactionError, contact_pk, email_pk,
+    is_conditional_failure, key, new_contact_items, number, put_new, sdk_error, take_lease,
 };
 use super::dynamodb_invitations::{event_items, new_invitation_items};
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
 use crate::domain::ids::MessageId;
-use crate::domain::import::{CHUNK_KIND, ChunkClaim, ChunkCounts, ImportChunk, ImportId, ImportJob, RowOutcome};
+use crate::domain::import::{
+    CHUNK_KIND, ChunkClaim, ChunkCounts, ChunkStatus, ImportChunk, ImportId, ImportJob, RowOutcome,
+};
 use crate::domain::outbox::{LEASE_SECS, RETENTION_SECS};
 use crate::domain::pacing::{self, Slot, Spacing};
 use crate::domain::time::Timestamp;
@@ -216,9 +218,9 @@ impl ImportStore for DynamoImports {
     }
 
     async fn claim_chunk(&self, chunk_id: &str, now: Timestamp) -> anyhow::Result<ChunkClaim> {
-        let result = self
+        let update = self
             .chunk_update(chunk_id)
-            .update_expression("SET #s = :processing, lease_until = :until ADD attempts :one")
+            .update_expression("SET #s = :processing, lease_until = :until, lease_token = :token ADD attempts :one")
             .condition_expression(
                 "#s = :pending OR (#s = :processing AND (attribute_not_exists(lease_until) OR lease_until <= :now))",
             )
@@ -226,30 +228,24 @@ impl ImportStore for DynamoImports {
             .expression_attribute_values(":pending", text("pending"))
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":until", number(now + LEASE_SECS))
-            .expression_attribute_values(":one", number(1))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let stored: ChunkItem = serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                    .context("reading a claimed chunk")?;
+            .expression_attribute_values(":one", number(1));
+        match take_lease(update, "claiming an import chunk").await? {
+            LeaseTaken::Leased(item) => {
+                let stored: ChunkItem = serde_dynamo::from_item(item).context("reading a claimed chunk")?;
                 Ok(ChunkClaim::Leased(stored.chunk))
             }
-            Err(err) if is_conditional_failure(&err) => {
-                let current = err.as_service_error().and_then(|e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
-                    _ => None,
-                });
-                let Some(current) = current.filter(|item| !item.is_empty()) else { return Ok(ChunkClaim::Missing) };
+            LeaseTaken::Missing => Ok(ChunkClaim::Missing),
+            LeaseTaken::Refused { current, ours } => {
                 let stored: ChunkItem = serde_dynamo::from_item(current).context("reading a refused chunk claim")?;
+                if ours && stored.chunk.status == ChunkStatus::Processing {
+                    // This very claim, committed by an attempt whose answer was lost.
+                    return Ok(ChunkClaim::Leased(stored.chunk));
+                }
                 Ok(match stored.chunk.claim_at(now) {
                     ChunkClaim::Leased(_) => ChunkClaim::Busy { lease_until: stored.chunk.lease_until.unwrap_or(now) },
                     other => other,
                 })
             }
-            Err(err) => Err(sdk_error("claiming an import chunk", err)),
         }
     }
 

@@ -17,15 +17,14 @@ use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    Guards, Item, OutboxItem, Transaction, TransactionError, contact_pk, guard_item, is_conditional_failure,
-    new_contact_items, number, outbox_put, put_new, sdk_error, username_pk,
+    Guards, Item, LeaseTaken, OutboxItem, Transaction, TransactionError, contact_pk, guard_item,
+    is_conditional_failure, new_contact_items, number, outbox_put, put_new, sdk_error, take_lease, username_pk,
 };
 use crate::domain::event::PortalEvent;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
@@ -722,13 +721,9 @@ impl DynamoInvitations {
 #[async_trait]
 impl Outbox for DynamoOutbox {
     async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
-        let lease_until = now + LEASE_SECS;
-        // Who took the lease: an attempt that timed out after DynamoDB committed it is retried by
-        // the SDK, and the retry, refused, must still know the lease as its own.
-        let lease_token = crate::domain::secret::random_token();
         // One conditional write takes the lease; when it is refused, the item as it stands says
         // why (a live lease, or settled), without a second read.
-        let result = self
+        let update = self
             .update(message_id)
             .update_expression(
                 "SET #s = :sending, lease_until = :until, claimed_at = :now, lease_token = :token ADD attempts :one",
@@ -739,26 +734,15 @@ impl Outbox for DynamoOutbox {
             .expression_attribute_values(":sending", status("sending"))
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":until", number(lease_until))
-            .expression_attribute_values(":token", text(&lease_token))
-            .expression_attribute_values(":one", number(1))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let stored: OutboxItem = serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                    .context("reading a claimed message")?;
+            .expression_attribute_values(":until", number(now + LEASE_SECS))
+            .expression_attribute_values(":one", number(1));
+        match take_lease(update, "claiming an outbox message").await? {
+            LeaseTaken::Leased(item) => {
+                let stored: OutboxItem = serde_dynamo::from_item(item).context("reading a claimed message")?;
                 Ok(Claim::Leased(stored.message))
             }
-            Err(err) if is_conditional_failure(&err) => {
-                let current = err.as_service_error().and_then(|e| match e {
-                    UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
-                    _ => None,
-                });
-                let Some(current) = current.filter(|item| !item.is_empty()) else { return Ok(Claim::Missing) };
-                let ours = current.get("lease_token").and_then(|t| t.as_s().ok()) == Some(&lease_token);
+            LeaseTaken::Missing => Ok(Claim::Missing),
+            LeaseTaken::Refused { current, ours } => {
                 let stored: OutboxItem = serde_dynamo::from_item(current).context("reading a refused claim")?;
                 if ours && stored.message.status == crate::domain::outbox::MessageStatus::Sending {
                     // This very claim, committed by an attempt whose answer was lost.
@@ -770,7 +754,6 @@ impl Outbox for DynamoOutbox {
                     other => other,
                 })
             }
-            Err(err) => Err(sdk_error("claiming an outbox message", err)),
         }
     }
 

@@ -38,6 +38,9 @@ pub enum Fault {
     /// DynamoDB `TransactionCanceledException` whose reason is `ThrottlingError` (an item's
     /// partition was throttled): not retried by the SDK.
     TransactionThrottled,
+    /// The service did the work and its answer was lost (the attempt timed out after the write
+    /// committed): the SDK retries a call whose effect is already there.
+    AnswerLost,
 }
 
 impl Fault {
@@ -61,13 +64,14 @@ impl Fault {
             Fault::SesThrottling => "TooManyRequests",
             Fault::SesMessageRejected => "MessageRejected",
             Fault::TransactionThrottled => "cancelled: ThrottlingError",
+            Fault::AnswerLost => "answer lost",
         }
     }
 
     fn answer(self, operation: &str) -> Result<HttpResponse, ConnectorError> {
         let ses = operation == "SendEmail";
         let (status, code, message) = match self {
-            Fault::Timeout => return Err(ConnectorError::timeout("injected: timed out".into())),
+            Fault::Timeout | Fault::AnswerLost => return Err(ConnectorError::timeout("injected: timed out".into())),
             Fault::ConnectionReset => {
                 let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected: connection reset");
                 return Err(ConnectorError::io(reset.into()));
@@ -215,6 +219,13 @@ impl HttpConnector for FaultyConnector {
                 _ => None,
             }
         };
+        if fault == Some(Fault::AnswerLost) {
+            let sent = self.inner.call(request);
+            return HttpConnectorFuture::new(async move {
+                sent.await?;
+                Fault::AnswerLost.answer(&operation)
+            });
+        }
         if let Some(fault) = fault {
             return HttpConnectorFuture::ready(fault.answer(&operation));
         }
