@@ -6,9 +6,13 @@ so: then delete the workaround and its test. `local_aws.py serve` calls apply() 
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
 
 
@@ -59,6 +63,43 @@ def serialize_dynamodb_calls(patch=setattr) -> None:
         patch(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
 
 
+def honour_transaction_client_request_tokens(patch=setattr) -> None:
+    """moto ignores TransactWriteItems' ClientRequestToken. Real DynamoDB answers a call whose token
+    it saw succeed in the last 10 minutes with success, changing nothing (other parameters under
+    the same token: IdempotentParameterMismatchException). The AWS SDKs give every call a token
+    and keep it across their retries, so on AWS the retry of an attempt whose answer was lost
+    (timed out after the commit) succeeds; on moto it ran again and its own conditions refused it.
+    Here a successful call's answer is kept under its token and given again."""
+    original = DynamoHandler.transact_write_items
+    window_secs = 600
+    answered: dict[str, tuple[str, float, object]] = {}
+    # One at a time: a retry arriving while its first attempt still runs waits for its answer.
+    lock = threading.Lock()
+
+    def transact_write_items(self):
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return original(self)
+        parameters = json.dumps({k: v for k, v in self.body.items() if k != "ClientRequestToken"},
+                                sort_keys=True)
+        with lock:
+            now = time.monotonic()
+            for old in [t for t, (_, at, _) in answered.items() if now - at > window_secs]:
+                del answered[old]
+            if token in answered:
+                seen, _, answer = answered[token]
+                if seen != parameters:
+                    raise DynamodbException(ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                                            "The request uses the same client token as a previous, "
+                                            "but non-identical request.")
+                return answer
+            answer = original(self)
+            answered[token] = (parameters, now, answer)
+            return answer
+
+    patch(DynamoHandler, "transact_write_items", transact_write_items)
+
+
 def start_server(server: ThreadedMotoServer, timeout: float = 30) -> bool:
     """moto: ThreadedMotoServer.start() waits for a ready event that its server thread sets only
     after binding, so a failed bind (port taken) makes it wait forever. Here it is started from a
@@ -71,4 +112,5 @@ def start_server(server: ThreadedMotoServer, timeout: float = 30) -> bool:
 
 def apply() -> None:
     keep_streams_across_cancelled_transactions()
+    honour_transaction_client_request_tokens()
     serialize_dynamodb_calls()

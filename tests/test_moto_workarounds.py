@@ -136,6 +136,38 @@ def test_workaround_hides_a_cancelled_transaction_from_reads(ddb, monkeypatch):
     assert not read_meanwhile(ddb, monkeypatch)
 
 
+# --- honour_transaction_client_request_tokens ------------------------------------------------------
+
+CREATE_ONCE = [{"Put": {"TableName": "t", "Item": {"pk": {"S": "once"}},
+                        "ConditionExpression": "attribute_not_exists(pk)"}}]
+
+
+def repeat_with_the_same_token(ddb):
+    """The SDK's retry of a committed call whose answer was lost: the same call, the same token."""
+    ddb.transact_write_items(TransactItems=CREATE_ONCE, ClientRequestToken="retried-token")
+    ddb.transact_write_items(TransactItems=CREATE_ONCE, ClientRequestToken="retried-token")
+
+
+def test_moto_still_runs_a_transaction_again_under_a_token_it_answered(ddb):
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        repeat_with_the_same_token(ddb)
+    # (No assertion message fits pytest.raises; if this fails, moto honours ClientRequestToken:
+    # delete honour_transaction_client_request_tokens and its tests.)
+
+
+def test_workaround_answers_a_repeated_token_as_the_first_time_and_changes_nothing(ddb, monkeypatch):
+    moto_workarounds.honour_transaction_client_request_tokens(patch=monkeypatch.setattr)
+    repeat_with_the_same_token(ddb)
+    assert ddb.get_item(TableName="t", Key={"pk": {"S": "once"}})["Item"]["pk"] == {"S": "once"}
+    other = [{"Put": {"TableName": "t", "Item": {"pk": {"S": "other"}}}}]
+    with pytest.raises(ddb.exceptions.IdempotentParameterMismatchException):
+        ddb.transact_write_items(TransactItems=other, ClientRequestToken="retried-token")
+    assert "Item" not in ddb.get_item(TableName="t", Key={"pk": {"S": "other"}})
+    # Without a token, or with a new one, a transaction runs as before.
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=CREATE_ONCE, ClientRequestToken="a-new-token")
+
+
 # --- start_server -----------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -550,6 +550,9 @@ struct Reference {
     after: Vec<String>,
 }
 
+/// The DynamoDB operations that write: each may commit and lose its answer.
+const WRITES: [&str; 4] = ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"];
+
 async fn matrix(path: Path) {
     let world = new_world(path).await;
     // The fault-free run: its positions, answer and shapes.
@@ -567,13 +570,17 @@ async fn matrix(path: Path) {
         if operation == "TransactWriteItems" {
             kinds.push(Fault::TransactionThrottled);
         }
+        if WRITES.contains(&operation.as_str()) {
+            kinds.push(Fault::AnswerLost);
+        }
         for fault in kinds {
             // Every kind for every attempt (what the portal must handle); for one attempt (what the
             // SDK's retry absorbs, the same way for each retryable kind) throttling, and SES's
             // refusal, which is not retried.
             let once = matches!(fault, Fault::Throttling | Fault::SesThrottling | Fault::SesMessageRejected);
-            // Not retried by the SDK: one attempt is every attempt.
-            if fault == Fault::TransactionThrottled {
+            // Not retried by the SDK: one attempt is every attempt. A lost answer is retried by
+            // the SDK, and its retry must find the write done: one attempt is the case.
+            if matches!(fault, Fault::TransactionThrottled | Fault::AnswerLost) {
                 cases.push(Injection { operation: operation.clone(), call: *call, fault, attempts: 1 });
                 continue;
             }
@@ -583,6 +590,10 @@ async fn matrix(path: Path) {
                 }
             }
         }
+    }
+    // FAULT_MATRIX_ONLY=<fault name> runs that kind alone (a quick look at one kind).
+    if let Ok(only) = std::env::var("FAULT_MATRIX_ONLY") {
+        cases.retain(|case| case.fault.name() == only);
     }
     let world = &world;
     let reference = &reference;

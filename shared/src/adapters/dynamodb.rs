@@ -228,14 +228,51 @@ impl DynamoContacts {
     }
 
     /// A conditional single-item update of a contact: `Ok(false)` when its condition failed.
+    /// Runs a conditional update (a counter, a lock): whether its condition held. The update also
+    /// writes a new `write_token`, and refuses to run where that token already is: so an attempt
+    /// the SDK timed out and retried after DynamoDB had committed it is found, refused, with its
+    /// own token, and counts as the one update it was, not twice (a double count could refuse a
+    /// rightful request at a limit, or give back two attempts for one).
     async fn conditional_update(
         &self,
         update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
         doing: &str,
     ) -> anyhow::Result<bool> {
-        match update.send().await {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        let token = crate::domain::secret::random_token();
+        let expression = update.get_update_expression().clone().unwrap_or_default();
+        let expression = match expression.find("SET ") {
+            Some(at) => format!("{}SET write_token = :write_token, {}", &expression[..at], &expression[at + 4..]),
+            None => format!("{expression} SET write_token = :write_token"),
+        };
+        let not_yet = "(attribute_not_exists(write_token) OR write_token <> :write_token)";
+        let condition = match update.get_condition_expression() {
+            Some(condition) => format!("({condition}) AND {not_yet}"),
+            None => not_yet.to_string(),
+        };
+        let result = update
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_values(":write_token", AttributeValue::S(token.clone()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match result {
             Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) if is_conditional_failure(&err) => {
+                let written_by_us = err
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.as_ref(),
+                        _ => None,
+                    })
+                    .and_then(|item| item.get("write_token"))
+                    .and_then(|t| t.as_s().ok())
+                    == Some(&token);
+                Ok(written_by_us)
+            }
             Err(err) => Err(sdk_error(doing, err)),
         }
     }
@@ -427,9 +464,6 @@ impl ContactStore for DynamoContacts {
         items.extend(self.queued_items(emails)?);
         match items.run(&self.client).await {
             Ok(()) => Ok(()),
-            // The contact's id is new and random: only this very write can have put it, in an
-            // attempt the SDK timed out and retried after DynamoDB had committed it (all of it).
-            Err(TransactionError::Refused(Guards::Record)) => Ok(()),
             Err(TransactionError::Refused(Guards::Email)) => Err(CreateContactError::EmailTaken),
             Err(TransactionError::Refused(Guards::Username)) => Err(CreateContactError::UsernameTaken),
             Err(err) => Err(err.into_fault("creating a contact").into()),

@@ -242,13 +242,9 @@ impl InvitationStore for DynamoInvitations {
     ) -> anyhow::Result<()> {
         let mut items = new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?;
         items.extend(event_items(&self.outbox_table, events)?);
-        match items.run(&self.client).await {
-            // Every item is new under a random id (the invitation's, its code's digest, the
-            // messages'): only this very write can have put them, in an attempt the SDK timed out
-            // and retried after DynamoDB had committed it.
-            Err(TransactionError::Refused(_)) => Ok(()),
-            other => other.map_err(|e| e.into_fault("creating an invitation")),
-        }
+        // A retry of an attempt DynamoDB committed is answered as the first: the SDK sends each
+        // transaction's retries under one ClientRequestToken.
+        items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
     }
 
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {
