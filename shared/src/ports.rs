@@ -173,9 +173,6 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<bool>;
     /// Trusts a device for the account (again), with no failures counted.
     async fn remember_device(&self, device: &Device) -> anyhow::Result<()>;
-    /// Contacts matching `query` (see [`Contact::matches`]) for the administrators' list, at most
-    /// `limit`, newest first. Every contact is considered before the limit applies.
-    async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>>;
     /// A page of the administrators' contacts list from indexes: every contact newest first, or
     /// with a `prefix` (normalised) those whose email, first or last name starts with it, in the
     /// order of the matched text.

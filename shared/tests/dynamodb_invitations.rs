@@ -187,7 +187,8 @@ async fn a_group_invitation_stops_at_its_maximum_under_a_race() {
     }
     assert_eq!(created, 3);
     assert_eq!(s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().redemptions, 3);
-    let members = s.contacts.search("member", 100).await.unwrap().len();
+    let page = portal::domain::listing::PageRequest::first(100);
+    let members = s.contacts.list_page("member", &page).await.unwrap().items.len();
     assert_eq!(members, 3, "a failed redemption leaves no contact behind");
 }
 

@@ -370,9 +370,18 @@ const STATE: &[&str] = &[
     "phone",
     "kind",
 ];
-/// Attributes of the sending machinery, not of the change.
-const MACHINERY: &[&str] =
-    &["claimed_at", "lease_until", "attempts", "updated_at", "last_seen_at", "delivered_at", "attempted_at"];
+/// Attributes of the sending machinery and of retried writes' bookkeeping, not of the change.
+const MACHINERY: &[&str] = &[
+    "claimed_at",
+    "lease_until",
+    "lease_token",
+    "write_token",
+    "attempts",
+    "updated_at",
+    "last_seen_at",
+    "delivered_at",
+    "attempted_at",
+];
 
 /// The items as a comparable shape: per item its table, key prefixes, attribute names and state.
 fn shape(items: &[(String, Item)], leaving_out: &[&str], path: Path) -> Vec<String> {

@@ -849,36 +849,6 @@ impl ContactStore for DynamoContacts {
     async fn list_page(&self, prefix: &str, page: &PageRequest) -> anyhow::Result<Paged<Contact>> {
         self.list_contacts(prefix, page).await
     }
-
-    async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(pk, :contact)")
-                .expression_attribute_values(":contact", AttributeValue::S("CONTACT#".into()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("listing contacts", e))?;
-            for item in page.items.unwrap_or_default() {
-                let stored: ContactItem = serde_dynamo::from_item(item).context("reading a listed contact")?;
-                if stored.contact.matches(query) {
-                    found.push(stored.contact);
-                }
-            }
-            match page.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
-            }
-        }
-        Contact::sort_newest_first(&mut found);
-        found.truncate(limit);
-        Ok(found)
-    }
 }
 
 pub struct DynamoSessions {

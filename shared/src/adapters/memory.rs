@@ -445,14 +445,6 @@ impl ContactStore for MemoryContacts {
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(merge_search(prefix, vec![(rows, false)], page.limit))
     }
-
-    async fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<Contact>> {
-        self.record("search");
-        let mut found: Vec<Contact> = self.all().into_iter().filter(|c| c.matches(query)).collect();
-        Contact::sort_newest_first(&mut found);
-        found.truncate(limit);
-        Ok(found)
-    }
 }
 
 #[derive(Default)]

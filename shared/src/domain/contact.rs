@@ -219,21 +219,6 @@ impl Contact {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
-
-    /// Whether the administrators' search `query` finds this contact: a case-insensitive part of
-    /// the email, the full name or the username; an empty query finds everyone.
-    pub fn matches(&self, query: &str) -> bool {
-        let needle = query.trim().to_lowercase();
-        needle.is_empty()
-            || self.email.normalized().contains(&needle)
-            || format!("{} {}", self.first_name, self.last_name).to_lowercase().contains(&needle)
-            || self.username.as_ref().is_some_and(|u| u.normalized.contains(&needle))
-    }
-
-    /// Newest first, for the administrators' list.
-    pub fn sort_newest_first(contacts: &mut [Contact]) {
-        contacts.sort_by(|a, b| (b.created_at, a.email.normalized()).cmp(&(a.created_at, b.email.normalized())));
-    }
 }
 
 /// What someone types to sign in: an email (it has an `@`) or a username, both case-insensitive.
@@ -275,27 +260,6 @@ mod tests {
         for (raw, expected) in cases {
             assert_eq!(&Login::parse(raw), expected, "{raw:?}");
         }
-    }
-
-    #[test]
-    fn the_administrators_search_matches_email_name_or_username() {
-        let mut contact = Contact::new(
-            NewContact {
-                email: Email::parse("Grace@Navy.example").unwrap(),
-                first_name: "Grace".into(),
-                last_name: "Hopper".into(),
-                username: Some(Username::parse("amazing_grace").unwrap()),
-                phone: None,
-                roles: vec![],
-                password_hash: None,
-            },
-            Timestamp::from_secs(1),
-        );
-        for (query, found) in [("", true), ("navy", true), ("GRACE HOP", true), ("amazing", true), ("ada", false)] {
-            assert_eq!(contact.matches(query), found, "{query:?}");
-        }
-        contact.username = None;
-        assert!(!contact.matches("amazing"));
     }
 
     #[test]
