@@ -15,7 +15,8 @@ ORDER = ["register", "failed sign-in (counting)", "create invitation", "resend i
          "revoke invitation", "redeem: new credentials", "redeem: existing account",
          "profile update", "password change", "password reset", "send-email"]
 KINDS = ["ThrottlingException", "ProvisionedThroughputExceeded", "TooManyRequests",
-         "MessageRejected", "500", "timeout", "connection reset", "cancelled: ThrottlingError"]
+         "MessageRejected", "500", "timeout", "connection reset", "cancelled: ThrottlingError",
+         "answer lost"]
 
 
 def main() -> int:

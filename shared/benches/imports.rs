@@ -17,17 +17,11 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use portal::Portal;
-use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
-use portal::adapters::dynamodb_imports::DynamoImports;
-use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
-use portal::adapters::memory::MemoryMailer;
-use portal::adapters::memory_imports::MemoryPacer;
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
 use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
-use portal::ports::SystemClock;
 use portal::usecases::import;
+use portal::{Edges, Portal};
 
 /// The rows of the file (`PORTAL_BENCH_IMPORT_ROWS` for a quicker look; at most 10,000).
 fn rows() -> usize {
@@ -75,41 +69,7 @@ fn counted_portal(counter: &CallCounter) -> Arc<Portal> {
         .interceptor(counter.clone())
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(config);
-    let mut settings = support::settings(&[]);
-    settings.contacts_table = tables.contacts.clone();
-    settings.sessions_table = tables.sessions.clone();
-    settings.invitations_table = tables.invitations.clone();
-    settings.outbox_table = tables.outbox.clone();
-    Arc::new(Portal {
-        contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
-        sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
-        invitations: Arc::new(DynamoInvitations::new(
-            client.clone(),
-            &tables.invitations,
-            &tables.contacts,
-            &tables.outbox,
-        )),
-        outbox: Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox)),
-        imports: Arc::new(DynamoImports::new(client.clone(), &tables.invitations, &tables.contacts, &tables.outbox)),
-        pacer: Arc::new(MemoryPacer::default()),
-        passkeys: Arc::new(portal::adapters::dynamodb_passkeys::DynamoPasskeys::new(
-            client.clone(),
-            &tables.contacts,
-            &tables.sessions,
-            &tables.outbox,
-        )),
-        two_factor: Arc::new(portal::adapters::dynamodb_two_factor::DynamoTwoFactor::new(
-            client,
-            &tables.contacts,
-            &tables.sessions,
-            &tables.outbox,
-        )),
-        sealer: Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
-        mailer: Arc::new(MemoryMailer::default()),
-        events: Arc::new(portal::adapters::memory::MemoryEventBus::default()),
-        clock: Arc::new(SystemClock),
-        settings,
-    })
+    Arc::new(Portal::on_dynamodb(tables.settings(&[]), &client, Edges::in_memory()))
 }
 
 fn admin() -> Contact {

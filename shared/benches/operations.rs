@@ -19,9 +19,6 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use portal::Portal;
-use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
-use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use portal::adapters::memory::{ManualClock, MemoryMailer};
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
@@ -32,6 +29,7 @@ use portal::handlers::register::Register;
 use portal::handlers::send_email;
 use portal::handlers::sign_in::SignIn;
 use portal::web::HttpFunction;
+use portal::{Edges, Portal};
 use serde_json::json;
 use support::*;
 use tower::ServiceExt;
@@ -85,52 +83,16 @@ fn dynamo_portal_with(
         .interceptor(counter.clone())
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(config);
-    let mut settings = settings(&[]);
-    settings.contacts_table = tables.contacts.clone();
-    settings.sessions_table = tables.sessions.clone();
-    settings.invitations_table = tables.invitations.clone();
-    settings.outbox_table = tables.outbox.clone();
+    let mut settings = tables.settings(&[]);
     adjust(&mut settings);
     let mailer = Arc::new(MemoryMailer::default());
-    let outbox = Arc::new(DynamoOutbox::new(client.clone(), &tables.outbox));
     let uncounted = tables.client.clone();
-    // Counted: a sign-in reads the contact's two-factor state.
-    let two_factor = Arc::new(portal::adapters::dynamodb_two_factor::DynamoTwoFactor::new(
-        client.clone(),
-        &tables.contacts,
-        &tables.sessions,
-        &tables.outbox,
-    ));
-    let portal = Arc::new(Portal {
-        contacts: Arc::new(DynamoContacts::new(client.clone(), &tables.contacts, &tables.outbox)),
-        sessions: Arc::new(DynamoSessions::new(client.clone(), &tables.sessions)),
-        invitations: Arc::new(DynamoInvitations::new(
-            client.clone(),
-            &tables.invitations,
-            &tables.contacts,
-            &tables.outbox,
-        )),
-        imports: Arc::new(portal::adapters::dynamodb_imports::DynamoImports::new(
-            client.clone(),
-            &tables.invitations,
-            &tables.contacts,
-            &tables.outbox,
-        )),
-        pacer: Arc::new(portal::adapters::memory_imports::MemoryPacer::default()),
-        passkeys: Arc::new(portal::adapters::dynamodb_passkeys::DynamoPasskeys::new(
-            client,
-            &tables.contacts,
-            &tables.sessions,
-            &tables.outbox,
-        )),
-        outbox,
+    let edges = Edges {
         mailer: mailer.clone(),
-        events: Arc::new(portal::adapters::memory::MemoryEventBus::default()),
         clock: Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000))),
-        two_factor,
-        sealer: Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
-        settings,
-    });
+        ..Edges::in_memory()
+    };
+    let portal = Arc::new(Portal::on_dynamodb(settings, &client, edges));
     (portal, mailer, uncounted)
 }
 

@@ -50,50 +50,66 @@ impl Portal {
         Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks)))
     }
 
-    /// The portal on DynamoDB and SES through these clients (tests pass clients built by
-    /// [`crate::aws`] against the local endpoint).
+    /// The portal on DynamoDB, SES, EventBridge and KMS through these clients (tests pass
+    /// clients built by [`crate::aws`] against the local endpoint).
     pub fn on_aws(settings: Settings, clients: &AwsClients) -> Self {
-        let dynamodb = clients.dynamodb.clone();
-        Portal {
-            contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), &settings.contacts_table, &settings.outbox_table)),
-            sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), &settings.sessions_table)),
-            invitations: Arc::new(DynamoInvitations::new(
-                dynamodb.clone(),
-                &settings.invitations_table,
-                &settings.contacts_table,
-                &settings.outbox_table,
-            )),
-            outbox: Arc::new(
-                DynamoOutbox::new(dynamodb, &settings.outbox_table).with_invitations(&settings.invitations_table),
-            ),
+        let edges = Edges {
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.email_sender)),
             events: Arc::new(EventBridgeBus::new(clients.eventbridge.clone(), &settings.event_bus)),
             clock: Arc::new(SystemClock),
-            imports: Arc::new(DynamoImports::new(
-                clients.dynamodb.clone(),
-                &settings.invitations_table,
-                &settings.contacts_table,
-                &settings.outbox_table,
-            )),
             pacer: Arc::new(DynamoPacer::new(
                 clients.dynamodb.clone(),
                 &settings.contacts_table,
                 clients.ses_quota.clone(),
             )),
-            passkeys: Arc::new(DynamoPasskeys::new(
-                clients.dynamodb.clone(),
-                &settings.contacts_table,
-                &settings.sessions_table,
-                &settings.outbox_table,
-            )),
-            two_factor: Arc::new(DynamoTwoFactor::new(
-                clients.dynamodb.clone(),
-                &settings.contacts_table,
-                &settings.sessions_table,
-                &settings.outbox_table,
-            )),
             sealer: Arc::new(KmsSealer::new(clients.kms.clone(), settings.totp_kms_key_id.clone().unwrap_or_default())),
+        };
+        Portal::on_dynamodb(settings, &clients.dynamodb, edges)
+    }
+
+    /// Every store on the DynamoDB tables the settings name, through `dynamodb`, with these
+    /// edges: the one place that wires the stores, for the functions, the tests and the benches.
+    pub fn on_dynamodb(settings: Settings, dynamodb: &aws_sdk_dynamodb::Client, edges: Edges) -> Self {
+        let (contacts, sessions, invitations, outbox) =
+            (&settings.contacts_table, &settings.sessions_table, &settings.invitations_table, &settings.outbox_table);
+        Portal {
+            contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), contacts, outbox)),
+            sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), sessions)),
+            invitations: Arc::new(DynamoInvitations::new(dynamodb.clone(), invitations, contacts, outbox)),
+            outbox: Arc::new(DynamoOutbox::new(dynamodb.clone(), outbox).with_invitations(invitations)),
+            imports: Arc::new(DynamoImports::new(dynamodb.clone(), invitations, contacts, outbox)),
+            passkeys: Arc::new(DynamoPasskeys::new(dynamodb.clone(), contacts, sessions, outbox)),
+            two_factor: Arc::new(DynamoTwoFactor::new(dynamodb.clone(), contacts, sessions, outbox)),
+            mailer: edges.mailer,
+            events: edges.events,
+            clock: edges.clock,
+            pacer: edges.pacer,
+            sealer: edges.sealer,
             settings,
+        }
+    }
+}
+
+/// What a portal reaches besides its tables: email, the event bus, the clock, the email pacer and
+/// the sealer of second-factor secrets.
+pub struct Edges {
+    pub mailer: Arc<dyn Mailer>,
+    pub events: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    pub pacer: Arc<dyn SendPacer>,
+    pub sealer: Arc<dyn SecretSealer>,
+}
+
+impl Edges {
+    /// In memory, for tests and benches: mail and events are kept, every send goes at once, the
+    /// system clock, and a fixed sealing key.
+    pub fn in_memory() -> Self {
+        Edges {
+            mailer: Arc::new(crate::adapters::memory::MemoryMailer::default()),
+            events: Arc::new(crate::adapters::memory::MemoryEventBus::default()),
+            clock: Arc::new(SystemClock),
+            pacer: Arc::new(crate::adapters::memory_imports::MemoryPacer::default()),
+            sealer: Arc::new(crate::adapters::sealing::FixedKeySealer::default()),
         }
     }
 }

@@ -23,4 +23,4 @@ pub mod telemetry;
 pub mod usecases;
 pub mod web;
 
-pub use app::Portal;
+pub use app::{Edges, Portal};

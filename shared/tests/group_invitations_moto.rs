@@ -8,7 +8,6 @@ mod support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use portal::Portal;
 use portal::adapters::memory::MemoryMailer;
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
@@ -18,6 +17,7 @@ use portal::domain::outbox::{MessageKind, MessageStatus, OutboxMessage};
 use portal::domain::time::Timestamp;
 use portal::handlers::send_email;
 use portal::usecases::invite::{self, InvitationRequest, Invitee};
+use portal::{Edges, Portal};
 use serde_json::{Value, json};
 use support::moto::fresh_tables;
 
@@ -66,23 +66,8 @@ async fn run_batch(portal: &Portal, messages: &[OutboxMessage]) -> usize {
 #[tokio::test]
 async fn a_group_invitation_to_100_contacts_emails_each_once_even_when_its_fan_out_runs_twice() {
     let tables = fresh_tables();
-    let base = tables.portal(&[]);
     let mailer = Arc::new(MemoryMailer::default());
-    let portal = Portal {
-        settings: base.settings.clone(),
-        contacts: base.contacts.clone(),
-        sessions: base.sessions.clone(),
-        invitations: base.invitations.clone(),
-        outbox: base.outbox.clone(),
-        mailer: mailer.clone(),
-        events: base.events.clone(),
-        clock: base.clock.clone(),
-        imports: base.imports.clone(),
-        pacer: base.pacer.clone(),
-        passkeys: base.passkeys.clone(),
-        two_factor: base.two_factor.clone(),
-        sealer: base.sealer.clone(),
-    };
+    let portal = tables.portal_with(&[], Edges { mailer: mailer.clone(), ..Edges::in_memory() });
     let admin = contact(1000);
     let mut ids: Vec<ContactId> = Vec::new();
     for i in 0..100 {

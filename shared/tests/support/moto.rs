@@ -93,53 +93,24 @@ pub fn fresh_tables() -> Tables {
 }
 
 impl Tables {
-    /// A portal whose stores are these tables (the mailer stays in memory).
+    /// A portal whose stores are these tables (the edges stay in memory).
     pub fn portal(&self, overrides: &[(&str, &str)]) -> std::sync::Arc<portal::Portal> {
-        use portal::adapters::dynamodb::{DynamoContacts, DynamoSessions};
-        use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
-        let mut settings: Vec<(&str, &str)> = vec![
-            ("PORTAL_CONTACTS_TABLE", &self.contacts),
-            ("PORTAL_SESSIONS_TABLE", &self.sessions),
-            ("PORTAL_INVITATIONS_TABLE", &self.invitations),
-            ("PORTAL_OUTBOX_TABLE", &self.outbox),
-        ];
-        settings.extend_from_slice(overrides);
-        let client = self.client.clone();
-        std::sync::Arc::new(portal::Portal {
-            settings: super::settings(&settings),
-            contacts: std::sync::Arc::new(DynamoContacts::new(client.clone(), &self.contacts, &self.outbox)),
-            sessions: std::sync::Arc::new(DynamoSessions::new(client.clone(), &self.sessions)),
-            invitations: std::sync::Arc::new(DynamoInvitations::new(
-                client.clone(),
-                &self.invitations,
-                &self.contacts,
-                &self.outbox,
-            )),
-            passkeys: std::sync::Arc::new(portal::adapters::dynamodb_passkeys::DynamoPasskeys::new(
-                client.clone(),
-                &self.contacts,
-                &self.sessions,
-                &self.outbox,
-            )),
-            outbox: std::sync::Arc::new(DynamoOutbox::new(client.clone(), &self.outbox)),
-            mailer: std::sync::Arc::new(portal::adapters::memory::MemoryMailer::default()),
-            events: std::sync::Arc::new(portal::adapters::memory::MemoryEventBus::default()),
-            clock: std::sync::Arc::new(portal::ports::SystemClock),
-            imports: std::sync::Arc::new(portal::adapters::dynamodb_imports::DynamoImports::new(
-                client,
-                &self.invitations,
-                &self.contacts,
-                &self.outbox,
-            )),
-            pacer: std::sync::Arc::new(portal::adapters::memory_imports::MemoryPacer::default()),
-            two_factor: std::sync::Arc::new(portal::adapters::dynamodb_two_factor::DynamoTwoFactor::new(
-                self.client.clone(),
-                &self.contacts,
-                &self.sessions,
-                &self.outbox,
-            )),
-            sealer: std::sync::Arc::new(portal::adapters::sealing::FixedKeySealer::default()),
-        })
+        self.portal_with(overrides, portal::Edges::in_memory())
+    }
+
+    /// A portal whose stores are these tables, with these edges.
+    pub fn portal_with(&self, overrides: &[(&str, &str)], edges: portal::Edges) -> std::sync::Arc<portal::Portal> {
+        std::sync::Arc::new(portal::Portal::on_dynamodb(self.settings(overrides), &self.client, edges))
+    }
+
+    /// Test settings naming these tables.
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> portal::config::Settings {
+        let mut settings = super::settings(overrides);
+        settings.contacts_table = self.contacts.clone();
+        settings.sessions_table = self.sessions.clone();
+        settings.invitations_table = self.invitations.clone();
+        settings.outbox_table = self.outbox.clone();
+        settings
     }
 }
 
@@ -153,11 +124,7 @@ pub async fn aws_portal(tables: &Tables, hooks: &portal::aws::SdkHooks, override
         .load()
         .await;
     let clients = portal::aws::AwsClients::new(&sdk, hooks);
-    let mut settings = super::settings(overrides);
-    settings.contacts_table = tables.contacts.clone();
-    settings.sessions_table = tables.sessions.clone();
-    settings.invitations_table = tables.invitations.clone();
-    settings.outbox_table = tables.outbox.clone();
+    let settings = tables.settings(overrides);
     ensure_sender_identity(&clients.ses, &settings.email_sender).await;
     portal::Portal::on_aws(settings, &clients)
 }
