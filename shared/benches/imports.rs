@@ -17,8 +17,6 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use portal::domain::contact::{Contact, NewContact};
-use portal::domain::email::Email;
 use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
 use portal::usecases::import;
 use portal::{Edges, Portal};
@@ -72,26 +70,11 @@ fn counted_portal(counter: &CallCounter) -> Arc<Portal> {
     Arc::new(Portal::on_dynamodb(tables.settings(&[]), &client, Edges::in_memory()))
 }
 
-fn admin() -> Contact {
-    Contact::new(
-        NewContact {
-            email: Email::parse("admin@example.com").unwrap(),
-            first_name: "Admin".into(),
-            last_name: "Istrator".into(),
-            username: None,
-            phone: None,
-            roles: vec!["Administrators".into()],
-            password_hash: None,
-        },
-        portal::domain::time::Timestamp::from_secs(1_800_000_000),
-    )
-}
-
 /// Imports the file and processes its chunks; prints the time and calls of each phase.
 async fn run(portal: &Arc<Portal>, counter: &CallCounter, csv: &str, label: &str) -> ImportJob {
     let options = ImportOptions { invite: false, expires_in_days: None };
     let started = Instant::now();
-    let job = import::start(portal, &support::from("198.51.100.7"), &admin(), csv.as_bytes(), options)
+    let job = import::start(portal, &support::from("198.51.100.7"), &support::administrator(), csv.as_bytes(), options)
         .await
         .expect("the import is accepted")
         .job;

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use portal::Portal;
-use portal::domain::contact::{Contact, NewContact};
-use portal::domain::email::Email;
 use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
 use portal::domain::outbox::{MessageKind, OutboxMessage};
 use portal::handlers::send_email;
@@ -19,21 +17,6 @@ use portal::usecases::import::{self, ChunkOutcome};
 use serde_json::json;
 use support::from;
 use support::moto::{Tables, aws_portal, fresh_tables};
-
-fn admin() -> Contact {
-    Contact::new(
-        NewContact {
-            email: Email::parse("admin@example.com").unwrap(),
-            first_name: "Admin".into(),
-            last_name: "Istrator".into(),
-            username: None,
-            phone: None,
-            roles: vec!["Administrators".into()],
-            password_hash: None,
-        },
-        portal::domain::time::Timestamp::from_secs(1_800_000_000),
-    )
-}
 
 fn people(n: usize) -> String {
     let mut csv = String::from("email,first_name,last_name\n");
@@ -45,7 +28,7 @@ fn people(n: usize) -> String {
 
 async fn start(portal: &Portal, csv: &str, invite: bool) -> ImportJob {
     let options = ImportOptions { invite, expires_in_days: None };
-    import::start(portal, &from("198.51.100.7"), &admin(), csv.as_bytes(), options).await.unwrap().job
+    import::start(portal, &from("198.51.100.7"), &support::administrator(), csv.as_bytes(), options).await.unwrap().job
 }
 
 async fn process_all(portal: &Portal, job: &ImportJob) {

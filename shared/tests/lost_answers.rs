@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use portal::Portal;
 use portal::aws::SdkHooks;
-use portal::domain::contact::{Contact, NewContact};
-use portal::domain::email::Email;
 use portal::domain::ids::ContactId;
 use portal::domain::import::{ChunkClaim, ImportChunk, ImportOptions};
 use portal::domain::outbox::{Claim, MessageKind};
@@ -36,26 +34,12 @@ fn lose_the_next_answer(faults: &FaultyHttp, operation: &str) {
     faults.inject(Injection { operation: operation.into(), call: 1, fault: Fault::AnswerLost, attempts: 1 });
 }
 
-fn admin() -> Contact {
-    Contact::new(
-        NewContact {
-            email: Email::parse("admin@example.com").unwrap(),
-            first_name: "Admin".into(),
-            last_name: "Istrator".into(),
-            username: None,
-            phone: None,
-            roles: vec!["Administrators".into()],
-            password_hash: None,
-        },
-        portal::domain::time::Timestamp::from_secs(1_800_000_000),
-    )
-}
-
 /// An import of one row with an invitation, started but not processed: its chunk's id.
 async fn one_row_import(portal: &Portal) -> String {
     let csv = "email,first_name,last_name\nlost@example.com,Lost,Answer\n";
     let options = ImportOptions { invite: true, expires_in_days: None };
-    let started = import::start(portal, &from("198.51.100.7"), &admin(), csv.as_bytes(), options).await.unwrap();
+    let started =
+        import::start(portal, &from("198.51.100.7"), &support::administrator(), csv.as_bytes(), options).await.unwrap();
     ImportChunk::id_of(&started.job.import_id, 0)
 }
 

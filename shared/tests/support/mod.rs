@@ -332,3 +332,20 @@ pub async fn registered(portal: &Portal, email: &str) {
     let outcome = register(portal, &from("198.51.100.7"), registration).await.unwrap();
     assert!(matches!(outcome, Registered::SignedIn(..)));
 }
+
+/// The administrator who imports and invites in the store-level tests.
+pub fn administrator() -> portal::domain::contact::Contact {
+    use portal::domain::contact::{Contact, NewContact};
+    Contact::new(
+        NewContact {
+            email: portal::domain::email::Email::parse("admin@example.com").unwrap(),
+            first_name: "Admin".into(),
+            last_name: "Istrator".into(),
+            username: None,
+            phone: None,
+            roles: vec!["Administrators".into()],
+            password_hash: None,
+        },
+        portal::domain::time::Timestamp::from_secs(1_800_000_000),
+    )
+}
