@@ -4,15 +4,20 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use portal::Portal;
-use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
+use portal::domain::contact::Contact;
+use portal::domain::email::Email;
+use portal::domain::ids::{ContactId, MessageId};
+use portal::domain::import::{ChunkClaim, ChunkCounts, ImportChunk, ImportId, ImportJob, ImportOptions, RowOutcome};
 use portal::domain::outbox::{MessageKind, OutboxMessage};
+use portal::domain::time::Timestamp;
 use portal::handlers::send_email;
-use portal::ports::{Mailer, OutgoingEmail, SendError};
+use portal::ports::{ImportStore, Mailer, OutgoingEmail, RowWrite, RowWritten, SendError};
 use portal::usecases::import::{self, ChunkOutcome};
 use serde_json::json;
 use support::from;
@@ -166,4 +171,94 @@ async fn invitation_emails_never_go_faster_than_the_accounts_sending_rate() {
     let counted = portal.imports.get(&job.import_id).await.unwrap().unwrap();
     assert_eq!(counted.emails_sent, 4);
     assert_eq!(counted.status(true), portal::domain::import::ImportStatus::Done);
+}
+
+/// The import store, except that before the first group write an address of that group is taken
+/// by a contact created elsewhere (after the chunk looked its rows' addresses up).
+struct TakenMeanwhile {
+    inner: Arc<dyn ImportStore>,
+    contacts: Arc<dyn portal::ports::ContactStore>,
+    taken: Mutex<bool>,
+}
+
+#[async_trait]
+impl ImportStore for TakenMeanwhile {
+    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk]) -> anyhow::Result<()> {
+        self.inner.create(job, chunks).await
+    }
+    async fn get(&self, import_id: &ImportId) -> anyhow::Result<Option<ImportJob>> {
+        self.inner.get(import_id).await
+    }
+    async fn claim_chunk(&self, chunk_id: &str, now: Timestamp) -> anyhow::Result<ChunkClaim> {
+        self.inner.claim_chunk(chunk_id, now).await
+    }
+    async fn release_chunk(&self, chunk_id: &str, lease_until: Timestamp) -> anyhow::Result<()> {
+        self.inner.release_chunk(chunk_id, lease_until).await
+    }
+    async fn row_outcomes(&self, keys: &[String]) -> anyhow::Result<HashMap<String, RowOutcome>> {
+        self.inner.row_outcomes(keys).await
+    }
+    async fn contacts_by_email(&self, emails: &[Email]) -> anyhow::Result<HashMap<String, Contact>> {
+        self.inner.contacts_by_email(emails).await
+    }
+    async fn write_row(&self, write: &RowWrite<'_>) -> anyhow::Result<RowWritten> {
+        self.inner.write_row(write).await
+    }
+    async fn write_rows(&self, writes: &[RowWrite<'_>]) -> anyhow::Result<bool> {
+        let first_time = !std::mem::replace(&mut *self.taken.lock().unwrap(), true);
+        if first_time && let Some(taken) = writes.get(1).and_then(|w| w.new_contact) {
+            let mut elsewhere = taken.clone();
+            elsewhere.contact_id = ContactId::generate();
+            elsewhere.first_name = "Registered".into();
+            self.contacts.create(&elsewhere).await?;
+        }
+        self.inner.write_rows(writes).await
+    }
+    async fn finish_chunk(&self, chunk: &ImportChunk, counts: &ChunkCounts, now: Timestamp) -> anyhow::Result<bool> {
+        self.inner.finish_chunk(chunk, counts, now).await
+    }
+    async fn count_email(&self, import_id: &ImportId, message_id: &MessageId, sent: bool) -> anyhow::Result<()> {
+        self.inner.count_email(import_id, message_id, sent).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_refused_for_an_address_taken_meanwhile_is_written_row_by_row_reusing_that_contact() {
+    let tables = fresh_tables();
+    let base = Arc::try_unwrap(tables.portal(&[])).ok().expect("the only handle");
+    let store = Arc::new(TakenMeanwhile {
+        inner: base.imports.clone(),
+        contacts: base.contacts.clone(),
+        taken: Mutex::new(false),
+    });
+    let portal = Portal { imports: store, ..base };
+    let job = start(&portal, &people(5), true).await;
+    process_all(&portal, &job).await;
+
+    let done = portal.imports.get(&job.import_id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.rows_done, done.contacts_created, done.invitations_created),
+        (5, 4, 5),
+        "every row imported once, the taken address's contact reused"
+    );
+    // Five contacts in all: none twice, and the one created elsewhere kept its name.
+    assert_eq!(count(&tables, &tables.contacts, "CONTACT#").await, 5);
+    let login = portal::domain::contact::Login::of_email(&Email::parse("person2@example.com").unwrap());
+    let reused = portal.contacts.find_by_login(&login).await.unwrap().unwrap();
+    assert_eq!(reused.first_name, "Registered");
+    let invited: Vec<String> = portal
+        .outbox
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == MessageKind::Invitation)
+        .map(|m| m.to.to_string())
+        .collect();
+    assert_eq!(invited.len(), 5, "{invited:?}");
+    assert!(invited.iter().any(|to| to == "person2@example.com"));
+    // Processing the chunk again finds every row done.
+    let again = import::process_chunk(&portal, &ImportChunk::id_of(&job.import_id, 0)).await.unwrap();
+    assert!(matches!(again, ChunkOutcome::Skipped), "{again:?}");
+    assert_eq!(count(&tables, &tables.contacts, "CONTACT#").await, 5);
 }
