@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use portal::Portal;
 use portal::aws::SdkHooks;
+use portal::domain::idempotency::{IdempotencyKey, IdempotentStart};
 use portal::domain::ids::ContactId;
 use portal::domain::import::{ChunkClaim, ImportChunk, ImportOptions};
 use portal::domain::outbox::{Claim, MessageKind};
@@ -93,4 +94,22 @@ async fn a_session_put_whose_answer_was_lost_is_written() {
     assert_eq!(faults.injected(), 1, "the put's first attempt lost its answer");
     let stored = portal.sessions.get(&session.id_digest).await.unwrap();
     assert_eq!(stored.map(|s| s.contact_id), Some(session.contact_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_taken_by_a_put_whose_answer_was_lost_is_held_by_its_request() {
+    let tables = fresh_tables();
+    let faults = FaultyHttp::new();
+    let portal = portal_losing_answers(&tables, &faults, "idempotency").await;
+    let key = IdempotencyKey::new("POST /admin/invitations", "admin", "key-1", "digest-of-the-fields".into()).unwrap();
+
+    lose_the_next_answer(&faults, "PutItem");
+    let start = portal.invitations.begin_idempotent(&key, portal.clock.now()).await.unwrap();
+    assert_eq!(faults.injected(), 1, "the put's first attempt lost its answer");
+    assert_eq!(start, IdempotentStart::First, "the request holds the key it took, not 409 running");
+
+    // Another request with the key meanwhile finds it held.
+    faults.clear();
+    let other = portal.invitations.begin_idempotent(&key, portal.clock.now()).await.unwrap();
+    assert_eq!(other, IdempotentStart::Running);
 }

@@ -456,12 +456,16 @@ impl InvitationStore for DynamoInvitations {
     async fn begin_idempotent(&self, key: &IdempotencyKey, now: Timestamp) -> anyhow::Result<IdempotentStart> {
         // Held by one conditional put: a new key, one past its 24 hours, or one whose request died
         // while running. Refused, the item as it stands tells what the earlier request left.
+        // Who holds it: an attempt the SDK timed out and retried after DynamoDB had committed it
+        // finds the key held under its own token, and holds it.
+        let holder = crate::domain::secret::random_token();
         let item = HashMap::from([
             ("pk".to_string(), text(&idempotency_pk(&key.key_digest))),
             ("sk".to_string(), text(IDEMPOTENCY_SK)),
             ("request_digest".to_string(), text(&key.request_digest)),
             ("started_at".to_string(), number(now)),
             ("ttl".to_string(), number(now + idempotency::KEY_SECS)),
+            ("holder".to_string(), text(&holder)),
         ]);
         let result = self
             .client
@@ -492,6 +496,9 @@ impl InvitationStore for DynamoInvitations {
             })
             .unwrap_or_default();
         let field = |name: &str| held.get(name).and_then(|v| v.as_s().ok()).cloned();
+        if field("holder").as_deref() == Some(holder.as_str()) {
+            return Ok(IdempotentStart::First);
+        }
         if field("request_digest").as_deref() != Some(key.request_digest.as_str()) {
             return Ok(IdempotentStart::Mismatch);
         }
