@@ -15,6 +15,7 @@ use portal::domain::ids::ContactId;
 use portal::domain::import::{ChunkClaim, ImportChunk, ImportOptions};
 use portal::domain::outbox::{Claim, MessageKind};
 use portal::domain::session::Session;
+use portal::domain::two_factor::{TwoFactor, new_recovery_codes};
 use portal::usecases::import;
 use support::faults::{Fault, FaultyHttp, Injection};
 use support::from;
@@ -112,4 +113,26 @@ async fn an_idempotency_key_taken_by_a_put_whose_answer_was_lost_is_held_by_its_
     faults.clear();
     let other = portal.invitations.begin_idempotent(&key, portal.clock.now()).await.unwrap();
     assert_eq!(other, IdempotentStart::Running);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_code_used_by_an_update_whose_answer_was_lost_is_used_not_refused() {
+    let tables = fresh_tables();
+    let faults = FaultyHttp::new();
+    let portal = portal_losing_answers(&tables, &faults, "recovery").await;
+    let contact_id = ContactId::generate();
+    let mut state = TwoFactor::none(&contact_id);
+    let (_codes, digests) = new_recovery_codes();
+    state.set_recovery_codes(digests.clone());
+    assert!(portal.two_factor.save(&state, None, &[]).await.unwrap());
+
+    lose_the_next_answer(&faults, "UpdateItem");
+    let used = portal.two_factor.use_recovery_code(&contact_id, &digests[0]).await.unwrap();
+    assert_eq!(faults.injected(), 1, "the update's first attempt lost its answer");
+    assert!(used, "the code was used by this very request: it signs in");
+
+    faults.clear();
+    assert!(!portal.two_factor.use_recovery_code(&contact_id, &digests[0]).await.unwrap(), "and only once");
+    let left = portal.two_factor.get(&contact_id).await.unwrap().recovery_codes.len();
+    assert_eq!(left, digests.len() - 1);
 }

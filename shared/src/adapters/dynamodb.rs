@@ -162,6 +162,52 @@ pub(crate) async fn put_under_new_key(client: &Client, table: &str, item: Item, 
     }
 }
 
+/// Runs a conditional update (a counter, a lock, a single-use code): whether its condition held. The update also
+/// writes a new `write_token`, and refuses to run where that token already is: so an attempt
+/// the SDK timed out and retried after DynamoDB had committed it is found, refused, with its
+/// own token, and counts as the one update it was, not twice (a double count could refuse a
+/// rightful request at a limit, or give back two attempts for one).
+pub(crate) async fn update_once(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    doing: &str,
+) -> anyhow::Result<bool> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    let token = crate::domain::secret::random_token();
+    let expression = update.get_update_expression().clone().unwrap_or_default();
+    let expression = match expression.find("SET ") {
+        Some(at) => format!("{}SET write_token = :write_token, {}", &expression[..at], &expression[at + 4..]),
+        None => format!("{expression} SET write_token = :write_token"),
+    };
+    let not_yet = "(attribute_not_exists(write_token) OR write_token <> :write_token)";
+    let condition = match update.get_condition_expression() {
+        Some(condition) => format!("({condition}) AND {not_yet}"),
+        None => not_yet.to_string(),
+    };
+    let result = update
+        .update_expression(expression)
+        .condition_expression(condition)
+        .expression_attribute_values(":write_token", AttributeValue::S(token.clone()))
+        .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if is_conditional_failure(&err) => {
+            let written_by_us = err
+                .as_service_error()
+                .and_then(|e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.as_ref(),
+                    _ => None,
+                })
+                .and_then(|item| item.get("write_token"))
+                .and_then(|t| t.as_s().ok())
+                == Some(&token);
+            Ok(written_by_us)
+        }
+        Err(err) => Err(sdk_error(doing, err)),
+    }
+}
+
 /// What a conditional update taking a lease (an outbox message, an import chunk) found.
 pub(crate) enum LeaseTaken {
     /// This update holds the lease: the item as it now stands.
@@ -225,56 +271,6 @@ impl DynamoContacts {
 
     pub(crate) fn contact_update(&self, contact_id: &ContactId) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
         Update::builder().table_name(&self.table).set_key(Some(key(contact_pk(contact_id))))
-    }
-
-    /// A conditional single-item update of a contact: `Ok(false)` when its condition failed.
-    /// Runs a conditional update (a counter, a lock): whether its condition held. The update also
-    /// writes a new `write_token`, and refuses to run where that token already is: so an attempt
-    /// the SDK timed out and retried after DynamoDB had committed it is found, refused, with its
-    /// own token, and counts as the one update it was, not twice (a double count could refuse a
-    /// rightful request at a limit, or give back two attempts for one).
-    async fn conditional_update(
-        &self,
-        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
-        doing: &str,
-    ) -> anyhow::Result<bool> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        let token = crate::domain::secret::random_token();
-        let expression = update.get_update_expression().clone().unwrap_or_default();
-        let expression = match expression.find("SET ") {
-            Some(at) => format!("{}SET write_token = :write_token, {}", &expression[..at], &expression[at + 4..]),
-            None => format!("{expression} SET write_token = :write_token"),
-        };
-        let not_yet = "(attribute_not_exists(write_token) OR write_token <> :write_token)";
-        let condition = match update.get_condition_expression() {
-            Some(condition) => format!("({condition}) AND {not_yet}"),
-            None => not_yet.to_string(),
-        };
-        let result = update
-            .update_expression(expression)
-            .condition_expression(condition)
-            .expression_attribute_values(":write_token", AttributeValue::S(token.clone()))
-            .return_values_on_condition_check_failure(
-                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => {
-                let written_by_us = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        UpdateItemError::ConditionalCheckFailedException(refused) => refused.item.as_ref(),
-                        _ => None,
-                    })
-                    .and_then(|item| item.get("write_token"))
-                    .and_then(|t| t.as_s().ok())
-                    == Some(&token);
-                Ok(written_by_us)
-            }
-            Err(err) => Err(sdk_error(doing, err)),
-        }
     }
 
     async fn get_item(&self, pk: String) -> anyhow::Result<Option<Item>> {
@@ -516,7 +512,7 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":threshold", number(i64::from(policy.threshold)))
             .expression_attribute_values(":released", number(now - ATTEMPT_HOLD_SECS));
-        self.conditional_update(update, "taking a sign-in attempt").await
+        update_once(update, "taking a sign-in attempt").await
     }
 
     async fn record_failed_sign_in(
@@ -544,11 +540,7 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":zero", number(0))
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":threshold", number(i64::from(policy.threshold)));
-        Ok(if self.conditional_update(update, "locking an account").await? {
-            outcome
-        } else {
-            FailedSignIn::AlreadyLocked
-        })
+        Ok(if update_once(update, "locking an account").await? { outcome } else { FailedSignIn::AlreadyLocked })
     }
 
     async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()> {
@@ -561,7 +553,7 @@ impl ContactStore for DynamoContacts {
             .condition_expression("attribute_exists(pk) AND failed_sign_ins > :zero")
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":zero", number(0));
-        self.conditional_update(update, "releasing a sign-in attempt").await?;
+        update_once(update, "releasing a sign-in attempt").await?;
         Ok(())
     }
 
@@ -574,7 +566,7 @@ impl ContactStore for DynamoContacts {
             .update_expression("SET failed_sign_ins = :zero, lockouts = :zero REMOVE locked_until, attempted_at")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":zero", number(0));
-        self.conditional_update(update, "resetting a lockout").await?;
+        update_once(update, "resetting a lockout").await?;
         Ok(())
     }
 
@@ -596,7 +588,7 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":contact", AttributeValue::S(contact_id.to_string()))
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":threshold", number(i64::from(threshold)));
-        self.conditional_update(update, "taking a device's sign-in attempt").await
+        update_once(update, "taking a device's sign-in attempt").await
     }
 
     async fn remember_device(&self, device: &Device) -> anyhow::Result<()> {
@@ -829,7 +821,7 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":limit", number(i64::from(limit)))
             .expression_attribute_values(":ttl", number((window + 1) * window_secs + 3600));
-        self.conditional_update(update, "counting a rate limit").await
+        update_once(update, "counting a rate limit").await
     }
 
     async fn give_back_allowance(&self, key_text: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
@@ -842,7 +834,7 @@ impl ContactStore for DynamoContacts {
             .condition_expression("hits > :zero")
             .expression_attribute_values(":minus_one", number(-1))
             .expression_attribute_values(":zero", number(0));
-        self.conditional_update(update, "giving back a rate-limit allowance").await?;
+        update_once(update, "giving back a rate-limit allowance").await?;
         Ok(())
     }
 

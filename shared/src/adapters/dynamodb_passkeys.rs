@@ -229,7 +229,7 @@ impl PasskeyStore for DynamoPasskeys {
         credential: &str,
         now: Timestamp,
     ) -> anyhow::Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.contacts_table)
@@ -239,13 +239,7 @@ impl PasskeyStore for DynamoPasskeys {
             .expression_attribute_values(":count", number(sign_count))
             .expression_attribute_values(":credential", AttributeValue::S(credential.to_string()))
             .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":read", number(passkey.sign_count))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(sdk_error("recording a passkey's use", err)),
-        }
+            .expression_attribute_values(":read", number(passkey.sign_count));
+        super::dynamodb::update_once(update, "recording a passkey's use").await
     }
 }

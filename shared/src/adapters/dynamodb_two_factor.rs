@@ -76,18 +76,6 @@ impl DynamoTwoFactor {
     }
 
     /// A conditional update of the contact's two-factor item: `false` when its condition failed.
-    async fn use_once(
-        &self,
-        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
-        doing: &str,
-    ) -> anyhow::Result<bool> {
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(sdk_error(doing, err)),
-        }
-    }
-
     fn update_state(
         &self,
         contact_id: &ContactId,
@@ -149,7 +137,7 @@ impl TwoFactorStore for DynamoTwoFactor {
             .condition_expression("attribute_exists(totp) AND totp_last_step < :step")
             .expression_attribute_values(":step", number(step))
             .expression_attribute_values(":one", number(1));
-        self.use_once(update, "using a TOTP code").await
+        super::dynamodb::update_once(update, "using a TOTP code").await
     }
 
     async fn use_recovery_code(&self, contact_id: &ContactId, digest: &str) -> anyhow::Result<bool> {
@@ -159,7 +147,7 @@ impl TwoFactorStore for DynamoTwoFactor {
             .condition_expression("attribute_exists(recovery_codes.#code)")
             .expression_attribute_names("#code", digest)
             .expression_attribute_values(":one", number(1));
-        self.use_once(update, "using a recovery code").await
+        super::dynamodb::update_once(update, "using a recovery code").await
     }
 
     async fn set_email_code(
@@ -198,7 +186,7 @@ impl TwoFactorStore for DynamoTwoFactor {
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":on", AttributeValue::Bool(true))
             .expression_attribute_values(":one", number(1));
-        self.use_once(update, "using an emailed code").await
+        super::dynamodb::update_once(update, "using an emailed code").await
     }
 
     async fn create_pending(&self, pending: &PendingSignIn) -> anyhow::Result<()> {
