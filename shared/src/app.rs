@@ -100,6 +100,7 @@ pub struct Edges {
     pub sealer: Arc<dyn SecretSealer>,
 }
 
+#[cfg(any(test, feature = "memory"))]
 impl Edges {
     /// In memory, for tests and benches: mail and events are kept, every send goes at once, the
     /// system clock, and a fixed sealing key.
