@@ -168,6 +168,36 @@ def test_workaround_answers_a_repeated_token_as_the_first_time_and_changes_nothi
         ddb.transact_write_items(TransactItems=CREATE_ONCE, ClientRequestToken="a-new-token")
 
 
+# --- share_stream_shards_in_table_copies ------------------------------------------------------------
+
+def a_table_copy(ddb):
+    """moto's rollback copy of the table, and the table."""
+    import copy
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["t"]
+    return copy.deepcopy(table), table
+
+
+def test_moto_still_copies_the_stream_shard_with_a_table(ddb):
+    copied, table = a_table_copy(ddb)
+    assert copied.stream_shard is not table.stream_shard, (
+        "moto no longer copies a table's stream shard for a transaction: delete "
+        "share_stream_shards_in_table_copies")
+
+
+def test_workaround_copies_a_table_sharing_its_stream_shard_and_rolls_back_cleanly(ddb, monkeypatch):
+    moto_workarounds.share_stream_shards_in_table_copies(
+        patch=lambda obj, name, value: monkeypatch.setattr(obj, name, value, raising=False))
+    ddb.put_item(TableName="t", Item={"pk": {"S": "kept"}})
+    copied, table = a_table_copy(ddb)
+    assert copied.stream_shard is table.stream_shard
+    assert copied.items.keys() == table.items.keys() and copied.items is not table.items
+    # With the stream workaround, a cancelled transaction still leaves the stream as it was.
+    moto_workarounds.keep_streams_across_cancelled_transactions(patch=monkeypatch.setattr)
+    assert keys_a_stream_reader_sees(ddb) == ["after"]
+
+
 # --- start_server -----------------------------------------------------------------------------------
 
 @pytest.fixture
