@@ -9,14 +9,14 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+#[path = "common/calls.rs"]
+mod calls;
+
+use calls::CallCounter;
+
+use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
 use portal::usecases::import;
 use portal::{Edges, Portal};
@@ -28,45 +28,9 @@ fn rows() -> usize {
 /// The stream's batch size (infra/template.yaml): send-email processes a batch's records at once.
 const BATCH: usize = 10;
 
-#[derive(Debug, Default, Clone)]
-struct CallCounter(Arc<Mutex<BTreeMap<String, u32>>>);
-
-impl Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "CallCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let name = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_else(|| "?".into());
-        *self.0.lock().unwrap().entry(name).or_default() += 1;
-        Ok(())
-    }
-}
-
-impl CallCounter {
-    fn take(&self) -> (u32, String) {
-        let counts = std::mem::take(&mut *self.0.lock().unwrap());
-        let total: u32 = counts.values().sum();
-        let detail: Vec<String> = counts.iter().map(|(op, n)| format!("{op} {n}")).collect();
-        (total, detail.join(", "))
-    }
-}
-
 fn counted_portal(counter: &CallCounter) -> Arc<Portal> {
     let tables = support::moto::fresh_tables();
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(support::moto::endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
-        .interceptor(counter.clone())
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let client = counter.client(support::moto::endpoint());
     Arc::new(Portal::on_dynamodb(tables.settings(&[]), &client, Edges::in_memory()))
 }
 

@@ -10,15 +10,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/calls.rs"]
+mod calls;
+
+use calls::CallCounter;
+
 use portal::domain::time::Timestamp;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use portal::adapters::memory::{ManualClock, MemoryMailer};
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
@@ -34,36 +34,6 @@ use serde_json::json;
 use support::*;
 use tower::ServiceExt;
 
-/// Counts requests sent to DynamoDB, by operation name.
-#[derive(Debug, Default, Clone)]
-struct CallCounter(Arc<Mutex<BTreeMap<String, u32>>>);
-
-impl Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "CallCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let name = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_else(|| "?".into());
-        *self.0.lock().unwrap().entry(name).or_default() += 1;
-        Ok(())
-    }
-}
-
-impl CallCounter {
-    fn take(&self) -> String {
-        let counts = std::mem::take(&mut *self.0.lock().unwrap());
-        let total: u32 = counts.values().sum();
-        let detail: Vec<String> = counts.iter().map(|(op, n)| format!("{op} {n}")).collect();
-        format!("{total:>2}  ({})", detail.join(", "))
-    }
-}
-
 /// A portal on fresh moto tables whose DynamoDB calls `counter` counts, with an uncounted client
 /// for the benchmark's own look-ups.
 fn dynamo_portal(counter: &CallCounter) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
@@ -75,14 +45,7 @@ fn dynamo_portal_with(
     adjust: impl FnOnce(&mut portal::config::Settings),
 ) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
     let tables = support::moto::fresh_tables();
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(support::moto::endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
-        .interceptor(counter.clone())
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let client = counter.client(support::moto::endpoint());
     let mut settings = tables.settings(&[]);
     adjust(&mut settings);
     let mailer = Arc::new(MemoryMailer::default());
@@ -123,7 +86,10 @@ async fn dynamodb_calls() {
     portal.contacts.create(&admin).await.unwrap();
     counter.take();
     println!("DynamoDB calls per operation (moto server, real DynamoDB API):");
-    let row = |name: &str| println!("  {name:<44} {}", counter.take());
+    let row = |name: &str| {
+        let (total, detail) = counter.take();
+        println!("  {name:<44} {total:>2}  ({detail})");
+    };
 
     let registered = call(&portal, &Register, Req::post("/register").json(registration("ada@example.com"))).await;
     assert_eq!(registered.status(), 201);
