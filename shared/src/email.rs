@@ -65,6 +65,20 @@ struct PasswordNotice<'a> {
     what: &'a str,
     when: &'a str,
     forgot: &'a str,
+    /// The passkeys that still sign in after a reset (a reset removes none), comma-separated.
+    passkeys: &'a str,
+    passkeys_page: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/held_notices.txt", escape = "none")]
+struct HeldNoticesEmail<'a> {
+    first_name: &'a str,
+    count: u32,
+    kinds: &'a str,
+    since: &'a str,
+    security: &'a str,
+    forgot: &'a str,
 }
 
 #[derive(Template)]
@@ -174,6 +188,8 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
                 what,
                 when: &human(message.created_at),
                 forgot: &page("/forgot-password"),
+                passkeys: message.detail.as_deref().unwrap_or_default(),
+                passkeys_page: &page("/profile/passkeys"),
             }
             .render()
             .ok()?;
@@ -213,6 +229,20 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
             .render()
             .ok()?;
             Some(email("Your two-factor authentication changed", text))
+        }
+        MessageKind::HeldNoticesSummary => {
+            let held = message.held?;
+            let text = HeldNoticesEmail {
+                first_name: &message.first_name,
+                count: held.count,
+                kinds: message.detail.as_deref().unwrap_or_default(),
+                since: &human(held.since),
+                security: &page("/profile/two-factor"),
+                forgot: &page("/forgot-password"),
+            }
+            .render()
+            .ok()?;
+            Some(email("More changes were made to your account", text))
         }
         MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
         // Published on the event bus, never mailed.

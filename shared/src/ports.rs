@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::event::PortalEvent;
-use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
+use crate::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 
@@ -77,6 +77,15 @@ pub enum TokenUse {
     ResetPassword { hash: PasswordHashString, epoch: String },
 }
 
+/// Security notices that the account's notice allowance held back: how many, of which kinds, and
+/// since when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldNotices {
+    pub count: u32,
+    pub kinds: Vec<String>,
+    pub since: Timestamp,
+}
+
 /// A trusted device (OWASP's device cookie): a browser that signed in to this account before. Its
 /// own failures count, so a lockout that others caused does not block it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,23 +149,26 @@ pub trait ContactStore: Send + Sync {
     /// Whether an account holds this address (one read of its guard item).
     async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
-    /// Takes one attempt at the account's password before it is checked, atomically: refused
-    /// (`false`) while the account is locked or `threshold` attempts are already counted. So a burst
-    /// of parallel guesses gets at most `threshold` checks.
+    /// Takes one attempt at a password before it is checked, atomically: refused (`false`) while
+    /// the subject (an account, or a login no account has) is locked or `threshold` attempts are
+    /// already counted. So a burst of parallel guesses gets at most `threshold` checks.
     async fn reserve_attempt(
         &self,
-        contact_id: &ContactId,
+        subject: &AttemptSubject,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<bool>;
-    /// After a reserved attempt failed: locks the account once the count reached the threshold.
+    /// After a reserved attempt failed: locks the subject once the count reached the threshold.
     /// Never extends a lockout in force.
     async fn record_failed_sign_in(
         &self,
-        contact_id: &ContactId,
+        subject: &AttemptSubject,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn>;
+    /// The subject's lockout state as stored (one read, the same a recorded failure makes): what
+    /// an attempt refused by its reservation reads, so that it does the work a wrong password does.
+    async fn lockout_of(&self, subject: &AttemptSubject) -> anyhow::Result<LockoutState>;
     /// Clears the attempt count and lockout after a successful sign-in.
     async fn reset_lockout(&self, contact_id: &ContactId) -> anyhow::Result<()>;
     /// Gives back one reserved attempt that turned out right, keeping the other failures and any
@@ -173,6 +185,20 @@ pub trait ContactStore: Send + Sync {
     ) -> anyhow::Result<bool>;
     /// Trusts a device for the account (again), with no failures counted.
     async fn remember_device(&self, device: &Device) -> anyhow::Result<()>;
+    /// Notes a security notice that the account's own notice allowance held back (`kind` is its
+    /// message kind's name), to be summed up in a later notice.
+    async fn hold_notice(&self, contact_id: &ContactId, kind: &str, now: Timestamp) -> anyhow::Result<()>;
+    /// The notices held back for the account and not yet summed up, if any.
+    async fn held_notices(&self, contact_id: &ContactId) -> anyhow::Result<Option<HeldNotices>>;
+    /// Counts off the held notices a summary went out for (`held`: as many, held since then);
+    /// those held since stay. Done once however often it is repeated: the count is taken off only
+    /// while the held notices are still those since `held.since`.
+    async fn clear_held_notices(
+        &self,
+        contact_id: &ContactId,
+        held: &crate::domain::outbox::HeldSummary,
+        now: Timestamp,
+    ) -> anyhow::Result<()>;
     /// A page of the administrators' contacts list from indexes: every contact newest first, or
     /// with a `prefix` (normalised) those whose email, first or last name starts with it, in the
     /// order of the matched text.
@@ -368,14 +394,15 @@ pub trait InvitationStore: Send + Sync {
     ) -> Result<(), RedeemError> {
         self.redeem_with_events(invitation, change, redemption, now, &[]).await
     }
-    /// [`InvitationStore::redeem`] with `events` queued in the same write.
+    /// [`InvitationStore::redeem`] with `queued` (its events, and any email without a token, as
+    /// outbox messages) queued in the same write.
     async fn redeem_with_events(
         &self,
         invitation: &Invitation,
         change: &ContactChange,
         redemption: &Redemption,
         now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[OutboxMessage],
     ) -> Result<(), RedeemError>;
     /// Starts a request with an idempotency key: holds the key for it when it is the first (or the
     /// one before it died), or says what the earlier one left.
@@ -636,11 +663,15 @@ shared_capability!(UsesPasskeys, passkeys, dyn PasskeyStore);
 use crate::domain::two_factor::{PendingSignIn, SealedSecret, TotpSecret, TwoFactor};
 
 /// Seals TOTP secrets by envelope encryption (a fresh data key from the key service per secret,
-/// AES-256-GCM under it) and opens them, only to verify a code.
+/// AES-256-GCM under it) and opens them, only to verify a code. A sealed secret is bound to its
+/// contact (the cipher's additional data and the key service's encryption context): moved to
+/// another contact's item, it does not open.
 #[async_trait]
 pub trait SecretSealer: Send + Sync {
-    async fn seal(&self, secret: &TotpSecret) -> anyhow::Result<SealedSecret>;
-    async fn open(&self, sealed: &SealedSecret) -> anyhow::Result<TotpSecret>;
+    async fn seal(&self, secret: &TotpSecret, contact_id: &ContactId) -> anyhow::Result<SealedSecret>;
+    /// Opens a secret sealed for `contact_id` (or, sealed before secrets were bound, for no one:
+    /// [`SealedSecret::is_bound`] tells, and the caller seals it again, bound).
+    async fn open(&self, sealed: &SealedSecret, contact_id: &ContactId) -> anyhow::Result<TotpSecret>;
 }
 
 /// A contact's two-factor state and the pending sign-ins awaiting a second factor. Every use of a
@@ -674,6 +705,14 @@ pub trait TwoFactorStore: Send + Sync {
     /// gets at most the limit): the pending sign-in as counted, or `None` when it is gone, expired
     /// or out of attempts.
     async fn take_pending_attempt(
+        &self,
+        digest: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Option<PendingSignIn>>;
+    /// Takes one of the `limit` emailed codes a pending sign-in may ask for: the pending sign-in as
+    /// counted, or `None` when it is gone, expired or has asked for its last one.
+    async fn take_pending_email(
         &self,
         digest: &str,
         now: Timestamp,

@@ -4,11 +4,18 @@
 
 mod support;
 
+use portal::domain::audit::SourceAddress;
 use portal::domain::password::Password;
 use portal::error::PortalError;
-use portal::usecases::sign_in::authenticate;
+use portal::usecases::door::{Arrival, DoorPorts, Entry, Proof, enter};
 use support::moto::fresh_tables;
 use support::{PASSWORD, from, registered};
+
+/// A password sign-in through the door from `source`.
+async fn sign_in(portal: &impl DoorPorts, source: &SourceAddress, password: Password) -> Result<Entry, PortalError> {
+    let proof = Proof::Password { login: "ada@example.com", password, second_factor_code: None };
+    enter(portal, source, proof, Arrival::default(), false).await
+}
 
 /// Counts the password checks made against an account (not against the decoy that unknown logins
 /// and refused attempts are checked against, which takes the same time).
@@ -61,7 +68,7 @@ async fn fifty_parallel_wrong_passwords_get_at_most_the_threshold_of_checks() {
             let portal = portal.clone();
             tokio::spawn(async move {
                 let guess = Password::new(format!("wrong-guess-number-{i}"));
-                authenticate(&portal, &from("203.0.113.9"), "ada@example.com", guess, None).await
+                sign_in(&portal, &from("203.0.113.9"), guess).await.map(drop)
             })
         })
         .collect();
@@ -74,6 +81,6 @@ async fn fifty_parallel_wrong_passwords_get_at_most_the_threshold_of_checks() {
     let contact = portal.contacts.find_by_login(&login).await.unwrap().unwrap();
     assert_eq!(contact.lockouts, 1, "five checks failed, one lockout: {:?}", contact.lockout());
     let owner = from("198.51.100.7");
-    let right = authenticate(&portal, &owner, "ada@example.com", Password::new(PASSWORD.into()), None).await;
+    let right = sign_in(&portal, &owner, Password::new(PASSWORD.into())).await.map(drop);
     assert!(matches!(right, Err(PortalError::InvalidCredentials)), "locked: even the right password waits");
 }

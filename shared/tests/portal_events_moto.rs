@@ -149,7 +149,8 @@ async fn each_write_queues_its_events_in_its_transaction_and_a_refused_one_none(
                 contact_id: grace.contact_id.clone(),
                 created,
             }
-            .at(NOW + 1),
+            .at(NOW + 1)
+            .outbox_message(),
         ]
     };
     s.invitations

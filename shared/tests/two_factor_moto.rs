@@ -10,14 +10,14 @@ use std::sync::Arc;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use portal::adapters::sealing::KmsSealer;
 use portal::domain::contact::Contact;
+use portal::domain::ids::ContactId;
 use portal::domain::two_factor::{
     PENDING_SIGN_IN_ATTEMPTS, PendingSignIn, TOTP_STEP_SECS, TotpSecret, TwoFactor, new_recovery_codes,
 };
 use portal::ports::{SecretSealer, UsesContacts, UsesTwoFactor};
-use portal::usecases::sign_in::{Arrival, SignInOutcome, sign_in};
-use portal::usecases::two_factor::second_step;
+use portal::usecases::door::Entry;
 use support::moto::{endpoint, fresh_tables};
-use support::{PASSWORD, from, registered};
+use support::{PASSWORD, registered, second_step, sign_in};
 
 fn kms_client() -> aws_sdk_kms::Client {
     let config = aws_sdk_kms::Config::builder()
@@ -47,7 +47,7 @@ async fn ada(portal: &Arc<portal::Portal>) -> Contact {
 /// Turns TOTP on for `contact` with `secret`, and ten recovery codes; returns the codes.
 async fn with_totp(portal: &Arc<portal::Portal>, contact: &Contact, secret: &TotpSecret) -> Vec<String> {
     let mut state = TwoFactor::none(&contact.contact_id);
-    state.totp = Some(portal.sealer().seal(secret).await.unwrap());
+    state.totp = Some(portal.sealer().seal(secret, &contact.contact_id).await.unwrap());
     let (codes, digests) = new_recovery_codes();
     state.set_recovery_codes(digests);
     assert!(portal.two_factor().save(&state, Some("epoch-2"), &[]).await.unwrap());
@@ -58,17 +58,8 @@ async fn with_totp(portal: &Arc<portal::Portal>, contact: &Contact, secret: &Tot
 async fn pending_sign_ins(portal: &Arc<portal::Portal>, n: usize) -> Vec<String> {
     let mut tokens = Vec::new();
     for _ in 0..n {
-        let outcome = sign_in(
-            portal,
-            &from("198.51.100.7"),
-            "ada@example.com",
-            portal::domain::password::Password::new(PASSWORD.into()),
-            Arrival::default(),
-            false,
-        )
-        .await
-        .unwrap();
-        let SignInOutcome::SecondFactor { pending_token, .. } = outcome else { panic!("a second step is due") };
+        let outcome = sign_in(portal, "ada@example.com", PASSWORD).await.unwrap();
+        let Entry::SecondFactorAwaited { pending_token, .. } = outcome else { panic!("a second step is due") };
         tokens.push(pending_token);
     }
     tokens
@@ -76,8 +67,7 @@ async fn pending_sign_ins(portal: &Arc<portal::Portal>, n: usize) -> Vec<String>
 
 /// Runs the second step of every pending sign-in with `code` at once: how many signed in.
 async fn parallel_second_steps(portal: &Arc<portal::Portal>, tokens: &[String], code: &str) -> usize {
-    let source = from("198.51.100.7");
-    let attempts = tokens.iter().map(|token| second_step(portal, &source, token, code, Arrival::default()));
+    let attempts = tokens.iter().map(|token| second_step(portal, token, code));
     futures::future::join_all(attempts).await.into_iter().filter(|r| r.is_ok()).count()
 }
 
@@ -120,7 +110,7 @@ async fn the_store_lets_each_code_pass_once_under_a_burst() {
     assert!(!store.use_totp_step(&id, 99).await.unwrap(), "an earlier step after a later one");
 
     let now = portal.clock.now();
-    let (pending, token) = PendingSignIn::start(&id, now, false, false);
+    let (pending, token) = PendingSignIn::start(&id, &contact.session_epoch, now, false, false);
     store.create_pending(&pending).await.unwrap();
     let digest = portal::domain::secret::digest(&token);
     let takes = (0..12).map(|_| store.take_pending_attempt(&digest, now, PENDING_SIGN_IN_ATTEMPTS));
@@ -152,13 +142,19 @@ async fn the_totp_secret_is_sealed_with_a_kms_data_key() {
     let key = new_kms_key(&client).await;
     let sealer = KmsSealer::new(client.clone(), &key);
     let secret = TotpSecret::generate();
-    let sealed = sealer.seal(&secret).await.unwrap();
-    assert_eq!(sealer.open(&sealed).await.unwrap(), secret);
+    let (ada, eve): (ContactId, ContactId) = ("ada".into(), "eve".into());
+    let sealed = sealer.seal(&secret, &ada).await.unwrap();
+    assert_eq!(sealer.open(&sealed, &ada).await.unwrap(), secret);
     use base64::Engine;
     let raw = base64::engine::general_purpose::STANDARD.encode(secret.as_bytes());
     assert!(!format!("{sealed:?}").contains(&raw), "no secret in the clear");
+    // Bound to its contact: copied to another contact's item, with or without its label
+    // rewritten, it does not open (KMS's encryption context names the contact).
+    assert!(sealer.open(&sealed, &eve).await.is_err(), "another contact's secret");
+    let relabelled = portal::domain::two_factor::SealedSecret { bound_to: Some(eve.clone()), ..sealed.clone() };
+    assert!(sealer.open(&relabelled, &eve).await.is_err(), "its binding rewritten");
     // The data key is KMS's to decrypt: under another key it does not open.
     let other = KmsSealer::new(client.clone(), new_kms_key(&client).await);
-    assert!(other.open(&sealed).await.is_err());
-    assert!(KmsSealer::new(client, "").seal(&secret).await.is_err(), "no key configured: refused");
+    assert!(other.open(&sealed, &ada).await.is_err());
+    assert!(KmsSealer::new(client, "").seal(&secret, &ada).await.is_err(), "no key configured: refused");
 }

@@ -14,12 +14,19 @@ use portal::usecases::invite::{self, InvitationRequest, Invitee};
 use portal::usecases::profile::{self, ProfileChange};
 use portal::usecases::redeem::{self, NewCredentials, Redeem};
 use portal::usecases::register::{Registered, Registration, register};
+use portal::usecases::door::{Arrival, Entry, Proof, enter};
+use portal::usecases::reauth::Reauthentication;
 use portal::usecases::session;
-use portal::usecases::sign_in::{Arrival, authenticate, sign_in};
 use support::*;
 
 fn from(address: &str) -> SourceAddress {
     SourceAddress::new(Some(address.to_string()))
+}
+
+/// A password sign-in through the door from `source`.
+async fn sign_in_from(t: &TestPortal, source: &SourceAddress, login: &str, password: &str) -> Result<Entry, PortalError> {
+    let proof = Proof::Password { login, password: Password::new(password.into()), second_factor_code: None };
+    enter(&t.portal, source, proof, Arrival::default(), false).await
 }
 
 fn registration(email: &str) -> Registration {
@@ -34,8 +41,12 @@ fn registration(email: &str) -> Registration {
 }
 
 async fn registered(t: &TestPortal, email: &str) -> (Contact, String) {
-    match register(&t.portal, &from("198.51.100.7"), registration(email)).await.unwrap() {
-        Registered::SignedIn(contact, token) => (*contact, token),
+    match register(&t.portal, &from("198.51.100.7"), registration(email), Arrival::default()).await.unwrap() {
+        Registered::Entry(entry) => {
+            let entered = entered(entry);
+            let token = entered.session_token().to_string();
+            (entered.contact, token)
+        }
         Registered::AwaitingConfirmation => panic!("confirmation is not required by default"),
     }
 }
@@ -54,7 +65,7 @@ async fn registering_creates_the_contact_its_confirmation_email_and_a_session() 
     assert_eq!(signed_in.contact.contact_id, contact.contact_id);
     let mut someone_else = registration("ADA@example.com");
     someone_else.first_name = "Augusta".into();
-    let again = register(&t.portal, &from("198.51.100.7"), someone_else).await;
+    let again = register(&t.portal, &from("198.51.100.7"), someone_else, Arrival::default()).await;
     assert!(matches!(again, Err(PortalError::EmailTaken)), "the same address in another case is taken");
 }
 
@@ -64,17 +75,13 @@ async fn the_fifth_wrong_password_locks_and_the_locked_answer_is_a_wrong_passwor
     registered(&t, "ada@example.com").await;
     let source = from("198.51.100.7");
     for _ in 0..5 {
-        let wrong =
-            authenticate(&t.portal, &source, "ada@example.com", Password::new("not-the-password".into()), None).await;
+        let wrong = sign_in_from(&t, &source, "ada@example.com", "not-the-password").await;
         assert!(matches!(wrong, Err(PortalError::InvalidCredentials)));
     }
-    let locked =
-        sign_in(&t.portal, &source, "ADA@example.com", Password::new(PASSWORD.into()), Arrival::default(), false).await;
+    let locked = sign_in_from(&t, &source, "ADA@example.com", PASSWORD).await;
     assert!(matches!(locked, Err(PortalError::InvalidCredentials)), "locked, with a wrong password's answer");
     t.clock.advance(301);
-    sign_in(&t.portal, &source, "ada@example.com", Password::new(PASSWORD.into()), Arrival::default(), false)
-        .await
-        .unwrap();
+    sign_in_from(&t, &source, "ada@example.com", PASSWORD).await.unwrap();
     let contact = t.contacts.all().pop().unwrap();
     assert_eq!(contact.lockout().failed_sign_ins, 0, "a success after the lock clears the count");
 }
@@ -127,18 +134,21 @@ async fn an_invitation_is_redeemed_once_and_a_resend_voids_the_old_code() {
             last_name: None,
         })
     };
-    let redeemed = redeem::redeem(&t.portal, &source, &opened, credentials(), None).await.unwrap();
+    let redeemed = redeem::redeem(&t.portal, &source, &opened, credentials(), Arrival::default()).await.unwrap();
     assert!(redeemed.created);
     assert_eq!(redeemed.contact.roles, ["Customers"]);
     assert!(redeemed.contact.email_confirmed, "the code reached the address");
     // A second redemption that opened the code before the first one finished: used up, not
     // "sign in to your existing account".
-    let stale = redeem::redeem(&t.portal, &source, &opened, credentials(), None).await;
+    let stale = redeem::redeem(&t.portal, &source, &opened, credentials(), Arrival::default()).await;
     assert!(matches!(stale, Err(PortalError::InvitationInvalid)), "{:?}", stale.err());
     registered(&t, "other@example.com").await;
-    let onto_another =
-        Redeem::ExistingAccount { login: "other@example.com".into(), password: Password::new(PASSWORD.into()) };
-    let again = redeem::redeem(&t.portal, &source, &opened, onto_another, None).await;
+    let onto_another = Redeem::ExistingAccount {
+        login: "other@example.com".into(),
+        password: Password::new(PASSWORD.into()),
+        second_factor_code: None,
+    };
+    let again = redeem::redeem(&t.portal, &source, &opened, onto_another, Arrival::default()).await;
     assert!(matches!(again, Err(PortalError::InvitationInvalid)), "a single invitation is used up");
 }
 
@@ -146,19 +156,7 @@ async fn an_invitation_is_redeemed_once_and_a_resend_voids_the_old_code() {
 async fn a_profile_change_keeps_the_username_and_a_new_email_waits_for_its_link() {
     let t = test_portal(&[]);
     let (_, first) = registered(&t, "ada@example.com").await;
-    let second = sign_in(
-        &t.portal,
-        &from("198.51.100.7"),
-        "ada@example.com",
-        Password::new(PASSWORD.into()),
-        Arrival::default(),
-        false,
-    )
-    .await
-    .unwrap()
-    .completed()
-    .unwrap()
-    .session_token;
+    let second = entered(sign_in(&t.portal, "ada@example.com", PASSWORD).await.unwrap()).session_token().to_string();
     let signed_in = session::current(&t.portal, &second).await.unwrap().unwrap();
     let source = from("198.51.100.7");
 
@@ -177,7 +175,7 @@ async fn a_profile_change_keeps_the_username_and_a_new_email_waits_for_its_link(
     let change = ProfileChange {
         first_name: Some("Augusta".into()),
         email: new_email(),
-        current_password: Some(Password::new(PASSWORD.into())),
+        reauthentication: Reauthentication::with_password(Password::new(PASSWORD.into())),
         ..ProfileChange::default()
     };
     let updated = profile::update_profile(&t.portal, &source, &signed_in, change).await.unwrap();

@@ -29,12 +29,13 @@ use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::listing::{PageRequest, Paged};
 use crate::domain::lockout::ATTEMPT_HOLD_SECS;
-use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
+use crate::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
 use crate::domain::outbox::{OutboxMessage, RETENTION_SECS};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 use crate::ports::{
+    HeldNotices,
     ContactStore, CreateContactError, Device, ProfileUpdate, QueuedEmail, SessionStore, TokenUse, UpdateProfileError,
 };
 
@@ -122,6 +123,48 @@ fn token_pk(digest: &str) -> String {
 fn token_item(token: &EmailToken) -> anyhow::Result<Item> {
     Ok(serde_dynamo::to_item(TokenItem { pk: token_pk(&token.digest), token: token.clone(), ttl: token.expires_at })?)
 }
+
+/// Where a password attempt is counted: on the contact, or for a login no account has on an item
+/// of its own.
+fn attempt_pk(subject: &AttemptSubject) -> String {
+    match subject {
+        AttemptSubject::Account(contact_id) => contact_pk(contact_id),
+        AttemptSubject::UnknownLogin(digest) => format!("LOGIN#{digest}"),
+    }
+}
+
+/// How long the attempts at a login that no account has are kept after the last one (TTL).
+const UNKNOWN_LOGIN_KEPT_SECS: i64 = 86_400;
+
+/// The lockout attributes of a contact or of a login that no account has.
+#[derive(Deserialize)]
+struct LockoutItem {
+    #[serde(default)]
+    failed_sign_ins: u32,
+    #[serde(default)]
+    lockouts: u32,
+    #[serde(default)]
+    locked_until: Option<Timestamp>,
+    #[serde(default)]
+    attempted_at: Option<Timestamp>,
+}
+
+/// Security notices held back by an account's notice allowance (`NOTICES#<contact id>`).
+fn held_notices_pk(contact_id: &ContactId) -> String {
+    format!("NOTICES#{contact_id}")
+}
+
+#[derive(Deserialize)]
+struct HeldNoticesItem {
+    #[serde(default)]
+    held: u32,
+    #[serde(default)]
+    kinds: Vec<String>,
+    since: Timestamp,
+}
+
+/// How long held notices are kept when no later notice sums them up.
+const HELD_NOTICES_KEPT_SECS: i64 = 30 * 86_400;
 
 fn device_pk(digest: &str) -> String {
     format!("DEVICE#{digest}")
@@ -483,7 +526,10 @@ impl ContactStore for DynamoContacts {
             Login::Email(email) => email_pk(email),
             Login::Username(username) => username_pk(username),
         };
-        let Some(item) = self.get_item(pk).await? else {
+        let Some(item) = self.get_item(pk.clone()).await? else {
+            // A login that no account has costs the same two reads as one that an account has
+            // (the second of an item that never exists): the time taken must not tell.
+            self.get_item(format!("NOLOGIN#{pk}")).await?;
             return Ok(None);
         };
         let guard: GuardItem = serde_dynamo::from_item(item).context("reading a guard item")?;
@@ -492,37 +538,47 @@ impl ContactStore for DynamoContacts {
 
     async fn reserve_attempt(
         &self,
-        contact_id: &ContactId,
+        subject: &AttemptSubject,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<bool> {
-        // The domain's `LockoutState::reserve`, as one conditional increment.
-        let update = self
+        // The domain's `LockoutState::reserve`, as one conditional increment. An account must
+        // exist; a login that no account has gets an item of its own, kept a day after its last
+        // attempt.
+        let (exists, expires) = match subject {
+            AttemptSubject::Account(_) => ("attribute_exists(pk) AND ", ""),
+            AttemptSubject::UnknownLogin(_) => ("", ", #ttl = :ttl"),
+        };
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_pk(contact_id))))
-            .update_expression("ADD failed_sign_ins :one SET attempted_at = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(locked_until) OR locked_until <= :now) \
+            .set_key(Some(key(attempt_pk(subject))))
+            .update_expression(format!("ADD failed_sign_ins :one SET attempted_at = :now{expires}"))
+            .condition_expression(format!(
+                "{exists}(attribute_not_exists(locked_until) OR locked_until <= :now) \
                  AND (attribute_not_exists(failed_sign_ins) OR failed_sign_ins < :threshold \
-                 OR attribute_not_exists(attempted_at) OR attempted_at <= :released)",
-            )
+                 OR attribute_not_exists(attempted_at) OR attempted_at <= :released)"
+            ))
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":threshold", number(i64::from(policy.threshold)))
             .expression_attribute_values(":released", number(now - ATTEMPT_HOLD_SECS));
+        if let AttemptSubject::UnknownLogin(_) = subject {
+            update = update
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", number(now + policy.max_secs + UNKNOWN_LOGIN_KEPT_SECS));
+        }
         update_once(update, "taking a sign-in attempt").await
     }
 
     async fn record_failed_sign_in(
         &self,
-        contact_id: &ContactId,
+        subject: &AttemptSubject,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
-        let Some(contact) = self.get(contact_id).await? else { return Ok(FailedSignIn::Counted) };
-        let (locked, outcome) = contact.lockout().after_failure(now, policy);
+        let (locked, outcome) = self.lockout_of(subject).await?.after_failure(now, policy);
         let FailedSignIn::LockedOut { until } = outcome else { return Ok(outcome) };
         // Of concurrent failures that all reached the threshold, the condition lets only one lock,
         // so the lockout counts once.
@@ -530,7 +586,7 @@ impl ContactStore for DynamoContacts {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_pk(contact_id))))
+            .set_key(Some(key(attempt_pk(subject))))
             .update_expression("SET locked_until = :until, lockouts = :lockouts, failed_sign_ins = :zero")
             .condition_expression(
                 "failed_sign_ins >= :threshold AND (attribute_not_exists(locked_until) OR locked_until <= :now)",
@@ -541,6 +597,17 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":threshold", number(i64::from(policy.threshold)));
         Ok(if update_once(update, "locking an account").await? { outcome } else { FailedSignIn::AlreadyLocked })
+    }
+
+    async fn lockout_of(&self, subject: &AttemptSubject) -> anyhow::Result<LockoutState> {
+        let Some(item) = self.get_item(attempt_pk(subject)).await? else { return Ok(LockoutState::default()) };
+        let stored: LockoutItem = serde_dynamo::from_item(item).context("reading a lockout state")?;
+        Ok(LockoutState {
+            failed_sign_ins: stored.failed_sign_ins,
+            lockouts: stored.lockouts,
+            locked_until: stored.locked_until,
+            attempted_at: stored.attempted_at,
+        })
     }
 
     async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()> {
@@ -607,6 +674,69 @@ impl ContactStore for DynamoContacts {
             .await
             .map_err(|e| sdk_error("remembering a device", e))?;
         Ok(())
+    }
+
+    async fn hold_notice(&self, contact_id: &ContactId, kind: &str, now: Timestamp) -> anyhow::Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(held_notices_pk(contact_id))))
+            .update_expression("ADD held :one, kinds :kind SET since = if_not_exists(since, :now), #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":kind", AttributeValue::Ss(vec![kind.to_string()]))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":ttl", number(now + HELD_NOTICES_KEPT_SECS));
+        update_once(update, "holding a notice back").await?;
+        Ok(())
+    }
+
+    async fn held_notices(&self, contact_id: &ContactId) -> anyhow::Result<Option<HeldNotices>> {
+        let Some(item) = self.get_item(held_notices_pk(contact_id)).await? else { return Ok(None) };
+        let stored: HeldNoticesItem = serde_dynamo::from_item(item).context("reading held notices")?;
+        let mut kinds = stored.kinds;
+        kinds.sort();
+        Ok((stored.held > 0).then_some(HeldNotices { count: stored.held, kinds, since: stored.since }))
+    }
+
+    async fn clear_held_notices(
+        &self,
+        contact_id: &ContactId,
+        summed_up: &crate::domain::outbox::HeldSummary,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        // Exactly those summed up: the item goes; more held since: only these are counted off, and
+        // the rest are held from now on (so a repeat of this finds nothing to count off).
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(held_notices_pk(contact_id))))
+            .condition_expression("since = :since AND held <= :count")
+            .expression_attribute_values(":since", number(summed_up.since))
+            .expression_attribute_values(":count", number(summed_up.count))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => {
+                let update = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(held_notices_pk(contact_id))))
+                    .update_expression("ADD held :minus SET since = :now")
+                    .condition_expression("since = :since AND held > :count")
+                    .expression_attribute_values(":minus", number(-i64::from(summed_up.count)))
+                    .expression_attribute_values(":since", number(summed_up.since))
+                    .expression_attribute_values(":count", number(summed_up.count))
+                    .expression_attribute_values(":now", number(now));
+                update_once(update, "counting off held notices").await?;
+                Ok(())
+            }
+            Err(err) => Err(sdk_error("clearing held notices", err)),
+        }
     }
 
     async fn update_profile(

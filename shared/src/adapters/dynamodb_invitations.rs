@@ -377,7 +377,7 @@ impl InvitationStore for DynamoInvitations {
         change: &ContactChange,
         redemption: &Redemption,
         now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[OutboxMessage],
     ) -> Result<(), RedeemError> {
         // The list's state index must say "redeemed" once the last redemption is in. This write
         // knows it is the last when the count it read was one short of the maximum (the count only
@@ -424,7 +424,9 @@ impl InvitationStore for DynamoInvitations {
             .build()
             .map_err(anyhow::Error::from)?;
         items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
-        items.extend(event_items(&self.outbox_table, events)?);
+        for message in queued {
+            items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        }
         // Concurrent redemptions of one code conflict; a retry sees the winner's count.
         match items.run(&self.client).await {
             Ok(()) => Ok(()),
@@ -443,7 +445,7 @@ impl InvitationStore for DynamoInvitations {
                     fresh.redemptions > invitation.redemptions && fresh.code_digest == invitation.code_digest
                 });
                 match moved {
-                    Some(fresh) => Box::pin(self.redeem(&fresh, change, redemption, now)).await,
+                    Some(fresh) => Box::pin(self.redeem_with_events(&fresh, change, redemption, now, queued)).await,
                     None => Err(RedeemError::InvitationInvalid),
                 }
             }

@@ -244,6 +244,40 @@ impl TwoFactorStore for DynamoTwoFactor {
         }
     }
 
+    async fn take_pending_email(
+        &self,
+        digest: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Option<PendingSignIn>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.sessions_table)
+            .set_key(Some(key(pending_pk(digest))))
+            .update_expression("ADD emails_sent :one")
+            .condition_expression(
+                "attribute_exists(pk) AND expires_at > :now AND attempts < :attempts \
+                 AND (attribute_not_exists(emails_sent) OR emails_sent < :limit)",
+            )
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":attempts", number(PENDING_SIGN_IN_ATTEMPTS))
+            .expression_attribute_values(":limit", number(limit))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let Some(item) = output.attributes else { return Ok(None) };
+                let stored: PendingItem = serde_dynamo::from_item(item).context("reading a pending sign-in")?;
+                Ok(Some(stored.pending))
+            }
+            Err(err) if is_conditional_failure(&err) => Ok(None),
+            Err(err) => Err(sdk_error("counting a pending sign-in's emailed code", err)),
+        }
+    }
+
     async fn end_pending(&self, digest: &str) -> anyhow::Result<bool> {
         let output = self
             .client

@@ -18,13 +18,14 @@ use crate::domain::event::PortalEvent;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, sort_key};
-use crate::domain::lockout::{FailedSignIn, LockoutPolicy};
+use crate::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
 use crate::domain::outbox::{Claim, MessageKind, MessageStatus, OutboxMessage};
 use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 use crate::ports::{
-    Clock, ContactChange, ContactStore, CreateContactError, Device, InvitationStore, Mailer, Outbox, OutgoingEmail,
+    Clock, ContactChange, ContactStore, CreateContactError, Device, HeldNotices, InvitationStore, Mailer, Outbox,
+    OutgoingEmail,
     ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
 };
 
@@ -67,6 +68,32 @@ struct ContactsState {
     allowances: HashMap<String, u32>,
     /// Trusted devices by digest, with their failure counts.
     devices: HashMap<String, (Device, u32)>,
+    /// The attempts at logins that no account has, by digest.
+    unknown_logins: HashMap<String, LockoutState>,
+    held_notices: HashMap<ContactId, HeldNotices>,
+}
+
+impl ContactsState {
+    fn lockout_of(&self, subject: &AttemptSubject) -> LockoutState {
+        match subject {
+            AttemptSubject::Account(id) => self.contacts.get(id).map(Contact::lockout).unwrap_or_default(),
+            AttemptSubject::UnknownLogin(digest) => self.unknown_logins.get(digest).copied().unwrap_or_default(),
+        }
+    }
+
+    /// Stores `next` for the subject (an account that is gone keeps nothing).
+    fn set_lockout(&mut self, subject: &AttemptSubject, next: LockoutState) {
+        match subject {
+            AttemptSubject::Account(id) => {
+                if let Some(contact) = self.contacts.get_mut(id) {
+                    contact.set_lockout(next);
+                }
+            }
+            AttemptSubject::UnknownLogin(digest) => {
+                self.unknown_logins.insert(digest.clone(), next);
+            }
+        }
+    }
 }
 
 impl MemoryContacts {
@@ -357,30 +384,41 @@ impl ContactStore for MemoryContacts {
 
     async fn reserve_attempt(
         &self,
-        contact_id: &ContactId,
+        subject: &AttemptSubject,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<bool> {
         self.record("reserve_attempt");
         let mut state = self.state.lock().unwrap();
-        let contact = Self::contact_mut(&mut state, contact_id)?;
-        let Some(next) = contact.lockout().reserve(now, policy) else { return Ok(false) };
-        contact.set_lockout(next);
+        // As DynamoDB's condition: an account that is gone takes no attempt.
+        if let AttemptSubject::Account(id) = subject
+            && !state.contacts.contains_key(id)
+        {
+            return Ok(false);
+        }
+        let Some(next) = state.lockout_of(subject).reserve(now, policy) else { return Ok(false) };
+        state.set_lockout(subject, next);
         Ok(true)
     }
 
     async fn record_failed_sign_in(
         &self,
-        contact_id: &ContactId,
+        subject: &AttemptSubject,
         now: Timestamp,
         policy: &LockoutPolicy,
     ) -> anyhow::Result<FailedSignIn> {
         self.record("record_failed_sign_in");
         let mut state = self.state.lock().unwrap();
-        let contact = Self::contact_mut(&mut state, contact_id)?;
-        let (next, outcome) = contact.lockout().after_failure(now, policy);
-        contact.set_lockout(next);
+        let (next, outcome) = state.lockout_of(subject).after_failure(now, policy);
+        if next != state.lockout_of(subject) {
+            state.set_lockout(subject, next);
+        }
         Ok(outcome)
+    }
+
+    async fn lockout_of(&self, subject: &AttemptSubject) -> anyhow::Result<LockoutState> {
+        self.record("lockout_of");
+        Ok(self.state.lock().unwrap().lockout_of(subject))
     }
 
     async fn release_attempt(&self, contact_id: &ContactId) -> anyhow::Result<()> {
@@ -421,6 +459,43 @@ impl ContactStore for MemoryContacts {
     async fn remember_device(&self, device: &Device) -> anyhow::Result<()> {
         self.record("remember_device");
         self.state.lock().unwrap().devices.insert(device.digest.clone(), (device.clone(), 0));
+        Ok(())
+    }
+
+    async fn hold_notice(&self, contact_id: &ContactId, kind: &str, now: Timestamp) -> anyhow::Result<()> {
+        self.record("hold_notice");
+        let mut state = self.state.lock().unwrap();
+        let held = state.held_notices.entry(contact_id.clone()).or_insert_with(|| HeldNotices { since: now, ..Default::default() });
+        held.count += 1;
+        if !held.kinds.iter().any(|k| k == kind) {
+            held.kinds.push(kind.to_string());
+            held.kinds.sort();
+        }
+        Ok(())
+    }
+
+    async fn held_notices(&self, contact_id: &ContactId) -> anyhow::Result<Option<HeldNotices>> {
+        self.record("held_notices");
+        Ok(self.state.lock().unwrap().held_notices.get(contact_id).filter(|h| h.count > 0).cloned())
+    }
+
+    async fn clear_held_notices(
+        &self,
+        contact_id: &ContactId,
+        summed_up: &crate::domain::outbox::HeldSummary,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.record("clear_held_notices");
+        let mut state = self.state.lock().unwrap();
+        let Some(held) = state.held_notices.get_mut(contact_id).filter(|h| h.since == summed_up.since) else {
+            return Ok(());
+        };
+        if held.count <= summed_up.count {
+            state.held_notices.remove(contact_id);
+        } else {
+            held.count -= summed_up.count;
+            held.since = now;
+        }
         Ok(())
     }
 
@@ -618,7 +693,7 @@ impl InvitationStore for MemoryInvitations {
         change: &ContactChange,
         redemption: &Redemption,
         now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[OutboxMessage],
     ) -> Result<(), RedeemError> {
         let mut state = self.state.lock().unwrap();
         let stored = state.invitations.get(&invitation.invitation_id).ok_or(RedeemError::InvitationInvalid)?;
@@ -630,7 +705,7 @@ impl InvitationStore for MemoryInvitations {
             stored.redemptions += 1;
         }
         state.redemptions.push(redemption.clone());
-        self.outbox.insert_events(events);
+        queued.iter().for_each(|message| self.outbox.insert(message.clone()));
         Ok(())
     }
 

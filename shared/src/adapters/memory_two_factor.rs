@@ -151,6 +151,22 @@ impl TwoFactorStore for MemoryTwoFactor {
         }
     }
 
+    async fn take_pending_email(
+        &self,
+        digest: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> anyhow::Result<Option<PendingSignIn>> {
+        let mut pending = self.pending.lock().unwrap();
+        match pending.get_mut(digest) {
+            Some(p) if p.expires_at > now && p.attempts < PENDING_SIGN_IN_ATTEMPTS && p.emails_sent < limit => {
+                p.emails_sent += 1;
+                Ok(Some(p.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn end_pending(&self, digest: &str) -> anyhow::Result<bool> {
         Ok(self.pending.lock().unwrap().remove(digest).is_some())
     }

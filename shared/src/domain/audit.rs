@@ -39,6 +39,9 @@ pub enum AuditEvent {
     PasswordReset,
     PasswordChanged,
     PasswordChangeFailed,
+    /// A change that could take an account over was refused: a wrong current password or
+    /// second-factor code.
+    ReauthenticationFailed,
     ProfileUpdated,
     EmailChanged,
     ContactCreated,
@@ -94,6 +97,7 @@ impl AuditEvent {
             AuditEvent::PasswordReset => "password_reset",
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::PasswordChangeFailed => "password_change_failed",
+            AuditEvent::ReauthenticationFailed => "reauthentication_failed",
             AuditEvent::ProfileUpdated => "profile_updated",
             AuditEvent::EmailChanged => "email_changed",
             AuditEvent::ContactCreated => "contact_created",

@@ -38,6 +38,10 @@ pub struct Contact {
     /// The one reset link that works: a reset token carries the nonce current when it was issued;
     /// a newer link, a password change or an email move replaces or removes it.
     pub reset_nonce: Option<String>,
+    /// Staff switched sign-in off (Power Pages' "Login Enabled" unticked): every way in refuses it.
+    pub login_disabled: bool,
+    /// When the account was deleted: a tombstone that no way in opens.
+    pub deleted_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -81,6 +85,10 @@ struct ContactRecord {
     session_epoch: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reset_nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    login_disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<Timestamp>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -108,6 +116,8 @@ impl From<Contact> for ContactRecord {
             pending_email: c.pending_email.map(|e| e.as_str().to_string()),
             session_epoch: c.session_epoch,
             reset_nonce: c.reset_nonce,
+            login_disabled: c.login_disabled,
+            deleted_at: c.deleted_at,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -143,6 +153,8 @@ impl From<ContactRecord> for Contact {
             },
             session_epoch: r.session_epoch,
             reset_nonce: r.reset_nonce,
+            login_disabled: r.login_disabled,
+            deleted_at: r.deleted_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -185,6 +197,8 @@ impl Contact {
             pending_email: None,
             session_epoch: new_epoch(),
             reset_nonce: None,
+            login_disabled: false,
+            deleted_at: None,
             created_at: now,
             updated_at: now,
         }
@@ -216,6 +230,11 @@ impl Contact {
         self.attempted_at = state.attempted_at;
     }
 
+    /// Whether any way in may open this account: sign-in is enabled and it is not deleted.
+    pub fn may_sign_in(&self) -> bool {
+        !self.login_disabled && self.deleted_at.is_none()
+    }
+
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
@@ -232,6 +251,14 @@ impl Login {
     /// The login that is this email address.
     pub fn of_email(email: &Email) -> Self {
         Login::Email(email.normalized().to_string())
+    }
+
+    /// The login in its normalised form, kind included (`email#...`, `username#...`).
+    pub fn key(&self) -> String {
+        match self {
+            Login::Email(email) => format!("email#{email}"),
+            Login::Username(username) => format!("username#{username}"),
+        }
     }
 
     /// `None` when the text cannot be any contact's login; the caller answers as for an unknown

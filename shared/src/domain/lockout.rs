@@ -1,7 +1,27 @@
 //! Account lockout, Power Pages style: consecutive failures lock the account for a time that grows
 //! with each lockout, capped so an attacker can never lock it for good.
 
+use super::ids::ContactId;
+use super::secret::digest;
 use super::time::Timestamp;
+
+/// What a password attempt counts against: the account its login names or, for a login that no
+/// account has, the login itself. Both are counted, reserved and locked alike, so neither the time
+/// a sign-in takes nor its answer tells whether an account has that login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptSubject {
+    Account(ContactId),
+    /// The digest of a normalised login that matches no account.
+    UnknownLogin(String),
+}
+
+impl AttemptSubject {
+    /// The subject of a login that no account has: `login_key` is the login in its normalised
+    /// form (`Login::key`), or the text as typed when it is no login at all.
+    pub fn unknown_login(login_key: &str) -> Self {
+        AttemptSubject::UnknownLogin(digest(&format!("login#{login_key}")))
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockoutPolicy {

@@ -70,6 +70,24 @@ pub enum MessageKind {
     /// Not an email: a group invitation's code for every contact in `recipients`; `send-email`
     /// expands it into one [`MessageKind::Invitation`] per contact (see `domain::group`).
     InvitationFanout,
+    /// To the account's address: the security notices its notice allowance held back (`held`
+    /// says how many and since when, `detail` of which kinds).
+    HeldNoticesSummary,
+}
+
+impl MessageKind {
+    /// The kind's name as stored (`snake_case`), e.g. in held-notice summaries.
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+}
+
+/// The held-back notices a summary sums up: how many, and since when (what `send-email` counts
+/// off once the summary goes out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSummary {
+    pub count: u32,
+    pub since: Timestamp,
 }
 
 impl MessageKind {
@@ -93,6 +111,7 @@ impl MessageKind {
             MessageKind::TwoFactorNotice => AuditEvent::NoticeSent,
             MessageKind::SignInCode => AuditEvent::SignInCodeSent,
             MessageKind::InvitationFanout => AuditEvent::InvitationSent,
+            MessageKind::HeldNoticesSummary => AuditEvent::NoticeSent,
         }
     }
 }
@@ -163,6 +182,9 @@ pub struct OutboxMessage {
     /// `message_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout_id: Option<MessageId>,
+    /// A [`MessageKind::HeldNoticesSummary`]'s count of held notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldSummary>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -240,6 +262,7 @@ impl OutboxMessage {
             recipients: Vec::new(),
             fanned_out: 0,
             fanout_id: None,
+            held: None,
         }
     }
 }

@@ -46,9 +46,11 @@ impl Session {
         (session, token)
     }
 
-    /// Active until its absolute expiry, and while used at least once per idle period.
+    /// Active until its absolute expiry, and while used at least once per idle period. A
+    /// "remember me" session has no idle limit: the person asked to stay signed in on this
+    /// browser, for the remember-me days.
     pub fn is_active(&self, now: Timestamp, idle_secs: i64) -> bool {
-        now < self.expires_at && now < self.last_seen_at + idle_secs
+        now < self.expires_at && (self.remembered || now < self.last_seen_at + idle_secs)
     }
 
     pub fn needs_touch(&self, now: Timestamp) -> bool {
@@ -72,6 +74,15 @@ mod tests {
         let used = Session { last_seen_at: Timestamp::from_secs(4500), ..session.clone() };
         assert!(used.is_active(Timestamp::from_secs(4599), idle));
         assert!(!used.is_active(Timestamp::from_secs(4600), idle), "absolute expiry wins over recent use");
+    }
+
+    #[test]
+    fn a_remembered_session_ends_at_its_absolute_limit_not_when_idle() {
+        let (mut session, _) = Session::start(&"c1".into(), "e1", Timestamp::from_secs(1000), 30 * 86_400);
+        session.remembered = true;
+        let idle = 3600;
+        assert!(session.is_active(Timestamp::from_secs(1000 + 2 * 86_400), idle), "two idle days");
+        assert!(!session.is_active(Timestamp::from_secs(1000 + 30 * 86_400), idle), "the remember-me days are up");
     }
 
     #[test]

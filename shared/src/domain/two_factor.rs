@@ -27,6 +27,9 @@ pub const EMAIL_CODE_SECS: i64 = 600;
 pub const PENDING_SIGN_IN_SECS: i64 = 300;
 /// Wrong codes a pending sign-in allows; the last one ends it.
 pub const PENDING_SIGN_IN_ATTEMPTS: u32 = 5;
+/// Emailed codes one pending sign-in may ask for: its own cap, so that someone who has the
+/// password cannot spend the owner's email allowances by asking again and again.
+pub const PENDING_SIGN_IN_EMAILS: u32 = 3;
 
 /// A TOTP secret in the clear: only ever in memory, sealed before it is stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -145,6 +148,16 @@ pub struct SealedSecret {
     pub nonce: String,
     /// base64 of the data key as the key service encrypted it.
     pub encrypted_key: String,
+    /// The contact it is sealed for (bound in the cipher's additional data and the key service's
+    /// encryption context); absent on secrets sealed before, which are sealed again on next use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_to: Option<ContactId>,
+}
+
+impl SealedSecret {
+    pub fn is_bound(&self) -> bool {
+        self.bound_to.is_some()
+    }
 }
 
 /// A contact's two-factor state (one item per contact).
@@ -237,11 +250,24 @@ pub struct PendingSignIn {
     /// Whether the password came from a trusted device of the account (its lockout rule applies).
     #[serde(default)]
     pub trusted_device: bool,
+    /// The account's session epoch when the password was right: a password change or reset (a
+    /// new epoch) meanwhile voids the pending sign-in, as it ends the sessions.
+    #[serde(default)]
+    pub epoch: String,
+    /// Emailed codes sent for it so far (at most [`PENDING_SIGN_IN_EMAILS`]).
+    #[serde(default)]
+    pub emails_sent: u32,
 }
 
 impl PendingSignIn {
-    /// A new pending sign-in and the token for its cookie.
-    pub fn start(contact_id: &ContactId, now: Timestamp, remember_me: bool, trusted_device: bool) -> (Self, String) {
+    /// A new pending sign-in of the account in `epoch`, and the token for its cookie.
+    pub fn start(
+        contact_id: &ContactId,
+        epoch: &str,
+        now: Timestamp,
+        remember_me: bool,
+        trusted_device: bool,
+    ) -> (Self, String) {
         let token = random_token();
         let pending = PendingSignIn {
             id_digest: digest(&token),
@@ -250,6 +276,8 @@ impl PendingSignIn {
             attempts: 0,
             remember_me,
             trusted_device,
+            epoch: epoch.to_string(),
+            emails_sent: 0,
         };
         (pending, token)
     }

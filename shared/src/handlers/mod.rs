@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admin_lists;
+pub mod entry;
 pub mod import_chunks;
 pub mod imports;
 pub mod passkeys;

@@ -16,13 +16,14 @@ use crate::config::Settings;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::passkey::StoredPasskey;
-use crate::domain::password::Password;
 use crate::domain::time::{human, rfc3339};
 use crate::usecases::passkeys::{self, Registration, Started};
+use crate::usecases::reauth::Reauthentication;
 use crate::web::extract::{NoFields, PathParam};
 use crate::web::pages::{FormErrors, PasskeyRow, PasskeysPage, ViewerSummary};
-use crate::web::response::session_cookie;
 use crate::web::{AppState, ArrivedWith, Fields, Form, Page, PortalError, Rejection, Reply, Submission, Viewer};
+
+use super::entry::signed_in_reply;
 
 /// The profile function's passkey routes.
 pub fn profile_routes() -> Router<AppState> {
@@ -112,10 +113,28 @@ fn options_reply(started: Started) -> Reply {
     Reply::json(StatusCode::OK, &body)
 }
 
-/// `POST /profile/passkeys/register/start`: creation options for a new passkey.
-async fn start_registration(viewer: Viewer, form: Submission<NoFields>) -> Result<Reply, PortalError> {
-    let started = passkeys::start_registration(&form.page.portal, &viewer.contact).await?;
+/// `POST /profile/passkeys/register/start {"current_password","second_factor_code"?}`: creation
+/// options for a new passkey, after re-authentication.
+async fn start_registration(
+    viewer: Viewer,
+    source: SourceAddress,
+    mut form: Submission<ReauthForm>,
+) -> Result<Reply, PortalError> {
+    let given = std::mem::take(&mut form.0);
+    let started = passkeys::start_registration(&form.page.portal, &source, &viewer.contact, given).await?;
     Ok(options_reply(started))
+}
+
+/// The start of a passkey's registration: re-authentication only.
+struct ReauthForm(Reauthentication);
+
+impl Form for ReauthForm {
+    type Context = ();
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let given = fields.reauthentication();
+        fields.done(|| Some(ReauthForm(given)))
+    }
 }
 
 struct RegistrationForm(Option<Registration>);
@@ -141,13 +160,12 @@ async fn finish_registration(
 ) -> Result<Reply, PortalError> {
     let portal = form.page.portal.clone();
     let registration = form.0.take().ok_or_else(|| PortalError::validation("Some fields need attention."))?;
-    let (passkey, token) = passkeys::finish_registration(&portal, &source, &viewer.contact, registration).await?;
-    Ok(Reply::json(StatusCode::CREATED, &PasskeyView::of(&passkey))
-        .with_cookie(session_cookie(&portal.settings, &token)))
+    let (passkey, entered) = passkeys::finish_registration(&portal, &source, &viewer, registration).await?;
+    Ok(Reply::json(StatusCode::CREATED, &PasskeyView::of(&passkey)).with_session(&portal.settings, &entered))
 }
 
 struct DeleteForm {
-    current: Password,
+    given: Reauthentication,
 }
 
 /// What the passkeys page needs to show a refused delete again: its owner and their passkeys.
@@ -161,8 +179,8 @@ impl Form for DeleteForm {
     }
 
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
-        let current = fields.required("current_password");
-        fields.done(|| Some(DeleteForm { current: Password::new(current?) }))
+        let given = fields.reauthentication();
+        fields.done(|| Some(DeleteForm { given }))
     }
 
     fn page(page: &Page, _: &mut Fields, owner: &PasskeysOwner, errors: FormErrors) -> Option<Response> {
@@ -178,8 +196,8 @@ async fn passkeys_owner(parts: &mut Parts, state: &AppState) -> PasskeysOwner {
     Some((contact, listed))
 }
 
-/// `POST /profile/passkeys/{id}/delete {"current_password"}`: 204; the other sessions end and this
-/// one continues under a new cookie. Another contact's passkey is `not_found`.
+/// `POST /profile/passkeys/{id}/delete {"current_password","second_factor_code"?}`: 204; the other
+/// sessions end and this one continues under a new cookie. Another contact's passkey is `not_found`.
 async fn delete(
     viewer: Viewer,
     source: SourceAddress,
@@ -187,11 +205,11 @@ async fn delete(
     mut form: Submission<DeleteForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let current = form.current.clone();
-    match passkeys::remove(&portal, &source, &viewer.contact, &id, current).await {
-        Ok(token) => Ok(Reply::no_content()
-            .or_see_other("/profile/passkeys")
-            .with_cookie(session_cookie(&portal.settings, &token))),
+    let given = std::mem::take(&mut form.given);
+    match passkeys::remove(&portal, &source, &viewer, &id, given).await {
+        Ok(entered) => {
+            Ok(Reply::no_content().or_see_other("/profile/passkeys").with_session(&portal.settings, &entered))
+        }
         Err(err) => {
             let owner = match err.is_client_fault() {
                 true => passkeys::list(&portal, &viewer.contact).await.ok().map(|l| (viewer.0.contact.clone(), l)),
@@ -234,8 +252,8 @@ async fn finish_sign_in(
 ) -> Result<Reply, PortalError> {
     let portal = form.page.portal.clone();
     let credential = std::mem::take(&mut form.credential);
-    let signed_in =
+    let entered =
         passkeys::finish_sign_in(&portal, &source, &form.ceremony, credential, arrived.arrival(), form.remember_me)
             .await?;
-    Ok(super::sign_in::signed_in_reply(&portal.settings, &signed_in))
+    Ok(signed_in_reply(&portal.settings, &entered, "/"))
 }

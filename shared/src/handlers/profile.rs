@@ -13,11 +13,10 @@ use crate::config::Settings;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
-use crate::domain::password::Password;
 use crate::domain::text::{parse_name, parse_phone};
 use crate::usecases::profile::{self, ProfileChange};
+use crate::usecases::reauth::Reauthentication;
 use crate::web::pages::{FormErrors, HomePage, ProfilePage, ViewerSummary};
-use crate::web::response::session_cookie;
 use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
 pub struct Profile;
@@ -126,9 +125,9 @@ impl Form for ProfileForm {
             Some(raw) => fields.check("phone", parse_phone(&raw)).map(Some),
         };
         let email = fields.optional_parsed("email", Email::parse);
-        let current_password = fields.text("current_password").filter(|p| !p.is_empty()).map(Password::new);
+        let reauthentication = fields.reauthentication();
         fields.done(|| {
-            Some(ProfileForm(ProfileChange { first_name, last_name, phone, email, current_password, username }))
+            Some(ProfileForm(ProfileChange { first_name, last_name, phone, email, reauthentication, username }))
         })
     }
 
@@ -149,7 +148,7 @@ async fn update(viewer: Viewer, source: SourceAddress, mut form: Submission<Prof
 }
 
 struct PasswordForm {
-    current: Password,
+    given: Reauthentication,
     new_password: String,
 }
 
@@ -161,9 +160,9 @@ impl Form for PasswordForm {
     }
 
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
-        let current = fields.required("current_password");
+        let given = fields.reauthentication();
         let new_password = fields.required("new_password");
-        fields.done(|| Some(PasswordForm { current: Password::new(current?), new_password: new_password? }))
+        fields.done(|| Some(PasswordForm { given, new_password: new_password? }))
     }
 
     fn page(page: &Page, _: &mut Fields, owner: &Option<Contact>, errors: FormErrors) -> Option<Response> {
@@ -171,19 +170,17 @@ impl Form for PasswordForm {
     }
 }
 
-/// `POST /profile/password {"current_password","new_password"}`: every session of the contact
-/// ends and this one continues under a new token.
+/// `POST /profile/password {"current_password","second_factor_code"?,"new_password"}`: every
+/// session of the contact ends and this one continues under a new cookie.
 async fn change_password(
     viewer: Viewer,
     source: SourceAddress,
     mut form: Submission<PasswordForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let (current, new_password) = (form.current.clone(), form.new_password.clone());
-    match profile::change_password(&portal, &source, &viewer.contact, current, new_password).await {
-        Ok(token) => {
-            Ok(Reply::no_content().or_see_other("/profile").with_cookie(session_cookie(&portal.settings, &token)))
-        }
+    let (given, new_password) = (form.given.clone(), form.new_password.clone());
+    match profile::change_password(&portal, &source, &viewer, given, new_password).await {
+        Ok(entered) => Ok(Reply::no_content().or_see_other("/profile").with_session(&portal.settings, &entered)),
         Err(err) => Err(form.reject_with(err, &Some(viewer.0.contact))),
     }
 }

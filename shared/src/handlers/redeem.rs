@@ -17,13 +17,16 @@ use crate::domain::email::Email;
 use crate::domain::invitation::{Invitation, InvitationType};
 use crate::domain::password::Password;
 use crate::domain::text::{Username, parse_name};
+use crate::usecases::door::Entry;
 use crate::usecases::redeem::{self, NewCredentials, Redeem};
 use crate::web::extract::InvitationsEnabled;
 use crate::web::pages::{FormErrors, RedeemPage};
-use crate::web::response::session_cookie;
 use crate::web::{AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
 
 pub struct RedeemInvitation;
+
+const CONFIRM_FIRST: &str =
+    "The invitation is yours. We sent a link to your email address: follow it to confirm the address, then sign in.";
 
 impl HttpFunction for RedeemInvitation {
     fn routes(&self) -> Router<AppState> {
@@ -146,9 +149,10 @@ impl Form for RedeemForm {
         let how = if fields.flag("existing_account") {
             let login = fields.required("login");
             let password = fields.required("password");
-            login
-                .zip(password)
-                .map(|(login, password)| Some(Redeem::ExistingAccount { login, password: Password::new(password) }))
+            let second_factor_code = fields.text("second_factor_code").filter(|c| !c.trim().is_empty());
+            login.zip(password).map(|(login, password)| {
+                Some(Redeem::ExistingAccount { login, password: Password::new(password), second_factor_code })
+            })
         } else {
             let username = fields.optional_parsed("username", Username::parse);
             let email = fields.optional_parsed("email", Email::parse);
@@ -192,7 +196,7 @@ async fn submit(
         let Submission { page, .. } = form;
         return Ok(found(page, code.display(), invitation));
     };
-    let redeemed = match redeem::redeem(&portal, &source, &invitation, how, arrived.session.as_deref()).await {
+    let redeemed = match redeem::redeem(&portal, &source, &invitation, how, arrived.arrival()).await {
         Ok(redeemed) => redeemed,
         // The invitation it already found is shown again, unless the code stopped working meanwhile.
         Err(PortalError::InvitationInvalid) => return Err(form.reject(PortalError::InvitationInvalid)),
@@ -208,11 +212,15 @@ async fn submit(
         redirect_path: &target,
     };
     let status = if redeemed.created { StatusCode::CREATED } else { StatusCode::OK };
-    let Some(session_token) = &redeemed.session_token else {
-        // An account with a second factor: redeemed, and it signs in with both as usual.
-        return Ok(Reply::json(status, &view).or_see_other("/signin"));
-    };
-    Ok(Reply::json(status, &view)
-        .or_see_other(target.clone())
-        .with_cookie(session_cookie(&portal.settings, session_token)))
+    match &redeemed.entry {
+        Some(Entry::Entered(entered)) => {
+            let target = if entered.options.setup_only { "/profile/two-factor".to_string() } else { target.clone() };
+            Ok(Reply::json(status, &view).or_see_other(target).with_session(&portal.settings, entered))
+        }
+        // Redeemed; the new address is to be confirmed first (its link is on its way).
+        None => Ok(Reply::json(status, &view).or_message(CONFIRM_FIRST)),
+        Some(Entry::SecondFactorAwaited { .. }) => {
+            Err(PortalError::Internal(anyhow::anyhow!("a redemption awaiting a second factor")).into())
+        }
+    }
 }

@@ -12,12 +12,16 @@ use crate::domain::email::Email;
 use crate::domain::password::Password;
 use crate::domain::text::{Username, parse_name, parse_phone};
 use crate::domain::token::parse_token;
+use crate::usecases::door::Entry;
 use crate::usecases::register::{Registered, Registration, register};
 use crate::usecases::tokens;
 use crate::web::extract::RegistrationOpen;
 use crate::web::pages::{FormErrors, RegisterPage, RegisterValues, TokenPage};
-use crate::web::response::session_cookie;
-use crate::web::{AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission, Viewer};
+use crate::web::{
+    AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission, Viewer,
+};
+
+use super::entry::second_factor_reply;
 
 pub struct Register;
 
@@ -106,26 +110,33 @@ struct RegisteredView<'a> {
 const CONFIRMATION_SENT: &str =
     "Thank you. We sent a link to your email address: follow it to confirm the address, then sign in.";
 
+/// `POST /register`: the new contact, signed in through the door (201); while confirmation is
+/// required, 202 for a new and a taken address alike. A retry of a registration whose answer was
+/// lost gets what a sign-in with its password gets.
 async fn submit(
     _: RegistrationOpen,
     source: SourceAddress,
+    arrived: ArrivedWith,
     mut form: Submission<RegisterForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    match register(&portal, &source, form.0.clone()).await {
+    match register(&portal, &source, form.0.clone(), arrived.arrival()).await {
         Ok(Registered::AwaitingConfirmation) => {
             Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "confirmation_sent"}))
                 .or_message(CONFIRMATION_SENT))
         }
-        Ok(Registered::SignedIn(contact, token)) => {
+        Ok(Registered::Entry(Entry::Entered(entered))) => {
+            let contact = &entered.contact;
             let view = RegisteredView {
                 contact_id: &contact.contact_id,
                 email: contact.email.as_str(),
                 email_confirmed: contact.email_confirmed,
             };
-            Ok(Reply::json(StatusCode::CREATED, &view)
-                .or_see_other("/")
-                .with_cookie(session_cookie(&portal.settings, &token)))
+            let target = if entered.options.setup_only { "/profile/two-factor" } else { "/" };
+            Ok(Reply::json(StatusCode::CREATED, &view).or_see_other(target).with_session(&portal.settings, &entered))
+        }
+        Ok(Registered::Entry(Entry::SecondFactorAwaited { pending_token, methods })) => {
+            Ok(second_factor_reply(&portal.settings, &pending_token, &methods))
         }
         Err(err) => Err(form.reject(err)),
     }
@@ -190,13 +201,13 @@ async fn confirm(
         }
         ConfirmForm::Confirm(token) => {
             let token = token.as_deref().ok_or(PortalError::TokenInvalid)?;
-            let signed_in_as = viewer.as_ref().map(|v| &v.contact);
+            let signed_in_as = viewer.as_ref().map(|v| &v.0);
             let confirmed = tokens::confirm_email(portal, &source, token, signed_in_as).await?;
             let body = serde_json::json!({"email": confirmed.email.as_str(), "email_confirmed": true});
             let reply = Reply::json(StatusCode::OK, &body)
                 .or_message("Your email address is confirmed. From now on you sign in with it.");
-            Ok(match confirmed.continued_session {
-                Some(session) => reply.with_cookie(session_cookie(&portal.settings, &session)),
+            Ok(match &confirmed.continued_session {
+                Some(entered) => reply.with_session(&portal.settings, entered),
                 None => reply,
             })
         }

@@ -11,15 +11,16 @@ use axum::routing::{get, post};
 
 use crate::config::Settings;
 use crate::domain::audit::SourceAddress;
+use crate::usecases::door::{self, Entry, Proof};
 use crate::usecases::two_factor;
 use crate::web::extract::NoFields;
 use crate::web::pages::FormErrors;
 use crate::web::request::{cookie, pending_sign_in_cookie_name};
 use crate::web::response::clear_pending_sign_in_cookie;
 use crate::web::two_factor_pages::SecondFactorPage;
-use crate::web::{AppState, ArrivedWith, Fields, Form, Page, PortalError, Rejection, Reply, Submission};
+use crate::web::{AppState, ArrivedWith, Fields, Form, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
-use super::sign_in::signed_in_reply;
+use super::entry::entry_reply;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,10 +99,13 @@ async fn submit_code(
         return Err(PortalError::Unauthenticated.into());
     };
     let code = form.code.clone();
-    match two_factor::second_step(&portal, &source, &token, &code, arrived.arrival()).await {
-        Ok(signed_in) => {
-            Ok(signed_in_reply(&portal.settings, &signed_in)
-                .with_cookie(clear_pending_sign_in_cookie(&portal.settings)))
+    let proof = Proof::SecondFactor { pending_token: &token, code: &code };
+    match door::enter(&portal, &source, proof, arrived.arrival(), false).await {
+        Ok(entry @ Entry::Entered(_)) => {
+            Ok(entry_reply(&portal.settings, &entry, "/").with_cookie(clear_pending_sign_in_cookie(&portal.settings)))
+        }
+        Ok(Entry::SecondFactorAwaited { .. }) => {
+            Err(PortalError::Internal(anyhow::anyhow!("a second step awaiting a second factor")).into())
         }
         Err(err) => {
             let methods = two_factor::pending_methods(&portal, &token).await.unwrap_or_default();
@@ -114,15 +118,22 @@ async fn submit_code(
     }
 }
 
-/// `POST /signin/second-factor/email`: emails a fresh code (202), within the email allowances.
+/// `POST /signin/second-factor/email`: emails a fresh code (202). For a pending sign-in, its code
+/// for the second step (at most a few per pending sign-in); for a signed-in person without one,
+/// a code to re-authenticate a change with (`second_factor_code`).
 async fn email_code(
     source: SourceAddress,
     headers: HeaderMap,
+    viewer: Option<Viewer>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;
-    let token = pending_token(&headers, &portal.settings).ok_or(PortalError::Unauthenticated)?;
-    two_factor::send_email_code(portal, &source, &token).await?;
-    Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "email_sent"}))
-        .or_see_other("/signin/second-factor?sent=1"))
+    let sent = Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "email_sent"}));
+    if let Some(token) = pending_token(&headers, &portal.settings) {
+        two_factor::send_email_code(portal, &source, &token).await?;
+        return Ok(sent.or_see_other("/signin/second-factor?sent=1"));
+    }
+    let Viewer(signed_in) = viewer.ok_or(PortalError::Unauthenticated)?;
+    two_factor::send_reauthentication_code(portal, &source, &signed_in.contact).await?;
+    Ok(sent.or_message("We emailed you a code. Enter it where the change asks for a second-factor code."))
 }

@@ -6,19 +6,21 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Serialize;
 
 use crate::config::Settings;
 use crate::domain::audit::SourceAddress;
 use crate::domain::email::Email;
 use crate::domain::password::Password;
 use crate::domain::token::parse_token;
-use crate::usecases::{session, sign_in, tokens};
+use crate::usecases::door::{self, Proof};
+use crate::usecases::{session, tokens};
 use crate::web::extract::NoFields;
 use crate::web::pages::{ForgotPasswordPage, FormErrors, SignInPage, TokenPage};
 use crate::web::request::{cookie, session_cookie_name};
-use crate::web::response::{clear_session_cookie, device_cookie, pending_sign_in_cookie, session_cookie_for};
+use crate::web::response::clear_session_cookie;
 use crate::web::{AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
+
+use super::entry::entry_reply;
 
 pub struct SignIn;
 
@@ -74,59 +76,19 @@ async fn sign_in_page(page: Page) -> Response {
     render_sign_in(&page, "", FormErrors::default())
 }
 
-#[derive(Serialize)]
-struct SignedIn<'a> {
-    contact_id: &'a str,
-    email: &'a str,
-    roles: &'a [String],
-    /// Present (true) when the contact's role requires a second factor they have not set up: the
-    /// session is limited to `/profile/two-factor` until they do.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    two_factor_setup_required: bool,
-}
-
-/// The answer of a completed sign-in (password alone, or the second step): the contract's 200
-/// body, the session cookie ("remember me" makes it persistent) and the device cookie. A browser
-/// goes home, or to the two-factor set-up when its role requires it.
-pub fn signed_in_reply(settings: &Settings, signed_in: &sign_in::SignedIn) -> Reply {
-    let contact = &signed_in.contact;
-    let setup_only = signed_in.options.setup_only;
-    let view = SignedIn {
-        contact_id: &contact.contact_id,
-        email: contact.email.as_str(),
-        roles: &contact.roles,
-        two_factor_setup_required: setup_only,
-    };
-    Reply::json(StatusCode::OK, &view)
-        .or_see_other(if setup_only { "/profile/two-factor" } else { "/" })
-        .with_cookie(session_cookie_for(settings, &signed_in.session_token, signed_in.options.remembered))
-        .with_cookie(device_cookie(settings, &signed_in.device_token))
-}
-
-/// `POST /signin`: with the right password, either the session (the one the browser arrived with
-/// ends; the browser becomes or stays a trusted device of the account), or for an account with a
-/// second factor only a pending sign-in and its cookie, and the methods it offers.
+/// `POST /signin`: through the door with the password: either the session (the one the browser
+/// arrived with ends; the browser becomes or stays a trusted device of the account), or for an
+/// account with a second factor only a pending sign-in and its cookie, and the methods it offers.
 async fn submit_sign_in(
     source: SourceAddress,
     arrived: ArrivedWith,
     mut form: Submission<SignInForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let password = form.password.clone();
-    let remember_me = form.remember_me;
-    let outcome = match sign_in::sign_in(&portal, &source, &form.login, password, arrived.arrival(), remember_me).await
-    {
-        Ok(outcome) => outcome,
-        Err(err) => return Err(form.reject(err)),
-    };
-    match outcome {
-        sign_in::SignInOutcome::Complete(signed_in) => Ok(signed_in_reply(&portal.settings, &signed_in)),
-        sign_in::SignInOutcome::SecondFactor { pending_token, methods } => {
-            let body = serde_json::json!({"status": "second_factor_required", "methods": methods});
-            Ok(Reply::json(StatusCode::OK, &body)
-                .or_see_other("/signin/second-factor")
-                .with_cookie(pending_sign_in_cookie(&portal.settings, &pending_token)))
-        }
+    let proof = Proof::Password { login: &form.login, password: form.password.clone(), second_factor_code: None };
+    match door::enter(&portal, &source, proof, arrived.arrival(), form.remember_me).await {
+        Ok(entry) => Ok(entry_reply(&portal.settings, &entry, "/")),
+        Err(err) => Err(form.reject(err)),
     }
 }
 

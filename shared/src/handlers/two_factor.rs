@@ -12,11 +12,10 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
-use crate::domain::password::Password;
 use crate::domain::two_factor::two_factor_required;
+use crate::usecases::reauth::Reauthentication;
 use crate::usecases::two_factor::{self, Changed, Status};
 use crate::web::pages::{FormErrors, ViewerSummary};
-use crate::web::response::session_cookie_for;
 use crate::web::two_factor_pages::{RecoveryCodesPage, TotpSetUpPage, TwoFactorPage, qr_svg};
 use crate::web::{AppState, Fields, Form, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
@@ -94,8 +93,10 @@ fn reshow_status(page: &Page, owner: &Owner, errors: FormErrors) -> Option<Respo
     Some(render_status(page, contact, status, errors))
 }
 
+/// A change that re-authenticates (`current_password`, `second_factor_code`), and the switch of
+/// the emailed codes' form.
 struct PasswordForm {
-    current_password: Password,
+    given: Reauthentication,
     enabled: bool,
 }
 
@@ -107,9 +108,9 @@ impl Form for PasswordForm {
     }
 
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
-        let current_password = fields.required("current_password");
+        let given = fields.reauthentication();
         let enabled = fields.flag("enabled");
-        fields.done(|| Some(PasswordForm { current_password: Password::new(current_password?), enabled }))
+        fields.done(|| Some(PasswordForm { given, enabled }))
     }
 
     fn page(page: &Page, _: &mut Fields, owner: &Owner, errors: FormErrors) -> Option<Response> {
@@ -131,8 +132,8 @@ async fn begin_totp(
     mut form: Submission<PasswordForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let password = form.current_password.clone();
-    let set_up = match two_factor::begin_totp(&portal, &source, &viewer.contact, password).await {
+    let given = form.given.clone();
+    let set_up = match two_factor::begin_totp(&portal, &source, &viewer.contact, given).await {
         Ok(set_up) => set_up,
         Err(err) => return Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     };
@@ -194,7 +195,7 @@ struct RecoveryCodesView<'a> {
 /// them once (`title`); otherwise the browser goes back to the settings.
 fn changed_reply(page: Page, contact: Contact, changed: Changed, status: StatusCode, title: &'static str) -> Reply {
     let settings = page.settings().clone();
-    let cookie = session_cookie_for(&settings, &changed.session_token, changed.remembered);
+    let entered = changed.entered;
     let reply = match status {
         StatusCode::NO_CONTENT => Reply::no_content().or_see_other("/profile/two-factor"),
         _ if changed.recovery_codes.is_empty() => {
@@ -216,7 +217,7 @@ fn changed_reply(page: Page, contact: Contact, changed: Changed, status: StatusC
             })
         }
     };
-    reply.with_cookie(cookie)
+    reply.with_session(&settings, &entered)
 }
 
 /// `POST /profile/two-factor/totp/confirm {"code"}` → `{"recovery_codes":[...]}` (shown once).
@@ -241,8 +242,8 @@ async fn set_email(
     mut form: Submission<PasswordForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let (password, enabled) = (form.current_password.clone(), form.enabled);
-    match two_factor::set_email(&portal, &source, &viewer, password, enabled).await {
+    let (given, enabled) = (form.given.clone(), form.enabled);
+    match two_factor::set_email(&portal, &source, &viewer, given, enabled).await {
         Ok(changed) => Ok(changed_reply(form.page, viewer.0.contact, changed, StatusCode::OK, "Your recovery codes")),
         Err(err) => Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     }
@@ -255,8 +256,8 @@ async fn renew_recovery_codes(
     mut form: Submission<PasswordForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let password = form.current_password.clone();
-    match two_factor::renew_recovery_codes(&portal, &source, &viewer, password).await {
+    let given = form.given.clone();
+    match two_factor::renew_recovery_codes(&portal, &source, &viewer, given).await {
         Ok(changed) => {
             Ok(changed_reply(form.page, viewer.0.contact, changed, StatusCode::OK, "Your new recovery codes"))
         }
@@ -271,8 +272,8 @@ async fn disable(
     mut form: Submission<PasswordForm>,
 ) -> Result<Reply, Rejection> {
     let portal = form.page.portal.clone();
-    let password = form.current_password.clone();
-    match two_factor::disable(&portal, &source, &viewer, password).await {
+    let given = form.given.clone();
+    match two_factor::disable(&portal, &source, &viewer, given).await {
         Ok(changed) => Ok(changed_reply(form.page, viewer.0.contact, changed, StatusCode::NO_CONTENT, "")),
         Err(err) => Err(refuse(&portal, &mut form, err, viewer.0.contact).await),
     }

@@ -46,6 +46,14 @@ pub async fn prepare(
             // could not move the account anyway: the address's guard item is taken).
             Some(owner) => Prepared::Send(Box::new(addressed_to(message, &owner, MessageKind::AddressInUse))),
         },
+        // The held notices it sums up are counted off as it goes out; a retry counts off nothing
+        // more (the count is tied to when they were first held).
+        MessageKind::HeldNoticesSummary => {
+            if let (Some(contact_id), Some(held)) = (&message.contact_id, &message.held) {
+                portal.contacts().clear_held_notices(contact_id, held, portal.clock().now()).await?;
+            }
+            Prepared::Send(Box::new(message.clone()))
+        }
         MessageKind::AccountExists => match account_at(portal, &message.to).await? {
             Some(owner) => Prepared::Send(Box::new(addressed_to(message, &owner, MessageKind::AccountExists))),
             None => Prepared::Nothing("no account has this address any more"),

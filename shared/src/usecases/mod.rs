@@ -2,17 +2,20 @@
 //! values, the [`SourceAddress`]) and the portal's ports, holds the policy (throttles, lockout,
 //! which emails go out), and returns a domain result or a [`PortalError`].
 
+pub mod codes;
+pub mod door;
 pub mod import;
 pub mod invite;
 pub mod lists;
 pub mod mail;
+pub mod notices;
 pub mod outbox_repair;
 pub mod passkeys;
 pub mod profile;
+pub mod reauth;
 pub mod redeem;
 pub mod register;
 pub mod session;
-pub mod sign_in;
 pub mod throttle;
 pub mod tokens;
 pub mod two_factor;

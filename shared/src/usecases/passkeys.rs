@@ -21,17 +21,16 @@ use crate::domain::outbox::MessageKind;
 use crate::domain::passkey::{
     CEREMONY_SECS, Ceremony, CeremonyPurpose, MAX_PER_CONTACT, StoredPasskey, parse_name, passkey_id,
 };
-use crate::domain::password::Password;
 use crate::domain::secret::{digest, random_token};
 use crate::error::PortalError;
-use crate::ports::{QueuedEmail, UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings};
+use crate::ports::{UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::profile::check_current_password;
-use super::session::SessionOptions;
-use super::sign_in::{self, Arrival, SignedIn};
-use super::throttle::{Attempt, emails_allowed, give_back_attempt, reserve_attempt};
-use super::tokens::notice;
-use super::{audit, session};
+use super::audit;
+use super::door::{self, Arrival, Entered, Entry, PasskeyVerified, Proof};
+use super::notices::security_notice;
+use super::reauth::{Reauthentication, reauthenticate};
+use super::session::SignedIn;
+use super::throttle::{Attempt, reserve_attempt};
 
 /// The relying party of the portal's base URL: its host is the RP id, its origin the only one
 /// accepted (`http://localhost:PORT` locally, which WebAuthn allows).
@@ -91,13 +90,17 @@ pub async fn list(portal: &impl UsesPasskeys, contact: &Contact) -> Result<Vec<S
     Ok(portal.passkeys().list(&contact.contact_id).await?)
 }
 
-/// Starts registering a passkey for the signed-in contact: creation options asking for a
-/// discoverable credential (a resident key, so that sign-in needs no name) with user verification,
-/// excluding the contact's passkeys already registered.
+/// Starts registering a passkey for the signed-in contact, after re-authentication (a passkey
+/// signs in without the password, so a borrowed session alone must not add one): creation options
+/// asking for a discoverable credential (a resident key, so that sign-in needs no name) with user
+/// verification, excluding the contact's passkeys already registered.
 pub async fn start_registration(
-    portal: &(impl UsesPasskeys + UsesClock + UsesSettings),
+    portal: &(impl UsesPasskeys + UsesContacts + UsesClock + UsesSettings + UsesTwoFactor),
+    source: &SourceAddress,
     contact: &Contact,
+    given: Reauthentication,
 ) -> Result<Started, PortalError> {
+    reauthenticate(portal, source, contact, given).await?;
     let existing = list(portal, contact).await?;
     if existing.len() >= MAX_PER_CONTACT {
         return Err(PortalError::validation(format!(
@@ -134,15 +137,16 @@ pub struct Registration {
 
 const CEREMONY_GONE: &str = "This passkey request has expired or was already used. Start again.";
 
-/// Finishes registering: the credential must answer this contact's live ceremony. The passkey is
-/// stored with the contact's new session epoch and the notice; the current session continues
-/// under the returned token, every other one ends.
+/// Finishes registering: the credential must answer this contact's live ceremony (which only a
+/// re-authenticated start makes). The passkey is stored with the contact's new session epoch and
+/// the notice; the current session continues through the door, every other one ends.
 pub async fn finish_registration(
-    portal: &(impl UsesPasskeys + UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    portal: &(impl UsesPasskeys + UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
-    contact: &Contact,
+    signed_in: &SignedIn,
     registration: Registration,
-) -> Result<(StoredPasskey, String), PortalError> {
+) -> Result<(StoredPasskey, Entered), PortalError> {
+    let contact = &signed_in.contact;
     let name = parse_name(registration.name.as_deref()).map_err(|r| PortalError::field("name", r.0))?;
     let credential: RegisterPublicKeyCredential = serde_json::from_value(registration.credential)
         .map_err(|_| PortalError::field("credential", "is not a WebAuthn registration response"))?;
@@ -169,54 +173,39 @@ pub async fn finish_registration(
         sign_count: 0,
         credential: serialized(&passkey)?,
     };
-    let emails = passkey_notice(portal, source, contact, MessageKind::PasskeyAddedNotice, &stored.name).await?;
+    let name = Some(stored.name.clone());
+    let emails = security_notice(portal, contact, MessageKind::PasskeyAddedNotice, name).await?;
     let epoch = new_epoch();
     if !portal.passkeys().add(&stored, &epoch, now, &emails).await? {
         return Err(PortalError::field("credential", "is registered already"));
     }
-    let token = session::start_in_epoch(portal, contact, &epoch).await?;
     audit(AuditEvent::PasskeyAdded, Some(&contact.contact_id), source);
-    Ok((stored, token))
+    let entered = door::continue_session(portal, source, &signed_in.session, contact, &epoch, None).await?;
+    Ok((stored, entered))
 }
 
-/// The notice of a passkey change, within the email allowances (as a password change's).
-async fn passkey_notice(
-    portal: &(impl UsesContacts + UsesClock + UsesSettings),
-    source: &SourceAddress,
-    contact: &Contact,
-    kind: MessageKind,
-    name: &str,
-) -> Result<Vec<QueuedEmail>, PortalError> {
-    if !emails_allowed(portal, source, Some(&contact.contact_id), &[contact.email.normalized()]).await? {
-        return Ok(Vec::new());
-    }
-    let mut told = notice(portal, contact, kind);
-    told.message.detail = Some(name.to_string());
-    told.message.contact_id = Some(contact.contact_id.clone());
-    Ok(vec![told])
-}
-
-/// Removes one of the contact's passkeys after their current password (a wrong one counts towards
-/// lockout). The current session continues under the returned token; every other one ends.
+/// Removes one of the contact's passkeys after re-authentication (wrong values count towards
+/// lockout). The current session continues through the door; every other one ends.
 pub async fn remove(
-    portal: &(impl UsesPasskeys + UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    portal: &(impl UsesPasskeys + UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
-    contact: &Contact,
+    signed_in: &SignedIn,
     id: &str,
-    current_password: Password,
-) -> Result<String, PortalError> {
+    given: Reauthentication,
+) -> Result<Entered, PortalError> {
+    let contact = &signed_in.contact;
     let passkey = portal.passkeys().find(id).await?.filter(|p| p.contact_id == contact.contact_id);
     let Some(passkey) = passkey else { return Err(PortalError::NotFound) };
-    check_current_password(portal, source, contact, current_password).await?;
-    let emails = passkey_notice(portal, source, contact, MessageKind::PasskeyRemovedNotice, &passkey.name).await?;
+    reauthenticate(portal, source, contact, given).await?;
+    let name = Some(passkey.name.clone());
+    let emails = security_notice(portal, contact, MessageKind::PasskeyRemovedNotice, name).await?;
     let epoch = new_epoch();
     let now = portal.clock().now();
     if !portal.passkeys().remove(&contact.contact_id, &passkey.id, &epoch, now, &emails).await? {
         return Err(PortalError::NotFound);
     }
-    let token = session::start_in_epoch(portal, contact, &epoch).await?;
     audit(AuditEvent::PasskeyRemoved, Some(&contact.contact_id), source);
-    Ok(token)
+    door::continue_session(portal, source, &signed_in.session, contact, &epoch, None).await
 }
 
 /// Starts a passkey sign-in: request options for any discoverable credential of this site (an
@@ -242,18 +231,18 @@ fn refused(source: &SourceAddress, contact: Option<&Contact>, why: &str) -> Port
 
 /// Signs in with a passkey: the assertion must answer a live sign-in ceremony, come from a passkey
 /// registered here to the account its user handle names, verify (signature, origin, RP id, user
-/// verification) and carry a signature counter above the stored one (unless both are 0). Then, as
-/// a password sign-in: the session the browser arrived with ends, a new one starts, and the
-/// browser becomes a trusted device of the account. Failures count against the source address's
-/// allowance as wrong passwords do.
+/// verification) and carry a signature counter above the stored one (unless both are 0). Then the
+/// door, as for every way in (the account's state, its lockout; a passkey is a strong factor in
+/// itself, so no second step). Failures count against the source address's allowance as wrong
+/// passwords do.
 pub async fn finish_sign_in(
-    portal: &(impl UsesPasskeys + UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    portal: &(impl UsesPasskeys + UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
     ceremony: &str,
     credential: serde_json::Value,
     arrival: Arrival<'_>,
     remember_me: bool,
-) -> Result<SignedIn, PortalError> {
+) -> Result<Entered, PortalError> {
     let credential: PublicKeyCredential = serde_json::from_value(credential)
         .map_err(|_| PortalError::field("credential", "is not a WebAuthn authentication response"))?;
     reserve_attempt(portal, source, Attempt::SignIn).await?;
@@ -291,15 +280,12 @@ pub async fn finish_sign_in(
     if !portal.passkeys().record_use(&stored, result.counter(), &serialized(&passkey)?, now).await? {
         return Err(refused(source, Some(&contact), "the passkey was used or removed meanwhile"));
     }
-    give_back_attempt(portal, source, Attempt::SignIn).await?;
-    if portal.settings().require_confirmation && !contact.email_confirmed {
-        audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
-        return Err(PortalError::EmailNotConfirmed);
+    // The door gives the source address's attempt back once it admits the account.
+    let proof = Proof::Passkey(Box::new(PasskeyVerified::new(contact)));
+    match door::enter(portal, source, proof, arrival, remember_me).await? {
+        Entry::Entered(entered) => Ok(*entered),
+        Entry::SecondFactorAwaited { .. } => Err(anyhow::anyhow!("a passkey sign-in awaits no second factor").into()),
     }
-    // Complete in itself: no second step, and a passkey is a strong factor, so the two-factor
-    // policy's set-up is not forced on it. The browser becomes a trusted device as after a password.
-    let options = SessionOptions { remembered: remember_me, setup_only: false };
-    sign_in::complete(portal, source, contact, false, arrival, options).await
 }
 
 #[cfg(test)]

@@ -1,22 +1,21 @@
 //! Redeeming an invitation: looking a code up (which consumes nothing), setting up credentials, or
 //! attaching the invitation to an existing account.
 
-use crate::domain::event::Fact;
 use std::collections::BTreeMap;
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, NewContact};
 use crate::domain::email::Email;
+use crate::domain::event::Fact;
 use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
+use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
-use crate::domain::two_factor::two_factor_required;
 use crate::error::PortalError;
 use crate::ports::ContactChange;
 use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::session;
-use super::sign_in::authenticate;
+use super::door::{self, Arrival, Entry, Proof, Way};
 use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
 
 /// The invitation a code opens, or `invitation_invalid` for every kind of bad code alike. Each
@@ -54,43 +53,51 @@ pub struct NewCredentials {
 /// How the invitation is redeemed.
 pub enum Redeem {
     NewCredentials(NewCredentials),
-    ExistingAccount { login: String, password: Password },
+    /// Onto an account the person proves is theirs: its password and, when it has a second
+    /// factor, a current code of it (an invitation's roles must not be had with half a sign-in).
+    ExistingAccount { login: String, password: Password, second_factor_code: Option<String> },
 }
 
 pub struct Redeemed {
     pub contact: Contact,
-    /// The new session's token; `None` for an existing account with a second factor, which a
-    /// password alone never signs in (the contact signs in with both afterwards).
-    pub session_token: Option<String>,
+    /// What the door opened to; `None` when the new contact's address is still to be confirmed
+    /// (a group invitation redeemed with another address while the site requires confirmation:
+    /// its link is on its way).
+    pub entry: Option<Entry>,
     /// Whether new credentials were set up (as opposed to an existing account).
     pub created: bool,
 }
 
-/// Redeems an opened invitation, all or nothing, and signs the contact in; the session the browser
-/// arrived with (`arrived_with`) ends.
+const CODE_REQUIRED: &str = "is required: the account has two-factor authentication";
+
+/// Redeems an opened invitation, all or nothing, and signs the contact in through the door (the
+/// session the browser arrived with ends). Onto an existing account, the door's proof (password,
+/// lockout, second factor) is made before the redemption commits, so a refusal changes nothing.
 pub async fn redeem(
     portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
     invitation: &Invitation,
     how: Redeem,
-    arrived_with: Option<&str>,
+    arrival: Arrival<'_>,
 ) -> Result<Redeemed, PortalError> {
-    // An existing account may have a second factor (new credentials never do): its password alone
-    // signs nothing in. Read before the redemption commits, so a fault here changes nothing.
-    let (change, before, created, second_factor) = match how {
-        Redeem::ExistingAccount { login, password } => {
-            let account = authenticate(portal, source, &login, password, None).await?.contact;
-            let second_factor = portal.two_factor().get(&account.contact_id).await?.enabled();
+    let (change, before, created, proven) = match how {
+        Redeem::ExistingAccount { login, password, second_factor_code } => {
+            let proof = Proof::Password { login: &login, password, second_factor_code: second_factor_code.as_deref() };
+            let proven = door::prove(portal, source, proof, arrival).await?;
+            if proven.awaits_second_factor() {
+                return Err(PortalError::field("second_factor_code", CODE_REQUIRED));
+            }
+            let account = proven.contact().clone();
             let change = ContactChange::Assign {
                 contact_id: account.contact_id.clone(),
                 roles: merged_roles(&account.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
             };
-            (change, Some(account), false, second_factor)
+            (change, Some(account), false, Some(proven))
         }
         Redeem::NewCredentials(credentials) => {
             let (change, before) = credentials_change(portal, invitation, credentials).await?;
-            (change, before, true, false)
+            (change, before, true, None)
         }
     };
     let now = portal.clock().now();
@@ -113,7 +120,16 @@ pub async fn redeem(
         // New credentials make the contact a portal user: a registration by invitation.
         events.push(Fact::ContactRegistered { contact_id }.at(now));
     }
-    portal.invitations().redeem_with_events(invitation, &change, &redemption, now, &events).await?;
+    let mut queued: Vec<OutboxMessage> = events.iter().map(|event| event.outbox_message()).collect();
+    // A new contact whose address the code did not reach, while the site requires confirmation:
+    // its link goes out with the redemption (`send-email` issues it), and no session begins.
+    let unconfirmed = matches!(&change, ContactChange::Create(new) if !new.email_confirmed)
+        && portal.settings().require_confirmation;
+    if let (true, ContactChange::Create(new)) = (unconfirmed, &change) {
+        let request = OutboxMessage::new(MessageKind::ConfirmationRequest, new.email.as_str(), "", None, now);
+        queued.push(request);
+    }
+    portal.invitations().redeem_with_events(invitation, &change, &redemption, now, &queued).await?;
     // The redemption's conditions held, so the contact is as read with the change applied.
     let contact =
         change.applied_to(before.as_ref(), now).ok_or_else(|| anyhow::anyhow!("a change without its contact"))?;
@@ -124,16 +140,17 @@ pub async fn redeem(
         source_ip = %source,
         "audit"
     );
-    // With a second factor the password alone signs nothing in; a role that requires one limits
-    // the session to setting it up.
-    session::replace(portal, arrived_with).await?;
-    if second_factor {
-        return Ok(Redeemed { contact, session_token: None, created });
+    if unconfirmed {
+        return Ok(Redeemed { contact, entry: None, created });
     }
-    let setup_only = two_factor_required(&contact.roles, &portal.settings().two_factor_required_roles);
-    let options = session::SessionOptions { remembered: false, setup_only };
-    let session_token = session::start_with(portal, &contact, &contact.session_epoch, options).await?;
-    Ok(Redeemed { contact, session_token: Some(session_token), created })
+    let entry = match proven {
+        Some(proven) => door::admit(portal, source, proven.changed_to(contact.clone())?, arrival, false).await?,
+        None => {
+            let proof = Proof::NewCredentials { contact: Box::new(contact.clone()), way: Way::Redemption };
+            door::enter(portal, source, proof, arrival, false).await?
+        }
+    };
+    Ok(Redeemed { contact, entry: Some(entry), created })
 }
 
 /// New credentials: for a single invitation, the invited contact's (returned as read); for a group

@@ -5,16 +5,17 @@ use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
 use crate::domain::event::Fact;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
-use crate::domain::password::{Password, hash_password, verify_password};
+use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
 use crate::ports::{CreateContactError, QueuedEmail};
-use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
+use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
+use super::audit;
+use super::door::{self, Arrival, Entry, Proof, Way};
 use super::throttle::emails_allowed;
 use super::tokens::token_email;
-use super::{audit, session};
 
 /// A registration whose every field parsed (the password already met the policy).
 #[derive(Clone)]
@@ -28,8 +29,9 @@ pub struct Registration {
 }
 
 pub enum Registered {
-    /// The new contact and their session token.
-    SignedIn(Box<Contact>, String),
+    /// Through the door: the new contact's session (or, for a retry of a registration whose
+    /// answer was lost, whatever a sign-in with that password gets).
+    Entry(Entry),
     /// Email confirmation is required: the same answer whether the address was new or taken.
     AwaitingConfirmation,
 }
@@ -39,14 +41,15 @@ pub enum Registered {
 /// names only the address: `send-email` looks the owner up, off the request path). Either way the
 /// email counts against the allowances, taken before anything is written.
 pub async fn register(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
     registration: Registration,
+    arrival: Arrival<'_>,
 ) -> Result<Registered, PortalError> {
     let login = Login::of_email(&registration.email);
     let password = registration.password.clone();
     let password_hash = hash_password(registration.password).await?;
-    let mut contact = Contact::new(
+    let contact = Contact::new(
         NewContact {
             email: registration.email,
             first_name: registration.first_name,
@@ -76,18 +79,17 @@ pub async fn register(
         Err(CreateContactError::EmailTaken) if confirmation_required => {
             return tell_the_owner(portal, source, &contact.email, allowed).await;
         }
-        Err(CreateContactError::EmailTaken) => match retried_registration(portal, &login, &contact, password).await? {
-            Some(first) => contact = first,
-            None => return Err(PortalError::EmailTaken),
-        },
+        Err(CreateContactError::EmailTaken) => {
+            return retried_registration(portal, source, &login, &contact, password, arrival).await;
+        }
         Err(err) => return Err(err.into()),
     }
     audit(AuditEvent::Registered, Some(&contact.contact_id), source);
     if confirmation_required {
         return Ok(Registered::AwaitingConfirmation);
     }
-    let token = session::start(portal, &contact).await?;
-    Ok(Registered::SignedIn(Box::new(contact), token))
+    let proof = Proof::NewCredentials { contact: Box::new(contact), way: Way::Registration };
+    Ok(Registered::Entry(door::enter(portal, source, proof, arrival, false).await?))
 }
 
 /// A registration with a taken address while confirmation is required: the registrant gets the
@@ -110,18 +112,22 @@ async fn tell_the_owner(
 /// How long after a registration the same registration, sent again, counts as its retry.
 const RETRY_WINDOW_SECS: i64 = 600;
 
-/// The account a retry of this very registration finds: its first try was written though its
-/// answer was lost (a timeout while DynamoDB committed it). The same address, names, username,
-/// phone and password,
-/// created moments ago and not changed since: the retry gets the answer the first try would
-/// have had, instead of `email_taken`. Anything else is someone else's account.
+/// A registration whose address is taken, while confirmation is not required: when it is very
+/// likely a retry of this same registration (its first try was written though its answer was
+/// lost: a timeout while DynamoDB committed it), it gets what a sign-in with this password gets,
+/// through the door (its attempt reservation, lockout and second factor included); otherwise, and
+/// whenever that sign-in fails, `email_taken`. The same address, names, username and phone, created
+/// moments ago and not changed since; anything else is someone else's account, and no password is
+/// tried against it.
 async fn retried_registration(
-    portal: &(impl UsesContacts + UsesClock),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    source: &SourceAddress,
     login: &Login,
     contact: &Contact,
     password: Password,
-) -> Result<Option<Contact>, PortalError> {
-    let Some(existing) = portal.contacts().find_by_login(login).await? else { return Ok(None) };
+    arrival: Arrival<'_>,
+) -> Result<Registered, PortalError> {
+    let Some(existing) = portal.contacts().find_by_login(login).await? else { return Err(PortalError::EmailTaken) };
     let fresh =
         existing.created_at + RETRY_WINDOW_SECS >= portal.clock().now() && existing.updated_at == existing.created_at;
     let username = |c: &Contact| c.username.as_ref().map(|u| u.normalized.clone());
@@ -130,7 +136,12 @@ async fn retried_registration(
         && existing.phone == contact.phone
         && username(&existing) == username(contact);
     if !(fresh && same) {
-        return Ok(None);
+        return Err(PortalError::EmailTaken);
     }
-    Ok(verify_password(password, existing.password_hash.clone()).await?.then_some(existing))
+    let proof = Proof::Password { login: existing.email.as_str(), password, second_factor_code: None };
+    match door::enter(portal, source, proof, arrival, false).await {
+        Ok(entry) => Ok(Registered::Entry(entry)),
+        Err(PortalError::InvalidCredentials) => Err(PortalError::EmailTaken),
+        Err(err) => Err(err),
+    }
 }

@@ -1,4 +1,5 @@
-//! Sessions: who a session token belongs to, starting one at sign-in, ending it at sign-out.
+//! Sessions: who a session token belongs to, and ending one at sign-out. Only the door
+//! ([`super::door`]) starts one.
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
@@ -30,68 +31,13 @@ pub async fn current(
     let Some(contact) = portal.contacts().get(&session.contact_id).await? else {
         return Ok(None);
     };
-    if session.epoch != contact.session_epoch {
+    if session.epoch != contact.session_epoch || !contact.may_sign_in() {
         return Ok(None);
     }
     if session.needs_touch(now) {
         portal.sessions().touch(&session.id_digest, now).await?;
     }
     Ok(Some(SignedIn { contact, session }))
-}
-
-/// A new session for `contact` (a new token at every sign-in), of the contact's session epoch as
-/// read; returns the token for the cookie.
-pub async fn start(
-    portal: &(impl UsesSessions + UsesClock + UsesSettings),
-    contact: &Contact,
-) -> Result<String, PortalError> {
-    start_in_epoch(portal, contact, &contact.session_epoch).await
-}
-
-/// A new session of `epoch`: the one a change that ends the other sessions has just written.
-pub async fn start_in_epoch(
-    portal: &(impl UsesSessions + UsesClock + UsesSettings),
-    contact: &Contact,
-    epoch: &str,
-) -> Result<String, PortalError> {
-    let (session, token) =
-        Session::start(&contact.contact_id, epoch, portal.clock().now(), portal.settings().session_absolute_secs);
-    portal.sessions().create(&session).await?;
-    Ok(token)
-}
-
-/// What kind of session a sign-in starts.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SessionOptions {
-    /// "Remember me": the session lasts `PORTAL_REMEMBER_ME_DAYS` (its cookie too).
-    pub remembered: bool,
-    /// Only the two-factor set-up is open (the contact's role requires a second factor).
-    pub setup_only: bool,
-}
-
-/// A new session of `epoch` with `options`; returns the token for the cookie.
-pub async fn start_with(
-    portal: &(impl UsesSessions + UsesClock + UsesSettings),
-    contact: &Contact,
-    epoch: &str,
-    options: SessionOptions,
-) -> Result<String, PortalError> {
-    let settings = portal.settings();
-    let absolute = if options.remembered { settings.remember_me_secs } else { settings.session_absolute_secs };
-    let (mut session, token) = Session::start(&contact.contact_id, epoch, portal.clock().now(), absolute);
-    session.remembered = options.remembered;
-    session.setup_only = options.setup_only;
-    portal.sessions().create(&session).await?;
-    Ok(token)
-}
-
-/// Ends the session a request arrived with, if any, before another begins: a sign-in or a
-/// redemption never leaves the browser's previous session (perhaps someone else's) alive.
-pub async fn replace(portal: &impl UsesSessions, arrived_with: Option<&str>) -> Result<(), PortalError> {
-    if let Some(token) = arrived_with.filter(|t| !t.is_empty()) {
-        portal.sessions().delete(&digest(token)).await?;
-    }
-    Ok(())
 }
 
 /// Ends the session `token` server-side (nothing to do for an unknown one).

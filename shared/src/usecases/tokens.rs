@@ -14,10 +14,13 @@ use crate::domain::secret::digest;
 use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::error::PortalError;
 use crate::ports::{QueuedEmail, TokenUse};
-use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
+use crate::ports::{UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings, UsesTwoFactor};
 
+use super::audit;
+use super::door::{self, Entered};
+use super::notices::security_notice;
+use super::session::SignedIn;
 use super::throttle::emails_allowed;
-use super::{audit, session};
 
 /// A new emailed token of `purpose` for `contact`, sent to `to`, and the outbox message of `kind`
 /// carrying it.
@@ -37,11 +40,6 @@ pub fn token_email(
     let mut message = OutboxMessage::new(kind, to.as_str(), &contact.first_name, Some(MailSecret::new(plain)), now);
     message.valid_until = Some(token.expires_at);
     QueuedEmail::with_token(token, message)
-}
-
-/// A notice of `kind` to the contact's own address (no secret).
-pub fn notice(portal: &impl UsesClock, contact: &Contact, kind: MessageKind) -> QueuedEmail {
-    QueuedEmail::new(OutboxMessage::new(kind, contact.email.as_str(), &contact.first_name, None, portal.clock().now()))
 }
 
 /// Asks for a link of `kind` for whatever account has `email`: the same work and the same answer
@@ -96,9 +94,10 @@ async fn usable_token(
 }
 
 /// Sets a new password with a reset token: every session of the contact ends, every other reset
-/// link stops working, and the account's address is told. Does not sign in.
+/// link stops working, and the account's address is told (with the passkeys that still sign in: a
+/// reset removes none). Does not sign in.
 pub async fn reset_password(
-    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    portal: &(impl UsesContacts + UsesClock + UsesSettings + UsesPasskeys),
     source: &SourceAddress,
     plain_token: &str,
     new_password: String,
@@ -107,10 +106,10 @@ pub async fn reset_password(
     let password = Password::choose(new_password, portal.settings().password_min_length, &contact.password_context())
         .map_err(|reason| PortalError::field("new_password", reason.0))?;
     let hash = hash_password(password).await?;
-    let mut emails = Vec::new();
-    if emails_allowed(portal, source, Some(&contact.contact_id), &[contact.email.normalized()]).await? {
-        emails.push(notice(portal, &contact, MessageKind::PasswordResetNotice));
-    }
+    let passkeys = portal.passkeys().list(&contact.contact_id).await?;
+    let remaining = passkeys.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+    let detail = (!remaining.is_empty()).then_some(remaining);
+    let mut emails = security_notice(portal, &contact, MessageKind::PasswordResetNotice, detail).await?;
     let now = portal.clock().now();
     emails.push(Fact::PasswordChanged { contact_id: contact.contact_id.clone() }.at(now).into());
     let effect = TokenUse::ResetPassword { hash, epoch: new_epoch() };
@@ -124,19 +123,19 @@ pub async fn reset_password(
 /// What following a confirmation link did.
 pub struct Confirmed {
     pub email: Email,
-    /// A new session token when the link moved the account to a new address from a browser
-    /// signed in to it: every other session ended, this one continues.
-    pub continued_session: Option<String>,
+    /// The browser's continued session when the link moved the account to a new address from a
+    /// browser signed in to it: every other session ended, this one continues.
+    pub continued_session: Option<Entered>,
 }
 
 /// Confirms the address a confirmation token was sent to: the contact's own (a registration), or
 /// the pending new one (an email change), which then becomes the sign-in address; that ends every
 /// other session.
 pub async fn confirm_email(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
     plain_token: &str,
-    signed_in_as: Option<&Contact>,
+    signed_in_as: Option<&SignedIn>,
 ) -> Result<Confirmed, PortalError> {
     let (token, contact) = usable_token(portal, plain_token, TokenPurpose::ConfirmEmail).await?;
     let now = portal.clock().now();
@@ -158,8 +157,8 @@ pub async fn confirm_email(
     }
     audit(AuditEvent::EmailChanged, Some(&contact.contact_id), source);
     let continued_session = match signed_in_as {
-        Some(viewer) if viewer.contact_id == contact.contact_id => {
-            Some(session::start_in_epoch(portal, &contact, &epoch).await?)
+        Some(viewer) if viewer.contact.contact_id == contact.contact_id => {
+            Some(door::continue_session(portal, source, &viewer.session, &contact, &epoch, None).await?)
         }
         _ => None,
     };

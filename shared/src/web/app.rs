@@ -16,7 +16,11 @@ use tower_http::trace::TraceLayer;
 
 use super::AppState;
 use super::client::negotiate;
+use super::reply::ThroughTheDoor;
+use super::request::session_cookie_name;
 use crate::error::PortalError;
+use axum::extract::State;
+use axum::response::IntoResponse;
 
 /// An HTTP-triggered Lambda function: its routes.
 pub trait HttpFunction: Send + Sync {
@@ -52,6 +56,7 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::map_response_with_state(state.clone(), only_the_door_sets_the_session))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(negotiate))
         .layer(fixed(header::CACHE_CONTROL, "no-store"))
@@ -110,6 +115,32 @@ fn html_only_policy(response: &Response) -> Option<HeaderValue> {
 fn request_span(req: &Request) -> tracing::Span {
     let request_id = req.lambda_context_ref().map(|c| c.request_id.as_str()).unwrap_or("-");
     tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
+}
+
+/// The one door's guard, on every route of every function: a response may set the session cookie
+/// only for a session the door began ([`ThroughTheDoor`], which only `Reply::with_session` of the
+/// door's `Entered` puts on it). Any other is refused as our own fault, however the handler built
+/// the header: no route can become a second door.
+async fn only_the_door_sets_the_session(State(state): State<AppState>, response: Response) -> Response {
+    let name = session_cookie_name(&state.settings);
+    let sets_session = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|cookie| sets_cookie(cookie, name));
+    if sets_session && response.extensions().get::<ThroughTheDoor>().is_none() {
+        return PortalError::Internal(anyhow::anyhow!("a session cookie set without the door: refused")).into_response();
+    }
+    response
+}
+
+/// Whether `set_cookie` gives the cookie `name` a value (clearing it is not setting it).
+pub fn sets_cookie(set_cookie: &str, name: &str) -> bool {
+    set_cookie
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('='))
+        .is_some_and(|value| !value.is_empty() && !value.starts_with(';'))
 }
 
 async fn not_found() -> PortalError {

@@ -274,8 +274,8 @@ pub struct ArrivedWith {
 }
 
 impl ArrivedWith {
-    pub fn arrival(&self) -> crate::usecases::sign_in::Arrival<'_> {
-        crate::usecases::sign_in::Arrival { session: self.session.as_deref(), device: self.device.as_deref() }
+    pub fn arrival(&self) -> crate::usecases::door::Arrival<'_> {
+        crate::usecases::door::Arrival { session: self.session.as_deref(), device: self.device.as_deref() }
     }
 }
 

@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use super::client::Client;
 use super::pages;
-use super::response::is_same_site_path;
+use super::response::{entered_cookies, is_same_site_path};
+use crate::config::Settings;
 use crate::error::PortalError;
+use crate::usecases::door::{Entered, Way};
 
 /// What a browser gets instead of the JSON.
 enum ForBrowser {
@@ -29,7 +31,14 @@ pub struct Reply {
     json: Option<String>,
     browser: ForBrowser,
     cookies: Vec<String>,
+    /// The way through the door of the session whose cookie this reply sets.
+    entered: Option<Way>,
 }
+
+/// Marks a response that sets the session cookie of a session the door began (its way in). The
+/// guard layer (`web::app`) refuses a session cookie on any response without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThroughTheDoor(pub Way);
 
 impl Reply {
     /// `status` with `body` as JSON.
@@ -37,12 +46,12 @@ impl Reply {
         // Serialising plain structs of strings and numbers cannot fail; should it, say so honestly.
         let json = serde_json::to_string(body)
             .unwrap_or_else(|_| r#"{"error":"internal","message":"Something went wrong on our side."}"#.into());
-        Reply { status, json: Some(json), browser: ForBrowser::Same, cookies: Vec::new() }
+        Reply { status, json: Some(json), browser: ForBrowser::Same, cookies: Vec::new(), entered: None }
     }
 
     /// 204 with no body.
     pub fn no_content() -> Reply {
-        Reply { status: StatusCode::NO_CONTENT, json: None, browser: ForBrowser::Same, cookies: Vec::new() }
+        Reply { status: StatusCode::NO_CONTENT, json: None, browser: ForBrowser::Same, cookies: Vec::new(), entered: None }
     }
 
     /// Browsers are sent on to `path` (303).
@@ -74,6 +83,13 @@ impl Reply {
         self.cookies.push(cookie);
         self
     }
+
+    /// Sets the cookies of the session the door began (see [`entered_cookies`]).
+    pub fn with_session(mut self, settings: &Settings, entered: &Entered) -> Reply {
+        self.cookies.extend(entered_cookies(settings, entered));
+        self.entered = Some(entered.way);
+        self
+    }
 }
 
 impl IntoResponse for Reply {
@@ -91,6 +107,9 @@ impl IntoResponse for Reply {
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().append(SET_COOKIE, value);
             }
+        }
+        if let Some(way) = self.entered {
+            response.extensions_mut().insert(ThroughTheDoor(way));
         }
         response
     }

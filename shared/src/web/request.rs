@@ -143,11 +143,23 @@ impl Fields {
         Ok(Fields { values, errors: BTreeMap::new(), objects: HashMap::new(), repeated })
     }
 
-    /// A digest of the fields as sent, names and values in name order (the CSRF token aside): the
-    /// same request sent again has the same digest, whatever its key order or whitespace.
+    /// A digest of the fields as sent, names and values in name order (the CSRF token aside), every
+    /// value of a repeated form field included: the same request sent again has the same digest,
+    /// whatever its key order or whitespace, and a form that repeats a field with other values
+    /// (another set of `contact_ids`) has another.
     pub fn digest(&self) -> String {
         let sent: BTreeMap<&String, &Value> = self.values.iter().filter(|(name, _)| *name != "csrf_token").collect();
-        crate::domain::secret::digest(&format!("{sent:?}"))
+        let repeated: BTreeMap<&String, &Vec<String>> = self.repeated.iter().collect();
+        crate::domain::secret::digest(&format!("{sent:?}{repeated:?}"))
+    }
+
+    /// The fields that re-authenticate a change: `current_password` and `second_factor_code`
+    /// (either may be missing: the use case names what the account needs).
+    pub fn reauthentication(&mut self) -> crate::usecases::reauth::Reauthentication {
+        let current_password =
+            self.text("current_password").filter(|p| !p.is_empty()).map(crate::domain::password::Password::new);
+        let second_factor_code = self.text("second_factor_code").filter(|c| !c.trim().is_empty());
+        crate::usecases::reauth::Reauthentication { current_password, second_factor_code }
     }
 
     /// A text field as sent (absent or null is `None`); another type is a problem of that field.

@@ -2,6 +2,7 @@
 
 use super::request::{csrf_cookie_name, device_cookie_name, session_cookie_name};
 use crate::config::Settings;
+use crate::usecases::door::Entered;
 
 /// A path on this site: starts with one `/`, not `//` or `/\` (which browsers read as another host).
 pub fn is_same_site_path(path: &str) -> bool {
@@ -16,24 +17,20 @@ fn cookie_attributes(settings: &Settings, same_site: &str) -> String {
     format!("Path=/; HttpOnly; SameSite={same_site}{secure}")
 }
 
-/// The session cookie: it ends with the browser (no `Max-Age`); the server's idle and absolute
-/// limits end the session itself.
-pub fn session_cookie(settings: &Settings, token: &str) -> String {
-    format!("{}={token}; {}", session_cookie_name(settings), cookie_attributes(settings, "Lax"))
-}
-
-/// The session cookie of a "remember me" sign-in: it lasts `PORTAL_REMEMBER_ME_DAYS`, as the
-/// session does; without it, a browser-session cookie ([`session_cookie`]).
-pub fn session_cookie_for(settings: &Settings, token: &str, remembered: bool) -> String {
-    if !remembered {
-        return session_cookie(settings, token);
-    }
-    format!(
-        "{}={token}; Max-Age={}; {}",
-        session_cookie_name(settings),
-        settings.remember_me_secs,
-        cookie_attributes(settings, "Lax")
-    )
+/// The cookies of a session the door began: the session cookie (it ends with the browser, no
+/// `Max-Age`, unless "remember me" made it last `PORTAL_REMEMBER_ME_DAYS` as the session does) and,
+/// after a sign-in, the device cookie. Nothing else makes a session cookie: only the door makes
+/// an [`Entered`].
+pub fn entered_cookies(settings: &Settings, entered: &Entered) -> Vec<String> {
+    let name = session_cookie_name(settings);
+    let token = entered.session_token();
+    let attributes = cookie_attributes(settings, "Lax");
+    let session = match entered.options.remembered {
+        true => format!("{name}={token}; Max-Age={}; {attributes}", settings.remember_me_secs),
+        false => format!("{name}={token}; {attributes}"),
+    };
+    let device = entered.device_token().map(|token| device_cookie(settings, token));
+    std::iter::once(session).chain(device).collect()
 }
 
 /// The short-lived cookie of a sign-in awaiting its second factor.
@@ -58,12 +55,12 @@ pub fn clear_session_cookie(settings: &Settings) -> String {
     format!("{}=; Max-Age=0; {}", session_cookie_name(settings), cookie_attributes(settings, "Lax"))
 }
 
-/// The device cookie: this browser signed in to the account before (see `usecases::sign_in`).
-pub fn device_cookie(settings: &Settings, token: &str) -> String {
+/// The device cookie: this browser signed in to the account before (see `usecases::door`).
+fn device_cookie(settings: &Settings, token: &str) -> String {
     format!(
         "{}={token}; Max-Age={}; {}",
         device_cookie_name(settings),
-        crate::usecases::sign_in::DEVICE_TRUST_SECS,
+        crate::usecases::door::DEVICE_TRUST_SECS,
         cookie_attributes(settings, "Strict")
     )
 }

@@ -329,8 +329,40 @@ pub async fn registered(portal: &Portal, email: &str) {
         username: None,
         phone: None,
     };
-    let outcome = register(portal, &from("198.51.100.7"), registration).await.unwrap();
-    assert!(matches!(outcome, Registered::SignedIn(..)));
+    let arrival = portal::usecases::door::Arrival::default();
+    let outcome = register(portal, &from("198.51.100.7"), registration, arrival).await.unwrap();
+    assert!(matches!(outcome, Registered::Entry(portal::usecases::door::Entry::Entered(_))));
+}
+
+/// A password sign-in through the door (no HTTP), from the test address.
+pub async fn sign_in(
+    portal: &impl portal::usecases::door::DoorPorts,
+    login: &str,
+    password: &str,
+) -> Result<portal::usecases::door::Entry, portal::error::PortalError> {
+    use portal::usecases::door::{Arrival, Proof, enter};
+    let password = portal::domain::password::Password::new(password.into());
+    let proof = Proof::Password { login, password, second_factor_code: None };
+    enter(portal, &from("198.51.100.7"), proof, Arrival::default(), false).await
+}
+
+/// The session an entry began (panics when it awaits a second factor).
+pub fn entered(entry: portal::usecases::door::Entry) -> portal::usecases::door::Entered {
+    match entry {
+        portal::usecases::door::Entry::Entered(entered) => *entered,
+        portal::usecases::door::Entry::SecondFactorAwaited { .. } => panic!("a second factor is awaited"),
+    }
+}
+
+/// The second step of the pending sign-in `pending_token` with `code`, through the door.
+pub async fn second_step(
+    portal: &impl portal::usecases::door::DoorPorts,
+    pending_token: &str,
+    code: &str,
+) -> Result<portal::usecases::door::Entry, portal::error::PortalError> {
+    use portal::usecases::door::{Arrival, Proof, enter};
+    let proof = Proof::SecondFactor { pending_token, code };
+    enter(portal, &from("198.51.100.7"), proof, Arrival::default(), false).await
 }
 
 /// The administrator who imports and invites in the store-level tests.

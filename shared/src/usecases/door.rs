@@ -1,0 +1,556 @@
+//! The one door to a session.
+//!
+//! Every way into an account ends here, and nothing else makes a session: [`enter`] takes how the
+//! person proved who they are ([`Proof`]) and applies, in this order and in this one place,
+//! 1. the account's state: sign-in enabled, not deleted, its address confirmed where the site
+//!    requires it;
+//! 2. the attempt reservation and the lockout: the source address's allowance, then one attempt
+//!    of the account (or of a trusted device of it) taken before any secret is checked;
+//! 3. the second factor: awaited (a pending sign-in, no session yet), proven, or, where a web role
+//!    requires one that the account lacks, a session limited to setting it up;
+//! 4. the account's session epoch: the session begins in the epoch the account has now, so a
+//!    password change or reset made meanwhile (a new epoch) is never undone by an older proof.
+//!
+//! A password sign-in does the same work, and the same argon2 run, for a login that no account
+//! has, a wrong password and a locked account: the attempt is reserved under the login itself when
+//! no account has it, and the failure recorded (or, when refused, read) the same way.
+//!
+//! A new way in is a new [`Proof`], never a second place that writes a session. The web layer can
+//! only make the session cookie from what the door returns ([`Entered`]), and its guard layer
+//! refuses any other (see `web::app`).
+
+use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::contact::{Contact, Login};
+use crate::domain::ids::ContactId;
+use crate::domain::lockout::{AttemptSubject, FailedSignIn};
+use crate::domain::password::{Password, verify_password};
+use crate::domain::secret::{digest, random_token};
+use crate::domain::session::Session;
+use crate::domain::two_factor::{PENDING_SIGN_IN_ATTEMPTS, PendingSignIn, two_factor_required};
+use crate::error::PortalError;
+use crate::ports::{Device, UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
+
+use super::audit;
+use super::codes::use_code;
+use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
+
+/// How long a browser stays a trusted device of an account after it last signed in.
+pub const DEVICE_TRUST_SECS: i64 = 180 * 86_400;
+
+/// What a browser brought along with its proof (cookies).
+#[derive(Clone, Copy, Default)]
+pub struct Arrival<'a> {
+    /// The session cookie it still had: a new session ends it.
+    pub session: Option<&'a str>,
+    /// Its device cookie, if it has one.
+    pub device: Option<&'a str>,
+}
+
+/// How the person proved who they are.
+pub enum Proof<'a> {
+    /// A login (email or username) and password. With `second_factor_code`, an account with a
+    /// second factor proves it in the same request (redeeming an invitation onto an existing
+    /// account); without one, its sign-in awaits the second step.
+    Password { login: &'a str, password: Password, second_factor_code: Option<&'a str> },
+    /// The second step of a pending sign-in (the token of its cookie) with a code.
+    SecondFactor { pending_token: &'a str, code: &'a str },
+    /// A passkey assertion that verified against a passkey of the account.
+    Passkey(Box<PasskeyVerified>),
+    /// Credentials set up in this very request and committed: a registration or an invitation
+    /// redeemed with new credentials (`way` says which).
+    NewCredentials { contact: Box<Contact>, way: Way },
+    /// The signed-in person made a change that ended every session (password, email, factors,
+    /// passkeys): their own `session` continues in the account's new `epoch`.
+    /// `has_second_factor` is the account's factor state after the change, when it changed.
+    Continued { session: &'a Session, contact: Box<Contact>, epoch: String, has_second_factor: Option<bool> },
+}
+
+/// A passkey assertion that verified: only the passkeys use case makes one.
+pub struct PasskeyVerified {
+    contact: Contact,
+}
+
+impl PasskeyVerified {
+    pub(super) fn new(contact: Contact) -> Self {
+        PasskeyVerified { contact }
+    }
+}
+
+/// The way a session began (its audit entry, and what the web layer marks the cookie with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    Password,
+    SecondFactor,
+    Passkey,
+    Registration,
+    Redemption,
+    Continued,
+}
+
+impl Way {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Way::Password => "password",
+            Way::SecondFactor => "second_factor",
+            Way::Passkey => "passkey",
+            Way::Registration => "registration",
+            Way::Redemption => "redemption",
+            Way::Continued => "continued",
+        }
+    }
+}
+
+/// What kind of session a way in starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// "Remember me": the session lasts `PORTAL_REMEMBER_ME_DAYS` (its cookie too).
+    pub remembered: bool,
+    /// Only the two-factor set-up is open (the contact's role requires a second factor).
+    pub setup_only: bool,
+}
+
+/// The second factor as a proof leaves it.
+#[derive(Clone, Debug)]
+enum Factor {
+    /// Proven (a code, or a passkey, a strong factor in itself).
+    Proven,
+    /// The account has one and it is still to come: a pending sign-in awaits it.
+    Awaited(Vec<&'static str>),
+    /// The account has none.
+    Absent,
+    /// A continued session keeps its own limit (no factor changed).
+    Kept { setup_only: bool },
+}
+
+/// An identity proven by [`prove`], not yet admitted: only this module makes one, so only the
+/// door's own checks lead to [`admit`].
+pub struct Proven {
+    contact: Contact,
+    way: Way,
+    trusted_device: bool,
+    factor: Factor,
+    /// "Remember me" as the proof fixed it (a pending sign-in's, a continued session's).
+    remembered: Option<bool>,
+    epoch: String,
+}
+
+impl Proven {
+    pub fn contact(&self) -> &Contact {
+        &self.contact
+    }
+
+    /// Whether the account's second factor is still to come (no session can begin without it).
+    pub fn awaits_second_factor(&self) -> bool {
+        matches!(self.factor, Factor::Awaited(_))
+    }
+
+    /// The same account as a change committed after the proof left it (an invitation's roles and
+    /// account added): the proof stands for the account, not for what it was read as.
+    pub fn changed_to(mut self, contact: Contact) -> Result<Self, PortalError> {
+        if contact.contact_id != self.contact.contact_id || contact.session_epoch != self.contact.session_epoch {
+            return Err(anyhow::anyhow!("a proof applied to another account or epoch").into());
+        }
+        self.contact = contact;
+        Ok(self)
+    }
+}
+
+/// A session begun: the contact, and the tokens of the cookies (only the web layer reads them).
+pub struct Entered {
+    pub contact: Contact,
+    pub way: Way,
+    pub options: SessionOptions,
+    session_token: String,
+    device_token: Option<String>,
+}
+
+impl Entered {
+    pub fn session_token(&self) -> &str {
+        &self.session_token
+    }
+
+    /// The device cookie's value: the browser is (still) a trusted device of the account.
+    pub fn device_token(&self) -> Option<&str> {
+        self.device_token.as_deref()
+    }
+}
+
+/// What the door opened to.
+pub enum Entry {
+    Entered(Box<Entered>),
+    /// The right password of an account with a second factor: a pending sign-in (the token for
+    /// its cookie) awaits one of `methods`, and no session is started yet.
+    SecondFactorAwaited { pending_token: String, methods: Vec<&'static str> },
+}
+
+/// Everything the door reads and writes.
+pub trait DoorPorts: UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor {}
+impl<T: UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor> DoorPorts for T {}
+
+/// The one way to a session: [`prove`], then [`admit`].
+pub async fn enter(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    proof: Proof<'_>,
+    arrival: Arrival<'_>,
+    remember_me: bool,
+) -> Result<Entry, PortalError> {
+    let proven = prove(portal, source, proof, arrival).await?;
+    admit(portal, source, proven, arrival, remember_me).await
+}
+
+/// Continues the signed-in person's session after a change of theirs that wrote the account's new
+/// `epoch` (every other session ended): this browser goes on under a new session cookie.
+pub async fn continue_session(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    session: &Session,
+    contact: &Contact,
+    epoch: &str,
+    has_second_factor: Option<bool>,
+) -> Result<Entered, PortalError> {
+    let proof = Proof::Continued {
+        session,
+        contact: Box::new(contact.clone()),
+        epoch: epoch.to_string(),
+        has_second_factor,
+    };
+    match enter(portal, source, proof, Arrival::default(), session.remembered).await? {
+        Entry::Entered(entered) => Ok(*entered),
+        Entry::SecondFactorAwaited { .. } => Err(anyhow::anyhow!("a continued session awaits no factor").into()),
+    }
+}
+
+/// Checks a proof: the account's state, the attempts and lockout, the secret itself and (when it
+/// came with one) the second factor. Nothing here starts a session.
+pub async fn prove(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    proof: Proof<'_>,
+    arrival: Arrival<'_>,
+) -> Result<Proven, PortalError> {
+    match proof {
+        Proof::Password { login, password, second_factor_code } => {
+            prove_password(portal, source, login, password, second_factor_code, arrival.device).await
+        }
+        Proof::SecondFactor { pending_token, code } => {
+            prove_second_factor(portal, source, pending_token, code, arrival.device).await
+        }
+        Proof::Passkey(verified) => prove_passkey(portal, source, verified.contact, arrival.device).await,
+        Proof::NewCredentials { contact, way } => {
+            let epoch = contact.session_epoch.clone();
+            Ok(Proven { contact: *contact, way, trusted_device: false, factor: Factor::Absent, remembered: None, epoch })
+        }
+        Proof::Continued { session, contact, epoch, has_second_factor } => {
+            if session.contact_id != contact.contact_id {
+                return Err(anyhow::anyhow!("a session continued for another account").into());
+            }
+            let factor = match has_second_factor {
+                Some(true) => Factor::Proven,
+                Some(false) => Factor::Absent,
+                None => Factor::Kept { setup_only: session.setup_only },
+            };
+            let remembered = Some(session.remembered);
+            Ok(Proven { contact: *contact, way: Way::Continued, trusted_device: false, factor, remembered, epoch })
+        }
+    }
+}
+
+/// Admits a proven identity: the account's state once more (a change may have come between), the
+/// second factor awaited or the set-up limit, then the session in the proof's epoch. For every way
+/// in but a continued session, the session the browser arrived with ends; a sign-in (re)trusts the
+/// browser as a device of the account.
+pub async fn admit(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    proven: Proven,
+    arrival: Arrival<'_>,
+    remember_me: bool,
+) -> Result<Entry, PortalError> {
+    let Proven { contact, way, trusted_device, factor, remembered, epoch } = proven;
+    let settings = portal.settings();
+    // 1. The account's state.
+    if !contact.may_sign_in() {
+        audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
+        return Err(PortalError::InvalidCredentials);
+    }
+    // A continued session was admitted before: the site's confirmation rule was applied then.
+    if way != Way::Continued && settings.require_confirmation && !contact.email_confirmed {
+        audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
+        return Err(PortalError::EmailNotConfirmed);
+    }
+    let remembered = remembered.unwrap_or(remember_me);
+    let now = portal.clock().now();
+    // 3. The second factor.
+    let setup_only = match factor {
+        Factor::Awaited(methods) => {
+            let (pending, pending_token) =
+                PendingSignIn::start(&contact.contact_id, &epoch, now, remembered, trusted_device);
+            portal.two_factor().create_pending(&pending).await?;
+            audit(AuditEvent::SecondFactorRequired, Some(&contact.contact_id), source);
+            return Ok(Entry::SecondFactorAwaited { pending_token, methods });
+        }
+        Factor::Proven => false,
+        Factor::Absent => two_factor_required(&contact.roles, &settings.two_factor_required_roles),
+        Factor::Kept { setup_only } => setup_only,
+    };
+    // 4. The session, in the epoch the proof was made in.
+    let options = SessionOptions { remembered, setup_only };
+    let lifetime = if remembered { settings.remember_me_secs } else { settings.session_absolute_secs };
+    let (mut session, session_token) = Session::start(&contact.contact_id, &epoch, now, lifetime);
+    session.remembered = options.remembered;
+    session.setup_only = options.setup_only;
+    let signs_in = matches!(way, Way::Password | Way::SecondFactor | Way::Passkey);
+    let device_token = signs_in.then(|| match arrival.device {
+        Some(device) if trusted_device => device.to_string(),
+        _ => random_token(),
+    });
+    let ends_arrival = way != Way::Continued;
+    let remember_device = async {
+        let Some(token) = &device_token else { return Ok(()) };
+        let device = Device { digest: digest(token), contact_id: contact.contact_id.clone(), expires_at: now + DEVICE_TRUST_SECS };
+        portal.contacts().remember_device(&device).await
+    };
+    let end_arrival = async {
+        match arrival.session.filter(|t| ends_arrival && !t.is_empty()) {
+            Some(token) => portal.sessions().delete(&digest(token)).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    let (created, remembered_device, ended) =
+        tokio::join!(portal.sessions().create(&session), remember_device, end_arrival);
+    created?;
+    remembered_device?;
+    ended?;
+    tracing::info!(
+        audit = AuditEvent::SignedIn.as_str(),
+        way = way.as_str(),
+        contact_id = %contact.contact_id,
+        source_ip = %source,
+        "audit"
+    );
+    Ok(Entry::Entered(Box::new(Entered { contact, way, options, session_token, device_token })))
+}
+
+/// The second-factor state of a login that no account has: read as an account's would be, so the
+/// work does not tell (no such item ever exists).
+fn nobody(subject: &AttemptSubject) -> ContactId {
+    match subject {
+        AttemptSubject::Account(contact_id) => contact_id.clone(),
+        AttemptSubject::UnknownLogin(digest) => ContactId::from(format!("nobody-{digest}")),
+    }
+}
+
+async fn prove_password(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    raw_login: &str,
+    password: Password,
+    second_factor_code: Option<&str>,
+    device: Option<&str>,
+) -> Result<Proven, PortalError> {
+    let login = Login::parse(raw_login);
+    // The source address's attempt and the account's look-up go out together (one round trip).
+    let find = async {
+        match &login {
+            Some(login) => portal.contacts().find_by_login(login).await,
+            None => Ok(None),
+        }
+    };
+    let (allowed, found) = tokio::join!(reserve_attempt(portal, source, Attempt::SignIn), find);
+    allowed?;
+    let found = found?.filter(|c| c.password_hash.is_some());
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    let subject = match &found {
+        Some(contact) => AttemptSubject::Account(contact.contact_id.clone()),
+        None => AttemptSubject::unknown_login(&login.as_ref().map_or_else(|| raw_login.trim().to_lowercase(), Login::key)),
+    };
+    // The attempt (on a trusted device of the account its own) and the factor state together.
+    let reserve = async {
+        if let (Some(contact), Some(device)) = (&found, device)
+            && portal.contacts().reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold).await?
+        {
+            return Ok::<_, anyhow::Error>((true, true));
+        }
+        Ok((portal.contacts().reserve_attempt(&subject, now, &policy).await?, false))
+    };
+    let owner = nobody(&subject);
+    let (reservation, state) = tokio::join!(reserve, portal.two_factor().get(&owner));
+    let (reserved, trusted_device) = reservation?;
+    let state = state?;
+    let hash = found.as_ref().filter(|_| reserved).and_then(|c| c.password_hash.clone());
+    if !verify_password(password, hash).await? {
+        audit(AuditEvent::SignInFailed, found.as_ref().map(|c| &c.contact_id), source);
+        count_failure(portal, &subject, reserved, trusted_device).await?;
+        return Err(PortalError::InvalidCredentials);
+    }
+    let contact = found.ok_or_else(|| anyhow::anyhow!("a right password without its account"))?;
+    if !contact.may_sign_in() {
+        audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
+        return Err(PortalError::InvalidCredentials);
+    }
+    let factor = match (state.enabled(), second_factor_code) {
+        (false, _) => Factor::Absent,
+        (true, None) => {
+            // Only this attempt was right: the account's other failures (second-factor guesses
+            // among them) stay counted until the second factor is proven too.
+            let release = async {
+                match trusted_device {
+                    true => Ok(()),
+                    false => portal.contacts().release_attempt(&contact.contact_id).await,
+                }
+            };
+            let (released, given_back) = tokio::join!(release, give_back_attempt(portal, source, Attempt::SignIn));
+            released?;
+            given_back?;
+            let epoch = contact.session_epoch.clone();
+            let factor = Factor::Awaited(state.methods());
+            return Ok(Proven { contact, way: Way::Password, trusted_device, factor, remembered: None, epoch });
+        }
+        (true, Some(code)) => {
+            if !use_code(portal, &contact, &state, code).await? {
+                audit(AuditEvent::SecondFactorFailed, Some(&contact.contact_id), source);
+                count_failure(portal, &subject, true, trusted_device).await?;
+                return Err(PortalError::field("second_factor_code", "is not a current code of this account"));
+            }
+            Factor::Proven
+        }
+    };
+    succeeded(portal, source, &contact, trusted_device).await?;
+    let epoch = contact.session_epoch.clone();
+    Ok(Proven { contact, way: Way::Password, trusted_device, factor, remembered: None, epoch })
+}
+
+async fn prove_second_factor(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    pending_token: &str,
+    code: &str,
+    device: Option<&str>,
+) -> Result<Proven, PortalError> {
+    let now = portal.clock().now();
+    let pending_digest = digest(pending_token);
+    let pending = portal
+        .two_factor()
+        .take_pending_attempt(&pending_digest, now, PENDING_SIGN_IN_ATTEMPTS)
+        .await?
+        .ok_or(PortalError::Unauthenticated)?;
+    reserve_attempt(portal, source, Attempt::SignIn).await?;
+    let Some(contact) = portal.contacts().get(&pending.contact_id).await? else {
+        return Err(PortalError::Unauthenticated);
+    };
+    // A password change or reset since the password was right voids the pending sign-in, as it
+    // ends the sessions.
+    if pending.epoch != contact.session_epoch || !contact.may_sign_in() {
+        portal.two_factor().end_pending(&pending_digest).await?;
+        audit(AuditEvent::SecondFactorFailed, Some(&contact.contact_id), source);
+        return Err(PortalError::Unauthenticated);
+    }
+    let policy = portal.settings().lockout;
+    let subject = AttemptSubject::Account(contact.contact_id.clone());
+    let device = device.filter(|_| pending.trusted_device);
+    let reserved = match device {
+        Some(device) => {
+            portal
+                .contacts()
+                .reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold)
+                .await?
+        }
+        None => portal.contacts().reserve_attempt(&subject, now, &policy).await?,
+    };
+    let state = portal.two_factor().get(&contact.contact_id).await?;
+    let passed = reserved && use_code(portal, &contact, &state, code).await?;
+    if !passed {
+        audit(AuditEvent::SecondFactorFailed, Some(&contact.contact_id), source);
+        if reserved && device.is_none() {
+            portal.contacts().record_failed_sign_in(&subject, now, &policy).await?;
+        }
+        if pending.attempts >= PENDING_SIGN_IN_ATTEMPTS {
+            portal.two_factor().end_pending(&pending_digest).await?;
+        }
+        return Err(PortalError::InvalidCredentials);
+    }
+    portal.two_factor().end_pending(&pending_digest).await?;
+    let trusted_device = device.is_some();
+    succeeded(portal, source, &contact, trusted_device).await?;
+    let epoch = pending.epoch.clone();
+    let remembered = Some(pending.remember_me);
+    Ok(Proven { contact, way: Way::SecondFactor, trusted_device, factor: Factor::Proven, remembered, epoch })
+}
+
+/// A passkey sign-in: the assertion verified; the account's lockout (or its trusted device's
+/// allowance) still holds, as for every way in.
+async fn prove_passkey(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    contact: Contact,
+    device: Option<&str>,
+) -> Result<Proven, PortalError> {
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    let trusted_device = match device {
+        Some(device) => {
+            portal
+                .contacts()
+                .reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold)
+                .await?
+        }
+        None => false,
+    };
+    let subject = AttemptSubject::Account(contact.contact_id.clone());
+    if !trusted_device && !portal.contacts().reserve_attempt(&subject, now, &policy).await? {
+        audit(AuditEvent::PasskeySignInFailed, Some(&contact.contact_id), source);
+        return Err(PortalError::InvalidCredentials);
+    }
+    succeeded(portal, source, &contact, trusted_device).await?;
+    let epoch = contact.session_epoch.clone();
+    Ok(Proven { contact, way: Way::Passkey, trusted_device, factor: Factor::Proven, remembered: None, epoch })
+}
+
+/// Everything proven: the source address's attempt is given back and the account's failures
+/// cleared (a trusted device's attempt was its own).
+async fn succeeded(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    contact: &Contact,
+    trusted_device: bool,
+) -> Result<(), PortalError> {
+    let reset = async {
+        match trusted_device {
+            true => Ok(()),
+            false => portal.contacts().reset_lockout(&contact.contact_id).await,
+        }
+    };
+    let (given_back, reset) = tokio::join!(give_back_attempt(portal, source, Attempt::SignIn), reset);
+    given_back?;
+    reset?;
+    Ok(())
+}
+
+/// A failed check: the reserved attempt stays counted and locks the subject at the threshold; an
+/// attempt its reservation refused (a locked subject) reads the subject's state instead, the same
+/// work, so a locked account answers in the time a wrong password does. A trusted device counted
+/// its failure when it reserved it.
+async fn count_failure(
+    portal: &impl DoorPorts,
+    subject: &AttemptSubject,
+    reserved: bool,
+    trusted_device: bool,
+) -> Result<(), PortalError> {
+    if trusted_device {
+        return Ok(());
+    }
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    if !reserved {
+        portal.contacts().lockout_of(subject).await?;
+        return Ok(());
+    }
+    if let FailedSignIn::LockedOut { until } = portal.contacts().record_failed_sign_in(subject, now, &policy).await?
+        && let AttemptSubject::Account(contact_id) = subject
+    {
+        tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact_id, locked_until = until.as_secs(), "audit");
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Re-authentication: what every change that could take an account over asks for first (adding
+//! or removing a passkey, changing the email address or the password, every two-factor change).
+//!
+//! A session alone never suffices: the current password and, when the account has a second
+//! factor, a current code of it. One attempt of the account is taken before anything is checked,
+//! as a sign-in takes one, so wrong values count towards the lockout; the failures are cleared
+//! only when both are right.
+
+use std::collections::BTreeMap;
+
+use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::contact::Contact;
+use crate::domain::lockout::{AttemptSubject, FailedSignIn};
+use crate::domain::password::{Password, verify_password};
+use crate::domain::two_factor::TwoFactor;
+use crate::error::PortalError;
+use crate::ports::{UsesClock, UsesContacts, UsesSettings, UsesTwoFactor};
+
+use super::audit;
+use super::codes::use_code;
+
+/// What a change that needs re-authentication was sent with.
+#[derive(Clone, Default)]
+pub struct Reauthentication {
+    pub current_password: Option<Password>,
+    /// A current TOTP code, an emailed code or an unused recovery code.
+    pub second_factor_code: Option<String>,
+}
+
+impl Reauthentication {
+    pub fn with_password(password: Password) -> Self {
+        Reauthentication { current_password: Some(password), second_factor_code: None }
+    }
+}
+
+const WRONG_PASSWORD: &str = "is not your current password";
+const WRONG_CODE: &str = "is not a current code of your second factor";
+const CODE_REQUIRED: &str =
+    "is required: your account has two-factor authentication (a code from your app, an emailed code or a recovery code)";
+
+/// Checks `given` for the signed-in `contact`: the current password and, when the account has a
+/// second factor, a current code of it (used up). Missing or wrong: 400 naming the field. Returns
+/// the account's two-factor state as read, for a change to build on.
+pub async fn reauthenticate(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings + UsesTwoFactor),
+    source: &SourceAddress,
+    contact: &Contact,
+    given: Reauthentication,
+) -> Result<TwoFactor, PortalError> {
+    let state = portal.two_factor().get(&contact.contact_id).await?;
+    let needs_code = state.enabled();
+    let mut missing = BTreeMap::new();
+    if given.current_password.is_none() {
+        missing.insert("current_password".to_string(), "is required to make this change".to_string());
+    }
+    let code = given.second_factor_code.filter(|c| !c.trim().is_empty());
+    if needs_code && code.is_none() {
+        missing.insert("second_factor_code".to_string(), CODE_REQUIRED.to_string());
+    }
+    let (Some(password), true) = (given.current_password, missing.is_empty()) else {
+        return Err(PortalError::fields_invalid(missing));
+    };
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    let subject = AttemptSubject::Account(contact.contact_id.clone());
+    let reserved = contact.password_hash.is_some() && portal.contacts().reserve_attempt(&subject, now, &policy).await?;
+    let hash = if reserved { contact.password_hash.clone() } else { None };
+    let wrong = if !verify_password(password, hash).await? {
+        Some(("current_password", WRONG_PASSWORD))
+    } else {
+        match &code {
+            Some(code) if needs_code && !use_code(portal, contact, &state, code).await? => {
+                Some(("second_factor_code", WRONG_CODE))
+            }
+            _ => None,
+        }
+    };
+    if let Some((field, reason)) = wrong {
+        if reserved
+            && let FailedSignIn::LockedOut { until } =
+                portal.contacts().record_failed_sign_in(&subject, now, &policy).await?
+        {
+            tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
+        }
+        audit(AuditEvent::ReauthenticationFailed, Some(&contact.contact_id), source);
+        return Err(PortalError::field(field, reason));
+    }
+    portal.contacts().reset_lockout(&contact.contact_id).await?;
+    Ok(state)
+}
