@@ -38,12 +38,36 @@ fn authenticator() -> SoftPasskey {
     SoftPasskey::new(true)
 }
 
+/// Starts a registration, re-authenticated with the password.
 async fn start_registration(t: &TestPortal, session: &str) -> Value {
-    let response = t
-        .send(&Profile, Req::post("/profile/passkeys/register/start").json(json!({})).cookie("portal_session", session))
-        .await;
+    let body = json!({"current_password": PASSWORD});
+    let response =
+        t.send(&Profile, Req::post("/profile/passkeys/register/start").json(body).cookie("portal_session", session)).await;
     assert_eq!(response.status(), 200, "{}", body_text(&response));
     body_json(&response)
+}
+
+#[tokio::test]
+async fn adding_a_passkey_needs_the_password_not_the_session_alone() {
+    let t = test_portal(&[]);
+    let (session, _) = signed_up(&t).await;
+    let start = |body: Value| Req::post("/profile/passkeys/register/start").json(body).cookie("portal_session", &session);
+    let borrowed = t.send(&Profile, start(json!({}))).await;
+    assert_eq!(borrowed.status(), 400, "{}", body_text(&borrowed));
+    assert!(body_json(&borrowed)["fields"]["current_password"].is_string());
+    let wrong = t.send(&Profile, start(json!({"current_password": "not-the-password"}))).await;
+    assert_eq!(wrong.status(), 400);
+    assert!(body_json(&wrong)["fields"]["current_password"].is_string());
+    let contact = t.contacts.all().pop().unwrap();
+    assert_eq!(contact.failed_sign_ins, 1, "a wrong password counts towards the lockout");
+    let right = t.send(&Profile, start(json!({"current_password": PASSWORD}))).await;
+    assert_eq!(right.status(), 200, "{}", body_text(&right));
+    assert!(right_has_options(&body_json(&right)));
+    assert_eq!(t.contacts.all().pop().unwrap().failed_sign_ins, 0, "both right: the failures are cleared");
+}
+
+fn right_has_options(body: &Value) -> bool {
+    body["publicKey"]["challenge"].is_string() && body["ceremony"].is_string()
 }
 
 /// The authenticator's answer to creation options, at `origin`.

@@ -81,7 +81,8 @@ async fn post(
 
 /// A registration's finish, prepared fault-free: the request's body.
 async fn prepared_registration(portal: &Arc<Portal>, session: &str, key: &mut SoftPasskey) -> Value {
-    let started = post(portal, &Profile, "/profile/passkeys/register/start", json!({}), Some(session)).await;
+    let body = json!({"current_password": PASSWORD});
+    let started = post(portal, &Profile, "/profile/passkeys/register/start", body, Some(session)).await;
     assert_eq!(started.status(), 200, "{}", body_text(&started));
     let started = body_json(&started);
     json!({"ceremony": started["ceremony"], "name": "Laptop", "credential": create(key, &started)})

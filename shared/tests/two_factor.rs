@@ -181,13 +181,11 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
     let token = pending(&t, false).await;
     assert_eq!(second_step(&t, &token, &codes[0]).await.status(), 401, "used twice");
 
-    let wrong =
-        profile_post(&t, &session_after, "/profile/two-factor/recovery-codes", json!({"current_password": "nope"}))
-            .await;
+    let wrong = json!({"current_password": "nope", "second_factor_code": codes[2]});
+    let wrong = profile_post(&t, &session_after, "/profile/two-factor/recovery-codes", wrong).await;
     assert_eq!(wrong.status(), 400);
-    let renewed =
-        profile_post(&t, &session_after, "/profile/two-factor/recovery-codes", json!({"current_password": PASSWORD}))
-            .await;
+    let renew = json!({"current_password": PASSWORD, "second_factor_code": codes[2]});
+    let renewed = profile_post(&t, &session_after, "/profile/two-factor/recovery-codes", renew).await;
     assert_eq!(renewed.status(), 200, "{}", body_text(&renewed));
     let new_codes = body_json(&renewed)["recovery_codes"].as_array().unwrap().clone();
     assert_eq!(new_codes.len(), 10);
@@ -203,7 +201,7 @@ async fn every_change_is_emailed_and_ends_the_other_sessions() {
     let first = register(&t).await;
     let other = cookie_value(&t.send(&SignIn, sign_in(false)).await, "portal_session").unwrap();
     t.mailbox().await;
-    let (_, _, current) = set_up_totp(&t, &first).await;
+    let (secret, _, current) = set_up_totp(&t, &first).await;
     for session in [&first, &other] {
         assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), session)).await.status(), 401);
     }
@@ -213,11 +211,17 @@ async fn every_change_is_emailed_and_ends_the_other_sessions() {
     let mail = t.mailbox().await;
     assert!(mail.iter().any(|m| m.to == ADA && m.subject == "Your two-factor authentication changed"), "{mail:?}");
 
-    let wrong = profile_post(&t, &current, "/profile/two-factor/disable", json!({"current_password": "wrong"})).await;
+    t.clock.advance(TOTP_STEP_SECS);
+    let wrong = json!({"current_password": "wrong", "second_factor_code": code(&t, &secret, 0)});
+    let wrong = profile_post(&t, &current, "/profile/two-factor/disable", wrong).await;
     assert_eq!(wrong.status(), 400, "disabling needs the password");
-    assert_eq!(status(&t, &current).await["totp"], true);
-    let disabled =
+    let password_alone =
         profile_post(&t, &current, "/profile/two-factor/disable", json!({"current_password": PASSWORD})).await;
+    assert_eq!(password_alone.status(), 400, "and a current second factor");
+    assert!(body_json(&password_alone)["fields"]["second_factor_code"].is_string(), "{}", body_text(&password_alone));
+    assert_eq!(status(&t, &current).await["totp"], true);
+    let disable = json!({"current_password": PASSWORD, "second_factor_code": code(&t, &secret, 0)});
+    let disabled = profile_post(&t, &current, "/profile/two-factor/disable", disable).await;
     assert_eq!(disabled.status(), 204);
     let after = cookie_value(&disabled, "portal_session").unwrap();
     assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &current)).await.status(), 401);
@@ -277,21 +281,25 @@ async fn an_emailed_code_is_a_second_factor_used_once() {
 }
 
 #[tokio::test]
-async fn emailed_codes_count_against_the_email_allowances() {
+async fn a_pending_sign_in_asks_for_a_few_codes_and_never_spends_the_owners_allowances() {
     let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "2")]);
     let session = register(&t).await;
     profile_post(&t, &session, "/profile/two-factor/email", json!({"current_password": PASSWORD, "enabled": true}))
         .await;
     let token = pending(&t, false).await;
     let before = t.outbox.all().iter().filter(|m| m.kind == MessageKind::SignInCode).count();
-    for _ in 0..3 {
+    for _ in 0..6 {
         let asked = t
             .send(&SignIn, Req::post("/signin/second-factor/email").json(json!({})).cookie("portal_pending", &token))
             .await;
-        assert_eq!(asked.status(), 202, "the same answer within or over the allowance");
+        assert_eq!(asked.status(), 202, "the same answer within or over the cap");
     }
     let sent = t.outbox.all().iter().filter(|m| m.kind == MessageKind::SignInCode).count() - before;
-    assert!(sent < 3, "the recipient's allowance stops the codes ({sent} queued)");
+    assert_eq!(sent, 3, "a pending sign-in's own cap");
+    // Someone who has the password spent none of the owner's allowances: a reset link still goes.
+    let reset = t.send(&SignIn, Req::post("/forgot-password").json(json!({"email": ADA}))).await;
+    assert_eq!(reset.status(), 202);
+    assert!(t.outbox.all().iter().any(|m| m.kind == MessageKind::ResetRequest), "the owner's reset link went out");
 }
 
 #[tokio::test]
@@ -381,10 +389,16 @@ async fn remember_me_makes_the_cookie_and_session_last_the_configured_days() {
     lifetimes.sort();
     assert_eq!(lifetimes.last(), Some(&(10 * 86_400)), "the remembered session's absolute limit");
     assert!(lifetimes.contains(&(24 * 3600)), "the others keep the usual limit");
-    // The idle limit still applies to a remembered session.
+    // "Remember me" keeps the browser signed in for those days: no idle limit; a plain session has one.
     let token = cookie_value(&remembered, "portal_session").unwrap();
+    let plain = cookie_value(&plain, "portal_session").unwrap();
     t.clock.advance(61 * 60);
-    assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &token)).await.status(), 401);
+    assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &token)).await.status(), 200, "remembered");
+    assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &plain)).await.status(), 401, "idle");
+    t.clock.advance(3 * 86_400);
+    assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &token)).await.status(), 200, "three idle days");
+    t.clock.advance(7 * 86_400);
+    assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &token)).await.status(), 401, "the days are up");
 }
 
 #[tokio::test]
@@ -393,7 +407,8 @@ async fn a_refused_change_shows_the_settings_as_they_stand() {
     let session = register(&t).await;
     let (_, _, session) = set_up_totp(&t, &session).await;
     let csrf = "c".repeat(43);
-    let req = Req::post("/profile/two-factor/disable").form(&[("current_password", "not-it")], &csrf);
+    let fields = [("current_password", "not-it"), ("second_factor_code", "123456")];
+    let req = Req::post("/profile/two-factor/disable").form(&fields, &csrf);
     let page = t.send(&Profile, as_viewer(req, &session)).await;
     assert_eq!(page.status(), 400);
     let html = body_text(&page);
@@ -419,16 +434,19 @@ async fn the_right_password_does_not_wipe_the_failures_of_wrong_codes() {
 }
 
 #[tokio::test]
-async fn redeeming_an_invitation_onto_an_account_with_a_second_factor_signs_nothing_in() {
-    let t =
-        test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100"), ("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "100")]);
+async fn redeeming_onto_an_account_with_a_second_factor_needs_a_current_code_of_it() {
+    let t = test_portal(&[
+        ("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100"),
+        ("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "100"),
+        ("PORTAL_LOCKOUT_THRESHOLD", "5"),
+    ]);
     let admin = t.send(&Register, Req::post("/register").json(registration("admin@example.com"))).await;
     let admin = cookie_value(&admin, "portal_session").unwrap();
     let mut staff = t.contacts.all().into_iter().next().unwrap();
     staff.roles = vec!["Administrators".into()];
     t.contacts.put(staff);
     let session = register(&t).await;
-    set_up_totp(&t, &session).await;
+    let (secret, _, _) = set_up_totp(&t, &session).await;
     let body = json!({"email": ADA, "first_name": "Ada", "last_name": "Lovelace", "roles": ["Partners"]});
     let created = t
         .send(&portal::handlers::admin::CreateInvitation, as_viewer(Req::post("/admin/invitations").json(body), &admin))
@@ -436,10 +454,36 @@ async fn redeeming_an_invitation_onto_an_account_with_a_second_factor_signs_noth
     assert_eq!(created.status(), 201, "{}", body_text(&created));
     let mail = t.mailbox().await;
     let link = mail.iter().flat_map(|m| m.text.lines()).find(|l| l.contains("/redeem?code=")).expect("the invitation");
-    let code = link.split("code=").nth(1).unwrap().trim().to_string();
-    let redeem = json!({"code": code, "existing_account": true, "login": ADA, "password": PASSWORD});
-    let redeemed = t.send(&portal::handlers::redeem::RedeemInvitation, Req::post("/redeem").json(redeem)).await;
-    assert_eq!(redeemed.status(), 200, "{}", body_text(&redeemed));
-    assert_eq!(body_json(&redeemed)["roles"], json!(["Partners"]), "the invitation is redeemed");
-    assert_eq!(cookie_value(&redeemed, "portal_session"), None, "a password alone never signs in such an account");
+    let code_sent = link.split("code=").nth(1).unwrap().trim().to_string();
+    // Two wrong codes at sign-in count against the account.
+    t.clock.advance(TOTP_STEP_SECS);
+    for _ in 0..2 {
+        let token = pending(&t, false).await;
+        assert_eq!(second_step(&t, &token, "000000").await.status(), 401);
+    }
+    let ada = || t.contacts.all().into_iter().find(|c| c.email == ADA).unwrap();
+    let redeem = |extra: Value| {
+        let mut body = json!({"code": code_sent, "existing_account": true, "login": ADA, "password": PASSWORD});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Req::post("/redeem").json(body)
+    };
+    let redeemer = portal::handlers::redeem::RedeemInvitation;
+
+    let password_alone = t.send(&redeemer, redeem(json!({}))).await;
+    assert_eq!(password_alone.status(), 400, "{}", body_text(&password_alone));
+    assert!(body_json(&password_alone)["fields"]["second_factor_code"].is_string());
+    assert_eq!(ada().roles, Vec::<String>::new(), "nothing redeemed with half a sign-in");
+    assert_eq!(ada().failed_sign_ins, 2, "the right password wiped none of the wrong codes' failures");
+
+    let wrong = t.send(&redeemer, redeem(json!({"second_factor_code": "000000"}))).await;
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(ada().failed_sign_ins, 3, "a wrong code counts");
+    assert_eq!(ada().roles, Vec::<String>::new());
+
+    let right = t.send(&redeemer, redeem(json!({"second_factor_code": code(&t, &secret, 0)}))).await;
+    assert_eq!(right.status(), 200, "{}", body_text(&right));
+    assert_eq!(body_json(&right)["roles"], json!(["Partners"]), "the invitation is redeemed");
+    let session = cookie_value(&right, "portal_session").expect("both factors: signed in through the door");
+    assert_eq!(t.send(&Profile, as_viewer(Req::get("/profile"), &session)).await.status(), 200);
+    assert_eq!(ada().failed_sign_ins, 0, "both factors right: the failures are cleared");
 }

@@ -40,7 +40,7 @@ const CODE_REQUIRED: &str =
 
 /// Checks `given` for the signed-in `contact`: the current password and, when the account has a
 /// second factor, a current code of it (used up). Missing or wrong: 400 naming the field. Returns
-/// the account's two-factor state as read, for a change to build on.
+/// the account's two-factor state as it stands after, for a change to build on.
 pub async fn reauthenticate(
     portal: &(impl UsesContacts + UsesClock + UsesSettings + UsesTwoFactor),
     source: &SourceAddress,
@@ -86,5 +86,9 @@ pub async fn reauthenticate(
         return Err(PortalError::field(field, reason));
     }
     portal.contacts().reset_lockout(&contact.contact_id).await?;
-    Ok(state)
+    // Using the code wrote the state (a used step, a used recovery code): a change builds on that.
+    match needs_code {
+        true => Ok(portal.two_factor().get(&contact.contact_id).await?),
+        false => Ok(state),
+    }
 }
