@@ -36,7 +36,10 @@
   }
 
   async function register() {
-    const started = await post("/profile/passkeys/register/start", {});
+    const reauthentication = { current_password: document.getElementById("passkey-current-password").value };
+    const code = document.getElementById("passkey-second-factor-code").value.trim();
+    if (code) reauthentication.second_factor_code = code;
+    const started = await post("/profile/passkeys/register/start", reauthentication);
     const options = started.publicKey;
     options.challenge = toBuffer(options.challenge);
     options.user.id = toBuffer(options.user.id);

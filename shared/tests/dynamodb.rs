@@ -111,7 +111,10 @@ async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
         assert_eq!(fail_once(&store, &ada, now).await, FailedSignIn::Counted);
     }
     assert_eq!(fail_once(&store, &ada, now).await, FailedSignIn::LockedOut { until: now + 300 });
-    assert!(!store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), now + 10, &POLICY).await.unwrap(), "no attempt while locked");
+    assert!(
+        !store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), now + 10, &POLICY).await.unwrap(),
+        "no attempt while locked"
+    );
     let locked = store.get(&ada.contact_id).await.unwrap().unwrap();
     assert_eq!((locked.failed_sign_ins, locked.lockouts, locked.locked_until), (0, 1, Some(now + 300)));
     // After it ends, the next lockout is twice as long.
@@ -134,7 +137,9 @@ async fn fifty_parallel_attempts_get_at_most_the_threshold_and_lock_once() {
     let attempts: Vec<_> = (0..50)
         .map(|_| {
             let (store, id) = (store.clone(), ada.contact_id.clone());
-            tokio::spawn(async move { store.reserve_attempt(&AttemptSubject::Account(id.clone()), now, &POLICY).await.unwrap() })
+            tokio::spawn(async move {
+                store.reserve_attempt(&AttemptSubject::Account(id.clone()), now, &POLICY).await.unwrap()
+            })
         })
         .collect();
     let mut granted = Vec::new();
@@ -148,7 +153,9 @@ async fn fifty_parallel_attempts_get_at_most_the_threshold_and_lock_once() {
         .iter()
         .map(|_| {
             let (store, id) = (store.clone(), ada.contact_id.clone());
-            tokio::spawn(async move { store.record_failed_sign_in(&AttemptSubject::Account(id.clone()), now, &POLICY).await.unwrap() })
+            tokio::spawn(async move {
+                store.record_failed_sign_in(&AttemptSubject::Account(id.clone()), now, &POLICY).await.unwrap()
+            })
         })
         .collect();
     let mut lockouts = 0;
@@ -173,9 +180,15 @@ async fn a_reservation_whose_check_never_ended_lets_go_after_its_hold() {
     for _ in 0..5 {
         assert!(store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), now, &POLICY).await.unwrap());
     }
-    assert!(!store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), now + 1, &POLICY).await.unwrap(), "five in flight");
+    assert!(
+        !store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), now + 1, &POLICY).await.unwrap(),
+        "five in flight"
+    );
     let later = now + portal::domain::lockout::ATTEMPT_HOLD_SECS;
-    assert!(store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), later, &POLICY).await.unwrap(), "the five died with their function");
+    assert!(
+        store.reserve_attempt(&AttemptSubject::Account(ada.contact_id.clone()), later, &POLICY).await.unwrap(),
+        "the five died with their function"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,8 +41,9 @@ fn authenticator() -> SoftPasskey {
 /// Starts a registration, re-authenticated with the password.
 async fn start_registration(t: &TestPortal, session: &str) -> Value {
     let body = json!({"current_password": PASSWORD});
-    let response =
-        t.send(&Profile, Req::post("/profile/passkeys/register/start").json(body).cookie("portal_session", session)).await;
+    let response = t
+        .send(&Profile, Req::post("/profile/passkeys/register/start").json(body).cookie("portal_session", session))
+        .await;
     assert_eq!(response.status(), 200, "{}", body_text(&response));
     body_json(&response)
 }
@@ -51,7 +52,8 @@ async fn start_registration(t: &TestPortal, session: &str) -> Value {
 async fn adding_a_passkey_needs_the_password_not_the_session_alone() {
     let t = test_portal(&[]);
     let (session, _) = signed_up(&t).await;
-    let start = |body: Value| Req::post("/profile/passkeys/register/start").json(body).cookie("portal_session", &session);
+    let start =
+        |body: Value| Req::post("/profile/passkeys/register/start").json(body).cookie("portal_session", &session);
     let borrowed = t.send(&Profile, start(json!({}))).await;
     assert_eq!(borrowed.status(), 400, "{}", body_text(&borrowed));
     assert!(body_json(&borrowed)["fields"]["current_password"].is_string());

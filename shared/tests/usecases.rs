@@ -10,12 +10,12 @@ use portal::domain::invitation::{InvitationCode, InvitationType};
 use portal::domain::outbox::MessageKind;
 use portal::domain::password::Password;
 use portal::error::PortalError;
+use portal::usecases::door::{Arrival, Entry, Proof, enter};
 use portal::usecases::invite::{self, InvitationRequest, Invitee};
 use portal::usecases::profile::{self, ProfileChange};
+use portal::usecases::reauth::Reauthentication;
 use portal::usecases::redeem::{self, NewCredentials, Redeem};
 use portal::usecases::register::{Registered, Registration, register};
-use portal::usecases::door::{Arrival, Entry, Proof, enter};
-use portal::usecases::reauth::Reauthentication;
 use portal::usecases::session;
 use support::*;
 
@@ -24,7 +24,12 @@ fn from(address: &str) -> SourceAddress {
 }
 
 /// A password sign-in through the door from `source`.
-async fn sign_in_from(t: &TestPortal, source: &SourceAddress, login: &str, password: &str) -> Result<Entry, PortalError> {
+async fn sign_in_from(
+    t: &TestPortal,
+    source: &SourceAddress,
+    login: &str,
+    password: &str,
+) -> Result<Entry, PortalError> {
     let proof = Proof::Password { login, password: Password::new(password.into()), second_factor_code: None };
     enter(&t.portal, source, proof, Arrival::default(), false).await
 }

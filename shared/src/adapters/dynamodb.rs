@@ -35,8 +35,8 @@ use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 use crate::ports::{
-    HeldNotices,
-    ContactStore, CreateContactError, Device, ProfileUpdate, QueuedEmail, SessionStore, TokenUse, UpdateProfileError,
+    ContactStore, CreateContactError, Device, HeldNotices, ProfileUpdate, QueuedEmail, SessionStore, TokenUse,
+    UpdateProfileError,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;

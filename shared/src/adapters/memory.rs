@@ -25,8 +25,7 @@ use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 use crate::ports::{
     Clock, ContactChange, ContactStore, CreateContactError, Device, HeldNotices, InvitationStore, Mailer, Outbox,
-    OutgoingEmail,
-    ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
+    OutgoingEmail, ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
 };
 
 /// Store faults tests ask for: each named operation fails that many more times.
@@ -465,7 +464,10 @@ impl ContactStore for MemoryContacts {
     async fn hold_notice(&self, contact_id: &ContactId, kind: &str, now: Timestamp) -> anyhow::Result<()> {
         self.record("hold_notice");
         let mut state = self.state.lock().unwrap();
-        let held = state.held_notices.entry(contact_id.clone()).or_insert_with(|| HeldNotices { since: now, ..Default::default() });
+        let held = state
+            .held_notices
+            .entry(contact_id.clone())
+            .or_insert_with(|| HeldNotices { since: now, ..Default::default() });
         held.count += 1;
         if !held.kinds.iter().any(|k| k == kind) {
             held.kinds.push(kind.to_string());

@@ -41,9 +41,8 @@ fn check_binding(sealed: &SealedSecret, contact_id: &ContactId) -> anyhow::Resul
 fn encrypt(key: &[u8], plain: &[u8], aad: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| anyhow::anyhow!("a data key must be 32 bytes"))?;
     let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-    let ciphertext = cipher
-        .encrypt(&nonce, Payload { msg: plain, aad })
-        .map_err(|_| anyhow::anyhow!("sealing a secret failed"))?;
+    let ciphertext =
+        cipher.encrypt(&nonce, Payload { msg: plain, aad }).map_err(|_| anyhow::anyhow!("sealing a secret failed"))?;
     Ok((ciphertext, nonce.to_vec()))
 }
 
@@ -192,7 +191,6 @@ impl SecretSealer for FixedKeySealer {
         let data_key = decrypt(&self.master, &encrypted[12..], &encrypted[..12], aad.as_bytes())?;
         open_with(&data_key, sealed)
     }
-
 }
 
 #[cfg(test)]

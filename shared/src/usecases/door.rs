@@ -180,7 +180,10 @@ pub enum Entry {
     Entered(Box<Entered>),
     /// The right password of an account with a second factor: a pending sign-in (the token for
     /// its cookie) awaits one of `methods`, and no session is started yet.
-    SecondFactorAwaited { pending_token: String, methods: Vec<&'static str> },
+    SecondFactorAwaited {
+        pending_token: String,
+        methods: Vec<&'static str>,
+    },
 }
 
 /// Everything the door reads and writes.
@@ -209,12 +212,8 @@ pub async fn continue_session(
     epoch: &str,
     has_second_factor: Option<bool>,
 ) -> Result<Entered, PortalError> {
-    let proof = Proof::Continued {
-        session,
-        contact: Box::new(contact.clone()),
-        epoch: epoch.to_string(),
-        has_second_factor,
-    };
+    let proof =
+        Proof::Continued { session, contact: Box::new(contact.clone()), epoch: epoch.to_string(), has_second_factor };
     match enter(portal, source, proof, Arrival::default(), session.remembered).await? {
         Entry::Entered(entered) => Ok(*entered),
         Entry::SecondFactorAwaited { .. } => Err(anyhow::anyhow!("a continued session awaits no factor").into()),
@@ -239,7 +238,14 @@ pub async fn prove(
         Proof::Passkey(verified) => prove_passkey(portal, source, verified.contact, arrival.device).await,
         Proof::NewCredentials { contact, way } => {
             let epoch = contact.session_epoch.clone();
-            Ok(Proven { contact: *contact, way, trusted_device: false, factor: Factor::Absent, remembered: None, epoch })
+            Ok(Proven {
+                contact: *contact,
+                way,
+                trusted_device: false,
+                factor: Factor::Absent,
+                remembered: None,
+                epoch,
+            })
         }
         Proof::Continued { session, contact, epoch, has_second_factor } => {
             if session.contact_id != contact.contact_id {
@@ -308,7 +314,11 @@ pub async fn admit(
     let ends_arrival = way != Way::Continued;
     let remember_device = async {
         let Some(token) = &device_token else { return Ok(()) };
-        let device = Device { digest: digest(token), contact_id: contact.contact_id.clone(), expires_at: now + DEVICE_TRUST_SECS };
+        let device = Device {
+            digest: digest(token),
+            contact_id: contact.contact_id.clone(),
+            expires_at: now + DEVICE_TRUST_SECS,
+        };
         portal.contacts().remember_device(&device).await
     };
     let end_arrival = async {
@@ -364,12 +374,17 @@ async fn prove_password(
     let policy = portal.settings().lockout;
     let subject = match &found {
         Some(contact) => AttemptSubject::Account(contact.contact_id.clone()),
-        None => AttemptSubject::unknown_login(&login.as_ref().map_or_else(|| raw_login.trim().to_lowercase(), Login::key)),
+        None => {
+            AttemptSubject::unknown_login(&login.as_ref().map_or_else(|| raw_login.trim().to_lowercase(), Login::key))
+        }
     };
     // The attempt (on a trusted device of the account its own) and the factor state together.
     let reserve = async {
         if let (Some(contact), Some(device)) = (&found, device)
-            && portal.contacts().reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold).await?
+            && portal
+                .contacts()
+                .reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold)
+                .await?
         {
             return Ok::<_, anyhow::Error>((true, true));
         }

@@ -35,8 +35,7 @@ impl Reauthentication {
 
 const WRONG_PASSWORD: &str = "is not your current password";
 const WRONG_CODE: &str = "is not a current code of your second factor";
-const CODE_REQUIRED: &str =
-    "is required: your account has two-factor authentication (a code from your app, an emailed code or a recovery code)";
+const CODE_REQUIRED: &str = "is required: your account has two-factor authentication (a code from your app, an emailed code or a recovery code)";
 
 /// Checks `given` for the signed-in `contact`: the current password and, when the account has a
 /// second factor, a current code of it (used up). Missing or wrong: 400 naming the field. Returns

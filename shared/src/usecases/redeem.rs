@@ -55,7 +55,11 @@ pub enum Redeem {
     NewCredentials(NewCredentials),
     /// Onto an account the person proves is theirs: its password and, when it has a second
     /// factor, a current code of it (an invitation's roles must not be had with half a sign-in).
-    ExistingAccount { login: String, password: Password, second_factor_code: Option<String> },
+    ExistingAccount {
+        login: String,
+        password: Password,
+        second_factor_code: Option<String>,
+    },
 }
 
 pub struct Redeemed {
@@ -123,8 +127,8 @@ pub async fn redeem(
     let mut queued: Vec<OutboxMessage> = events.iter().map(|event| event.outbox_message()).collect();
     // A new contact whose address the code did not reach, while the site requires confirmation:
     // its link goes out with the redemption (`send-email` issues it), and no session begins.
-    let unconfirmed = matches!(&change, ContactChange::Create(new) if !new.email_confirmed)
-        && portal.settings().require_confirmation;
+    let unconfirmed =
+        matches!(&change, ContactChange::Create(new) if !new.email_confirmed) && portal.settings().require_confirmation;
     if let (true, ContactChange::Create(new)) = (unconfirmed, &change) {
         let request = OutboxMessage::new(MessageKind::ConfirmationRequest, new.email.as_str(), "", None, now);
         queued.push(request);

@@ -130,7 +130,8 @@ async fn only_the_door_sets_the_session(State(state): State<AppState>, response:
         .filter_map(|value| value.to_str().ok())
         .any(|cookie| sets_cookie(cookie, name));
     if sets_session && response.extensions().get::<ThroughTheDoor>().is_none() {
-        return PortalError::Internal(anyhow::anyhow!("a session cookie set without the door: refused")).into_response();
+        return PortalError::Internal(anyhow::anyhow!("a session cookie set without the door: refused"))
+            .into_response();
     }
     response
 }

@@ -51,7 +51,13 @@ impl Reply {
 
     /// 204 with no body.
     pub fn no_content() -> Reply {
-        Reply { status: StatusCode::NO_CONTENT, json: None, browser: ForBrowser::Same, cookies: Vec::new(), entered: None }
+        Reply {
+            status: StatusCode::NO_CONTENT,
+            json: None,
+            browser: ForBrowser::Same,
+            cookies: Vec::new(),
+            entered: None,
+        }
     }
 
     /// Browsers are sent on to `path` (303).
