@@ -439,3 +439,65 @@ mod self_service {
         store.give_back_allowance("account#never", 3600, now).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_no_account_has_is_reserved_and_locked_as_an_account_is() {
+    let tables = fresh_tables();
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let ghost = AttemptSubject::unknown_login("email#ghost@example.com");
+    let now = Timestamp::from_secs(1_800_000_000);
+    for _ in 0..4 {
+        assert!(store.reserve_attempt(&ghost, now, &POLICY).await.unwrap());
+        assert_eq!(store.record_failed_sign_in(&ghost, now, &POLICY).await.unwrap(), FailedSignIn::Counted);
+    }
+    assert!(store.reserve_attempt(&ghost, now, &POLICY).await.unwrap());
+    assert_eq!(
+        store.record_failed_sign_in(&ghost, now, &POLICY).await.unwrap(),
+        FailedSignIn::LockedOut { until: now + 300 }
+    );
+    assert!(!store.reserve_attempt(&ghost, now + 10, &POLICY).await.unwrap(), "locked like an account");
+    let state = store.lockout_of(&ghost).await.unwrap();
+    assert_eq!((state.lockouts, state.locked_until), (1, Some(now + 300)));
+    // Its item expires on its own, and no contact was made for it.
+    let AttemptSubject::UnknownLogin(digest) = &ghost else { unreachable!() };
+    let item = tables
+        .client
+        .get_item()
+        .table_name(&tables.contacts)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("LOGIN#{digest}")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the login's item");
+    assert!(item.contains_key("ttl"));
+    assert!(!all_keys(&tables, &tables.contacts).await.iter().any(|k| k.starts_with("CONTACT#")));
+    // An account that is gone takes no attempt (and gets no item).
+    let gone = AttemptSubject::Account("gone".into());
+    assert!(!store.reserve_attempt(&gone, now, &POLICY).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn held_notices_are_counted_and_counted_off_once() {
+    use portal::domain::outbox::HeldSummary;
+    let tables = fresh_tables();
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let ada = contact("ada@example.com", None);
+    store.create(&ada).await.unwrap();
+    let now = Timestamp::from_secs(1_800_000_000);
+    assert_eq!(store.held_notices(&ada.contact_id).await.unwrap(), None);
+    for kind in ["password_changed_notice", "passkey_added_notice", "password_changed_notice"] {
+        store.hold_notice(&ada.contact_id, kind, now).await.unwrap();
+    }
+    let held = store.held_notices(&ada.contact_id).await.unwrap().unwrap();
+    assert_eq!((held.count, held.since), (3, now));
+    assert_eq!(held.kinds, ["passkey_added_notice", "password_changed_notice"]);
+    let summed_up = HeldSummary { count: 2, since: now };
+    // Two summed up while a third was held: that one stays, held from then on; repeated, nothing more.
+    store.clear_held_notices(&ada.contact_id, &summed_up, now + 60).await.unwrap();
+    store.clear_held_notices(&ada.contact_id, &summed_up, now + 61).await.unwrap();
+    let left = store.held_notices(&ada.contact_id).await.unwrap().unwrap();
+    assert_eq!((left.count, left.since), (1, now + 60));
+    store.clear_held_notices(&ada.contact_id, &HeldSummary { count: 1, since: now + 60 }, now + 90).await.unwrap();
+    assert_eq!(store.held_notices(&ada.contact_id).await.unwrap(), None);
+}

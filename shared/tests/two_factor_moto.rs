@@ -158,3 +158,20 @@ async fn the_totp_secret_is_sealed_with_a_kms_data_key() {
     assert!(other.open(&sealed, &ada).await.is_err());
     assert!(KmsSealer::new(client, "").seal(&secret, &ada).await.is_err(), "no key configured: refused");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_sign_in_asks_for_at_most_its_emailed_codes_under_a_burst() {
+    use portal::domain::two_factor::PENDING_SIGN_IN_EMAILS;
+    let portal = fresh_tables().portal(&[]);
+    let contact = ada(&portal).await;
+    let now = portal.clock.now();
+    let (pending, token) = PendingSignIn::start(&contact.contact_id, &contact.session_epoch, now, false, false);
+    portal.two_factor.create_pending(&pending).await.unwrap();
+    let digest = portal::domain::secret::digest(&token);
+    let store = portal.two_factor.clone();
+    let asks = (0..8).map(|_| store.take_pending_email(&digest, now, PENDING_SIGN_IN_EMAILS));
+    let granted = futures::future::join_all(asks).await.into_iter().filter(|r| r.as_ref().unwrap().is_some()).count();
+    assert_eq!(granted, PENDING_SIGN_IN_EMAILS as usize);
+    let later = portal::domain::time::Timestamp::from_secs(now.as_secs() + 3600);
+    assert!(store.take_pending_email(&digest, later, 10).await.unwrap().is_none(), "an expired pending sign-in");
+}
