@@ -1,8 +1,10 @@
 """Passkeys in a real headless Chromium with Selenium's virtual authenticator (WebAuthn's
-addVirtualAuthenticator: CTAP2, internal transport, resident keys, user verification): register a
-passkey from the profile, sign out, sign in with "Sign in with a passkey" (no name, no password),
-land signed in; then remove it with the password. The emailed notices are checked too. On failure a
-screenshot and the page source are saved (the `browser` fixture of test_browser.py)."""
+addVirtualAuthenticator: CTAP2, internal transport, resident keys, user verification): with an
+authenticator app set up, adding a passkey from the profile asks for the password and a current
+code (re-authentication: a passkey signs in without either); sign out, sign in with "Sign in with a
+passkey" (no name, no password), land signed in; then remove it with the password and a recovery
+code. The emailed notices are checked too. On failure a screenshot and the page source are saved
+(the `browser` fixture of test_browser.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from support import await_emails, strong_password, unique_email
 from test_browser import (  # noqa: F401
     WAIT, browser, click_link, fill, greeting, path, replaced, submit_button,
 )
+from test_two_factor import totp
 
 
 def platform_authenticator(driver) -> None:
@@ -45,12 +48,32 @@ def test_register_a_passkey_sign_in_with_it_and_remove_it(browser, stack, base_u
     submit_button(form).click()
     WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/")
 
-    # Profile -> Passkeys -> Add a passkey: the page reloads with it listed.
+    # An authenticator app first (the key read from the page), with its recovery codes.
+    browser.get(base_url + "/profile/two-factor")
+    fill(browser.find_element(By.ID, "totp-form"), current_password=password)
+    submit_button(browser.find_element(By.ID, "totp-form")).click()
+    secret = WebDriverWait(browser, WAIT).until(
+        EC.visibility_of_element_located((By.ID, "totp-secret"))).text
+    form = browser.find_element(By.ID, "confirm-form")
+    fill(form, code=totp(secret))
+    submit_button(form).click()
+    codes = [li.text for li in WebDriverWait(browser, WAIT).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#recovery-codes li"))]
+
+    # Profile -> Passkeys -> Add a passkey: the password alone is not enough, with the app's
+    # code the page reloads with it listed.
     browser.get(base_url + "/profile")
     click_link(browser, "Passkeys")
     WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/profile/passkeys")
     assert browser.find_elements(By.ID, "no-passkeys"), "none yet"
     browser.find_element(By.ID, "passkey-name").send_keys("Test laptop")
+    browser.find_element(By.ID, "passkey-current-password").send_keys(password)
+    browser.find_element(By.ID, "passkey-register-button").click()
+    refused = WebDriverWait(browser, WAIT).until(
+        EC.visibility_of_element_located((By.ID, "passkey-error"))).text
+    assert "second factor code" in refused, refused
+    assert browser.get_credentials() == [], "nothing was created on the authenticator"
+    browser.find_element(By.ID, "passkey-second-factor-code").send_keys(totp(secret, 1))
     browser.find_element(By.ID, "passkey-register-button").click()
     listed = WebDriverWait(browser, WAIT).until(
         EC.presence_of_element_located((By.CSS_SELECTOR, "#passkey-list .passkey-name")))
@@ -79,7 +102,7 @@ def test_register_a_passkey_sign_in_with_it_and_remove_it(browser, stack, base_u
     used = browser.find_element(By.CSS_SELECTOR, "#passkey-list .passkey").text
     assert "last used" in used, used
     form = browser.find_element(By.CSS_SELECTOR, "form.passkey-delete")
-    fill(form, current_password="not-my-password")
+    fill(form, current_password="not-my-password", second_factor_code=codes[0])
     submit_button(form).click()
     WebDriverWait(browser, WAIT).until(replaced(form))
     error = WebDriverWait(browser, WAIT).until(
@@ -87,7 +110,7 @@ def test_register_a_passkey_sign_in_with_it_and_remove_it(browser, stack, base_u
     assert error, "a wrong password is refused"
     assert browser.find_elements(By.CSS_SELECTOR, "#passkey-list .passkey"), "still there"
     form = browser.find_element(By.CSS_SELECTOR, "form.passkey-delete")
-    fill(form, current_password=password)
+    fill(form, current_password=password, second_factor_code=codes[1])
     submit_button(form).click()
     WebDriverWait(browser, WAIT).until(
         lambda d: path(d) == "/profile/passkeys" and d.find_elements(By.ID, "no-passkeys"))

@@ -23,19 +23,26 @@ def b64url_len(text: str) -> int:
     return len(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
 
 
-def signed_up(portal) -> tuple[str, str]:
+def signed_up(portal) -> tuple[str, str, str]:
     body, resp = portal.register(email=unique_email("passkeys"))
     assert resp.status_code == 201, describe(resp)
-    return session_token(resp), resp.json()["contact_id"]
+    return session_token(resp), resp.json()["contact_id"], body["password"]
 
 
 def test_registration_options_ask_for_a_discoverable_verified_passkey_of_this_site(portal, base_url):
-    session, contact_id = signed_up(portal)
+    session, contact_id, password = signed_up(portal)
     listed = portal.get_json("/profile/passkeys", headers=with_session(session))
     assert listed.status_code == 200, describe(listed)
     assert listed.json() == {"passkeys": []}
 
+    # A passkey signs in without the password: adding one asks for it (a session alone is not enough).
     resp = portal.post_json("/profile/passkeys/register/start", {}, headers=with_session(session))
+    assert resp.status_code == 400 and "current_password" in error_body(resp)["fields"], describe(resp)
+    resp = portal.post_json("/profile/passkeys/register/start", {"current_password": "not-the-password-1"},
+                            headers=with_session(session))
+    assert resp.status_code == 400 and "current_password" in error_body(resp)["fields"], describe(resp)
+    resp = portal.post_json("/profile/passkeys/register/start", {"current_password": password},
+                            headers=with_session(session))
     assert resp.status_code == 200, describe(resp)
     body = resp.json()
     assert isinstance(body["ceremony"], str) and len(body["ceremony"]) >= 43
@@ -64,11 +71,11 @@ def test_passkey_routes_of_the_profile_need_a_session_and_a_password(portal):
         assert error_body(resp)["error"] == "unauthenticated"
     assert portal.get_json("/profile/passkeys").status_code == 401
 
-    session, _ = signed_up(portal)
+    session, _, password = signed_up(portal)
     resp = portal.post_json("/profile/passkeys/0123/delete", {}, headers=with_session(session))
     assert resp.status_code == 400, describe(resp)
     assert "current_password" in error_body(resp)["fields"]
-    resp = portal.post_json("/profile/passkeys/0123/delete", {"current_password": "whatever-it-is"},
+    resp = portal.post_json("/profile/passkeys/0123/delete", {"current_password": password},
                             headers=with_session(session))
     assert resp.status_code == 404, describe(resp)
     assert error_body(resp)["error"] == "not_found"

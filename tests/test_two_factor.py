@@ -124,8 +124,13 @@ def test_recovery_codes_are_single_use_and_a_new_set_voids_the_old(portal, new_p
     pending, _ = pending_sign_in(client, account["email"], account["password"])
     assert second_step(client, pending, codes[0]).status_code == 401, "used twice"
 
+    alone = portal.post_json("/profile/two-factor/recovery-codes",
+                             {"current_password": account["password"]}, headers=with_session(current))
+    assert alone.status_code == 400 and "second_factor_code" in error_body(alone)["fields"], \
+        "a two-factor change needs a current second factor too"
     renewed = portal.post_json("/profile/two-factor/recovery-codes",
-                               {"current_password": account["password"]}, headers=with_session(current))
+                               {"current_password": account["password"], "second_factor_code": codes[2]},
+                               headers=with_session(current))
     assert renewed.status_code == 200, describe(renewed)
     new_codes = renewed.json()["recovery_codes"]
     assert len(new_codes) == 10
@@ -156,7 +161,13 @@ def test_an_emailed_code_signs_in_once_and_changes_are_notified(stack, portal, n
     wrong = portal.post_json("/profile/two-factor/disable", {"current_password": "nope-nope-nope"},
                              headers=with_session(current))
     assert wrong.status_code == 400
-    off = portal.post_json("/profile/two-factor/disable", {"current_password": account["password"]},
+    # Re-authentication with an emailed code: a signed-in person asks for one.
+    asked = portal.post_json("/signin/second-factor/email", {}, headers=with_session(current))
+    assert asked.status_code == 202, describe(asked)
+    email = await_emails(stack, account["email"], "Your sign-in code", count=2)[-1]
+    fresh = re.search(r"^\s+(\d{6})\s*$", email["body"], re.MULTILINE).group(1)
+    off = portal.post_json("/profile/two-factor/disable",
+                           {"current_password": account["password"], "second_factor_code": fresh},
                            headers=with_session(current))
     assert off.status_code == 204, describe(off)
     # (Its notice is within the recipient's hourly allowance of 3 only in a fresh hour: the

@@ -24,7 +24,11 @@
     });
     const text = await response.text();
     const json = text ? JSON.parse(text) : {};
-    if (!response.ok) throw new Error(json.message || "The request failed (" + response.status + ").");
+    if (!response.ok) {
+      // A field's problem ("current_password", "second_factor_code") says what to do.
+      const fields = Object.entries(json.fields || {}).map(([name, why]) => name.replace(/_/g, " ") + " " + why);
+      throw new Error(fields.length ? fields.join("; ") : json.message || "The request failed (" + response.status + ").");
+    }
     return json;
   }
 

@@ -194,9 +194,9 @@ pub async fn remove(
     given: Reauthentication,
 ) -> Result<Entered, PortalError> {
     let contact = &signed_in.contact;
+    reauthenticate(portal, source, contact, given).await?;
     let passkey = portal.passkeys().find(id).await?.filter(|p| p.contact_id == contact.contact_id);
     let Some(passkey) = passkey else { return Err(PortalError::NotFound) };
-    reauthenticate(portal, source, contact, given).await?;
     let name = Some(passkey.name.clone());
     let emails = security_notice(portal, contact, MessageKind::PasskeyRemovedNotice, name).await?;
     let epoch = new_epoch();
