@@ -106,6 +106,13 @@ async fn dynamodb_calls() {
     )
     .await;
     row("sign in, wrong password");
+    call(
+        &portal,
+        &SignIn,
+        Req::post("/signin").json(json!({"login": "nobody@example.com", "password": "wrong-password-x"})),
+    )
+    .await;
+    row("sign in, unknown login");
     call(&portal, &Profile, Req::get("/profile").cookie("portal_session", &admin_session)).await;
     row("GET /profile (session + contact)");
     let invited = call(
@@ -341,9 +348,51 @@ async fn known_vs_unknown() {
     }
 }
 
+/// Times a sign-in with a wrong password for a login that no account has, for an account, and for
+/// a locked account, alternating so that drift hits all three alike: the door does the same work
+/// (and the same argon2 run) for each.
+async fn unknown_wrong_and_locked_sign_ins() {
+    let rounds = 41;
+    let (portal, _, _) = dynamo_portal_with(&CallCounter::default(), |s| {
+        s.failures_per_address_per_hour = 1_000_000;
+        s.emails_per_address_per_hour = 1_000_000;
+    });
+    for email in ["known@example.com", "locked@example.com"] {
+        let registered = call(&portal, &Register, Req::post("/register").json(registration(email))).await;
+        assert_eq!(registered.status(), 201);
+    }
+    let wrong =
+        |login: &str| Req::post("/signin").json(json!({"login": login, "password": "Wrong-Passphrase-Guess-99"}));
+    for _ in 0..5 {
+        call(&portal, &SignIn, wrong("locked@example.com")).await;
+    }
+    let cases = [
+        ("unknown login", "nobody@example.com"),
+        ("wrong password", "known@example.com"),
+        ("locked account", "locked@example.com"),
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for i in 0..rounds {
+        for (n, (_, login)) in cases.iter().enumerate() {
+            samples[n].push(median_ms(&portal, &SignIn, |_| wrong(login), i).await);
+        }
+    }
+    let medians: Vec<f64> = samples.into_iter().map(median).collect();
+    let (low, high) = medians.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
+    println!("Median sign-in time, all answered 401 invalid_credentials (moto server, argon2 included):");
+    for ((name, _), median) in cases.iter().zip(&medians) {
+        println!("  {name:<44} {median:>7.2} ms");
+    }
+    let spread = (high - low) / low * 100.0;
+    let verdict = if spread <= 10.0 { "within 10%" } else { "OVER 10%" };
+    println!("  {:<44} {spread:>6.1} %  ({verdict})", "largest difference");
+}
+
 #[tokio::main]
 async fn main() {
     dynamodb_calls().await;
+    println!();
+    unknown_wrong_and_locked_sign_ins().await;
     println!();
     known_vs_unknown().await;
     println!();
