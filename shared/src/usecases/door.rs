@@ -144,13 +144,16 @@ impl Proven {
         matches!(self.factor, Factor::Awaited(_))
     }
 
-    /// The same account as a change committed after the proof left it (an invitation's roles and
-    /// account added): the proof stands for the account, not for what it was read as.
-    pub fn changed_to(mut self, contact: Contact) -> Result<Self, PortalError> {
+    /// The same account as a redemption committed after the proof left it (an invitation's roles
+    /// and account added): the proof stands for the account, not for what it was read as. The
+    /// session it then begins is a redemption's (the browser is not made a trusted device: the
+    /// redemption is committed, and nothing after it may fail for so little).
+    pub fn redeemed_onto(mut self, contact: Contact) -> Result<Self, PortalError> {
         if contact.contact_id != self.contact.contact_id || contact.session_epoch != self.contact.session_epoch {
             return Err(anyhow::anyhow!("a proof applied to another account or epoch").into());
         }
         self.contact = contact;
+        self.way = Way::Redemption;
         Ok(self)
     }
 }

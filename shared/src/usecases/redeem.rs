@@ -148,7 +148,7 @@ pub async fn redeem(
         return Ok(Redeemed { contact, entry: None, created });
     }
     let entry = match proven {
-        Some(proven) => door::admit(portal, source, proven.changed_to(contact.clone())?, arrival, false).await?,
+        Some(proven) => door::admit(portal, source, proven.redeemed_onto(contact.clone())?, arrival, false).await?,
         None => {
             let proof = Proof::NewCredentials { contact: Box::new(contact.clone()), way: Way::Redemption };
             door::enter(portal, source, proof, arrival, false).await?
