@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::adapters::dynamodb_listing::{matching_keys, merge_search};
+use crate::adapters::dynamodb_list_keys::{matching_keys, merge_search};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::event::PortalEvent;
@@ -800,7 +800,7 @@ impl MemoryOutbox {
 
     pub fn insert_events(&self, events: &[PortalEvent]) {
         for event in events {
-            self.insert(event.outbox_message());
+            self.insert(OutboxMessage::for_event(event));
         }
     }
 
@@ -837,7 +837,7 @@ impl Outbox for MemoryOutbox {
             message.secret = None;
             message.lease_until = None;
             for event in events {
-                messages.insert(MessageId::from(event.event_id.as_str()), event.outbox_message());
+                messages.insert(MessageId::from(event.event_id.as_str()), OutboxMessage::for_event(event));
             }
         }
         Ok(())
@@ -860,7 +860,7 @@ impl Outbox for MemoryOutbox {
             message.secret = None;
             message.lease_until = None;
             for event in events {
-                messages.insert(MessageId::from(event.event_id.as_str()), event.outbox_message());
+                messages.insert(MessageId::from(event.event_id.as_str()), OutboxMessage::for_event(event));
             }
         }
         Ok(())

@@ -5,6 +5,7 @@ pub mod dynamodb;
 pub mod dynamodb_groups;
 pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
+pub mod dynamodb_list_keys;
 pub mod dynamodb_listing;
 pub mod dynamodb_passkeys;
 pub mod dynamodb_two_factor;
