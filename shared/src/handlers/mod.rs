@@ -3,7 +3,7 @@
 
 pub mod admin;
 mod admin_lists;
-pub mod import_chunks;
+mod admin_views;
 pub mod imports;
 pub mod passkeys;
 pub mod profile;

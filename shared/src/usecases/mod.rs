@@ -2,6 +2,7 @@
 //! values, the [`SourceAddress`]) and the portal's ports, holds the policy (throttles, lockout,
 //! which emails go out), and returns a domain result or a [`PortalError`].
 
+pub mod delivery;
 pub mod import;
 pub mod invite;
 pub mod lists;
