@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The local AWS endpoint (moto server) and the resources of infra/template.yaml.
 
-  serve --port P [--exit-on-stdin-eof]   moto server (with moto_workarounds.py) on 127.0.0.1:P;
-      prints "ready" once it listens. --exit-on-stdin-eof: also stop when stdin closes, so a
-      harness that spawns it with a piped stdin never leaves it behind.
+  serve --port P [--exit-on-stdin-eof] [--ses-max-send-rate N]   moto server (with
+      moto_workarounds.py) on 127.0.0.1:P; prints "ready" once it listens. --exit-on-stdin-eof:
+      also stop when stdin closes, so a harness that spawns it with a piped stdin never leaves it
+      behind. --ses-max-send-rate: the SES sending rate it reports (moto's own: 1 a second).
   create-tables --endpoint-url URL --stack-name NAME...   the template's DynamoDB tables (printed),
       SQS queues and SES identities for each stack name; existing ones are left alone.
   emails --endpoint-url URL   the emails sent so far through the local SES (make emails): sender,
@@ -261,6 +262,8 @@ def serve(args) -> int:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     moto_workarounds.apply()
+    if args.ses_max_send_rate is not None:
+        moto_workarounds.report_ses_max_send_rate(args.ses_max_send_rate)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     if not moto_workarounds.start_server(server):
         print(f"local_aws: moto server did not start on 127.0.0.1:{args.port}", file=sys.stderr)
@@ -319,6 +322,7 @@ def main() -> int:
     p = sub.add_parser("serve")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--exit-on-stdin-eof", action="store_true")
+    p.add_argument("--ses-max-send-rate", type=float)
     p.set_defaults(func=serve)
     tables = sub.add_parser("create-tables")
     tables.add_argument("--stack-name", action="append", required=True)

@@ -16,6 +16,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
+from moto.ses.models import SESQuota
 
 
 def keep_streams_across_cancelled_transactions(patch=setattr) -> None:
@@ -138,3 +139,19 @@ def apply() -> None:
     share_stream_shards_in_table_copies()
     honour_transaction_client_request_tokens()
     serialize_dynamodb_calls()
+
+
+# --- A setting, not a workaround ------------------------------------------------------------------
+
+def report_ses_max_send_rate(rate: float, patch=setattr) -> None:
+    """moto's SES reports a sending rate (v1 GetSendQuota `MaxSendRate`) of 1 email a second; a new
+    SES account's production default is 14. `local_aws.py serve --ses-max-send-rate N` reports N
+    instead: the Rust tests' moto says 14, so that their paced emails go out at the production
+    rate; `make run` and pytest keep moto's 1."""
+    original = SESQuota.__init__
+
+    def __init__(self, sent):
+        original(self, sent)
+        self.max_send_rate = rate
+
+    patch(SESQuota, "__init__", __init__)

@@ -1,13 +1,10 @@
 //! How long a bulk import of 10,000 rows takes on moto, and how many DynamoDB calls it costs: the
 //! request (checking the file, storing the import and its chunks) and the chunks' processing as
 //! `send-email` does it (stream batches of 10 chunks, processed concurrently), then the same file
-//! again (every row found done). Without invitations: their emails go out at the SES rate (moto:
-//! 1 a second), which is not the import's cost. Counted by an SDK interceptor.
+//! again (every row found done). Without invitations: their emails go out at the SES rate (the tests' moto:
+//! 14 a second, SES's default), which is not the import's cost. Counted by an SDK interceptor.
 //!
 //! Run with `make bench` (or `cargo bench -p portal --bench imports`).
-
-#[path = "../tests/support/mod.rs"]
-mod support;
 
 #[path = "common/calls.rs"]
 mod calls;
@@ -17,9 +14,9 @@ use calls::CallCounter;
 use std::sync::Arc;
 use std::time::Instant;
 
+use portal::Portal;
 use portal::domain::import::{ImportChunk, ImportJob, ImportOptions};
 use portal::usecases::import;
-use portal::{Edges, Portal};
 
 /// The rows of the file (`PORTAL_BENCH_IMPORT_ROWS` for a quicker look; at most 10,000).
 fn rows() -> usize {
@@ -29,19 +26,25 @@ fn rows() -> usize {
 const BATCH: usize = 10;
 
 fn counted_portal(counter: &CallCounter) -> Arc<Portal> {
-    let tables = support::moto::fresh_tables();
-    let client = counter.client(support::moto::endpoint());
-    Arc::new(Portal::on_dynamodb(tables.settings(&[]), &client, Edges::in_memory()))
+    let tables = portal_testkit::moto::fresh_tables();
+    let client = counter.client(portal_testkit::moto::endpoint());
+    Arc::new(Portal::on_dynamodb(tables.settings(&[]), &client, portal_testkit::edges_in_memory()))
 }
 
 /// Imports the file and processes its chunks; prints the time and calls of each phase.
 async fn run(portal: &Arc<Portal>, counter: &CallCounter, csv: &str, label: &str) -> ImportJob {
     let options = ImportOptions { invite: false, expires_in_days: None };
     let started = Instant::now();
-    let job = import::start(portal, &support::from("198.51.100.7"), &support::administrator(), csv.as_bytes(), options)
-        .await
-        .expect("the import is accepted")
-        .job;
+    let job = import::start(
+        portal,
+        &portal_testkit::from("198.51.100.7"),
+        &portal_testkit::administrator(),
+        csv.as_bytes(),
+        options,
+    )
+    .await
+    .expect("the import is accepted")
+    .job;
     let request = started.elapsed();
     let (request_calls, request_detail) = counter.take();
     println!("{label}: {} rows in {} chunks", job.accepted, job.chunks);

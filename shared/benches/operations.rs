@@ -7,9 +7,6 @@
 //!
 //! Run with `make bench` (or `cargo bench -p portal --bench operations`).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 #[path = "common/calls.rs"]
 mod calls;
 
@@ -19,7 +16,6 @@ use portal::domain::time::Timestamp;
 use std::sync::Arc;
 use std::time::Instant;
 
-use portal::adapters::memory::{ManualClock, MemoryMailer};
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
 use portal::handlers::admin::CreateInvitation;
@@ -30,8 +26,9 @@ use portal::handlers::send_email;
 use portal::handlers::sign_in::SignIn;
 use portal::web::HttpFunction;
 use portal::{Edges, Portal};
+use portal_testkit::memory::{ManualClock, MemoryMailer};
+use portal_testkit::*;
 use serde_json::json;
-use support::*;
 use tower::ServiceExt;
 
 /// A portal on fresh moto tables whose DynamoDB calls `counter` counts, with an uncounted client
@@ -44,8 +41,8 @@ fn dynamo_portal_with(
     counter: &CallCounter,
     adjust: impl FnOnce(&mut portal::config::Settings),
 ) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
-    let tables = support::moto::fresh_tables();
-    let client = counter.client(support::moto::endpoint());
+    let tables = portal_testkit::moto::fresh_tables();
+    let client = counter.client(portal_testkit::moto::endpoint());
     let mut settings = tables.settings(&[]);
     adjust(&mut settings);
     let mailer = Arc::new(MemoryMailer::default());
@@ -53,7 +50,7 @@ fn dynamo_portal_with(
     let edges = Edges {
         mailer: mailer.clone(),
         clock: Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000))),
-        ..Edges::in_memory()
+        ..portal_testkit::edges_in_memory()
     };
     let portal = Arc::new(Portal::on_dynamodb(settings, &client, edges));
     (portal, mailer, uncounted)

@@ -19,7 +19,8 @@ use crate::ports::{
 use crate::ports::{PasskeyStore, UsesPasskeys};
 use crate::ports::{SecretSealer, TwoFactorStore, UsesTwoFactor};
 
-/// Settings and the ports handlers use; production wires DynamoDB, tests wire memory.
+/// Settings and the ports handlers use; production wires DynamoDB (tests also wire memory:
+/// `portal-testkit`).
 pub struct Portal {
     pub settings: Settings,
     pub contacts: Arc<dyn ContactStore>,
@@ -98,21 +99,6 @@ pub struct Edges {
     pub clock: Arc<dyn Clock>,
     pub pacer: Arc<dyn SendPacer>,
     pub sealer: Arc<dyn SecretSealer>,
-}
-
-#[cfg(any(test, feature = "memory"))]
-impl Edges {
-    /// In memory, for tests and benches: mail and events are kept, every send goes at once, the
-    /// system clock, and a fixed sealing key.
-    pub fn in_memory() -> Self {
-        Edges {
-            mailer: Arc::new(crate::adapters::memory::MemoryMailer::default()),
-            events: Arc::new(crate::adapters::memory::MemoryEventBus::default()),
-            clock: Arc::new(SystemClock),
-            pacer: Arc::new(crate::adapters::memory_imports::MemoryPacer::default()),
-            sealer: Arc::new(crate::adapters::sealing::FixedKeySealer::default()),
-        }
-    }
 }
 
 /// The AWS SDK configuration of [`aws::config_loader`] (timeouts, retries), with the function's

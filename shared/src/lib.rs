@@ -2,8 +2,8 @@
 //!
 //! - [`domain`]: values that parse and never hold an invalid state, and the pure rules.
 //! - [`usecases`]: one function per thing a person does; no HTTP.
-//! - [`ports`]: what use cases need from outside; [`adapters`]: DynamoDB, SES (and, for tests
-//!   only, in memory).
+//! - [`ports`]: what use cases need from outside; [`adapters`]: DynamoDB, SES, EventBridge, KMS
+//!   (in memory for tests: the `portal-testkit` crate).
 //! - [`web`]: extractors, replies, pages and the layers every route gets; [`handlers`]: one
 //!   router per Lambda function; [`lambda`]: the runtime glue for `main`.
 //! - [`error`]: the one error type; [`config`]: the typed settings, read once.

@@ -43,7 +43,7 @@ impl QueuedEmail {
 /// in the same write as the change it reports.
 impl From<PortalEvent> for QueuedEmail {
     fn from(event: PortalEvent) -> Self {
-        QueuedEmail::new(event.outbox_message())
+        QueuedEmail::new(OutboxMessage::for_event(&event))
     }
 }
 

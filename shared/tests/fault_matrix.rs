@@ -1,4 +1,4 @@
-//! Faults injected at every AWS call of every write path, against moto (see support/faults.rs).
+//! Faults injected at every AWS call of every write path, against moto (see portal-testkit's faults.rs).
 //!
 //! For each path, a fault-free run first records the AWS calls of the request (its positions)
 //! and what it leaves in the tables. Then, for each position and each fault kind, once for one
@@ -12,8 +12,6 @@
 //!
 //! Each path writes its rows to `$CARGO_TARGET_TMPDIR/fault-matrix/<path>.tsv`;
 //! `scripts/fault_matrix.py` turns them into the README's table.
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,10 +28,10 @@ use portal::handlers::register::Register;
 use portal::handlers::send_email;
 use portal::handlers::sign_in::SignIn;
 use portal::web::HttpFunction;
+use portal_testkit::faults::{Fault, FaultyHttp, Injection, positions};
+use portal_testkit::moto::{Tables, aws_portal, fresh_tables};
+use portal_testkit::*;
 use serde_json::{Value, json};
-use support::faults::{Fault, FaultyHttp, Injection, positions};
-use support::moto::{Tables, aws_portal, fresh_tables};
-use support::*;
 
 type Item = std::collections::HashMap<String, AttributeValue>;
 

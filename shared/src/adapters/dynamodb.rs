@@ -83,7 +83,7 @@ pub(crate) struct ContactItem {
     /// The keys of the contacts list and search indexes (see `dynamodb_listing`); absent on
     /// contacts stored before them until a profile change or `portal-admin backfill-lists`.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub listed: Option<super::dynamodb_listing::ListedContact>,
+    pub listed: Option<super::dynamodb_list_keys::ListedContact>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -447,7 +447,7 @@ pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Resul
     let contact_item: Item = serde_dynamo::to_item(ContactItem {
         pk: contact_pk(&contact.contact_id),
         contact: contact.clone(),
-        listed: Some(super::dynamodb_listing::ListedContact::of(contact)),
+        listed: Some(super::dynamodb_list_keys::ListedContact::of(contact)),
     })
     .context("serialising a contact")?;
     let mut items = Transaction::default();
@@ -753,7 +753,7 @@ impl ContactStore for DynamoContacts {
         updated.updated_at = now;
         let mut set = vec!["first_name = :first", "last_name = :last", "updated_at = :now"];
         // The search keys follow the names (and a contact stored before the indexes joins them).
-        let listed = super::dynamodb_listing::ListedContact::of(&updated);
+        let listed = super::dynamodb_list_keys::ListedContact::of(&updated);
         set.extend([
             "list_pk = :list_pk",
             "list_sk = :list_sk",

@@ -39,7 +39,7 @@ impl DynamoInvitations {
             sk: INVITATION_SK.into(),
             invitation: invitation.clone(),
             ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
-            listed: Some(super::dynamodb_listing::ListedInvitation::of(invitation)),
+            listed: Some(super::dynamodb_list_keys::ListedInvitation::of(invitation)),
         })?;
         item.insert(
             DELIVERIES.into(),

@@ -80,7 +80,7 @@ pub(super) struct InvitationItem {
     /// The keys of the list indexes (see `dynamodb_listing`); absent on invitations stored before
     /// the list existed, which the indexes therefore leave out.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub(super) listed: Option<super::dynamodb_listing::ListedInvitation>,
+    pub(super) listed: Option<super::dynamodb_list_keys::ListedInvitation>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub(crate) fn new_invitation_items(
         sk: INVITATION_SK.into(),
         invitation: invitation.clone(),
         ttl: invitation.expires_at + KEEP_AFTER_EXPIRY_SECS,
-        listed: Some(super::dynamodb_listing::ListedInvitation::of(invitation)),
+        listed: Some(super::dynamodb_list_keys::ListedInvitation::of(invitation)),
     })?;
     let mut items = Transaction::default();
     items.push(put_new(invitations_table, item)?, Guards::Nothing);
@@ -664,7 +664,7 @@ fn status(value: &str) -> AttributeValue {
 pub(crate) fn event_items(outbox_table: &str, events: &[PortalEvent]) -> anyhow::Result<Transaction> {
     let mut items = Transaction::default();
     for event in events {
-        items.push(outbox_put(outbox_table, &event.outbox_message())?, Guards::Nothing);
+        items.push(outbox_put(outbox_table, &OutboxMessage::for_event(event))?, Guards::Nothing);
     }
     Ok(items)
 }

@@ -11,6 +11,8 @@
 //! - `by-delivery` on `delivery` (the attribute the outbox consumer already keeps up to date);
 //! - `by-contact-created` on `contact_id`.
 //!
+//! The keys themselves, as the items carry them: `dynamodb_list_keys`.
+//!
 //! One query per page on the most selective index the filters name (contact, then delivery, then
 //! state); the other filters apply to the same query as a filter expression. A page's start key is
 //! built from the cursor's position, never taken from the client.
@@ -27,88 +29,22 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{ContactItem, DynamoContacts, Item, contact_pk, sdk_error};
 use super::dynamodb_invitations::{DynamoInvitations, InvitationItem};
+use super::dynamodb_list_keys::{
+    CONTACT_LIST_PK, INVITATION_LIST_PK, ListedContact, ListedInvitation, merge_search, text,
+};
 use crate::domain::contact::Contact;
 use crate::domain::ids::ContactId;
 use crate::domain::invitation::{Invitation, InvitationStatus};
-use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, StoredState, normalize_search, sort_key};
+use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, StoredState};
 use crate::domain::time::Timestamp;
 
-const INVITATION_LIST_PK: &str = "INVITATION";
-const CONTACT_LIST_PK: &str = "CONTACT";
 /// Queries one page may take when filters drop rows (each reads at most a page of the index).
 const MAX_QUERIES_PER_PAGE: usize = 8;
 /// Above every character: `<prefix><this>` ends the range of keys starting with the prefix.
 const HIGHEST: char = '\u{10FFFF}';
-
-/// The list-index keys of an invitation item.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ListedInvitation {
-    list_pk: String,
-    list_sk: String,
-    list_state: StoredState,
-}
-
-impl ListedInvitation {
-    pub(crate) fn of(invitation: &Invitation) -> Self {
-        let state = match invitation.status(invitation.created_at) {
-            InvitationStatus::Revoked => StoredState::Revoked,
-            InvitationStatus::Redeemed => StoredState::Redeemed,
-            InvitationStatus::Active | InvitationStatus::Expired => StoredState::Open,
-        };
-        ListedInvitation {
-            list_pk: INVITATION_LIST_PK.into(),
-            list_sk: sort_key(invitation.created_at, &invitation.invitation_id),
-            list_state: state,
-        }
-    }
-}
-
-/// The list and search keys of a contact item.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ListedContact {
-    list_pk: String,
-    list_sk: String,
-    first_name_key: String,
-    last_name_key: String,
-}
-
-impl ListedContact {
-    pub(crate) fn of(contact: &Contact) -> Self {
-        ListedContact {
-            list_pk: CONTACT_LIST_PK.into(),
-            list_sk: sort_key(contact.created_at, &contact.contact_id),
-            first_name_key: name_key(&contact.first_name, contact.created_at, &contact.contact_id),
-            last_name_key: name_key(&contact.last_name, contact.created_at, &contact.contact_id),
-        }
-    }
-}
-
-impl ListedContact {
-    /// The values an update expression sets them with (`:list_pk`, `:list_sk`, `:first_key`,
-    /// `:last_key`).
-    pub(crate) fn update_values(&self) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            (":list_pk".to_string(), text(&self.list_pk)),
-            (":list_sk".to_string(), text(&self.list_sk)),
-            (":first_key".to_string(), text(&self.first_name_key)),
-            (":last_key".to_string(), text(&self.last_name_key)),
-        ])
-    }
-}
-
-/// A name's search key: case-folded, then the time counted down and the id, so that each key is
-/// unique and contacts of the same name come newest first.
-pub(crate) fn name_key(name: &str, created_at: Timestamp, id: &str) -> String {
-    format!("{}#{:012}#{id}", normalize_search(name), 999_999_999_999 - created_at.as_secs())
-}
-
-fn text(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_string())
-}
 
 /// Which index a filter reads, and its partition.
 struct IndexChoice {
@@ -229,58 +165,6 @@ const SEARCH_INDEXES: [SearchIndex; 3] = [
     SearchIndex { index: "contacts-by-first-name", key_attribute: "first_name_key" },
     SearchIndex { index: "contacts-by-last-name", key_attribute: "last_name_key" },
 ];
-
-/// The contact's search keys that start with `prefix` (email, first name, last name).
-pub(crate) fn matching_keys(contact: &Contact, prefix: &str) -> Vec<String> {
-    let listed = ListedContact::of(contact);
-    [contact.email.normalized().to_string(), listed.first_name_key, listed.last_name_key]
-        .into_iter()
-        .filter(|key| key.starts_with(prefix))
-        .collect()
-}
-
-/// Merges search results read from several indexes into one page in key order, each contact once
-/// (at its smallest matching key). `streams` holds each index's rows (key, contact) in key order
-/// and whether that index has more after them.
-pub(crate) fn merge_search(prefix: &str, streams: Vec<(Vec<(String, Contact)>, bool)>, limit: usize) -> Paged<Contact> {
-    // Rows past the end of what an index with more returned could be preceded by rows not read
-    // yet: only rows up to the smallest such end are certain.
-    let bound =
-        streams.iter().filter(|(_, more)| *more).filter_map(|(rows, _)| rows.last()).map(|(k, _)| k.clone()).min();
-    let mut rows: Vec<(String, Contact)> = streams.into_iter().flat_map(|(rows, _)| rows).collect();
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut items = Vec::new();
-    let mut last_key: Option<String> = None;
-    let mut full = false;
-    for (key, contact) in rows {
-        if bound.as_ref().is_some_and(|bound| key > *bound) {
-            break;
-        }
-        // Shown where it first appears.
-        if matching_keys(&contact, prefix).iter().min() != Some(&key) {
-            last_key = Some(key);
-            continue;
-        }
-        if items.len() == limit {
-            full = true;
-            break;
-        }
-        last_key = Some(key);
-        items.push(contact);
-    }
-    let position = |key: String, items: &[Contact]| {
-        let (created_at, id) =
-            items.last().map_or((Timestamp::default(), "0".to_string()), |c| (c.created_at, c.contact_id.to_string()));
-        Position { created_at, id, key: Some(key) }
-    };
-    let next = match (full, bound) {
-        (true, _) => last_key.map(|k| position(k, &items)),
-        // Everything up to the bound was read; the next page starts after it.
-        (false, Some(bound)) => Some(position(bound, &items)),
-        (false, None) => None,
-    };
-    Paged { items, next }
-}
 
 impl DynamoContacts {
     pub(super) async fn list_contacts(&self, prefix: &str, page: &PageRequest) -> anyhow::Result<Paged<Contact>> {

@@ -2,7 +2,7 @@
 //! outside it can react (the Dynamics 365 "execute a workflow on redeem").
 //!
 //! An event is queued in the outbox in the same write as the change it reports (see
-//! [`PortalEvent::outbox_message`]): it is published if and only if that change was committed.
+//! [`OutboxMessage::for_event`](super::outbox::OutboxMessage::for_event)): it is published if and only if that change was committed.
 //! `send-email` publishes it under the outbox's lease rule, so it goes out once as far as the portal
 //! can tell; consumers de-duplicate by `event_id` for the rare second delivery.
 //!
@@ -10,8 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{ContactId, EventId, InvitationId, MessageId};
-use super::outbox::{MessageKind, OutboxMessage};
+use super::ids::{ContactId, EventId, InvitationId};
 use super::time::{Timestamp, rfc3339};
 
 /// What happened, with the ids that name it. The variant's name is the event's `DetailType`.
@@ -113,15 +112,6 @@ impl PortalEvent {
         detail.insert("occurred_at".into(), rfc3339(self.occurred_at).into());
         serde_json::Value::Object(detail)
     }
-
-    /// The outbox item that carries this event to the bus, written in the transaction that
-    /// commits the fact. Its message id is the event id: one item per event.
-    pub fn outbox_message(&self) -> OutboxMessage {
-        let mut message = OutboxMessage::new(MessageKind::Event, "", "", None, self.occurred_at);
-        message.message_id = MessageId::from(self.event_id.as_str());
-        message.event = Some(self.clone());
-        message
-    }
 }
 
 #[cfg(test)]
@@ -144,22 +134,6 @@ mod tests {
                 "created": true,
             })
         );
-    }
-
-    #[test]
-    fn an_event_rides_in_an_outbox_item_named_by_its_id_and_reads_back_whole() {
-        let event = Fact::ContactImported { contact_id: "c-1".into(), import_id: "import-7".into() }
-            .at(Timestamp::from_secs(1_800_000_000));
-        let message = event.outbox_message();
-        assert_eq!(message.kind, MessageKind::Event);
-        assert_eq!(message.message_id.as_str(), event.event_id.as_str());
-        assert!(message.secret.is_none());
-        let item: std::collections::HashMap<String, serde_dynamo::AttributeValue> =
-            serde_dynamo::to_item(&message).expect("an item");
-        let back: OutboxMessage = serde_dynamo::from_item(item).expect("reads back");
-        assert_eq!(back.event, Some(event.clone()));
-        assert_eq!(event.detail()["import_id"], "import-7");
-        assert_eq!(event.detail_type(), "ContactImported");
     }
 
     #[test]

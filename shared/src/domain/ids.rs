@@ -69,3 +69,24 @@ identifier!(
     /// A portal event (a fact published on the event bus); consumers de-duplicate by it.
     EventId
 );
+
+/// Identifies one bulk import (a UUID).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ImportId(pub String);
+
+impl ImportId {
+    pub fn generate() -> Self {
+        ImportId(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

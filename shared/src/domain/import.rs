@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::email::Email;
+pub use super::ids::ImportId;
 use super::ids::InvitationId;
 use super::outbox::LEASE_SECS;
 use super::secret::digest;
@@ -32,27 +33,6 @@ pub const MAX_ROLES: usize = 20;
 pub const MAX_KEPT_REJECTIONS: usize = 1_000;
 /// The columns an import may have; `email` is required.
 pub const COLUMNS: &[&str] = &["email", "first_name", "last_name", "phone", "roles", "account_id"];
-
-/// Identifies one import (a UUID).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ImportId(pub String);
-
-impl ImportId {
-    pub fn generate() -> Self {
-        ImportId(uuid::Uuid::new_v4().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ImportId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One accepted row, as checked (the email in its display form; it parses again).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

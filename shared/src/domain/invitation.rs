@@ -2,6 +2,7 @@
 //! emails a code; redeeming it gives the contact credentials, or attaches the invitation to an
 //! account they already have, assigning web roles and a parent account.
 
+use super::email::Email;
 use super::ids::{ContactId, InvitationId, MessageId};
 use super::time::Timestamp;
 use std::fmt;
@@ -80,6 +81,31 @@ impl InvitationCode {
 pub enum InvitationType {
     Single,
     Group,
+}
+
+/// Who an invitation is for: a contact by id, or one by email (found, or created without credentials).
+#[derive(Clone)]
+pub enum Invitee {
+    ContactId(ContactId),
+    Email {
+        email: Email,
+        first_name: String,
+        last_name: String,
+    },
+    /// Several contacts of a group invitation (`contact_ids`), each emailed the one code.
+    Contacts(Vec<ContactId>),
+}
+
+/// An invitation request whose fields all parsed.
+#[derive(Clone)]
+pub struct InvitationRequest {
+    pub invitee: Invitee,
+    pub kind: InvitationType,
+    pub max_redemptions: u32,
+    pub expires_in_days: Option<u32>,
+    pub roles: Vec<String>,
+    pub account_id: Option<String>,
+    pub redirect_path: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! The transactional outbox: every email is an item written in the same transaction as the change
 //! that causes it; the outbox table's stream triggers `send-email`.
 
-use super::ids::{ContactId, InvitationId, MessageId};
+use super::event::PortalEvent;
+use super::ids::{ContactId, ImportId, InvitationId, MessageId};
 use super::time::Timestamp;
 use std::fmt;
 
@@ -168,10 +169,10 @@ pub struct OutboxMessage {
     pub attempts: u32,
     /// A [`MessageKind::Event`]'s event: published to the bus instead of mailed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<super::event::PortalEvent>,
+    pub event: Option<PortalEvent>,
     /// The bulk import that queued this invitation email, whose counts its outcome adds to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub import_id: Option<super::import::ImportId>,
+    pub import_id: Option<ImportId>,
     /// A fan-out's recipients (see [`MessageKind::InvitationFanout`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<super::group::Recipient>,
@@ -264,5 +265,36 @@ impl OutboxMessage {
             fanout_id: None,
             held: None,
         }
+    }
+
+    /// The outbox item that carries `event` to the bus, written in the transaction that commits
+    /// the fact. Its message id is the event id: one item per event.
+    pub fn for_event(event: &PortalEvent) -> Self {
+        let mut message = OutboxMessage::new(MessageKind::Event, "", "", None, event.occurred_at);
+        message.message_id = MessageId::from(event.event_id.as_str());
+        message.event = Some(event.clone());
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::Fact;
+
+    #[test]
+    fn an_event_rides_in_an_outbox_item_named_by_its_id_and_reads_back_whole() {
+        let event = Fact::ContactImported { contact_id: "c-1".into(), import_id: "import-7".into() }
+            .at(Timestamp::from_secs(1_800_000_000));
+        let message = OutboxMessage::for_event(&event);
+        assert_eq!(message.kind, MessageKind::Event);
+        assert_eq!(message.message_id.as_str(), event.event_id.as_str());
+        assert!(message.secret.is_none());
+        let item: std::collections::HashMap<String, serde_dynamo::AttributeValue> =
+            serde_dynamo::to_item(&message).expect("an item");
+        let back: OutboxMessage = serde_dynamo::from_item(item).expect("reads back");
+        assert_eq!(back.event, Some(event.clone()));
+        assert_eq!(event.detail()["import_id"], "import-7");
+        assert_eq!(event.detail_type(), "ContactImported");
     }
 }

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use super::admin::{InvitationView, invitation_row};
+use super::admin_views::{InvitationView, invitation_row};
 use crate::domain::listing::Position;
 use crate::usecases::lists;
 use crate::web::extract::InvitationsEnabled;

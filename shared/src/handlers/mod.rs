@@ -3,8 +3,8 @@
 
 pub mod admin;
 mod admin_lists;
+mod admin_views;
 pub mod entry;
-pub mod import_chunks;
 pub mod imports;
 pub mod passkeys;
 pub mod profile;

@@ -6,13 +6,11 @@ use crate::domain::contact::Contact;
 use crate::domain::event::Fact;
 use crate::domain::group::{self, Recipient};
 use crate::domain::ids::{ContactId, InvitationId, MessageId};
-use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
+use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationRequest, InvitationType};
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::time::Timestamp;
 use crate::error::PortalError;
 use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSettings};
-
-use super::invite::InvitationRequest;
 
 /// The one outbox item carrying `code` for every recipient of a group invitation.
 pub(crate) fn fanout_message(

@@ -5,13 +5,16 @@ use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
 use crate::domain::event::Fact;
-use crate::domain::ids::{ContactId, InvitationId, MessageId};
-use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
+use crate::domain::ids::{InvitationId, MessageId};
+use crate::domain::invitation::{Delivery, Invitation, InvitationCode};
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::time::Timestamp;
 use crate::error::PortalError;
 use crate::ports::CreateContactError;
 use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSettings};
+
+/// What an administrator asks for, parsed (group invitations go on in [`super::group_invite`]).
+pub use crate::domain::invitation::{InvitationRequest, Invitee};
 
 /// An administrator's audit event: what was done to which contact or invitation, by whom, from where.
 fn admin_audit(event: AuditEvent, subject: &str, admin: &Contact, source: &SourceAddress) {
@@ -42,31 +45,6 @@ pub async fn create_contact(
     portal.contacts().create(&contact).await?;
     admin_audit(AuditEvent::ContactCreated, &contact.contact_id, admin, source);
     Ok(contact)
-}
-
-/// Who an invitation is for: a contact by id, or one by email (found, or created without credentials).
-#[derive(Clone)]
-pub enum Invitee {
-    ContactId(ContactId),
-    Email {
-        email: Email,
-        first_name: String,
-        last_name: String,
-    },
-    /// Several contacts of a group invitation (`contact_ids`), each emailed the one code.
-    Contacts(Vec<ContactId>),
-}
-
-/// An invitation request whose fields all parsed.
-#[derive(Clone)]
-pub struct InvitationRequest {
-    pub invitee: Invitee,
-    pub kind: InvitationType,
-    pub max_redemptions: u32,
-    pub expires_in_days: Option<u32>,
-    pub roles: Vec<String>,
-    pub account_id: Option<String>,
-    pub redirect_path: Option<String>,
 }
 
 async fn invited_contact(portal: &(impl UsesContacts + UsesClock), invitee: Invitee) -> Result<Contact, PortalError> {

@@ -124,7 +124,7 @@ pub async fn redeem(
         // New credentials make the contact a portal user: a registration by invitation.
         events.push(Fact::ContactRegistered { contact_id }.at(now));
     }
-    let mut queued: Vec<OutboxMessage> = events.iter().map(|event| event.outbox_message()).collect();
+    let mut queued: Vec<OutboxMessage> = events.iter().map(OutboxMessage::for_event).collect();
     // A new contact whose address the code did not reach, while the site requires confirmation:
     // its link goes out with the redemption (`send-email` issues it), and no session begins.
     let unconfirmed =
