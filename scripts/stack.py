@@ -111,6 +111,7 @@ class Stack(Plan):
         self._see_log = f"; see {log_path}" if log_path else "; see its messages above"
         self._log = open(log_path, "ab", buffering=0) if log_path else None  # noqa: SIM115
         self.relays, self._procs = [], []  # StreamRelay threads; (name, Popen) of the children
+        self._emails, self._emails_lock = [], threading.Lock()  # read so far, see emails()
         self._stopping, self._env_file = threading.Event(), None
 
     def _child_env(self) -> dict:
@@ -243,8 +244,11 @@ class Stack(Plan):
             self._log.close()
 
     def emails(self) -> list[dict]:
-        """Emails sent through the local SES so far (see local_aws.sent_emails)."""
-        return local_aws.sent_emails(self.aws_endpoint)
+        """Emails sent through the local SES so far, oldest first (see local_aws.sent_emails);
+        each is read from the endpoint once."""
+        with self._emails_lock:
+            self._emails += local_aws.sent_emails(self.aws_endpoint, since=len(self._emails))
+            return list(self._emails)
 
 
 def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str = "portal-local",

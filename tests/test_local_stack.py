@@ -144,6 +144,53 @@ def test_sent_emails_and_the_emails_command(moto_server):
     assert "To:      a@example.com\nSubject: Plain one\n\nHello\nhttp://x/y?token=1" in out
 
 
+def test_emails_are_read_from_an_index_on_without_the_state_dump(moto_server, monkeypatch):
+    ses = boto3.client("sesv2", endpoint_url=moto_server, **KW)
+    ses.create_email_identity(EmailIdentity="from@example.com")
+    before = len(local_aws.sent_emails(moto_server))
+    for subject in ("first", "second"):
+        ses.send_email(FromEmailAddress="from@example.com",
+                       Destination={"ToAddresses": [f"{subject}@example.com"]},
+                       Content={"Simple": {"Subject": {"Data": subject},
+                                           "Body": {"Text": {"Data": "text"}}}})
+    asked = []
+    real_urlopen = local_aws.urllib.request.urlopen
+    monkeypatch.setattr(local_aws.urllib.request, "urlopen",
+                        lambda url, **kw: asked.append(url) or real_urlopen(url, **kw))
+    assert [m["subject"] for m in local_aws.sent_emails(moto_server)[before:]] == [
+        "first", "second"]
+    assert [m["to"] for m in local_aws.sent_emails(moto_server, since=before + 1)] == [
+        ["second@example.com"]]
+    assert local_aws.sent_emails(moto_server, since=before + 2) == []
+    assert asked and not any("data.json" in url for url in asked), asked
+
+
+def test_events_are_read_from_the_tap_queue_and_stay_there(moto_server):
+    local_aws.create_event_bus(moto_server)
+    events = boto3.client("events", endpoint_url=moto_server, **KW)
+    before = len(local_aws.published_events(moto_server))
+    events.put_events(Entries=[
+        {"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "portal", "DetailType": "First",
+         "Detail": json.dumps({"n": 1})},
+        {"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "elsewhere", "DetailType": "Other",
+         "Detail": "{}"},
+        {"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "portal", "DetailType": "Second",
+         "Detail": json.dumps({"n": 2})}])
+    # Someone receiving from the tap queue takes nothing from what the listing shows.
+    sqs = boto3.client("sqs", endpoint_url=moto_server, **KW)
+    queue = sqs.get_queue_url(QueueName=local_aws.EVENT_TAP_QUEUE)["QueueUrl"]
+    assert sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    found = local_aws.published_events(moto_server)[before:]
+    assert [(e["detail-type"], e["source"], e["detail"]) for e in found] == [
+        ("First", "portal", {"n": 1}), ("Second", "portal", {"n": 2})]
+    assert [e["detail-type"] for e in local_aws.published_events(moto_server, since=before + 1)] \
+        == ["Second"]
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "events",
+                          "--endpoint-url", moto_server], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert f"Second  {found[1]['time']}  {{\"n\": 2}}" in out, out
+
+
 def test_emails_command_says_when_the_stack_is_not_running():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "emails",
                              "--endpoint-url", f"http://127.0.0.1:{free_port()}"],
