@@ -243,6 +243,16 @@ class Stack(Plan):
         if self._log:
             self._log.close()
 
+    def settle(self, timeout: float = 60) -> None:
+        """Waits until every stream relay has delivered each record written so far (retries
+        included), so that every email and event they cause is out; StackError after `timeout`
+        seconds. What tests wait for before they conclude that something was not sent."""
+        deadline = time.monotonic() + timeout
+        for relay in self.relays:
+            if not relay.wait_settled(max(0.0, deadline - time.monotonic())):
+                raise StackError(f"the stream relay of {relay.table} still had records to deliver "
+                                 f"after {timeout:.0f}s" + self._see_log)
+
     def emails(self) -> list[dict]:
         """Emails sent through the local SES so far, oldest first (see local_aws.sent_emails);
         each is read from the endpoint once."""

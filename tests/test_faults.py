@@ -79,7 +79,7 @@ def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
     assert (again.status_code, again.json()) == (201, first.json()), describe(again)
     # One invitation, so one email: the retry queued nothing.
     await_emails(stack, body["email"], INVITATION_SUBJECT)
-    time.sleep(2)  # a second email, had one been queued, would be out by now
+    stack.settle()  # a second email, had one been queued, is out now
     assert len(emails_to(stack, body["email"])) == 1
     other = admin.post_json("/admin/invitations", {**body, "first_name": "Ada"}, headers=key)
     assert other.status_code == 422, describe(other)
@@ -117,7 +117,7 @@ def test_operators_list_stuck_messages_without_secrets_and_queue_them_again(emai
                               {"email": email, "first_name": "Grace", "last_name": "Hopper"})
     assert created.status_code == 201, describe(created)
     invitation_id = created.json()["invitation_id"]
-    time.sleep(2)  # the relay has delivered it; send-email left it pending (emails are off)
+    emails_off_stack.settle()  # the relay has delivered it; send-email left it pending (emails are off)
 
     status = portal_admin(emails_off_stack, "outbox", "status", "--stale-after", "0s")
     stuck = [line for line in status.splitlines() if invitation_id in line]

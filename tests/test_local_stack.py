@@ -5,6 +5,7 @@ function served here)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -285,15 +286,17 @@ class QuickEvent(threading.Event):
         return super().wait(None if timeout is None else timeout / 20)
 
 
-def run_relay(endpoint, answer, writes, until, **settings):
+@contextlib.contextmanager
+def relay_running(endpoint, answer, writes, **settings):
+    """A StreamRelay to a FakeFunction(answer) on a fresh table whose stream holds `writes` (a
+    key: a put; "-key": a delete) before it starts; yields (relay, fake, the table's name)."""
     table = f"relay{time.monotonic_ns()}"
     local_aws.create_resources(endpoint, local_aws.Resolver(local_aws.load_template(), table))
     ddb = boto3.client("dynamodb", endpoint_url=endpoint, **KW)
     fake = FakeFunction(answer)
     fake_stack = types.SimpleNamespace(portal_port=fake.port, aws_endpoint=endpoint,
                                        _stopping=QuickEvent())
-    queue_url = boto3.client("sqs", endpoint_url=endpoint, **KW).create_queue(
-        QueueName=table)["QueueUrl"]
+    boto3.client("sqs", endpoint_url=endpoint, **KW).create_queue(QueueName=table)
     for key in writes:  # all before the relay starts (at the stream's start): fixed batches
         if key.startswith("-"):
             ddb.delete_item(TableName=f"{table}-outbox", Key={"pk": {"S": key[1:]}})
@@ -303,17 +306,48 @@ def run_relay(endpoint, answer, writes, until, **settings):
                                      on_failure_queue=table, **settings)
     relay.start()
     try:
-        deadline = time.monotonic() + 30
-        while not until(relay, fake) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # nothing more should come
+        yield relay, fake, table
     finally:
         fake_stack._stopping.set()
         relay.join(timeout=10)
         fake.server.shutdown()
+
+
+def run_relay(endpoint, answer, writes, until, **settings):
+    with relay_running(endpoint, answer, writes, **settings) as (relay, fake, table):
+        deadline = time.monotonic() + 30
+        while not until(relay, fake) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.wait_settled(30), "nothing more should come"
     sqs = boto3.client("sqs", endpoint_url=endpoint, **KW)
+    queue_url = sqs.get_queue_url(QueueName=table)["QueueUrl"]
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     return relay, fake, [json.loads(m["Body"]) for m in messages]
+
+
+def test_relay_settles_once_every_record_written_before_is_delivered_retries_included(moto_server):
+    failures_left = {"b": 2, "z": 1000}
+
+    def answer(batch):
+        for r in batch:
+            key = r["dynamodb"]["Keys"]["pk"]["S"]
+            if failures_left.get(key):
+                failures_left[key] -= 1
+                return {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]}]}
+        return {"batchItemFailures": []}
+
+    with relay_running(moto_server, answer, ["a", "b"], report_failures=True,
+                       max_retries=1000) as (relay, fake, table):
+        assert relay.wait_settled(30)
+        assert fake.keys() == ["a", "b", "b", "b"] and relay.delivered == 2
+        ddb = boto3.client("dynamodb", endpoint_url=moto_server, **KW)
+        ddb.put_item(TableName=f"{table}-outbox", Item={"pk": {"S": "c"}})
+        assert relay.wait_settled(30)
+        assert fake.keys()[-1] == "c" and relay.delivered == 3
+        # A record that keeps failing is still to deliver: not settled.
+        ddb.put_item(TableName=f"{table}-outbox", Item={"pk": {"S": "z"}})
+        assert not relay.wait_settled(1)
+        assert fake.keys().count("z") >= 2 and relay.delivered == 3
 
 
 def test_relay_sends_filtered_records_in_batches_in_order(moto_server):
