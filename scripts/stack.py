@@ -36,6 +36,8 @@ LOCAL_MAX_RETRIES = 10  # what MaximumRetryAttempts -1 (until the record expires
 MAPPING_DEFAULTS = {"BatchSize": 100, "FunctionResponseTypes": [], "MaximumRetryAttempts": -1,
                     "BisectBatchOnFunctionError": False, "FilterCriteria": {}}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Function settings that the template does not expose (tests set them): passed on as given.
+TEST_SETTINGS = ("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS",)
 
 
 class Plan:
@@ -61,6 +63,7 @@ class Plan:
         self.env.update(AWS_ENDPOINT_URL=self.aws_endpoint, AWS_REGION=local_aws.REGION,
                         AWS_DEFAULT_REGION=local_aws.REGION, AWS_ACCESS_KEY_ID="test",
                         AWS_SECRET_ACCESS_KEY="test")
+        self.env.update({name: str(settings[name]) for name in TEST_SETTINGS if name in settings})
         self.tables = {lid: props["TableName"] for lid, props in self.resolver.tables().items()}
         # HTTP functions: a GET path to warm each; stream-triggered functions: what to relay.
         self.warm_paths, self.stream_sources = {}, []

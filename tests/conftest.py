@@ -19,6 +19,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import stack as stack_script  # noqa: E402  (scripts/stack.py)
 
 
+# The email allowances of every test stack count in one window of 10^9 s (it ends in May 2033),
+# not per clock hour: no window ends while a test counts them.
+ALLOWANCE_WINDOW_SECS = str(10**9)
+
+
 def free_port(avoid=(9000, 4566)) -> int:
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -43,6 +48,7 @@ def start(stack_name: str, settings: dict | None = None):
     # stack, for the IAM coverage check (scripts/iam_coverage.py) that runs after the suite.
     calls_dir = os.environ.get("PORTAL_RECORD_AWS_CALLS_DIR")
     record = os.path.join(calls_dir, f"pytest-{stack_name}.jsonl") if calls_dir else None
+    settings = {"PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": ALLOWANCE_WINDOW_SECS, **(settings or {})}
     return stack_script.start_stack(portal_port, moto_port, f"pytest-{stack_name}",
                                     settings=settings, admin_password=ADMIN_PASSWORD,
                                     log_path=log.name, record_calls=record)

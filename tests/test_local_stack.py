@@ -39,7 +39,7 @@ def test_template_is_read_with_its_short_tags_in_long_form():
 def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     plan = stack_script.Plan("demo", 9100, 4610, settings={
         "PORTAL_REQUIRE_CONFIRMATION": "true", "PORTAL_EMAIL_SENDER": "hello@example.org",
-        "NOT_A_SETTING": "x"})
+        "NOT_A_SETTING": "x", "PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": "86400"})
     assert plan.tables == {"ContactsTable": "demo-contacts", "SessionsTable": "demo-sessions",
                            "InvitationsTable": "demo-invitations", "OutboxTable": "demo-outbox"}
     env = plan.env
@@ -52,6 +52,7 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4610"
     assert env["AWS_REGION"] == "us-east-1"
     assert "NOT_A_SETTING" not in env
+    assert env["PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS"] == "86400"  # a test-only setting
     # The sender's SES identity follows the setting (it is the EmailSender parameter).
     assert plan.resolver.resolve(plan.template["Resources"]["SenderIdentity"]["Properties"])[
         "EmailIdentity"] == "hello@example.org"
