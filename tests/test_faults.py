@@ -12,9 +12,8 @@ import signal
 import subprocess
 import time
 
-import pytest
 
-from conftest import start
+from conftest import stack_fixture
 from support import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -33,13 +32,8 @@ INVITATION_SUBJECT = "You're invited to the customer portal"
 BOUND_SECS = 10
 
 
-@pytest.fixture(scope="module")
-def pausable_stack():
-    s = start("pausable")
-    try:
-        yield s
-    finally:
-        s.stop()
+pausable_stack = stack_fixture("pausable_stack", "pausable",
+                               doc="A stack of the test's own: its moto server is paused.")
 
 
 def local_aws_process(stack):
@@ -91,14 +85,9 @@ def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def emails_off_stack():
-    """A stack whose "Send Invitation" workflow is off: invitation emails stay pending (stuck)."""
-    s = start("emails-off", settings={"PORTAL_SEND_INVITATION_EMAILS": "false"})
-    try:
-        yield s
-    finally:
-        s.stop()
+emails_off_stack = stack_fixture(
+    "emails_off_stack", "emails-off", {"PORTAL_SEND_INVITATION_EMAILS": "false"},
+    doc='A stack whose "Send Invitation" workflow is off: invitation emails stay pending (stuck).')
 
 
 def portal_admin(stack, *args, stdin: str = "") -> str:
