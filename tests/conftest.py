@@ -1,10 +1,11 @@
 """Fixtures for the end-to-end tests: local stacks (moto server, tables, admin seed and `cargo lambda
-watch`) on free ports, so that a developer's `make run` on 9000/4566 can stay up.
+watch`) on free ports, so that a developer's `make run` on 9000/4566 can stay up, and a headless
+Chromium.
 
 pytest-xdist runs the suite on several workers (`-n`, `--dist loadfile`: a module's tests stay on
 one worker). Each worker has its own stacks, named after it (pytest-gw0-e2e: its tables, its log
-and its recorder file). The stacks a module uses start together, in the background, when its
-first test is set up."""
+and its recorder file), and its own Chromium. The stacks a module uses start together, in the
+background, when its first test is set up."""
 
 from __future__ import annotations
 
@@ -166,6 +167,19 @@ def portal(base_url) -> Portal:
 def new_portal(base_url):
     """A factory for more independent clients within one test."""
     return lambda: Portal(base_url)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium per worker; each test's `browser` is a fresh profile in it (see
+    test_browser.py)."""
+    from browser import Chromium
+
+    browser = Chromium()
+    try:
+        yield browser
+    finally:
+        browser.quit()
 
 
 @pytest.hookimpl(hookwrapper=True)
