@@ -60,9 +60,10 @@ def start(stack_name: str, settings: dict | None = None):
     calls_dir = os.environ.get("PORTAL_RECORD_AWS_CALLS_DIR")
     record = os.path.join(calls_dir, f"{name}.jsonl") if calls_dir else None
     settings = {"PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": ALLOWANCE_WINDOW_SECS, **(settings or {})}
+    # prebuilt: each function instance starts from its binary, not through `cargo run`.
     return stack_script.start_stack(portal_port, moto_port, name, settings=settings,
                                     admin_password=ADMIN_PASSWORD, log_path=log,
-                                    record_calls=record)
+                                    record_calls=record, prebuilt=True)
 
 
 class Stacks:
