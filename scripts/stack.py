@@ -114,9 +114,9 @@ class Stack(Plan):
 
     def __init__(self, stack_name: str, portal_port: int, moto_port: int, settings: dict | None,
                  admin_password: str, log_path: str | None, record_calls: str | None = None,
-                 prebuilt: bool = False):
+                 prebuilt: bool = False, concurrency: int = 4):
         super().__init__(stack_name, portal_port, moto_port, settings)
-        self.prebuilt = prebuilt  # see start_watch
+        self.prebuilt, self.concurrency = prebuilt, concurrency  # see start_watch
         # record_calls: a file for scripts/aws_recorder.py's lines (each AWS call of a function);
         # the functions then reach moto through the recording proxy.
         self.record_calls, self.recorder = record_calls, None
@@ -194,7 +194,7 @@ class Stack(Plan):
                        PORTAL_BUILT_DIR=os.path.join(target_dir(), "debug"))
         self._spawn("cargo lambda watch", [
             *watch, "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
-            "--concurrency", "4", "--disable-cors", "--env-file", self._env_file],
+            "--concurrency", str(self.concurrency), "--disable-cors", "--env-file", self._env_file],
             stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120  # ready once it listens (it builds a function lazily)
         while time.monotonic() < deadline:
@@ -298,7 +298,7 @@ class Stack(Plan):
 def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str = "portal-local",
                 *, settings: dict | None = None, admin_password: str | None = None,
                 log_path: str | None = None, record_calls: str | None = None,
-                prebuilt: bool = False) -> Stack:
+                prebuilt: bool = False, concurrency: int = 4) -> Stack:
     """Start the whole local stack and return its handle; raise StackError if a step fails.
 
     settings: function settings by variable name (e.g. {"PORTAL_REQUIRE_CONFIRMATION": "true"})
@@ -306,9 +306,11 @@ def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str 
     process's stdout/stderr). record_calls: a file where each AWS call a function makes is
     recorded (scripts/aws_recorder.py), for scripts/iam_coverage.py. prebuilt: build the
     functions once and start each instance from its binary (seconds faster for each stack), with
-    no reload when the code changes (see Stack.start_watch)."""
+    no reload when the code changes (see Stack.start_watch). concurrency: instances of each
+    function (cargo lambda watch --concurrency)."""
     stack = Stack(stack_name, portal_port, moto_port, settings,
-                  admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls, prebuilt)
+                  admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls, prebuilt,
+                  concurrency)
     try:
         stack.start_local_aws()
         stack.seed_admin()

@@ -46,9 +46,11 @@ def pytest_configure(config):
         os.environ["PORTAL_PYTEST_LOGS"] = tempfile.mkdtemp(prefix="portal-pytest-logs-")
 
 
-def start(stack_name: str, settings: dict | None = None):
+def start(stack_name: str, settings: dict | None = None, concurrency: int = 1):
     """Start a local stack on free ports; returns scripts/stack.py's handle (portal_url,
-    aws_endpoint, portal_port, admin_email, admin_password, settle(), emails(), stop())."""
+    aws_endpoint, portal_port, admin_email, admin_password, settle(), emails(), stop()).
+    concurrency: instances of each function. One starts in about 8 s a stack, four in 30 s
+    (cargo lambda starts them a few at a time): four only where tests send requests at once."""
     name = "-".join(filter(None, ("pytest", WORKER, stack_name)))  # pytest-gw0-e2e
     portal_port = free_port()
     moto_port = free_port(avoid=(9000, 4566, portal_port))
@@ -63,7 +65,8 @@ def start(stack_name: str, settings: dict | None = None):
     # prebuilt: each function instance starts from its binary, not through `cargo run`.
     return stack_script.start_stack(portal_port, moto_port, name, settings=settings,
                                     admin_password=ADMIN_PASSWORD, log_path=log,
-                                    record_calls=record, prebuilt=True)
+                                    record_calls=record, prebuilt=True,
+                                    concurrency=concurrency)
 
 
 class Stacks:
@@ -72,7 +75,7 @@ class Stacks:
     stack fixture then waits for its own stack only."""
 
     def __init__(self):
-        self.specs: dict[str, tuple[str, dict | None]] = {}  # fixture name: stack name, settings
+        self.specs: dict[str, tuple] = {}  # fixture name: start()'s arguments
         self._started: dict[str, concurrent.futures.Future] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="stack-start")
         self._module = None
@@ -109,10 +112,10 @@ STACKS = Stacks()
 
 
 def stack_fixture(name: str, stack_name: str, settings: dict | None = None,
-                  scope: str = "module", doc: str = ""):
+                  scope: str = "module", doc: str = "", concurrency: int = 1):
     """A fixture `name` giving a local stack of its own (`stack_name`, with these function
     settings), started with the other stacks its module uses and stopped at the end of `scope`."""
-    STACKS.specs[name] = (stack_name, settings)
+    STACKS.specs[name] = (stack_name, settings, concurrency)
 
     def fixture():
         try:
@@ -134,10 +137,12 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # Every request of the suite comes from 127.0.0.1: per-address allowances must not run out (the
-# rate-limit tests have their own stack, rate_limited_stack).
+# rate-limit tests have their own stack, rate_limited_stack). Four instances of each function, as
+# `make run`: races (parallel registrations, redemptions) run at once.
 stack = stack_fixture("stack", "e2e", {"PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000",
                                        "PORTAL_FAILURES_PER_ADDRESS_PER_HOUR": "100000"},
-                      scope="session", doc="The stack most tests share (one per worker).")
+                      scope="session", doc="The stack most tests share (one per worker).",
+                      concurrency=4)
 
 HTTPS_BASE = "https://portal.example.test"
 
