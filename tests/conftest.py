@@ -70,21 +70,23 @@ def start(stack_name: str, settings: dict | None = None, concurrency: int = 1):
 
 
 class Stacks:
-    """The stacks of this process, each started on a thread of its own: at a module's first test,
-    every stack fixture its tests use (the session's stack too, if not up yet) starts at once; a
-    stack fixture then waits for its own stack only."""
+    """The stacks of this process, each started and stopped on a thread of its own. Every stack
+    fixture that a module's tests use (the session's stack too, if not up yet) starts at once,
+    while the test before the module's first runs; a stack fixture waits for its own stack only.
+    A module's stacks stop in the background after it; the session waits for them at its end."""
 
     def __init__(self):
         self.specs: dict[str, tuple] = {}  # fixture name: start()'s arguments
         self._started: dict[str, concurrent.futures.Future] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="stack-start")
-        self._module = None
+        self._stopping: list[concurrent.futures.Future] = []
+        self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="stack")
+        self._modules: set = set()
 
     def start_for(self, item) -> None:
         """Start every stack that the tests of `item`'s module use (once per module)."""
-        if item.module is self._module:
+        if item.module in self._modules:
             return
-        self._module = item.module
+        self._modules.add(item.module)
         used = {name for other in item.session.items if other.module is item.module
                 for name in other.fixturenames if name in self.specs}
         for name in sorted(used):
@@ -100,12 +102,16 @@ class Stacks:
 
     def stop(self, name: str) -> None:
         started = self._started.pop(name, None)
-        if started is not None and started.exception() is None:
-            started.result().stop()
+        if started is not None:
+            self._stopping.append(self._pool.submit(
+                lambda: started.exception() is None and started.result().stop()))
 
     def stop_all(self) -> None:
+        """Stop every stack, and wait until each has stopped (its recorder file complete)."""
         for name in list(self._started):
             self.stop(name)
+        for stopping in self._stopping:
+            stopping.result()
 
 
 STACKS = Stacks()
@@ -128,12 +134,14 @@ def stack_fixture(name: str, stack_name: str, settings: dict | None = None,
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
+def pytest_runtest_protocol(item, nextitem):
     STACKS.start_for(item)
+    if nextitem is not None:
+        STACKS.start_for(nextitem)  # the next module's stacks start while this test runs
 
 
 def pytest_sessionfinish(session, exitstatus):
-    STACKS.stop_all()  # any started for tests that never set them up (skipped)
+    STACKS.stop_all()  # any started for tests that never set them up (skipped); all stopped
 
 
 # Every request of the suite comes from 127.0.0.1: per-address allowances must not run out (the
