@@ -2,9 +2,10 @@
 """The local AWS endpoint (moto server) and the resources of infra/template.yaml.
 
   serve --port P [--exit-on-stdin-eof] [--ses-max-send-rate N]   moto server (with
-      moto_workarounds.py) on 127.0.0.1:P; prints "ready" once it listens. --exit-on-stdin-eof:
-      also stop when stdin closes, so a harness that spawns it with a piped stdin never leaves it
-      behind. --ses-max-send-rate: the SES sending rate it reports (moto's own: 1 a second).
+      moto_workarounds.py and the two read routes below) on 127.0.0.1:P; prints "ready" once it
+      listens. --exit-on-stdin-eof: also stop when stdin closes, so a harness that spawns it with a
+      piped stdin never leaves it behind. --ses-max-send-rate: the SES sending rate it reports
+      (moto's own: 1 a second).
   create-tables --endpoint-url URL --stack-name NAME...   the template's DynamoDB tables (printed),
       SQS queues and SES identities for each stack name; existing ones are left alone.
   emails --endpoint-url URL   the emails sent so far through the local SES (make emails): sender,
@@ -202,23 +203,76 @@ def create_event_bus(endpoint_url: str) -> None:
                        Targets=[{"Id": "tap", "Arn": queue_arn}])
 
 
-def published_events(endpoint_url: str) -> list[dict]:
-    """The portal events the local bus delivered to its tap queue, oldest first, as EventBridge
-    delivers them to a target: {"id", "detail-type", "source", "time", "detail", ...}. Read from
-    moto's state (its data API), so that reading takes nothing from the queue: every caller
-    (make events, a test, a second look) sees every event."""
-    with urllib.request.urlopen(endpoint_url.rstrip("/") + "/moto-api/data.json", timeout=30) as r:
-        messages = json.load(r).get("sqs", {}).get("Message", [])
+# Two read routes that `serve` adds to moto's own API: the emails SES sent and the portal events
+# that reached the tap queue, each oldest first, from the `since`-th on (?since=N, default 0). They
+# read the backends' own lists: moto's state dump (/moto-api/data.json) serialises every model
+# instance moto tracks and grows with everything the stack ever did.
+EMAILS_ROUTE = "/moto-api/portal/emails"
+EVENTS_ROUTE = "/moto-api/portal/events"
+
+
+def register_read_routes() -> None:
+    """Add EMAILS_ROUTE and EVENTS_ROUTE to moto's API (moto builds its API's routes from this
+    table on the server's first /moto-api request: call this before)."""
+    from moto.moto_api._internal import urls
+
+    urls.url_paths["{0}" + EMAILS_ROUTE] = emails_route
+    urls.url_paths["{0}" + EVENTS_ROUTE] = events_route
+
+
+def _since(full_url: str) -> int:
+    from urllib.parse import parse_qs, urlsplit
+
+    values = parse_qs(urlsplit(full_url).query).get("since") or ["0"]
+    return max(0, int(values[0])) if values[0].isdigit() else 0
+
+
+def _json_answer(found: list, full_url: str):
+    return 200, {"Content-Type": "application/json"}, json.dumps(found[_since(full_url):])
+
+
+def emails_route(request, full_url: str, headers):
+    """EMAILS_ROUTE: [{"id", "from", "to", "subject", "body"}] of each simple (not raw or
+    templated) email SES accepted, as the portal sends them."""
+    from moto.ses.models import Message, ses_backends
+
+    found = [{"id": m.id, "from": m.source, "subject": m.subject or "", "body": m.body or "",
+              "to": [a for addresses in (m.destinations or {}).values() for a in addresses]}
+             for _, _, backend in ses_backends.iter_backends()
+             for m in list(backend.sent_messages) if type(m) is Message]
+    return _json_answer(found, full_url)
+
+
+def events_route(request, full_url: str, headers):
+    """EVENTS_ROUTE: each portal event (Source "portal") in the tap queue, as EventBridge delivers
+    it to a target, whether or not someone received it from the queue."""
+    from moto.sqs.models import sqs_backends
+
     found = []
-    for m in messages:
-        body = m.get("body") if isinstance(m, dict) else None
-        try:
-            event = json.loads(body) if body else None
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("source") == "portal":
-            found.append(event)
-    return found
+    for _, _, backend in sqs_backends.iter_backends():
+        queue = backend.queues.get(EVENT_TAP_QUEUE)
+        for m in list(queue._messages) if queue is not None else []:
+            try:
+                event = json.loads(m.body)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("source") == "portal":
+                found.append(event)
+    return _json_answer(found, full_url)
+
+
+def _read_route(endpoint_url: str, route: str, since: int) -> list[dict]:
+    url = f"{endpoint_url.rstrip('/')}{route}?since={since}"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.load(r)
+
+
+def published_events(endpoint_url: str, since: int = 0) -> list[dict]:
+    """The portal events the local bus delivered to its tap queue, oldest first (from the
+    `since`-th), as EventBridge delivers them to a target: {"id", "detail-type", "source", "time",
+    "detail", ...}. Read through EVENTS_ROUTE, so that reading takes nothing from the queue: every
+    caller (make events, a test, a second look) sees every event."""
+    return _read_route(endpoint_url, EVENTS_ROUTE, since)
 
 
 def print_events(args) -> int:
@@ -264,6 +318,7 @@ def serve(args) -> int:
     moto_workarounds.apply()
     if args.ses_max_send_rate is not None:
         moto_workarounds.report_ses_max_send_rate(args.ses_max_send_rate)
+    register_read_routes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     if not moto_workarounds.start_server(server):
         print(f"local_aws: moto server did not start on 127.0.0.1:{args.port}", file=sys.stderr)
@@ -283,14 +338,11 @@ def serve(args) -> int:
     return 0
 
 
-def sent_emails(endpoint_url: str) -> list[dict]:
-    """The emails moto's SES recorded, oldest first: {"id", "from", "to", "subject", "body"}.
-    The portal sends only simple (not raw) emails with a text body."""
-    with urllib.request.urlopen(endpoint_url.rstrip("/") + "/moto-api/data.json", timeout=30) as r:
-        messages = json.load(r).get("ses", {}).get("Message", [])
-    return [{"id": m.get("id"), "from": m.get("source"), "subject": m.get("subject") or "",
-             "to": [a for addresses in (m.get("destinations") or {}).values() for a in addresses],
-             "body": m.get("body") or ""} for m in messages]
+def sent_emails(endpoint_url: str, since: int = 0) -> list[dict]:
+    """The emails moto's SES recorded, oldest first (from the `since`-th): {"id", "from", "to",
+    "subject", "body"}, read through EMAILS_ROUTE. The portal sends only simple (not raw)
+    emails with a text body."""
+    return _read_route(endpoint_url, EMAILS_ROUTE, since)
 
 
 def print_emails(args) -> int:

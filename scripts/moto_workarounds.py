@@ -13,8 +13,10 @@ import time
 
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import StreamRecord, Table
 from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.models import ShardIterator
 from moto.server import ThreadedMotoServer
 from moto.ses.models import SESQuota
 
@@ -124,6 +126,30 @@ def honour_transaction_client_request_tokens(patch=setattr) -> None:
     patch(DynamoHandler, "transact_write_items", transact_write_items)
 
 
+# What moto tracks without bound: every item and each deep copy of it, every table's rollback
+# copy (a transaction deep-copies each table it touches, with all its items), every stream record,
+# every shard iterator a reader asks for.
+UNTRACKED_MODELS = (Item, Table, StreamRecord, ShardIterator)
+
+
+def _untracked_new(cls, *args, **kwargs):
+    return object.__new__(cls)
+
+
+def stop_tracking_items_and_stream_records(patch=setattr) -> None:
+    """moto: BaseModel.__new__ appends every model instance to its class's `instances_tracked`
+    list, for /moto-api/data.json (its dashboard) to serialise, and drops none until a reset. So
+    each DynamoDB item and each deep copy of it, each table copy a transaction takes for its
+    rollback, each stream record and shard iterator stays in memory after moto let go of it, and
+    one dump serialises them all (measured here: 1,000 items, 200 transactions and a stream
+    reader left 202,632 tracked instances and 1.17 million live objects; a dump took 8.5 to 66 s
+    for 4.5 MB; a `make run` of an hour held 4.1 GB). Here those classes are untracked (live ones
+    stay reachable through their backend; the dashboard no longer lists tables or items); queues,
+    SES messages and the rest are tracked as before."""
+    for model in UNTRACKED_MODELS:
+        patch(model, "__new__", staticmethod(_untracked_new))
+
+
 def start_server(server: ThreadedMotoServer, timeout: float = 30) -> bool:
     """moto: ThreadedMotoServer.start() waits for a ready event that its server thread sets only
     after binding, so a failed bind (port taken) makes it wait forever. Here it is started from a
@@ -135,6 +161,7 @@ def start_server(server: ThreadedMotoServer, timeout: float = 30) -> bool:
 
 
 def apply() -> None:
+    stop_tracking_items_and_stream_records()
     keep_streams_across_cancelled_transactions()
     share_stream_shards_in_table_copies()
     honour_transaction_client_request_tokens()

@@ -16,7 +16,9 @@ environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug...) overrides its 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +38,15 @@ LOCAL_MAX_RETRIES = 10  # what MaximumRetryAttempts -1 (until the record expires
 MAPPING_DEFAULTS = {"BatchSize": 100, "FunctionResponseTypes": [], "MaximumRetryAttempts": -1,
                     "BisectBatchOnFunctionError": False, "FilterCriteria": {}}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Function settings that the template does not expose (tests set them): passed on as given.
+TEST_SETTINGS = ("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS",)
+
+
+def target_dir() -> str:
+    """Cargo's target directory of the workspace (CARGO_TARGET_DIR, a config, or target/)."""
+    out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                         capture_output=True, timeout=120, check=True).stdout
+    return json.loads(out)["target_directory"]
 
 
 class Plan:
@@ -61,6 +72,7 @@ class Plan:
         self.env.update(AWS_ENDPOINT_URL=self.aws_endpoint, AWS_REGION=local_aws.REGION,
                         AWS_DEFAULT_REGION=local_aws.REGION, AWS_ACCESS_KEY_ID="test",
                         AWS_SECRET_ACCESS_KEY="test")
+        self.env.update({name: str(settings[name]) for name in TEST_SETTINGS if name in settings})
         self.tables = {lid: props["TableName"] for lid, props in self.resolver.tables().items()}
         # HTTP functions: a GET path to warm each; stream-triggered functions: what to relay.
         self.warm_paths, self.stream_sources = {}, []
@@ -101,8 +113,10 @@ class Stack(Plan):
     (stream_relay.StreamRelay: .delivered, .discarded, .invocations), emails(), stop()."""
 
     def __init__(self, stack_name: str, portal_port: int, moto_port: int, settings: dict | None,
-                 admin_password: str, log_path: str | None, record_calls: str | None = None):
+                 admin_password: str, log_path: str | None, record_calls: str | None = None,
+                 prebuilt: bool = False, concurrency: int = 4):
         super().__init__(stack_name, portal_port, moto_port, settings)
+        self.prebuilt, self.concurrency = prebuilt, concurrency  # see start_watch
         # record_calls: a file for scripts/aws_recorder.py's lines (each AWS call of a function);
         # the functions then reach moto through the recording proxy.
         self.record_calls, self.recorder = record_calls, None
@@ -111,6 +125,7 @@ class Stack(Plan):
         self._see_log = f"; see {log_path}" if log_path else "; see its messages above"
         self._log = open(log_path, "ab", buffering=0) if log_path else None  # noqa: SIM115
         self.relays, self._procs = [], []  # StreamRelay threads; (name, Popen) of the children
+        self._emails, self._emails_lock = [], threading.Lock()  # read so far, see emails()
         self._stopping, self._env_file = threading.Event(), None
 
     def _child_env(self) -> dict:
@@ -167,9 +182,19 @@ class Stack(Plan):
         fd, self._env_file = tempfile.mkstemp(prefix=f"{self.stack_name}-", suffix=".env")
         with os.fdopen(fd, "w") as f:
             f.write(f"RUST_LOG='{rust_log}'\n")
+        watch = ["cargo", "lambda"]
+        if self.prebuilt:
+            # The functions are built once here, and each instance runs its binary at once
+            # (scripts/cargo-run-built), not through `cargo run`; a change to the code is not
+            # picked up until the stack starts again.
+            self.build_functions()
+            watch = [os.path.join(VENV_BIN, "cargo-lambda"), "lambda"]  # not through cargo: it
+            env.update(CARGO=os.path.join(ROOT, "scripts", "cargo-run-built"),  # would set CARGO
+                       PORTAL_CARGO=shutil.which("cargo") or "cargo",
+                       PORTAL_BUILT_DIR=os.path.join(target_dir(), "debug"))
         self._spawn("cargo lambda watch", [
-            "cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
-            "--concurrency", "4", "--disable-cors", "--env-file", self._env_file],
+            *watch, "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
+            "--concurrency", str(self.concurrency), "--disable-cors", "--env-file", self._env_file],
             stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120  # ready once it listens (it builds a function lazily)
         while time.monotonic() < deadline:
@@ -179,6 +204,16 @@ class Stack(Plan):
             except OSError:
                 time.sleep(0.2)
         raise StackError(f"cargo lambda watch did not answer on port {self.portal_port} in 120s")
+
+    def build_functions(self) -> None:
+        """Build every function's binary (dev profile), as cargo lambda watch would."""
+        functions = sorted({*self.warm_paths, *(s["function"] for s in self.stream_sources)})
+        argv = ["cargo", "build", "-q", *(f"--bin={f}" for f in functions)]
+        status = subprocess.run(argv, cwd=ROOT, env=self._child_env(), timeout=1800, check=False,
+                                stdin=subprocess.DEVNULL, stdout=self._log,
+                                stderr=self._log).returncode
+        if status != 0:
+            raise StackError(f"{' '.join(argv)} failed (exit status {status})" + self._see_log)
 
     def warm(self) -> None:
         """Build and start every function now rather than on a person's first click: HTTP
@@ -242,22 +277,40 @@ class Stack(Plan):
         if self._log:
             self._log.close()
 
+    def settle(self, timeout: float = 60) -> None:
+        """Waits until every stream relay has delivered each record written so far (retries
+        included), so that every email and event they cause is out; StackError after `timeout`
+        seconds. What tests wait for before they conclude that something was not sent."""
+        deadline = time.monotonic() + timeout
+        for relay in self.relays:
+            if not relay.wait_settled(max(0.0, deadline - time.monotonic())):
+                raise StackError(f"the stream relay of {relay.table} still had records to deliver "
+                                 f"after {timeout:.0f}s" + self._see_log)
+
     def emails(self) -> list[dict]:
-        """Emails sent through the local SES so far (see local_aws.sent_emails)."""
-        return local_aws.sent_emails(self.aws_endpoint)
+        """Emails sent through the local SES so far, oldest first (see local_aws.sent_emails);
+        each is read from the endpoint once."""
+        with self._emails_lock:
+            self._emails += local_aws.sent_emails(self.aws_endpoint, since=len(self._emails))
+            return list(self._emails)
 
 
 def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str = "portal-local",
                 *, settings: dict | None = None, admin_password: str | None = None,
-                log_path: str | None = None, record_calls: str | None = None) -> Stack:
+                log_path: str | None = None, record_calls: str | None = None,
+                prebuilt: bool = False, concurrency: int = 4) -> Stack:
     """Start the whole local stack and return its handle; raise StackError if a step fails.
 
     settings: function settings by variable name (e.g. {"PORTAL_REQUIRE_CONFIRMATION": "true"})
     overriding the template's defaults. log_path: a file for the children's output (default: this
     process's stdout/stderr). record_calls: a file where each AWS call a function makes is
-    recorded (scripts/aws_recorder.py), for scripts/iam_coverage.py."""
+    recorded (scripts/aws_recorder.py), for scripts/iam_coverage.py. prebuilt: build the
+    functions once and start each instance from its binary (seconds faster for each stack), with
+    no reload when the code changes (see Stack.start_watch). concurrency: instances of each
+    function (cargo lambda watch --concurrency)."""
     stack = Stack(stack_name, portal_port, moto_port, settings,
-                  admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls)
+                  admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls, prebuilt,
+                  concurrency)
     try:
         stack.start_local_aws()
         stack.seed_admin()

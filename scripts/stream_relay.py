@@ -94,6 +94,19 @@ class StreamRelay(threading.Thread):
                            f"{function}/invocations")
         self.stream_arn = self.shard_id = ""
         self.invocations = self.delivered = self.discarded = 0  # for tests and logs
+        # For wait_settled: the stream polls begun, and the last one after which nothing was left
+        # to deliver.
+        self._progress, self._poll_now = threading.Condition(), threading.Event()
+        self._polls_begun = self._settled_after = 0
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Waits until every record written to the stream before this call has been delivered
+        (or discarded), retries included: a poll begun after this call found nothing left to
+        deliver. So every email and event those records cause is out. False after `timeout`."""
+        with self._progress:
+            after = self._polls_begun + 1
+            self._poll_now.set()  # an idle relay polls at once
+            return self._progress.wait_for(lambda: self._settled_after >= after, timeout)
 
     def run(self) -> None:
         stopping = self.stack._stopping
@@ -119,13 +132,21 @@ class StreamRelay(threading.Thread):
         attempts, limit = 0, self.batch_size  # bisection lowers the limit
         while not stopping.is_set():
             if len(pending) < self.batch_size:
+                with self._progress:
+                    self._polls_begun += 1
+                    poll = self._polls_begun
                 resp = streams.get_records(ShardIterator=iterator, Limit=1000)
                 iterator = resp["NextShardIterator"]
                 # moto's records lack the eventSourceARN that Lambda's have
                 records = [{**lambda_shape(r), "eventSourceARN": arn} for r in resp["Records"]]
                 pending += [r for r in records if record_passes_filters(self.filters, r)]
-            if not pending:
-                stopping.wait(0.5)  # an idle stream is polled twice a second
+            if not pending:  # (then this turn polled: that poll found nothing left)
+                with self._progress:
+                    self._settled_after = poll
+                    self._progress.notify_all()
+                # An idle stream is polled twice a second, at once for wait_settled.
+                self._poll_now.wait(0.5)
+                self._poll_now.clear()
                 continue
             batch = pending[:limit]
             done, function_error = self._invoke(batch)

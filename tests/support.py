@@ -314,7 +314,7 @@ def await_emails(stack, address: str, subject: str, count: int = 1,
                 f"expected {count} email(s) {subject!r} to {address} within {timeout}s, got "
                 f"{len(found)}; all emails to it: "
                 f"{[m['subject'] for m in emails_to(stack, address)]}")
-        time.sleep(0.3)
+        time.sleep(0.1)
 
 
 def emailed_token(email: dict, base_url: str, path: str) -> str:

@@ -3,65 +3,45 @@ again. On failure a screenshot and the page source are saved to a temporary dire
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from support import strong_password, unique_email
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM = "/usr/bin/chromium"
 WAIT = 60  # seconds; a function may be started lazily on its first request
 
 
-@pytest.fixture
-def browser(request):
-    if not Path(CHROMEDRIVER).exists() or not Path(CHROMIUM).exists():
-        pytest.fail(
-            "Chromium is missing: apt-get install -y --no-install-recommends chromium chromium-driver"
-        )
-    profile = tempfile.mkdtemp(prefix="portal-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1024",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT)
+def open_browser(request, chromium):
+    """A fresh browser profile in the worker's Chromium (conftest's `chromium`), for one test; on
+    the test's failure, its screenshot, page source and URL are saved to a temporary directory."""
+    window = chromium.new_window()
+    window.set_page_load_timeout(WAIT)
     try:
-        yield driver
+        yield window
     finally:
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             out = Path(tempfile.mkdtemp(prefix="portal-browser-failure-"))
             try:
-                driver.save_screenshot(str(out / "screenshot.png"))
-                (out / "page.html").write_text(driver.page_source)
-                (out / "url.txt").write_text(driver.current_url)
+                window.save_screenshot(str(out / "screenshot.png"))
+                (out / "page.html").write_text(window.page_source)
+                (out / "url.txt").write_text(window.current_url)
             except Exception as e:  # noqa: BLE001 - the test's own failure matters more
                 (out / "capture-error.txt").write_text(repr(e))
             print(f"\nbrowser failure artefacts in {out}")
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        window.close()
+
+
+@pytest.fixture
+def browser(request, chromium):
+    yield from open_browser(request, chromium)
 
 
 def path(driver) -> str:

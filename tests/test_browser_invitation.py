@@ -24,16 +24,15 @@ from support import (
     unique_email,
 )
 from test_browser import (  # noqa: F401
-    WAIT, browser, click_link, fill, greeting, path, sign_in_through_the_page, submit_button,
+    WAIT, browser, click_link, fill, greeting, open_browser, path, sign_in_through_the_page,
+    submit_button,
 )
 
 
 @pytest.fixture
-def contact_browser(request):
-    """A second Chromium with its own fresh profile, launched exactly as test_browser's `browser`."""
-    launch = getattr(browser, "__wrapped__", None)
-    assert launch is not None, "cannot reuse test_browser.browser's launcher"
-    yield from launch(request)
+def contact_browser(request, chromium):
+    """A second browser with a fresh profile of its own, as test_browser's `browser`."""
+    yield from open_browser(request, chromium)
 
 
 def text_of(driver, element_id: str) -> str:

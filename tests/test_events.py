@@ -345,5 +345,5 @@ def test_a_stream_record_of_a_message_not_in_the_outbox_sends_nothing(stack):
     before = [m for m in stack.emails() if to in m["to"]]
     assert invoke_function(stack, "send-email", {"Records": [insert, insert]}) == {
         "batchItemFailures": []}
-    time.sleep(1)
+    stack.settle()
     assert [m for m in stack.emails() if to in m["to"]] == before

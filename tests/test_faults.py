@@ -12,9 +12,8 @@ import signal
 import subprocess
 import time
 
-import pytest
 
-from conftest import start
+from conftest import stack_fixture
 from support import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -33,13 +32,8 @@ INVITATION_SUBJECT = "You're invited to the customer portal"
 BOUND_SECS = 10
 
 
-@pytest.fixture(scope="module")
-def pausable_stack():
-    s = start("pausable")
-    try:
-        yield s
-    finally:
-        s.stop()
+pausable_stack = stack_fixture("pausable_stack", "pausable",
+                               doc="A stack of the test's own: its moto server is paused.")
 
 
 def local_aws_process(stack):
@@ -79,7 +73,7 @@ def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
     assert (again.status_code, again.json()) == (201, first.json()), describe(again)
     # One invitation, so one email: the retry queued nothing.
     await_emails(stack, body["email"], INVITATION_SUBJECT)
-    time.sleep(2)  # a second email, had one been queued, would be out by now
+    stack.settle()  # a second email, had one been queued, is out now
     assert len(emails_to(stack, body["email"])) == 1
     other = admin.post_json("/admin/invitations", {**body, "first_name": "Ada"}, headers=key)
     assert other.status_code == 422, describe(other)
@@ -91,14 +85,9 @@ def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_another_bod
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def emails_off_stack():
-    """A stack whose "Send Invitation" workflow is off: invitation emails stay pending (stuck)."""
-    s = start("emails-off", settings={"PORTAL_SEND_INVITATION_EMAILS": "false"})
-    try:
-        yield s
-    finally:
-        s.stop()
+emails_off_stack = stack_fixture(
+    "emails_off_stack", "emails-off", {"PORTAL_SEND_INVITATION_EMAILS": "false"},
+    doc='A stack whose "Send Invitation" workflow is off: invitation emails stay pending (stuck).')
 
 
 def portal_admin(stack, *args, stdin: str = "") -> str:
@@ -117,7 +106,7 @@ def test_operators_list_stuck_messages_without_secrets_and_queue_them_again(emai
                               {"email": email, "first_name": "Grace", "last_name": "Hopper"})
     assert created.status_code == 201, describe(created)
     invitation_id = created.json()["invitation_id"]
-    time.sleep(2)  # the relay has delivered it; send-email left it pending (emails are off)
+    emails_off_stack.settle()  # the relay has delivered it; send-email left it pending (emails are off)
 
     status = portal_admin(emails_off_stack, "outbox", "status", "--stale-after", "0s")
     stuck = [line for line in status.splitlines() if invitation_id in line]

@@ -318,7 +318,7 @@ def test_a_stream_record_delivered_twice_sends_one_email(stack, admin):
     assert invoke_function(stack, "send-email", {"Records": [record]}) == {"batchItemFailures": []}
     assert invoke_function(stack, "send-email", {"Records": [record, record]}) == {
         "batchItemFailures": []}
-    time.sleep(1.5)
+    stack.settle()
     assert len(emails_to(stack, email, INVITATION_SUBJECT)) == 1
     assert get_invitation(admin, invitation["invitation_id"])["delivery"] == "sent"
 
@@ -365,7 +365,7 @@ def test_revoke_stops_the_code(stack, admin, portal):
     # A revoked invitation cannot be brought back by a resend.
     again = admin.post_json(f"/admin/invitations/{invitation['invitation_id']}/resend", {})
     assert again.status_code == 400, describe(again)
-    time.sleep(1)
+    stack.settle()
     assert len(emails_to(stack, contact["email"], INVITATION_SUBJECT)) == 1
     assert admin_contact(admin, contact["contact_id"], contact["email"])["portal_user"] is False
 
@@ -643,7 +643,7 @@ def test_admin_routes_are_for_administrators_only(stack, admin, portal):
     # Nothing changed.
     seen = get_invitation(admin, iid)
     assert (seen["status"], seen["delivery"]) == ("active", "sent")
-    time.sleep(1)
+    stack.settle()
     assert len(emails_to(stack, invitation["email"], INVITATION_SUBJECT)) == 1
     for email in nobody:
         assert admin.get_json("/admin/contacts?q=" + email).json()["contacts"] == []
@@ -704,7 +704,7 @@ def test_invalid_invitation_requests_are_400_naming_the_field(stack, admin, body
     assert err["error"] == "validation_failed"
     assert field in err.get("fields", {}), err
     if "email" in full and field != "email":
-        time.sleep(0.5)
+        stack.settle()
         assert emails_to(stack, full["email"]) == [], "nothing was sent"
 
 

@@ -5,6 +5,7 @@ function served here)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_template_is_read_with_its_short_tags_in_long_form():
 def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     plan = stack_script.Plan("demo", 9100, 4610, settings={
         "PORTAL_REQUIRE_CONFIRMATION": "true", "PORTAL_EMAIL_SENDER": "hello@example.org",
-        "NOT_A_SETTING": "x"})
+        "NOT_A_SETTING": "x", "PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": "86400"})
     assert plan.tables == {"ContactsTable": "demo-contacts", "SessionsTable": "demo-sessions",
                            "InvitationsTable": "demo-invitations", "OutboxTable": "demo-outbox"}
     env = plan.env
@@ -51,6 +52,7 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4610"
     assert env["AWS_REGION"] == "us-east-1"
     assert "NOT_A_SETTING" not in env
+    assert env["PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS"] == "86400"  # a test-only setting
     # The sender's SES identity follows the setting (it is the EmailSender parameter).
     assert plan.resolver.resolve(plan.template["Resources"]["SenderIdentity"]["Properties"])[
         "EmailIdentity"] == "hello@example.org"
@@ -142,6 +144,53 @@ def test_sent_emails_and_the_emails_command(moto_server):
                           "--endpoint-url", moto_server], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert "To:      a@example.com\nSubject: Plain one\n\nHello\nhttp://x/y?token=1" in out
+
+
+def test_emails_are_read_from_an_index_on_without_the_state_dump(moto_server, monkeypatch):
+    ses = boto3.client("sesv2", endpoint_url=moto_server, **KW)
+    ses.create_email_identity(EmailIdentity="from@example.com")
+    before = len(local_aws.sent_emails(moto_server))
+    for subject in ("first", "second"):
+        ses.send_email(FromEmailAddress="from@example.com",
+                       Destination={"ToAddresses": [f"{subject}@example.com"]},
+                       Content={"Simple": {"Subject": {"Data": subject},
+                                           "Body": {"Text": {"Data": "text"}}}})
+    asked = []
+    real_urlopen = local_aws.urllib.request.urlopen
+    monkeypatch.setattr(local_aws.urllib.request, "urlopen",
+                        lambda url, **kw: asked.append(url) or real_urlopen(url, **kw))
+    assert [m["subject"] for m in local_aws.sent_emails(moto_server)[before:]] == [
+        "first", "second"]
+    assert [m["to"] for m in local_aws.sent_emails(moto_server, since=before + 1)] == [
+        ["second@example.com"]]
+    assert local_aws.sent_emails(moto_server, since=before + 2) == []
+    assert asked and not any("data.json" in url for url in asked), asked
+
+
+def test_events_are_read_from_the_tap_queue_and_stay_there(moto_server):
+    local_aws.create_event_bus(moto_server)
+    events = boto3.client("events", endpoint_url=moto_server, **KW)
+    before = len(local_aws.published_events(moto_server))
+    events.put_events(Entries=[
+        {"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "portal", "DetailType": "First",
+         "Detail": json.dumps({"n": 1})},
+        {"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "elsewhere", "DetailType": "Other",
+         "Detail": "{}"},
+        {"EventBusName": local_aws.LOCAL_EVENT_BUS, "Source": "portal", "DetailType": "Second",
+         "Detail": json.dumps({"n": 2})}])
+    # Someone receiving from the tap queue takes nothing from what the listing shows.
+    sqs = boto3.client("sqs", endpoint_url=moto_server, **KW)
+    queue = sqs.get_queue_url(QueueName=local_aws.EVENT_TAP_QUEUE)["QueueUrl"]
+    assert sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    found = local_aws.published_events(moto_server)[before:]
+    assert [(e["detail-type"], e["source"], e["detail"]) for e in found] == [
+        ("First", "portal", {"n": 1}), ("Second", "portal", {"n": 2})]
+    assert [e["detail-type"] for e in local_aws.published_events(moto_server, since=before + 1)] \
+        == ["Second"]
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "local_aws.py"), "events",
+                          "--endpoint-url", moto_server], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert f"Second  {found[1]['time']}  {{\"n\": 2}}" in out, out
 
 
 def test_emails_command_says_when_the_stack_is_not_running():
@@ -238,15 +287,17 @@ class QuickEvent(threading.Event):
         return super().wait(None if timeout is None else timeout / 20)
 
 
-def run_relay(endpoint, answer, writes, until, **settings):
+@contextlib.contextmanager
+def relay_running(endpoint, answer, writes, **settings):
+    """A StreamRelay to a FakeFunction(answer) on a fresh table whose stream holds `writes` (a
+    key: a put; "-key": a delete) before it starts; yields (relay, fake, the table's name)."""
     table = f"relay{time.monotonic_ns()}"
     local_aws.create_resources(endpoint, local_aws.Resolver(local_aws.load_template(), table))
     ddb = boto3.client("dynamodb", endpoint_url=endpoint, **KW)
     fake = FakeFunction(answer)
     fake_stack = types.SimpleNamespace(portal_port=fake.port, aws_endpoint=endpoint,
                                        _stopping=QuickEvent())
-    queue_url = boto3.client("sqs", endpoint_url=endpoint, **KW).create_queue(
-        QueueName=table)["QueueUrl"]
+    boto3.client("sqs", endpoint_url=endpoint, **KW).create_queue(QueueName=table)
     for key in writes:  # all before the relay starts (at the stream's start): fixed batches
         if key.startswith("-"):
             ddb.delete_item(TableName=f"{table}-outbox", Key={"pk": {"S": key[1:]}})
@@ -256,17 +307,48 @@ def run_relay(endpoint, answer, writes, until, **settings):
                                      on_failure_queue=table, **settings)
     relay.start()
     try:
-        deadline = time.monotonic() + 30
-        while not until(relay, fake) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # nothing more should come
+        yield relay, fake, table
     finally:
         fake_stack._stopping.set()
         relay.join(timeout=10)
         fake.server.shutdown()
+
+
+def run_relay(endpoint, answer, writes, until, **settings):
+    with relay_running(endpoint, answer, writes, **settings) as (relay, fake, table):
+        deadline = time.monotonic() + 30
+        while not until(relay, fake) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.wait_settled(30), "nothing more should come"
     sqs = boto3.client("sqs", endpoint_url=endpoint, **KW)
+    queue_url = sqs.get_queue_url(QueueName=table)["QueueUrl"]
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     return relay, fake, [json.loads(m["Body"]) for m in messages]
+
+
+def test_relay_settles_once_every_record_written_before_is_delivered_retries_included(moto_server):
+    failures_left = {"b": 2, "z": 1000}
+
+    def answer(batch):
+        for r in batch:
+            key = r["dynamodb"]["Keys"]["pk"]["S"]
+            if failures_left.get(key):
+                failures_left[key] -= 1
+                return {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]}]}
+        return {"batchItemFailures": []}
+
+    with relay_running(moto_server, answer, ["a", "b"], report_failures=True,
+                       max_retries=1000) as (relay, fake, table):
+        assert relay.wait_settled(30)
+        assert fake.keys() == ["a", "b", "b", "b"] and relay.delivered == 2
+        ddb = boto3.client("dynamodb", endpoint_url=moto_server, **KW)
+        ddb.put_item(TableName=f"{table}-outbox", Item={"pk": {"S": "c"}})
+        assert relay.wait_settled(30)
+        assert fake.keys()[-1] == "c" and relay.delivered == 3
+        # A record that keeps failing is still to deliver: not settled.
+        ddb.put_item(TableName=f"{table}-outbox", Item={"pk": {"S": "z"}})
+        assert not relay.wait_settled(1)
+        assert fake.keys().count("z") >= 2 and relay.delivered == 3
 
 
 def test_relay_sends_filtered_records_in_batches_in_order(moto_server):

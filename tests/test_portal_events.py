@@ -100,7 +100,7 @@ def test_each_fact_is_published_once_with_its_ids_and_no_secret(stack):
         ("InvitationRevoked", {"invitation_id": revoked_id}),
     ]
     events = await_events(stack, wanted)
-    time.sleep(2)  # a duplicate, were there one, would arrive within the relay's next polls
+    stack.settle()  # a duplicate, were there one, would be out now
     events = published(stack)
     for kind, ids in wanted:
         found = matching(events, kind, ids)

@@ -11,9 +11,8 @@ import re
 import struct
 import time
 
-import pytest
 
-from conftest import start
+from conftest import stack_fixture
 from support import (
     ADMIN_PASSWORD, BROWSER_ACCEPT, await_emails, describe, error_body, find_cookie, session_token, with_session,
 )
@@ -187,15 +186,11 @@ def test_remember_me_makes_a_persistent_cookie(portal, new_portal):
     assert cookie and cookie.attrs.get("max-age") == str(30 * 86400), cookie.raw
 
 
-@pytest.fixture(scope="module")
-def staff_two_factor_stack():
-    """A stack whose Administrators must have a second factor."""
-    s = start("two-factor-staff", settings={"PORTAL_TWO_FACTOR_REQUIRED_ROLES": "Administrators",
-                                            "PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000"})
-    try:
-        yield s
-    finally:
-        s.stop()
+staff_two_factor_stack = stack_fixture(
+    "staff_two_factor_stack", "two-factor-staff",
+    {"PORTAL_TWO_FACTOR_REQUIRED_ROLES": "Administrators",
+     "PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000"},
+    doc="A stack whose Administrators must have a second factor.")
 
 
 def test_administrators_must_set_up_a_second_factor_first(staff_two_factor_stack):

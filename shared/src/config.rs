@@ -42,6 +42,9 @@ pub struct Settings {
     /// Emails any requests may cause to one recipient address per hour (whoever asks, from
     /// wherever): no inbox can be flooded through the portal.
     pub emails_per_recipient_per_hour: u32,
+    /// The window the three email allowances above count in, in seconds: an hour. Not a template
+    /// parameter; the pytest stacks lengthen it, so that no window ends while a test counts.
+    pub email_allowance_window_secs: i64,
     /// Failed sign-ins, and invalid invitation codes, one source address may make per hour before
     /// its attempts are refused (429) until the hour is over.
     pub failures_per_address_per_hour: u32,
@@ -130,6 +133,7 @@ impl Settings {
             emails_per_account_per_hour: reader.positive("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", 3)?,
             emails_per_address_per_hour: reader.positive("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", 10)?,
             emails_per_recipient_per_hour: reader.positive("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", 3)?,
+            email_allowance_window_secs: reader.positive::<i64>("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS", 3600)?,
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
             event_bus: reader.text("PORTAL_EVENT_BUS", Some("portal-events"))?,
             two_factor_required_roles: reader
@@ -253,6 +257,13 @@ mod tests {
         assert_eq!(s.two_factor_required_roles, ["Administrators", "Partners"]);
         assert_eq!(s.remember_me_secs, 7 * 86_400);
         assert_eq!(settings(&[("PORTAL_REMEMBER_ME_DAYS", "0")]).unwrap_err().variable, "PORTAL_REMEMBER_ME_DAYS");
+    }
+
+    #[test]
+    fn email_allowances_count_per_hour_unless_the_window_is_lengthened() {
+        assert_eq!(settings(&[]).unwrap().email_allowance_window_secs, 3600);
+        let s = settings(&[("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS", "86400")]).unwrap();
+        assert_eq!(s.email_allowance_window_secs, 86_400);
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub async fn emails_allowed(
     for to in recipients {
         keys.push((format!("recipient#{}", to.to_lowercase()), settings.emails_per_recipient_per_hour));
     }
-    let takes = keys.iter().map(|(key, limit)| portal.contacts().take_allowance(key, *limit, HOUR, now));
+    let window = settings.email_allowance_window_secs;
+    let takes = keys.iter().map(|(key, limit)| portal.contacts().take_allowance(key, *limit, window, now));
     let allowed = futures::future::try_join_all(takes).await?.into_iter().all(|taken| taken);
     if !allowed {
         super::audit(AuditEvent::EmailRateLimited, account, source);
