@@ -75,6 +75,46 @@ impl DynamoTwoFactor {
         Ok(())
     }
 
+    /// Adds one to a live pending sign-in's `counter` (its attempts, its emailed codes) while it is
+    /// under `limit` and the pending sign-in has attempts left: the pending sign-in as counted, or
+    /// `None` when it is gone, expired, out of attempts or at the limit.
+    async fn count_on_pending(
+        &self,
+        digest: &str,
+        now: Timestamp,
+        counter: &str,
+        limit: u32,
+        doing: &str,
+    ) -> anyhow::Result<Option<PendingSignIn>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.sessions_table)
+            .set_key(Some(key(pending_pk(digest))))
+            .update_expression("ADD #counter :one")
+            .condition_expression(
+                "attribute_exists(pk) AND expires_at > :now AND attempts < :attempts \
+                 AND (attribute_not_exists(#counter) OR #counter < :limit)",
+            )
+            .expression_attribute_names("#counter", counter)
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":attempts", number(PENDING_SIGN_IN_ATTEMPTS))
+            .expression_attribute_values(":limit", number(limit))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let Some(item) = output.attributes else { return Ok(None) };
+                let stored: PendingItem = serde_dynamo::from_item(item).context("reading a pending sign-in")?;
+                Ok(Some(stored.pending))
+            }
+            Err(err) if is_conditional_failure(&err) => Ok(None),
+            Err(err) => Err(sdk_error(doing, err)),
+        }
+    }
+
     /// A conditional update of the contact's two-factor item: `false` when its condition failed.
     fn update_state(
         &self,
@@ -220,28 +260,7 @@ impl TwoFactorStore for DynamoTwoFactor {
         now: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Option<PendingSignIn>> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.sessions_table)
-            .set_key(Some(key(pending_pk(digest))))
-            .update_expression("ADD attempts :one")
-            .condition_expression("attribute_exists(pk) AND expires_at > :now AND attempts < :limit")
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":limit", number(limit))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let Some(item) = output.attributes else { return Ok(None) };
-                let stored: PendingItem = serde_dynamo::from_item(item).context("reading a pending sign-in")?;
-                Ok(Some(stored.pending))
-            }
-            Err(err) if is_conditional_failure(&err) => Ok(None),
-            Err(err) => Err(sdk_error("counting a second-factor attempt", err)),
-        }
+        self.count_on_pending(digest, now, "attempts", limit, "counting a second-factor attempt").await
     }
 
     async fn take_pending_email(
@@ -250,32 +269,7 @@ impl TwoFactorStore for DynamoTwoFactor {
         now: Timestamp,
         limit: u32,
     ) -> anyhow::Result<Option<PendingSignIn>> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.sessions_table)
-            .set_key(Some(key(pending_pk(digest))))
-            .update_expression("ADD emails_sent :one")
-            .condition_expression(
-                "attribute_exists(pk) AND expires_at > :now AND attempts < :attempts \
-                 AND (attribute_not_exists(emails_sent) OR emails_sent < :limit)",
-            )
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":now", number(now))
-            .expression_attribute_values(":attempts", number(PENDING_SIGN_IN_ATTEMPTS))
-            .expression_attribute_values(":limit", number(limit))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let Some(item) = output.attributes else { return Ok(None) };
-                let stored: PendingItem = serde_dynamo::from_item(item).context("reading a pending sign-in")?;
-                Ok(Some(stored.pending))
-            }
-            Err(err) if is_conditional_failure(&err) => Ok(None),
-            Err(err) => Err(sdk_error("counting a pending sign-in's emailed code", err)),
-        }
+        self.count_on_pending(digest, now, "emails_sent", limit, "counting a pending sign-in's emailed code").await
     }
 
     async fn end_pending(&self, digest: &str) -> anyhow::Result<bool> {

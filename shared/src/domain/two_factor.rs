@@ -56,6 +56,11 @@ impl TotpSecret {
         &self.0
     }
 
+    /// The secret of its base32 form (as an authenticator app is given it), if it is one.
+    pub fn from_base32(encoded: &str) -> Option<Self> {
+        Secret::Encoded(encoded.to_string()).to_bytes().ok().map(TotpSecret)
+    }
+
     /// The base32 form people type into an authenticator app.
     pub fn base32(&self) -> String {
         Secret::Raw(self.0.clone()).to_encoded().to_string()

@@ -14,6 +14,7 @@ pub mod memory_passkeys;
 pub mod memory_two_factor;
 pub mod moto;
 pub mod passkey;
+pub mod two_factor;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

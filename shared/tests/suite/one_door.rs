@@ -21,43 +21,21 @@ use portal::usecases::door::Way;
 use portal::web::reply::ThroughTheDoor;
 use portal::web::{AppState, HttpFunction};
 use portal_testkit::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const ADA: &str = "ada@example.com";
-
-/// Registers Ada; returns her session token.
-async fn register(t: &TestPortal) -> String {
-    let response = t.send(&Register, Req::post("/register").json(registration(ADA))).await;
-    assert_eq!(response.status(), 201, "{}", body_text(&response));
-    cookie_value(&response, "portal_session").expect("a session")
-}
-
-fn as_viewer(req: Req, session: &str) -> Req {
-    req.cookie("portal_session", session)
-}
-
-async fn profile_post(t: &TestPortal, session: &str, path: &str, body: Value) -> HttpResponse {
-    t.send(&Profile, as_viewer(Req::post(path).json(body), session)).await
-}
+use portal_testkit::two_factor::{ADA, as_viewer, profile_post, register_ada as register};
 
 /// The code of the base32 `secret`, `offset` steps from now.
 fn code(t: &TestPortal, secret: &str, offset: i64) -> String {
-    let bytes = totp_rs::Secret::Encoded(secret.to_string()).to_bytes().expect("base32");
-    let now = portal::ports::Clock::now(t.clock.as_ref());
-    TotpSecret::from_bytes(bytes).code_at_step(now.as_secs() / TOTP_STEP_SECS + offset)
+    portal_testkit::two_factor::totp_code(t, secret, offset)
 }
 
 /// Sets up TOTP for the session's contact; returns (secret, new session token). The clock then
 /// moves on a step, so the next code is a fresh one.
 async fn set_up_totp(t: &TestPortal, session: &str) -> (String, String) {
-    let begun = profile_post(t, session, "/profile/two-factor/totp", json!({"current_password": PASSWORD})).await;
-    assert_eq!(begun.status(), 200, "{}", body_text(&begun));
-    let secret = body_json(&begun)["secret"].as_str().unwrap().to_string();
-    let confirmed =
-        profile_post(t, session, "/profile/two-factor/totp/confirm", json!({"code": code(t, &secret, 0)})).await;
-    assert_eq!(confirmed.status(), 200, "{}", body_text(&confirmed));
+    let (secret, _, session) = portal_testkit::two_factor::set_up_totp(t, session).await;
     t.clock.advance(TOTP_STEP_SECS);
-    (secret, cookie_value(&confirmed, "portal_session").unwrap())
+    (secret, session)
 }
 
 fn sign_in_req(login: &str, password: &str) -> Req {
@@ -386,9 +364,9 @@ async fn a_secret_sealed_before_binding_is_bound_to_its_contact_on_its_next_use(
     let (secret, _) = set_up_totp(&t, &session).await;
     let ada = t.contacts.all().pop().unwrap();
     let mut state = t.portal.two_factor().get(&ada.contact_id).await.unwrap();
-    let bytes = totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap();
+    let bytes = TotpSecret::from_base32(&secret).unwrap();
     let sealer = portal::adapters::sealing::FixedKeySealer::default();
-    state.totp = Some(sealer.seal_unbound(&TotpSecret::from_bytes(bytes)).await.unwrap());
+    state.totp = Some(sealer.seal_unbound(&bytes).await.unwrap());
     assert!(t.portal.two_factor().save(&state, None, &[]).await.unwrap());
 
     let pending = t.send(&SignIn, sign_in_req(ADA, PASSWORD)).await;

@@ -5,53 +5,18 @@
 
 use portal::domain::outbox::MessageKind;
 use portal::domain::time::Timestamp;
-use portal::domain::two_factor::{TOTP_STEP_SECS, TotpSecret};
+use portal::domain::two_factor::TOTP_STEP_SECS;
 use portal::handlers::profile::Profile;
 use portal::handlers::register::Register;
 use portal::handlers::sign_in::SignIn;
 use portal_testkit::*;
 use serde_json::{Value, json};
 
-const ADA: &str = "ada@example.com";
-
-/// Registers Ada; returns her session token.
-async fn register(t: &TestPortal) -> String {
-    let response = t.send(&Register, Req::post("/register").json(registration(ADA))).await;
-    assert_eq!(response.status(), 201, "{}", body_text(&response));
-    cookie_value(&response, "portal_session").expect("a session")
-}
-
-fn as_viewer(req: Req, session: &str) -> Req {
-    req.cookie("portal_session", session)
-}
-
-async fn profile_post(t: &TestPortal, session: &str, path: &str, body: Value) -> HttpResponse {
-    t.send(&Profile, as_viewer(Req::post(path).json(body), session)).await
-}
+use portal_testkit::two_factor::{ADA, as_viewer, profile_post, register_ada as register, set_up_totp};
 
 /// The current code of the base32 `secret`, `offset` steps from now.
 fn code(t: &TestPortal, secret: &str, offset: i64) -> String {
-    let bytes = totp_rs::Secret::Encoded(secret.to_string()).to_bytes().expect("base32");
-    let now = portal::ports::Clock::now(t.clock.as_ref());
-    TotpSecret::from_bytes(bytes).code_at_step(now.as_secs() / TOTP_STEP_SECS + offset)
-}
-
-/// Sets up TOTP for the session's contact; returns (secret, recovery codes, new session token).
-async fn set_up_totp(t: &TestPortal, session: &str) -> (String, Vec<String>, String) {
-    let begun = profile_post(t, session, "/profile/two-factor/totp", json!({"current_password": PASSWORD})).await;
-    assert_eq!(begun.status(), 200, "{}", body_text(&begun));
-    let secret = body_json(&begun)["secret"].as_str().unwrap().to_string();
-    let confirmed =
-        profile_post(t, session, "/profile/two-factor/totp/confirm", json!({"code": code(t, &secret, 0)})).await;
-    assert_eq!(confirmed.status(), 200, "{}", body_text(&confirmed));
-    let codes: Vec<String> = body_json(&confirmed)["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().into())
-        .collect();
-    let new_session = cookie_value(&confirmed, "portal_session").expect("the browser continues under a new session");
-    (secret, codes, new_session)
+    portal_testkit::two_factor::totp_code(t, secret, offset)
 }
 
 fn sign_in(remember: bool) -> Req {
