@@ -47,7 +47,7 @@ test:
 # The pytest suite starts its own stacks (scripts/stack.py) on ports of their own, recording
 # every AWS call a function makes; then each call is held against the function's role.
 	rm -rf $(AWS_CALLS) && mkdir -p $(AWS_CALLS)
-	PORTAL_RECORD_AWS_CALLS_DIR=$(AWS_CALLS) .venv/bin/pytest -q --durations=25 tests
+	PORTAL_RECORD_AWS_CALLS_DIR=$(AWS_CALLS) .venv/bin/pytest -q --durations=25 -n 3 --dist loadfile tests
 	$(PYTHON) scripts/iam_coverage.py $(AWS_CALLS)/*.jsonl
 
 package:

@@ -6,6 +6,7 @@ its tests. The `test_workaround_...` tests show that the workaround does its job
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 
@@ -270,3 +271,85 @@ def untracked(monkeypatch):
 def test_workaround_tracks_no_item_table_stream_record_or_shard_iterator(untracked, ddb, endpoint):
     dumped = dumped_after_writes_a_transaction_and_a_stream_read(ddb, endpoint)
     assert dumped == {"Item": 0, "Table": 0, "StreamRecord": 0, "ShardIterator": 0}
+
+
+# --- serialize_attribute_values_as_they_are ----------------------------------------------------------
+
+EVERY_TYPE = {  # every AttributeValue type, nested; and a long list (as an import's rejected rows)
+    "pk": {"S": "every-type"}, "n": {"N": "1.50"}, "b": {"B": b"\x00\xffbin"}, "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2"]}, "bs": {"BS": [b"\x01", b"\x02"]}, "null": {"NULL": True},
+    "yes": {"BOOL": True}, "no": {"BOOL": False}, "empty": {"S": ""},
+    "m": {"M": {"inner": {"L": [{"S": "deep"}, {"N": "0"}, {"B": b"\x03"}, {"M": {}}, {"L": []}]}}},
+    "rows": {"L": [{"M": {"row": {"N": str(i)}, "reason": {"S": "not an address"}}}
+                   for i in range(500)]},
+}
+
+
+def answers_with_every_attribute_type(ddb) -> list[bytes]:
+    """The raw bodies of GetItem, Query, UpdateItem (ALL_NEW) and GetRecords' images of an item
+    holding every AttributeValue type."""
+    bodies = []
+    answers = ("GetItem", "Query", "UpdateItem", "GetRecords")
+
+    def grab(response_dict, operation_model, **kw):
+        if operation_model.name in answers:
+            bodies.append(response_dict["body"])
+    streams = boto3.client("dynamodbstreams", **KW)
+    for client in (ddb, streams):
+        client.meta.events.register("before-parse", grab)
+    ddb.put_item(TableName="t", Item=EVERY_TYPE)
+    key = {"pk": {"S": "every-type"}}
+    del bodies[:]
+    ddb.get_item(TableName="t", Key=key)
+    ddb.query(TableName="t", KeyConditionExpression="pk = :p",
+              ExpressionAttributeValues={":p": {"S": "every-type"}})
+    ddb.update_item(TableName="t", Key=key, UpdateExpression="SET z = :z",
+                    ExpressionAttributeValues={":z": {"B": b"\x09"}}, ReturnValues="ALL_NEW")
+    arn = ddb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    streams.get_records(ShardIterator=iterator)
+    for client in (ddb, streams):
+        client.meta.events.unregister("before-parse", grab)
+    assert len(bodies) == 4, bodies
+    records = json.loads(bodies[-1])["Records"]  # ids and times differ from run to run
+    bodies[-1] = json.dumps([r["dynamodb"]["NewImage"] for r in records], sort_keys=True).encode()
+    return bodies
+
+
+def attribute_value_members_walked(ddb, monkeypatch) -> int:
+    """How many members of AttributeValues moto's serializer looks up one by one to answer a
+    GetItem of EVERY_TYPE (12 attributes, one a list of 500 maps of 2)."""
+    from moto.core.serialize import ResponseSerializer
+    walked = []
+    original = ResponseSerializer._serialize_structure_member
+
+    def counting(self, serialized, value, shape, key):
+        if getattr(getattr(shape, "parent", None), "name", None) == "AttributeValue":
+            walked.append(key)
+        return original(self, serialized, value, shape, key)
+
+    ddb.put_item(TableName="t", Item=EVERY_TYPE)
+    monkeypatch.setattr(ResponseSerializer, "_serialize_structure_member", counting)
+    ddb.get_item(TableName="t", Key={"pk": {"S": "every-type"}})
+    return len(walked)
+
+
+def test_moto_still_walks_each_attribute_value_member_by_member(ddb, monkeypatch):
+    walked = attribute_value_members_walked(ddb, monkeypatch)
+    assert walked >= 10 * 1_500, (
+        f"moto's serializer no longer looks up each member of every AttributeValue ({walked} "
+        f"lookups for about 1,500 values): delete serialize_attribute_values_as_they_are")
+
+
+def test_workaround_writes_attribute_values_as_they_are_with_the_same_answers(ddb, monkeypatch):
+    before = answers_with_every_attribute_type(ddb)
+    requests.post(f"{KW['endpoint_url']}/moto-api/reset", timeout=30).raise_for_status()
+    ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    moto_workarounds.serialize_attribute_values_as_they_are(patch=monkeypatch.setattr)
+    assert answers_with_every_attribute_type(ddb) == before
+    assert attribute_value_members_walked(ddb, monkeypatch) == 0
