@@ -1,7 +1,11 @@
 # make run     start the whole portal locally (http://localhost:9000); Ctrl-C stops it
-# make test    every test: rustfmt and clippy gates, Rust unit/integration tests, cfn-lint and
-#              sam validate --lint, the pytest end-to-end suite, the IAM coverage of its AWS calls
+# make check   the inner loop (minutes): rustfmt and clippy gates, the Rust tests except the fault
+#              matrix (unit tests and the integration suite, in memory and on moto), cfn-lint
+# make test    every test: rustfmt and clippy gates, Rust unit/integration tests with the fault
+#              matrix, cfn-lint and sam validate --lint, the pytest end-to-end suite, the IAM
+#              coverage of its AWS calls (what CI runs, through .ci/run)
 # make package the six functions built for Lambda (arm64, release), zipped; prints each size
+#              (FUNCTIONS="sign-in ..." builds only those)
 # make deploy  sam build && sam deploy (samconfig.toml; --guided until it holds the parameters)
 # make smoke URL=https://... [STACK=portal]  the HTTP journey against a deployed portal with a
 #              throwaway account, deleted afterwards through the stack's tables
@@ -27,7 +31,7 @@ SAM := $(CURDIR)/.venv-sam/bin/sam
 # The SAM CLI reports usage to AWS unless told not to; nothing here calls out.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test emails events lint clean distclean setup bench package deploy smoke cost
+.PHONY: run check test emails events lint clean distclean setup bench package deploy smoke cost
 
 setup:
 	scripts/setup.sh
@@ -35,6 +39,17 @@ setup:
 run:
 	scripts/setup.sh
 	$(PYTHON) scripts/stack.py
+
+# The Rust tests of `make check`: every unit test, the integration suite (shared/tests/suite) and
+# the sign-in binary's log test; the fault matrix (shared/tests/fault_matrix.rs) is left to make test.
+CHECK_TESTS := --lib --bins --test suite --test no_payload_in_logs
+
+check:
+	scripts/setup.sh
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace $(CHECK_TESTS)
+	.venv/bin/cfn-lint infra/template.yaml
 
 test:
 	scripts/setup.sh --browser --sam
@@ -50,9 +65,11 @@ test:
 	PORTAL_RECORD_AWS_CALLS_DIR=$(AWS_CALLS) .venv/bin/pytest -q --durations=25 -n 3 --dist loadfile tests
 	$(PYTHON) scripts/iam_coverage.py $(AWS_CALLS)/*.jsonl
 
+# The functions `make package` builds (all six unless FUNCTIONS names some).
+FUNCTIONS ?=
 package:
 	scripts/setup.sh --package
-	scripts/package.sh
+	scripts/package.sh $(FUNCTIONS)
 
 # The first deploy asks for the parameters (--guided) and saves them in samconfig.toml.
 GUIDED = $(if $(shell grep -qs '^parameter_overrides' samconfig.toml && echo saved),,--guided)

@@ -448,8 +448,6 @@ async fn run_case(
     let faults = FaultyHttp::new();
     let portal = portal_with(world, &faults, case).await;
     let setup = setup(world, &portal, case).await;
-    let before = footprint(&world.tables, &setup.markers).await;
-    drop(before);
     keep_admin_session_fresh(world).await;
     faults.forget_calls();
     let emails_before = faults.emails_sent();
