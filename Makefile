@@ -51,19 +51,29 @@ check:
 	cargo test --workspace $(CHECK_TESTS)
 	.venv/bin/cfn-lint infra/template.yaml
 
+# Each step group prints when it starts (`.ci/run`'s log gives the phases' times).
+STEP = @echo "== [make test] $(1) at $$(date -u +%T)"
+
 test:
 	scripts/setup.sh --browser --sam
+	$(call STEP,compile (fmt check; clippy; the functions; the tests))
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build --workspace --bins
+	cargo test --workspace --no-run
+	$(call STEP,cargo test)
 	cargo test --workspace
+	$(call STEP,template checks)
 	.venv/bin/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template-file infra/template.yaml
 # The pytest suite starts its own stacks (scripts/stack.py) on ports of their own, recording
 # every AWS call a function makes; then each call is held against the function's role.
+	$(call STEP,pytest)
 	rm -rf $(AWS_CALLS) && mkdir -p $(AWS_CALLS)
 	PORTAL_RECORD_AWS_CALLS_DIR=$(AWS_CALLS) .venv/bin/pytest -q --durations=25 -n 3 --dist loadfile tests
+	$(call STEP,IAM coverage)
 	$(PYTHON) scripts/iam_coverage.py $(AWS_CALLS)/*.jsonl
+	$(call STEP,done)
 
 # The functions `make package` builds (all six unless FUNCTIONS names some).
 FUNCTIONS ?=
