@@ -27,7 +27,7 @@ const BATCH: usize = 10;
 
 fn counted_portal(counter: &CallCounter) -> Arc<Portal> {
     let tables = portal_testkit::moto::fresh_tables();
-    let client = counter.client(portal_testkit::moto::endpoint());
+    let client = counter.client(tables.endpoint);
     Arc::new(Portal::on_dynamodb(tables.settings(&[]), &client, portal_testkit::edges_in_memory()))
 }
 

@@ -42,7 +42,7 @@ fn dynamo_portal_with(
     adjust: impl FnOnce(&mut portal::config::Settings),
 ) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
     let tables = portal_testkit::moto::fresh_tables();
-    let client = counter.client(portal_testkit::moto::endpoint());
+    let client = counter.client(tables.endpoint);
     let mut settings = tables.settings(&[]);
     adjust(&mut settings);
     let mailer = Arc::new(MemoryMailer::default());

@@ -16,7 +16,7 @@ use portal::domain::outbox::{MailSecret, MessageKind, MessageStatus, OutboxMessa
 use portal::domain::password::PasswordHashString;
 use portal::domain::time::Timestamp;
 use portal::ports::{ContactChange, ContactStore, EventBus, InvitationStore, Outbox, RedeemError};
-use portal_testkit::moto::{Tables, endpoint, fresh_tables};
+use portal_testkit::moto::{Tables, fresh_tables};
 
 const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
 
@@ -211,10 +211,10 @@ async fn settling_a_message_twice_queues_its_deliverys_fact_once() {
     assert_eq!(failures, 1);
 }
 
-fn eventbridge() -> aws_sdk_eventbridge::Client {
+fn eventbridge(tables: &Tables) -> aws_sdk_eventbridge::Client {
     let config = aws_sdk_eventbridge::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(tables.endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .build();
@@ -223,9 +223,9 @@ fn eventbridge() -> aws_sdk_eventbridge::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_eventbridge_adapter_publishes_to_the_bus_and_reports_a_missing_one() {
-    let _tables = fresh_tables(); // creates the local bus, portal-events
+    let tables = fresh_tables(); // creates the local bus, portal-events, on its server
     let event = Fact::PasswordChanged { contact_id: "c-1".into() }.at(NOW);
-    EventBridgeBus::new(eventbridge(), "portal-events").publish(&event).await.expect("published");
-    let err = EventBridgeBus::new(eventbridge(), "no-such-bus").publish(&event).await.expect_err("no such bus");
+    EventBridgeBus::new(eventbridge(&tables), "portal-events").publish(&event).await.expect("published");
+    let err = EventBridgeBus::new(eventbridge(&tables), "no-such-bus").publish(&event).await.expect_err("no such bus");
     assert!(format!("{err:#}").contains("PasswordChanged"), "{err:#}");
 }
