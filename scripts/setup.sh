@@ -37,6 +37,11 @@ for component in fmt clippy; do
     exit 1
   fi
 done
+# make check and make test run clippy as the workspace's compiler (RUSTC_WORKSPACE_WRAPPER).
+if ! clippy-driver --version >/dev/null 2>&1; then
+  say "clippy-driver is not on PATH (it comes with the clippy component, beside cargo-clippy)."
+  exit 1
+fi
 
 # --- Python virtual environment ------------------------------------------------------------
 VENV=.venv
