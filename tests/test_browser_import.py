@@ -37,6 +37,9 @@ def test_admin_imports_a_csv_watches_it_finish_and_finds_the_invitations(browser
     WebDriverWait(admin, WAIT).until(lambda d: path(d) == "/")
     click_link(admin, "Contacts")
     WebDriverWait(admin, WAIT).until(lambda d: path(d) == "/admin/contacts")
+    # The address changes before the new page is in: wait for the link itself (make test once
+    # looked for it in the page before).
+    WebDriverWait(admin, WAIT).until(lambda d: d.find_elements(By.ID, "import-link"))
     admin.find_element(By.ID, "import-link").click()
     WebDriverWait(admin, WAIT).until(lambda d: path(d) == "/admin/imports")
 

@@ -288,6 +288,8 @@ pub async fn admit(
         audit(AuditEvent::SignInUnconfirmed, Some(&contact.contact_id), source);
         return Err(PortalError::EmailNotConfirmed);
     }
+    // 2. The attempt reservation and the lockout were settled by `prove` (a proof that needs none,
+    // new credentials or a continued session, comes from a change that was itself checked).
     let remembered = remembered.unwrap_or(remember_me);
     let now = portal.clock().now();
     // 3. The second factor.
