@@ -64,10 +64,15 @@ pub fn retries(hooks: &SdkHooks) -> RetryConfig {
 pub fn config_loader(hooks: &SdkHooks) -> ConfigLoader {
     let loader =
         aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).retry_config(retries(hooks));
-    match &hooks.http_client {
-        Some(client) => loader.http_client(client.clone()),
-        None => loader,
-    }
+    let client = hooks.http_client.clone().unwrap_or_else(https_client);
+    loader.http_client(client)
+}
+
+/// The HTTPS client under every SDK call: the SDK's own hyper client, with rustls on ring as its TLS
+/// (the SDK's default, aws-lc-rs, is a large C library to build and to ship; see Cargo.toml).
+pub fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
 /// The clients the portal uses. Building them makes no network call.

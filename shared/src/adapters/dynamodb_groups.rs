@@ -18,6 +18,7 @@ use super::dynamodb_invitations::{
     CODE_SK, DynamoInvitations, DynamoOutbox, INVITATION_SK, InvitationItem, KEEP_AFTER_EXPIRY_SECS, code_item,
     code_pk, event_items, invitation_pk, key2, text,
 };
+use super::dynamodb_list_keys::delivery_partition;
 use crate::domain::event::PortalEvent;
 use crate::domain::group::{self, Deliveries};
 use crate::domain::ids::{ContactId, InvitationId, MessageId};
@@ -63,8 +64,12 @@ impl DynamoInvitations {
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
             .update_expression(
-                "SET code_digest = :new, message_id = :message, delivery = :pending, deliveries = :deliveries \
-                 REMOVE delivery_error, delivered_at",
+                "SET code_digest = :new, message_id = :message, delivery = :pending, list_delivery = :list_delivery, \
+                 deliveries = :deliveries REMOVE delivery_error, delivered_at",
+            )
+            .expression_attribute_values(
+                ":list_delivery",
+                text(&delivery_partition(Delivery::Pending, &invitation.invitation_id)),
             )
             .condition_expression("revoked = :false AND code_digest = :old")
             .expression_attribute_values(":new", text(new_digest))
@@ -150,12 +155,17 @@ impl DynamoInvitations {
             .expression_attribute_values(":fanout", text(fanout_id))
             .expression_attribute_values(":version", version)
             .expression_attribute_values(":delivery", serde_dynamo::to_attribute_value(overall)?)
+            .expression_attribute_values(":list_delivery", text(&delivery_partition(overall, invitation_id)))
             .expression_attribute_values(":now", number(now));
         builder = match error {
             Some(error) => builder
-                .update_expression("SET delivery = :delivery, delivered_at = :now, delivery_error = :error")
+                .update_expression(
+                    "SET delivery = :delivery, list_delivery = :list_delivery, delivered_at = :now, \
+                     delivery_error = :error",
+                )
                 .expression_attribute_values(":error", text(&format!("{contact_id}: {error}"))),
-            None => builder.update_expression("SET delivery = :delivery, delivered_at = :now"),
+            None => builder
+                .update_expression("SET delivery = :delivery, list_delivery = :list_delivery, delivered_at = :now"),
         };
         match builder.send().await {
             Ok(_) => Ok(()),

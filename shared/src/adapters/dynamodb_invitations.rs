@@ -26,6 +26,8 @@ use super::dynamodb::{
     Guards, Item, LeaseTaken, OutboxItem, Transaction, TransactionError, contact_pk, guard_item,
     is_conditional_failure, new_contact_items, number, outbox_put, put_new, sdk_error, take_lease, username_pk,
 };
+use super::dynamodb_list_keys::{delivery_partition, state_partition};
+use super::dynamodb_pages::{batch_get_in_order, query_to_end};
 use crate::domain::event::PortalEvent;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
@@ -254,20 +256,17 @@ impl InvitationStore for DynamoInvitations {
     }
 
     async fn redemptions(&self, invitation_id: &InvitationId) -> anyhow::Result<Vec<Redemption>> {
-        let output = self
+        // A group invitation may have 10,000 redemptions: far more than one 1 MB page.
+        let query = self
             .client
             .query()
             .table_name(&self.invitations_table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :redemption)")
             .expression_attribute_values(":pk", text(&invitation_pk(invitation_id)))
             .expression_attribute_values(":redemption", text("REDEMPTION#"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("reading redemptions", e))?;
-        output
-            .items
-            .unwrap_or_default()
+            .consistent_read(true);
+        query_to_end(query, "reading redemptions")
+            .await?
             .into_iter()
             .map(|item| Ok(serde_dynamo::from_item::<_, RedemptionItem>(item)?.redemption))
             .collect()
@@ -282,26 +281,19 @@ impl InvitationStore for DynamoInvitations {
     }
 
     async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Invitation>> {
-        let output = self
+        // Only invitation items carry `list_sk`: the index holds a contact's invitations alone,
+        // newest first when read backwards, every page of them.
+        let query = self
             .client
             .query()
             .table_name(&self.invitations_table)
-            .index_name("by-contact")
+            .index_name("by-contact-created")
             .key_condition_expression("contact_id = :contact")
-            .filter_expression("sk = :invitation")
             .expression_attribute_values(":contact", text(contact_id))
-            .expression_attribute_values(":invitation", text(INVITATION_SK))
-            .send()
-            .await
-            .map_err(|e| sdk_error("listing a contact's invitations", e))?;
-        let mut invitations: Vec<Invitation> = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, InvitationItem>(item)?.invitation))
-            .collect::<anyhow::Result<_>>()?;
-        invitations.sort_by_key(|i| std::cmp::Reverse(i.created_at));
-        Ok(invitations)
+            .scan_index_forward(false);
+        let keys = query_to_end(query, "listing a contact's invitations").await?;
+        let items = batch_get_in_order(&self.client, &self.invitations_table, &["pk", "sk"], keys).await?;
+        items.into_iter().map(|item| Ok(serde_dynamo::from_item::<_, InvitationItem>(item)?.invitation)).collect()
     }
 
     async fn replace_code(
@@ -313,8 +305,15 @@ impl InvitationStore for DynamoInvitations {
         let update = Update::builder()
             .table_name(&self.invitations_table)
             .set_key(Some(key2(invitation_pk(&invitation.invitation_id), INVITATION_SK)))
-            .update_expression("SET code_digest = :new, message_id = :message, delivery = :pending REMOVE delivery_error, delivered_at")
+            .update_expression(
+                "SET code_digest = :new, message_id = :message, delivery = :pending, list_delivery = :list_delivery \
+                 REMOVE delivery_error, delivered_at",
+            )
             .condition_expression("revoked = :false AND code_digest = :old")
+            .expression_attribute_values(
+                ":list_delivery",
+                text(&delivery_partition(Delivery::Pending, &invitation.invitation_id)),
+            )
             .expression_attribute_values(":new", text(new_digest))
             .expression_attribute_values(":old", text(&invitation.code_digest))
             .expression_attribute_values(":message", text(&message.message_id))
@@ -355,7 +354,7 @@ impl InvitationStore for DynamoInvitations {
             .update_expression("SET revoked = :true, revoked_at = :now, list_state = :revoked")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":revoked", text(StoredState::Revoked.as_str()))
+            .expression_attribute_values(":revoked", state_partition(StoredState::Revoked, invitation_id))
             .expression_attribute_values(":now", number(now))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -397,7 +396,10 @@ impl InvitationStore for DynamoInvitations {
                 "revoked = :false AND expires_at > :now AND redemptions < max_redemptions AND code_digest = :code{not_last}"
             ))
             .set_expression_attribute_values(Some(match last {
-                true => HashMap::from([(":redeemed".to_string(), text(StoredState::Redeemed.as_str()))]),
+                true => HashMap::from([(
+                    ":redeemed".to_string(),
+                    state_partition(StoredState::Redeemed, &invitation.invitation_id),
+                )]),
                 false => HashMap::from([(
                     ":before_last".to_string(),
                     number(invitation.max_redemptions.saturating_sub(1)),
@@ -577,12 +579,18 @@ impl InvitationStore for DynamoInvitations {
             .condition_expression("message_id = :message")
             .expression_attribute_values(":message", text(message_id))
             .expression_attribute_values(":delivery", serde_dynamo::to_attribute_value(delivery)?)
+            .expression_attribute_values(":list_delivery", text(&delivery_partition(delivery, invitation_id)))
             .expression_attribute_values(":now", number(now));
         builder = match error {
             Some(error) => builder
-                .update_expression("SET delivery = :delivery, delivered_at = :now, delivery_error = :error")
+                .update_expression(
+                    "SET delivery = :delivery, list_delivery = :list_delivery, delivered_at = :now, \
+                     delivery_error = :error",
+                )
                 .expression_attribute_values(":error", text(error)),
-            None => builder.update_expression("SET delivery = :delivery, delivered_at = :now REMOVE delivery_error"),
+            None => builder.update_expression(
+                "SET delivery = :delivery, list_delivery = :list_delivery, delivered_at = :now REMOVE delivery_error",
+            ),
         };
         match builder.send().await {
             Ok(_) => Ok(()),
@@ -709,7 +717,7 @@ impl DynamoInvitations {
             .condition_expression("attribute_exists(pk) AND revoked = :false")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":revoked", text(StoredState::Revoked.as_str()))
+            .expression_attribute_values(":revoked", state_partition(StoredState::Revoked, invitation_id))
             .expression_attribute_values(":now", number(now))
             .build()?;
         let mut items = Transaction::default();
@@ -884,8 +892,14 @@ impl Outbox for DynamoOutbox {
             let current = Update::builder()
                 .table_name(table)
                 .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
-                .update_expression("SET message_id = :copy, delivery = :pending REMOVE delivery_error")
+                .update_expression(
+                    "SET message_id = :copy, delivery = :pending, list_delivery = :list_delivery REMOVE delivery_error",
+                )
                 .condition_expression("message_id = :original")
+                .expression_attribute_values(
+                    ":list_delivery",
+                    text(&delivery_partition(Delivery::Pending, invitation_id)),
+                )
                 .expression_attribute_values(":copy", text(&copy.message_id))
                 .expression_attribute_values(":original", text(&original.message_id))
                 .expression_attribute_values(":pending", serde_dynamo::to_attribute_value(Delivery::Pending)?)

@@ -1,56 +1,65 @@
 //! The administrators' lists, read from global secondary indexes (never a scan).
 //!
-//! Invitations table: the invitation item carries `list_pk` (the constant `INVITATION`), `list_sk`
-//! (creation time, fixed width, and id: newest first when read backwards) and `list_state`
-//! (`open`, `redeemed`, `revoked`: the status without the clock). Indexes, each sorted by
-//! `list_sk`, projecting the whole invitation (a row shows most of it and it holds no secret):
+//! No list index has a constant partition: each is spread over [`LIST_SHARDS`](super::dynamodb_list_keys::LIST_SHARDS) shards
+//! (`<value>#<shard>`, the shard a hash of the item's id; see `dynamodb_list_keys`), and a page
+//! queries every shard and merges them newest first (`merge_newest`). The indexes project the keys
+//! and the few attributes their filters read, not the items: a page reads the rows themselves
+//! with `BatchGetItem`, and an update that changes nothing an index holds writes no index.
+//!
+//! Invitations table: the invitation item carries `list_pk` (`INVITATION#<shard>`), `list_sk`
+//! (creation second, fixed width, and the time-ordered id: newest first when read backwards),
+//! `list_state` (`open#<shard>`, `redeemed#...`, `revoked#...`: the status without the clock) and
+//! `list_delivery` (`pending#<shard>`...). Indexes, each sorted by `list_sk`, projecting
+//! `list_state`, `delivery` and `expires_at`:
 //! - `by-created` on `list_pk`: every invitation;
 //! - `by-state` on `list_state`: `status=redeemed|revoked` directly; `active` and `expired` are
 //!   the open ones with `expires_at` after or not after now, a filter on the same query (the list
 //!   stays newest first, which an expiry-sorted key would not give);
-//! - `by-delivery` on `delivery` (the attribute the outbox consumer already keeps up to date);
-//! - `by-contact-created` on `contact_id`.
+//! - `by-delivery` on `list_delivery` (written with every write of `delivery`);
+//! - `by-contact-created` on `contact_id` (one partition per contact: not sharded).
 //!
-//! The keys themselves, as the items carry them: `dynamodb_list_keys`.
+//! One read of every shard per page on the most selective index the filters name (contact, then
+//! delivery, then state); the other filters apply to the same queries as a filter expression. A
+//! page's bound is built from the cursor's position, never taken from the client.
 //!
-//! One query per page on the most selective index the filters name (contact, then delivery, then
-//! state); the other filters apply to the same query as a filter expression. A page's start key is
-//! built from the cursor's position, never taken from the client.
-//!
-//! Contacts table: the contact item carries `list_pk` (`CONTACT`), `list_sk`, and the search keys
-//! `first_name_key` and `last_name_key` (`<case-folded name>#<time counted down>#<id>`: unique, and
-//! the same name newest first). Indexes on
-//! `list_pk`: `contacts-by-created` (`list_sk`), `contacts-by-email` (`email_normalized`),
-//! `contacts-by-first-name` and `contacts-by-last-name`. A search reads the three search indexes
-//! from the cursor's key with `BETWEEN <prefix> AND <prefix>U+10FFFF` and merges them in key order;
-//! a contact found by two keys is shown once, at its smallest matching key.
+//! Contacts table: the contact item carries `list_pk` (`CONTACT#<shard>`), `list_sk`, and the
+//! search keys `first_name_key` and `last_name_key` (`<case-folded name>#<time counted down>#<id>`:
+//! unique, and the same name newest first). Indexes on `list_pk`: `contacts-by-created`
+//! (`list_sk`, keys only), `contacts-by-email` (`email_normalized`), `contacts-by-first-name` and
+//! `contacts-by-last-name`, the three search indexes projecting all three search keys and
+//! `list_sk`. A search reads each shard of the three search indexes from the cursor's key with
+//! `BETWEEN <prefix> AND <prefix>U+10FFFF` and merges them in key order; a contact found by two
+//! keys is shown once, at its smallest matching key, and only the contacts shown are read.
 
 use std::collections::HashMap;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::dynamodb::{ContactItem, DynamoContacts, Item, contact_pk, sdk_error};
+use super::dynamodb::{ContactItem, DynamoContacts, Item, sdk_error};
 use super::dynamodb_invitations::{DynamoInvitations, InvitationItem};
 use super::dynamodb_list_keys::{
-    CONTACT_LIST_PK, INVITATION_LIST_PK, ListedContact, ListedInvitation, merge_search, text,
+    CONTACT_LIST_PK, INVITATION_LIST_PK, ListedContact, ListedInvitation, SearchHit, ShardRows, all_shards,
+    merge_search, page_newest, text,
 };
+use super::dynamodb_pages::batch_get_in_order;
 use crate::domain::contact::Contact;
-use crate::domain::ids::ContactId;
 use crate::domain::invitation::{Invitation, InvitationStatus};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, StoredState};
 use crate::domain::time::Timestamp;
 
-/// Queries one page may take when filters drop rows (each reads at most a page of the index).
-const MAX_QUERIES_PER_PAGE: usize = 8;
 /// Above every character: `<prefix><this>` ends the range of keys starting with the prefix.
 const HIGHEST: char = '\u{10FFFF}';
+/// The invitations table's key attributes (a list reads keys from an index, then the items).
+const INVITATION_KEYS: [&str; 2] = ["pk", "sk"];
+/// The contacts table's key attribute.
+const CONTACT_KEYS: [&str; 1] = ["pk"];
 
-/// Which index a filter reads, and its partition.
+/// Which index a filter reads, and its partitions (the shards of one value, or one contact's).
 struct IndexChoice {
     index: &'static str,
     partition_attribute: &'static str,
-    partition: String,
+    partitions: Vec<String>,
 }
 
 fn invitation_index(filter: &InvitationFilter) -> IndexChoice {
@@ -58,19 +67,75 @@ fn invitation_index(filter: &InvitationFilter) -> IndexChoice {
         IndexChoice {
             index: "by-contact-created",
             partition_attribute: "contact_id",
-            partition: contact_id.to_string(),
+            partitions: vec![contact_id.to_string()],
         }
     } else if let Some(delivery) = filter.delivery {
-        let partition = serde_json::to_value(delivery).ok().and_then(|v| v.as_str().map(str::to_string));
-        IndexChoice { index: "by-delivery", partition_attribute: "delivery", partition: partition.unwrap_or_default() }
+        IndexChoice {
+            index: "by-delivery",
+            partition_attribute: "list_delivery",
+            partitions: all_shards(delivery.as_str()),
+        }
     } else if let Some(status) = filter.status {
         IndexChoice {
             index: "by-state",
             partition_attribute: "list_state",
-            partition: StoredState::of_status(status).as_str().into(),
+            partitions: all_shards(StoredState::of_status(status).as_str()),
         }
     } else {
-        IndexChoice { index: "by-created", partition_attribute: "list_pk", partition: INVITATION_LIST_PK.into() }
+        IndexChoice { index: "by-created", partition_attribute: "list_pk", partitions: all_shards(INVITATION_LIST_PK) }
+    }
+}
+
+/// A newest-first query of one partition of a list index, below `after` (a sort key).
+struct NewestFirst<'a> {
+    client: &'a aws_sdk_dynamodb::Client,
+    table: &'a str,
+    index: &'a str,
+    partition_attribute: &'a str,
+    filter: Option<String>,
+    values: HashMap<String, AttributeValue>,
+    doing: &'static str,
+}
+
+impl NewestFirst<'_> {
+    /// One page of every partition, merged: the index rows (sort key, keys) and where the next
+    /// page starts.
+    async fn page(
+        &self,
+        partitions: &[String],
+        after: Option<String>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<(String, Item)>, Option<String>)> {
+        page_newest(partitions.len(), after, limit, |shard, after, limit| async move {
+            self.shard(&partitions[shard], after.as_deref(), limit).await
+        })
+        .await
+    }
+
+    async fn shard(&self, partition: &str, after: Option<&str>, limit: usize) -> anyhow::Result<ShardRows<Item>> {
+        let mut values = self.values.clone();
+        values.insert(":partition".into(), text(partition));
+        let mut condition = format!("{} = :partition", self.partition_attribute);
+        if let Some(after) = after {
+            condition.push_str(" AND list_sk < :after");
+            values.insert(":after".into(), text(after));
+        }
+        let output = self
+            .client
+            .query()
+            .table_name(self.table)
+            .index_name(self.index)
+            .key_condition_expression(condition)
+            .set_filter_expression(self.filter.clone())
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(false)
+            .limit(limit.try_into().unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error(self.doing, e))?;
+        let sort_key = |item: &Item| item.get("list_sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let rows = output.items.unwrap_or_default().into_iter().map(|item| (sort_key(&item), item)).collect();
+        Ok(ShardRows { rows, last_evaluated: output.last_evaluated_key.as_ref().map(sort_key) })
     }
 }
 
@@ -82,18 +147,18 @@ impl DynamoInvitations {
         now: Timestamp,
     ) -> anyhow::Result<Paged<Invitation>> {
         let choice = invitation_index(filter);
-        // The filters the index does not answer, on the same query.
+        // The filters the index does not answer, on the same query (each index projects
+        // `list_state`, `delivery` and `expires_at` for them).
         let mut conditions = Vec::new();
-        let mut values: HashMap<String, AttributeValue> =
-            HashMap::from([(":partition".to_string(), text(&choice.partition))]);
-        if let (Some(delivery), false) = (filter.delivery, choice.partition_attribute == "delivery") {
+        let mut values: HashMap<String, AttributeValue> = HashMap::new();
+        if let (Some(delivery), false) = (filter.delivery, choice.partition_attribute == "list_delivery") {
             conditions.push("delivery = :delivery");
-            values.insert(":delivery".into(), serde_dynamo::to_attribute_value(delivery)?);
+            values.insert(":delivery".into(), text(delivery.as_str()));
         }
         if let Some(status) = filter.status {
             if choice.partition_attribute != "list_state" {
-                conditions.push("list_state = :state");
-                values.insert(":state".into(), text(StoredState::of_status(status).as_str()));
+                conditions.push("begins_with(list_state, :state)");
+                values.insert(":state".into(), text(&format!("{}#", StoredState::of_status(status).as_str())));
             }
             match status {
                 InvitationStatus::Active => conditions.push("expires_at > :now"),
@@ -104,53 +169,28 @@ impl DynamoInvitations {
                 values.insert(":now".into(), super::dynamodb::number(now));
             }
         }
-        let mut start = page.after.as_ref().map(|after| {
-            HashMap::from([
-                ("pk".to_string(), text(&format!("INVITATION#{}", after.id))),
-                ("sk".to_string(), text("INVITATION")),
-                ("list_sk".to_string(), text(&after.sort_key())),
-                (choice.partition_attribute.to_string(), text(&choice.partition)),
-            ])
-        });
-        let mut found = Vec::new();
-        for _ in 0..MAX_QUERIES_PER_PAGE {
-            // One more than needed tells whether another page follows.
-            let wanted = page.limit + 1 - found.len();
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.invitations_table)
-                .index_name(choice.index)
-                .key_condition_expression(format!("{} = :partition", choice.partition_attribute))
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(false)
-                .limit(wanted.try_into().unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if !conditions.is_empty() {
-                query = query.filter_expression(conditions.join(" AND "));
-            }
-            let output = query.send().await.map_err(|e| sdk_error("listing invitations", e))?;
-            for item in output.items.unwrap_or_default() {
-                let stored: InvitationItem = serde_dynamo::from_item(item).context("reading a listed invitation")?;
-                found.push(stored.invitation);
-            }
-            start = output.last_evaluated_key;
-            if found.len() > page.limit || start.is_none() {
-                break;
-            }
-        }
-        let next = if found.len() > page.limit {
-            found.truncate(page.limit);
-            found.last().map(|i| Position::new(i.created_at, &i.invitation_id))
-        } else {
-            // Stopped early (filters dropped many rows): resume after the last row read.
-            start
-                .as_ref()
-                .and_then(|key| key.get("list_sk"))
-                .and_then(|v| v.as_s().ok())
-                .and_then(|k| Position::from_sort_key(k))
+        let query = NewestFirst {
+            client: &self.client,
+            table: &self.invitations_table,
+            index: choice.index,
+            partition_attribute: choice.partition_attribute,
+            filter: (!conditions.is_empty()).then(|| conditions.join(" AND ")),
+            values,
+            doing: "listing invitations",
         };
-        Ok(Paged { items: found, next })
+        let after = page.after.as_ref().map(Position::sort_key);
+        let (rows, next) = query.page(&choice.partitions, after, page.limit).await?;
+        let keys = rows.into_iter().map(|(_, keys)| keys).collect();
+        let items = batch_get_in_order(&self.client, &self.invitations_table, &INVITATION_KEYS, keys).await?;
+        let invitations = items
+            .into_iter()
+            .map(|item| {
+                Ok(serde_dynamo::from_item::<_, InvitationItem>(item)
+                    .context("reading a listed invitation")?
+                    .invitation)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Paged { items: invitations, next: next.as_deref().and_then(Position::from_sort_key) })
     }
 }
 
@@ -176,7 +216,11 @@ impl DynamoContacts {
         if from > to {
             return Ok(Paged { items: Vec::new(), next: None });
         }
-        let reads = SEARCH_INDEXES.iter().map(|search| self.search_index(search, &from, &to, page.limit + 1));
+        let shards = all_shards(CONTACT_LIST_PK);
+        let range = (from.as_str(), to.as_str());
+        let reads = SEARCH_INDEXES
+            .iter()
+            .flat_map(|search| shards.iter().map(move |shard| self.search_index(search, shard, range, page.limit + 1)));
         let streams = futures::future::try_join_all(reads).await?;
         // The cursor's own row was shown already.
         let streams = streams
@@ -185,24 +229,27 @@ impl DynamoContacts {
                 (rows.into_iter().filter(|(key, _)| page.after.is_none() || *key != from).collect(), more)
             })
             .collect();
-        Ok(merge_search(prefix, streams, page.limit))
+        let hits: Paged<SearchHit> = merge_search(prefix, streams, page.limit);
+        let keys = hits.items.iter().map(|hit| HashMap::from([("pk".to_string(), text(&hit.pk))])).collect();
+        let contacts = self.read_listed(keys).await?;
+        Ok(Paged { items: contacts, next: hits.next })
     }
 
     async fn search_index(
         &self,
         search: &SearchIndex,
-        from: &str,
-        to: &str,
+        shard: &str,
+        (from, to): (&str, &str),
         limit: usize,
-    ) -> anyhow::Result<(Vec<(String, Contact)>, bool)> {
+    ) -> anyhow::Result<(Vec<(String, SearchHit)>, bool)> {
         let output = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(search.index)
-            .key_condition_expression("list_pk = :contacts AND #key BETWEEN :from AND :to")
+            .key_condition_expression("list_pk = :shard AND #key BETWEEN :from AND :to")
             .expression_attribute_names("#key", search.key_attribute)
-            .expression_attribute_values(":contacts", text(CONTACT_LIST_PK))
+            .expression_attribute_values(":shard", text(shard))
             .expression_attribute_values(":from", text(from))
             .expression_attribute_values(":to", text(to))
             .limit(limit.try_into().unwrap_or(i32::MAX))
@@ -212,45 +259,37 @@ impl DynamoContacts {
         let mut rows = Vec::new();
         for item in output.items.unwrap_or_default() {
             let key = item.get(search.key_attribute).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            let stored: ContactItem = serde_dynamo::from_item(item).context("reading a found contact")?;
-            rows.push((key, stored.contact));
+            let hit: SearchHit = serde_dynamo::from_item(item).context("reading a search index row")?;
+            rows.push((key, hit));
         }
         Ok((rows, output.last_evaluated_key.is_some()))
     }
 
     async fn list_newest(&self, page: &PageRequest) -> anyhow::Result<Paged<Contact>> {
-        let start: Option<Item> = page.after.as_ref().map(|after| {
-            HashMap::from([
-                ("pk".to_string(), text(&contact_pk(&ContactId::from(after.id.clone())))),
-                ("list_pk".to_string(), text(CONTACT_LIST_PK)),
-                ("list_sk".to_string(), text(&after.sort_key())),
-            ])
-        });
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("contacts-by-created")
-            .key_condition_expression("list_pk = :contacts")
-            .expression_attribute_values(":contacts", text(CONTACT_LIST_PK))
-            .scan_index_forward(false)
-            .limit((page.limit + 1).try_into().unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_error("listing contacts", e))?;
-        let mut items = Vec::new();
-        for item in output.items.unwrap_or_default() {
-            let stored: ContactItem = serde_dynamo::from_item(item).context("reading a listed contact")?;
-            items.push(stored.contact);
-        }
-        let next = if items.len() > page.limit {
-            items.truncate(page.limit);
-            items.last().map(|c| Position::new(c.created_at, &c.contact_id))
-        } else {
-            None
+        let query = NewestFirst {
+            client: &self.client,
+            table: &self.table,
+            index: "contacts-by-created",
+            partition_attribute: "list_pk",
+            filter: None,
+            values: HashMap::new(),
+            doing: "listing contacts",
         };
-        Ok(Paged { items, next })
+        let after = page.after.as_ref().map(Position::sort_key);
+        let (rows, next) = query.page(&all_shards(CONTACT_LIST_PK), after, page.limit).await?;
+        let contacts = self.read_listed(rows.into_iter().map(|(_, keys)| keys).collect()).await?;
+        Ok(Paged { items: contacts, next: next.as_deref().and_then(Position::from_sort_key) })
+    }
+
+    /// The contacts an index's rows name, in their order.
+    async fn read_listed(&self, keys: Vec<Item>) -> anyhow::Result<Vec<Contact>> {
+        let items = batch_get_in_order(&self.client, &self.table, &CONTACT_KEYS, keys).await?;
+        items
+            .into_iter()
+            .map(|item| {
+                Ok(serde_dynamo::from_item::<_, ContactItem>(item).context("reading a listed contact")?.contact)
+            })
+            .collect()
     }
 }
 
@@ -263,8 +302,8 @@ pub struct Backfilled {
     pub changed_meanwhile: usize,
 }
 
-/// Gives contacts and invitations stored before the list indexes existed their list keys, so that
-/// the lists show them. An operator's one-off (`portal-admin backfill-lists`): it scans both
+/// Gives contacts and invitations stored before the list indexes existed (or before they were
+/// sharded) their list keys, so that the lists show them. An operator's one-off (`portal-admin backfill-lists`): it scans both
 /// tables, which no function does; each item is updated only if it still has no keys and is as
 /// read.
 pub async fn backfill_list_keys(
@@ -276,8 +315,8 @@ pub async fn backfill_list_keys(
     let contacts = scan_all(
         client,
         contacts_table,
-        "begins_with(pk, :prefix) AND attribute_not_exists(list_sk)",
-        HashMap::from([(":prefix".to_string(), text("CONTACT#"))]),
+        "begins_with(pk, :prefix) AND (attribute_not_exists(list_sk) OR list_pk = :unsharded)",
+        HashMap::from([(":prefix".to_string(), text("CONTACT#")), (":unsharded".to_string(), text(CONTACT_LIST_PK))]),
     )
     .await?;
     for item in contacts {
@@ -286,6 +325,7 @@ pub async fn backfill_list_keys(
         let mut values = listed.update_values();
         values.insert(":first".into(), text(&stored.contact.first_name));
         values.insert(":last".into(), text(&stored.contact.last_name));
+        values.insert(":unsharded".into(), text(CONTACT_LIST_PK));
         let result = client
             .update_item()
             .table_name(contacts_table)
@@ -294,7 +334,8 @@ pub async fn backfill_list_keys(
                 "SET list_pk = :list_pk, list_sk = :list_sk, first_name_key = :first_key, last_name_key = :last_key",
             )
             .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(list_sk) AND first_name = :first AND last_name = :last",
+                "attribute_exists(pk) AND (attribute_not_exists(list_sk) OR list_pk = :unsharded) \
+                 AND first_name = :first AND last_name = :last",
             )
             .set_expression_attribute_values(Some(values))
             .send()
@@ -308,7 +349,7 @@ pub async fn backfill_list_keys(
     let invitations = scan_all(
         client,
         invitations_table,
-        "sk = :invitation AND attribute_not_exists(list_sk)",
+        "sk = :invitation AND (attribute_not_exists(list_sk) OR attribute_not_exists(list_delivery))",
         HashMap::from([(":invitation".to_string(), text("INVITATION"))]),
     )
     .await?;
@@ -321,11 +362,18 @@ pub async fn backfill_list_keys(
             .table_name(invitations_table)
             .key("pk", text(&pk))
             .key("sk", text("INVITATION"))
-            .update_expression("SET list_pk = :list_pk, list_sk = :list_sk, list_state = :state")
-            .condition_expression("attribute_not_exists(list_sk) AND redemptions = :redemptions AND revoked = :revoked")
+            .update_expression(
+                "SET list_pk = :list_pk, list_sk = :list_sk, list_state = :state, list_delivery = :list_delivery",
+            )
+            .condition_expression(
+                "(attribute_not_exists(list_sk) OR attribute_not_exists(list_delivery)) \
+                 AND redemptions = :redemptions AND revoked = :revoked AND delivery = :delivery",
+            )
             .expression_attribute_values(":list_pk", text(&listed.list_pk))
             .expression_attribute_values(":list_sk", text(&listed.list_sk))
-            .expression_attribute_values(":state", text(listed.list_state.as_str()))
+            .expression_attribute_values(":state", text(&listed.list_state))
+            .expression_attribute_values(":list_delivery", text(&listed.list_delivery))
+            .expression_attribute_values(":delivery", text(stored.invitation.delivery.as_str()))
             .expression_attribute_values(":redemptions", super::dynamodb::number(stored.invitation.redemptions))
             .expression_attribute_values(":revoked", AttributeValue::Bool(stored.invitation.revoked))
             .send()

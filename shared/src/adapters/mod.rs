@@ -7,6 +7,7 @@ pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 pub mod dynamodb_list_keys;
 pub mod dynamodb_listing;
+pub mod dynamodb_pages;
 pub mod dynamodb_passkeys;
 pub mod dynamodb_two_factor;
 pub mod eventbridge;

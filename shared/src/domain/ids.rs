@@ -1,5 +1,5 @@
 //! Identifiers: one type per kind of thing, so a contact's id can never be passed where an
-//! invitation's is expected. Stored and shown as plain text (a UUID for new ones).
+//! invitation's is expected. Stored and shown as plain text (a time-ordered UUID for new ones).
 
 use std::fmt;
 use std::ops::Deref;
@@ -14,9 +14,11 @@ macro_rules! identifier {
         pub struct $name(String);
 
         impl $name {
-            /// A new, random identifier.
+            /// A new identifier: a time-ordered UUID (version 7: the millisecond, then random
+            /// bits; ids made in one process are strictly increasing), so that rows created in the
+            /// same second still list newest first by their `<second>#<id>` sort key.
             pub fn generate() -> Self {
-                $name(uuid::Uuid::new_v4().to_string())
+                $name(uuid::Uuid::now_v7().to_string())
             }
 
             pub fn as_str(&self) -> &str {

@@ -116,6 +116,17 @@ pub enum Delivery {
     Failed,
 }
 
+impl Delivery {
+    /// As stored and filtered on (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Sent => "sent",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
 /// An invitation as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Invitation {

@@ -99,6 +99,7 @@ pub fn fresh_tables() -> Tables {
     assert!(status.success(), "create-tables failed");
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(portal::aws::https_client())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))

@@ -10,7 +10,7 @@ use portal::Portal;
 use portal::aws::SdkHooks;
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
-use portal::domain::ids::ContactId;
+use portal::domain::ids::{ContactId, InvitationId, MessageId};
 use portal::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationStatus, InvitationType, Redemption};
 use portal::domain::listing::{InvitationFilter, PageRequest, Paged, Position};
 use portal::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
@@ -20,6 +20,8 @@ use portal_testkit::faults::FaultyHttp;
 use portal_testkit::moto::{aws_portal, fresh_tables};
 
 const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+/// What a list may call: index queries, and the rows they name read in batches. Never a scan.
+const READS: [&str; 2] = ["Query", "BatchGetItem"];
 
 async fn portal_on_moto(faults: &FaultyHttp, name: &str) -> Arc<Portal> {
     let hooks = SdkHooks {
@@ -49,7 +51,7 @@ fn contact(i: i64, email: &str, first: &str, last: &str) -> Contact {
 async fn stored_invitation(portal: &Portal, contact: &Contact, i: i64, max: u32) -> Invitation {
     let code = InvitationCode::generate();
     let invitation = Invitation {
-        invitation_id: uuid::Uuid::new_v4().to_string().into(),
+        invitation_id: InvitationId::generate(),
         code_digest: code.digest(),
         kind: if max > 1 { InvitationType::Group } else { InvitationType::Single },
         contact_id: contact.contact_id.clone(),
@@ -65,7 +67,7 @@ async fn stored_invitation(portal: &Portal, contact: &Contact, i: i64, max: u32)
         redirect_path: None,
         created_at: NOW + i,
         created_by: "admin".into(),
-        message_id: uuid::Uuid::new_v4().to_string().into(),
+        message_id: MessageId::generate(),
         delivery: Delivery::Pending,
         delivery_error: None,
         delivered_at: None,
@@ -170,7 +172,7 @@ async fn invitations_are_listed_from_indexes_newest_first_in_pages_and_filtered(
     assert!(listed(filter(Some(InvitationStatus::Active), None, None), later).await.is_empty());
     assert_eq!(listed(filter(Some(InvitationStatus::Redeemed), None, None), later).await, one(5));
     let calls = faults.operations();
-    assert!(!calls.is_empty() && calls.iter().all(|op| op == "Query"), "only queries, never a scan: {calls:?}");
+    assert!(!calls.is_empty() && calls.iter().all(|op| READS.contains(&op.as_str())), "never a scan: {calls:?}");
     // A resend sets the delivery back to pending: the index follows.
     let replaced = portal.invitations.get(&all[4].invitation_id).await.unwrap().unwrap();
     let message = OutboxMessage::new(MessageKind::Invitation, &replaced.email, "Grace", None, NOW);
@@ -256,7 +258,7 @@ async fn contacts_are_listed_and_searched_by_prefix_from_indexes() {
     assert_eq!(hopper, ["Grace@Navy.example", "hopper.fan@example.com"]);
     assert_eq!(search_all(&portal, "lovelace", 5).await, ["ada@example.com"]);
     assert!(search_all(&portal, "ovelace", 5).await.is_empty());
-    assert!(faults.operations().iter().all(|op| op == "Query"), "{:?}", faults.operations());
+    assert!(faults.operations().iter().all(|op| READS.contains(&op.as_str())), "{:?}", faults.operations());
     // A renamed contact is found by the new name only.
     let update =
         ProfileUpdate { first_name: "Augusta".into(), last_name: "King".into(), phone: None, pending_email: None };
@@ -275,6 +277,19 @@ async fn items_stored_before_the_indexes_join_the_lists_after_the_backfill() {
     let mut contact_item: serde_dynamo::Item = serde_dynamo::to_item(&old).unwrap();
     contact_item.insert("pk".into(), serde_dynamo::AttributeValue::S(format!("CONTACT#{}", old.contact_id)));
     tables.client.put_item().table_name(&tables.contacts).set_item(Some(contact_item.into())).send().await.unwrap();
+    // As the version before the shards stored one: every contact in the one partition CONTACT.
+    let unsharded = contact(8, "one.partition@example.com", "One", "Partition");
+    let mut unsharded_item: serde_dynamo::Item = serde_dynamo::to_item(&unsharded).unwrap();
+    for (name, value) in [
+        ("pk", format!("CONTACT#{}", unsharded.contact_id)),
+        ("list_pk", "CONTACT".to_string()),
+        ("list_sk", format!("{:012}#{}", unsharded.created_at.as_secs(), unsharded.contact_id)),
+        ("first_name_key", "one#x".to_string()),
+        ("last_name_key", "partition#x".to_string()),
+    ] {
+        unsharded_item.insert(name.into(), serde_dynamo::AttributeValue::S(value));
+    }
+    tables.client.put_item().table_name(&tables.contacts).set_item(Some(unsharded_item.into())).send().await.unwrap();
     let invitation = stored_invitation(&portal, &old, 0, 1).await;
     tables
         .client
@@ -282,19 +297,24 @@ async fn items_stored_before_the_indexes_join_the_lists_after_the_backfill() {
         .table_name(&tables.invitations)
         .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("INVITATION#{}", invitation.invitation_id)))
         .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("INVITATION".into()))
-        .update_expression("REMOVE list_pk, list_sk, list_state")
+        .update_expression("REMOVE list_pk, list_sk, list_state, list_delivery")
         .send()
         .await
         .unwrap();
     let everything = InvitationFilter::default();
     assert!(portal.invitations.list(&everything, &PageRequest::first(10), NOW).await.unwrap().items.is_empty());
     assert!(portal.contacts.list_page("old", &PageRequest::first(10)).await.unwrap().items.is_empty());
+    assert!(portal.contacts.list_page("", &PageRequest::first(10)).await.unwrap().items.is_empty());
 
     let done =
         portal::adapters::dynamodb_listing::backfill_list_keys(&tables.client, &tables.contacts, &tables.invitations)
             .await
             .unwrap();
-    assert_eq!((done.contacts, done.invitations, done.changed_meanwhile), (1, 1, 0));
+    assert_eq!((done.contacts, done.invitations, done.changed_meanwhile), (2, 1, 0));
+    assert_eq!(
+        emails(&portal.contacts.list_page("", &PageRequest::first(10)).await.unwrap()),
+        ["one.partition@example.com", "old.timer@example.com"]
+    );
     let listed = portal.invitations.list(&everything, &PageRequest::first(10), NOW).await.unwrap();
     assert_eq!(ids(&listed), [invitation.invitation_id.to_string()]);
     let active = filter(Some(InvitationStatus::Active), None, None);
@@ -346,4 +366,108 @@ async fn a_group_invitation_redeemed_by_a_parallel_burst_ends_in_the_redeemed_li
         3 => assert_eq!((redeemed, open), (vec![id], vec![])),
         _ => assert_eq!((redeemed, open), (vec![], vec![id])),
     }
+}
+
+#[tokio::test]
+async fn invitations_made_in_the_same_second_list_newest_first_exactly() {
+    // Sort keys are `<second>#<id>`; ids are time-ordered, so the second does not decide alone.
+    let portal = portal_on_moto(&FaultyHttp::new(), "same-second").await;
+    let grace = contact(0, "grace@example.com", "Grace", "Hopper");
+    portal.contacts.create(&grace).await.unwrap();
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        made.push(stored_invitation(&portal, &grace, 0, 1).await.invitation_id.to_string());
+    }
+    made.reverse();
+    assert_eq!(every_page(&portal, &InvitationFilter::default(), 2, NOW).await.concat(), made);
+    assert_eq!(every_page(&portal, &filter(None, None, Some(&grace.contact_id)), 2, NOW).await.concat(), made);
+    let listed: Vec<String> = portal
+        .invitations
+        .list_for_contact(&grace.contact_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.invitation_id.to_string())
+        .collect();
+    assert_eq!(listed, made);
+}
+
+#[tokio::test]
+async fn a_list_spread_over_its_shards_pages_to_the_end_with_no_duplicate_and_no_gap() {
+    let portal = portal_on_moto(&FaultyHttp::new(), "shards").await;
+    // 40 contacts, 10 to a second (ids time-ordered within it).
+    let mut people = Vec::new();
+    for i in 0..40 {
+        let person = contact(i / 10, &format!("p{i:02}@example.com"), "Pat", &format!("Shard{i:02}"));
+        portal.contacts.create(&person).await.unwrap();
+        people.push(person);
+    }
+    let shards: std::collections::HashSet<u32> =
+        people.iter().map(|p| portal::adapters::dynamodb_list_keys::shard_of(&p.contact_id)).collect();
+    assert!(shards.len() > 4, "spread over the shards: {shards:?}");
+    let newest: Vec<String> = people.iter().rev().map(|c| c.email.to_string()).collect();
+    for limit in [1, 7, 40, 200] {
+        assert_eq!(search_all(&portal, "", limit).await, newest, "pages of {limit}");
+    }
+    let mut found = search_all(&portal, "shard", 3).await;
+    assert_eq!(found.len(), 40, "each once");
+    found.sort();
+    let mut all: Vec<String> = people.iter().map(|c| c.email.to_string()).collect();
+    all.sort();
+    assert_eq!(found, all);
+}
+
+#[tokio::test]
+async fn redemptions_and_a_contacts_invitations_are_read_past_one_page() {
+    let tables = fresh_tables();
+    let portal = tables.portal(&[]);
+    let grace = contact(0, "grace@example.com", "Grace", "Hopper");
+    portal.contacts.create(&grace).await.unwrap();
+    let group = stored_invitation(&portal, &grace, 0, 100).await;
+    // 30 redemptions of 40 KB each (padded as a later version might store them): 1.2 MB, more
+    // than the 1 MB one query returns.
+    let mut written = Vec::new();
+    for i in 0..30 {
+        let redemption = Redemption {
+            invitation_id: group.invitation_id.clone(),
+            contact_id: ContactId::generate(),
+            redeemed_at: NOW + i,
+            source_ip: "192.0.2.1".into(),
+        };
+        let mut item: serde_dynamo::Item = serde_dynamo::to_item(&redemption).unwrap();
+        let keys = [
+            ("pk", format!("INVITATION#{}", group.invitation_id)),
+            ("sk", format!("REDEMPTION#{:012}#{}", redemption.redeemed_at.as_secs(), redemption.contact_id)),
+            ("padding", "x".repeat(40_000)),
+        ];
+        for (name, value) in keys {
+            item.insert(name.into(), serde_dynamo::AttributeValue::S(value));
+        }
+        tables.client.put_item().table_name(&tables.invitations).set_item(Some(item.into())).send().await.unwrap();
+        written.push(redemption.contact_id.to_string());
+    }
+    let read: Vec<String> = portal
+        .invitations
+        .redemptions(&group.invitation_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.contact_id.to_string())
+        .collect();
+    assert_eq!(read, written, "every redemption, in order");
+    // 110 invitations of one contact: more than one BatchGetItem (100 keys) reads them.
+    let mut made = vec![group.invitation_id.to_string()];
+    for i in 1..110 {
+        made.push(stored_invitation(&portal, &grace, i, 1).await.invitation_id.to_string());
+    }
+    made.reverse();
+    let listed: Vec<String> = portal
+        .invitations
+        .list_for_contact(&grace.contact_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.invitation_id.to_string())
+        .collect();
+    assert_eq!(listed, made);
 }

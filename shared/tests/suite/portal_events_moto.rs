@@ -214,6 +214,7 @@ async fn settling_a_message_twice_queues_its_deliverys_fact_once() {
 fn eventbridge(tables: &Tables) -> aws_sdk_eventbridge::Client {
     let config = aws_sdk_eventbridge::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(portal::aws::https_client())
         .endpoint_url(tables.endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))

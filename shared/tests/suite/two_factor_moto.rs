@@ -20,6 +20,7 @@ use portal_testkit::{PASSWORD, registered, second_step, sign_in};
 fn kms_client() -> aws_sdk_kms::Client {
     let config = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(portal::aws::https_client())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))

@@ -1,0 +1,91 @@
+//! Reading more than one page: a query followed to its end, and the items an index's keys name,
+//! fetched in batches in the keys' order.
+//!
+//! The list indexes project keys (and the few attributes their filters read) rather than whole
+//! items: an item is written to an index only when what the index holds changes, and each index
+//! entry is a fraction of a write unit instead of the whole item's. A list page therefore reads
+//! the keys from the index and the rows themselves with `BatchGetItem`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+
+use super::dynamodb::sdk_error;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The most keys one `BatchGetItem` takes.
+const BATCH_GET_MAX: usize = 100;
+/// Rounds of `UnprocessedKeys` retried before giving up (DynamoDB returns them when a batch
+/// exceeds 16 MB or the table is throttled; the SDK's own retries do not cover them).
+const UNPROCESSED_ROUNDS: u32 = 5;
+
+/// Every item a query finds, page after page (each page at most 1 MB), in the query's order.
+pub(crate) async fn query_to_end(query: QueryFluentBuilder, doing: &str) -> anyhow::Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let output =
+            query.clone().set_exclusive_start_key(start.take()).send().await.map_err(|e| sdk_error(doing, e))?;
+        items.extend(output.items.unwrap_or_default());
+        match output.last_evaluated_key {
+            Some(key) => start = Some(key),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// The table's items that `keys` name (each holding at least the table's key attributes
+/// `key_names`; index attributes besides are ignored), in the order of `keys`. An item deleted
+/// since its key was read is left out. Eventually consistent, as the index the keys came from.
+pub(crate) async fn batch_get_in_order(
+    client: &Client,
+    table: &str,
+    key_names: &[&str],
+    keys: Vec<Item>,
+) -> anyhow::Result<Vec<Item>> {
+    let keys: Vec<Item> = keys
+        .into_iter()
+        .map(|item| item.into_iter().filter(|(name, _)| key_names.contains(&name.as_str())).collect())
+        .collect();
+    let chunks = keys.chunks(BATCH_GET_MAX).map(|chunk| batch_get(client, table, chunk.to_vec()));
+    let found: Vec<Item> = futures::future::try_join_all(chunks).await?.into_iter().flatten().collect();
+    // The portal's table keys are all strings.
+    let identity = |item: &Item| -> Vec<Option<String>> {
+        key_names.iter().map(|name| item.get(*name).and_then(|v| v.as_s().ok()).cloned()).collect()
+    };
+    let mut by_key: HashMap<Vec<Option<String>>, Item> =
+        found.into_iter().map(|item| (identity(&item), item)).collect();
+    Ok(keys.iter().filter_map(|key| by_key.remove(&identity(key))).collect())
+}
+
+/// One `BatchGetItem` of at most 100 keys, its unprocessed keys asked for again.
+async fn batch_get(client: &Client, table: &str, mut keys: Vec<Item>) -> anyhow::Result<Vec<Item>> {
+    let mut found = Vec::new();
+    for round in 0..UNPROCESSED_ROUNDS {
+        if keys.is_empty() {
+            break;
+        }
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(20 << round)).await;
+        }
+        let request = KeysAndAttributes::builder().set_keys(Some(std::mem::take(&mut keys))).build()?;
+        let output = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| sdk_error("reading listed items", e))?;
+        found.extend(output.responses.and_then(|mut r| r.remove(table)).unwrap_or_default());
+        keys = output.unprocessed_keys.and_then(|mut u| u.remove(table)).map(|k| k.keys).unwrap_or_default();
+    }
+    anyhow::ensure!(
+        keys.is_empty(),
+        "DynamoDB left {} listed items unread after {UNPROCESSED_ROUNDS} rounds",
+        keys.len()
+    );
+    Ok(found)
+}
