@@ -8,6 +8,7 @@ use crate::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use crate::adapters::dynamodb_passkeys::DynamoPasskeys;
 use crate::adapters::dynamodb_two_factor::DynamoTwoFactor;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::outbox_only::QueuesOnly;
 use crate::adapters::sealing::KmsSealer;
 use crate::adapters::ses::SesMailer;
 use crate::aws::{self, AwsClients, SdkHooks};
@@ -49,6 +50,23 @@ impl Portal {
         let hooks = SdkHooks::default();
         let sdk = sdk_config(&hooks).await;
         Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks)))
+    }
+
+    /// An HTTP function's portal: like [`Portal::from_environment`], but it only queues email and
+    /// events (the outbox), so it has no SES or EventBridge client, and none of their code is
+    /// linked into the function ([`QueuesOnly`]); DynamoDB and KMS (second-factor secrets) only.
+    pub async fn from_environment_queueing() -> anyhow::Result<Self> {
+        let settings = Settings::from_env()?;
+        let sdk = sdk_config(&SdkHooks::default()).await;
+        let (dynamodb, kms) = (aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_kms::Client::new(&sdk));
+        let edges = Edges {
+            mailer: Arc::new(QueuesOnly),
+            events: Arc::new(QueuesOnly),
+            clock: Arc::new(SystemClock),
+            pacer: Arc::new(QueuesOnly),
+            sealer: Arc::new(KmsSealer::new(kms, settings.totp_kms_key_id.clone().unwrap_or_default())),
+        };
+        Ok(Portal::on_dynamodb(settings, &dynamodb, edges))
     }
 
     /// The portal on DynamoDB, SES, EventBridge and KMS through these clients (tests pass

@@ -13,9 +13,9 @@ pub use lambda_http::Error;
 
 /// Logs, settings and clients, once per instance. A bad setting stops the function here, with a
 /// message naming the variable.
-async fn start() -> Result<Arc<Portal>, Error> {
+async fn start<F: Future<Output = anyhow::Result<Portal>>>(portal: F) -> Result<Arc<Portal>, Error> {
     crate::telemetry::init();
-    let portal = Portal::from_environment().await.map_err(|err| {
+    let portal = portal.await.map_err(|err| {
         tracing::error!(error = format!("{err:#}"), "start-up failed");
         err
     })?;
@@ -23,8 +23,9 @@ async fn start() -> Result<Arc<Portal>, Error> {
 }
 
 /// Serves an HTTP function's router on the Lambda runtime (every event shape lambda_http knows).
+/// It only queues email and events; `send-email` sends them.
 pub async fn serve(function: impl HttpFunction) -> Result<(), Error> {
-    let portal = start().await?;
+    let portal = start(Portal::from_environment_queueing()).await?;
     lambda_http::run(function.router(portal)).await
 }
 
@@ -34,7 +35,7 @@ where
     F: Fn(Arc<Portal>, Event) -> Fut,
     Fut: Future<Output = DynamoDbEventResponse>,
 {
-    let portal = start().await?;
+    let portal = start(Portal::from_environment()).await?;
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<Event>| {
         let portal = portal.clone();

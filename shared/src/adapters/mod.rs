@@ -11,5 +11,6 @@ pub mod dynamodb_pages;
 pub mod dynamodb_passkeys;
 pub mod dynamodb_two_factor;
 pub mod eventbridge;
+pub mod outbox_only;
 pub mod sealing;
 pub mod ses;
