@@ -14,6 +14,10 @@
 # make events  print the portal events the local portal has published on its bus so far
 #              (DetailType, time, detail), read from the bus's catch-all tap queue
 # make bench   DynamoDB calls per operation (on moto) and handler time per request
+# make load    a simulated day for 100,000 MAU at 1/100 scale on a local stack of its own (free
+#              ports): latency, DynamoDB calls and capacity units per operation, the month's
+#              DynamoDB cost from them beside make cost's, nothing lost (scripts/load.py;
+#              SCALE=0.1 for a tenth, LOAD_ARGS for its other options)
 # make lint    cfn-lint on infra/template.yaml
 # make clean   remove build output (make distclean also removes .venv)
 SHELL := /bin/bash
@@ -31,7 +35,7 @@ SAM := $(CURDIR)/.venv-sam/bin/sam
 # The SAM CLI reports usage to AWS unless told not to; nothing here calls out.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run check test emails events lint clean distclean setup bench package deploy smoke cost
+.PHONY: run check test emails events lint clean distclean setup bench load package deploy smoke cost
 
 setup:
 	scripts/setup.sh
@@ -108,6 +112,13 @@ bench:
 	scripts/setup.sh
 	cargo bench -p portal --bench operations
 	cargo bench -p portal --bench imports
+
+# The stack builds the functions itself (cargo build, the dev profile) before it starts.
+SCALE ?= 1
+LOAD_ARGS ?=
+load:
+	scripts/setup.sh
+	$(PYTHON) scripts/load.py --scale $(SCALE) $(LOAD_ARGS)
 
 emails:
 	@$(PYTHON) scripts/local_aws.py emails --endpoint-url http://127.0.0.1:$(LOCAL_AWS_PORT)

@@ -103,12 +103,16 @@ def caller_of(headers: dict) -> dict:
 
 
 class Recorder:
-    """The proxy on 127.0.0.1:<free port> (url), forwarding to `upstream`, appending to `path`."""
+    """The proxy on 127.0.0.1:<free port> (url), forwarding to `upstream`, appending to `path`.
+    observer: if set, called for each forwarded request with (method, path, headers, request body,
+    response status, response body) once moto has answered and before the function gets the answer
+    (scripts/load.py counts capacity units from the bodies)."""
 
     def __init__(self, upstream: str, path: str):
         target = urlsplit(upstream)
         self.upstream_host, self.upstream_port = target.hostname, target.port
         self.path, self._lock = path, threading.Lock()
+        self.observer = None
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by stop()
         recorder = self
 
@@ -136,6 +140,9 @@ class Recorder:
                     self.server.local.conn = None
                     self.send_error(502, "the local AWS endpoint did not answer")
                     return
+                if recorder.observer is not None:
+                    recorder.observer(self.command, self.path, dict(self.headers.items()), body,
+                                      resp.status, data)
                 self.send_response(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length",

@@ -114,9 +114,11 @@ class Stack(Plan):
 
     def __init__(self, stack_name: str, portal_port: int, moto_port: int, settings: dict | None,
                  admin_password: str, log_path: str | None, record_calls: str | None = None,
-                 prebuilt: bool = False, concurrency: int = 4):
+                 prebuilt: bool = False, concurrency: int = 4,
+                 ses_max_send_rate: float | None = None):
         super().__init__(stack_name, portal_port, moto_port, settings)
         self.prebuilt, self.concurrency = prebuilt, concurrency  # see start_watch
+        self.ses_max_send_rate = ses_max_send_rate  # see start_local_aws
         # record_calls: a file for scripts/aws_recorder.py's lines (each AWS call of a function);
         # the functions then reach moto through the recording proxy.
         self.record_calls, self.recorder = record_calls, None
@@ -144,9 +146,11 @@ class Stack(Plan):
         """The moto server, then the template's tables, queues and SES identities on it."""
         port = self.aws_endpoint.rsplit(":", 1)[1]
         # Its stdin stays open while we live: moto also ends if this process dies abruptly.
+        rate = ([] if self.ses_max_send_rate is None
+                else ["--ses-max-send-rate", str(self.ses_max_send_rate)])
         proc = self._spawn("local AWS (moto)", [
             sys.executable, os.path.join(ROOT, "scripts", "local_aws.py"), "serve", "--port", port,
-            "--exit-on-stdin-eof"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            "--exit-on-stdin-eof", *rate], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=self._child_env())
         if proc.stdout.readline().strip() != b"ready":  # its only line on stdout
             raise StackError(f"the local AWS endpoint (moto server) did not start on port {port}"
@@ -298,7 +302,8 @@ class Stack(Plan):
 def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str = "portal-local",
                 *, settings: dict | None = None, admin_password: str | None = None,
                 log_path: str | None = None, record_calls: str | None = None,
-                prebuilt: bool = False, concurrency: int = 4) -> Stack:
+                prebuilt: bool = False, concurrency: int = 4,
+                ses_max_send_rate: float | None = None) -> Stack:
     """Start the whole local stack and return its handle; raise StackError if a step fails.
 
     settings: function settings by variable name (e.g. {"PORTAL_REQUIRE_CONFIRMATION": "true"})
@@ -307,10 +312,11 @@ def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str 
     recorded (scripts/aws_recorder.py), for scripts/iam_coverage.py. prebuilt: build the
     functions once and start each instance from its binary (seconds faster for each stack), with
     no reload when the code changes (see Stack.start_watch). concurrency: instances of each
-    function (cargo lambda watch --concurrency)."""
+    function (cargo lambda watch --concurrency). ses_max_send_rate: the SES sending rate moto
+    reports (GetSendQuota's MaxSendRate, which send-email paces to; moto's own is 1 a second)."""
     stack = Stack(stack_name, portal_port, moto_port, settings,
                   admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls, prebuilt,
-                  concurrency)
+                  concurrency, ses_max_send_rate)
     try:
         stack.start_local_aws()
         stack.seed_admin()

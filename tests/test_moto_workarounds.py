@@ -6,6 +6,7 @@ its tests. The `test_workaround_...` tests show that the workaround does its job
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import threading
@@ -195,6 +196,62 @@ def test_workaround_copies_a_table_sharing_its_stream_shard_and_rolls_back_clean
     assert copied.stream_shard is table.stream_shard
     assert copied.items.keys() == table.items.keys() and copied.items is not table.items
     # With the stream workaround, a cancelled transaction still leaves the stream as it was.
+    moto_workarounds.keep_streams_across_cancelled_transactions(patch=monkeypatch.setattr)
+    assert keys_a_stream_reader_sees(ddb) == ["after"]
+
+
+# --- roll_back_transactions_item_by_item ------------------------------------------------------------
+
+def table_copies_of_a_cancelled_transaction(ddb, monkeypatch) -> int:
+    """Writes two items, then cancels a transaction that adds one, changes one and deletes the
+    other; returns how many table copies the transaction took, and checks that nothing it did
+    stayed."""
+    from moto.dynamodb.models.table import Table
+    copies = []
+    copy_table = Table.__dict__.get("__deepcopy__")
+
+    def counted(self, memo):
+        if copy_table is not None:
+            clone = copy_table(self, memo)
+        else:
+            clone = self.__class__.__new__(self.__class__)
+            memo[id(self)] = clone
+            for name, value in self.__dict__.items():
+                setattr(clone, name, copy.deepcopy(value, memo))
+        if clone is not self:
+            copies.append(self.name)
+        return clone
+
+    monkeypatch.setattr(Table, "__deepcopy__", counted, raising=False)
+    for pk in ("changed", "deleted"):
+        ddb.put_item(TableName="t", Item={"pk": {"S": pk}, "a": {"N": "1"}})
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "rolled-back"}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "changed"}},
+                        "UpdateExpression": "SET a = :two", "ExpressionAttributeValues": {
+                            ":two": {"N": "2"}}}},
+            {"Delete": {"TableName": "t", "Key": {"pk": {"S": "deleted"}}}},
+            CANCELLED[1]])
+    items = {i["pk"]["S"]: i for i in ddb.scan(TableName="t")["Items"]}
+    assert items == {pk: {"pk": {"S": pk}, "a": {"N": "1"}} for pk in ("changed", "deleted")}
+    return len(copies)
+
+
+def test_moto_still_copies_every_table_a_transaction_touches(ddb, monkeypatch):
+    assert table_copies_of_a_cancelled_transaction(ddb, monkeypatch) > 0, (
+        "moto no longer copies whole tables for a transaction's rollback: delete "
+        "roll_back_transactions_item_by_item")
+
+
+def test_workaround_copies_no_table_and_puts_the_items_back(ddb, monkeypatch):
+    moto_workarounds.roll_back_transactions_item_by_item(
+        patch=lambda obj, name, value: monkeypatch.setattr(obj, name, value, raising=False))
+    assert table_copies_of_a_cancelled_transaction(ddb, monkeypatch) == 0
+    # A transaction that succeeds is applied, and with the stream workaround a cancelled one
+    # leaves the stream as it was.
+    ddb.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {"pk": {"S": "new"}}}}])
+    assert "Item" in ddb.get_item(TableName="t", Key={"pk": {"S": "new"}})
     moto_workarounds.keep_streams_across_cancelled_transactions(patch=monkeypatch.setattr)
     assert keys_a_stream_reader_sees(ddb) == ["after"]
 
