@@ -1,13 +1,12 @@
 //! Structured JSON logs. Audit events carry `audit = "<event>"`; nothing logs a password, code,
 //! token or hash (the types that hold them redact their `Debug`).
 //!
-//! `RUST_LOG` chooses what is logged, except for the libraries that log what passes through them:
+//! `RUST_LOG` (`target=level` directives and a default level) chooses what is logged, except for the libraries that log what passes through them:
 //! those are held at [`QUIET_TARGETS`] by a filter of their own, which no `RUST_LOG` directive (not
 //! even a more specific target, or a span or field directive) can lower.
 
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -41,8 +40,11 @@ pub fn subscriber<W>(rust_log: Option<&str>, writer: W) -> impl Subscriber + Sen
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let requested = rust_log.and_then(|directives| EnvFilter::try_new(directives).ok());
-    let requested = requested.unwrap_or_else(|| EnvFilter::new("info"));
+    // `target=level` directives and a bare default level, as RUST_LOG is used here; a directive
+    // this does not read (a span or field filter) leaves the default, `info`. (`EnvFilter` would
+    // read those too, with a regex engine and directive parser in every bootstrap for it.)
+    let requested = rust_log.and_then(|directives| directives.parse::<Targets>().ok());
+    let requested = requested.unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     let quiet =
         QUIET_TARGETS.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |targets, &(target, most)| {
             targets.with_target(target, most)
