@@ -104,9 +104,12 @@ smoke:
 	scripts/setup.sh
 	$(PYTHON) scripts/smoke.py "$(URL)" $(if $(STACK),--stack "$(STACK)")
 
+# COST_ARGS="--units .local/load-units.json" prices the last make load run instead of the units
+# scripts/cost.py holds (MEASURED).
+COST_ARGS ?=
 cost:
 	@scripts/setup.sh
-	@$(PYTHON) scripts/cost.py
+	@$(PYTHON) scripts/cost.py $(COST_ARGS)
 
 bench:
 	scripts/setup.sh
@@ -116,6 +119,10 @@ bench:
 # The stack builds the functions itself (cargo build, the dev profile) before it starts.
 SCALE ?= 1
 LOAD_ARGS ?=
+# It builds as make check and make test do (clippy as the workspace's compiler), so that neither
+# compiles the workspace again after it.
+load: export RUSTC_WORKSPACE_WRAPPER = clippy-driver
+load: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 load:
 	scripts/setup.sh
 	$(PYTHON) scripts/load.py --scale $(SCALE) $(LOAD_ARGS)

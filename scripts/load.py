@@ -2,10 +2,10 @@
 """make load: a simulated day of the portal on the local stack, measured.
 
 A day's traffic for 100,000 monthly active users (MAU) at 1/100 scale: 1,000 users, a day being
-1/30 of their month in the usage profile of scripts/cost.py (PROFILE: per MAU per month 3.8
-sign-ins, 0.4 wrong passwords, 8 signed-in page views, 6 public page views, 2 sign-outs, 5%
-register, 5% are invited and redeem, 5% ask for a reset link and 4% use it, 2% change their
-password), plus two-factor sign-ins (TOTP, and codes by email), which the profile does not have.
+1/30 of their month in the usage profile of scripts/cost.py (PROFILE, per MAU per month: 3.5
+sign-ins with a password alone, 0.2 with TOTP, 0.1 with a code by email, 0.4 wrong passwords, 8
+signed-in page views, 6 public page views, 2 sign-outs; 5% register, 5% are invited and redeem, 5%
+ask for a reset link and 4% use it, 2% change their password).
 
 1. Starts its own local stack (scripts/stack.py's start_stack: moto, the template's tables,
    `cargo lambda watch` with prebuilt functions, the outbox stream relay) on free loopback ports,
@@ -17,23 +17,26 @@ password), plus two-factor sign-ins (TOTP, and codes by email), which the profil
 3. Runs the day in phases, one operation kind at a time, `--concurrency` at once; after each
    phase it waits until the outbox stream is delivered (stack.settle), so that every AWS call a
    phase caused, send-email's included, is attributed to it, then reads the four tables (a Scan
-   each, not recorded) to size the items the phase wrote.
-4. Reports per kind: count, p50/p95 latency, errors, DynamoDB calls (on the request path and in
-   send-email afterwards) and capacity units; the units per operation scaled to a month of
-   100,000 MAU at the profile's rates, priced on demand (scripts/cost.py's prices) beside
-   `make cost`'s model; and checks that nothing was lost: every outbox item settled (emails sent
-   through SES, events on the bus's tap queue), every expected event published exactly once.
+   each, not recorded) to size the items the phase wrote, and counts the functions' log lines the
+   phase wrote to the stack's log.
+4. Reports per kind: count, p50/p95 latency, errors, HTTP requests, DynamoDB calls (on the request
+   path and in send-email afterwards), capacity units (index writes apart, and by the kind of item
+   read or written), outbox items, events, emails and KMS requests, and the bytes of the
+   functions' log lines; what the tables store per user; the custom metrics in the logs; the
+   units scaled to a month of 100,000 MAU at the profile's rates, priced on demand (scripts/
+   cost.py's prices) beside the units make cost prices (cost.MEASURED); and checks that nothing
+   was lost: every outbox item settled (emails sent through SES, events on the bus's tap queue),
+   every expected event published exactly once. A clean run writes its per-operation figures to
+   .local/load-units.json (--units-json), which `scripts/cost.py --units` prices and
+   `--print-measured` turns into cost.MEASURED.
 
 Capacity units: moto answers ReturnConsumedCapacity with a constant (1 per call, 0.5 per GetItem,
 whatever the item's size) and the functions do not ask for it, so units are computed from each
-recorded call's request and answer as DynamoDB bills them: a write 1 unit per KB of the larger of
-the item before and after (a failed conditional write too), a transaction item twice that, plus
-per global secondary index the item is in (before or after; for KEYS_ONLY/INCLUDE only if a
-projected attribute changed) 1 unit per KB of its index entry (twice when its index key moved); a
-strongly consistent read 1 unit per 4 KB (a GetItem per item, a Query per page of the summed
-sizes), eventually consistent half, a transactional read twice. Item sizes follow DynamoDB's rules
-(names and values, numbers by significant digits). An item's size after an update is read from the
-table after the phase (an item updated several times in one phase counts at its last size).
+recorded call's request and answer as DynamoDB bills them (the rules are above Tables, below; the
+counter is held against hand-computed cases by tests/test_cost.py). Each item is followed through
+the phase's calls from the tables as read before the phase: a put's item, an update applied to the
+item (apply_update), a delete; item sizes follow DynamoDB's rules (names and values, numbers by
+significant digits). A session's idle-timer refresh is counted apart (make cost models it).
 
 Exit status 0 only if every operation answered as expected, nothing was lost and the run ended
 within --max-seconds."""
@@ -43,6 +46,7 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -59,6 +63,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -77,26 +82,9 @@ from support import (  # noqa: E402
 SCALE_DOWN = 100                      # 100,000 MAU at 1/100: 1,000 users
 USERS = cost.MAU // SCALE_DOWN
 DAYS_PER_MONTH = 30
-# Each kind of operation run here: (the PROFILE entry it measures, or None for kinds the profile
-# does not have, whose count per day is then EXTRA_PER_DAY's).
-KINDS = {
-    "public page": "GET page (no DynamoDB)",
-    "sign in": "sign in",
-    "sign in, wrong password": "sign in, wrong password",
-    "sign in, TOTP": None,
-    "sign in, email code: ask": None,
-    "sign in, email code: verify": None,
-    "profile view": "GET /profile (signed in)",
-    "register": "register",
-    "create invitation": "create invitation",
-    "redeem invitation": "redeem (new credentials)",
-    "forgot password": "forgot password",
-    "reset password": "reset password",
-    "change password": "change password",
-    "sign out": "sign out",
-}
-# Two-factor sign-ins are not in the profile (a share of the sign-ins would be): a few a day.
-EXTRA_PER_DAY = {"sign in, TOTP": 6, "sign in, email code: ask": 4, "sign in, email code: verify": 4}
+# Each kind of operation run here: the operations of the profile (scripts/cost.py PROFILE, whose
+# keys are these kinds), two-factor sign-ins included.
+KINDS = list(cost.PROFILE)
 WHAT = {  # what one operation of a kind is (the report's key)
     "public page": "GET /, /signin, /register, /redeem, /forgot-password (no session), in turn",
     "sign in": "POST /signin, right password, no second factor",
@@ -132,14 +120,12 @@ class LoadError(Exception):
 def day_count(kind: str, scale: float, minimum: int) -> int:
     """Operations of `kind` in the run: the profile's day for USERS users times scale, rounded up,
     at least `minimum`."""
-    key = KINDS[kind]
-    per_day = (cost.PROFILE[key] * USERS / DAYS_PER_MONTH) if key else EXTRA_PER_DAY[kind]
-    return max(minimum, math.ceil(per_day * scale - 1e-9))
+    return max(minimum, math.ceil(profile_day(kind) * scale - 1e-9))
 
 
 def profile_day(kind: str) -> float:
     """The profile's operations of `kind` in one day of USERS users (not rounded)."""
-    return cost.PROFILE[KINDS[kind]] * USERS / DAYS_PER_MONTH
+    return cost.PROFILE[kind] * USERS / DAYS_PER_MONTH
 
 
 def totp(secret: str, offset_steps: int = 0) -> str:
@@ -170,6 +156,22 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # --- DynamoDB item sizes and capacity units -------------------------------------------------------
+# How DynamoDB bills on demand, as this counter applies it (developer guide: "Read/write capacity
+# mode", "Item sizes", "Global secondary indexes: provisioned throughput considerations"):
+# - a write: 1 WCU per started KB of the larger of the item before and after; a refused
+#   conditional write: 1 WCU per started KB of the item it looked at (1 if there was none); a
+#   transaction item, and a ConditionCheck, twice that;
+# - a global secondary index: nothing when the item is in it neither before nor after (sparse: an
+#   index key missing); 1 WCU per started KB of the index entry when the item enters or leaves it,
+#   or when the value of an attribute the index holds changes; a delete and a put (the old entry's
+#   units and the new one's) when the value of its key changes. The entry is what the index
+#   projects: the table's keys and its own, with INCLUDE its NonKeyAttributes too, with ALL the
+#   whole item. The index writes of a transaction item are counted once (ASSUMED: DynamoDB
+#   documents the doubling for the items a transaction writes, not for their indexes);
+# - a read: 1 RCU per started 4 KB strongly consistent, half of it eventually consistent (index
+#   queries always are), twice in a transaction; a GetItem and each item of a BatchGetItem on the
+#   item's size (a missing item 1 unit), a Query on the summed size of what it read (index entries
+#   for an index; items a filter dropped count as read).
 
 def number_size(text: str) -> int:
     """DynamoDB's size of a number: 1 byte per two significant digits, plus 1."""
@@ -209,14 +211,22 @@ def item_size(item: dict | None) -> int:
 
 
 def write_units(size: int) -> int:
+    """Write units of `size` bytes: 1 per started KB, at least 1."""
     return max(1, math.ceil(size / 1024))
 
 
 def read_units(size: int) -> int:
+    """Read units of `size` bytes, strongly consistent: 1 per started 4 KB, at least 1."""
     return max(1, math.ceil(size / 4096))
 
 
-UPDATE_CLAUSE = re.compile(r"\b(SET|REMOVE|ADD|DELETE)\b", re.IGNORECASE)
+def read_capacity(size: int, consistent: bool, transactional: bool = False) -> float:
+    """Read units billed for reading `size` bytes in one read (a GetItem's item, a Query page)."""
+    return (2.0 if transactional else 1.0 if consistent else 0.5) * read_units(size)
+
+
+# An update expression's clauses (not a placeholder that happens to be spelled :set or #delete).
+UPDATE_CLAUSE = re.compile(r"(?<![:#\w])(SET|REMOVE|ADD|DELETE)\b", re.IGNORECASE)
 
 
 def split_top_level(text: str) -> list[str]:
@@ -230,35 +240,131 @@ def split_top_level(text: str) -> list[str]:
     return parts + [text[start:]]
 
 
-def updated_attributes(expression: str, names: dict | None) -> set[str]:
-    """The top-level attributes an UpdateExpression writes (the paths it SETs, REMOVEs, ADDs to
-    or DELETEs from; not the ones it only reads), #placeholders resolved."""
-    names, found = names or {}, set()
-    pieces = UPDATE_CLAUSE.split(expression)
+class Unsupported(Exception):
+    """An update operand that apply_update does not evaluate."""
+
+
+def _path(text: str, names: dict) -> tuple[str, bool]:
+    """A document path's top-level attribute (#placeholder resolved) and whether it goes below."""
+    top, rest = re.match(r"\s*([^.\[\s]+)(.*)$", text, re.DOTALL).groups()
+    return names.get(top, top), bool(rest.strip())
+
+
+def _number(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
+def _operand(text: str, before: dict, names: dict, values: dict) -> dict:
+    """The value of a SET operand against the item before the update (as DynamoDB evaluates it)."""
+    text, depth = text.strip(), 0
+    for i, ch in enumerate(text):  # a + b, a - b (outside parentheses)
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch in "+-" and depth == 0 and i > 0:
+            a = _operand(text[:i], before, names, values)
+            b = _operand(text[i + 1:], before, names, values)
+            if "N" not in a or "N" not in b:
+                raise Unsupported(text)
+            sign = 1 if ch == "+" else -1
+            return {"N": _number(Decimal(a["N"]) + sign * Decimal(b["N"]))}
+    call = re.fullmatch(r"(if_not_exists|list_append)\s*\((.*)\)", text, re.DOTALL)
+    if call:
+        args = split_top_level(call.group(2))
+        if len(args) != 2:
+            raise Unsupported(text)
+        if call.group(1) == "if_not_exists":
+            top, nested = _path(args[0], names)
+            if nested:
+                raise Unsupported(text)
+            return before[top] if top in before else _operand(args[1], before, names, values)
+        first, second = (_operand(a, before, names, values) for a in args)
+        return {"L": first["L"] + second["L"]}
+    if text.startswith(":"):
+        return values[text]
+    top, nested = _path(text, names)
+    if nested or top not in before:
+        raise Unsupported(text)
+    return before[top]
+
+
+SETS = ("SS", "NS", "BS")
+
+
+def _add(current: dict | None, value: dict) -> dict:
+    if current is None:
+        return value
+    if "N" in value:
+        return {"N": _number(Decimal(current["N"]) + Decimal(value["N"]))}
+    ((kind, members),) = value.items()
+    if kind not in SETS:
+        raise Unsupported(kind)
+    return {kind: list(current[kind]) + [m for m in members if m not in current[kind]]}
+
+
+def _delete(current: dict | None, value: dict) -> dict | None:
+    ((kind, members),) = value.items()
+    if current is None:
+        return None
+    rest = [m for m in current[kind] if m not in members]
+    return {kind: rest} if rest else None
+
+
+def apply_update(old: dict | None, expression: str, names: dict | None = None,
+                 values: dict | None = None, fallback: dict | None = None) -> dict:
+    """The item after an UpdateItem of `old` (None: no item yet) with `expression` and its
+    ExpressionAttributeNames and -Values. SET (values, paths, a + b, a - b, if_not_exists,
+    list_append), REMOVE, ADD and DELETE on top-level attributes are evaluated; a path below the
+    top level (SET a.b = ...) or anything else takes its attribute as `fallback` holds it (the
+    table read after the phase), or leaves it as it was if there is no fallback."""
+    names, values, before = names or {}, values or {}, old or {}
+    item = dict(before)
+    pieces = UPDATE_CLAUSE.split(expression or "")
     for clause, body in zip(pieces[1::2], pieces[2::2]):
+        clause = clause.upper()
         for action in split_top_level(body):
             action = action.strip()
             if not action:
                 continue
-            if clause.upper() == "SET":
-                path = action.split("=", 1)[0]
-            elif clause.upper() == "REMOVE":
-                path = action
+            if clause == "SET":
+                path, operand = action.split("=", 1)
+            elif clause == "REMOVE":
+                path, operand = action, ""
             else:  # ADD path value, DELETE path value
-                path = action.split()[0]
-            top = re.split(r"[.\[]", path.strip(), maxsplit=1)[0]
-            found.add(names.get(top, top))
-    return found
+                path, operand = action.split(None, 1)
+            top, nested = _path(path, names)
+            try:
+                if nested:
+                    raise Unsupported(path)
+                if clause == "SET":
+                    item[top] = _operand(operand, before, names, values)
+                elif clause == "REMOVE":
+                    item.pop(top, None)
+                elif clause == "ADD":
+                    item[top] = _add(before.get(top), values[operand.strip()])
+                else:
+                    rest = _delete(before.get(top), values[operand.strip()])
+                    if rest is None:
+                        item.pop(top, None)
+                    else:
+                        item[top] = rest
+            except (Unsupported, KeyError, ValueError, ArithmeticError, TypeError):
+                if fallback is not None and top in fallback:
+                    item[top] = fallback[top]
+                elif fallback is not None:
+                    item.pop(top, None)
+    return item
 
 
 class Tables:
-    """The stack's tables as the template defines them: key attributes and global secondary
-    indexes (with their projection), by table name."""
+    """Tables as infra/template.yaml defines them: key attributes and global secondary indexes
+    (with their projections), by table name; and the unit counter's rules that need them."""
 
-    def __init__(self, stack):
-        self.keys, self.indexes = {}, {}
-        for props in stack.resolver.tables().values():
+    def __init__(self, tables: dict[str, dict]):
+        """tables: each table's resolved Properties (TableName, KeySchema,
+        GlobalSecondaryIndexes), by logical id (ContactsTable: label "contacts")."""
+        self.keys, self.indexes, self.label = {}, {}, {}
+        for logical_id, props in tables.items():
             name = props["TableName"]
+            self.label[name] = logical_id.removesuffix("Table").lower()
             self.keys[name] = [k["AttributeName"] for k in props["KeySchema"]]
             self.indexes[name] = [
                 {"name": gsi["IndexName"], "keys": [k["AttributeName"] for k in gsi["KeySchema"]],
@@ -266,8 +372,20 @@ class Tables:
                  "include": gsi["Projection"].get("NonKeyAttributes", [])}
                 for gsi in props.get("GlobalSecondaryIndexes") or []]
 
+    @classmethod
+    def of_stack(cls, stack) -> Tables:
+        return cls(stack.resolver.tables())
+
     def key_of(self, table: str, item: dict) -> tuple:
         return (table, *(json.dumps(item.get(k), sort_keys=True) for k in self.keys[table]))
+
+    def kind_of(self, table: str, item: dict) -> str:
+        """What an item is, for the units' breakdown: its table's label and its key's prefix
+        (contacts:CONTACT, contacts:TWOFACTOR, invitations:CODE), or the label alone (a session,
+        an outbox item)."""
+        pk = item.get(self.keys[table][0]) or {}
+        prefix = re.match(r"([A-Z][A-Z_]*)#", pk.get("S", ""))
+        return f"{self.label[table]}:{prefix.group(1)}" if prefix else self.label[table]
 
     def index_entry(self, table: str, index: dict, item: dict | None) -> dict | None:
         """The item's entry in a GSI, None if it is not in it (sparse: an index key missing)."""
@@ -279,10 +397,8 @@ class Tables:
                 *(index["include"] if index["type"] == "INCLUDE" else [])}
         return {k: v for k, v in item.items() if k in keep}
 
-    def index_write_units(self, table: str, old: dict | None, new: dict | None,
-                          touched: set[str] | None) -> int:
-        """Units of the index writes that a table write makes. touched: the attributes an update
-        wrote (None for a put or a delete: then the entries before and after are compared)."""
+    def index_write_units(self, table: str, old: dict | None, new: dict | None) -> int:
+        """Units of the index writes that turning `old` into `new` (None: no item) makes."""
         units = 0
         for index in self.indexes[table]:
             before, after = self.index_entry(table, index, old), self.index_entry(table, index, new)
@@ -290,150 +406,196 @@ class Tables:
                 continue
             if before is None or after is None:  # the item enters or leaves the index
                 units += write_units(item_size(before if after is None else after))
-                continue
-            if touched is None:
-                moved = any(before.get(k) != after.get(k) for k in index["keys"])
-                changed = before != after
-            else:
-                moved = bool(touched & set(index["keys"]))
-                changed = (index["type"] == "ALL" and bool(touched)
-                           or bool(touched & set(after)) or bool(touched & set(before)))
-            if moved:  # a delete and a put
+            elif any(before[k] != after[k] for k in index["keys"]):  # a delete and a put
                 units += write_units(item_size(before)) + write_units(item_size(after))
-            elif changed:
+            elif before != after:  # an attribute the index holds changed
                 units += write_units(max(item_size(before), item_size(after)))
         return units
 
+    def write_capacity(self, table: str, old: dict | None, new: dict | None,
+                       transactional: bool = False, ok: bool = True) -> tuple[int, int]:
+        """(the item's write units, its indexes' write units) of a write that turns `old` into
+        `new` (None: no item). ok False: a refused conditional write, billed on `old` alone."""
+        factor = 2 if transactional else 1
+        if not ok:
+            return factor * write_units(item_size(old)), 0
+        return (factor * write_units(max(item_size(old), item_size(new))),
+                self.index_write_units(table, old, new))
+
+
+# A session's idle timer, refreshed at most once a minute of use (shared/src/adapters/dynamodb.rs
+# touch): counted apart, make cost models them from the profile.
+SESSION_TOUCH = "SET last_seen_at = :now"
+
 
 class Units:
-    """Capacity units and calls of the recorded DynamoDB requests of one phase."""
+    """Capacity units of the recorded DynamoDB calls of one phase: in all, by kind of item
+    (Tables.kind_of), the index writes among them; the session touches apart (not in rru/wru)."""
 
     def __init__(self, tables: Tables, before: dict, after: dict):
         self.tables, self.after = tables, after
         self.state = dict(before)  # item by key as the phase's calls leave it, in their order
-        self.rru = self.wru = 0.0
+        self.rru = self.wru = self.index_wru = 0.0
+        self.by_kind: dict[str, list[float]] = {}  # kind -> [rru, wru]
+        self.touches, self.touch_wru = 0, 0.0
+        self.outbox_items = 0  # items put in the outbox table (each a stream record)
         self.filtered_out = 0  # Query items read but dropped by a filter (sized as the returned)
-
-    def item_now(self, key: tuple) -> dict | None:
-        return self.state.get(key)
 
     def add(self, operation: str, request: dict, status: int, answer: dict) -> None:
         ok = status == 200
         getattr(self, f"op_{operation}", self.op_other)(request, ok, answer)
 
+    def _count(self, kind: str, rru: float = 0.0, wru: float = 0.0) -> None:
+        self.rru += rru
+        self.wru += wru
+        entry = self.by_kind.setdefault(kind, [0.0, 0.0])
+        entry[0] += rru
+        entry[1] += wru
+
     # reads
     def _read(self, table: str, key: dict, returned: dict | None, projected: bool,
-              factor: float) -> None:
-        size = item_size(self.item_now(self.tables.key_of(table, key))) if projected or \
+              consistent: bool, transactional: bool = False) -> None:
+        size = item_size(self.state.get(self.tables.key_of(table, key))) if projected or \
             returned is None else item_size(returned)
-        self.rru += factor * read_units(size)
+        self._count(self.tables.kind_of(table, key),
+                    rru=read_capacity(size, consistent, transactional))
 
     def op_GetItem(self, req, ok, answer):
-        factor = 1.0 if req.get("ConsistentRead") else 0.5
         projected = bool(req.get("ProjectionExpression") or req.get("AttributesToGet"))
-        self._read(req["TableName"], req["Key"], answer.get("Item"), projected, factor)
+        self._read(req["TableName"], req["Key"], answer.get("Item"), projected,
+                   bool(req.get("ConsistentRead")))
 
     def op_BatchGetItem(self, req, ok, answer):
         for table, spec in (req.get("RequestItems") or {}).items():
-            factor = 1.0 if spec.get("ConsistentRead") else 0.5
             projected = bool(spec.get("ProjectionExpression") or spec.get("AttributesToGet"))
             returned = {self.tables.key_of(table, i): i
                         for i in (answer.get("Responses") or {}).get(table, [])}
             for key in spec.get("Keys") or []:
                 found = returned.get(self.tables.key_of(table, key))
-                self._read(table, key, found, projected or found is None, factor)
+                self._read(table, key, found, projected or found is None,
+                           bool(spec.get("ConsistentRead")))
 
     def op_TransactGetItems(self, req, ok, answer):
         for item in req.get("TransactItems") or []:
             get = item["Get"]
-            self._read(get["TableName"], get["Key"], None, True, 2.0)
+            self._read(get["TableName"], get["Key"], None, True, True, transactional=True)
 
     def op_Query(self, req, ok, answer):
-        factor = 1.0 if req.get("ConsistentRead") and not req.get("IndexName") else 0.5
-        items, table = answer.get("Items") or [], req["TableName"]
+        table, index_name = req["TableName"], req.get("IndexName")
+        index = next((i for i in self.tables.indexes[table] if i["name"] == index_name), None)
+        items = answer.get("Items") or []
         projected = bool(req.get("ProjectionExpression") or req.get("AttributesToGet"))
         sizes = []
         for i in items:
-            full = self.item_now(self.tables.key_of(table, i)) if projected else None
+            full = self.state.get(self.tables.key_of(table, i)) if projected else None
+            if full is not None and index is not None:  # an index holds its entry, not the item
+                full = self.tables.index_entry(table, index, full)
             sizes.append(item_size(full if full is not None else i))
         dropped = max(0, int(answer.get("ScannedCount", len(items))) - len(items))
         self.filtered_out += dropped
         total = sum(sizes) + dropped * (sum(sizes) / len(sizes) if sizes else 0)
-        self.rru += factor * read_units(int(total))
+        kind = (f"{self.tables.label[table]}:{index_name}" if index_name
+                else self.tables.kind_of(table, items[0]) if items else self.tables.label[table])
+        self._count(kind, rru=read_capacity(int(total), bool(req.get("ConsistentRead"))
+                                            and index is None))
 
     op_Scan = op_Query
 
     # writes
-    def _write(self, table: str, key: dict, new_item: dict | None, kind: str, ok: bool,
-               factor: float, old_answer: dict | None = None,
-               touched: set[str] | None = None) -> None:
+    def _write(self, table: str, key: dict, kind: str, ok: bool, transactional: bool,
+               put: dict | None = None, update: dict | None = None,
+               old_answer: dict | None = None) -> None:
         k = self.tables.key_of(table, key)
         old = old_answer if old_answer is not None else self.state.get(k)
-        if kind == "Put":
-            new = new_item
-        elif kind == "Update":
-            # As the table holds it after the phase: for an item updated more than once in the
-            # phase, each update is sized at its last state (presence in an index likewise).
-            new = self.after.get(k) or old
-        elif kind == "Delete":
-            new = None
-        else:  # ConditionCheck: read and billed as a write, nothing written
-            self.wru += factor * write_units(item_size(old))
-            return
-        if not ok:  # a refused conditional write: billed on the item it looked at
-            self.wru += factor * write_units(item_size(old))
-            return
-        self.wru += factor * write_units(max(item_size(old), item_size(new)))
-        self.wru += self.tables.index_write_units(table, old, new, touched)
-        if new is None:
-            self.state.pop(k, None)
+        touch = (update is not None and self.tables.label[table] == "sessions"
+                 and (update.get("UpdateExpression") or "").strip() == SESSION_TOUCH)
+        if kind == "ConditionCheck" or not ok:  # billed on the item it looked at, nothing written
+            units, index_units = self.tables.write_capacity(table, old, None, transactional, ok=False)
         else:
-            self.state[k] = new
+            if kind == "Put":
+                new = put
+            elif kind == "Update":
+                new = apply_update(old, update.get("UpdateExpression", ""),
+                                   update.get("ExpressionAttributeNames"),
+                                   update.get("ExpressionAttributeValues"), fallback=self.after.get(k))
+            else:  # Delete
+                new = None
+            units, index_units = self.tables.write_capacity(table, old, new, transactional)
+            if kind == "Put" and self.tables.label[table] == "outbox":
+                self.outbox_items += 1
+            if new is None:
+                self.state.pop(k, None)
+            else:
+                self.state[k] = new
+        if touch:
+            self.touches += 1
+            self.touch_wru += units + index_units
+            return
+        self.index_wru += index_units
+        self._count(self.tables.kind_of(table, key), wru=units + index_units)
 
     def op_PutItem(self, req, ok, answer):
-        self._write(req["TableName"], req["Item"], req["Item"], "Put", ok, 1.0)
+        self._write(req["TableName"], req["Item"], "Put", ok, False, put=req["Item"])
 
     def op_UpdateItem(self, req, ok, answer):
-        self._write(req["TableName"], req["Key"], None, "Update", ok, 1.0,
-                    touched=updated_attributes(req.get("UpdateExpression", ""),
-                                               req.get("ExpressionAttributeNames")))
+        self._write(req["TableName"], req["Key"], "Update", ok, False, update=req)
 
     def op_DeleteItem(self, req, ok, answer):
-        self._write(req["TableName"], req["Key"], None, "Delete", ok, 1.0,
-                    answer.get("Attributes") if ok else None)
+        self._write(req["TableName"], req["Key"], "Delete", ok, False,
+                    old_answer=answer.get("Attributes") if ok else None)
 
     def op_BatchWriteItem(self, req, ok, answer):
         for table, requests in (req.get("RequestItems") or {}).items():
             for r in requests:
                 if "PutRequest" in r:
                     item = r["PutRequest"]["Item"]
-                    self._write(table, item, item, "Put", ok, 1.0)
+                    self._write(table, item, "Put", ok, False, put=item)
                 else:
-                    self._write(table, r["DeleteRequest"]["Key"], None, "Delete", ok, 1.0)
+                    self._write(table, r["DeleteRequest"]["Key"], "Delete", ok, False)
 
     def op_TransactWriteItems(self, req, ok, answer):
         for item in req.get("TransactItems") or []:
             ((kind, spec),) = item.items()
             key = spec.get("Item") if kind == "Put" else spec["Key"]
-            touched = updated_attributes(spec.get("UpdateExpression", ""),
-                                         spec.get("ExpressionAttributeNames")) \
-                if kind == "Update" else None
-            self._write(spec["TableName"], key, spec.get("Item"), kind, ok, 2.0, touched=touched)
+            self._write(spec["TableName"], key, kind, ok, True, put=spec.get("Item"),
+                        update=spec if kind == "Update" else None)
 
     def op_other(self, req, ok, answer):  # DescribeTable and the like: no capacity
         pass
+
+
+# The functions' log lines: JSON objects, one a line (shared/src/telemetry.rs, metrics.rs). A line
+# that only the local runtime makes them write (cargo lambda sets AWS_LAMBDA_MAX_CONCURRENCY, which
+# Lambda sets only on its managed instances) is not counted.
+LOCAL_ONLY_LOG = ("AWS_LAMBDA_MAX_CONCURRENCY",)
+
+
+def function_log_record(line: bytes) -> dict | None:
+    """A function's own log line parsed, None for any other line of the stack's log."""
+    if not line.startswith(b"{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or any(m in str(record.get("message", ""))
+                                           for m in LOCAL_ONLY_LOG):
+        return None
+    return record
 
 
 # --- the run ---------------------------------------------------------------------------------------
 
 class Call:
     """One AWS call a function made: its function, service operation, bodies and status."""
-    __slots__ = ("function", "service", "operation", "request", "status", "answer", "answer_type")
+    __slots__ = ("function", "service", "operation", "request", "status", "answer", "answer_type",
+                 "entries")
 
-    def __init__(self, function, service, operation, request, status, answer):
+    def __init__(self, function, service, operation, request, status, answer, entries=0):
         self.function, self.service, self.operation = function, service, operation
         self.request, self.status, self.answer = request, status, answer
         self.answer_type = None  # an error answer's __type, once read
+        self.entries = entries  # events:PutEvents: the events it put
 
 
 class Phase:
@@ -442,9 +604,13 @@ class Phase:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.calls: list[Call] = []
+        self.requests: list[int] = []  # HTTP requests of each operation that answered as expected
+        self.units: Units | None = None
         self.rru = self.wru = 0.0
         self.filtered_out = 0
         self.seconds = 0.0
+        self.log_lines = self.log_bytes = 0  # the functions' log lines written meanwhile
+        self.send_email_invocations = 0
 
 
 class NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -455,10 +621,11 @@ class NoCookies(http.cookiejar.DefaultCookiePolicy):
 
 
 class Load:
-    def __init__(self, stack, args):
-        self.stack, self.args = stack, args
+    def __init__(self, stack, args, log_path: str):
+        self.stack, self.args, self.log_path = stack, args, log_path
         self.deadline = time.monotonic() + args.max_seconds
-        self.tables = Tables(stack)
+        self.tables = Tables.of_stack(stack)
+        self.custom_metrics: set[tuple] = set()  # (namespace, metric, dimensions) seen in the logs
         self.calls: list[Call] = []
         self._calls_lock = threading.Lock()
         stack.recorder.observer = self.observe
@@ -480,9 +647,13 @@ class Load:
         else:
             action = actions_of_request(method, path, headers, body)[0]["action"]
             service, _, operation = action.partition(":")
+        entries = 0
+        if (service, operation) == ("events", "PutEvents"):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                entries = len(json.loads(body or b"{}").get("Entries") or [])
         call = Call(function.group(1) if function else None, service, operation,
                     body if service == "dynamodb" else None, status,
-                    answer if service == "dynamodb" else None)
+                    answer if service == "dynamodb" else None, entries)
         with self._calls_lock:
             self.calls.append(call)
 
@@ -500,6 +671,7 @@ class Load:
         started = time.perf_counter()
         resp = client.request(method, path, **kw)
         self.local.elapsed += time.perf_counter() - started
+        self.local.requests += 1
         if resp.status_code != expect:
             raise LoadError(f"expected {expect}: {describe(resp)}")
         return resp
@@ -521,6 +693,8 @@ class Load:
         say(f"{kind}: {len(jobs)} operation(s)...")
         with self._calls_lock:
             first = len(self.calls)
+        log_offset = os.path.getsize(self.log_path)
+        invocations = self.send_email_invocations()
         started = time.monotonic()
 
         def timed(job):
@@ -528,13 +702,14 @@ class Load:
                 self.timed_out = True
                 phase.errors.append("not started: --max-seconds reached")
                 return None
-            self.local.elapsed = 0.0
+            self.local.elapsed, self.local.requests = 0.0, 0
             try:
                 result = job()
             except Exception as e:  # noqa: BLE001 - any failure of an operation is its error
                 phase.errors.append(f"{type(e).__name__}: {e}")
                 return None
             phase.latencies.append(self.local.elapsed * 1000)
+            phase.requests.append(self.local.requests)
             return result
 
         with concurrent.futures.ThreadPoolExecutor(self.args.concurrency) as pool:
@@ -555,7 +730,10 @@ class Load:
                     call.answer_type = answer.get("__type", f"HTTP {call.status}")
                 units.add(call.operation, json.loads(call.request or b"{}"), call.status, answer)
                 call.request = call.answer = None  # sized: the bodies are not needed again
+        phase.units = units
         phase.rru, phase.wru, phase.filtered_out = units.rru, units.wru, units.filtered_out
+        phase.send_email_invocations = self.send_email_invocations() - invocations
+        phase.log_lines, phase.log_bytes = self.function_log(log_offset)
         self.snapshot = after
         if measured:
             self.phases.append(phase)
@@ -564,6 +742,30 @@ class Load:
         if phase.errors:
             say(f"{kind}: {len(phase.errors)} error(s), the first: {phase.errors[0]}")
         return results
+
+    def send_email_invocations(self) -> int:
+        return sum(relay.invocations for relay in self.stack.relays)
+
+    def function_log(self, offset: int) -> tuple[int, int]:
+        """(lines, bytes) of the functions' own log lines in the stack's log from `offset` on: the
+        JSON lines they write to stdout, which Lambda sends to CloudWatch Logs (cargo lambda's own
+        lines and moto's are not JSON; a start-up warning of the local runtime is left out). The
+        custom metrics of their embedded metric format lines are noted in custom_metrics."""
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        lines = size = 0
+        for line in chunk.splitlines():
+            record = function_log_record(line)
+            if record is None:
+                continue
+            lines, size = lines + 1, size + len(line)
+            for directive in (record.get("_aws") or {}).get("CloudWatchMetrics") or []:
+                for dimensions in directive.get("Dimensions") or [[]]:
+                    for metric in directive.get("Metrics") or []:
+                        self.custom_metrics.add((directive.get("Namespace"), metric.get("Name"),
+                                                 tuple(dimensions)))
+        return lines, size
 
     def read_tables(self) -> dict:
         """Every item of the stack's tables, by key (Scans straight to moto: not recorded)."""
@@ -865,12 +1067,17 @@ def phase_summary(phase: Phase) -> dict:
     path = Counter(c.operation for c in ddb if c.function != SEND_EMAIL)
     later = Counter(c.operation for c in ddb if c.function == SEND_EMAIL)
     other = Counter(f"{c.service}:{c.operation}" for c in phase.calls if c.service != "dynamodb")
+    units = phase.units
+
+    def per_op(x):
+        return round(x / ops, 3)
     return {
         "kind": phase.kind, "count": n, "ok": len(phase.latencies), "errors": len(phase.errors),
         "first_errors": phase.errors[:3],
         "p50_ms": round(percentile(phase.latencies, 50), 1),
         "p95_ms": round(percentile(phase.latencies, 95), 1),
         "seconds": round(phase.seconds, 1),
+        "http_per_op": per_op(sum(phase.requests)),
         "ddb_calls": len(ddb), "ddb_calls_request_path": sum(path.values()),
         "ddb_calls_send_email": sum(later.values()),
         "ddb_refused_calls": dict(sorted(Counter(
@@ -880,37 +1087,86 @@ def phase_summary(phase: Phase) -> dict:
         "request_path_calls": dict(sorted(path.items())), "send_email_calls": dict(sorted(later.items())),
         "other_aws_calls": dict(sorted(other.items())),
         "rru": phase.rru, "wru": phase.wru,
-        "rru_per_op": round(phase.rru / ops, 2), "wru_per_op": round(phase.wru / ops, 2),
+        "rru_per_op": per_op(phase.rru), "wru_per_op": per_op(phase.wru),
+        "index_wru_per_op": per_op(units.index_wru if units else 0),
+        "by_kind_per_op": {k: [per_op(r), per_op(w)] for k, (r, w) in
+                           sorted((units.by_kind if units else {}).items())},
+        "session_touches": units.touches if units else 0,
+        "session_touch_wru": units.touch_wru if units else 0,
+        "outbox_items_per_op": per_op(units.outbox_items if units else 0),
+        "events_per_op": per_op(sum(c.entries for c in phase.calls
+                                    if (c.service, c.operation) == ("events", "PutEvents"))),
+        "emails_per_op": per_op(sum(1 for c in phase.calls if c.service in ("ses", "sesv2")
+                                    and c.operation in ("SendEmail", "SendRawEmail"))),
+        "kms_per_op": per_op(sum(1 for c in phase.calls if c.service == "kms")),
+        "log_lines_per_op": per_op(phase.log_lines), "log_bytes_per_op": per_op(phase.log_bytes),
+        "send_email_invocations": phase.send_email_invocations,
         "query_items_filtered_out": phase.filtered_out,
+    }
+
+
+def storage(tables: Tables, items: dict) -> dict:
+    """What the tables hold: bytes as DynamoDB bills storage (each item's size plus 100 bytes,
+    each index entry's likewise), per table, per user (a contact item), and the largest
+    session."""
+    users = sum(1 for (t, *_), i in items.items() if tables.kind_of(t, i) == "contacts:CONTACT")
+    by_table = Counter()
+    for (table, *_), item in items.items():
+        by_table[tables.label[table]] += item_size(item) + 100
+        for index in tables.indexes[table]:
+            entry = tables.index_entry(table, index, item)
+            if entry is not None:
+                by_table[tables.label[table]] += item_size(entry) + 100
+    sessions = [item_size(i) for (t, *_), i in items.items() if tables.label[t] == "sessions"]
+    return {"bytes_by_table": dict(sorted(by_table.items())), "users": users,
+            "bytes_per_user": round(sum(by_table.values()) / max(1, users)),
+            "session_item_bytes": max(sessions, default=0)}
+
+
+def units_record(report: dict) -> dict:
+    """The per-operation measurement make cost prices (scripts/cost.py MEASURED's shape)."""
+    run = report["run"]
+    operations = {}
+    for s in report["kinds"]:
+        operations[s["kind"]] = {
+            "count": s["ok"], "http": s["http_per_op"], "ddb_calls": s["ddb_calls_per_op"],
+            "ddb_calls_send_email": s["ddb_send_email_calls_per_op"],
+            "rru": s["rru_per_op"], "wru": s["wru_per_op"], "index_wru": s["index_wru_per_op"],
+            "by_kind": s["by_kind_per_op"], "touches": round(s["session_touches"] / max(1, s["ok"]), 3),
+            "outbox_items": s["outbox_items_per_op"], "events": s["events_per_op"],
+            "emails": s["emails_per_op"], "kms": s["kms_per_op"],
+            "log_lines": s["log_lines_per_op"], "log_bytes": s["log_bytes_per_op"]}
+    return {
+        "measured_at": {"date": run["date"], "commit": run["commit"], "dirty": run["dirty"],
+                        "how": f"make load, scale {run['scale']:g}, concurrency "
+                               f"{run['concurrency']}, moto {run['moto']}, {run['machine']}"},
+        "operations": operations,
+        "stored_bytes_per_user": report["storage"]["bytes_per_user"],
+        "session_item_bytes": report["storage"]["session_item_bytes"],
+        "custom_metrics": report["custom_metrics"],
     }
 
 
 def month_table(summaries: dict) -> tuple[list[dict], dict]:
     """Units a month for cost.MAU users: each profile operation's measured units per operation
-    times its day (USERS users) times SCALE_DOWN times DAYS_PER_MONTH; beside make cost's model."""
-    model = cost.dynamodb_units_per_month()
-    rows, total = [], {"rru": 0.0, "wru": 0.0, "model_rru": 0.0, "model_wru": 0.0}
-    for kind, key in KINDS.items():
-        if key is None or kind not in summaries:
+    times its day (USERS users) times SCALE_DOWN times DAYS_PER_MONTH; beside the units make cost
+    prices (cost.MEASURED, an earlier run's)."""
+    committed = cost.month_units(cost.MEASURED) if cost.MEASURED else {}
+    rows = []
+    total = {"rru": 0.0, "wru": 0.0, "model_rru": 0.0, "model_wru": 0.0}
+    for kind in KINDS:
+        if kind not in summaries:
             continue
         s = summaries[kind]
         ops_month = profile_day(kind) * SCALE_DOWN * DAYS_PER_MONTH
         rru, wru = s["rru_per_op"] * ops_month, s["wru_per_op"] * ops_month
-        m_rru, m_wru = model[key]
-        rows.append({"kind": kind, "model_op": key, "ops_month": ops_month, "rru": rru, "wru": wru,
+        m_rru, m_wru = committed.get(kind, (0.0, 0.0))
+        rows.append({"kind": kind, "ops_month": ops_month, "rru": rru, "wru": wru,
                      "usd": rru * cost.DDB_READ_UNIT + wru * cost.DDB_WRITE_UNIT,
                      "model_rru": m_rru, "model_wru": m_wru,
                      "model_usd": m_rru * cost.DDB_READ_UNIT + m_wru * cost.DDB_WRITE_UNIT})
         for k in ("rru", "wru", "model_rru", "model_wru"):
             total[k] += rows[-1][k]
-    # The model counts the emails apart; here each email's send-email calls are in its cause's row.
-    m_rru, m_wru = model["send one email"]
-    rows.append({"kind": "(emails: send-email)", "model_op": "send one email",
-                 "ops_month": cost.PROFILE["send one email"] * cost.MAU, "rru": None, "wru": None,
-                 "usd": None, "model_rru": m_rru, "model_wru": m_wru,
-                 "model_usd": m_rru * cost.DDB_READ_UNIT + m_wru * cost.DDB_WRITE_UNIT})
-    total["model_rru"] += m_rru
-    total["model_wru"] += m_wru
     total["usd"] = total["rru"] * cost.DDB_READ_UNIT + total["wru"] * cost.DDB_WRITE_UNIT
     total["model_usd"] = (total["model_rru"] * cost.DDB_READ_UNIT
                           + total["model_wru"] * cost.DDB_WRITE_UNIT)
@@ -921,7 +1177,8 @@ def render(report: dict) -> str:
     out = []
     w = out.append
     meta = report["run"]
-    w(f"make load: a simulated day, {meta['date']}, {meta['machine']}")
+    w(f"make load: a simulated day, {meta['date']}, {meta['machine']}, commit {meta['commit']}"
+      + (f" (uncommitted changes: {', '.join(meta['dirty'])})" if meta["dirty"] else ""))
     w(f"scale {meta['scale']} of a day of {USERS:,} users (100,000 MAU / {SCALE_DOWN}), "
       f"concurrency {meta['concurrency']}, SES rate {SES_MAX_SEND_RATE}/s, "
       f"moto {meta['moto']}, debug build (cargo lambda watch, prebuilt)")
@@ -933,15 +1190,28 @@ def render(report: dict) -> str:
       f"seed and day {meta['seconds']:.0f} s of --max-seconds {meta['max_seconds']:g}; load average "
       f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after")
     w("")
-    w("| operation | count | p50 ms | p95 ms | errors | DynamoDB calls/op (request; send-email after) "
-      "| RRU/op | WRU/op |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| operation | count | p50 ms | p95 ms | errors | HTTP/op | DynamoDB calls/op (request; "
+      "send-email after) | RRU/op | WRU/op (index) | log lines; bytes/op |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in report["kinds"]:
         calls = f"{s['ddb_calls_per_op']:g}"
         if s["ddb_send_email_calls_per_op"]:
             calls += f"; {s['ddb_send_email_calls_per_op']:g}"
         w(f"| {s['kind']} | {s['count']} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['errors']} "
-          f"| {calls} | {s['rru_per_op']:g} | {s['wru_per_op']:g} |")
+          f"| {s['http_per_op']:g} | {calls} | {s['rru_per_op']:g} | {s['wru_per_op']:g} "
+          f"({s['index_wru_per_op']:g}) | {s['log_lines_per_op']:g}; {s['log_bytes_per_op']:.0f} |")
+    w("")
+    w("Units per operation by what they read or wrote (table:key prefix RRU/WRU; an index "
+      "query by its index), and what else each operation caused:")
+    for s in report["kinds"]:
+        kinds = ", ".join(f"{k} {r:g}/{wr:g}" for k, (r, wr) in s["by_kind_per_op"].items())
+        extra = [f"{label} {s[key]:g}" for label, key in (
+            ("outbox items", "outbox_items_per_op"), ("events", "events_per_op"),
+            ("emails", "emails_per_op"), ("KMS requests", "kms_per_op")) if s[key]]
+        if s["session_touches"]:
+            extra.append(f"session touches {s['session_touches']} in all ({s['session_touch_wru']:g}"
+                         f" WRU, not in WRU/op)")
+        w(f"  {s['kind']}: {kinds or 'none'}" + (f"; per op: {', '.join(extra)}" if extra else ""))
     w("")
     w("DynamoDB calls of each kind, all its operations together (request path | send-email):")
     for s in report["kinds"]:
@@ -961,30 +1231,35 @@ def render(report: dict) -> str:
         w(line)
     w("")
     w(f"Units: {report['units_method']}")
+    st = report["storage"]
+    w(f"Stored after the day: {st['bytes_per_user']:,} bytes per contact ({st['users']} contacts; "
+      + ", ".join(f"{t} {b:,}" for t, b in st["bytes_by_table"].items())
+      + f" bytes, items and index entries with 100 bytes each); largest session "
+      f"{st['session_item_bytes']} bytes")
+    w("Custom metrics in the functions' logs: " + (", ".join(
+        f"{ns}/{name}" + (f" by {'+'.join(dims)}" if dims else "")
+        for ns, name, dims in report["custom_metrics"]) or "none"))
     w("")
+    at = cost.MEASURED.get("measured_at", {}) if cost.MEASURED else {}
     w(f"A month for {cost.MAU:,} MAU at the profile's rates (units per operation measured "
       f"above x the profile's day for {USERS:,} users x {SCALE_DOWN} x {DAYS_PER_MONTH}), "
       f"on demand at ${cost.DDB_READ_UNIT * 1e6:.3f} per million reads and "
-      f"${cost.DDB_WRITE_UNIT * 1e6:.3f} per million writes, beside make cost's model:")
+      f"${cost.DDB_WRITE_UNIT * 1e6:.3f} per million writes, beside the units make cost prices "
+      f"(scripts/cost.py MEASURED: {at.get('date', '-')}, commit {at.get('commit', '-')}):")
     w("")
-    w("| operation | per month | RRU measured | WRU measured | $ measured | RRU model | WRU model | $ model |")
+    w("| operation | per month | RRU measured | WRU measured | $ measured | RRU make cost | "
+      "WRU make cost | $ make cost |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|")
     rows, total = report["month"]["rows"], report["month"]["total"]
-
-    def num(x):
-        return "–" if x is None else f"{x:,.0f}"
-
-    def usd(x):
-        return "(in the rows above)" if x is None else f"${x:,.2f}"
     for r in rows:
-        w(f"| {r['kind']} | {r['ops_month']:,.0f} | {num(r['rru'])} | {num(r['wru'])} | "
-          f"{usd(r['usd'])} | {num(r['model_rru'])} | {num(r['model_wru'])} | ${r['model_usd']:,.2f} |")
+        w(f"| {r['kind']} | {r['ops_month']:,.0f} | {r['rru']:,.0f} | {r['wru']:,.0f} | "
+          f"${r['usd']:,.2f} | {r['model_rru']:,.0f} | {r['model_wru']:,.0f} | ${r['model_usd']:,.2f} |")
     w(f"| **DynamoDB reads and writes** | | {total['rru']:,.0f} | {total['wru']:,.0f} | "
       f"**${total['usd']:,.2f}** | {total['model_rru']:,.0f} | {total['model_wru']:,.0f} | "
       f"**${total['model_usd']:,.2f}** |")
     w("")
-    w("Two-factor sign-ins are not in the profile: their units per operation are above, not in "
-      "the month.")
+    w(f"(Session idle-timer writes are not in these rows: make cost models them from the profile. "
+      f"The per-operation units are in {report['units_file']} for make cost --units.)")
     w("")
     d = report["delivery"]
     w(f"Nothing lost: outbox items {d['outbox_items']}; unsettled {d['unsettled']}; emails "
@@ -1000,12 +1275,14 @@ def render(report: dict) -> str:
 
 
 UNITS_METHOD = (
-    "computed from the recorded calls' request and answer bodies and the tables read after each "
-    "phase (moto's ConsumedCapacity is a constant per call, not a measure): writes 1 WCU per KB "
-    "of the larger of the item before and after, transaction items 2x, plus 1 WCU per KB of "
-    "index entry for each global secondary index the item is in (template.yaml's indexes and "
-    "projections); reads 1 RCU per 4 KB strongly consistent, 0.5 eventually consistent (every "
-    "index query), 2x transactional; refused conditional writes are billed too")
+    "computed from the recorded calls' request and answer bodies, each item's state followed "
+    "through the phase from the tables read before it (moto's ConsumedCapacity is a constant per "
+    "call, not a measure): writes 1 WCU per started KB of the larger of the item before and after "
+    "(refused conditional writes too, on the item looked at), transaction items 2x; an index of "
+    "infra/template.yaml 1 WCU per started KB of its entry (what it projects) when the item enters "
+    "or leaves it or an attribute it holds changes value, a delete and a put when its key changes; "
+    "reads 1 RCU per started 4 KB strongly consistent, 0.5 eventually consistent (every index "
+    "query), 2x transactional; session idle-timer touches counted apart")
 
 
 def problems_of(report: dict) -> list[str]:
@@ -1047,6 +1324,9 @@ def main(argv=None) -> int:
                              "(default 600)")
     parser.add_argument("--json", help="also write the report as JSON to this file")
     parser.add_argument("--log", help="the stack's log (default: a file under .local/load/)")
+    parser.add_argument("--units-json", default=os.path.join(ROOT, ".local", "load-units.json"),
+                        help="where to write the units per operation that make cost prices "
+                             "(default .local/load-units.json; scripts/cost.py --units FILE)")
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.min_per_kind < 1 or args.concurrency < 1:
         parser.error("--scale must be above 0, --min-per-kind and --concurrency at least 1")
@@ -1088,7 +1368,7 @@ def main(argv=None) -> int:
         stack_seconds = time.monotonic() - started
         say(f"stack up in {stack_seconds:.0f} s")
         load_before = os.getloadavg()[0]
-        load = Load(stack, args)
+        load = Load(stack, args, log)
         run_started = time.monotonic()
         seeded = load.seed(users, totp_users, code_users)
         day_started = time.monotonic()
@@ -1100,8 +1380,9 @@ def main(argv=None) -> int:
         kinds = [phase_summary(p) for p in load.phases]
         month_rows, month_total = month_table({s["kind"]: s for s in kinds})
         import moto
+        commit, dirty = source_state()
         report = {
-            "run": {"date": datetime.date.today().isoformat(),
+            "run": {"date": datetime.date.today().isoformat(), "commit": commit, "dirty": dirty,
                     "machine": f"{os.cpu_count()}-core {platform.machine()}",
                     "load_before": load_before, "load_after": os.getloadavg()[0],
                     "stack_seconds": stack_seconds,
@@ -1115,8 +1396,12 @@ def main(argv=None) -> int:
                      "rru": seed["rru"], "wru": seed["wru"]},
             "kinds": kinds,
             "units_method": UNITS_METHOD,
+            "storage": storage(load.tables, load.snapshot),
+            "custom_metrics": sorted([ns, name, list(dims)]
+                                     for ns, name, dims in load.custom_metrics),
             "month": {"rows": month_rows, "total": month_total},
             "delivery": delivery,
+            "units_file": os.path.relpath(args.units_json, ROOT),
         }
         report["problems"] = problems_of(report)
     finally:
@@ -1125,7 +1410,25 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
+    if not report["problems"]:  # make cost --units prices only a clean run
+        os.makedirs(os.path.dirname(os.path.abspath(args.units_json)), exist_ok=True)
+        with open(args.units_json, "w", encoding="utf-8") as f:
+            json.dump(units_record(report), f, indent=1)
     return 1 if report["problems"] else 0
+
+
+def source_state() -> tuple[str, list[str]]:
+    """The commit the functions were built from, and the files of the functions' code or template
+    changed since it (the build takes the working tree; scripts, tests and docs do not count)."""
+    import subprocess
+
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, check=False).stdout
+    commit = git("rev-parse", "--short=12", "HEAD").strip() or "?"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+             if not line[3:].startswith(("scripts/", "tests/", ".ci/")) and not line.endswith(".md")]
+    return commit, dirty
 
 
 if __name__ == "__main__":
