@@ -1426,7 +1426,9 @@ def source_state() -> tuple[str, list[str]]:
         return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
                               timeout=60, check=False).stdout
     commit = git("rev-parse", "--short=12", "HEAD").strip() or "?"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+    # --no-optional-locks: no refresh of .git/index (a write in the checkout) from a status.
+    status = git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no")
+    dirty = [line[3:] for line in status.splitlines()
              if not line[3:].startswith(("scripts/", "tests/", ".ci/")) and not line.endswith(".md")]
     return commit, dirty
 

@@ -198,7 +198,11 @@ class Stack(Plan):
                        PORTAL_BUILT_DIR=os.path.join(target_dir(), "debug"))
         self._spawn("cargo lambda watch", [
             *watch, "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
-            "--concurrency", str(self.concurrency), "--disable-cors", "--env-file", self._env_file],
+            "--concurrency", str(self.concurrency), "--disable-cors", "--env-file", self._env_file,
+            # A prebuilt stack runs its binaries as they are; watching the checkout would only
+            # restart every function (killing the requests in flight) when another process writes
+            # a file there: `git status` refreshing .git/index did, failing a browser test.
+            *(["--ignore-changes"] if self.prebuilt else [])],
             stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120  # ready once it listens (it builds a function lazily)
         while time.monotonic() < deadline:
