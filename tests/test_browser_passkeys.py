@@ -36,6 +36,27 @@ def platform_authenticator(driver) -> None:
     driver.add_virtual_authenticator(options)
 
 
+# `cargo lambda watch`'s own error page, which the portal never answers with: the local emulator
+# lost the function's answer (twice in CI on 2026-12-07 at this very step, not reproduced alone).
+EMULATOR_ERROR = "httpstatuses.com/500"
+
+
+def start_totp(browser, base_url, password) -> str:
+    """Starts setting up an authenticator app and returns the key the page shows; the form is sent
+    once more only if the local emulator itself failed to deliver the answer."""
+    for attempt in range(2):
+        browser.get(base_url + "/profile/two-factor")
+        fill(browser.find_element(By.ID, "totp-form"), current_password=password)
+        submit_button(browser.find_element(By.ID, "totp-form")).click()
+        found = WebDriverWait(browser, WAIT).until(
+            lambda d: d.find_elements(By.ID, "totp-secret") or EMULATOR_ERROR in d.page_source)
+        if found is not True:
+            return WebDriverWait(browser, WAIT).until(
+                EC.visibility_of_element_located((By.ID, "totp-secret"))).text
+        print(f"the local emulator lost the answer to the set-up form (attempt {attempt + 1})")
+    raise AssertionError("the emulator lost the set-up form's answer twice")
+
+
 def test_register_a_passkey_sign_in_with_it_and_remove_it(browser, stack, base_url):  # noqa: F811
     email = unique_email("browser-passkey")
     password = strong_password()
@@ -49,11 +70,7 @@ def test_register_a_passkey_sign_in_with_it_and_remove_it(browser, stack, base_u
     WebDriverWait(browser, WAIT).until(lambda d: path(d) == "/")
 
     # An authenticator app first (the key read from the page), with its recovery codes.
-    browser.get(base_url + "/profile/two-factor")
-    fill(browser.find_element(By.ID, "totp-form"), current_password=password)
-    submit_button(browser.find_element(By.ID, "totp-form")).click()
-    secret = WebDriverWait(browser, WAIT).until(
-        EC.visibility_of_element_located((By.ID, "totp-secret"))).text
+    secret = start_totp(browser, base_url, password)
     form = browser.find_element(By.ID, "confirm-form")
     fill(form, code=totp(secret))
     submit_button(form).click()
