@@ -48,8 +48,6 @@ import base64
 import concurrent.futures
 import contextlib
 import datetime
-import hashlib
-import hmac
 import http.cookiejar
 import json
 import math
@@ -57,8 +55,6 @@ import os
 import platform
 import random
 import re
-import socket
-import struct
 import sys
 import threading
 import time
@@ -72,6 +68,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))  # tests/support.py: the suite's
 
 import cost  # noqa: E402  (scripts/cost.py: the usage profile and the prices)
 import local_aws  # noqa: E402
+from totp import totp  # noqa: E402  (scripts/totp.py)
 from aws_recorder import actions_of_request  # noqa: E402
 from support import (  # noqa: E402
     BROWSER_ACCEPT, Portal, describe, emailed_invitation_code, emailed_token, find_cookie,
@@ -126,25 +123,6 @@ def day_count(kind: str, scale: float, minimum: int) -> int:
 def profile_day(kind: str) -> float:
     """The profile's operations of `kind` in one day of USERS users (not rounded)."""
     return cost.PROFILE[kind] * USERS / DAYS_PER_MONTH
-
-
-def totp(secret: str, offset_steps: int = 0) -> str:
-    """RFC 6238 (HMAC-SHA-1, 30-second steps, 6 digits), as tests/test_two_factor.py computes it."""
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    step = int(time.time() // 30) + offset_steps
-    digest = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF
-    return f"{value % 1_000_000:06d}"
-
-
-def free_port(avoid=(9000, 4566)) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in avoid:
-            return port
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -1355,8 +1333,8 @@ def main(argv=None) -> int:
                 os.unlink(os.path.join(local, old))
 
     import stack as stack_script
-    portal_port = free_port()
-    moto_port = free_port(avoid=(9000, 4566, portal_port))
+    portal_port = stack_script.free_port()
+    moto_port = stack_script.free_port(avoid=(9000, 4566, portal_port))
     say(f"starting the local stack on ports {portal_port} (portal) and {moto_port} (moto); "
         f"its log: {log}")
     started = time.monotonic()

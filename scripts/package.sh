@@ -28,10 +28,19 @@ for f in "${FUNCTIONS[@]}"; do args+=(--bin "$f"); done
 cargo lambda build --release --arm64 --output-format zip "${args[@]}"
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+# The size budget of a bootstrap (issue 20: 8 MB; README "The arm64 bootstraps"): a build over it
+# fails, so that the functions stay small as features land.
+MAX_BOOTSTRAP_BYTES=${MAX_BOOTSTRAP_BYTES:-8000000}
+over=()
 printf '%-20s %12s %12s\n' function "zip bytes" "bootstrap"
 for f in "${FUNCTIONS[@]}"; do
   zip="$target_dir/lambda/$f/bootstrap.zip"
   [ -f "$zip" ] || { echo "package: $zip was not built" >&2; exit 1; }
   unzipped=$(python3 -c 'import sys,zipfile; print(sum(i.file_size for i in zipfile.ZipFile(sys.argv[1]).infolist()))' "$zip")
   printf '%-20s %12d %12d\n' "$f" "$(stat -c %s "$zip")" "$unzipped"
+  [ "$unzipped" -le "$MAX_BOOTSTRAP_BYTES" ] || over+=("$f")
 done
+if [ ${#over[@]} -gt 0 ]; then
+  echo "package: over the budget of $MAX_BOOTSTRAP_BYTES bytes per bootstrap: ${over[*]}" >&2
+  exit 1
+fi

@@ -42,6 +42,16 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TEST_SETTINGS = ("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS",)
 
 
+def free_port(avoid=(9000, 4566)) -> int:
+    """A loopback port nobody listens on now, other than `make run`'s defaults and `avoid`."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
+
+
 def target_dir() -> str:
     """Cargo's target directory of the workspace (CARGO_TARGET_DIR, a config, or target/)."""
     out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -30,13 +29,7 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1... under pytest-x
 ALLOWANCE_WINDOW_SECS = str(10**9)
 
 
-def free_port(avoid=(9000, 4566)) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in avoid:
-            return port
+free_port = stack_script.free_port  # tests import it from here
 
 
 def pytest_configure(config):

@@ -15,7 +15,7 @@ from selenium.webdriver.common.virtual_authenticator import (
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import await_emails, strong_password, unique_email
+from support import EMULATOR_LOST_ANSWER, await_emails, strong_password, unique_email
 from test_browser import (  # noqa: F401
     WAIT, browser, click_link, fill, greeting, path, replaced, submit_button,
 )
@@ -36,20 +36,16 @@ def platform_authenticator(driver) -> None:
     driver.add_virtual_authenticator(options)
 
 
-# `cargo lambda watch`'s own error page, which the portal never answers with: the local emulator
-# lost the function's answer (twice in CI on 2026-12-07 at this very step, not reproduced alone).
-EMULATOR_ERROR = "httpstatuses.com/500"
-
-
 def start_totp(browser, base_url, password) -> str:
     """Starts setting up an authenticator app and returns the key the page shows; the form is sent
-    once more only if the local emulator itself failed to deliver the answer."""
+    once more only if the local emulator itself lost the answer (twice in CI on 2026-12-07 at this
+    very step, never when run alone)."""
     for attempt in range(2):
         browser.get(base_url + "/profile/two-factor")
         fill(browser.find_element(By.ID, "totp-form"), current_password=password)
         submit_button(browser.find_element(By.ID, "totp-form")).click()
         found = WebDriverWait(browser, WAIT).until(
-            lambda d: d.find_elements(By.ID, "totp-secret") or EMULATOR_ERROR in d.page_source)
+            lambda d: d.find_elements(By.ID, "totp-secret") or EMULATOR_LOST_ANSWER in d.page_source)
         if found is not True:
             return WebDriverWait(browser, WAIT).until(
                 EC.visibility_of_element_located((By.ID, "totp-secret"))).text

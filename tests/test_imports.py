@@ -51,13 +51,6 @@ def await_done(admin: Portal, import_id: str) -> dict:
     deadline = time.monotonic() + DONE_WAIT
     while True:
         resp = admin.get_json(f"/admin/imports/{import_id}")
-        # `cargo lambda watch`'s own 500 (the portal never answers with this body): the local
-        # emulator sometimes loses a large answer (a status with 8,000 refused rows); the next
-        # poll asks again, within the same deadline.
-        if resp.status_code == 500 and "httpstatuses.com/500" in resp.text:
-            assert time.monotonic() < deadline, describe(resp)
-            time.sleep(0.5)
-            continue
         assert resp.status_code == 200, describe(resp)
         body = resp.json()
         if body["status"] == "done":

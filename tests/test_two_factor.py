@@ -5,29 +5,16 @@ HMAC), recovery codes, emailed codes, notices, disabling, and the required-roles
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
-import struct
-import time
 
 
 from conftest import stack_fixture
+from totp import totp  # noqa: F401  (scripts/totp.py; the other tests import it from here)
 from support import (
     ADMIN_PASSWORD, BROWSER_ACCEPT, await_emails, describe, error_body, find_cookie, session_token, with_session,
 )
 
 PENDING_COOKIE = "portal_pending"
-
-
-def totp(secret: str, offset_steps: int = 0, at: float | None = None) -> str:
-    """RFC 6238: HMAC-SHA-1, 30-second steps, 6 digits."""
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    step = int((at if at is not None else time.time()) // 30) + offset_steps
-    digest = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF
-    return f"{value % 1_000_000:06d}"
 
 
 def test_the_rfc_6238_reference_code():

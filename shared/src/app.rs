@@ -46,27 +46,23 @@ impl Portal {
     /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials) with the timeouts and retries of
     /// [`crate::aws`]: the same code path locally and on AWS.
     pub async fn from_environment() -> anyhow::Result<Self> {
-        let settings = Settings::from_env()?;
-        let hooks = SdkHooks::default();
-        let sdk = sdk_config(&hooks).await;
-        Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &hooks)))
+        let (settings, sdk) = environment().await?;
+        Ok(Portal::on_aws(settings, &AwsClients::new(&sdk, &SdkHooks::default())))
     }
 
     /// An HTTP function's portal: like [`Portal::from_environment`], but it only queues email and
     /// events (the outbox), so it has no SES or EventBridge client, and none of their code is
     /// linked into the function ([`QueuesOnly`]); DynamoDB and KMS (second-factor secrets) only.
     pub async fn from_environment_queueing() -> anyhow::Result<Self> {
-        let settings = Settings::from_env()?;
-        let sdk = sdk_config(&SdkHooks::default()).await;
-        let (dynamodb, kms) = (aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_kms::Client::new(&sdk));
+        let (settings, sdk) = environment().await?;
         let edges = Edges {
             mailer: Arc::new(QueuesOnly),
             events: Arc::new(QueuesOnly),
             clock: Arc::new(SystemClock),
             pacer: Arc::new(QueuesOnly),
-            sealer: Arc::new(KmsSealer::new(kms, settings.totp_kms_key_id.clone().unwrap_or_default())),
+            sealer: kms_sealer(aws_sdk_kms::Client::new(&sdk), &settings),
         };
-        Ok(Portal::on_dynamodb(settings, &dynamodb, edges))
+        Ok(Portal::on_dynamodb(settings, &aws_sdk_dynamodb::Client::new(&sdk), edges))
     }
 
     /// The portal on DynamoDB, SES, EventBridge and KMS through these clients (tests pass
@@ -81,7 +77,7 @@ impl Portal {
                 &settings.contacts_table,
                 clients.ses_quota.clone(),
             )),
-            sealer: Arc::new(KmsSealer::new(clients.kms.clone(), settings.totp_kms_key_id.clone().unwrap_or_default())),
+            sealer: kms_sealer(clients.kms.clone(), &settings),
         };
         Portal::on_dynamodb(settings, &clients.dynamodb, edges)
     }
@@ -117,6 +113,17 @@ pub struct Edges {
     pub clock: Arc<dyn Clock>,
     pub pacer: Arc<dyn SendPacer>,
     pub sealer: Arc<dyn SecretSealer>,
+}
+
+/// The settings and the SDK configuration of the standard AWS environment, read once per instance.
+async fn environment() -> anyhow::Result<(Settings, aws_config::SdkConfig)> {
+    let settings = Settings::from_env()?;
+    Ok((settings, sdk_config(&SdkHooks::default()).await))
+}
+
+/// The sealer of second-factor secrets under the settings' KMS key.
+fn kms_sealer(kms: aws_sdk_kms::Client, settings: &Settings) -> Arc<dyn SecretSealer> {
+    Arc::new(KmsSealer::new(kms, settings.totp_kms_key_id.clone().unwrap_or_default()))
 }
 
 /// The AWS SDK configuration of [`aws::config_loader`] (timeouts, retries), with the function's

@@ -69,7 +69,7 @@ impl DynamoInvitations {
             )
             .expression_attribute_values(
                 ":list_delivery",
-                text(&delivery_partition(Delivery::Pending, &invitation.invitation_id)),
+                delivery_partition(Delivery::Pending, &invitation.invitation_id),
             )
             .condition_expression("revoked = :false AND code_digest = :old")
             .expression_attribute_values(":new", text(new_digest))
@@ -155,7 +155,7 @@ impl DynamoInvitations {
             .expression_attribute_values(":fanout", text(fanout_id))
             .expression_attribute_values(":version", version)
             .expression_attribute_values(":delivery", serde_dynamo::to_attribute_value(overall)?)
-            .expression_attribute_values(":list_delivery", text(&delivery_partition(overall, invitation_id)))
+            .expression_attribute_values(":list_delivery", delivery_partition(overall, invitation_id))
             .expression_attribute_values(":now", number(now));
         builder = match error {
             Some(error) => builder

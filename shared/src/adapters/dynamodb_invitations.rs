@@ -312,7 +312,7 @@ impl InvitationStore for DynamoInvitations {
             .condition_expression("revoked = :false AND code_digest = :old")
             .expression_attribute_values(
                 ":list_delivery",
-                text(&delivery_partition(Delivery::Pending, &invitation.invitation_id)),
+                delivery_partition(Delivery::Pending, &invitation.invitation_id),
             )
             .expression_attribute_values(":new", text(new_digest))
             .expression_attribute_values(":old", text(&invitation.code_digest))
@@ -579,7 +579,7 @@ impl InvitationStore for DynamoInvitations {
             .condition_expression("message_id = :message")
             .expression_attribute_values(":message", text(message_id))
             .expression_attribute_values(":delivery", serde_dynamo::to_attribute_value(delivery)?)
-            .expression_attribute_values(":list_delivery", text(&delivery_partition(delivery, invitation_id)))
+            .expression_attribute_values(":list_delivery", delivery_partition(delivery, invitation_id))
             .expression_attribute_values(":now", number(now));
         builder = match error {
             Some(error) => builder
@@ -896,10 +896,7 @@ impl Outbox for DynamoOutbox {
                     "SET message_id = :copy, delivery = :pending, list_delivery = :list_delivery REMOVE delivery_error",
                 )
                 .condition_expression("message_id = :original")
-                .expression_attribute_values(
-                    ":list_delivery",
-                    text(&delivery_partition(Delivery::Pending, invitation_id)),
-                )
+                .expression_attribute_values(":list_delivery", delivery_partition(Delivery::Pending, invitation_id))
                 .expression_attribute_values(":copy", text(&copy.message_id))
                 .expression_attribute_values(":original", text(&original.message_id))
                 .expression_attribute_values(":pending", serde_dynamo::to_attribute_value(Delivery::Pending)?)

@@ -23,19 +23,10 @@ const BATCH_GET_MAX: usize = 100;
 /// exceeds 16 MB or the table is throttled; the SDK's own retries do not cover them).
 const UNPROCESSED_ROUNDS: u32 = 5;
 
-/// Every item a query finds, page after page (each page at most 1 MB), in the query's order.
+/// Every item a query finds, page after page (each page at most 1 MB), in the query's order: the
+/// SDK's own paginator, which follows `LastEvaluatedKey` to the end.
 pub(crate) async fn query_to_end(query: QueryFluentBuilder, doing: &str) -> anyhow::Result<Vec<Item>> {
-    let mut items = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let output =
-            query.clone().set_exclusive_start_key(start.take()).send().await.map_err(|e| sdk_error(doing, e))?;
-        items.extend(output.items.unwrap_or_default());
-        match output.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => return Ok(items),
-        }
-    }
+    query.into_paginator().items().send().try_collect().await.map_err(|e| sdk_error(doing, e))
 }
 
 /// The table's items that `keys` name (each holding at least the table's key attributes

@@ -216,6 +216,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_delivery_is_stored_and_filtered_by_its_serde_name() {
+        for delivery in [Delivery::Pending, Delivery::Sent, Delivery::Failed] {
+            assert_eq!(serde_json::to_value(delivery).unwrap(), delivery.as_str());
+        }
+    }
+
+    #[test]
     fn codes_carry_160_bits_in_a_typeable_alphabet() {
         let code = InvitationCode::generate();
         assert_eq!(code.0.len(), 32);

@@ -1,5 +1,4 @@
-//! Sessions: tokens handed to the browser (the contact's id and 256 random bits); only their
-//! digest is stored.
+//! Sessions: opaque random tokens handed to the browser; only their digest is stored.
 
 use super::ids::ContactId;
 use super::time::Timestamp;
@@ -27,26 +26,13 @@ pub struct Session {
     pub setup_only: bool,
 }
 
-/// The contact a session token says it belongs to (`None` for a token made before tokens named
-/// their contact, or anything else). A claim only: the session item decides.
-pub fn contact_of_token(token: &str) -> Option<ContactId> {
-    let (id, secret) = token.split_once('.')?;
-    let id_ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    (id_ok && !secret.is_empty()).then(|| ContactId::from(id))
-}
-
 /// How often a session's `last_seen_at` is written: more often would cost a write per request.
 pub const TOUCH_INTERVAL_SECS: i64 = 60;
 
 impl Session {
     /// Starts a session; returns it with the token for the cookie (never stored).
-    ///
-    /// The token begins with the contact's id (`<id>.<random>`), so that a request reads its
-    /// session and its contact at once instead of one after the other. The id is no secret and
-    /// proves nothing: the stored digest covers the whole token, and the session read must name
-    /// the same contact (see [`contact_of_token`]).
     pub fn start(contact_id: &ContactId, epoch: &str, now: Timestamp, absolute_secs: i64) -> (Session, String) {
-        let token = format!("{contact_id}.{}", random_token());
+        let token = random_token();
         let session = Session {
             id_digest: digest(&token),
             contact_id: contact_id.clone(),
@@ -97,21 +83,6 @@ mod tests {
         let idle = 3600;
         assert!(session.is_active(Timestamp::from_secs(1000 + 2 * 86_400), idle), "two idle days");
         assert!(!session.is_active(Timestamp::from_secs(1000 + 30 * 86_400), idle), "the remember-me days are up");
-    }
-
-    #[test]
-    fn a_token_names_its_contact_but_only_its_digest_is_stored() {
-        let contact: ContactId = "0190f1a2-7b3c-7d4e-8f50-6a7b8c9d0e1f".into();
-        let (session, token) = Session::start(&contact, "e1", Timestamp::from_secs(1000), 3600);
-        assert_eq!(contact_of_token(&token), Some(contact.clone()));
-        assert!(token.len() > contact.len() + 40, "the id and 256 random bits: {token}");
-        assert_eq!(session.id_digest, digest(&token));
-        // Tokens made before tokens named their contact, and anything else, name none.
-        for other in
-            [random_token().as_str(), "", ".", "id.", ".secret", "a b.secret", &format!("{}.x", "a".repeat(65))]
-        {
-            assert_eq!(contact_of_token(other), None, "{other:?}");
-        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
 use crate::domain::secret::digest;
-use crate::domain::session::{Session, contact_of_token};
+use crate::domain::session::Session;
 use crate::error::PortalError;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings};
 
@@ -21,28 +21,14 @@ pub async fn current(
     portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings),
     token: &str,
 ) -> Result<Option<SignedIn>, PortalError> {
-    let id_digest = digest(token);
-    // A token that names its contact has both read at once (one round trip, not two).
-    let (session, named) = match contact_of_token(token) {
-        Some(contact_id) => {
-            let (session, contact) =
-                tokio::join!(portal.sessions().get(&id_digest), portal.contacts().get(&contact_id));
-            (session?, Some(contact?))
-        }
-        None => (portal.sessions().get(&id_digest).await?, None),
-    };
-    let Some(session) = session else {
+    let Some(session) = portal.sessions().get(&digest(token)).await? else {
         return Ok(None);
     };
     let now = portal.clock().now();
     if !session.is_active(now, portal.settings().session_idle_secs) {
         return Ok(None);
     }
-    let contact = match named {
-        Some(contact) => contact,
-        None => portal.contacts().get(&session.contact_id).await?,
-    };
-    let Some(contact) = contact.filter(|contact| contact.contact_id == session.contact_id) else {
+    let Some(contact) = portal.contacts().get(&session.contact_id).await? else {
         return Ok(None);
     };
     if session.epoch != contact.session_epoch || !contact.may_sign_in() {

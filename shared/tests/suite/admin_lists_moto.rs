@@ -103,6 +103,12 @@ async fn every_page(portal: &Portal, filter: &InvitationFilter, limit: usize, no
     }
 }
 
+/// The ids of a contact's invitations as `list_for_contact` reads them (newest first).
+async fn invitations_of(portal: &Portal, contact: &Contact) -> Vec<String> {
+    let listed = portal.invitations.list_for_contact(&contact.contact_id).await.unwrap();
+    listed.iter().map(|i| i.invitation_id.to_string()).collect()
+}
+
 fn filter(
     status: Option<InvitationStatus>,
     delivery: Option<Delivery>,
@@ -381,15 +387,7 @@ async fn invitations_made_in_the_same_second_list_newest_first_exactly() {
     made.reverse();
     assert_eq!(every_page(&portal, &InvitationFilter::default(), 2, NOW).await.concat(), made);
     assert_eq!(every_page(&portal, &filter(None, None, Some(&grace.contact_id)), 2, NOW).await.concat(), made);
-    let listed: Vec<String> = portal
-        .invitations
-        .list_for_contact(&grace.contact_id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|i| i.invitation_id.to_string())
-        .collect();
-    assert_eq!(listed, made);
+    assert_eq!(invitations_of(&portal, &grace).await, made);
 }
 
 #[tokio::test]
@@ -461,13 +459,5 @@ async fn redemptions_and_a_contacts_invitations_are_read_past_one_page() {
         made.push(stored_invitation(&portal, &grace, i, 1).await.invitation_id.to_string());
     }
     made.reverse();
-    let listed: Vec<String> = portal
-        .invitations
-        .list_for_contact(&grace.contact_id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|i| i.invitation_id.to_string())
-        .collect();
-    assert_eq!(listed, made);
+    assert_eq!(invitations_of(&portal, &grace).await, made);
 }
