@@ -205,7 +205,8 @@ class Stack(Plan):
             watch = [os.path.join(VENV_BIN, "cargo-lambda"), "lambda"]  # not through cargo: it
             env.update(CARGO=os.path.join(ROOT, "scripts", "cargo-run-built"),  # would set CARGO
                        PORTAL_CARGO=shutil.which("cargo") or "cargo",
-                       PORTAL_BUILT_DIR=os.path.join(target_dir(), "debug"))
+                       PORTAL_BUILT_DIR=os.path.join(target_dir(), "debug"),
+                       PORTAL_RUNTIME_RELAY=self.start_runtime_relay())
         self._spawn("cargo lambda watch", [
             *watch, "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
             "--concurrency", str(self.concurrency), "--disable-cors", "--env-file", self._env_file,
@@ -222,6 +223,18 @@ class Stack(Plan):
             except OSError:
                 time.sleep(0.2)
         raise StackError(f"cargo lambda watch did not answer on port {self.portal_port} in 120s")
+
+    def start_runtime_relay(self) -> str:
+        """scripts/runtime_relay.py in front of the emulator's runtime API (see there why); its
+        host:port, for scripts/cargo-run-built."""
+        proc = self._spawn("runtime relay", [
+            sys.executable, os.path.join(ROOT, "scripts", "runtime_relay.py"),
+            "--upstream-port", str(self.portal_port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready = proc.stdout.readline().split()  # its only line on stdout: `ready <port>`
+        if len(ready) != 2 or ready[0] != b"ready":
+            raise StackError("the runtime relay (scripts/runtime_relay.py) did not start"
+                             + self._see_log)
+        return f"127.0.0.1:{ready[1].decode()}"
 
     def build_functions(self) -> None:
         """Build every function's binary (dev profile), as cargo lambda watch would."""

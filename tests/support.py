@@ -214,20 +214,8 @@ def path_of(url: str) -> str:
 
 # --- client ---------------------------------------------------------------------------------------
 
-# `cargo lambda watch`'s own error page: the local emulator lost a function's answer (seen with
-# large answers and under load; the function processes end with hyper's IncompleteMessage). The
-# portal never answers with it: its errors are {"error": ...}.
-EMULATOR_LOST_ANSWER = "httpstatuses.com/500"
-
-
-def emulator_lost_answer(status: int, body: str) -> bool:
-    return status == 500 and EMULATOR_LOST_ANSWER in body
-
-
 class Portal:
-    """A requests session against the portal; redirects are never followed automatically. A GET
-    whose answer the local emulator lost is asked once more (a GET changes nothing); any other
-    request's answer is the test's to judge."""
+    """A requests session against the portal; redirects are never followed automatically."""
 
     def __init__(self, base_url: str):
         self.base_url = base_url.rstrip("/")
@@ -239,10 +227,7 @@ class Portal:
     def request(self, method: str, path: str, **kw) -> requests.Response:
         kw.setdefault("timeout", TIMEOUT)
         kw.setdefault("allow_redirects", False)
-        resp = self.http.request(method, self.url(path), **kw)
-        if method == "GET" and emulator_lost_answer(resp.status_code, resp.text):
-            resp = self.http.request(method, self.url(path), **kw)
-        return resp
+        return self.http.request(method, self.url(path), **kw)
 
     def get(self, path: str, **kw) -> requests.Response:
         return self.request("GET", path, **kw)

@@ -15,7 +15,7 @@ from selenium.webdriver.common.virtual_authenticator import (
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import EMULATOR_LOST_ANSWER, await_emails, strong_password, unique_email
+from support import await_emails, strong_password, unique_email
 from test_browser import (  # noqa: F401
     WAIT, browser, click_link, fill, greeting, path, replaced, submit_button,
 )
@@ -37,20 +37,12 @@ def platform_authenticator(driver) -> None:
 
 
 def start_totp(browser, base_url, password) -> str:
-    """Starts setting up an authenticator app and returns the key the page shows; the form is sent
-    once more only if the local emulator itself lost the answer (twice in CI on 2026-12-07 at this
-    very step, never when run alone)."""
-    for attempt in range(2):
-        browser.get(base_url + "/profile/two-factor")
-        fill(browser.find_element(By.ID, "totp-form"), current_password=password)
-        submit_button(browser.find_element(By.ID, "totp-form")).click()
-        found = WebDriverWait(browser, WAIT).until(
-            lambda d: d.find_elements(By.ID, "totp-secret") or EMULATOR_LOST_ANSWER in d.page_source)
-        if found is not True:
-            return WebDriverWait(browser, WAIT).until(
-                EC.visibility_of_element_located((By.ID, "totp-secret"))).text
-        print(f"the local emulator lost the answer to the set-up form (attempt {attempt + 1})")
-    raise AssertionError("the emulator lost the set-up form's answer twice")
+    """Starts setting up an authenticator app and returns the key the page shows."""
+    browser.get(base_url + "/profile/two-factor")
+    fill(browser.find_element(By.ID, "totp-form"), current_password=password)
+    submit_button(browser.find_element(By.ID, "totp-form")).click()
+    return WebDriverWait(browser, WAIT).until(
+        EC.visibility_of_element_located((By.ID, "totp-secret"))).text
 
 
 def test_register_a_passkey_sign_in_with_it_and_remove_it(browser, stack, base_url):  # noqa: F811
