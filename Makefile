@@ -35,7 +35,7 @@ SAM := $(CURDIR)/.venv-sam/bin/sam
 # The SAM CLI reports usage to AWS unless told not to; nothing here calls out.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run check test emails events lint clean distclean setup bench load package deploy smoke cost
+.PHONY: run check test emails events lint clean distclean setup bench load package deploy smoke cost screenshots
 
 setup:
 	scripts/setup.sh
@@ -107,6 +107,13 @@ smoke:
 # COST_ARGS="--units .local/load-units.json" prices the last make load run instead of the units
 # scripts/cost.py holds (MEASURED).
 COST_ARGS ?=
+# Pictures of the pages at 1280 and 390 px wide in docs/screenshots/ (a stack of its own).
+screenshots: export RUSTC_WORKSPACE_WRAPPER = clippy-driver
+screenshots: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+screenshots:
+	scripts/setup.sh --browser
+	$(PYTHON) scripts/screenshots.py
+
 cost:
 	@scripts/setup.sh
 	@$(PYTHON) scripts/cost.py $(COST_ARGS)

@@ -3,7 +3,8 @@
 # what is missing or out of date).
 #   scripts/setup.sh            the Python virtual environment .venv from requirements-dev.txt
 #                               (moto server, cargo-lambda, cfn-lint, pytest, selenium, boto3...)
-#   scripts/setup.sh --browser  also Debian's chromium and chromium-driver (the browser tests)
+#   scripts/setup.sh --browser  also Debian's chromium and chromium-driver, and the npm packages of
+#                               package.json (axe-core, which the browser tests inject) in node_modules
 #   scripts/setup.sh --sam      also .venv-sam, the AWS SAM CLI of requirements-sam.txt in a virtual
 #                               environment of its own (its pins clash with moto's)
 #   scripts/setup.sh --package  also the aarch64-unknown-linux-gnu Rust target (make package: the
@@ -17,7 +18,7 @@ for arg in "$@"; do
     --browser) browser=1 ;;
     --sam) sam=1 ;;
     --package) package=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -100,5 +101,16 @@ if [ "$browser" = 1 ] && [ ! -x /usr/bin/chromedriver ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends chromium chromium-driver
+fi
+# The exact versions of package-lock.json (npm ci), again whenever the lock file changes.
+NPM_STAMP=node_modules/.package-lock.stamp
+if [ "$browser" = 1 ] && { [ ! -f "$NPM_STAMP" ] || [ package-lock.json -nt "$NPM_STAMP" ]; }; then
+  if ! command -v npm >/dev/null 2>&1; then
+    say "the browser tests need Node.js 20 and npm (package.json: axe-core)"
+    exit 1
+  fi
+  say "installing package-lock.json's npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$NPM_STAMP"
 fi
 exit 0

@@ -15,6 +15,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+import accessibility
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -75,7 +77,9 @@ class Chromium:
         context = self.devtools("Target.createBrowserContext")["browserContextId"]
         target = self.devtools("Target.createTarget", url="about:blank",
                                browserContextId=context)["targetId"]
-        return Window(self, context, target)  # chromedriver's window handle is the target id
+        self.switch_to(target)  # chromedriver's window handle is the target id
+        accessibility.install(self.driver)  # axe audits every page the window loads
+        return Window(self, context, target)
 
     def quit(self) -> None:
         try:

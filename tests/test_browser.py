@@ -13,6 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+import accessibility
 from support import strong_password, unique_email
 
 WAIT = 60  # seconds; a function may be started lazily on its first request
@@ -20,23 +21,37 @@ WAIT = 60  # seconds; a function may be started lazily on its first request
 
 def open_browser(request, chromium):
     """A fresh browser profile in the worker's Chromium (conftest's `chromium`), for one test; on
-    the test's failure, its screenshot, page source and URL are saved to a temporary directory."""
+    the test's failure, its screenshot, page source and URL are saved to a temporary directory.
+    Every page it loads is audited by axe-core (tests/accessibility.py): a test that passed fails
+    at teardown if a page it visited broke a WCAG 2.x A or AA rule."""
     window = chromium.new_window()
     window.set_page_load_timeout(WAIT)
+    found = []
     try:
         yield window
     finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            out = Path(tempfile.mkdtemp(prefix="portal-browser-failure-"))
-            try:
-                window.save_screenshot(str(out / "screenshot.png"))
-                (out / "page.html").write_text(window.page_source)
-                (out / "url.txt").write_text(window.current_url)
-            except Exception as e:  # noqa: BLE001 - the test's own failure matters more
-                (out / "capture-error.txt").write_text(repr(e))
-            print(f"\nbrowser failure artefacts in {out}")
-        window.close()
+        try:
+            report = getattr(request.node, "rep_call", None)
+            if report is not None and report.passed:
+                found = accessibility.findings(window)
+            if report is not None and report.failed:
+                save_failure_artefacts(window)
+        finally:
+            window.close()
+    if found:
+        raise AssertionError("accessibility (axe-core, WCAG 2.x A and AA):\n"
+                             + accessibility.describe(found))
+
+
+def save_failure_artefacts(window) -> None:
+    out = Path(tempfile.mkdtemp(prefix="portal-browser-failure-"))
+    try:
+        window.save_screenshot(str(out / "screenshot.png"))
+        (out / "page.html").write_text(window.page_source)
+        (out / "url.txt").write_text(window.current_url)
+    except Exception as e:  # noqa: BLE001 - the test's own failure matters more
+        (out / "capture-error.txt").write_text(repr(e))
+    print(f"\nbrowser failure artefacts in {out}")
 
 
 @pytest.fixture

@@ -87,6 +87,12 @@ pub fn human(time: Timestamp) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
 }
 
+/// `2026-12-04`: the day (UTC), for a list's column.
+pub fn day(time: Timestamp) -> String {
+    let (y, mo, d, ..) = civil(time.0);
+    format!("{y:04}-{mo:02}-{d:02}")
+}
+
 /// `2026-12-04T09:30:00Z`, for JSON.
 pub fn rfc3339(time: Timestamp) -> String {
     let (y, mo, d, h, mi, s) = civil(time.0);
@@ -143,6 +149,7 @@ mod tests {
         for (secs, shown, iso) in cases {
             let time = Timestamp::from_secs(secs);
             assert_eq!((human(time).as_str(), rfc3339(time).as_str()), (shown, iso));
+            assert_eq!(day(time), shown[..10], "the day alone");
         }
     }
 }

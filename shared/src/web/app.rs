@@ -39,8 +39,9 @@ pub trait HttpFunction: Send + Sync {
 const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
 /// Scripts only from the portal's own files (the passkey pages' `/signin/passkey.js`), never inline;
-/// they may call the portal's own routes (`connect-src 'self'`) and nothing else.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+/// they may call the portal's own routes (`connect-src 'self'`) and nothing else. Styles only from
+/// the stylesheet (`/portal.css`), never inline.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Applies the layers every route needs and gives the routes their state.

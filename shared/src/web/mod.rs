@@ -12,6 +12,7 @@ pub mod pages;
 pub mod reply;
 pub mod request;
 pub mod response;
+pub mod stylesheet;
 pub mod two_factor_pages;
 
 use std::sync::Arc;

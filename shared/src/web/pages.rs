@@ -139,6 +139,10 @@ pub struct ContactRow {
     pub email: String,
     pub roles: String,
     pub portal_user: bool,
+    /// The parent account's id ("" when none).
+    pub account: String,
+    /// The day it was created (`2026-12-07`, UTC).
+    pub created: String,
 }
 
 impl ContactRow {
@@ -149,6 +153,8 @@ impl ContactRow {
             email: contact.email.to_string(),
             roles: contact.roles.join(", "),
             portal_user: contact.password_hash.is_some(),
+            account: contact.account_id.clone().unwrap_or_default(),
+            created: crate::domain::time::day(contact.created_at),
         }
     }
 }

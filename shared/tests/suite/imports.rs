@@ -336,7 +336,8 @@ async fn the_upload_page_posts_a_file_with_its_csrf_token_and_shows_progress() {
     assert!(progress_path.starts_with("/admin/imports/"));
     let shown = t.send(&CreateInvitation, Req::get(&progress_path).html().cookie("portal_session", &token)).await;
     let html = body_text(&shown);
-    assert!(html.contains("<progress") && html.contains("http-equiv=\"refresh\""), "{html}");
+    assert!(html.contains("<progress") && !html.contains("http-equiv=\"refresh\""), "{html}");
+    assert!(html.contains("id=\"refresh-import\"") && html.contains(&format!("href=\"{progress_path}\"")), "{html}");
     assert!(html.contains("id=\"import-status\">running"));
     let id = progress_path.trim_start_matches("/admin/imports/");
     process_all(&t, id).await;

@@ -170,3 +170,22 @@ async fn a_path_parameter_that_cannot_be_read_names_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn pages_take_their_styles_from_the_one_cacheable_stylesheet_and_none_inline() {
+    let t = test_portal(&[]);
+    let page = t.send(&SignIn, Req::get("/signin").html()).await;
+    let html = body_text(&page);
+    let href = portal::web::stylesheet::href();
+    assert!(href.starts_with("/portal.css?v=") && href.len() == "/portal.css?v=".len() + 16, "{href}");
+    assert!(html.contains(&format!("<link rel=\"stylesheet\" href=\"{href}\">")), "{html}");
+    assert!(!html.contains("<style") && !html.contains(" style="), "no inline style: {html}");
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("style-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
+
+    let css = t.send(&SignIn, Req::get(&href)).await;
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(css.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(body_text(&css).contains("main.workspace"), "the staff pages' layout is in it");
+}
