@@ -58,11 +58,13 @@ def seed(base: str, admin_password: str) -> dict:
             "invitation_id": invitation.json()["invitation_id"]}
 
 
-def photograph(window, url: str, name: str) -> None:
+def photograph(window, url: str | None, name: str) -> None:
+    """The page at `url` (None: the page shown now, e.g. a form's answer) at each width."""
     for label, (width, height) in WIDTHS.items():
         window.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
-        window.get(url)
+        if url is not None:
+            window.get(url)
         WebDriverWait(window, 60).until(
             lambda d: d.execute_script("return document.readyState") == "complete")
         full = window.execute_script("return document.documentElement.scrollHeight")
@@ -99,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         photograph(window, base + "/register", "register")
         sign_in(window, base, ids["person"], PASSWORD)
         photograph(window, base + "/profile", "profile")
+        window.get(base + "/profile/two-factor")  # an authenticator app's set-up: key and QR code
+        window.find_element(By.CSS_SELECTOR, "#totp-form [name=current_password]").send_keys(PASSWORD)
+        window.find_element(By.CSS_SELECTOR, "#totp-form button[type=submit]").click()
+        WebDriverWait(window, 60).until(lambda d: d.find_elements(By.ID, "totp-secret"))
+        photograph(window, None, "two-factor-setup")
         sign_in(window, base, local_stack.ADMIN_EMAIL, admin_password)
         photograph(window, base + "/admin/contacts", "admin-contacts")
         photograph(window, f"{base}/admin/contacts?contact_id={ids['contact_id']}", "admin-contact")
