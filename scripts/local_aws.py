@@ -91,12 +91,17 @@ class Resolver:
         self.values.update({name: str(value) for name, value in (parameters or {}).items()})
 
     def name_of(self, logical_id: str) -> str:
-        """A table's name, or the local stand-in for the name CloudFormation makes (a queue's)."""
-        props = self.resources[logical_id].get("Properties") or {}
-        if self.resources[logical_id].get("Type") == "AWS::Events::EventBus":
+        """A resource's name as the template gives it, or the local stand-in for the name
+        CloudFormation makes: `<stack>-contacts` for the table ContactsTable, `<stack>-<logical
+        id>` for anything else (a queue)."""
+        resource = self.resources[logical_id]
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::Events::EventBus":
             return LOCAL_EVENT_BUS
         if "TableName" in props:
             return self.resolve(props["TableName"])
+        if resource.get("Type") == "AWS::DynamoDB::Table":
+            return f"{self.stack_name}-{logical_id.removesuffix('Table').lower()}"
         return f"{self.stack_name}-{logical_id}"
 
     def ref(self, name: str):
@@ -137,8 +142,10 @@ class Resolver:
                 and ("Condition" not in res or self.condition(res["Condition"]))]
 
     def tables(self) -> dict[str, dict]:
-        """The resolved Properties of every DynamoDB table, by logical id."""
-        return {logical_id: self.resolve(res.get("Properties") or {})
+        """The resolved Properties of every DynamoDB table, by logical id, each with its
+        TableName (the local stand-in where CloudFormation makes the name: see name_of)."""
+        return {logical_id: {"TableName": self.name_of(logical_id),
+                             **self.resolve(res.get("Properties") or {})}
                 for logical_id, res in self.resources_of_type("AWS::DynamoDB::Table")}
 
 

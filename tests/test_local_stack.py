@@ -28,8 +28,8 @@ KW = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_k
 
 def test_template_is_read_with_its_short_tags_in_long_form():
     template = local_aws.load_template()
-    outbox = template["Resources"]["OutboxTable"]["Properties"]
-    assert outbox["TableName"] == {"Fn::Sub": "${AWS::StackName}-outbox"}
+    policy = template["Resources"]["OutboxTable"]["Properties"]["DeletionProtectionEnabled"]
+    assert policy == {"Fn::If": ["ProtectTables", True, False]}
     event = template["Resources"]["SendEmailFunction"]["Properties"]["Events"]["OutboxStream"]
     assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["OutboxTable", "StreamArn"]}
     assert template["Conditions"]["HasAwsEndpointUrl"] == {

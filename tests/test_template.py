@@ -49,13 +49,42 @@ def test_a_custom_domain_makes_the_domain_its_mapping_and_dns_records():
         assert PARAMS[name]["Default"] == ""
 
 
-def test_every_stateful_resource_survives_the_stack():
+STATEFUL = ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Logs::LogGroup", "AWS::KMS::Key")
+
+
+def test_every_stateful_resource_survives_the_stack_but_not_a_failed_first_create():
+    """Retained when the stack is deleted or the resource replaced, and deleted when the stack's
+    first create fails (RetainExceptOnCreate): a failed first deploy leaves nothing behind that the
+    next attempt would collide with."""
+    stateful = {lid: res for kind in STATEFUL for lid, res in of_type(kind).items()}
+    assert {"ContactsTable", "SessionsTable", "InvitationsTable", "OutboxTable", "TotpKey",
+            "SendEmailFailuresQueue"} <= set(stateful)
+    for lid, res in stateful.items():
+        assert res["DeletionPolicy"] == "RetainExceptOnCreate", lid
+        assert res["UpdateReplacePolicy"] == "Retain", lid
+        # A name the template fixes would collide with what an earlier stack of the name retained.
+        props = res.get("Properties") or {}
+        assert not {"TableName", "QueueName", "LogGroupName"} & set(props), lid
+    assert not [lid for lid, res in RESOURCES.items()
+                if res.get("DeletionPolicy") == "Retain"], "Retain strands a failed first create"
+
+
+def test_tables_are_deletion_protected_only_once_the_stack_exists():
+    # A protected table cannot be deleted by a failed first create's rollback: the protection is
+    # a parameter, off by default, for the deploys after the first (README, "Deploying to AWS").
+    assert PARAMS["TableDeletionProtection"]["Default"] == "false"
+    assert T["Conditions"]["ProtectTables"] == {"Fn::Equals": [{"Ref": "TableDeletionProtection"}, "true"]}
     for lid, table in of_type("AWS::DynamoDB::Table").items():
-        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain", lid
-        assert table["Properties"]["DeletionProtectionEnabled"] is True, lid
-    for kind in ("AWS::SQS::Queue", "AWS::Logs::LogGroup"):
-        for lid, res in of_type(kind).items():
-            assert res["DeletionPolicy"] == "Retain", lid
+        assert table["Properties"]["DeletionProtectionEnabled"] == {
+            "Fn::If": ["ProtectTables", True, False]}, lid
+
+
+def test_the_functions_and_the_admin_tool_take_the_generated_table_names_from_the_stack():
+    variables = T["Globals"]["Function"]["Environment"]["Variables"]
+    for lid in of_type("AWS::DynamoDB::Table"):
+        assert {"Ref": lid} in variables.values(), f"no function setting names {lid}"
+        assert any(out["Value"] == {"Ref": lid} for out in T["Outputs"].values()), \
+            f"no output names {lid} (portal-admin --stack reads the outputs)"
 
 
 def test_every_function_logs_to_a_group_with_the_retention_parameter():
