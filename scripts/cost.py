@@ -173,9 +173,10 @@ MEASURED = {
     },
     "stored_bytes_per_user": 4575,
     "session_item_bytes": 287,
-    "custom_metrics": [["Portal", "EmailsFailed", []], ["Portal", "EmailsRetried", []],
-        ["Portal", "EmailsSent", []], ["Portal", "EventsPublished", []],
-        ["Portal", "OldestMessageAgeSeconds", []]],
+    # Each with the dimension Stack (one value per stack: one metric each).
+    "custom_metrics": [["Portal", "EmailsFailed", ["Stack"]], ["Portal", "EmailsRetried", ["Stack"]],
+        ["Portal", "EmailsSent", ["Stack"]], ["Portal", "EventsPublished", ["Stack"]],
+        ["Portal", "OldestMessageAgeSeconds", ["Stack"]]],
 }
 
 # --- MEASURED elsewhere ----------------------------------------------------------------------------

@@ -46,4 +46,4 @@ def test_a_tiny_day_runs_clean_and_counts_every_kind(tmp_path):
     assert register["log_lines"] > 0 and register["log_bytes"] > 0
     assert units["operations"]["sign in, TOTP"]["kms"] == 1
     assert units["stored_bytes_per_user"] > 0 and 0 < units["session_item_bytes"] < 1024
-    assert ["Portal", "OldestMessageAgeSeconds", []] in units["custom_metrics"]
+    assert ["Portal", "OldestMessageAgeSeconds", ["Stack"]] in units["custom_metrics"]

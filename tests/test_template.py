@@ -128,7 +128,36 @@ def test_an_alarm_watches_each_metric_and_notifies_the_topic(namespace, metric):
     alarms = [a for a in of_type("AWS::CloudWatch::Alarm").values() if watches(a)]
     assert alarms, f"no alarm on {namespace} {metric}"
     for alarm in alarms:
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert alarm["Properties"]["AlarmActions"] == alarm["Properties"]["OKActions"] == [ALARM_TARGET]
+
+
+ALARM_TARGET = {"Fn::If": ["UseExistingAlarmTopic", {"Ref": "ExistingAlarmTopicArn"}, {"Ref": "AlarmTopic"}]}
+
+
+def test_alarms_reach_someone_an_address_or_a_topic_of_ones_own():
+    assertion = T["Rules"]["AlarmsReachSomeone"]["Assertions"][0]["Assert"]
+    assert assertion == {"Fn::Or": [{"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+                                    {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExistingAlarmTopicArn"}, ""]}]}]}
+    assert "RuleCondition" not in T["Rules"]["AlarmsReachSomeone"], "it holds for every deploy"
+    assert RESOURCES["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+    assert RESOURCES["AlarmEmailSubscription"]["Properties"]["TopicArn"] == ALARM_TARGET
+    assert T["Outputs"]["AlarmTopicArn"]["Value"] == ALARM_TARGET
+    for lid, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["AlarmActions"] == [ALARM_TARGET], lid
+    pattern = PARAMS["ExistingAlarmTopicArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "arn:aws:sns:eu-west-1:123456789012:on-call")
+    assert not re.fullmatch(pattern, "on-call") and re.fullmatch(pattern, "")
+
+
+def test_every_custom_metric_and_its_alarm_carry_the_stack():
+    """Two stacks in one account keep their metrics, and their alarms, apart."""
+    variables = RESOURCES["SendEmailFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["PORTAL_METRICS_STACK"] == {"Ref": "AWS::StackName"}
+    custom = [a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values()
+              if not str(a["Properties"].get("Namespace", "AWS/")).startswith("AWS/")]
+    assert custom, "an alarm on a custom metric"
+    for props in custom:
+        assert props["Dimensions"] == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}], props
 
 
 def test_the_stream_reader_role_grants_nothing_on_every_resource():

@@ -51,6 +51,10 @@ pub struct Settings {
     /// The EventBridge bus (name or ARN) `send-email` publishes the portal's events on; the
     /// template passes its own bus, the local stack `portal-events`.
     pub event_bus: String,
+    /// The value of the `Stack` dimension of `send-email`'s metrics (`PORTAL_METRICS_STACK`: the
+    /// template passes its stack's name, so that two stacks in one account keep their metrics, and
+    /// their alarms, apart).
+    pub metrics_stack: String,
     /// Web roles whose members must have a second factor (`PORTAL_TWO_FACTOR_REQUIRED_ROLES`,
     /// comma-separated; empty: nobody must).
     pub two_factor_required_roles: Vec<String>,
@@ -136,6 +140,7 @@ impl Settings {
             email_allowance_window_secs: reader.positive::<i64>("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS", 3600)?,
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
             event_bus: reader.text("PORTAL_EVENT_BUS", Some("portal-events"))?,
+            metrics_stack: reader.text("PORTAL_METRICS_STACK", Some("portal-local"))?,
             two_factor_required_roles: reader
                 .raw("PORTAL_TWO_FACTOR_REQUIRED_ROLES")
                 .map(|v| v.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())

@@ -1,7 +1,8 @@
 //! CloudWatch metrics of `send-email`, as embedded-metric-format (EMF) log lines: Lambda's logs
 //! carry them to CloudWatch, which extracts the metrics; no API call, no extra permission.
 //!
-//! Namespace `Portal`, no dimensions (one metric per name, for the alarms):
+//! Namespace `Portal`, one dimension, `Stack` (the stack's name: two stacks in one account keep
+//! their metrics and alarms apart):
 //! - `EmailsSent` (Count): messages sent in a batch;
 //! - `EmailsFailed` (Count): messages that failed for good (refused by SES, superseded);
 //! - `EmailsRetried` (Count): records reported back to the stream to be retried (a passing fault,
@@ -13,6 +14,7 @@
 use serde_json::json;
 
 pub const NAMESPACE: &str = "Portal";
+pub const DIMENSION: &str = "Stack";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchMetrics {
@@ -30,14 +32,15 @@ impl BatchMetrics {
         }
     }
 
-    /// The EMF document (one JSON object) for a batch ending at `unix_millis`.
-    pub fn to_emf(&self, unix_millis: u128) -> serde_json::Value {
+    /// The EMF document (one JSON object) for a batch of the stack `stack` ending at
+    /// `unix_millis`.
+    pub fn to_emf(&self, stack: &str, unix_millis: u128) -> serde_json::Value {
         json!({
             "_aws": {
                 "Timestamp": unix_millis as u64,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [[]],
+                    "Dimensions": [[DIMENSION]],
                     "Metrics": [
                         {"Name": "EmailsSent", "Unit": "Count"},
                         {"Name": "EmailsFailed", "Unit": "Count"},
@@ -47,6 +50,7 @@ impl BatchMetrics {
                     ],
                 }],
             },
+            DIMENSION: stack,
             "EmailsSent": self.sent,
             "EmailsFailed": self.failed,
             "EmailsRetried": self.retried,
@@ -57,12 +61,12 @@ impl BatchMetrics {
 
     /// Writes the line to standard output, where CloudWatch Logs reads EMF (a line of its own,
     /// outside the tracing logs' JSON).
-    pub fn emit(&self) {
+    pub fn emit(&self, stack: &str) {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        println!("{}", self.to_emf(millis));
+        println!("{}", self.to_emf(stack, millis));
     }
 }
 
@@ -76,9 +80,11 @@ mod tests {
         metrics.saw_message_aged(Some(40));
         metrics.saw_message_aged(Some(7));
         metrics.saw_message_aged(None);
-        let emf = metrics.to_emf(1_800_000_000_000);
+        let emf = metrics.to_emf("portal-prod", 1_800_000_000_000);
         let declared = &emf["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(declared["Namespace"], "Portal");
+        assert_eq!(declared["Dimensions"], json!([["Stack"]]), "every metric carries the stack");
+        assert_eq!(emf["Stack"], "portal-prod");
         for metric in declared["Metrics"].as_array().unwrap() {
             let name = metric["Name"].as_str().unwrap();
             assert!(emf[name].is_number(), "{name} is declared but not set");

@@ -34,7 +34,7 @@ pub async fn handle(portal: &Portal, event: Event) -> DynamoDbEventResponse {
             }
         }
     }
-    metrics.emit();
+    metrics.emit(&portal.settings.metrics_stack);
     response
 }
 
