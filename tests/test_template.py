@@ -39,6 +39,15 @@ def test_the_base_url_and_the_sender_are_required_and_must_be_real():
     assert set(local_aws.LOCAL_PARAMETERS) == {"PortalBaseUrl", "EmailSender"}
 
 
+def test_the_api_url_output_is_a_base_url_the_parameter_takes():
+    """Without a custom domain, the second deploy takes ApiUrl as PortalBaseUrl as it is."""
+    value = T["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+    url = (value.replace("${PortalApi}", "a1b2c3d4e5").replace("${AWS::Region}", "eu-west-1")
+           .replace("${AWS::URLSuffix}", "amazonaws.com"))
+    assert url == "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+    assert allowed("PortalBaseUrl", url)
+
+
 def test_a_custom_domain_makes_the_domain_its_mapping_and_dns_records():
     assert RESOURCES["ApiDomain"]["Condition"] == "HasCustomDomain"
     assert RESOURCES["ApiDomainMapping"]["Properties"]["ApiId"] == {"Ref": "PortalApi"}
