@@ -6,9 +6,9 @@
 
 use axum::Router;
 use axum::extract::OptionalFromRequestParts;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
 
@@ -42,10 +42,10 @@ pub fn sign_in_routes() -> Router<AppState> {
         .route("/signin/passkey/finish", post(finish_sign_in))
 }
 
-const SCRIPT: &str = include_str!("../../static/passkeys.js");
-
+/// The script at the address the contract names (pages link its versioned copy, see
+/// `web::assets`): revalidated on every use, as its content may change under this address.
 async fn script() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
+    crate::web::assets::PASSKEY_SCRIPT.response("no-cache")
 }
 
 /// A passkey as the contract's JSON shows it.

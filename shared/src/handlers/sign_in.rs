@@ -32,7 +32,7 @@ impl HttpFunction for SignIn {
             .route("/forgot-password", get(forgot_page).post(forgot))
             .route("/reset-password", get(reset_page).post(reset))
             .merge(super::passkeys::sign_in_routes())
-            .merge(crate::web::stylesheet::routes())
+            .merge(crate::web::assets::routes())
             .merge(super::second_factor::routes())
     }
 }

@@ -38,9 +38,9 @@ pub trait HttpFunction: Send + Sync {
 /// sends a request (or a cookie) to it over plain http again.
 const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
-/// Scripts only from the portal's own files (the passkey pages' `/signin/passkey.js`), never inline;
-/// they may call the portal's own routes (`connect-src 'self'`) and nothing else. Styles only from
-/// the stylesheet (`/portal.css`), never inline.
+/// Scripts only from the portal's own files (the passkey pages' script, see `web::assets`), never
+/// inline; they may call the portal's own routes (`connect-src 'self'`) and nothing else. Styles
+/// only from the stylesheet (`web::assets`), never inline.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 

@@ -6,13 +6,13 @@
 //! [`PortalError`] / [`Rejection`] that renders itself for the kind of client that asked.
 
 pub mod app;
+pub mod assets;
 pub mod client;
 pub mod extract;
 pub mod pages;
 pub mod reply;
 pub mod request;
 pub mod response;
-pub mod stylesheet;
 pub mod two_factor_pages;
 
 use std::sync::Arc;

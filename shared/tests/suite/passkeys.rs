@@ -417,7 +417,8 @@ async fn the_pages_offer_passkeys_under_a_policy_that_allows_only_the_portals_sc
         body_text(&t.send(&Profile, Req::get("/profile").html().cookie("portal_session", &ada.session)).await);
     assert!(profile.contains("href=\"/profile/passkeys\""), "the profile links its passkeys");
     let signin = body_text(&t.send(&SignIn, Req::get("/signin").html()).await);
-    assert!(signin.contains("Sign in with a passkey") && signin.contains("src=\"/signin/passkey.js\""));
+    let script_href = portal::web::assets::PASSKEY_SCRIPT.href();
+    assert!(signin.contains("Sign in with a passkey") && signin.contains(&format!("src=\"{script_href}\"")));
     let script = t.send(&SignIn, Req::get("/signin/passkey.js")).await;
     assert_eq!(script.status(), 200);
     assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));

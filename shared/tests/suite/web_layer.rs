@@ -172,20 +172,40 @@ async fn a_path_parameter_that_cannot_be_read_names_nothing() {
 }
 
 #[tokio::test]
-async fn pages_take_their_styles_from_the_one_cacheable_stylesheet_and_none_inline() {
+async fn pages_take_their_style_and_script_from_versioned_cacheable_files_and_nothing_inline() {
+    use portal::web::assets::{PASSKEY_SCRIPT, STYLESHEET};
     let t = test_portal(&[]);
     let page = t.send(&SignIn, Req::get("/signin").html()).await;
     let html = body_text(&page);
-    let href = portal::web::stylesheet::href();
-    assert!(href.starts_with("/portal.css?v=") && href.len() == "/portal.css?v=".len() + 16, "{href}");
-    assert!(html.contains(&format!("<link rel=\"stylesheet\" href=\"{href}\">")), "{html}");
+    let (css, js) = (STYLESHEET.href(), PASSKEY_SCRIPT.href());
+    for (href, extension) in [(&css, ".css"), (&js, ".js")] {
+        let name = href.strip_prefix("/assets/").unwrap();
+        let parts: Vec<&str> = name.split('.').collect();
+        assert!(parts.len() == 3 && parts[1].len() == 16 && href.ends_with(extension), "{href}");
+    }
+    assert!(html.contains(&format!("<link rel=\"stylesheet\" href=\"{css}\">")), "{html}");
+    assert!(html.contains(&format!("<script src=\"{js}\" defer></script>")), "{html}");
     assert!(!html.contains("<style") && !html.contains(" style="), "no inline style: {html}");
     let policy = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(policy.contains("style-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
 
-    let css = t.send(&SignIn, Req::get(&href)).await;
-    assert_eq!(css.status(), 200);
-    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-    assert_eq!(css.headers()["cache-control"], "public, max-age=31536000, immutable");
-    assert!(body_text(&css).contains("main.workspace"), "the staff pages' layout is in it");
+    for (href, content_type, holds) in [
+        (&css, "text/css; charset=utf-8", "main.workspace"),
+        (&js, "text/javascript; charset=utf-8", "navigator.credentials"),
+    ] {
+        let file = t.send(&SignIn, Req::get(href)).await;
+        assert_eq!(file.status(), 200, "{href}");
+        assert_eq!(file.headers()["content-type"], content_type);
+        assert_eq!(file.headers()["cache-control"], "public, max-age=31536000, immutable");
+        assert!(body_text(&file).contains(holds), "{href}");
+    }
+    // An address of no current file (an old version, a guess) is the contract's 404.
+    for gone in ["/assets/portal.0000000000000000.css", "/assets/passwd", "/assets/..%2Fportal.css"] {
+        let response = t.send(&SignIn, Req::get(gone)).await;
+        assert_eq!(response.status(), 404, "{gone}");
+    }
+    // The script at the contract's own address is revalidated (its content changes under it).
+    let script = t.send(&SignIn, Req::get("/signin/passkey.js")).await;
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.headers()["cache-control"], "no-cache");
 }
