@@ -53,7 +53,8 @@ def actions_of_request(method: str, path: str, headers: dict, body: bytes) -> li
         if service == "events" and operation == "PutEvents":
             return eventbridge_actions(payload)
         if service == "kms":
-            return [{"action": f"kms:{operation}", "key": payload.get("KeyId")}]
+            return [{"action": f"kms:{operation}", "key": payload.get("KeyId"),
+                     "encryption_context": payload.get("EncryptionContext") or {}}]
         return [{"action": f"{service}:{operation}"}]
     if service == "ses" and method == "POST" and urlsplit(path).path == "/":
         # SES v1 is a query API: the action is a form field (GetSendQuota, for the sending rate).

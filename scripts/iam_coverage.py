@@ -212,7 +212,10 @@ def requirement_of(call: dict, resolver: Resolver | None = None) -> tuple[str, s
     """(action, resource ARN, condition context) of a recorded call."""
     action = call["action"]
     if action.startswith("kms:") and call.get("key"):
-        return action, kms_key_arn(call["key"], resolver), {}
+        # The grants' conditions read the request's encryption context (kms:EncryptionContext:<k>).
+        context = {f"kms:encryptioncontext:{k}".lower(): v
+                   for k, v in (call.get("encryption_context") or {}).items()}
+        return action, kms_key_arn(call["key"], resolver), context
     if action.startswith("dynamodb:") and call.get("table"):
         return action, table_arn(call["table"], call.get("index")), {}
     if action == "events:PutEvents":

@@ -110,11 +110,17 @@ def test_kms_calls_name_the_templates_key_through_its_alias():
         local_aws.load_template()["Globals"]["Function"]["Environment"]["Variables"]["PORTAL_TOTP_KMS_KEY_ID"])
     headers = {"Authorization": AUTH.format("kms"), "User-Agent": UA.format("profile"),
                "X-Amz-Target": "TrentService.GenerateDataKey"}
-    (found,) = aws_recorder.actions_of_request("POST", "/", headers, json.dumps({"KeyId": alias}).encode())
-    assert found == {"action": "kms:GenerateDataKey", "key": alias}
+    context = {"purpose": "portal-totp-secret", "contact_id": "c1"}
+    body = json.dumps({"KeyId": alias, "EncryptionContext": context}).encode()
+    (found,) = aws_recorder.actions_of_request("POST", "/", headers, body)
+    assert found == {"action": "kms:GenerateDataKey", "key": alias, "encryption_context": context}
     seal = {"function": "profile", "rust_sdk": True, **found}
     _, out = run_check([seal])
     assert "ok       profile            kms:GenerateDataKey" in out and "TotpKey" in out, out
+    # The grant holds only for TOTP secrets' data keys: another purpose, or none, is not granted.
+    for other in ({"purpose": "something-else"}, {}):
+        _, out = run_check([{**seal, "encryption_context": other}])
+        assert "MISSING  profile            kms:GenerateDataKey" in out, out
     # Only the functions that seal or open a TOTP secret (profile; sign-in and redeem-invitation,
     # which re-seal a secret sealed before it was bound to its contact) may use the key.
     _, out = run_check([{**seal, "function": "sign-in"}])

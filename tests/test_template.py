@@ -200,3 +200,20 @@ def test_ses_events_of_bounces_and_complaints_reach_a_topic():
     assert dest["SnsDestination"]["TopicARN"] == {"Ref": "EmailFeedbackTopic"}
     attrs = RESOURCES["SenderIdentity"]["Properties"]["ConfigurationSetAttributes"]
     assert attrs["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
+
+
+def test_every_grant_on_the_totp_key_is_for_totp_secrets_only():
+    """A role that may use the key may use it only with the TOTP purpose in the encryption context
+    (shared/src/adapters/sealing.rs), never for anything else the key could protect."""
+    grants = []
+    for lid, res in RESOURCES.items():
+        for policy in (res.get("Properties") or {}).get("Policies") or []:
+            document = policy.get("PolicyDocument", policy) if isinstance(policy, dict) else {}
+            for st in document.get("Statement") or []:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if any(str(a).startswith("kms:") for a in actions):
+                    grants.append((lid, st))
+    assert {lid for lid, _ in grants} == {"SignInFunction", "ProfileFunction", "RedeemInvitationFunction"}
+    for lid, st in grants:
+        assert st["Resource"] == {"Fn::GetAtt": ["TotpKey", "Arn"]}, lid
+        assert st["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "portal-totp-secret"}}, lid
