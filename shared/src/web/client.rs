@@ -17,10 +17,19 @@ tokio::task_local! {
 }
 
 impl Client {
-    /// A POST says who it is by its content type (a form is a browser's, JSON a program's); any
-    /// other request by whether it accepts HTML.
+    /// An `Accept` header that asks for JSON and not HTML is a program's, whatever its body (a
+    /// form posted by a program gets its answer and its errors in JSON). Otherwise a POST says who
+    /// it is by its content type (a form is a browser's, JSON a program's), and any other request
+    /// by whether it accepts HTML. (Which body needs the anti-CSRF token is the content type's
+    /// business alone: see `extract::Submission`.)
     pub fn of(req: &Request) -> Client {
-        let headers = req.headers();
+        let accepts = |media: &str| {
+            req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains(media))
+        };
+        let accepts_html = accepts("text/html");
+        if accepts("application/json") && !accepts_html {
+            return Client::Api;
+        }
         if req.method() == Method::POST {
             match media_type(req).as_deref() {
                 Some("application/json") => return Client::Api,
@@ -28,8 +37,6 @@ impl Client {
                 _ => {}
             }
         }
-        let accepts_html =
-            headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"));
         if accepts_html { Client::Browser } else { Client::Api }
     }
 

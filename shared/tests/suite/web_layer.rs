@@ -209,3 +209,42 @@ async fn pages_take_their_style_and_script_from_versioned_cacheable_files_and_no
     assert_eq!(script.status(), 200);
     assert_eq!(script.headers()["cache-control"], "no-cache");
 }
+
+/// A program that posts a form and asks for JSON gets JSON, its errors included, on every route
+/// a form reaches (a seeded run of hostile requests once found HTML errors on these seven).
+#[tokio::test]
+async fn a_form_that_asks_for_json_gets_its_answer_in_json_on_every_form_route() {
+    let t = test_portal(&[]);
+    let routes: [(&dyn HttpFunction, &str); 7] = [
+        (&SignIn, "/signin"),
+        (&RedeemInvitation, "/redeem"),
+        (&SignIn, "/signout"),
+        (&Register, "/register"),
+        (&Register, "/confirm-email"),
+        (&SignIn, "/reset-password"),
+        (&SignIn, "/forgot-password"),
+    ];
+    for (function, path) in routes {
+        // No anti-CSRF token (403), then a token but fields that cannot be right (4xx).
+        let without_token = Req::post(path).form_fields(&[("login", "x")]).header("accept", "application/json");
+        let with_token = Req::post(path)
+            .form(&[("login", ""), ("password", ""), ("code", "%%%"), ("token", "")], &"c".repeat(43))
+            .header("accept", "application/json");
+        for (case, req) in [("no token", without_token), ("bad fields", with_token)] {
+            let response = t.send(function, req).await;
+            let status = response.status().as_u16();
+            if path == "/signout" && case == "bad fields" {
+                assert_eq!(status, 204, "signing out without a session is done, with no body");
+                continue;
+            }
+            assert!((400..500).contains(&status), "{path} {case}: {status}");
+            let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+            assert!(content_type.starts_with("application/json"), "{path} {case}: {content_type}");
+            let body = body_json(&response);
+            assert!(body["error"].is_string() && body["message"].is_string(), "{path} {case}: {body}");
+        }
+    }
+    // A browser's form (it accepts HTML) still gets its page.
+    let page = t.send(&SignIn, Req::post("/signin").form_fields(&[("login", "x")])).await;
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
