@@ -5,6 +5,7 @@ an authenticator: the Chromium journey (test_browser_passkeys.py) drives one, an
 from __future__ import annotations
 
 import base64
+import re
 
 from support import describe, error_body, session_token, unique_email, with_session
 
@@ -110,7 +111,14 @@ def test_the_passkey_script_is_served_and_pages_allow_only_the_portals_scripts(p
     page = portal.get_page("/signin")
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy, policy
-    assert 'src="/signin/passkey.js"' in page.text
+    # The page links the script's versioned copy (its name holds a hash of its content), which
+    # serves the same script, cacheable for a year, through the HTTP API.
+    versioned = re.search(r'<script src="(/assets/passkey\.[0-9a-f]{16}\.js)" defer>', page.text)
+    assert versioned, page.text
+    copy = portal.get(versioned.group(1))
+    assert copy.status_code == 200 and copy.text == resp.text, describe(copy)
+    assert copy.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert resp.headers["Cache-Control"] == "no-cache"
 
 
 def test_a_foreign_origin_cannot_start_a_ceremony(portal):
