@@ -497,6 +497,10 @@ pub trait Outbox: Send + Sync {
         now: Timestamp,
         events: &[PortalEvent],
     ) -> anyhow::Result<()>;
+    /// Holds a pending message without expiry (its TTL removed): an invitation whose emails are
+    /// switched off waits, visible to staff, until it is queued again or superseded. A message no
+    /// longer pending is left as it is.
+    async fn hold(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()>;
     /// Gives back the lease ending at `lease_until`, so that the next delivery sends at once; a
     /// lease that another run has taken over meanwhile, or a message settled meanwhile, is left.
     async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()>;

@@ -335,14 +335,17 @@ pub(crate) struct OutboxItem {
     pub pk: String,
     #[serde(flatten)]
     pub message: OutboxMessage,
-    pub ttl: Timestamp,
+    /// When TTL removes the item: `RETENTION_SECS` after it was queued, and again after it was
+    /// settled; none while it is held (an invitation waiting for its emails to be switched on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Timestamp>,
 }
 
 pub(crate) fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
     let item: Item = serde_dynamo::to_item(OutboxItem {
         pk: message.message_id.to_string(),
         message: message.clone(),
-        ttl: message.created_at + RETENTION_SECS,
+        ttl: Some(message.created_at + RETENTION_SECS),
     })?;
     put_new(table, item)
 }

@@ -32,7 +32,7 @@ use crate::domain::event::PortalEvent;
 use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, StoredState};
-use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage};
+use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage, RETENTION_SECS};
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
 /// Invitations stay visible to administrators this long after they expire, then TTL removes them.
@@ -779,16 +779,20 @@ impl Outbox for DynamoOutbox {
         if !events.is_empty() {
             let settle = self
                 .settle(message_id, "sent")
-                .update_expression("SET #s = :sent, sent_at = :now REMOVE secret, lease_until")
+                .update_expression("SET #s = :sent, sent_at = :now, #ttl = :ttl REMOVE secret, lease_until")
+                .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":sent", status("sent"))
                 .expression_attribute_values(":now", number(now))
+                .expression_attribute_values(":ttl", number(now + RETENTION_SECS))
                 .build()?;
             return self.settle_reporting(settle, events, "marking a message sent").await;
         }
         self.update(message_id)
-            .update_expression("SET #s = :sent, sent_at = :now REMOVE secret, lease_until")
+            .update_expression("SET #s = :sent, sent_at = :now, #ttl = :ttl REMOVE secret, lease_until")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":sent", status("sent"))
             .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":ttl", number(now + RETENTION_SECS))
             .send()
             .await
             .map_err(|e| sdk_error("marking a message sent", e))?;
@@ -805,24 +809,50 @@ impl Outbox for DynamoOutbox {
         if !events.is_empty() {
             let settle = self
                 .settle(message_id, "failed")
-                .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
+                .update_expression(
+                    "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl REMOVE secret, lease_until",
+                )
                 .expression_attribute_names("#e", "error")
+                .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":failed", status("failed"))
                 .expression_attribute_values(":reason", text(reason))
                 .expression_attribute_values(":now", number(now))
+                .expression_attribute_values(":ttl", number(now + RETENTION_SECS))
                 .build()?;
             return self.settle_reporting(settle, events, "marking a message failed").await;
         }
         self.update(message_id)
-            .update_expression("SET #s = :failed, #e = :reason, failed_at = :now REMOVE secret, lease_until")
+            .update_expression(
+                "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl REMOVE secret, lease_until",
+            )
             .expression_attribute_names("#e", "error")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":failed", status("failed"))
             .expression_attribute_values(":reason", text(reason))
             .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":ttl", number(now + RETENTION_SECS))
             .send()
             .await
             .map_err(|e| sdk_error("marking a message failed", e))?;
         Ok(())
+    }
+
+    async fn hold(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
+        let result = self
+            .update(message_id)
+            .update_expression("SET held_since = if_not_exists(held_since, :now) REMOVE #ttl")
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":pending", status("pending"))
+            .expression_attribute_values(":now", number(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Gone, claimed or settled meanwhile: nothing to hold.
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error("holding a message", err)),
+        }
     }
 
     async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()> {

@@ -53,7 +53,10 @@ pub enum Outcome {
 /// be delivered again.
 pub async fn deliver(portal: &Portal, message: &OutboxMessage) -> anyhow::Result<Outcome> {
     if message.kind == MessageKind::Invitation && !portal.settings.send_invitation_emails {
-        tracing::info!(message_id = %message.message_id, "invitation emails are turned off; the message stays pending");
+        // Held, never dropped: no expiry until it is queued again once sending is switched on
+        // (`portal-admin outbox requeue`), where a revoked invitation's email fails as superseded.
+        portal.outbox.hold(&message.message_id, portal.clock.now()).await?;
+        tracing::info!(message_id = %message.message_id, "invitation emails are turned off; the message is held, pending");
         return Ok(Outcome::Skipped);
     }
     claim_and_deliver(portal, &message.message_id).await

@@ -848,7 +848,9 @@ impl InvitationStore for MemoryInvitations {
 #[derive(Default)]
 pub struct MemoryOutbox {
     messages: Mutex<HashMap<MessageId, OutboxMessage>>,
-    /// `claim`, `mark_sent`, `mark_failed` and `release` fail on request.
+    /// The messages held without expiry (`hold`).
+    pub held: Mutex<std::collections::HashSet<MessageId>>,
+    /// `claim`, `mark_sent`, `mark_failed`, `hold` and `release` fail on request.
     pub faults: Faults,
 }
 
@@ -939,6 +941,15 @@ impl Outbox for MemoryOutbox {
             for event in events {
                 messages.insert(MessageId::from(event.event_id.as_str()), OutboxMessage::for_event(event));
             }
+        }
+        Ok(())
+    }
+
+    async fn hold(&self, message_id: &MessageId, _now: Timestamp) -> anyhow::Result<()> {
+        self.faults.check("hold")?;
+        let pending = self.messages.lock().unwrap().get(message_id).is_some_and(|m| m.status == MessageStatus::Pending);
+        if pending {
+            self.held.lock().unwrap().insert(message_id.clone());
         }
         Ok(())
     }

@@ -10,7 +10,9 @@ use portal::adapters::dynamodb_invitations::{DynamoInvitations, DynamoOutbox};
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
 use portal::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType, Redemption};
-use portal::domain::outbox::{Claim, LEASE_SECS, MailSecret, MessageKind, MessageStatus, OutboxMessage};
+use portal::domain::outbox::{
+    Claim, LEASE_SECS, MailSecret, MessageKind, MessageStatus, OutboxMessage, RETENTION_SECS,
+};
 use portal::domain::password::PasswordHashString;
 use portal::ports::{ContactChange, ContactStore, InvitationStore, Outbox, RedeemError};
 use portal_testkit::moto::{Tables, fresh_tables};
@@ -292,6 +294,46 @@ async fn the_outbox_claims_once_and_removes_the_secret_when_sent() {
     );
     s.invitations.record_delivery(&invitation.invitation_id, id, Delivery::Sent, None, NOW).await.unwrap();
     assert_eq!(s.invitations.get(&invitation.invitation_id).await.unwrap().unwrap().delivery, Delivery::Sent);
+}
+
+/// An invitation whose emails are switched off is held: no TTL, so DynamoDB never deletes it
+/// unsent; it can still be claimed and sent later, and settling it starts its retention then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_message_never_expires_unsent_and_its_retention_starts_when_settled() {
+    let s = stores();
+    let (_, invitation, _) = invited(&s, InvitationType::Single, 1).await;
+    let id = &invitation.message_id;
+    let item = |s: &Stores| {
+        let (client, table, key) = (s.tables.client.clone(), s.tables.outbox.clone(), id.to_string());
+        async move {
+            client
+                .get_item()
+                .table_name(table)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap()
+        }
+    };
+    let queued = item(&s).await;
+    assert!(queued.contains_key("ttl"), "a queued message expires in time, as before");
+
+    s.outbox.hold(id, NOW + 5).await.unwrap();
+    s.outbox.hold(id, NOW + 9).await.unwrap();
+    let held = item(&s).await;
+    assert!(!held.contains_key("ttl"), "held: nothing deletes it unsent");
+    assert_eq!(held["held_since"].as_n().unwrap(), &(NOW + 5).to_string(), "held since the first time");
+    assert_eq!(held["status"].as_s().unwrap(), "pending");
+
+    // Switched on and queued again: it is claimed and sent like any other, and kept from then on.
+    assert!(matches!(s.outbox.claim(id, NOW + 100).await.unwrap(), Claim::Leased(_)));
+    s.outbox.mark_sent(id, NOW + 101).await.unwrap();
+    let sent = item(&s).await;
+    assert_eq!(sent["ttl"].as_n().unwrap(), &(NOW + 101 + RETENTION_SECS).to_string());
+    s.outbox.hold(id, NOW + 200).await.unwrap();
+    assert!(item(&s).await.contains_key("ttl"), "a settled message is not held");
 }
 
 #[tokio::test(flavor = "multi_thread")]

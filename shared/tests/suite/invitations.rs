@@ -362,13 +362,14 @@ async fn an_unreadable_record_among_good_ones_is_skipped() {
 }
 
 #[tokio::test]
-async fn with_sending_turned_off_messages_stay_pending() {
+async fn with_sending_turned_off_messages_stay_pending_and_held() {
     let (t, admin) = with_admin(&[("PORTAL_SEND_INVITATION_EMAILS", "false")]).await;
     invite(&t, &admin, grace()).await;
     let message = invitation_messages(&t).remove(0);
     assert!(run_batch(&t, vec![stream_record("INSERT", &message, 1)]).await.is_empty());
     assert!(t.mailer.sent().is_empty());
     assert_eq!(t.outbox.get(&message.message_id).unwrap().status, MessageStatus::Pending);
+    assert!(t.outbox.held.lock().unwrap().contains(&message.message_id), "held: it never expires unsent");
     assert_eq!(t.invitations.all()[0].delivery, Delivery::Pending);
 }
 
