@@ -90,7 +90,10 @@ impl Portal {
         Portal {
             contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), contacts, outbox)),
             sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), sessions)),
-            invitations: Arc::new(DynamoInvitations::new(dynamodb.clone(), invitations, contacts, outbox)),
+            invitations: Arc::new(
+                DynamoInvitations::new(dynamodb.clone(), invitations, contacts, outbox)
+                    .keeping_source_addresses_for(settings.audit_retention_secs),
+            ),
             outbox: Arc::new(DynamoOutbox::new(dynamodb.clone(), outbox).with_invitations(invitations)),
             imports: Arc::new(DynamoImports::new(dynamodb.clone(), invitations, contacts, outbox)),
             passkeys: Arc::new(DynamoPasskeys::new(dynamodb.clone(), contacts, sessions, outbox)),

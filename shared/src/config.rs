@@ -55,6 +55,9 @@ pub struct Settings {
     /// template passes its stack's name, so that two stacks in one account keep their metrics, and
     /// their alarms, apart).
     pub metrics_stack: String,
+    /// How long a redemption's source address is kept (`PORTAL_AUDIT_RETENTION_DAYS`, 365): then
+    /// DynamoDB's TTL removes it, and the redemption stays without it.
+    pub audit_retention_secs: i64,
     /// Web roles whose members must have a second factor (`PORTAL_TWO_FACTOR_REQUIRED_ROLES`,
     /// comma-separated; empty: nobody must).
     pub two_factor_required_roles: Vec<String>,
@@ -141,6 +144,7 @@ impl Settings {
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
             event_bus: reader.text("PORTAL_EVENT_BUS", Some("portal-events"))?,
             metrics_stack: reader.text("PORTAL_METRICS_STACK", Some("portal-local"))?,
+            audit_retention_secs: reader.positive::<i64>("PORTAL_AUDIT_RETENTION_DAYS", 365)? * 86_400,
             two_factor_required_roles: reader
                 .raw("PORTAL_TWO_FACTOR_REQUIRED_ROLES")
                 .map(|v| v.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())

@@ -2,7 +2,9 @@
 //!
 //! Invitations table (keys `pk`, `sk`; GSI `by-contact` on `contact_id`; TTL on `ttl`):
 //! - `INVITATION#<id>` / `INVITATION`: the invitation.
-//! - `INVITATION#<id>` / `REDEMPTION#<time>#<contact id>`: its redemptions (one query reads all).
+//! - `INVITATION#<id>` / `REDEMPTION#<time>#<contact id>`: its redemptions (one query reads all);
+//!   each one's source address apart, under `REDEMPTION_IP#<time>#<contact id>` with a TTL of
+//!   `PORTAL_AUDIT_RETENTION_DAYS`, so that the address goes and the redemption stays.
 //! - `CODE#<sha-256 of the code>` / `CODE`: finds the invitation by its code.
 //! - `IDEMPOTENCY#<sha-256 of route, caller, key>` / `IDEMPOTENCY`: an `Idempotency-Key` and the
 //!   first answer (24 hours).
@@ -53,7 +55,14 @@ const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 
 /// A redemption's sort key: when, and by whom.
 fn redemption_sk(redemption: &Redemption) -> String {
-    format!("REDEMPTION#{:012}#{}", redemption.redeemed_at, redemption.contact_id)
+    format!("{REDEMPTION}{}", redemption_suffix(redemption))
+}
+
+const REDEMPTION: &str = "REDEMPTION#";
+const REDEMPTION_IP: &str = "REDEMPTION_IP#";
+
+fn redemption_suffix(redemption: &Redemption) -> String {
+    format!("{:012}#{}", redemption.redeemed_at, redemption.contact_id)
 }
 
 pub(super) fn code_pk(digest: &str) -> String {
@@ -101,6 +110,16 @@ struct RedemptionItem {
     redemption: Redemption,
 }
 
+/// A redemption's source address, kept until its TTL (the redemption item holds none; one written
+/// before the split holds its own, read as it is).
+#[derive(Serialize, Deserialize)]
+struct SourceAddressItem {
+    pk: String,
+    sk: String,
+    source_ip: String,
+    ttl: Timestamp,
+}
+
 pub(super) fn code_item(digest: &str, invitation: &Invitation) -> anyhow::Result<Item> {
     Ok(serde_dynamo::to_item(CodeItem {
         pk: code_pk(digest),
@@ -137,6 +156,8 @@ pub struct DynamoInvitations {
     pub(super) invitations_table: String,
     contacts_table: String,
     pub(super) outbox_table: String,
+    /// How long a redemption's source address is kept (`PORTAL_AUDIT_RETENTION_DAYS`).
+    source_address_secs: i64,
 }
 
 impl DynamoInvitations {
@@ -146,7 +167,13 @@ impl DynamoInvitations {
             invitations_table: invitations_table.into(),
             contacts_table: contacts_table.into(),
             outbox_table: outbox_table.into(),
+            source_address_secs: 365 * 86_400,
         }
+    }
+
+    /// Redemptions' source addresses expire `secs` after the redemption.
+    pub fn keeping_source_addresses_for(self, secs: i64) -> Self {
+        DynamoInvitations { source_address_secs: secs, ..self }
     }
 
     async fn get_item(&self, pk: String, sk: &str) -> anyhow::Result<Option<Item>> {
@@ -263,13 +290,26 @@ impl InvitationStore for DynamoInvitations {
             .table_name(&self.invitations_table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :redemption)")
             .expression_attribute_values(":pk", text(&invitation_pk(invitation_id)))
-            .expression_attribute_values(":redemption", text("REDEMPTION#"))
+            // Both the redemptions and their source addresses (REDEMPTION# and REDEMPTION_IP#).
+            .expression_attribute_values(":redemption", text("REDEMPTION"))
             .consistent_read(true);
-        query_to_end(query, "reading redemptions")
-            .await?
-            .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, RedemptionItem>(item)?.redemption))
-            .collect()
+        let mut redemptions = Vec::new();
+        let mut addresses = std::collections::HashMap::new();
+        for item in query_to_end(query, "reading redemptions").await? {
+            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if let Some(suffix) = sk.strip_prefix(REDEMPTION_IP) {
+                let address: SourceAddressItem = serde_dynamo::from_item(item)?;
+                addresses.insert(suffix.to_string(), address.source_ip);
+            } else {
+                redemptions.push(serde_dynamo::from_item::<_, RedemptionItem>(item)?.redemption);
+            }
+        }
+        for redemption in &mut redemptions {
+            if let Some(address) = addresses.remove(&redemption_suffix(redemption)) {
+                redemption.source_ip = address;
+            }
+        }
+        Ok(redemptions)
     }
 
     async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>> {
@@ -414,18 +454,28 @@ impl InvitationStore for DynamoInvitations {
         let mut items = Transaction::default();
         items.push(TransactWriteItem::builder().update(count).build(), Guards::Record);
         items.extend(self.contact_change_items(change, now)?);
+        // The redemption without its source address, and the address apart until its TTL.
         let record: Item = serde_dynamo::to_item(RedemptionItem {
             pk: invitation_pk(&invitation.invitation_id),
             sk: redemption_sk(redemption),
-            redemption: redemption.clone(),
+            redemption: Redemption { source_ip: String::new(), ..redemption.clone() },
         })
         .map_err(anyhow::Error::from)?;
-        let put = Put::builder()
-            .table_name(&self.invitations_table)
-            .set_item(Some(record))
-            .build()
-            .map_err(anyhow::Error::from)?;
-        items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
+        let address: Item = serde_dynamo::to_item(SourceAddressItem {
+            pk: invitation_pk(&invitation.invitation_id),
+            sk: format!("{REDEMPTION_IP}{}", redemption_suffix(redemption)),
+            source_ip: redemption.source_ip.clone(),
+            ttl: redemption.redeemed_at + self.source_address_secs,
+        })
+        .map_err(anyhow::Error::from)?;
+        for item in [record, address] {
+            let put = Put::builder()
+                .table_name(&self.invitations_table)
+                .set_item(Some(item))
+                .build()
+                .map_err(anyhow::Error::from)?;
+            items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
+        }
         for message in queued {
             items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
         }

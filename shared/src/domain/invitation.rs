@@ -197,6 +197,8 @@ pub struct Redemption {
     pub invitation_id: InvitationId,
     pub contact_id: ContactId,
     pub redeemed_at: Timestamp,
+    /// Where it came from; empty once `PORTAL_AUDIT_RETENTION_DAYS` have passed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source_ip: String,
 }
 

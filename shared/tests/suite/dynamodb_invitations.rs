@@ -162,6 +162,47 @@ async fn ten_parallel_redemptions_of_a_single_code_give_exactly_one_success() {
     assert_eq!(s.invitations.redemptions(&invitation.invitation_id).await.unwrap().len(), 1);
 }
 
+/// A redemption's source address is kept apart with a TTL of the audit retention: when DynamoDB
+/// removes it, the redemption stays, without the address.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redemptions_source_address_expires_and_the_redemption_stays() {
+    let mut s = stores();
+    s.invitations = Arc::new(
+        DynamoInvitations::new(s.tables.client.clone(), &s.tables.invitations, &s.tables.contacts, &s.tables.outbox)
+            .keeping_source_addresses_for(90 * 86_400),
+    );
+    let (grace, invitation, _) = invited(&s, InvitationType::Single, 1).await;
+    let done = redemption(&invitation, &grace.contact_id);
+    s.invitations.redeem(&invitation, &credentials(&grace), &done, NOW).await.unwrap();
+    assert_eq!(s.invitations.redemptions(&invitation.invitation_id).await.unwrap(), vec![done.clone()]);
+
+    let items = s.tables.client.scan().table_name(&s.tables.invitations).send().await.unwrap();
+    let of = |prefix: &str| {
+        items.items().iter().filter(|i| i["sk"].as_s().unwrap().starts_with(prefix)).cloned().collect::<Vec<_>>()
+    };
+    let (records, addresses) = (of("REDEMPTION#"), of("REDEMPTION_IP#"));
+    assert_eq!((records.len(), addresses.len()), (1, 1));
+    assert!(!records[0].contains_key("source_ip"), "the redemption itself holds no address");
+    assert_eq!(addresses[0]["source_ip"].as_s().unwrap(), "198.51.100.7");
+    assert_eq!(addresses[0]["ttl"].as_n().unwrap(), &(done.redeemed_at + 90 * 86_400).to_string());
+
+    // TTL removes the address (here by hand): the redemption is still listed, without it.
+    type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+    let key = |item: &Item| {
+        item.iter().filter(|(k, _)| ["pk", "sk"].contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    s.tables
+        .client
+        .delete_item()
+        .table_name(&s.tables.invitations)
+        .set_key(Some(key(&addresses[0])))
+        .send()
+        .await
+        .unwrap();
+    let kept = s.invitations.redemptions(&invitation.invitation_id).await.unwrap();
+    assert_eq!(kept, vec![Redemption { source_ip: String::new(), ..done }]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_invitation_stops_at_its_maximum_under_a_race() {
     let s = stores();
