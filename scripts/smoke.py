@@ -6,7 +6,9 @@ suite against a deployed portal, with a throwaway account, cleaned up afterwards
 
 The journey: the home page, registration (JSON), the profile with the new session, sign-out (the
 session ends server-side), a wrong password (401 invalid_credentials), sign-in, a password-reset
-request, sign-out. The throwaway address is on the SES mailbox simulator
+request, sign-out. Every POST carries `Origin: URL`, as a browser on the portal's pages does: a
+portal whose PortalBaseUrl is not URL refuses them (403), as it would every form. With --stack,
+URL must also be the stack's PortalUrl output. The throwaway address is on the SES mailbox simulator
 (success+smoke-<random>@simulator.amazonses.com): the emails the journey causes are accepted
 without reaching anyone and count against neither the sandbox nor the bounce rate.
 
@@ -42,7 +44,11 @@ class Journey:
         self.contact_id: str | None = None
 
     def call(self, method: str, path: str, expect: int, body=None, what: str = "") -> requests.Response:
-        r = self.http.request(method, self.base + path, headers=JSON, timeout=TIMEOUT,
+        # As a browser on the portal's own pages sends it: the portal refuses a POST from any other
+        # origin, so a PortalBaseUrl that is not the address people use fails here, as every
+        # browser form would.
+        headers = {**JSON, "Origin": self.base} if method == "POST" else JSON
+        r = self.http.request(method, self.base + path, headers=headers, timeout=TIMEOUT,
                               allow_redirects=False,
                               data=json.dumps(body) if body is not None else None)
         line = f"{method} {path} -> {r.status_code}"
@@ -82,7 +88,7 @@ def tables_of_stack(stack: str) -> dict[str, str]:
 
     (found,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
-    missing = [k for k in ("ContactsTableName", "SessionsTableName") if k not in outputs]
+    missing = [k for k in ("ContactsTableName", "SessionsTableName", "PortalUrl") if k not in outputs]
     if missing:
         raise SmokeFailure(f"the stack {stack} has no output {', '.join(missing)}")
     return outputs
@@ -114,6 +120,9 @@ def main() -> int:
     print(f"smoke: {journey.base} with the throwaway account {journey.email}")
     status = 0
     try:
+        if args.stack and (portal_url := tables_of_stack(args.stack)["PortalUrl"].rstrip("/")) != journey.base:
+            raise SmokeFailure(f"the stack's PortalUrl is {portal_url}, not {journey.base}: emailed "
+                               "links and the origin check follow PortalUrl")
         journey.run()
     except (SmokeFailure, requests.RequestException, ValueError, KeyError) as e:
         print(f"FAILED  {e}", file=sys.stderr)

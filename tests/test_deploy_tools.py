@@ -27,8 +27,9 @@ OUTPUTS = {"ContactsTableName": "ContactsTable", "SessionsTableName": "SessionsT
 def deployed(stack):
     """The name of a CloudFormation stack (in moto) whose outputs name the local stack's tables."""
     name = f"portal-deployed-{uuid.uuid4().hex[:8]}"
-    template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
-                "Outputs": {key: {"Value": stack.tables[logical]} for key, logical in OUTPUTS.items()}}
+    outputs = {key: {"Value": stack.tables[logical]} for key, logical in OUTPUTS.items()}
+    outputs["PortalUrl"] = {"Value": stack.portal_url}
+    template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}}, "Outputs": outputs}
     local_aws.client("cloudformation", stack.aws_endpoint).create_stack(
         StackName=name, TemplateBody=json.dumps(template))
     return name
@@ -77,3 +78,22 @@ def test_smoke_walks_the_journey_and_deletes_its_account(stack, base_url, deploy
                               Key={"pk": {"S": f"EMAIL#{email.lower()}"}})
     assert "Item" not in guard, "the throwaway account's email guard is still there"
     assert Portal(base_url).signin(email, "anything at all here").status_code == 401
+
+
+def smoke(stack, url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "smoke.py"), url, *args],
+                          env=aws_env(stack), capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_smoke_fails_where_browsers_would_at_an_address_that_is_not_the_base_url(stack, deployed):
+    """The same portal reached at another address (127.0.0.1 for localhost): its POSTs carry that
+    origin, which the portal refuses, as it would refuse every form of a browser there."""
+    elsewhere = stack.portal_url.replace("localhost", "127.0.0.1")
+    done = smoke(stack, elsewhere)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "POST /register -> 403" in done.stderr, done.stderr
+    # With the stack named, its PortalUrl output says so before anything is sent.
+    done = smoke(stack, elsewhere, "--stack", deployed)
+    assert done.returncode == 1 and "the stack's PortalUrl is" in done.stderr, done.stderr
+    assert "POST" not in done.stdout
