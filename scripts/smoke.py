@@ -12,7 +12,10 @@ URL must also be the stack's PortalUrl output. The throwaway address is on the S
 (success+smoke-<random>@simulator.amazonses.com): the emails the journey causes are accepted
 without reaching anyone and count against neither the sandbox nor the bounce rate.
 
---stack NAME: afterwards, delete the throwaway contact (its item, its email guard item and its
+--stack NAME: the emails the journey caused (the confirmation and the reset request) are followed
+in the stack's outbox table until each is `sent`, that is SES accepted it (a Scan filtered on the
+throwaway address, up to --email-wait seconds: an unverified sender or an SES refusal marks them
+`failed`, which fails the smoke test with the reason). Then delete the throwaway contact (its item, its email guard item and its
 sessions) from the tables that the stack's outputs name (CloudFormation DescribeStacks, with the
 caller's AWS credentials: DynamoDB Query and DeleteItem on those tables). Its email tokens,
 rate-limit counters and outbox items expire by TTL. Without --stack the account stays, signed
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import uuid
 
 import requests
@@ -88,10 +92,45 @@ def tables_of_stack(stack: str) -> dict[str, str]:
 
     (found,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
-    missing = [k for k in ("ContactsTableName", "SessionsTableName", "PortalUrl") if k not in outputs]
+    missing = [k for k in ("ContactsTableName", "SessionsTableName", "OutboxTableName", "PortalUrl")
+               if k not in outputs]
     if missing:
         raise SmokeFailure(f"the stack {stack} has no output {', '.join(missing)}")
     return outputs
+
+
+def follow_emails(stack: str, email: str, wait_secs: float) -> None:
+    """Waits until every outbox message to `email` is `sent` (SES accepted it); SmokeFailure when
+    one failed for good, or when they are not all sent within `wait_secs`."""
+    import boto3
+
+    table = tables_of_stack(stack)["OutboxTableName"]
+    ddb = boto3.client("dynamodb")
+    deadline = time.monotonic() + wait_secs
+    while True:
+        found, start = [], None
+        while True:
+            page = ddb.scan(TableName=table, FilterExpression="#to = :to",
+                            ExpressionAttributeNames={"#to": "to", "#s": "status", "#k": "kind",
+                                                      "#e": "error"},
+                            ExpressionAttributeValues={":to": {"S": email}},
+                            ProjectionExpression="#s, #k, #e",
+                            **({"ExclusiveStartKey": start} if start else {}))
+            found += page["Items"]
+            if not (start := page.get("LastEvaluatedKey")):
+                break
+        states = sorted((m["kind"]["S"], m["status"]["S"]) for m in found)
+        failed = [m for m in found if m["status"]["S"] == "failed"]
+        if failed:
+            reasons = "; ".join(f"{m['kind']['S']}: {m.get('error', {}).get('S', '?')}" for m in failed)
+            raise SmokeFailure(f"an email to the throwaway address failed for good ({reasons})")
+        if found and all(state == "sent" for _, state in states):
+            print(f"ok  emails sent (SES accepted them): {', '.join(kind for kind, _ in states)}")
+            return
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"the emails to the throwaway address were not all sent within "
+                               f"{wait_secs:.0f}s: {states or 'none queued'}")
+        time.sleep(2)
 
 
 def clean_up(stack: str, email: str, contact_id: str) -> None:
@@ -114,7 +153,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="smoke.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url")
-    parser.add_argument("--stack", help="the deployed stack, to delete the throwaway account")
+    parser.add_argument("--stack", help="the deployed stack: follow the emails, then delete the "
+                        "throwaway account")
+    parser.add_argument("--email-wait", type=float, default=120,
+                        help="seconds to wait for the emails to be sent (with --stack; 120)")
     args = parser.parse_args()
     journey = Journey(args.url)
     print(f"smoke: {journey.base} with the throwaway account {journey.email}")
@@ -124,6 +166,8 @@ def main() -> int:
             raise SmokeFailure(f"the stack's PortalUrl is {portal_url}, not {journey.base}: emailed "
                                "links and the origin check follow PortalUrl")
         journey.run()
+        if args.stack:
+            follow_emails(args.stack, journey.email, args.email_wait)
     except (SmokeFailure, requests.RequestException, ValueError, KeyError) as e:
         print(f"FAILED  {e}", file=sys.stderr)
         status = 1

@@ -72,6 +72,9 @@ def test_smoke_walks_the_journey_and_deletes_its_account(stack, base_url, deploy
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "smoke: passed" in done.stdout and "cleaned up" in done.stdout
+    # The reset email it asked for was followed to `sent` in the outbox (SES accepted it).
+    sent = next(line for line in done.stdout.splitlines() if "emails sent (SES accepted them)" in line)
+    assert "reset_request" in sent, sent
     email = next(word for word in done.stdout.split() if word.startswith("success+smoke-"))
     contacts = local_aws.client("dynamodb", stack.aws_endpoint)
     guard = contacts.get_item(TableName=stack.tables["ContactsTable"],
