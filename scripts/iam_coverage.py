@@ -7,9 +7,10 @@ infra/template.yaml.
 
 For each function (the SDK app id of the call, which is the Lambda function's name, locally the
 binary's) every recorded action, with its table or index ARN as the stack names them, must be
-allowed by an Allow statement of that function's role: the inline statements and SAM policy
-templates of `Policies`, or the policies of the AWS::IAM::Role its `Role` names, plus what SAM
-adds to a role it makes. What Lambda itself does with the role (read the stream of a DynamoDB event,
+allowed by an Allow statement of that function's role: the AWS::IAM::Role its `Role` names, or the
+one SAM makes for it, read from SAM's own translation of the template (scripts/sam_translate.py in
+.venv-sam): its inline policies (SAM policy templates expanded) and the AWS managed policies it
+attaches. What Lambda itself does with the role (read the stream of a DynamoDB event,
 send to its OnFailure queue, write its logs) is added as required too. A missing grant fails (exit
 status 1); grants that nothing used are reported, with a statement's Sid, so that they can be
 dropped. Prints one line per (function, action, resource)."""
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import local_aws  # noqa: E402
 
 REGION, ACCOUNT = local_aws.REGION, local_aws.ACCOUNT_ID
-# What SAM adds to the role it makes for a function (AWS managed policies, as AWS publishes them).
+# The AWS managed policies the roles attach (as AWS publishes them: not in the template).
 MANAGED = {
     "AWSLambdaBasicExecutionRole": [{"Effect": "Allow", "Resource": "*", "Action": [
         "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]}],
@@ -39,13 +40,27 @@ MANAGED = {
         "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"]}],
 }
 # Grants whose use the local stack cannot record, never reported as unused: Lambda's own (logs,
-# X-Ray), and SendEmail on the configuration set, which SES applies as the sender identity's
-# default (not named in the request).
-UNRECORDABLE = re.compile(r"^(logs|xray):.*|^ses:SendEmail arn:[^ ]*:configuration-set/.*")
+# X-Ray).
+UNRECORDABLE = re.compile(r"^(logs|xray):.*")
+SAM_PYTHON = os.path.join(local_aws.ROOT, ".venv-sam", "bin", "python")
 
 
 class Resolver(local_aws.Resolver):
-    """local_aws.Resolver plus the Fn::GetAtt of ARNs, as the local stack's names give them."""
+    """local_aws.Resolver plus the Fn::GetAtt of ARNs, as the local stack's names give them, and
+    Fn::Sub with variables and `${Resource.Attribute}` (as SAM's policy templates write them)."""
+
+    FUNCTIONS = {**local_aws.Resolver.FUNCTIONS, "Fn::GetAtt": lambda self, a: self.get_att(a)}
+
+    def sub(self, arg) -> str:
+        text, variables = (arg[0], self.resolve(arg[1])) if isinstance(arg, list) else (arg, {})
+
+        def value(name: str) -> str:
+            if name in variables:
+                return str(variables[name])
+            if "." in name and not name.startswith("AWS::"):
+                return str(self.get_att(name))
+            return str(self.ref(name))
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: value(m.group(1)), text)
 
     def get_att(self, arg):
         logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
@@ -91,19 +106,23 @@ def bus_arn(name: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
 
 
-def sam_policy_template(name: str, args: dict, resolver: Resolver) -> list[dict]:
-    """The SAM policy templates this template uses, as SAM expands them (its policy_templates.json)."""
-    if name == "DynamoDBStreamReadPolicy":
-        table, stream = args["TableName"], args["StreamName"]
-        base = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
-        return [{"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
-                                               "dynamodb:GetShardIterator"],
-                 "Resource": f"{base}/stream/{stream}"},
-                {"Effect": "Allow", "Action": ["dynamodb:ListStreams"], "Resource": f"{base}/stream/*"}]
-    if name == "SQSSendMessagePolicy":
-        return [{"Effect": "Allow", "Action": ["sqs:SendMessage*"],
-                 "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{args['QueueName']}"}]
-    raise ValueError(f"iam_coverage.py does not know the SAM policy template {name}: add it")
+_TRANSLATED: dict[str, dict] = {}
+
+
+def sam_translated(template_path: str = "infra/template.yaml") -> dict:
+    """The template as SAM translates it (once per process), with the local parameter values."""
+    if template_path not in _TRANSLATED:
+        import subprocess
+
+        parameters = {**local_aws.LOCAL_PARAMETERS, "AlarmEmail": "alarms@example.com"}
+        done = subprocess.run([SAM_PYTHON, os.path.join(local_aws.ROOT, "scripts", "sam_translate.py"),
+                               json.dumps(parameters)], capture_output=True, text=True, timeout=300,
+                              check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the SAM translation failed (scripts/setup.sh --sam makes "
+                               f".venv-sam): {done.stderr[-2000:]}")
+        _TRANSLATED[template_path] = json.loads(done.stdout)
+    return _TRANSLATED[template_path]
 
 
 class Role:
@@ -112,43 +131,20 @@ class Role:
     def __init__(self, function_id: str, resolver: Resolver):
         template_fn = resolver.resources[function_id]
         props = template_fn.get("Properties") or {}
-        globals_fn = (resolver.template.get("Globals") or {}).get("Function") or {}
         self.statements: list[tuple[str, dict]] = []  # (origin, statement)
         role = props.get("Role")
         if role is not None:
             role_id = role["Fn::GetAtt"][0] if isinstance(role.get("Fn::GetAtt"), list) \
                 else role["Fn::GetAtt"].split(".")[0]
             role_props = resolver.resources[role_id]["Properties"]
-            for policy in role_props.get("Policies") or []:
-                self.add_document(f"{role_id}/{policy.get('PolicyName')}",
-                                  resolver.resolve(policy["PolicyDocument"]))
-            for arn in resolver.resolve(role_props.get("ManagedPolicyArns") or []):
-                self.add_managed(arn.rsplit("/", 1)[-1])
-            return
-        # A role SAM makes: the basic execution policy, what the function's events need, tracing.
-        self.add_managed("AWSLambdaBasicExecutionRole")
-        for event in (props.get("Events") or {}).values():
-            if event["Type"] == "DynamoDB":
-                self.add_managed("AWSLambdaDynamoDBExecutionRole")
-                dest = (event["Properties"].get("DestinationConfig") or {}).get("OnFailure")
-                if dest:
-                    self.add("SAM OnFailure destination", {
-                        "Effect": "Allow", "Action": "sqs:SendMessage",
-                        "Resource": resolver.resolve(dest["Destination"])})
-        # SAM adds the X-Ray policy for Tracing Active, and for any intrinsic (an !If) whatever
-        # it resolves to (seen in samtranslator's output for this template).
-        tracing = props.get("Tracing", globals_fn.get("Tracing"))
-        if tracing == "Active" or isinstance(tracing, dict):
-            self.add_managed("AWSXrayWriteOnlyAccess")
-        for policy in props.get("Policies") or []:
-            if isinstance(policy, str):
-                self.add_managed(policy)
-            elif "Statement" in policy:
-                self.add_document("Policies", resolver.resolve(policy))
-            else:
-                ((name, args),) = policy.items()
-                for st in sam_policy_template(name, resolver.resolve(args), resolver):
-                    self.add(f"SAM {name}", st)
+        else:  # the role SAM makes for it, as SAM makes it
+            role_id = f"{function_id}Role"
+            role_props = sam_translated()["Resources"][role_id]["Properties"]
+        for policy in role_props.get("Policies") or []:
+            self.add_document(f"{role_id}/{policy.get('PolicyName')}",
+                              resolver.resolve(policy["PolicyDocument"]))
+        for arn in resolver.resolve(role_props.get("ManagedPolicyArns") or []):
+            self.add_managed(arn.rsplit("/", 1)[-1])
 
     def add_managed(self, name: str) -> None:
         for st in MANAGED[name]:
@@ -226,6 +222,19 @@ def requirement_of(call: dict, resolver: Resolver | None = None) -> tuple[str, s
     return action, "*", {}
 
 
+def requirements_of(call: dict, resolver: Resolver) -> list[tuple[str, str, dict]]:
+    """What a recorded call needs of the role: its own requirement, and for an email sent through
+    SES v2 also SendEmail on the configuration set, which SES applies as the sender identity's
+    default and authorizes like the identity (the request does not name it)."""
+    needs = [requirement_of(call, resolver)]
+    if needs[0][0] == "ses:SendEmail":
+        for logical_id, _ in resolver.resources_of_type("AWS::SES::ConfigurationSet"):
+            name = resolver.name_of(logical_id)
+            needs.append(("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{name}",
+                          needs[0][2]))
+    return needs
+
+
 def platform_requirements(function_id: str, resolver: Resolver) -> list[tuple[str, str, dict]]:
     """What Lambda does with the function's role: write its logs, read the stream of a DynamoDB
     event and send to its OnFailure queue."""
@@ -269,7 +278,8 @@ def check(calls_by_stack: dict[str, list[dict]], template: dict | None = None,
         stack_roles = {binary: Role(lid, resolver) for binary, lid in functions.items()}
         if not roles:
             roles, roles_stack = stack_roles, stack_name
-        needs = [(call.get("function"), *requirement_of(call, resolver), call) for call in calls]
+        needs = [(call.get("function"), *need, call) for call in calls
+                 for need in requirements_of(call, resolver)]
         needs += [(binary, *need, None) for binary, lid in functions.items()
                   for need in platform_requirements(lid, resolver)]
         for function, action, resource, context, call in needs:
