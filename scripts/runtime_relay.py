@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A relay between the local functions and `cargo lambda watch`'s Lambda runtime API, for the
-stacks that scripts/stack.py starts with prebuilt=True (the pytest suite's): scripts/cargo-run-built
+"""A relay between the local functions and `cargo lambda watch`'s Lambda runtime API, for every
+stack scripts/stack.py starts (`make run`, the pytest suite's, make load's): scripts/cargo-run-built
 points each function's AWS_LAMBDA_RUNTIME_API here, and every request is passed on unchanged.
 
 Why: the emulator (cargo-lambda 1.9.2) answers a function's `POST .../invocation/<id>/response`

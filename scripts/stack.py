@@ -196,17 +196,20 @@ class Stack(Plan):
         fd, self._env_file = tempfile.mkstemp(prefix=f"{self.stack_name}-", suffix=".env")
         with os.fdopen(fd, "w") as f:
             f.write(f"RUST_LOG='{rust_log}'\n")
-        watch = ["cargo", "lambda"]
+        # cargo lambda starts each function through CARGO (scripts/cargo-run-built): through the
+        # runtime relay (scripts/runtime_relay.py: the emulator lost answers without it), and for a
+        # prebuilt stack straight from its binary. Run directly, not as `cargo lambda`: cargo
+        # would set CARGO to itself.
+        watch = [os.path.join(VENV_BIN, "cargo-lambda"), "lambda"]
+        env.update(CARGO=os.path.join(ROOT, "scripts", "cargo-run-built"),
+                   PORTAL_CARGO=shutil.which("cargo") or "cargo",
+                   PORTAL_RUNTIME_RELAY=self.start_runtime_relay())
         if self.prebuilt:
-            # The functions are built once here, and each instance runs its binary at once
-            # (scripts/cargo-run-built), not through `cargo run`; a change to the code is not
-            # picked up until the stack starts again.
+            # The functions are built once here, and each instance runs its binary at once, not
+            # through `cargo run`; a change to the code is not picked up until the stack starts
+            # again.
             self.build_functions()
-            watch = [os.path.join(VENV_BIN, "cargo-lambda"), "lambda"]  # not through cargo: it
-            env.update(CARGO=os.path.join(ROOT, "scripts", "cargo-run-built"),  # would set CARGO
-                       PORTAL_CARGO=shutil.which("cargo") or "cargo",
-                       PORTAL_BUILT_DIR=os.path.join(target_dir(), "debug"),
-                       PORTAL_RUNTIME_RELAY=self.start_runtime_relay())
+            env["PORTAL_BUILT_DIR"] = os.path.join(target_dir(), "debug")
         self._spawn("cargo lambda watch", [
             *watch, "watch", "-A", "127.0.0.1", "-P", str(self.portal_port),
             "--concurrency", str(self.concurrency), "--disable-cors", "--env-file", self._env_file,
