@@ -7,6 +7,9 @@ use std::fmt;
 
 use crate::domain::lockout::LockoutPolicy;
 
+/// `PORTAL_AUDIT_RETENTION_DAYS` unless set: how long audit data (a redemption's address) is kept.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 365;
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Public base URL without a trailing slash, e.g. `https://portal.example.com`.
@@ -144,7 +147,9 @@ impl Settings {
             failures_per_address_per_hour: reader.positive("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", 100)?,
             event_bus: reader.text("PORTAL_EVENT_BUS", Some("portal-events"))?,
             metrics_stack: reader.text("PORTAL_METRICS_STACK", Some("portal-local"))?,
-            audit_retention_secs: reader.positive::<i64>("PORTAL_AUDIT_RETENTION_DAYS", 365)? * 86_400,
+            audit_retention_secs: reader
+                .positive::<i64>("PORTAL_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS)?
+                * 86_400,
             two_factor_required_roles: reader
                 .raw("PORTAL_TWO_FACTOR_REQUIRED_ROLES")
                 .map(|v| v.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())

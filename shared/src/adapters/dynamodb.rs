@@ -187,6 +187,19 @@ pub(crate) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMet
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// Runs a conditional update whose refusal means there is nothing left for it to do (the item was
+/// claimed, settled, superseded or removed meanwhile, or holds a later value): refused counts as done.
+pub(crate) async fn update_unless_moved_on(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    doing: &str,
+) -> anyhow::Result<()> {
+    match update.send().await {
+        Ok(_) => Ok(()),
+        Err(err) if is_conditional_failure(&err) => Ok(()),
+        Err(err) => Err(sdk_error(doing, err)),
+    }
+}
+
 /// Puts an item under a key made from a new random token (a session, a pending sign-in, a
 /// passkey ceremony). Only this very put can have written that key: a condition failure is an
 /// attempt the SDK timed out and retried after DynamoDB had committed it, so it counts as written.

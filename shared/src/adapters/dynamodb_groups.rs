@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWrite
 
 use super::dynamodb::{
     Guards, Item, Transaction, TransactionError, is_conditional_failure, number, outbox_put, put_new, sdk_error,
+    update_unless_moved_on,
 };
 use super::dynamodb_invitations::{
     CODE_SK, DynamoInvitations, DynamoOutbox, INVITATION_SK, InvitationItem, KEEP_AFTER_EXPIRY_SECS, code_item,
@@ -167,12 +168,8 @@ impl DynamoInvitations {
             None => builder
                 .update_expression("SET delivery = :delivery, list_delivery = :list_delivery, delivered_at = :now"),
         };
-        match builder.send().await {
-            Ok(_) => Ok(()),
-            // A later record (which saw this one) writes the aggregate, or a resend came between.
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("recording a group invitation's delivery", err)),
-        }
+        // Refused: a later record (which saw this one) writes the aggregate, or a resend came between.
+        update_unless_moved_on(builder, "recording a group invitation's delivery").await
     }
 }
 

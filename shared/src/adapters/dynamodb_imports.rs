@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
     ContactItem, GuardItem, Guards, Item, LeaseTaken, Transaction, TransactionError, contact_pk, email_pk,
-    is_conditional_failure, key, new_contact_items, number, put_new, sdk_error, take_lease,
+    is_conditional_failure, key, new_contact_items, number, put_new, sdk_error, take_lease, update_unless_moved_on,
 };
 use super::dynamodb_invitations::{event_items, new_invitation_items};
 use crate::domain::contact::Contact;
@@ -250,20 +250,14 @@ impl ImportStore for DynamoImports {
     }
 
     async fn release_chunk(&self, chunk_id: &str, lease_until: Timestamp) -> anyhow::Result<()> {
-        let result = self
+        let update = self
             .chunk_update(chunk_id)
             .update_expression("SET #s = :pending REMOVE lease_until")
             .condition_expression("#s = :processing AND lease_until = :mine")
             .expression_attribute_values(":pending", text("pending"))
             .expression_attribute_values(":processing", text("processing"))
-            .expression_attribute_values(":mine", number(lease_until))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("releasing an import chunk", err)),
-        }
+            .expression_attribute_values(":mine", number(lease_until));
+        update_unless_moved_on(update, "releasing an import chunk").await
     }
 
     async fn row_outcomes(&self, keys: &[String]) -> anyhow::Result<HashMap<String, RowOutcome>> {
@@ -498,20 +492,15 @@ impl SendPacer for DynamoPacer {
         let spacing = self.spacing().await?;
         let now = now_ms();
         let later = pacing::backed_off(None, now, (2 * spacing.interval_ms).max(1_000));
-        let result = self
+        // Refused: a later back-off is there already.
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", text(PACE_PK))
             .update_expression("SET next_ms = :later")
             .condition_expression("attribute_not_exists(next_ms) OR next_ms < :later")
-            .expression_attribute_values(":later", number(later))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("backing off the sending rate", err)),
-        }
+            .expression_attribute_values(":later", number(later));
+        update_unless_moved_on(update, "backing off the sending rate").await
     }
 }

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
     Guards, Item, LeaseTaken, OutboxItem, Transaction, TransactionError, contact_pk, guard_item,
-    is_conditional_failure, new_contact_items, number, outbox_put, put_new, sdk_error, take_lease, username_pk,
+    is_conditional_failure, new_contact_items, number, outbox_put, put_new, sdk_error, take_lease,
+    update_unless_moved_on, username_pk,
 };
 use super::dynamodb_list_keys::{delivery_partition, state_partition};
 use super::dynamodb_pages::{batch_get_in_order, query_to_end};
@@ -167,7 +168,7 @@ impl DynamoInvitations {
             invitations_table: invitations_table.into(),
             contacts_table: contacts_table.into(),
             outbox_table: outbox_table.into(),
-            source_address_secs: 365 * 86_400,
+            source_address_secs: crate::config::DEFAULT_AUDIT_RETENTION_DAYS * 86_400,
         }
     }
 
@@ -642,12 +643,8 @@ impl InvitationStore for DynamoInvitations {
                 "SET delivery = :delivery, list_delivery = :list_delivery, delivered_at = :now REMOVE delivery_error",
             ),
         };
-        match builder.send().await {
-            Ok(_) => Ok(()),
-            // A resend replaced this message: its outcome no longer describes the invitation.
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("recording a delivery", err)),
-        }
+        // Refused: a resend replaced this message, whose outcome no longer describes the invitation.
+        update_unless_moved_on(builder, "recording a delivery").await
     }
 
     async fn create_group_with_events(
@@ -781,6 +778,11 @@ impl DynamoInvitations {
     }
 }
 
+/// Settling a message: its secret and lease go, and its retention (TTL) starts from now (a held
+/// message has none until then).
+const MARK_SENT: &str = "SET #s = :sent, sent_at = :now, #ttl = :ttl REMOVE secret, lease_until";
+const MARK_FAILED: &str = "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl REMOVE secret, lease_until";
+
 #[async_trait]
 impl Outbox for DynamoOutbox {
     async fn claim(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<Claim> {
@@ -829,7 +831,7 @@ impl Outbox for DynamoOutbox {
         if !events.is_empty() {
             let settle = self
                 .settle(message_id, "sent")
-                .update_expression("SET #s = :sent, sent_at = :now, #ttl = :ttl REMOVE secret, lease_until")
+                .update_expression(MARK_SENT)
                 .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":sent", status("sent"))
                 .expression_attribute_values(":now", number(now))
@@ -838,7 +840,7 @@ impl Outbox for DynamoOutbox {
             return self.settle_reporting(settle, events, "marking a message sent").await;
         }
         self.update(message_id)
-            .update_expression("SET #s = :sent, sent_at = :now, #ttl = :ttl REMOVE secret, lease_until")
+            .update_expression(MARK_SENT)
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":sent", status("sent"))
             .expression_attribute_values(":now", number(now))
@@ -859,9 +861,7 @@ impl Outbox for DynamoOutbox {
         if !events.is_empty() {
             let settle = self
                 .settle(message_id, "failed")
-                .update_expression(
-                    "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl REMOVE secret, lease_until",
-                )
+                .update_expression(MARK_FAILED)
                 .expression_attribute_names("#e", "error")
                 .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_values(":failed", status("failed"))
@@ -872,9 +872,7 @@ impl Outbox for DynamoOutbox {
             return self.settle_reporting(settle, events, "marking a message failed").await;
         }
         self.update(message_id)
-            .update_expression(
-                "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl REMOVE secret, lease_until",
-            )
+            .update_expression(MARK_FAILED)
             .expression_attribute_names("#e", "error")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":failed", status("failed"))
@@ -888,38 +886,26 @@ impl Outbox for DynamoOutbox {
     }
 
     async fn hold(&self, message_id: &MessageId, now: Timestamp) -> anyhow::Result<()> {
-        let result = self
+        // Refused: gone, claimed or settled meanwhile, nothing to hold.
+        let update = self
             .update(message_id)
             .update_expression("SET held_since = if_not_exists(held_since, :now) REMOVE #ttl")
             .condition_expression("#s = :pending")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":pending", status("pending"))
-            .expression_attribute_values(":now", number(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Gone, claimed or settled meanwhile: nothing to hold.
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("holding a message", err)),
-        }
+            .expression_attribute_values(":now", number(now));
+        update_unless_moved_on(update, "holding a message").await
     }
 
     async fn release(&self, message_id: &MessageId, lease_until: Timestamp) -> anyhow::Result<()> {
-        let result = self
+        let update = self
             .update(message_id)
             .update_expression("SET #s = :pending REMOVE claimed_at, lease_until")
             .condition_expression("#s = :sending AND lease_until = :mine")
             .expression_attribute_values(":pending", status("pending"))
             .expression_attribute_values(":sending", status("sending"))
-            .expression_attribute_values(":mine", number(lease_until))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error("releasing a message", err)),
-        }
+            .expression_attribute_values(":mine", number(lease_until));
+        update_unless_moved_on(update, "releasing a message").await
     }
 
     async fn list(&self) -> anyhow::Result<Vec<OutboxMessage>> {
