@@ -17,6 +17,7 @@ dropped. Prints one line per (function, action, resource)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -106,23 +107,21 @@ def bus_arn(name: str) -> str:
     return name if name.startswith("arn:") else f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
 
 
-_TRANSLATED: dict[str, dict] = {}
+@functools.cache
+def sam_translated() -> dict:
+    """infra/template.yaml as SAM translates it (once per process), with the local parameter
+    values. `check`'s own `template` argument does not reach it: the roles SAM makes are always the
+    checkout's template's."""
+    import subprocess
 
-
-def sam_translated(template_path: str = "infra/template.yaml") -> dict:
-    """The template as SAM translates it (once per process), with the local parameter values."""
-    if template_path not in _TRANSLATED:
-        import subprocess
-
-        parameters = {**local_aws.LOCAL_PARAMETERS, "AlarmEmail": "alarms@example.com"}
-        done = subprocess.run([SAM_PYTHON, os.path.join(local_aws.ROOT, "scripts", "sam_translate.py"),
-                               json.dumps(parameters)], capture_output=True, text=True, timeout=300,
-                              check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"the SAM translation failed (scripts/setup.sh --sam makes "
-                               f".venv-sam): {done.stderr[-2000:]}")
-        _TRANSLATED[template_path] = json.loads(done.stdout)
-    return _TRANSLATED[template_path]
+    parameters = {**local_aws.LOCAL_PARAMETERS, "AlarmEmail": "alarms@example.com"}
+    done = subprocess.run([SAM_PYTHON, os.path.join(local_aws.ROOT, "scripts", "sam_translate.py"),
+                           json.dumps(parameters)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the SAM translation failed (scripts/setup.sh --sam makes .venv-sam): "
+                           f"{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 class Role:

@@ -24,6 +24,7 @@ out, and its address is printed. Exit status 0 when every step answered as the c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -85,9 +86,10 @@ class Journey:
         self.call("POST", "/signout", 204, what="(signed out)")
 
 
-def tables_of_stack(stack: str) -> dict[str, str]:
-    """Table names by output key, from the stack's outputs (the caller's AWS credentials and
-    AWS_ENDPOINT_URL/AWS_REGION as the AWS SDKs read them)."""
+@functools.cache
+def outputs_of_stack(stack: str) -> dict[str, str]:
+    """The stack's outputs by key (its table names, PortalUrl), read once, with the caller's AWS
+    credentials and AWS_ENDPOINT_URL/AWS_REGION as the AWS SDKs read them."""
     import boto3
 
     (found,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
@@ -104,7 +106,7 @@ def follow_emails(stack: str, email: str, wait_secs: float) -> None:
     one failed for good, or when they are not all sent within `wait_secs`."""
     import boto3
 
-    table = tables_of_stack(stack)["OutboxTableName"]
+    table = outputs_of_stack(stack)["OutboxTableName"]
     ddb = boto3.client("dynamodb")
     deadline = time.monotonic() + wait_secs
     while True:
@@ -137,7 +139,7 @@ def clean_up(stack: str, email: str, contact_id: str) -> None:
     """Delete the throwaway contact: its sessions, its email guard and the contact item."""
     import boto3
 
-    tables = tables_of_stack(stack)
+    tables = outputs_of_stack(stack)
     ddb = boto3.client("dynamodb")
     sessions = ddb.query(TableName=tables["SessionsTableName"], IndexName="by-contact",
                          KeyConditionExpression="contact_id = :c",
@@ -162,7 +164,7 @@ def main() -> int:
     print(f"smoke: {journey.base} with the throwaway account {journey.email}")
     status = 0
     try:
-        if args.stack and (portal_url := tables_of_stack(args.stack)["PortalUrl"].rstrip("/")) != journey.base:
+        if args.stack and (portal_url := outputs_of_stack(args.stack)["PortalUrl"].rstrip("/")) != journey.base:
             raise SmokeFailure(f"the stack's PortalUrl is {portal_url}, not {journey.base}: emailed "
                                "links and the origin check follow PortalUrl")
         journey.run()

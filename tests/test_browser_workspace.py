@@ -117,6 +117,16 @@ def test_every_page_fits_a_desktop_and_a_phone_and_passes_axe(browser, staff_dat
         f"/admin/invitations/{invitation_id}", "/admin/imports"])
     assert not problems, "\n".join(problems)
 
+    # Filters and the search box in one row: their controls end on one line at 1280 px.
+    viewport(browser, DESKTOP)
+    for page, form in (("/admin/invitations", "#filter-form"), ("/admin/contacts", "#search-form")):
+        visit(browser, base_url + page)
+        bottoms = browser.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0] + ' select, ' + arguments[0]"
+            " + ' input:not([type=hidden]), ' + arguments[0] + ' button'))"
+            ".map(e => Math.round(e.getBoundingClientRect().bottom));", form)
+        assert len(bottoms) >= 2 and max(bottoms) - min(bottoms) <= 2, (page, bottoms)
+
     # The workspace uses the width: at 1280 px its main column is far wider than the person's card.
     viewport(browser, DESKTOP)
     visit(browser, base_url + "/admin/invitations")

@@ -189,8 +189,22 @@ async fn the_list_page_shows_each_invitation_with_its_people_and_links() {
     ] {
         assert!(html.contains(shown), "{shown}: {html}");
     }
+    // Status and delivery as badges: the word itself, the colour a second cue (issue 25).
+    for badge in
+        ["<span class=\"badge badge-active\">active</span>", "<span class=\"badge badge-pending\">pending</span>"]
+    {
+        assert!(html.contains(badge), "{badge}: {html}");
+    }
+    assert!(html.contains("<thead>") && html.contains("class=\"table-scroll\""), "{html}");
     let contacts = t.send(&CreateInvitation, Req::get("/admin/contacts").html().cookie("portal_session", &admin)).await;
-    assert!(body_text(&contacts).contains("href=\"/admin/invitations\""));
+    let contacts = body_text(&contacts);
+    assert!(contacts.contains("href=\"/admin/invitations\""));
+    // Its columns: name, email, portal user, roles, account, created (the day).
+    for column in ["Name", "Email", "Portal user", "Web roles", "Account", "Created"] {
+        assert!(contacts.contains(&format!("<th scope=\"col\">{column}</th>")), "{column}: {contacts}");
+    }
+    let day = portal::domain::time::day(t.clock.now());
+    assert!(contacts.contains(&format!("<td>{day}</td>")), "the created day {day}: {contacts}");
 }
 
 #[tokio::test]
