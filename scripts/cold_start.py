@@ -26,7 +26,7 @@ BASE_ENV = {
     # The portal's settings (shared/src/config.rs): the table names have no default; the rest are
     # given explicitly so a changed default cannot make start-up fail.
     "PORTAL_CONTACTS_TABLE": "contacts", "PORTAL_SESSIONS_TABLE": "sessions",
-    "PORTAL_INVITATIONS_TABLE": "invitations", "PORTAL_OUTBOX_TABLE": "outbox",
+    "PORTAL_INVITATIONS_TABLE": "invitations", "PORTAL_OUTBOX_TABLE": "outbox", "PORTAL_AUDIT_TABLE": "audit",
     "PORTAL_BASE_URL": "http://localhost:9000", "PORTAL_EMAIL_SENDER": "no-reply@example.com",
     # The SDK is configured from these alone: static credentials and region, a discard-port
     # endpoint, no instance metadata and no ~/.aws files, so no real network or profile is touched.

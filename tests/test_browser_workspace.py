@@ -19,7 +19,7 @@ from test_browser import (  # noqa: F401
 
 DESKTOP, PHONE = (1280, 900), (390, 844)
 PUBLIC_PAGES = ["/", "/signin", "/register", "/forgot-password", "/redeem"]
-PERSON_PAGES = ["/profile", "/profile/two-factor", "/profile/passkeys"]
+PERSON_PAGES = ["/profile", "/profile/two-factor", "/profile/passkeys", "/profile/security", "/profile/export"]
 
 
 def viewport(driver, size: tuple[int, int]) -> None:
@@ -114,7 +114,7 @@ def test_every_page_fits_a_desktop_and_a_phone_and_passes_axe(browser, staff_dat
     greeting(browser)
     problems += check_pages(browser, base_url, [
         "/admin/contacts", f"/admin/contacts?contact_id={contact_id}", "/admin/invitations",
-        f"/admin/invitations/{invitation_id}", "/admin/imports"])
+        f"/admin/invitations/{invitation_id}", "/admin/imports", f"/admin/contacts/{contact_id}", "/admin/audit"])
     assert not problems, "\n".join(problems)
 
     # Filters and the search box in one row: their controls end on one line at 1280 px.
@@ -192,3 +192,36 @@ def test_revoking_an_invitation_asks_first(browser, staff_data, base_url):  # no
     visit(browser, f"{base_url}/admin/invitations/{invitation_id}")
     assert browser.find_element(By.ID, "invitation-status").text == "revoked"
     assert not browser.find_elements(By.ID, "revoke-form"), "nothing left to revoke"
+
+
+def test_staff_disable_and_enable_an_account_from_its_page(browser, stack, base_url):  # noqa: F811
+    """The contact's page -> its account -> Disable sign-in, confirmed: the person's sign-in is
+    refused and the page shows it, with the entry in its recent activity; then Enable."""
+    person = Portal(base_url)
+    email, password = unique_email("staff-page"), strong_password()
+    body, resp = person.register(email=email, password=password)
+    assert resp.status_code == 201, resp.text
+    contact_id = resp.json()["contact_id"]
+    viewport(browser, DESKTOP)
+    sign_in_through_the_page(browser, base_url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    greeting(browser)
+    visit(browser, f"{base_url}/admin/contacts?contact_id={contact_id}")
+    browser.find_element(By.ID, "account-link").click()
+    WebDriverWait(browser, WAIT).until(lambda d: path(d) == f"/admin/contacts/{contact_id}")
+    assert "enabled" in browser.find_element(By.ID, "account-login").text
+
+    browser.find_element(By.CSS_SELECTOR, "#action-disable summary").click()
+    form = browser.find_element(By.ID, "disable-form")
+    submit_button(form).click()
+    WebDriverWait(browser, WAIT).until(
+        lambda d: "disabled" in d.find_element(By.ID, "account-login").text)
+    kinds = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#activity .audit-kind")]
+    assert kinds[0] == "account disabled", kinds
+    assert Portal(base_url).signin(email, password).status_code == 401
+
+    browser.find_element(By.CSS_SELECTOR, "#action-enable summary").click()
+    submit_button(browser.find_element(By.ID, "enable-form")).click()
+    WebDriverWait(browser, WAIT).until(
+        lambda d: "enabled" in d.find_element(By.ID, "account-login").text)
+    assert Portal(base_url).signin(email, password).status_code == 200
+    assert accessibility.audit(browser) == []

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import local_aws  # noqa: E402
 
 OUTPUTS = {"ContactsTableName": "ContactsTable", "SessionsTableName": "SessionsTable",
-           "InvitationsTableName": "InvitationsTable", "OutboxTableName": "OutboxTable"}
+           "InvitationsTableName": "InvitationsTable", "OutboxTableName": "OutboxTable",
+           "AuditTableName": "AuditTable"}
 
 
 @pytest.fixture(scope="module")

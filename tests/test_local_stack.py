@@ -41,7 +41,8 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
         "PORTAL_REQUIRE_CONFIRMATION": "true", "PORTAL_EMAIL_SENDER": "hello@example.org",
         "NOT_A_SETTING": "x", "PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": "86400"})
     assert plan.tables == {"ContactsTable": "demo-contacts", "SessionsTable": "demo-sessions",
-                           "InvitationsTable": "demo-invitations", "OutboxTable": "demo-outbox"}
+                           "InvitationsTable": "demo-invitations", "OutboxTable": "demo-outbox",
+                           "AuditTable": "demo-audit"}
     env = plan.env
     assert env["PORTAL_OUTBOX_TABLE"] == "demo-outbox"
     assert env["PORTAL_REQUIRE_CONFIRMATION"] == "true"
@@ -112,7 +113,7 @@ def test_create_tables_makes_the_templates_tables_once(moto_server):
            "--endpoint-url", moto_server, "--stack-name", "ct1", "--stack-name", "ct2"]
     first = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
     assert sorted(first.stdout.split()) == sorted(
-        f"{s}-{t}" for s in ("ct1", "ct2") for t in ("contacts", "sessions", "invitations", "outbox"))
+        f"{s}-{t}" for s in ("ct1", "ct2") for t in ("contacts", "sessions", "invitations", "outbox", "audit"))
     subprocess.run(run, capture_output=True, timeout=60, check=True)  # again: left alone
     ddb = boto3.client("dynamodb", endpoint_url=moto_server, **KW)
     outbox = ddb.describe_table(TableName="ct1-outbox")["Table"]

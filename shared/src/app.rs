@@ -85,19 +85,25 @@ impl Portal {
     /// Every store on the DynamoDB tables the settings name, through `dynamodb`, with these
     /// edges: the one place that wires the stores, for the functions, the tests and the benches.
     pub fn on_dynamodb(settings: Settings, dynamodb: &aws_sdk_dynamodb::Client, edges: Edges) -> Self {
-        let (contacts, sessions, invitations, outbox) =
-            (&settings.contacts_table, &settings.sessions_table, &settings.invitations_table, &settings.outbox_table);
+        let (contacts, sessions, invitations, outbox, audit) = (
+            &settings.contacts_table,
+            &settings.sessions_table,
+            &settings.invitations_table,
+            &settings.outbox_table,
+            &settings.audit_table,
+        );
         Portal {
-            contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), contacts, outbox)),
-            sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), sessions)),
+            contacts: Arc::new(DynamoContacts::new(dynamodb.clone(), contacts, outbox, audit)),
+            sessions: Arc::new(DynamoSessions::new(dynamodb.clone(), sessions).queueing_to(contacts, outbox, audit)),
             invitations: Arc::new(
                 DynamoInvitations::new(dynamodb.clone(), invitations, contacts, outbox)
+                    .auditing_to(audit)
                     .keeping_source_addresses_for(settings.audit_retention_secs),
             ),
             outbox: Arc::new(DynamoOutbox::new(dynamodb.clone(), outbox).with_invitations(invitations)),
-            imports: Arc::new(DynamoImports::new(dynamodb.clone(), invitations, contacts, outbox)),
-            passkeys: Arc::new(DynamoPasskeys::new(dynamodb.clone(), contacts, sessions, outbox)),
-            two_factor: Arc::new(DynamoTwoFactor::new(dynamodb.clone(), contacts, sessions, outbox)),
+            imports: Arc::new(DynamoImports::new(dynamodb.clone(), invitations, contacts, outbox).auditing_to(audit)),
+            passkeys: Arc::new(DynamoPasskeys::new(dynamodb.clone(), contacts, sessions, outbox, audit)),
+            two_factor: Arc::new(DynamoTwoFactor::new(dynamodb.clone(), contacts, sessions, outbox, audit)),
             mailer: edges.mailer,
             events: edges.events,
             clock: edges.clock,

@@ -32,6 +32,8 @@ pub struct Settings {
     pub sessions_table: String,
     pub invitations_table: String,
     pub outbox_table: String,
+    /// The audit trail's table.
+    pub audit_table: String,
     pub invitation_email_subject: String,
     /// Whether `send-email` sends invitation emails (the Dynamics 365 "Send Invitation" workflow,
     /// which administrators deactivate and reactivate). While off, messages stay pending.
@@ -58,9 +60,16 @@ pub struct Settings {
     /// template passes its stack's name, so that two stacks in one account keep their metrics, and
     /// their alarms, apart).
     pub metrics_stack: String,
-    /// How long a redemption's source address is kept (`PORTAL_AUDIT_RETENTION_DAYS`, 365): then
-    /// DynamoDB's TTL removes it, and the redemption stays without it.
+    /// How long the audit trail and a redemption's source address are kept
+    /// (`PORTAL_AUDIT_RETENTION_DAYS`, 365): then DynamoDB's TTL removes them.
     pub audit_retention_secs: i64,
+    /// The web role of a customer's account administrators (`PORTAL_ACCOUNT_ADMIN_ROLE`): staff
+    /// for the contacts of their own `account_id` only.
+    pub account_admin_role: String,
+    /// The version of the terms of use people must accept (`PORTAL_TERMS_VERSION`); none: no terms.
+    pub terms_version: Option<String>,
+    /// Where the terms of that version are published (`PORTAL_TERMS_URL`).
+    pub terms_url: Option<String>,
     /// Web roles whose members must have a second factor (`PORTAL_TWO_FACTOR_REQUIRED_ROLES`,
     /// comma-separated; empty: nobody must).
     pub two_factor_required_roles: Vec<String>,
@@ -135,6 +144,7 @@ impl Settings {
             sessions_table: reader.text("PORTAL_SESSIONS_TABLE", None)?,
             invitations_table: reader.text("PORTAL_INVITATIONS_TABLE", None)?,
             outbox_table: reader.text("PORTAL_OUTBOX_TABLE", None)?,
+            audit_table: reader.text("PORTAL_AUDIT_TABLE", None)?,
             invitation_email_subject: reader
                 .text("PORTAL_INVITATION_EMAIL_SUBJECT", Some("You're invited to the customer portal"))?,
             send_invitation_emails: reader.flag("PORTAL_SEND_INVITATION_EMAILS", true)?,
@@ -150,6 +160,9 @@ impl Settings {
             audit_retention_secs: reader
                 .positive::<i64>("PORTAL_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS)?
                 * 86_400,
+            account_admin_role: reader.text("PORTAL_ACCOUNT_ADMIN_ROLE", Some("Account Administrators"))?,
+            terms_version: reader.raw("PORTAL_TERMS_VERSION").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
+            terms_url: reader.raw("PORTAL_TERMS_URL").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             two_factor_required_roles: reader
                 .raw("PORTAL_TWO_FACTOR_REQUIRED_ROLES")
                 .map(|v| v.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())
@@ -217,6 +230,7 @@ mod tests {
             ("PORTAL_SESSIONS_TABLE".to_string(), "s".to_string()),
             ("PORTAL_INVITATIONS_TABLE".to_string(), "i".to_string()),
             ("PORTAL_OUTBOX_TABLE".to_string(), "o".to_string()),
+            ("PORTAL_AUDIT_TABLE".to_string(), "a".to_string()),
         ]);
         for (k, v) in pairs {
             map.insert(k.to_string(), v.to_string());

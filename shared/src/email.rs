@@ -101,6 +101,17 @@ struct SignInCodeEmail<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "email/new_sign_in_notice.txt", escape = "none")]
+struct NewSignInNotice<'a> {
+    first_name: &'a str,
+    when: &'a str,
+    browser: &'a str,
+    ip: &'a str,
+    security: &'a str,
+    forgot: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "email/two_factor_notice.txt", escape = "none")]
 struct TwoFactorNotice<'a> {
     first_name: &'a str,
@@ -217,6 +228,21 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
             let expires = message.valid_until.map(human).unwrap_or_default();
             let text = SignInCodeEmail { first_name: &message.first_name, code, expires: &expires }.render().ok()?;
             Some(email("Your sign-in code", text))
+        }
+        MessageKind::NewSignInNotice => {
+            let (ip, user_agent) = message.detail.as_deref()?.split_once('\n').unwrap_or(("unknown", ""));
+            let browser = crate::domain::browser::describe(Some(user_agent).filter(|ua| !ua.is_empty()));
+            let text = NewSignInNotice {
+                first_name: &message.first_name,
+                when: &human(message.created_at),
+                browser: &browser,
+                ip,
+                security: &page("/profile/security"),
+                forgot: &page("/forgot-password"),
+            }
+            .render()
+            .ok()?;
+            Some(email("A new sign-in to your account", text))
         }
         MessageKind::TwoFactorNotice => {
             let text = TwoFactorNotice {

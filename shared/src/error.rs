@@ -44,6 +44,9 @@ pub enum PortalError {
     /// the two-factor set-up is open to them (a browser is sent there).
     #[error("two-factor set-up required")]
     SecondFactorSetupRequired,
+    /// Signed in, but the site's current terms of use are not accepted yet: only `/terms` is open.
+    #[error("terms acceptance required")]
+    TermsRequired,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -61,6 +64,9 @@ pub struct ErrorBody<'a> {
     pub message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<&'a BTreeMap<String, String>>,
+    /// Present (true) when the session is limited to accepting the terms of use.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub terms_required: bool,
 }
 
 impl From<CreateContactError> for PortalError {
@@ -123,9 +129,10 @@ impl PortalError {
                 StatusCode::BAD_REQUEST
             }
             PortalError::InvalidCredentials | PortalError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed | PortalError::SecondFactorSetupRequired => {
-                StatusCode::FORBIDDEN
-            }
+            PortalError::Forbidden(_)
+            | PortalError::EmailNotConfirmed
+            | PortalError::SecondFactorSetupRequired
+            | PortalError::TermsRequired => StatusCode::FORBIDDEN,
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::EmailTaken => StatusCode::CONFLICT,
             PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -145,9 +152,10 @@ impl PortalError {
             PortalError::Validation { .. } => "validation_failed",
             PortalError::InvalidCredentials => "invalid_credentials",
             PortalError::Unauthenticated => "unauthenticated",
-            PortalError::Forbidden(_) | PortalError::EmailNotConfirmed | PortalError::SecondFactorSetupRequired => {
-                "forbidden"
-            }
+            PortalError::Forbidden(_)
+            | PortalError::EmailNotConfirmed
+            | PortalError::SecondFactorSetupRequired
+            | PortalError::TermsRequired => "forbidden",
             PortalError::NotFound => "not_found",
             PortalError::EmailTaken => "email_taken",
             PortalError::InvitationInvalid => "invitation_invalid",
@@ -171,6 +179,7 @@ impl PortalError {
             PortalError::SecondFactorSetupRequired => {
                 "Your role requires two-factor authentication: set it up first at /profile/two-factor."
             }
+            PortalError::TermsRequired => "Please accept the terms of use first at /terms.",
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
             PortalError::TokenInvalid => {
@@ -200,7 +209,12 @@ impl PortalError {
     }
 
     pub fn body(&self) -> ErrorBody<'_> {
-        ErrorBody { error: self.code(), message: self.public_message(), fields: self.fields() }
+        ErrorBody {
+            error: self.code(),
+            message: self.public_message(),
+            fields: self.fields(),
+            terms_required: matches!(self, PortalError::TermsRequired),
+        }
     }
 
     /// Logs what the operators need: our faults in full, client faults briefly.
@@ -225,6 +239,7 @@ mod tests {
             (PortalError::Unauthenticated, 401, "unauthenticated"),
             (PortalError::Forbidden("csrf"), 403, "forbidden"),
             (PortalError::NotFound, 404, "not_found"),
+            (PortalError::TermsRequired, 403, "forbidden"),
             (PortalError::EmailTaken, 409, "email_taken"),
             (PortalError::InvitationInvalid, 400, "invitation_invalid"),
             (PortalError::TokenInvalid, 400, "token_invalid"),

@@ -5,6 +5,7 @@ use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::event::PortalEvent;
@@ -22,28 +23,47 @@ pub enum CreateContactError {
     Store(#[from] anyhow::Error),
 }
 
-/// An email queued in the same write as the change that causes it, with the token it carries.
+/// What rides along in the same write as the change that causes it: an email (with the token it
+/// carries) or an event for the outbox, or an entry of the audit trail.
 #[derive(Clone, Debug)]
-pub struct QueuedEmail {
-    pub token: Option<EmailToken>,
-    pub message: OutboxMessage,
+// Queued values are few and short-lived (a handful per request): boxing the outbox message to
+// even out the variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Queued {
+    Outbox { token: Option<EmailToken>, message: OutboxMessage },
+    Audit(AuditEntry),
 }
 
-impl QueuedEmail {
+impl Queued {
     pub fn new(message: OutboxMessage) -> Self {
-        QueuedEmail { token: None, message }
+        Queued::Outbox { token: None, message }
     }
 
     pub fn with_token(token: EmailToken, message: OutboxMessage) -> Self {
-        QueuedEmail { token: Some(token), message }
+        Queued::Outbox { token: Some(token), message }
+    }
+
+    /// The token an email carries, if any.
+    pub fn token(&self) -> Option<&EmailToken> {
+        match self {
+            Queued::Outbox { token, .. } => token.as_ref(),
+            Queued::Audit(_) => None,
+        }
     }
 }
 
 /// An event rides the outbox like an email: `emails.push(Fact::X { .. }.at(now).into())` puts it
 /// in the same write as the change it reports.
-impl From<PortalEvent> for QueuedEmail {
+impl From<PortalEvent> for Queued {
     fn from(event: PortalEvent) -> Self {
-        QueuedEmail::new(OutboxMessage::for_event(&event))
+        Queued::new(OutboxMessage::for_event(&event))
+    }
+}
+
+/// An audit entry rides along the same way: `emails.push(entry.into())`.
+impl From<AuditEntry> for Queued {
+    fn from(entry: AuditEntry) -> Self {
+        Queued::Audit(entry)
     }
 }
 
@@ -95,6 +115,17 @@ pub struct Device {
     pub expires_at: Timestamp,
 }
 
+pub use crate::domain::contact::AccountEdit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditAccountError {
+    /// The account is gone or deleted.
+    #[error("no such account")]
+    Missing,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
 #[async_trait]
 pub trait ContactStore: Send + Sync {
     /// Creates the contact with its unique email (and username) reserved, all or nothing.
@@ -102,7 +133,7 @@ pub trait ContactStore: Send + Sync {
         self.create_with_emails(contact, &[]).await
     }
     /// Creates the contact and, in the same write, queues `emails`.
-    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError>;
+    async fn create_with_emails(&self, contact: &Contact, emails: &[Queued]) -> Result<(), CreateContactError>;
     /// Applies a profile change to `current` (as read: a concurrent change is a conflict) and queues
     /// `emails`, all or nothing. Returns the updated contact.
     async fn update_profile(
@@ -110,7 +141,7 @@ pub trait ContactStore: Send + Sync {
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> Result<Contact, UpdateProfileError>;
     /// Sets a new password with a new session epoch (every older session ends), voids the reset
     /// links and queues `emails`, all or nothing.
@@ -120,10 +151,10 @@ pub trait ContactStore: Send + Sync {
         password_hash: &PasswordHashString,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<()>;
     /// Queues emails (with their tokens), all or nothing.
-    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()>;
+    async fn queue_emails(&self, emails: &[Queued]) -> anyhow::Result<()>;
     /// Stores a token issued after the request that asked for it (by `send-email`). A reset token
     /// becomes the contact's only working one: its nonce replaces the contact's. `false` when the
     /// contact is gone.
@@ -139,13 +170,29 @@ pub trait ContactStore: Send + Sync {
         contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Gives back one allowance taken in this window (an attempt that turned out right).
     async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()>;
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>>;
+    /// Applies a staff change to the account (which must exist and not be deleted) and writes
+    /// `queued` (its audit entry, event and notices), all or nothing. Returns the account as
+    /// changed.
+    async fn edit_account(
+        &self,
+        current: &Contact,
+        edit: &AccountEdit,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, EditAccountError>;
+    /// One page of the audit trail, newest first.
+    async fn audit_trail(
+        &self,
+        query: &crate::domain::audit::AuditQuery,
+        page: &crate::domain::listing::PageRequest,
+    ) -> anyhow::Result<crate::domain::listing::Paged<crate::domain::audit::AuditEntry>>;
     /// Whether an account holds this address (one read of its guard item).
     async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool>;
     async fn find_by_login(&self, login: &Login) -> anyhow::Result<Option<Contact>>;
@@ -207,11 +254,14 @@ pub trait ContactStore: Send + Sync {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn create(&self, session: &Session) -> anyhow::Result<()>;
+    /// Stores a new session and, in the same write, `queued` (the sign-in's audit entry).
+    async fn create(&self, session: &Session, queued: &[Queued]) -> anyhow::Result<()>;
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
     async fn touch(&self, id_digest: &str, now: Timestamp) -> anyhow::Result<()>;
     /// Deletes the session; returns what it was, if it existed.
     async fn delete(&self, id_digest: &str) -> anyhow::Result<Option<Session>>;
+    /// The contact's stored sessions (ended ones too, until their TTL), from an index: no scan.
+    async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Session>>;
 }
 
 /// What a use case may reach, one capability per port. A use case names those it uses in its
@@ -352,36 +402,38 @@ pub trait InvitationStore: Send + Sync {
     async fn create(&self, invitation: &Invitation, message: &OutboxMessage) -> anyhow::Result<()> {
         self.create_with_events(invitation, message, &[]).await
     }
-    /// [`InvitationStore::create`] with `events` queued in the same write.
+    /// [`InvitationStore::create`] with `queued` (its events and audit entry) in the same write.
     async fn create_with_events(
         &self,
         invitation: &Invitation,
         message: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()>;
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>>;
     async fn redemptions(&self, invitation_id: &InvitationId) -> anyhow::Result<Vec<Redemption>>;
     async fn find_by_code(&self, code_digest: &str) -> anyhow::Result<Option<Invitation>>;
     async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Invitation>>;
     /// Replaces the code of a not-revoked invitation (the old one stops working) and queues the
-    /// email with the new one, together. `false` when the invitation is revoked or changed meanwhile.
+    /// email with the new one and `queued` (its audit entry), together. `false` when the
+    /// invitation is revoked or changed meanwhile.
     async fn replace_code(
         &self,
         invitation: &Invitation,
         new_digest: &str,
         message: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool>;
     /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
     async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
         self.revoke_with_events(invitation_id, now, &[]).await
     }
-    /// [`InvitationStore::revoke`] that queues `events` in the same write when it revokes it (an
-    /// invitation revoked before is returned as it is, with no events).
+    /// [`InvitationStore::revoke`] that writes `queued` (its events and audit entry) in the same
+    /// write when it revokes it (an invitation revoked before is returned as it is, with none).
     async fn revoke_with_events(
         &self,
         invitation_id: &InvitationId,
         now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<Option<Invitation>>;
     /// One redemption, all or nothing: the invitation still redeemable with this code and under its
     /// maximum, the contact change, and the redemption record.
@@ -436,20 +488,22 @@ pub trait InvitationStore: Send + Sync {
         now: Timestamp,
     ) -> anyhow::Result<()>;
     /// Stores a group invitation with every recipient of `fanout` (its one outbox message) pending
-    /// in its `deliveries`, its code lookup and `events`, together.
+    /// in its `deliveries`, its code lookup and `queued` (its events and audit entry), together.
     async fn create_group_with_events(
         &self,
         invitation: &Invitation,
         fanout: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()>;
     /// [`InvitationStore::replace_code`] for a group invitation: every recipient of the new
-    /// `fanout` pending again. `false` when the invitation is revoked or changed meanwhile.
+    /// `fanout` pending again, with `queued`. `false` when the invitation is revoked or changed
+    /// meanwhile.
     async fn replace_group_code(
         &self,
         invitation: &Invitation,
         new_digest: &str,
         fanout: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool>;
     /// A group invitation's per-contact deliveries (empty for any other invitation).
     async fn deliveries(&self, invitation_id: &InvitationId) -> anyhow::Result<crate::domain::group::Deliveries>;
@@ -575,8 +629,8 @@ pub enum RowWritten {
 /// processing), each row's key and outcome, and the counts.
 #[async_trait]
 pub trait ImportStore: Send + Sync {
-    /// Stores the import and every chunk, all or nothing.
-    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk]) -> anyhow::Result<()>;
+    /// Stores the import, every chunk and `queued` (its audit entry), all or nothing.
+    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk], queued: &[Queued]) -> anyhow::Result<()>;
     async fn get(&self, import_id: &ImportId) -> anyhow::Result<Option<ImportJob>>;
     /// Leases a chunk for processing (the outbox's lease rule), or says why not.
     async fn claim_chunk(&self, chunk_id: &str, now: Timestamp) -> anyhow::Result<ChunkClaim>;
@@ -635,7 +689,7 @@ pub trait PasskeyStore: Send + Sync {
         passkey: &StoredPasskey,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool>;
     /// Removes the contact's passkey `id` with the new epoch and `emails`, all or nothing. `false`
     /// when the contact has no such passkey (any more).
@@ -645,7 +699,7 @@ pub trait PasskeyStore: Send + Sync {
         id: &str,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool>;
     /// Records a sign-in with `passkey` (as read): its new counter and credential. `false` when its
     /// counter changed meanwhile (another sign-in with it came first) or it was removed.
@@ -687,7 +741,7 @@ pub trait TwoFactorStore: Send + Sync {
     /// Writes `state` over the version it was read at (`state.version`; stored one higher) and,
     /// in the same write, sets the contact's session epoch (when given: every other session ends)
     /// and queues `emails`. `false` when the state changed meanwhile.
-    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[QueuedEmail]) -> anyhow::Result<bool>;
+    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[Queued]) -> anyhow::Result<bool>;
     /// Records TOTP step `step` as used, only if it is later than the last one used.
     async fn use_totp_step(&self, contact_id: &ContactId, step: i64) -> anyhow::Result<bool>;
     /// Uses up the recovery code with this digest, if it is still unused.
@@ -698,7 +752,7 @@ pub trait TwoFactorStore: Send + Sync {
         contact_id: &ContactId,
         digest: &str,
         expires_at: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<()>;
     /// Uses up the emailed code with this digest, if it is the current one and not expired.
     async fn use_email_code(&self, contact_id: &ContactId, digest: &str, now: Timestamp) -> anyhow::Result<bool>;

@@ -48,6 +48,7 @@ enum Path {
     PasswordChange,
     PasswordReset,
     SendEmail,
+    StaffDisable,
 }
 
 impl Path {
@@ -64,6 +65,7 @@ impl Path {
             Path::PasswordChange => "password change",
             Path::PasswordReset => "password reset",
             Path::SendEmail => "send-email",
+            Path::StaffDisable => "staff: disable an account",
         }
     }
 
@@ -74,18 +76,20 @@ impl Path {
     fn steps(self) -> &'static [&'static [&'static str]] {
         match self {
             // The account (contact, guards, token, confirmation email) in one transaction; then the
-            // session that signs it in: without it, the person signs in.
-            Path::Register => &[&["contacts", "outbox"], &["sessions"]],
-            // The redemption in one transaction; then the session.
+            // session that signs it in, with its audit entry: without them, the person signs in.
+            Path::Register => &[&["contacts", "outbox"], &["sessions", "audit"]],
+            // The redemption in one transaction; then the session with its audit entry.
             Path::RedeemNewCredentials | Path::RedeemExistingAccount => {
-                &[&["contacts", "invitations", "outbox"], &["sessions"]]
+                &[&["contacts", "invitations", "outbox"], &["sessions", "audit"]]
             }
+            // The failure counted; then its audit entry.
+            Path::FailedSignIn => &[&["contacts"], &["audit"]],
             // A new invitee becomes a contact first; a retry finds and reuses it.
-            Path::CreateInvitation => &[&["contacts"], &["invitations", "outbox"]],
-            // The new password with the new session epoch (which ends every other session) and the
-            // notice, in one transaction; then this browser's new session.
-            Path::PasswordChange => &[&["contacts", "outbox"], &["sessions"]],
-            _ => &[&["contacts", "sessions", "invitations", "outbox"]],
+            Path::CreateInvitation => &[&["contacts"], &["invitations", "outbox", "audit"]],
+            // The new password with the new session epoch (which ends every other session), the
+            // notice and the audit entry, in one transaction; then this browser's new session.
+            Path::PasswordChange => &[&["contacts", "outbox", "audit"], &["sessions"]],
+            _ => &[&["contacts", "sessions", "invitations", "outbox", "audit"]],
         }
     }
 }
@@ -313,6 +317,14 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
             markers.push(invite(world, portal, names).await);
             Action::Stream
         }
+        Path::StaffDisable => {
+            let (contact_id, _) = registered(portal, &email).await;
+            markers.push(contact_id.clone());
+            Action::Http(
+                Box::new(CreateInvitation),
+                admin_post(world, &format!("/admin/contacts/{contact_id}/disable"), json!({})),
+            )
+        }
     };
     Setup { markers, action }
 }
@@ -342,6 +354,7 @@ async fn marked_items(tables: &Tables, markers: &[String], scope: Scope) -> Vec<
         ("sessions", &tables.sessions),
         ("invitations", &tables.invitations),
         ("outbox", &tables.outbox),
+        ("audit", &tables.audit),
     ] {
         if scope == Scope::Outbox && name != "outbox" {
             continue;
@@ -411,7 +424,8 @@ fn shape(items: &[(String, Item)], leaving_out: &[&str], path: Path) -> Vec<Stri
             let prefix = |key: &str| {
                 item.get(key).and_then(|v| v.as_s().ok()).map(|s| s.split('#').next().unwrap_or("").to_string())
             };
-            let pk = if table == "outbox" || table == "sessions" { Some("*".into()) } else { prefix("pk") };
+            let pk =
+                if ["outbox", "sessions", "audit"].contains(&table.as_str()) { Some("*".into()) } else { prefix("pk") };
             let attributes: BTreeMap<&str, String> = item
                 .iter()
                 .filter(|(name, _)| !MACHINERY.contains(&name.as_str()))
@@ -714,4 +728,9 @@ async fn faults_in_password_reset() {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_in_send_email() {
     matrix(Path::SendEmail).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_in_a_staff_action() {
+    matrix(Path::StaffDisable).await;
 }

@@ -132,6 +132,7 @@ fn at_rust_log_trace_a_sign_in_leaves_no_password_in_the_log() {
             ("PORTAL_SESSIONS_TABLE", "sessions"),
             ("PORTAL_INVITATIONS_TABLE", "invitations"),
             ("PORTAL_OUTBOX_TABLE", "outbox"),
+            ("PORTAL_AUDIT_TABLE", "audit"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 
 use crate::error::Unavailable;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use aws_sdk_dynamodb::types::{Delete, Update};
 
+use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
 use crate::domain::listing::{PageRequest, Paged};
@@ -35,25 +36,13 @@ use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 use crate::ports::{
-    ContactStore, CreateContactError, Device, HeldNotices, ProfileUpdate, QueuedEmail, SessionStore, TokenUse,
-    UpdateProfileError,
+    AccountEdit, ContactStore, CreateContactError, Device, EditAccountError, HeldNotices, ProfileUpdate, Queued,
+    SessionStore, TokenUse, UpdateProfileError,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// An SDK error with its whole chain (the SDK's `Display` alone says only "service error"), marked
-/// [`Unavailable`] when the service was busy, failing or out of reach (answered 503, worth a retry).
-pub(crate) fn sdk_error<E>(what: &str, err: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> anyhow::Error
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-{
-    let detail = format!("{what}: {}", DisplayErrorContext(&err));
-    if crate::aws::is_unavailable(&err) {
-        anyhow::Error::new(Unavailable).context(detail)
-    } else {
-        anyhow::anyhow!(detail)
-    }
-}
+pub(crate) use super::dynamodb_pages::sdk_error;
 
 pub(crate) fn key(pk: String) -> Item {
     HashMap::from([("pk".to_string(), AttributeValue::S(pk))])
@@ -106,6 +95,8 @@ pub struct DynamoContacts {
     pub(super) table: String,
     /// Where the emails that contact changes cause are queued (in the same transaction).
     outbox_table: String,
+    /// Where the audit entries that go with a change are written (in the same transaction).
+    audit_table: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -309,20 +300,74 @@ pub(crate) async fn take_lease(
 }
 
 impl DynamoContacts {
-    pub fn new(client: Client, table: impl Into<String>, outbox_table: impl Into<String>) -> Self {
-        DynamoContacts { client, table: table.into(), outbox_table: outbox_table.into() }
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        outbox_table: impl Into<String>,
+        audit_table: impl Into<String>,
+    ) -> Self {
+        DynamoContacts {
+            client,
+            table: table.into(),
+            outbox_table: outbox_table.into(),
+            audit_table: audit_table.into(),
+        }
     }
 
-    /// The transaction items that queue `emails`, each with the token it carries.
-    pub(crate) fn queued_items(&self, emails: &[QueuedEmail]) -> anyhow::Result<Transaction> {
+    /// The transaction items that queue `emails`, each with the token it carries, and write the
+    /// audit entries among them.
+    pub(crate) fn queued_items(&self, emails: &[Queued]) -> anyhow::Result<Transaction> {
+        queued_items(
+            &QueueTables { contacts: &self.table, outbox: &self.outbox_table, audit: &self.audit_table },
+            emails,
+        )
+    }
+
+    /// Replaces the account with its tombstone (out of every contacts index: no list keys) and
+    /// releases its email and username, with `queued`, all or nothing. Refused when the account is
+    /// gone, deleted, or its address moved since it was read (the guard to release would be
+    /// another one).
+    async fn delete_account(
+        &self,
+        current: &Contact,
+        epoch: &str,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, EditAccountError> {
+        let tombstone = current.tombstone(epoch, now);
+        let item: Item = serde_dynamo::to_item(ContactItem {
+            pk: contact_pk(&current.contact_id),
+            contact: tombstone.clone(),
+            listed: None,
+        })
+        .map_err(anyhow::Error::from)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(deleted_at) AND email_normalized = :email",
+            )
+            .expression_attribute_values(":email", AttributeValue::S(current.email.normalized().to_string()))
+            .build()
+            .map_err(anyhow::Error::from)?;
         let mut items = Transaction::default();
-        for email in emails {
-            if let Some(token) = &email.token {
-                items.push(put_new(&self.table, token_item(token)?)?, Guards::Nothing);
-            }
-            items.push(outbox_put(&self.outbox_table, &email.message)?, Guards::Nothing);
+        items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
+        let released = std::iter::once(email_pk(current.email.normalized()))
+            .chain(current.username.as_ref().map(|u| username_pk(&u.normalized)))
+            .chain(std::iter::once(held_notices_pk(&current.contact_id)));
+        for pk in released {
+            let delete = Delete::builder().table_name(&self.table).set_key(Some(key(pk))).build();
+            items.push(
+                TransactWriteItem::builder().delete(delete.map_err(anyhow::Error::from)?).build(),
+                Guards::Nothing,
+            );
         }
-        Ok(items)
+        items.extend(self.queued_items(queued)?);
+        match items.run(&self.client).await {
+            Ok(()) => Ok(tombstone),
+            Err(TransactionError::Refused(_)) => Err(EditAccountError::Missing),
+            Err(err) => Err(err.into_fault("deleting an account").into()),
+        }
     }
 
     pub(crate) fn contact_update(&self, contact_id: &ContactId) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
@@ -352,6 +397,34 @@ pub(crate) struct OutboxItem {
     /// settled; none while it is held (an invitation waiting for its emails to be switched on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Timestamp>,
+}
+
+/// The tables what rides along with a change goes to.
+pub(crate) struct QueueTables<'a> {
+    /// Where the tokens emails carry are kept.
+    pub contacts: &'a str,
+    pub outbox: &'a str,
+    pub audit: &'a str,
+}
+
+/// The transaction items that write `queued` along with a change: outbox messages (and the
+/// tokens emails carry) and audit entries.
+pub(crate) fn queued_items(tables: &QueueTables, queued: &[Queued]) -> anyhow::Result<Transaction> {
+    let mut items = Transaction::default();
+    for each in queued {
+        match each {
+            Queued::Outbox { token, message } => {
+                if let Some(token) = token {
+                    items.push(put_new(tables.contacts, token_item(token)?)?, Guards::Nothing);
+                }
+                items.push(outbox_put(tables.outbox, message)?, Guards::Nothing);
+            }
+            Queued::Audit(entry) => {
+                items.push(put_new(tables.audit, super::dynamodb_audit::audit_item(entry)?)?, Guards::Nothing)
+            }
+        }
+    }
+    Ok(items)
 }
 
 pub(crate) fn outbox_put(table: &str, message: &OutboxMessage) -> anyhow::Result<TransactWriteItem> {
@@ -514,7 +587,7 @@ pub(crate) async fn transact_retrying(
 
 #[async_trait]
 impl ContactStore for DynamoContacts {
-    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError> {
+    async fn create_with_emails(&self, contact: &Contact, emails: &[Queued]) -> Result<(), CreateContactError> {
         let mut items = new_contact_items(&self.table, contact)?;
         items.extend(self.queued_items(emails)?);
         match items.run(&self.client).await {
@@ -531,6 +604,84 @@ impl ContactStore for DynamoContacts {
         };
         let stored: ContactItem = serde_dynamo::from_item(item).context("reading a stored contact")?;
         Ok(Some(stored.contact))
+    }
+
+    async fn edit_account(
+        &self,
+        current: &Contact,
+        edit: &AccountEdit,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, EditAccountError> {
+        let update = self
+            .contact_update(&current.contact_id)
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
+            .expression_attribute_values(":now", number(now));
+        let (expression, update) = match edit {
+            AccountEdit::Disable { epoch } => (
+                "SET login_disabled = :yes, session_epoch = :epoch, updated_at = :now",
+                update
+                    .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                    .expression_attribute_values(":epoch", AttributeValue::S(epoch.clone())),
+            ),
+            AccountEdit::Enable => ("SET updated_at = :now REMOVE login_disabled", update),
+            AccountEdit::Unchanged => ("SET updated_at = :now", update),
+            AccountEdit::AcceptTerms(accepted) => (
+                "SET terms_accepted = :terms, updated_at = :now",
+                update.expression_attribute_values(
+                    ":terms",
+                    serde_dynamo::to_attribute_value(accepted).map_err(anyhow::Error::from)?,
+                ),
+            ),
+            AccountEdit::Unlock => (
+                "SET failed_sign_ins = :zero, updated_at = :now REMOVE locked_until",
+                update.expression_attribute_values(":zero", number(0)),
+            ),
+            AccountEdit::EndSessions { epoch } => (
+                "SET session_epoch = :epoch, updated_at = :now",
+                update.expression_attribute_values(":epoch", AttributeValue::S(epoch.clone())),
+            ),
+            AccountEdit::BlockPassword { epoch } => (
+                "SET session_epoch = :epoch, updated_at = :now REMOVE password_hash",
+                update.expression_attribute_values(":epoch", AttributeValue::S(epoch.clone())),
+            ),
+            // A tombstone replaces the whole item, with the guards it held.
+            AccountEdit::Delete { epoch } => return self.delete_account(current, epoch, now, queued).await,
+            AccountEdit::Roles { roles, account_id } => {
+                let update = update.expression_attribute_values(
+                    ":roles",
+                    serde_dynamo::to_attribute_value(roles).map_err(anyhow::Error::from)?,
+                );
+                match account_id {
+                    Some(account) => (
+                        "SET #roles = :roles, account_id = :account, updated_at = :now",
+                        update.expression_attribute_values(":account", AttributeValue::S(account.clone())),
+                    ),
+                    None => ("SET #roles = :roles, updated_at = :now REMOVE account_id", update),
+                }
+            }
+        };
+        let update = match edit {
+            AccountEdit::Roles { .. } => update.expression_attribute_names("#roles", "roles"),
+            _ => update,
+        };
+        let mut items = Transaction::default();
+        items.push(
+            TransactWriteItem::builder()
+                .update(update.update_expression(expression).build().map_err(anyhow::Error::from)?)
+                .build(),
+            Guards::Record,
+        );
+        items.extend(self.queued_items(queued)?);
+        match items.run(&self.client).await {
+            Ok(()) => Ok(edit.applied_to(current, now)),
+            Err(TransactionError::Refused(_)) => Err(EditAccountError::Missing),
+            Err(err) => Err(err.into_fault("changing an account").into()),
+        }
+    }
+
+    async fn audit_trail(&self, query: &AuditQuery, page: &PageRequest) -> anyhow::Result<Paged<AuditEntry>> {
+        super::dynamodb_audit::audit_page(&self.client, &self.audit_table, query, page).await
     }
 
     async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool> {
@@ -760,7 +911,7 @@ impl ContactStore for DynamoContacts {
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> Result<Contact, UpdateProfileError> {
         let mut updated = current.clone();
         updated.first_name = update.first_name.clone();
@@ -822,7 +973,7 @@ impl ContactStore for DynamoContacts {
         password_hash: &PasswordHashString,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<()> {
         let update = self
             .contact_update(contact_id)
@@ -840,7 +991,7 @@ impl ContactStore for DynamoContacts {
         items.run(&self.client).await.map_err(|e| e.into_fault("changing a password"))
     }
 
-    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()> {
+    async fn queue_emails(&self, emails: &[Queued]) -> anyhow::Result<()> {
         self.queued_items(emails)?.run(&self.client).await.map_err(|e| e.into_fault("queueing an email"))
     }
 
@@ -875,7 +1026,7 @@ impl ContactStore for DynamoContacts {
         contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool> {
         // Deleting the token is what uses it: of two concurrent uses, one finds it gone.
         let delete = Delete::builder()
@@ -992,23 +1143,58 @@ impl ContactStore for DynamoContacts {
 pub struct DynamoSessions {
     client: Client,
     table: String,
+    /// Where what rides along with a new session goes: contacts, outbox and audit tables.
+    queue_tables: Option<(String, String, String)>,
 }
 
 impl DynamoSessions {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoSessions { client, table: table.into() }
+        DynamoSessions { client, table: table.into(), queue_tables: None }
+    }
+
+    /// Lets a new session carry writes of its own (a sign-in's audit entry) to these tables.
+    pub fn queueing_to(mut self, contacts: &str, outbox: &str, audit: &str) -> Self {
+        self.queue_tables = Some((contacts.to_string(), outbox.to_string(), audit.to_string()));
+        self
     }
 }
 
 #[async_trait]
 impl SessionStore for DynamoSessions {
-    async fn create(&self, session: &Session) -> anyhow::Result<()> {
+    async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Session>> {
+        // The `by-contact` index holds the keys only: the sessions themselves in one batch read.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by-contact")
+            .key_condition_expression("contact_id = :contact")
+            .expression_attribute_values(":contact", AttributeValue::S(contact_id.to_string()));
+        let keys = super::dynamodb_pages::query_to_end(query, "listing a contact's sessions").await?;
+        let items = super::dynamodb_pages::batch_get_in_order(&self.client, &self.table, &["pk"], keys).await?;
+        items
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item::<_, SessionItem>(item).context("reading a session")?.session))
+            .collect()
+    }
+
+    async fn create(&self, session: &Session, queued: &[Queued]) -> anyhow::Result<()> {
         let item: Item = serde_dynamo::to_item(SessionItem {
             pk: session.id_digest.clone(),
             session: session.clone(),
             ttl: session.expires_at,
         })?;
-        put_under_new_key(&self.client, &self.table, item, "storing a session").await
+        if queued.is_empty() {
+            return put_under_new_key(&self.client, &self.table, item, "storing a session").await;
+        }
+        let (contacts, outbox, audit) =
+            self.queue_tables.as_ref().ok_or_else(|| anyhow::anyhow!("the session store queues nothing"))?;
+        // One transaction: the session exists if and only if its audit entry does. (The SDK's
+        // idempotency token makes its retry of a lost answer find the transaction done.)
+        let mut items = Transaction::default();
+        items.push(put_new(&self.table, item)?, Guards::Record);
+        items.extend(queued_items(&QueueTables { contacts, outbox, audit }, queued)?);
+        items.run(&self.client).await.map_err(|e| e.into_fault("storing a session"))
     }
 
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {

@@ -17,15 +17,15 @@ use super::dynamodb::{
 };
 use super::dynamodb_invitations::{
     CODE_SK, DynamoInvitations, DynamoOutbox, INVITATION_SK, InvitationItem, KEEP_AFTER_EXPIRY_SECS, code_item,
-    code_pk, event_items, invitation_pk, key2, text,
+    code_pk, invitation_pk, key2, text,
 };
 use super::dynamodb_list_keys::delivery_partition;
-use crate::domain::event::PortalEvent;
 use crate::domain::group::{self, Deliveries};
 use crate::domain::ids::{ContactId, InvitationId, MessageId};
 use crate::domain::invitation::{Delivery, Invitation};
 use crate::domain::outbox::OutboxMessage;
 use crate::domain::time::Timestamp;
+use crate::ports::Queued;
 
 const DELIVERIES: &str = "deliveries";
 
@@ -34,7 +34,7 @@ impl DynamoInvitations {
         &self,
         invitation: &Invitation,
         fanout: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()> {
         let mut item: Item = serde_dynamo::to_item(InvitationItem {
             pk: invitation_pk(&invitation.invitation_id),
@@ -51,7 +51,7 @@ impl DynamoInvitations {
         items.push(put_new(&self.invitations_table, item)?, Guards::Nothing);
         items.push(put_new(&self.invitations_table, code_item(&invitation.code_digest, invitation)?)?, Guards::Nothing);
         items.push(outbox_put(&self.outbox_table, fanout)?, Guards::Nothing);
-        items.extend(event_items(&self.outbox_table, events)?);
+        items.extend(self.queued(queued)?);
         items.run(&self.client).await.map_err(|e| e.into_fault("creating a group invitation"))
     }
 
@@ -60,6 +60,7 @@ impl DynamoInvitations {
         invitation: &Invitation,
         new_digest: &str,
         fanout: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool> {
         let update = Update::builder()
             .table_name(&self.invitations_table)
@@ -92,6 +93,7 @@ impl DynamoInvitations {
         items.push(TransactWriteItem::builder().delete(delete_old).build(), Guards::Nothing);
         items.push(put_new(&self.invitations_table, code_item(new_digest, invitation)?)?, Guards::Nothing);
         items.push(outbox_put(&self.outbox_table, fanout)?, Guards::Nothing);
+        items.extend(self.queued(queued)?);
         match items.run(&self.client).await {
             Ok(()) => Ok(true),
             Err(TransactionError::Refused(Guards::Record)) => Ok(false),

@@ -25,8 +25,9 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    ContactItem, GuardItem, Guards, Item, LeaseTaken, Transaction, TransactionError, contact_pk, email_pk,
-    is_conditional_failure, key, new_contact_items, number, put_new, sdk_error, take_lease, update_unless_moved_on,
+    ContactItem, GuardItem, Guards, Item, LeaseTaken, QueueTables, Transaction, TransactionError, contact_pk, email_pk,
+    is_conditional_failure, key, new_contact_items, number, put_new, queued_items, sdk_error, take_lease,
+    update_unless_moved_on,
 };
 use super::dynamodb_invitations::{event_items, new_invitation_items};
 use crate::domain::contact::Contact;
@@ -38,7 +39,7 @@ use crate::domain::import::{
 use crate::domain::outbox::{LEASE_SECS, RETENTION_SECS};
 use crate::domain::pacing::{self, Slot, Spacing};
 use crate::domain::time::Timestamp;
-use crate::ports::{ImportStore, RowWrite, RowWritten, SendPacer};
+use crate::ports::{ImportStore, Queued, RowWrite, RowWritten, SendPacer};
 
 /// An import's progress stays readable this long.
 const IMPORT_KEEP_SECS: i64 = 30 * 86_400;
@@ -99,6 +100,8 @@ pub struct DynamoImports {
     invitations_table: String,
     contacts_table: String,
     outbox_table: String,
+    /// Where an import's audit entry goes (in the same transaction).
+    audit_table: String,
 }
 
 impl DynamoImports {
@@ -108,7 +111,13 @@ impl DynamoImports {
             invitations_table: invitations_table.into(),
             contacts_table: contacts_table.into(),
             outbox_table: outbox_table.into(),
+            audit_table: String::new(),
         }
+    }
+
+    /// Writes the audit entry of an import to `audit_table`.
+    pub fn auditing_to(self, audit_table: &str) -> Self {
+        DynamoImports { audit_table: audit_table.into(), ..self }
     }
 
     /// Every item of `keys` in `table`, read consistently, 100 keys a call, unprocessed keys again.
@@ -181,7 +190,7 @@ fn imported_contact_items(contacts_table: &str, contact: &Contact) -> anyhow::Re
 
 #[async_trait]
 impl ImportStore for DynamoImports {
-    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk]) -> anyhow::Result<()> {
+    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk], queued: &[Queued]) -> anyhow::Result<()> {
         let mut items = Transaction::default();
         let job_item: Item = serde_dynamo::to_item(ImportItem {
             pk: import_pk(&job.import_id),
@@ -199,6 +208,12 @@ impl ImportStore for DynamoImports {
             })?;
             items.push(put_new(&self.outbox_table, item)?, Guards::Nothing);
         }
+        if self.audit_table.is_empty() && !queued.is_empty() {
+            anyhow::bail!("the import store has no audit table");
+        }
+        let tables =
+            QueueTables { contacts: &self.contacts_table, outbox: &self.outbox_table, audit: &self.audit_table };
+        items.extend(queued_items(&tables, queued)?);
         items.run(&self.client).await.map_err(|e| e.into_fault("storing an import"))
     }
 

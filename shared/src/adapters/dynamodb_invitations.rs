@@ -25,8 +25,8 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    Guards, Item, LeaseTaken, OutboxItem, Transaction, TransactionError, contact_pk, guard_item,
-    is_conditional_failure, new_contact_items, number, outbox_put, put_new, sdk_error, take_lease,
+    Guards, Item, LeaseTaken, OutboxItem, QueueTables, Transaction, TransactionError, contact_pk, guard_item,
+    is_conditional_failure, new_contact_items, number, outbox_put, put_new, queued_items, sdk_error, take_lease,
     update_unless_moved_on, username_pk,
 };
 use super::dynamodb_list_keys::{delivery_partition, state_partition};
@@ -36,6 +36,7 @@ use crate::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
 use crate::domain::invitation::{Delivery, Invitation, Redemption};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, StoredState};
 use crate::domain::outbox::{Claim, LEASE_SECS, OutboxMessage, RETENTION_SECS};
+use crate::ports::Queued;
 use crate::ports::{ContactChange, InvitationStore, Outbox, RedeemError};
 
 /// Invitations stay visible to administrators this long after they expire, then TTL removes them.
@@ -157,6 +158,8 @@ pub struct DynamoInvitations {
     pub(super) invitations_table: String,
     contacts_table: String,
     pub(super) outbox_table: String,
+    /// Where the audit entries of staff's changes go (in the same transaction).
+    audit_table: String,
     /// How long a redemption's source address is kept (`PORTAL_AUDIT_RETENTION_DAYS`).
     source_address_secs: i64,
 }
@@ -168,8 +171,24 @@ impl DynamoInvitations {
             invitations_table: invitations_table.into(),
             contacts_table: contacts_table.into(),
             outbox_table: outbox_table.into(),
+            audit_table: String::new(),
             source_address_secs: crate::config::DEFAULT_AUDIT_RETENTION_DAYS * 86_400,
         }
+    }
+
+    /// Writes the audit entries that go with a change to `audit_table`.
+    pub fn auditing_to(self, audit_table: &str) -> Self {
+        DynamoInvitations { audit_table: audit_table.into(), ..self }
+    }
+
+    /// The items that write `queued` along with a change.
+    pub(super) fn queued(&self, queued: &[Queued]) -> anyhow::Result<Transaction> {
+        if self.audit_table.is_empty() && queued.iter().any(|q| matches!(q, Queued::Audit(_))) {
+            anyhow::bail!("the invitation store has no audit table");
+        }
+        let tables =
+            QueueTables { contacts: &self.contacts_table, outbox: &self.outbox_table, audit: &self.audit_table };
+        queued_items(&tables, queued)
     }
 
     /// Redemptions' source addresses expire `secs` after the redemption.
@@ -268,10 +287,10 @@ impl InvitationStore for DynamoInvitations {
         &self,
         invitation: &Invitation,
         message: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()> {
         let mut items = new_invitation_items(&self.invitations_table, &self.outbox_table, invitation, message)?;
-        items.extend(event_items(&self.outbox_table, events)?);
+        items.extend(self.queued(queued)?);
         // A retry of an attempt DynamoDB committed is answered as the first: the SDK sends each
         // transaction's retries under one ClientRequestToken.
         items.run(&self.client).await.map_err(|e| e.into_fault("creating an invitation"))
@@ -342,6 +361,7 @@ impl InvitationStore for DynamoInvitations {
         invitation: &Invitation,
         new_digest: &str,
         message: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool> {
         let update = Update::builder()
             .table_name(&self.invitations_table)
@@ -370,6 +390,7 @@ impl InvitationStore for DynamoInvitations {
         items.push(TransactWriteItem::builder().delete(delete_old).build(), Guards::Nothing);
         items.push(put_new(&self.invitations_table, code_item(new_digest, invitation)?)?, Guards::Nothing);
         items.push(outbox_put(&self.outbox_table, message)?, Guards::Nothing);
+        items.extend(self.queued(queued)?);
         match items.run(&self.client).await {
             Ok(()) => Ok(true),
             // Revoked, or resent by someone else meanwhile.
@@ -382,10 +403,10 @@ impl InvitationStore for DynamoInvitations {
         &self,
         invitation_id: &InvitationId,
         now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<Option<Invitation>> {
-        if !events.is_empty() {
-            return self.revoke_reporting(invitation_id, now, events).await;
+        if !queued.is_empty() {
+            return self.revoke_reporting(invitation_id, now, queued).await;
         }
         let result = self
             .client
@@ -651,9 +672,9 @@ impl InvitationStore for DynamoInvitations {
         &self,
         invitation: &Invitation,
         fanout: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()> {
-        self.create_group(invitation, fanout, events).await
+        self.create_group(invitation, fanout, queued).await
     }
 
     async fn replace_group_code(
@@ -661,8 +682,9 @@ impl InvitationStore for DynamoInvitations {
         invitation: &Invitation,
         new_digest: &str,
         fanout: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool> {
-        self.replace_group_code_item(invitation, new_digest, fanout).await
+        self.replace_group_code_item(invitation, new_digest, fanout, queued).await
     }
 
     async fn deliveries(&self, invitation_id: &InvitationId) -> anyhow::Result<crate::domain::group::Deliveries> {
@@ -755,7 +777,7 @@ impl DynamoInvitations {
         &self,
         invitation_id: &InvitationId,
         now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<Option<Invitation>> {
         let revoke = Update::builder()
             .table_name(&self.invitations_table)
@@ -769,7 +791,7 @@ impl DynamoInvitations {
             .build()?;
         let mut items = Transaction::default();
         items.push(TransactWriteItem::builder().update(revoke).build(), Guards::Record);
-        items.extend(event_items(&self.outbox_table, events)?);
+        items.extend(self.queued(queued)?);
         match items.run(&self.client).await {
             // Missing (then `get` says so) or revoked before.
             Ok(()) | Err(TransactionError::Refused(Guards::Record)) => self.get(invitation_id).await,

@@ -39,10 +39,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::dynamodb::{ContactItem, DynamoContacts, Item, sdk_error};
 use super::dynamodb_invitations::{DynamoInvitations, InvitationItem};
 use super::dynamodb_list_keys::{
-    CONTACT_LIST_PK, INVITATION_LIST_PK, ListedContact, ListedInvitation, SearchHit, ShardRows, all_shards,
-    merge_search, page_newest, text,
+    CONTACT_LIST_PK, INVITATION_LIST_PK, ListedContact, ListedInvitation, SearchHit, all_shards, merge_search, text,
 };
-use super::dynamodb_pages::batch_get_in_order;
+use super::dynamodb_pages::{NewestFirst, batch_get_in_order};
 use crate::domain::contact::Contact;
 use crate::domain::invitation::{Invitation, InvitationStatus};
 use crate::domain::listing::{InvitationFilter, PageRequest, Paged, Position, StoredState};
@@ -83,59 +82,6 @@ fn invitation_index(filter: &InvitationFilter) -> IndexChoice {
         }
     } else {
         IndexChoice { index: "by-created", partition_attribute: "list_pk", partitions: all_shards(INVITATION_LIST_PK) }
-    }
-}
-
-/// A newest-first query of one partition of a list index, below `after` (a sort key).
-struct NewestFirst<'a> {
-    client: &'a aws_sdk_dynamodb::Client,
-    table: &'a str,
-    index: &'a str,
-    partition_attribute: &'a str,
-    filter: Option<String>,
-    values: HashMap<String, AttributeValue>,
-    doing: &'static str,
-}
-
-impl NewestFirst<'_> {
-    /// One page of every partition, merged: the index rows (sort key, keys) and where the next
-    /// page starts.
-    async fn page(
-        &self,
-        partitions: &[String],
-        after: Option<String>,
-        limit: usize,
-    ) -> anyhow::Result<(Vec<(String, Item)>, Option<String>)> {
-        page_newest(partitions.len(), after, limit, |shard, after, limit| async move {
-            self.shard(&partitions[shard], after.as_deref(), limit).await
-        })
-        .await
-    }
-
-    async fn shard(&self, partition: &str, after: Option<&str>, limit: usize) -> anyhow::Result<ShardRows<Item>> {
-        let mut values = self.values.clone();
-        values.insert(":partition".into(), text(partition));
-        let mut condition = format!("{} = :partition", self.partition_attribute);
-        if let Some(after) = after {
-            condition.push_str(" AND list_sk < :after");
-            values.insert(":after".into(), text(after));
-        }
-        let output = self
-            .client
-            .query()
-            .table_name(self.table)
-            .index_name(self.index)
-            .key_condition_expression(condition)
-            .set_filter_expression(self.filter.clone())
-            .set_expression_attribute_values(Some(values))
-            .scan_index_forward(false)
-            .limit(limit.try_into().unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| sdk_error(self.doing, e))?;
-        let sort_key = |item: &Item| item.get("list_sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let rows = output.items.unwrap_or_default().into_iter().map(|item| (sort_key(&item), item)).collect();
-        Ok(ShardRows { rows, last_evaluated: output.last_evaluated_key.as_ref().map(sort_key) })
     }
 }
 

@@ -13,7 +13,10 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
-use super::dynamodb::sdk_error;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::dynamodb_list_keys::{ShardRows, page_newest, text};
+use crate::error::Unavailable;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -79,4 +82,71 @@ async fn batch_get(client: &Client, table: &str, mut keys: Vec<Item>) -> anyhow:
         keys.len()
     );
     Ok(found)
+}
+
+/// An SDK error with its whole chain (the SDK's `Display` alone says only "service error"), marked
+/// [`Unavailable`] when the service was busy, failing or out of reach (answered 503, worth a retry).
+pub(crate) fn sdk_error<E>(what: &str, err: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> anyhow::Error
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let detail = format!("{what}: {}", DisplayErrorContext(&err));
+    if crate::aws::is_unavailable(&err) {
+        anyhow::Error::new(Unavailable).context(detail)
+    } else {
+        anyhow::anyhow!(detail)
+    }
+}
+
+/// A newest-first query of one partition of a list index, below `after` (a sort key).
+pub(super) struct NewestFirst<'a> {
+    pub(super) client: &'a aws_sdk_dynamodb::Client,
+    pub(super) table: &'a str,
+    pub(super) index: &'a str,
+    pub(super) partition_attribute: &'a str,
+    pub(super) filter: Option<String>,
+    pub(super) values: HashMap<String, AttributeValue>,
+    pub(super) doing: &'static str,
+}
+
+impl NewestFirst<'_> {
+    /// One page of every partition, merged: the index rows (sort key, keys) and where the next
+    /// page starts.
+    pub(super) async fn page(
+        &self,
+        partitions: &[String],
+        after: Option<String>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<(String, Item)>, Option<String>)> {
+        page_newest(partitions.len(), after, limit, |shard, after, limit| async move {
+            self.shard(&partitions[shard], after.as_deref(), limit).await
+        })
+        .await
+    }
+
+    async fn shard(&self, partition: &str, after: Option<&str>, limit: usize) -> anyhow::Result<ShardRows<Item>> {
+        let mut values = self.values.clone();
+        values.insert(":partition".into(), text(partition));
+        let mut condition = format!("{} = :partition", self.partition_attribute);
+        if let Some(after) = after {
+            condition.push_str(" AND list_sk < :after");
+            values.insert(":after".into(), text(after));
+        }
+        let output = self
+            .client
+            .query()
+            .table_name(self.table)
+            .index_name(self.index)
+            .key_condition_expression(condition)
+            .set_filter_expression(self.filter.clone())
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(false)
+            .limit(limit.try_into().unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error(self.doing, e))?;
+        let sort_key = |item: &Item| item.get("list_sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let rows = output.items.unwrap_or_default().into_iter().map(|item| (sort_key(&item), item)).collect();
+        Ok(ShardRows { rows, last_evaluated: output.last_evaluated_key.as_ref().map(sort_key) })
+    }
 }

@@ -22,7 +22,7 @@ use super::dynamodb::{
 use crate::domain::ids::ContactId;
 use crate::domain::passkey::{Ceremony, StoredPasskey};
 use crate::domain::time::Timestamp;
-use crate::ports::{PasskeyStore, QueuedEmail};
+use crate::ports::{PasskeyStore, Queued};
 
 /// The contacts table's index of passkeys by contact.
 pub const BY_OWNER_INDEX: &str = "by-passkey-owner";
@@ -65,10 +65,11 @@ impl DynamoPasskeys {
         contacts_table: impl Into<String>,
         sessions_table: impl Into<String>,
         outbox_table: impl Into<String>,
+        audit_table: impl Into<String>,
     ) -> Self {
         let contacts_table = contacts_table.into();
         DynamoPasskeys {
-            contacts: DynamoContacts::new(client.clone(), contacts_table.clone(), outbox_table),
+            contacts: DynamoContacts::new(client.clone(), contacts_table.clone(), outbox_table, audit_table),
             client,
             contacts_table,
             sessions_table: sessions_table.into(),
@@ -81,7 +82,7 @@ impl DynamoPasskeys {
         contact_id: &ContactId,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<Transaction> {
         let update = self
             .contacts
@@ -181,7 +182,7 @@ impl PasskeyStore for DynamoPasskeys {
         passkey: &StoredPasskey,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool> {
         let item: Item = serde_dynamo::to_item(PasskeyItem {
             pk: passkey_pk(&passkey.id),
@@ -204,7 +205,7 @@ impl PasskeyStore for DynamoPasskeys {
         id: &str,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool> {
         let delete = Delete::builder()
             .table_name(&self.contacts_table)

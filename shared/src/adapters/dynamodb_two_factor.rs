@@ -16,12 +16,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    Guards, Item, Transaction, TransactionError, contact_pk, is_conditional_failure, key, number, outbox_put, sdk_error,
+    Guards, Item, Transaction, TransactionError, contact_pk, is_conditional_failure, key, number, sdk_error,
 };
 use crate::domain::ids::ContactId;
 use crate::domain::time::Timestamp;
 use crate::domain::two_factor::{PENDING_SIGN_IN_ATTEMPTS, PendingSignIn, TwoFactor};
-use crate::ports::{QueuedEmail, TwoFactorStore};
+use crate::ports::{Queued, TwoFactorStore};
 
 fn two_factor_pk(contact_id: &ContactId) -> String {
     format!("TWOFACTOR#{contact_id}")
@@ -51,6 +51,7 @@ pub struct DynamoTwoFactor {
     contacts_table: String,
     sessions_table: String,
     outbox_table: String,
+    audit_table: String,
 }
 
 impl DynamoTwoFactor {
@@ -59,19 +60,24 @@ impl DynamoTwoFactor {
         contacts_table: impl Into<String>,
         sessions_table: impl Into<String>,
         outbox_table: impl Into<String>,
+        audit_table: impl Into<String>,
     ) -> Self {
         DynamoTwoFactor {
             client,
             contacts_table: contacts_table.into(),
             sessions_table: sessions_table.into(),
             outbox_table: outbox_table.into(),
+            audit_table: audit_table.into(),
         }
     }
 
-    fn outbox_items(&self, transaction: &mut Transaction, emails: &[QueuedEmail]) -> anyhow::Result<()> {
-        for email in emails {
-            transaction.push(outbox_put(&self.outbox_table, &email.message)?, Guards::Nothing);
-        }
+    fn outbox_items(&self, transaction: &mut Transaction, emails: &[Queued]) -> anyhow::Result<()> {
+        let tables = super::dynamodb::QueueTables {
+            contacts: &self.contacts_table,
+            outbox: &self.outbox_table,
+            audit: &self.audit_table,
+        };
+        transaction.extend(super::dynamodb::queued_items(&tables, emails)?);
         Ok(())
     }
 
@@ -141,7 +147,7 @@ impl TwoFactorStore for DynamoTwoFactor {
         Ok(stored.state)
     }
 
-    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[QueuedEmail]) -> anyhow::Result<bool> {
+    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[Queued]) -> anyhow::Result<bool> {
         let mut written = state.clone();
         written.version = state.version + 1;
         let item: Item = serde_dynamo::to_item(TwoFactorItem { pk: two_factor_pk(&state.contact_id), state: written })?;
@@ -195,7 +201,7 @@ impl TwoFactorStore for DynamoTwoFactor {
         contact_id: &ContactId,
         digest: &str,
         expires_at: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<()> {
         let update = Update::builder()
             .table_name(&self.contacts_table)

@@ -2,6 +2,7 @@
 //! benchmarks are in `portal-testkit`, never compiled into a Lambda binary.)
 
 pub mod dynamodb;
+pub mod dynamodb_audit;
 pub mod dynamodb_groups;
 pub mod dynamodb_imports;
 pub mod dynamodb_invitations;

@@ -1,7 +1,13 @@
 //! What the audit log records: who did what, from where. Every event has its own name, so a log
 //! query for one kind of email or one kind of failure finds exactly that.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::ContactId;
+use super::time::{Timestamp, rfc3339};
 
 /// The caller's address as the front door (API Gateway) saw it; `unknown` when it did not say.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -78,6 +84,24 @@ pub enum AuditEvent {
     TwoFactorChanged,
     /// An emailed sign-in code went out.
     SignInCodeSent,
+    /// Staff switched the account's sign-in off (its sessions ended with it).
+    AccountDisabled,
+    /// Staff switched the account's sign-in back on.
+    AccountEnabled,
+    /// Staff lifted the account's lockout.
+    AccountUnlocked,
+    /// Staff ended every session of the account.
+    SignedOutEverywhere,
+    /// Staff sent the account a reset link (and maybe blocked its current password).
+    PasswordResetByStaff,
+    /// Staff removed the account's second factors and passkeys.
+    TwoFactorReset,
+    /// Staff replaced the account's web roles and parent account.
+    RolesChanged,
+    /// The person accepted a version of the terms of use.
+    TermsAccepted,
+    /// The person downloaded everything stored about them.
+    DataExported,
 }
 
 impl AuditEvent {
@@ -123,6 +147,15 @@ impl AuditEvent {
             AuditEvent::SecondFactorFailed => "second_factor_failed",
             AuditEvent::TwoFactorChanged => "two_factor_changed",
             AuditEvent::SignInCodeSent => "sign_in_code_sent",
+            AuditEvent::AccountDisabled => "account_disabled",
+            AuditEvent::AccountEnabled => "account_enabled",
+            AuditEvent::AccountUnlocked => "account_unlocked",
+            AuditEvent::SignedOutEverywhere => "signed_out_everywhere",
+            AuditEvent::PasswordResetByStaff => "password_reset_by_staff",
+            AuditEvent::TwoFactorReset => "two_factor_reset",
+            AuditEvent::RolesChanged => "roles_changed",
+            AuditEvent::TermsAccepted => "terms_accepted",
+            AuditEvent::DataExported => "data_exported",
         }
     }
 }
@@ -130,5 +163,87 @@ impl AuditEvent {
 impl fmt::Display for AuditEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the audit trail: who (`actor_id`; none for someone not signed in) did what
+/// (`kind`) to which account (`contact_id`), when and from where. Written in the same write as
+/// the change it records. `detail` holds ids and flags the portal chose, never text a person
+/// typed (a login that matches no account is not kept) and never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// A UUID v7: entries sort by it in the order they were written, to the millisecond.
+    pub entry_id: String,
+    pub at: Timestamp,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<ContactId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<ContactId>,
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail: BTreeMap<String, String>,
+    /// When the retention rule removes it (DynamoDB's TTL).
+    #[serde(rename = "ttl")]
+    pub expires_at: Timestamp,
+}
+
+impl AuditEntry {
+    pub fn new(
+        kind: AuditEvent,
+        actor_id: Option<&ContactId>,
+        contact_id: Option<&ContactId>,
+        source: &SourceAddress,
+        at: Timestamp,
+        kept_secs: i64,
+    ) -> Self {
+        AuditEntry {
+            entry_id: uuid::Uuid::now_v7().to_string(),
+            at,
+            kind: kind.as_str().to_string(),
+            actor_id: actor_id.cloned(),
+            contact_id: contact_id.cloned(),
+            ip: source.as_str().to_string(),
+            detail: BTreeMap::new(),
+            expires_at: at + kept_secs,
+        }
+    }
+
+    /// Adds `key: value` to the detail (ids, flags and names the portal chose only).
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.detail.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The UTC day it was written on (`2026-12-07`): the time index's partition, so that a day's
+    /// entries share one partition and no partition takes every entry ever written.
+    pub fn day(&self) -> String {
+        day_of(self.at)
+    }
+}
+
+/// The UTC day of `at`, as the audit trail's time index names it.
+pub fn day_of(at: Timestamp) -> String {
+    rfc3339(at)[..10].to_string()
+}
+
+/// What to read of the audit trail: by contact, else by actor (each has its own index), else by
+/// time; optionally one kind, or any of several kinds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub contact_id: Option<ContactId>,
+    pub actor_id: Option<ContactId>,
+    pub kind: Option<String>,
+    /// Any of these kinds (none: every kind).
+    pub kinds: Vec<String>,
+}
+
+impl AuditQuery {
+    /// Whether `entry` is one this query asks for.
+    pub fn matches(&self, entry: &AuditEntry) -> bool {
+        self.contact_id.as_ref().is_none_or(|id| entry.contact_id.as_ref() == Some(id))
+            && self.actor_id.as_ref().is_none_or(|id| entry.actor_id.as_ref() == Some(id))
+            && self.kind.as_ref().is_none_or(|kind| &entry.kind == kind)
+            && (self.kinds.is_empty() || self.kinds.contains(&entry.kind))
     }
 }

@@ -42,8 +42,123 @@ pub struct Contact {
     pub login_disabled: bool,
     /// When the account was deleted: a tombstone that no way in opens.
     pub deleted_at: Option<Timestamp>,
+    /// The version of the terms of use the person accepted last, and when.
+    pub terms_accepted: Option<TermsAccepted>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// An acceptance of the terms of use: which version, when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermsAccepted {
+    pub version: String,
+    pub at: Timestamp,
+}
+
+impl Contact {
+    /// Whether the site's current terms (`current`, if any) still wait for this person's acceptance.
+    pub fn owes_terms(&self, current: Option<&str>) -> bool {
+        current.is_some_and(|version| self.terms_accepted.as_ref().is_none_or(|accepted| accepted.version != version))
+    }
+}
+
+/// A change staff make to an account (see `usecases::staff`; stored by `ContactStore::edit_account`), written with its audit entry and
+/// event in one conditional write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountEdit {
+    /// Sign-in switched off; `epoch` ends every session at once.
+    Disable {
+        epoch: String,
+    },
+    Enable,
+    /// The lockout and the failed attempts counted against it cleared.
+    Unlock,
+    /// Every session ended (a new epoch).
+    EndSessions {
+        epoch: String,
+    },
+    /// The current password stops working (removed) and every session ends.
+    BlockPassword {
+        epoch: String,
+    },
+    /// The web roles and parent account replaced.
+    Roles {
+        roles: Vec<String>,
+        account_id: Option<String>,
+    },
+    /// Nothing about the account itself (what rides along is the change: a reset link).
+    Unchanged,
+    /// The person accepted these terms of use.
+    AcceptTerms(TermsAccepted),
+    /// The account deleted: what stays is its tombstone ([`Contact::tombstone`]); `epoch` ends
+    /// every session at once.
+    Delete {
+        epoch: String,
+    },
+}
+
+impl AccountEdit {
+    /// `contact` as this change leaves it, at `now`.
+    pub fn applied_to(&self, contact: &Contact, now: Timestamp) -> Contact {
+        let mut changed = contact.clone();
+        match self {
+            AccountEdit::Disable { epoch } => {
+                changed.login_disabled = true;
+                changed.session_epoch = epoch.clone();
+            }
+            AccountEdit::Enable => changed.login_disabled = false,
+            AccountEdit::Unlock => {
+                changed.failed_sign_ins = 0;
+                changed.locked_until = None;
+            }
+            AccountEdit::EndSessions { epoch } => changed.session_epoch = epoch.clone(),
+            AccountEdit::BlockPassword { epoch } => {
+                changed.password_hash = None;
+                changed.session_epoch = epoch.clone();
+            }
+            AccountEdit::Roles { roles, account_id } => {
+                changed.roles = roles.clone();
+                changed.account_id = account_id.clone();
+            }
+            AccountEdit::Unchanged => {}
+            AccountEdit::AcceptTerms(accepted) => changed.terms_accepted = Some(accepted.clone()),
+            AccountEdit::Delete { epoch } => return contact.tombstone(epoch, now),
+        }
+        changed.updated_at = now;
+        changed
+    }
+}
+
+impl Contact {
+    /// What stays of a deleted account: its id, parent account (the business's, for staff scope),
+    /// when it was created and deleted, and a new session epoch. No address, name, phone, username,
+    /// credential, role or terms: nothing that names the person. No way in opens it.
+    pub fn tombstone(&self, epoch: &str, now: Timestamp) -> Contact {
+        Contact {
+            contact_id: self.contact_id.clone(),
+            email: Email::stored(String::new(), String::new()),
+            email_confirmed: false,
+            first_name: String::new(),
+            last_name: String::new(),
+            username: None,
+            phone: None,
+            roles: Vec::new(),
+            account_id: self.account_id.clone(),
+            password_hash: None,
+            failed_sign_ins: 0,
+            lockouts: 0,
+            locked_until: None,
+            attempted_at: None,
+            pending_email: None,
+            session_epoch: epoch.to_string(),
+            reset_nonce: None,
+            login_disabled: true,
+            deleted_at: Some(now),
+            terms_accepted: None,
+            created_at: self.created_at,
+            updated_at: now,
+        }
+    }
 }
 
 /// How a contact is stored: the email and username in both their forms (the normalised ones are
@@ -51,11 +166,17 @@ pub struct Contact {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct ContactRecord {
     contact_id: ContactId,
+    // Empty only on a tombstone, which stores none of these (an empty string may not be an index
+    // key, and `email_normalized` is one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     email: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     email_normalized: String,
     #[serde(default)]
     email_confirmed: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     first_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     last_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     username: Option<String>,
@@ -89,6 +210,8 @@ struct ContactRecord {
     login_disabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deleted_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    terms_accepted: Option<TermsAccepted>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -118,6 +241,7 @@ impl From<Contact> for ContactRecord {
             reset_nonce: c.reset_nonce,
             login_disabled: c.login_disabled,
             deleted_at: c.deleted_at,
+            terms_accepted: c.terms_accepted,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -155,6 +279,7 @@ impl From<ContactRecord> for Contact {
             reset_nonce: r.reset_nonce,
             login_disabled: r.login_disabled,
             deleted_at: r.deleted_at,
+            terms_accepted: r.terms_accepted,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -199,6 +324,7 @@ impl Contact {
             reset_nonce: None,
             login_disabled: false,
             deleted_at: None,
+            terms_accepted: None,
             created_at: now,
             updated_at: now,
         }

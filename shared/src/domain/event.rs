@@ -60,6 +60,14 @@ pub enum Fact {
     EmailChanged {
         contact_id: ContactId,
     },
+    /// Staff acted on the account (`action`: the contract's name, `disable`, `roles`, ...);
+    /// `actor_id` is null for an operator at the command line.
+    AccountChanged {
+        contact_id: ContactId,
+        action: String,
+        #[serde(default)]
+        actor_id: Option<ContactId>,
+    },
 }
 
 impl Fact {
@@ -80,6 +88,7 @@ impl Fact {
             Fact::InvitationRevoked { .. } => "InvitationRevoked",
             Fact::PasswordChanged { .. } => "PasswordChanged",
             Fact::EmailChanged { .. } => "EmailChanged",
+            Fact::AccountChanged { .. } => "AccountChanged",
         }
     }
 }
@@ -148,6 +157,7 @@ mod tests {
             Fact::InvitationRevoked { invitation_id: "i".into() },
             Fact::PasswordChanged { contact_id: "c".into() },
             Fact::EmailChanged { contact_id: "c".into() },
+            Fact::AccountChanged { contact_id: "c".into(), action: "disable".into(), actor_id: Some("a".into()) },
         ];
         for fact in facts {
             let serialized = serde_json::to_value(&fact).unwrap();

@@ -2,6 +2,7 @@
 //! Nothing here talks to AWS.
 
 pub mod audit;
+pub mod browser;
 pub mod contact;
 pub mod email;
 pub mod event;

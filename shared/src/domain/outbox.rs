@@ -74,6 +74,9 @@ pub enum MessageKind {
     /// To the account's address: the security notices its notice allowance held back (`held`
     /// says how many and since when, `detail` of which kinds).
     HeldNoticesSummary,
+    /// To the account's address: a sign-in from a browser that was not a trusted device of it
+    /// (`detail`: the address, a line break, the User-Agent).
+    NewSignInNotice,
 }
 
 impl MessageKind {
@@ -112,7 +115,7 @@ impl MessageKind {
             MessageKind::TwoFactorNotice => AuditEvent::NoticeSent,
             MessageKind::SignInCode => AuditEvent::SignInCodeSent,
             MessageKind::InvitationFanout => AuditEvent::InvitationSent,
-            MessageKind::HeldNoticesSummary => AuditEvent::NoticeSent,
+            MessageKind::HeldNoticesSummary | MessageKind::NewSignInNotice => AuditEvent::NoticeSent,
         }
     }
 }

@@ -24,6 +24,27 @@ pub struct Session {
     /// Limited to setting up a second factor, which the contact's web role requires.
     #[serde(default)]
     pub setup_only: bool,
+    /// Limited to accepting the site's current terms of use (`/terms`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terms_only: bool,
+    /// How its sign-in was proven (`password`, `passkey`, ...; a continued session keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The address it signed in from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The browser's User-Agent as sent, cut to [`MAX_USER_AGENT`] characters (shown as a short
+    /// description: see [`super::browser`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// The most characters of a User-Agent a session keeps.
+pub const MAX_USER_AGENT: usize = 256;
+
+/// `user_agent` cut to [`MAX_USER_AGENT`] characters, control characters left out.
+pub fn kept_user_agent(user_agent: &str) -> String {
+    user_agent.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect()
 }
 
 /// How often a session's `last_seen_at` is written: more often would cost a write per request.
@@ -42,8 +63,18 @@ impl Session {
             epoch: epoch.to_string(),
             remembered: false,
             setup_only: false,
+            terms_only: false,
+            method: None,
+            ip: None,
+            user_agent: None,
         };
         (session, token)
+    }
+
+    /// The session's id as the person sees it (to end it): the start of its digest, which names
+    /// it among the account's sessions and tells nothing of the token.
+    pub fn public_id(&self) -> &str {
+        &self.id_digest[..self.id_digest.len().min(16)]
     }
 
     /// Active until its absolute expiry, and while used at least once per idle period. A
@@ -51,6 +82,12 @@ impl Session {
     /// browser, for the remember-me days.
     pub fn is_active(&self, now: Timestamp, idle_secs: i64) -> bool {
         now < self.expires_at && (self.remembered || now < self.last_seen_at + idle_secs)
+    }
+
+    /// Whether it still lets its contact in: active, and of the contact's current epoch (a
+    /// password change, reset, email move or staff action writes a new one, ending older sessions).
+    pub fn is_valid_for(&self, epoch: &str, now: Timestamp, idle_secs: i64) -> bool {
+        self.epoch == epoch && self.is_active(now, idle_secs)
     }
 
     pub fn needs_touch(&self, now: Timestamp) -> bool {

@@ -9,6 +9,15 @@ fn is_invisible_or_reordering(c: char) -> bool {
         | '\u{FFF9}'..='\u{FFFB}')
 }
 
+/// A web role's name: a name (see [`parse_name`]) of at most 64 characters.
+pub fn parse_role(raw: &str) -> Result<String, super::Refusal> {
+    let role = parse_name(raw).map_err(|e| super::Refusal(format!("role {raw:?} {e}")))?;
+    if role.chars().count() > 64 {
+        return Err(super::Refusal(format!("role {raw:?} must be at most 64 characters")));
+    }
+    Ok(role)
+}
+
 /// A person's name (first or last): trimmed, NFC-normalised, 1 to 100 characters, no control,
 /// invisible or bidirectional-override characters.
 pub fn parse_name(raw: &str) -> Result<String, &'static str> {

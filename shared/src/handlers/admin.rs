@@ -10,10 +10,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use super::admin_views::{ContactView, InvitationView, invitation_row};
+use super::admin_views::{ContactView, InvitationView, invitation_row, roles_field};
 use crate::Portal;
 use crate::config::Settings;
-use crate::domain::Refusal;
 use crate::domain::audit::SourceAddress;
 use crate::domain::contact::Contact;
 use crate::domain::email::Email;
@@ -25,10 +24,13 @@ use crate::domain::text::{parse_name, parse_phone};
 use crate::domain::time::human;
 use crate::usecases::invite::{self, ContactDetails, InvitationRequest, Invitee};
 use crate::usecases::lists::{self, InvitationDetail};
+use crate::usecases::staff::{self, Staff};
 use crate::web::extract::{InvitationsEnabled, NoFields, PathParam};
 use crate::web::pages::{AdminContactsPage, AdminInvitationPage, ContactRow, FormErrors, RedemptionRow, ViewerSummary};
 use crate::web::response::is_same_site_path;
-use crate::web::{Admin, AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
+use crate::web::{
+    Admin, AppState, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, StaffMember, Submission,
+};
 use std::collections::HashMap;
 
 pub struct CreateInvitation;
@@ -42,6 +44,7 @@ impl HttpFunction for CreateInvitation {
             .route("/admin/invitations/{id}/resend", post(resend))
             .route("/admin/invitations/{id}/revoke", post(revoke))
             .merge(super::imports::routes())
+            .merge(super::staff::routes())
     }
 }
 
@@ -57,12 +60,15 @@ struct Listing {
 }
 
 impl Listing {
-    async fn load(portal: &Portal, admin: Contact, page: &Page) -> Result<Listing, PortalError> {
+    /// The page as `staff` see it: an account administrator only the contacts of their account
+    /// (a page the filter thinned keeps its cursor).
+    async fn load(portal: &Portal, admin: Contact, staff: &Staff, page: &Page) -> Result<Listing, PortalError> {
         let query = page.query("q").unwrap_or_default();
         let request = lists::page_request(page.query("limit").as_deref(), page.query("cursor").as_deref())?;
-        let Paged { items: contacts, next } = lists::contacts(portal, &query, &request).await?;
+        let Paged { items: mut contacts, next } = lists::contacts(portal, &query, &request).await?;
+        contacts.retain(|contact| staff.reaches(contact));
         let selected = match page.query("contact_id") {
-            Some(id) => portal.contacts.get(&ContactId::from(id)).await?,
+            Some(id) => portal.contacts.get(&ContactId::from(id)).await?.filter(|contact| staff.reaches(contact)),
             None => None,
         };
         let invitations = match &selected {
@@ -99,9 +105,9 @@ impl Listing {
 
     /// The page's data for showing a refused form again (none without an administrator).
     async fn for_form(parts: &mut Parts, state: &AppState) -> Option<Listing> {
-        let Admin(admin) = Admin::from_request_parts(parts, state).await.ok()?;
+        let StaffMember(viewer, staff) = StaffMember::from_request_parts(parts, state).await.ok()?;
         let page = Page::from_request_parts(parts, state).await.ok()?;
-        Listing::load(state, admin.contact, &page).await.ok()
+        Listing::load(state, viewer.contact, &staff, &page).await.ok()
     }
 }
 
@@ -113,8 +119,8 @@ struct ListingView<'a> {
     invitations: Option<Vec<InvitationView<'a>>>,
 }
 
-async fn contacts(Admin(admin): Admin, page: Page) -> Result<Reply, PortalError> {
-    let listing = Listing::load(&page.portal, admin.contact, &page).await?;
+async fn contacts(StaffMember(viewer, staff): StaffMember, page: Page) -> Result<Reply, PortalError> {
+    let listing = Listing::load(&page.portal, viewer.contact, &staff, &page).await?;
     let now = page.portal.clock.now();
     let view = ListingView {
         contacts: listing.contacts.iter().map(ContactView::of).collect(),
@@ -132,10 +138,11 @@ async fn contacts(Admin(admin): Admin, page: Page) -> Result<Reply, PortalError>
 async fn reject_on_contacts_page<T: Form<Context = Option<Listing>>>(
     form: &mut Submission<T>,
     admin: Contact,
+    staff: &Staff,
     error: PortalError,
 ) -> Rejection {
     let listing = match error.is_client_fault() {
-        true => Listing::load(&form.page.portal, admin, &form.page).await.ok(),
+        true => Listing::load(&form.page.portal, admin, staff, &form.page).await.ok(),
         false => None,
     };
     form.reject_with(error, &listing)
@@ -184,16 +191,8 @@ async fn create_contact(
     match invite::create_contact(&portal, &source, &admin.contact, form.0.clone()).await {
         Ok(contact) => Ok(Reply::json(StatusCode::CREATED, &ContactView::of(&contact))
             .or_see_other(format!("/admin/contacts?contact_id={}", contact.contact_id))),
-        Err(err) => Err(reject_on_contacts_page(&mut form, admin.contact, err).await),
+        Err(err) => Err(reject_on_contacts_page(&mut form, admin.contact, &Staff::operator(), err).await),
     }
-}
-
-fn parse_role(raw: &str) -> Result<String, Refusal> {
-    let role = parse_name(raw).map_err(|e| Refusal(format!("role {raw:?} {e}")))?;
-    if role.chars().count() > 64 {
-        return Err(Refusal(format!("role {raw:?} must be at most 64 characters")));
-    }
-    Ok(role)
 }
 
 fn parse_redirect(raw: &str) -> Result<String, &'static str> {
@@ -225,14 +224,7 @@ impl ContactsPageInput for InvitationRequest {
             (None, _) => None,
         };
         let expires_in_days = fields.optional_integer("expires_in_days", 1..=365).map(|d| d as u32);
-        let mut roles: Vec<String> = Vec::new();
-        for raw in fields.optional_list("roles") {
-            if let Some(role) = fields.check("roles", parse_role(&raw))
-                && !roles.contains(&role)
-            {
-                roles.push(role);
-            }
-        }
+        let roles = roles_field(fields);
         let account_id = fields.optional_parsed("account_id", parse_name);
         let redirect_path = fields.optional_parsed("redirect_path", parse_redirect);
         let contacts_sent = fields.values_of("contact_ids").is_some();
@@ -307,7 +299,7 @@ fn delivery_rows(deliveries: &crate::domain::group::Deliveries) -> Vec<crate::we
 
 async fn create_invitation(
     _: InvitationsEnabled,
-    Admin(admin): Admin,
+    StaffMember(admin, staff): StaffMember,
     source: SourceAddress,
     headers: HeaderMap,
     mut form: Submission<OnContactsPage<InvitationRequest>>,
@@ -330,7 +322,12 @@ async fn create_invitation(
             Err(err) => return Err(form.reject(err.into())),
         }
     }
-    match invite::invite(&portal, &source, &admin.contact, form.0.clone()).await {
+    let mut request = form.0.clone();
+    let invited = match staff::scope_invitation(&portal, &staff, &mut request).await {
+        Ok(()) => invite::invite(&portal, &source, &admin.contact, request).await,
+        Err(err) => Err(err),
+    };
+    match invited {
         Ok(invitation) => {
             let now = portal.clock.now();
             let creator = HashMap::from([(admin.contact.contact_id.clone(), admin.contact.clone())]);
@@ -354,7 +351,7 @@ async fn create_invitation(
             {
                 tracing::warn!(error = format!("{abandon:#}"), "letting go of an idempotency key failed");
             }
-            Err(reject_on_contacts_page(&mut form, admin.contact, err).await)
+            Err(reject_on_contacts_page(&mut form, admin.contact, &staff, err).await)
         }
     }
 }
@@ -384,11 +381,12 @@ fn replay(status: u16, body: &str) -> Reply {
 
 async fn show_invitation(
     _: InvitationsEnabled,
-    Admin(admin): Admin,
+    StaffMember(admin, staff): StaffMember,
     PathParam(id): PathParam<InvitationId>,
     page: Page,
 ) -> Result<Reply, PortalError> {
     let portal = page.portal.clone();
+    staff::reachable_invitation(&portal, &staff, &id).await?;
     let InvitationDetail { invitation, redemptions, people } = lists::invitation_detail(&portal, &id).await?;
     let now = portal.clock.now();
     let deliveries = delivery_rows(&portal.invitations.deliveries(&id).await?);
@@ -445,24 +443,26 @@ fn changed(portal: &Portal, invitation: &Invitation) -> Reply {
 
 async fn resend(
     _: InvitationsEnabled,
-    Admin(admin): Admin,
+    StaffMember(admin, staff): StaffMember,
     source: SourceAddress,
     PathParam(id): PathParam<InvitationId>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;
+    staff::reachable_invitation(portal, &staff, &id).await?;
     let invitation = invite::resend(portal, &source, &admin.contact, &id).await?;
     Ok(changed(portal, &invitation))
 }
 
 async fn revoke(
     _: InvitationsEnabled,
-    Admin(admin): Admin,
+    StaffMember(admin, staff): StaffMember,
     source: SourceAddress,
     PathParam(id): PathParam<InvitationId>,
     form: Submission<NoFields>,
 ) -> Result<Reply, PortalError> {
     let portal = &form.page.portal;
+    staff::reachable_invitation(portal, &staff, &id).await?;
     let invitation = invite::revoke(portal, &source, &admin.contact, &id).await?;
     Ok(changed(portal, &invitation))
 }

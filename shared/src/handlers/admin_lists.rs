@@ -9,7 +9,7 @@ use crate::domain::listing::Position;
 use crate::usecases::lists;
 use crate::web::extract::InvitationsEnabled;
 use crate::web::pages::{AdminInvitationsPage, FilterOption, InvitationListRow, ViewerSummary};
-use crate::web::{Admin, Page, PortalError, Reply};
+use crate::web::{Page, PortalError, Reply, StaffMember};
 
 #[derive(Serialize)]
 struct InvitationsView<'a> {
@@ -19,14 +19,16 @@ struct InvitationsView<'a> {
 
 pub(super) async fn list_invitations(
     _: InvitationsEnabled,
-    Admin(admin): Admin,
+    StaffMember(admin, staff): StaffMember,
     page: Page,
 ) -> Result<Reply, PortalError> {
     let (status, delivery, contact_id) = (page.query("status"), page.query("delivery"), page.query("contact_id"));
     let filter = lists::invitation_filter(status.as_deref(), delivery.as_deref(), contact_id.as_deref())?;
     let request = lists::page_request(page.query("limit").as_deref(), page.query("cursor").as_deref())?;
     let portal = page.portal.clone();
-    let found = lists::invitations(&portal, &filter, &request).await?;
+    let mut found = lists::invitations(&portal, &filter, &request).await?;
+    // An account administrator's page keeps their account's invitations (and its cursor).
+    found.items.retain(|invitation| staff.reaches_invitation(invitation));
     let people = lists::people(&portal, found.items.iter().map(|i| i.created_by.clone())).await?;
     let now = portal.clock.now();
     let view = InvitationsView {

@@ -180,3 +180,16 @@ pub(super) fn invitation_row(invitation: &Invitation, now: Timestamp) -> Invitat
         roles: invitation.roles.join(", "),
     }
 }
+
+/// The `roles` field (a JSON list, or comma-separated in a form): each a role name, once.
+pub(super) fn roles_field(fields: &mut crate::web::Fields) -> Vec<String> {
+    let mut roles: Vec<String> = Vec::new();
+    for raw in fields.optional_list("roles") {
+        if let Some(role) = fields.check("roles", crate::domain::text::parse_role(&raw))
+            && !roles.contains(&role)
+        {
+            roles.push(role);
+        }
+    }
+    roles
+}

@@ -18,6 +18,20 @@ struct SignedIn<'a> {
     /// session is limited to `/profile/two-factor` until they do.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     two_factor_setup_required: bool,
+    /// Present (true) when the session reaches only `/terms` until the terms of use are accepted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    terms_required: bool,
+}
+
+/// Where a browser goes after entering: the terms first, then the two-factor set-up, else `target`.
+pub fn entered_target<'a>(entered: &Entered, target: &'a str) -> &'a str {
+    if entered.options.terms_only {
+        "/terms"
+    } else if entered.options.setup_only {
+        "/profile/two-factor"
+    } else {
+        target
+    }
 }
 
 /// A completed sign-in (password, second step, passkey): the contract's 200 body with the session
@@ -31,10 +45,9 @@ pub fn signed_in_reply(settings: &Settings, entered: &Entered, target: &str) -> 
         email: contact.email.as_str(),
         roles: &contact.roles,
         two_factor_setup_required: setup_only,
+        terms_required: entered.options.terms_only,
     };
-    Reply::json(StatusCode::OK, &view)
-        .or_see_other(if setup_only { "/profile/two-factor" } else { target })
-        .with_session(settings, entered)
+    Reply::json(StatusCode::OK, &view).or_see_other(entered_target(entered, target)).with_session(settings, entered)
 }
 
 /// The right password of an account with a second factor: no session yet, only the pending

@@ -29,6 +29,8 @@ impl HttpFunction for Profile {
             .route("/profile/password", post(change_password))
             .merge(super::passkeys::profile_routes())
             .merge(super::two_factor::routes())
+            .merge(super::security::routes())
+            .merge(super::terms::routes())
     }
 }
 

@@ -214,7 +214,7 @@ async fn submit(
     let status = if redeemed.created { StatusCode::CREATED } else { StatusCode::OK };
     match &redeemed.entry {
         Some(Entry::Entered(entered)) => {
-            let target = if entered.options.setup_only { "/profile/two-factor".to_string() } else { target.clone() };
+            let target = super::entry::entered_target(entered, &target).to_string();
             Ok(Reply::json(status, &view).or_see_other(target).with_session(&portal.settings, entered))
         }
         // Redeemed; the new address is to be confirmed first (its link is on its way).

@@ -42,6 +42,8 @@ fn render_register(page: &Page, values: RegisterValues, errors: FormErrors) -> R
             values,
             errors,
             password_min_length: page.settings().password_min_length,
+            terms_version: page.settings().terms_version.as_deref().unwrap_or(""),
+            terms_url: page.settings().terms_url.as_deref().unwrap_or(""),
         },
     )
 }
@@ -61,6 +63,7 @@ impl Form for RegisterForm {
         let last_name = fields.required_parsed("last_name", parse_name);
         let username = fields.optional_parsed("username", Username::parse);
         let phone = fields.optional_parsed("phone", parse_phone);
+        let accept_terms = fields.flag("accept_terms");
         let password = fields.required("password").and_then(|raw| {
             let context: Vec<&str> = [
                 email.as_ref().map(Email::as_str),
@@ -82,6 +85,7 @@ impl Form for RegisterForm {
                 last_name: last_name?,
                 username,
                 phone,
+                accept_terms,
             }))
         })
     }
@@ -132,7 +136,7 @@ async fn submit(
                 email: contact.email.as_str(),
                 email_confirmed: contact.email_confirmed,
             };
-            let target = if entered.options.setup_only { "/profile/two-factor" } else { "/" };
+            let target = super::entry::entered_target(&entered, "/");
             Ok(Reply::json(StatusCode::CREATED, &view).or_see_other(target).with_session(&portal.settings, &entered))
         }
         Ok(Registered::Entry(Entry::SecondFactorAwaited { pending_token, methods })) => {

@@ -7,7 +7,7 @@ use crate::domain::two_factor::{
     EMAIL_CODE_SECS, TwoFactor, email_code_digest, new_email_code, normalize_digits, recovery_digest,
 };
 use crate::error::PortalError;
-use crate::ports::{QueuedEmail, UsesClock, UsesTwoFactor};
+use crate::ports::{Queued, UsesClock, UsesTwoFactor};
 
 /// Whether `code` is a current TOTP code, the emailed code or an unused recovery code of the
 /// contact (whose state `state` was read), using it up. The TOTP secret is opened only for a code
@@ -66,6 +66,6 @@ pub async fn email_a_code(portal: &(impl UsesClock + UsesTwoFactor), contact: &C
     message.valid_until = Some(expires_at);
     message.contact_id = Some(contact.contact_id.clone());
     let digest = email_code_digest(&contact.contact_id, &code);
-    portal.two_factor().set_email_code(&contact.contact_id, &digest, expires_at, &[QueuedEmail::new(message)]).await?;
+    portal.two_factor().set_email_code(&contact.contact_id, &digest, expires_at, &[Queued::new(message)]).await?;
     Ok(())
 }

@@ -23,16 +23,19 @@ use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::ids::ContactId;
 use crate::domain::lockout::{AttemptSubject, FailedSignIn};
+use crate::domain::outbox::MessageKind;
 use crate::domain::password::{Password, verify_password};
 use crate::domain::secret::{digest, random_token};
-use crate::domain::session::Session;
+use crate::domain::session::{Session, kept_user_agent};
+use crate::domain::time::{Timestamp, rfc3339};
 use crate::domain::two_factor::{PENDING_SIGN_IN_ATTEMPTS, PendingSignIn, two_factor_required};
 use crate::error::PortalError;
-use crate::ports::{Device, UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
+use crate::ports::{Device, Queued, UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::audit;
 use super::codes::use_code;
+use super::notices::security_notice;
 use super::throttle::{Attempt, give_back_attempt, reserve_attempt};
+use super::{audit, audit_entry, record};
 
 /// How long a browser stays a trusted device of an account after it last signed in.
 pub const DEVICE_TRUST_SECS: i64 = 180 * 86_400;
@@ -44,6 +47,11 @@ pub struct Arrival<'a> {
     pub session: Option<&'a str>,
     /// Its device cookie, if it has one.
     pub device: Option<&'a str>,
+    /// Its User-Agent header, as sent.
+    pub user_agent: Option<&'a str>,
+    /// The session a continued session goes on from: the new one keeps its sign-in method and
+    /// browser.
+    pub continues: Option<&'a Session>,
 }
 
 /// How the person proved who they are.
@@ -107,6 +115,8 @@ pub struct SessionOptions {
     pub remembered: bool,
     /// Only the two-factor set-up is open (the contact's role requires a second factor).
     pub setup_only: bool,
+    /// Only `/terms` is open: the site's current terms of use wait for the person's acceptance.
+    pub terms_only: bool,
 }
 
 /// The second factor as a proof leaves it.
@@ -217,7 +227,8 @@ pub async fn continue_session(
 ) -> Result<Entered, PortalError> {
     let proof =
         Proof::Continued { session, contact: Box::new(contact.clone()), epoch: epoch.to_string(), has_second_factor };
-    match enter(portal, source, proof, Arrival::default(), session.remembered).await? {
+    let arrival = Arrival { user_agent: session.user_agent.as_deref(), continues: Some(session), ..Arrival::default() };
+    match enter(portal, source, proof, arrival, session.remembered).await? {
         Entry::Entered(entered) => Ok(*entered),
         Entry::SecondFactorAwaited { .. } => Err(anyhow::anyhow!("a continued session awaits no factor").into()),
     }
@@ -281,6 +292,10 @@ pub async fn admit(
     // 1. The account's state.
     if !contact.may_sign_in() {
         audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
+        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, Some(&contact.contact_id), source)
+            .with("method", way.as_str())
+            .with("result", "disabled");
+        record(portal, entry).await?;
         return Err(PortalError::InvalidCredentials);
     }
     // A continued session was admitted before: the site's confirmation rule was applied then.
@@ -297,7 +312,12 @@ pub async fn admit(
         Factor::Awaited(methods) => {
             let (pending, pending_token) =
                 PendingSignIn::start(&contact.contact_id, &epoch, now, remembered, trusted_device);
-            portal.two_factor().create_pending(&pending).await?;
+            let entry = audit_entry(portal, AuditEvent::SecondFactorRequired, None, Some(&contact.contact_id), source)
+                .with("method", way.as_str())
+                .with("result", "second_factor_required");
+            let (created, recorded) = tokio::join!(portal.two_factor().create_pending(&pending), record(portal, entry));
+            created?;
+            recorded?;
             audit(AuditEvent::SecondFactorRequired, Some(&contact.contact_id), source);
             return Ok(Entry::SecondFactorAwaited { pending_token, methods });
         }
@@ -306,11 +326,20 @@ pub async fn admit(
         Factor::Kept { setup_only } => setup_only,
     };
     // 4. The session, in the epoch the proof was made in.
-    let options = SessionOptions { remembered, setup_only };
+    // 5. The terms of use: until the current ones are accepted, the session reaches `/terms` only.
+    let terms_only = contact.owes_terms(settings.terms_version.as_deref());
+    let options = SessionOptions { remembered, setup_only, terms_only };
     let lifetime = if remembered { settings.remember_me_secs } else { settings.session_absolute_secs };
     let (mut session, session_token) = Session::start(&contact.contact_id, &epoch, now, lifetime);
     session.remembered = options.remembered;
     session.setup_only = options.setup_only;
+    session.terms_only = options.terms_only;
+    session.method = match (way, arrival.continues) {
+        (Way::Continued, Some(continued)) => continued.method.clone(),
+        _ => Some(way.as_str().to_string()),
+    };
+    session.ip = Some(source.as_str().to_string());
+    session.user_agent = arrival.user_agent.map(kept_user_agent);
     let signs_in = matches!(way, Way::Password | Way::SecondFactor | Way::Passkey);
     let device_token = signs_in.then(|| match arrival.device {
         Some(device) if trusted_device => device.to_string(),
@@ -332,8 +361,24 @@ pub async fn admit(
             None => Ok(()),
         }
     };
+    // A continued session is no sign-in: the person was in already (a change of theirs renewed it).
+    let mut queued: Vec<Queued> = Vec::new();
+    if way != Way::Continued {
+        let id = Some(&contact.contact_id);
+        let mut entry = audit_entry(portal, AuditEvent::SignedIn, id, id, source).with("method", way.as_str());
+        if let Some(user_agent) = &session.user_agent {
+            entry = entry.with("user_agent", user_agent.clone());
+        }
+        queued.push(entry.into());
+    }
+    // A sign-in from a browser that is not a trusted device of the account: the owner is told
+    // (within the account's notice allowance), in the same write as the session.
+    if signs_in && !trusted_device {
+        let detail = new_sign_in_detail(source, session.user_agent.as_deref());
+        queued.extend(security_notice(portal, &contact, MessageKind::NewSignInNotice, Some(detail)).await?);
+    }
     let (created, remembered_device, ended) =
-        tokio::join!(portal.sessions().create(&session), remember_device, end_arrival);
+        tokio::join!(portal.sessions().create(&session, &queued), remember_device, end_arrival);
     created?;
     remembered_device?;
     ended?;
@@ -401,13 +446,26 @@ async fn prove_password(
     let state = state?;
     let hash = found.as_ref().filter(|_| reserved).and_then(|c| c.password_hash.clone());
     if !verify_password(password, hash).await? {
-        audit(AuditEvent::SignInFailed, found.as_ref().map(|c| &c.contact_id), source);
-        count_failure(portal, &subject, reserved, trusted_device).await?;
+        let contact_id = found.as_ref().map(|c| &c.contact_id);
+        audit(AuditEvent::SignInFailed, contact_id, source);
+        // Never the login that was typed: for a login no account has, the entry names nobody.
+        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, contact_id, source)
+            .with("method", Way::Password.as_str())
+            .with("result", if reserved { "wrong_credentials" } else { "locked" });
+        // The count first, then its entry: a fault in the count leaves no entry of a failure
+        // that was not counted.
+        let locked = count_failure(portal, &subject, reserved, trusted_device).await?;
+        record(portal, entry).await?;
+        record_lockout(portal, &subject, locked, source).await?;
         return Err(PortalError::InvalidCredentials);
     }
     let contact = found.ok_or_else(|| anyhow::anyhow!("a right password without its account"))?;
     if !contact.may_sign_in() {
         audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
+        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, Some(&contact.contact_id), source)
+            .with("method", Way::Password.as_str())
+            .with("result", "disabled");
+        record(portal, entry).await?;
         return Err(PortalError::InvalidCredentials);
     }
     let factor = match (state.enabled(), second_factor_code) {
@@ -431,7 +489,8 @@ async fn prove_password(
         (true, Some(code)) => {
             if !use_code(portal, &contact, &state, code).await? {
                 audit(AuditEvent::SecondFactorFailed, Some(&contact.contact_id), source);
-                count_failure(portal, &subject, true, trusted_device).await?;
+                let locked = count_failure(portal, &subject, true, trusted_device).await?;
+                record_lockout(portal, &subject, locked, source).await?;
                 return Err(PortalError::field("second_factor_code", "is not a current code of this account"));
             }
             Factor::Proven
@@ -483,6 +542,10 @@ async fn prove_second_factor(
     let passed = reserved && use_code(portal, &contact, &state, code).await?;
     if !passed {
         audit(AuditEvent::SecondFactorFailed, Some(&contact.contact_id), source);
+        let entry = audit_entry(portal, AuditEvent::SecondFactorFailed, None, Some(&contact.contact_id), source)
+            .with("method", Way::SecondFactor.as_str())
+            .with("result", if reserved { "wrong_credentials" } else { "locked" });
+        record(portal, entry).await?;
         if reserved && device.is_none() {
             portal.contacts().record_failed_sign_in(&subject, now, &policy).await?;
         }
@@ -557,20 +620,38 @@ async fn count_failure(
     subject: &AttemptSubject,
     reserved: bool,
     trusted_device: bool,
-) -> Result<(), PortalError> {
+) -> Result<Option<Timestamp>, PortalError> {
     if trusted_device {
-        return Ok(());
+        return Ok(None);
     }
     let now = portal.clock().now();
     let policy = portal.settings().lockout;
     if !reserved {
         portal.contacts().lockout_of(subject).await?;
-        return Ok(());
+        return Ok(None);
     }
-    if let FailedSignIn::LockedOut { until } = portal.contacts().record_failed_sign_in(subject, now, &policy).await?
-        && let AttemptSubject::Account(contact_id) = subject
-    {
-        tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact_id, locked_until = until.as_secs(), "audit");
+    match portal.contacts().record_failed_sign_in(subject, now, &policy).await? {
+        FailedSignIn::LockedOut { until } => Ok(Some(until)),
+        _ => Ok(None),
     }
-    Ok(())
+}
+
+/// When a failure just locked an account (`locked_until`): its audit entry. A login no account
+/// has is locked too, and recorded nowhere.
+async fn record_lockout(
+    portal: &impl DoorPorts,
+    subject: &AttemptSubject,
+    locked_until: Option<Timestamp>,
+    source: &SourceAddress,
+) -> Result<(), PortalError> {
+    let (Some(until), AttemptSubject::Account(contact_id)) = (locked_until, subject) else { return Ok(()) };
+    tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact_id, locked_until = until.as_secs(), "audit");
+    let entry =
+        audit_entry(portal, AuditEvent::LockedOut, None, Some(contact_id), source).with("until", rfc3339(until));
+    record(portal, entry).await
+}
+
+/// A new sign-in notice's detail: the address, then the User-Agent (the email describes it).
+fn new_sign_in_detail(source: &SourceAddress, user_agent: Option<&str>) -> String {
+    format!("{}\n{}", source.as_str(), user_agent.unwrap_or_default())
 }

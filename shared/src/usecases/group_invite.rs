@@ -1,7 +1,7 @@
 //! Group invitations to several contacts: one invitation, one code, one fan-out outbox item that
 //! `send-email` expands into an invitation email per contact (see `domain::group`).
 
-use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::audit::{AuditEntry, AuditEvent, SourceAddress};
 use crate::domain::contact::Contact;
 use crate::domain::event::Fact;
 use crate::domain::group::{self, Recipient};
@@ -118,7 +118,13 @@ pub async fn invite_group(
         invitation_id: invitation.invitation_id.clone(),
         contact_id: invitation.contact_id.clone(),
     };
-    portal.invitations().create_group_with_events(&invitation, &fanout, &[created.at(now)]).await?;
+    let entry = super::audit_entry(portal, AuditEvent::InvitationCreated, Some(&admin.contact_id), None, source)
+        .with("invitation_id", invitation.invitation_id.as_str())
+        .with("contacts", contact_ids.len().to_string());
+    portal
+        .invitations()
+        .create_group_with_events(&invitation, &fanout, &[created.at(now).into(), entry.into()])
+        .await?;
     tracing::info!(
         audit = AuditEvent::InvitationCreated.as_str(),
         subject = %invitation.invitation_id,
@@ -134,8 +140,9 @@ pub async fn invite_group(
 /// contact (a new fan-out); `None` when the invitation lists no contacts (the single-email resend
 /// applies).
 pub(crate) async fn resend_group(
-    portal: &(impl UsesInvitations + UsesClock),
+    portal: &(impl UsesInvitations + UsesClock + UsesSettings),
     invitation: &Invitation,
+    entry: AuditEntry,
 ) -> Result<Option<Invitation>, PortalError> {
     if invitation.kind != InvitationType::Group {
         return Ok(None);
@@ -153,7 +160,7 @@ pub(crate) async fn resend_group(
     updated.delivery_error = None;
     updated.delivered_at = None;
     let fanout = fanout_message(&updated, &code, group::recipients_of(&deliveries), now);
-    if !portal.invitations().replace_group_code(invitation, &updated.code_digest, &fanout).await? {
+    if !portal.invitations().replace_group_code(invitation, &updated.code_digest, &fanout, &[entry.into()]).await? {
         return Err(PortalError::validation(
             "The invitation changed meanwhile (revoked or resent); reload and try again.",
         ));

@@ -31,7 +31,7 @@ pub struct Started {
 
 /// Checks the file and stores the import with its chunks; the rows are imported afterwards.
 pub async fn start(
-    portal: &(impl UsesImports + UsesClock),
+    portal: &(impl UsesImports + UsesClock + UsesSettings),
     source: &SourceAddress,
     admin: &Contact,
     file: &[u8],
@@ -63,7 +63,10 @@ pub async fn start(
         emails_sent: 0,
         emails_failed: 0,
     };
-    portal.imports().create(&job, &chunks).await?;
+    let entry = super::audit_entry(portal, AuditEvent::ImportStarted, Some(&admin.contact_id), None, source)
+        .with("import_id", job.import_id.to_string())
+        .with("rows", job.accepted.to_string());
+    portal.imports().create(&job, &chunks, &[entry.into()]).await?;
     tracing::info!(
         audit = AuditEvent::ImportStarted.as_str(),
         import_id = %job.import_id,

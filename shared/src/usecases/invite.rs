@@ -13,6 +13,8 @@ use crate::error::PortalError;
 use crate::ports::CreateContactError;
 use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSettings};
 
+use super::audit_entry;
+
 /// What an administrator asks for, parsed (group invitations go on in [`super::group_invite`]).
 pub use crate::domain::invitation::{InvitationRequest, Invitee};
 
@@ -32,7 +34,7 @@ pub struct ContactDetails {
 
 /// Creates a contact without portal credentials (to invite later).
 pub async fn create_contact(
-    portal: &(impl UsesContacts + UsesClock),
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
     source: &SourceAddress,
     admin: &Contact,
     details: ContactDetails,
@@ -42,7 +44,9 @@ pub async fn create_contact(
         NewContact { email, first_name, last_name, username: None, phone, roles: Vec::new(), password_hash: None },
         portal.clock().now(),
     );
-    portal.contacts().create(&contact).await?;
+    let entry =
+        audit_entry(portal, AuditEvent::ContactCreated, Some(&admin.contact_id), Some(&contact.contact_id), source);
+    portal.contacts().create_with_emails(&contact, &[entry.into()]).await?;
     admin_audit(AuditEvent::ContactCreated, &contact.contact_id, admin, source);
     Ok(contact)
 }
@@ -147,7 +151,15 @@ pub async fn invite(
         contact_id: invitation.contact_id.clone(),
     };
     let message = invitation_message(&invitation, &code, now);
-    portal.invitations().create_with_events(&invitation, &message, &[created.at(now)]).await?;
+    let entry = audit_entry(
+        portal,
+        AuditEvent::InvitationCreated,
+        Some(&admin.contact_id),
+        Some(&invitation.contact_id),
+        source,
+    )
+    .with("invitation_id", invitation.invitation_id.as_str());
+    portal.invitations().create_with_events(&invitation, &message, &[created.at(now).into(), entry.into()]).await?;
     admin_audit(AuditEvent::InvitationCreated, &invitation.invitation_id, admin, source);
     Ok(invitation)
 }
@@ -165,7 +177,7 @@ pub async fn invitation(portal: &impl UsesInvitations, id: &InvitationId) -> Res
 
 /// Issues a new code for an active invitation (the old one stops working) and emails it.
 pub async fn resend(
-    portal: &(impl UsesInvitations + UsesClock),
+    portal: &(impl UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     admin: &Contact,
     id: &InvitationId,
@@ -175,7 +187,15 @@ pub async fn resend(
     if !invitation.is_redeemable(now) {
         return Err(PortalError::validation("Only an active invitation can be resent; create a new one instead."));
     }
-    if let Some(updated) = super::group_invite::resend_group(portal, &invitation).await? {
+    let entry = audit_entry(
+        portal,
+        AuditEvent::InvitationResent,
+        Some(&admin.contact_id),
+        Some(&invitation.contact_id),
+        source,
+    )
+    .with("invitation_id", id.as_str());
+    if let Some(updated) = super::group_invite::resend_group(portal, &invitation, entry.clone()).await? {
         admin_audit(AuditEvent::InvitationResent, id, admin, source);
         return Ok(updated);
     }
@@ -187,7 +207,7 @@ pub async fn resend(
     updated.delivery_error = None;
     updated.delivered_at = None;
     let message = invitation_message(&updated, &code, now);
-    if !portal.invitations().replace_code(&invitation, &updated.code_digest, &message).await? {
+    if !portal.invitations().replace_code(&invitation, &updated.code_digest, &message, &[entry.into()]).await? {
         return Err(PortalError::validation(
             "The invitation changed meanwhile (revoked or resent); reload and try again.",
         ));
@@ -198,7 +218,7 @@ pub async fn resend(
 
 /// Revokes an invitation: one conditional write that returns it, no read before or after.
 pub async fn revoke(
-    portal: &(impl UsesInvitations + UsesClock),
+    portal: &(impl UsesInvitations + UsesClock + UsesSettings),
     source: &SourceAddress,
     admin: &Contact,
     id: &InvitationId,
@@ -208,8 +228,11 @@ pub async fn revoke(
     }
     let now = portal.clock().now();
     let revoked = Fact::InvitationRevoked { invitation_id: id.clone() }.at(now);
-    let invitation =
-        portal.invitations().revoke_with_events(id, now, &[revoked]).await?.ok_or(PortalError::NotFound)?;
+    // Revoked without a read: the entry names the invitation (its contact is on the invitation).
+    let entry = audit_entry(portal, AuditEvent::InvitationRevoked, Some(&admin.contact_id), None, source)
+        .with("invitation_id", id.as_str());
+    let queued = [revoked.into(), entry.into()];
+    let invitation = portal.invitations().revoke_with_events(id, now, &queued).await?.ok_or(PortalError::NotFound)?;
     admin_audit(AuditEvent::InvitationRevoked, id, admin, source);
     Ok(invitation)
 }

@@ -52,14 +52,40 @@ pub fn invitation_filter(
         Some("failed") => Some(Delivery::Failed),
         Some(_) => return Err(PortalError::field("delivery", "must be pending, sent or failed")),
     };
-    let contact_id = match contact_id.map(str::trim) {
-        None | Some("") => None,
-        Some(id) if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
-            Some(ContactId::from(id.to_string()))
-        }
-        Some(_) => return Err(PortalError::field("contact_id", "is not a contact id")),
-    };
+    let contact_id = contact_id_filter("contact_id", contact_id)?;
     Ok(InvitationFilter { status, delivery, contact_id })
+}
+
+/// A contact id sent as the filter `name`: ids are UUIDs, anything else is refused by name.
+fn contact_id_filter(name: &str, sent: Option<&str>) -> Result<Option<ContactId>, PortalError> {
+    match sent.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(id) if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+            Ok(Some(ContactId::from(id.to_string())))
+        }
+        Some(_) => Err(PortalError::field(name, "is not a contact id")),
+    }
+}
+
+/// The audit trail's filters as the client sent them, checked.
+pub fn audit_query(
+    contact_id: Option<&str>,
+    actor_id: Option<&str>,
+    kind: Option<&str>,
+) -> Result<crate::domain::audit::AuditQuery, PortalError> {
+    let kind = match kind.map(str::trim) {
+        None | Some("") => None,
+        Some(kind) if kind.len() <= 64 && kind.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+            Some(kind.to_string())
+        }
+        Some(_) => return Err(PortalError::field("kind", "is not a kind of audit entry")),
+    };
+    Ok(crate::domain::audit::AuditQuery {
+        contact_id: contact_id_filter("contact_id", contact_id)?,
+        actor_id: contact_id_filter("actor_id", actor_id)?,
+        kind,
+        kinds: Vec::new(),
+    })
 }
 
 /// A page of invitations, newest first.

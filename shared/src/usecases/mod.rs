@@ -16,13 +16,17 @@ pub mod profile;
 pub mod reauth;
 pub mod redeem;
 pub mod register;
+pub mod security;
 pub mod session;
+pub mod staff;
+pub mod terms;
 pub mod throttle;
 pub mod tokens;
 pub mod two_factor;
 
-use crate::domain::audit::{AuditEvent, SourceAddress};
+use crate::domain::audit::{AuditEntry, AuditEvent, SourceAddress};
 use crate::domain::ids::ContactId;
+use crate::ports::{UsesClock, UsesContacts, UsesSettings};
 
 pub use crate::error::PortalError;
 
@@ -32,3 +36,21 @@ pub fn audit(event: AuditEvent, contact_id: Option<&ContactId>, source: &SourceA
     tracing::info!(audit = event.as_str(), contact_id, source_ip = %source, "audit");
 }
 pub mod group_invite;
+
+/// An audit entry of `event` by `actor` about `contact`, now, kept for the audit retention.
+pub fn audit_entry(
+    portal: &(impl UsesClock + UsesSettings),
+    event: AuditEvent,
+    actor: Option<&ContactId>,
+    contact: Option<&ContactId>,
+    source: &SourceAddress,
+) -> AuditEntry {
+    AuditEntry::new(event, actor, contact, source, portal.clock().now(), portal.settings().audit_retention_secs)
+}
+
+/// Writes an audit entry of its own, for what is not one write of the portal's own (a sign-in's
+/// outcome spans the session, the attempt counters and the device): issued alongside those
+/// writes, in the same round trip.
+pub async fn record(portal: &impl UsesContacts, entry: AuditEntry) -> Result<(), PortalError> {
+    Ok(portal.contacts().queue_emails(&[entry.into()]).await?)
+}

@@ -10,7 +10,7 @@
 use crate::domain::contact::Contact;
 use crate::domain::outbox::{HeldSummary, MessageKind, OutboxMessage};
 use crate::error::PortalError;
-use crate::ports::{QueuedEmail, UsesClock, UsesContacts};
+use crate::ports::{Queued, UsesClock, UsesContacts};
 
 /// Security notices one account gets in an hour; more are summed up later.
 pub const NOTICES_PER_ACCOUNT_PER_HOUR: u32 = 20;
@@ -25,7 +25,7 @@ pub async fn security_notice(
     contact: &Contact,
     kind: MessageKind,
     detail: Option<String>,
-) -> Result<Vec<QueuedEmail>, PortalError> {
+) -> Result<Vec<Queued>, PortalError> {
     let now = portal.clock().now();
     let key = format!("notices#{}", contact.contact_id);
     let contacts = portal.contacts();
@@ -40,12 +40,12 @@ pub async fn security_notice(
     }
     let mut notice = to_owner(contact, kind, now);
     notice.detail = detail;
-    let mut emails = vec![QueuedEmail::new(notice)];
+    let mut emails = vec![Queued::new(notice)];
     if let Some(held) = held? {
         let mut summary = to_owner(contact, MessageKind::HeldNoticesSummary, now);
         summary.detail = Some(held.kinds.iter().map(|k| k.replace('_', " ")).collect::<Vec<_>>().join(", "));
         summary.held = Some(HeldSummary { count: held.count, since: held.since });
-        emails.push(QueuedEmail::new(summary));
+        emails.push(Queued::new(summary));
     }
     Ok(emails)
 }

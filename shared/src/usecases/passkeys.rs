@@ -25,12 +25,12 @@ use crate::domain::secret::{digest, random_token};
 use crate::error::PortalError;
 use crate::ports::{UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::audit;
 use super::door::{self, Arrival, Entered, Entry, PasskeyVerified, Proof};
 use super::notices::security_notice;
 use super::reauth::{Reauthentication, reauthenticate};
 use super::session::SignedIn;
 use super::throttle::{Attempt, reserve_attempt};
+use super::{audit, audit_entry};
 
 /// The relying party of the portal's base URL: its host is the RP id, its origin the only one
 /// accepted (`http://localhost:PORT` locally, which WebAuthn allows).
@@ -174,7 +174,11 @@ pub async fn finish_registration(
         credential: serialized(&passkey)?,
     };
     let name = Some(stored.name.clone());
-    let emails = security_notice(portal, contact, MessageKind::PasskeyAddedNotice, name).await?;
+    let mut emails = security_notice(portal, contact, MessageKind::PasskeyAddedNotice, name).await?;
+    emails.push(
+        audit_entry(portal, AuditEvent::PasskeyAdded, Some(&contact.contact_id), Some(&contact.contact_id), source)
+            .into(),
+    );
     let epoch = new_epoch();
     if !portal.passkeys().add(&stored, &epoch, now, &emails).await? {
         return Err(PortalError::field("credential", "is registered already"));
@@ -198,7 +202,11 @@ pub async fn remove(
     let passkey = portal.passkeys().find(id).await?.filter(|p| p.contact_id == contact.contact_id);
     let Some(passkey) = passkey else { return Err(PortalError::NotFound) };
     let name = Some(passkey.name.clone());
-    let emails = security_notice(portal, contact, MessageKind::PasskeyRemovedNotice, name).await?;
+    let mut emails = security_notice(portal, contact, MessageKind::PasskeyRemovedNotice, name).await?;
+    emails.push(
+        audit_entry(portal, AuditEvent::PasskeyRemoved, Some(&contact.contact_id), Some(&contact.contact_id), source)
+            .into(),
+    );
     let epoch = new_epoch();
     let now = portal.clock().now();
     if !portal.passkeys().remove(&contact.contact_id, &passkey.id, &epoch, now, &emails).await? {

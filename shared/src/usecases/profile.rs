@@ -12,13 +12,13 @@ use crate::error::PortalError;
 use crate::ports::ProfileUpdate;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::audit;
 use super::door::{self, Entered};
 use super::notices::security_notice;
 use super::reauth::{Reauthentication, reauthenticate};
 use super::session::SignedIn;
 use super::throttle::emails_allowed;
 use super::tokens::token_email;
+use super::{audit, audit_entry};
 
 /// What a contact asked to change; `None` leaves a field as it is.
 #[derive(Default)]
@@ -68,7 +68,7 @@ pub async fn update_profile(
             let mut link =
                 token_email(portal, &addressed, new_email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmNewEmail);
             link.message.contact_id = Some(contact.contact_id.clone());
-            emails.push(link);
+            emails.push(link.into());
         }
         let detail = Some(new_email.as_str().to_string());
         emails.extend(security_notice(portal, &addressed, MessageKind::EmailChangeNotice, detail).await?);
@@ -100,6 +100,8 @@ pub async fn change_password(
     let mut emails = security_notice(portal, contact, MessageKind::PasswordChangedNotice, None).await?;
     let now = portal.clock().now();
     emails.push(Fact::PasswordChanged { contact_id: contact.contact_id.clone() }.at(now).into());
+    let id = Some(&contact.contact_id);
+    emails.push(audit_entry(portal, AuditEvent::PasswordChanged, id, id, source).into());
     let epoch = new_epoch();
     portal.contacts().change_password(&contact.contact_id, &hash, &epoch, now, &emails).await?;
     audit(AuditEvent::PasswordChanged, Some(&contact.contact_id), source);

@@ -1,7 +1,7 @@
 //! Open registration.
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
-use crate::domain::contact::{Contact, Login, NewContact};
+use crate::domain::contact::{Contact, Login, NewContact, TermsAccepted};
 use crate::domain::email::Email;
 use crate::domain::event::Fact;
 use crate::domain::outbox::{MessageKind, OutboxMessage};
@@ -9,7 +9,7 @@ use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
-use crate::ports::{CreateContactError, QueuedEmail};
+use crate::ports::{CreateContactError, Queued};
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::audit;
@@ -26,6 +26,8 @@ pub struct Registration {
     pub last_name: String,
     pub username: Option<Username>,
     pub phone: Option<String>,
+    /// Ticked "I accept the terms of use" (of the site's current version) in the same form.
+    pub accept_terms: bool,
 }
 
 pub enum Registered {
@@ -49,7 +51,7 @@ pub async fn register(
     let login = Login::of_email(&registration.email);
     let password = registration.password.clone();
     let password_hash = hash_password(registration.password).await?;
-    let contact = Contact::new(
+    let mut contact = Contact::new(
         NewContact {
             email: registration.email,
             first_name: registration.first_name,
@@ -61,6 +63,11 @@ pub async fn register(
         },
         portal.clock().now(),
     );
+    // Accepted in the registration form: stored with the account (else the door limits the first
+    // session to `/terms`).
+    if let (true, Some(version)) = (registration.accept_terms, &portal.settings().terms_version) {
+        contact.terms_accepted = Some(TermsAccepted { version: version.clone(), at: contact.created_at });
+    }
     let allowed = emails_allowed(portal, source, None, &[contact.email.normalized()]).await?;
     let confirmation_required = portal.settings().require_confirmation;
     // While confirmation is required a taken address must cost what a new one does: one read of
@@ -71,7 +78,7 @@ pub async fn register(
     // The confirmation email goes out in the same write as the contact, whatever the setting.
     let confirmation =
         token_email(portal, &contact, &contact.email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail);
-    let mut emails = if allowed { vec![confirmation] } else { Vec::new() };
+    let mut emails: Vec<Queued> = if allowed { vec![confirmation.into()] } else { Vec::new() };
     emails.push(Fact::ContactRegistered { contact_id: contact.contact_id.clone() }.at(contact.created_at).into());
     match portal.contacts().create_with_emails(&contact, &emails).await {
         Ok(()) => {}
@@ -103,7 +110,7 @@ async fn tell_the_owner(
 ) -> Result<Registered, PortalError> {
     if allowed {
         let notice = OutboxMessage::new(MessageKind::AccountExists, email.as_str(), "", None, portal.clock().now());
-        portal.contacts().queue_emails(&[QueuedEmail::new(notice)]).await?;
+        portal.contacts().queue_emails(&[Queued::new(notice)]).await?;
     }
     audit(AuditEvent::RegistrationForExistingEmail, None, source);
     Ok(Registered::AwaitingConfirmation)

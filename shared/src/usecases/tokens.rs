@@ -13,14 +13,27 @@ use crate::domain::password::{Password, hash_password};
 use crate::domain::secret::digest;
 use crate::domain::token::{EmailToken, TokenPurpose};
 use crate::error::PortalError;
-use crate::ports::{QueuedEmail, TokenUse};
+use crate::ports::{Queued, TokenUse};
 use crate::ports::{UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::audit;
 use super::door::{self, Entered};
 use super::notices::security_notice;
 use super::session::SignedIn;
 use super::throttle::emails_allowed;
+use super::{audit, audit_entry};
+
+/// A new emailed token and the outbox message carrying it.
+#[derive(Clone, Debug)]
+pub struct TokenEmail {
+    pub token: EmailToken,
+    pub message: OutboxMessage,
+}
+
+impl From<TokenEmail> for Queued {
+    fn from(email: TokenEmail) -> Self {
+        Queued::with_token(email.token, email.message)
+    }
+}
 
 /// A new emailed token of `purpose` for `contact`, sent to `to`, and the outbox message of `kind`
 /// carrying it.
@@ -30,7 +43,7 @@ pub fn token_email(
     to: &Email,
     purpose: TokenPurpose,
     kind: MessageKind,
-) -> QueuedEmail {
+) -> TokenEmail {
     let now = portal.clock().now();
     let lifetime = match purpose {
         TokenPurpose::ConfirmEmail => portal.settings().confirmation_token_secs,
@@ -39,7 +52,7 @@ pub fn token_email(
     let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, to.normalized(), now, lifetime);
     let mut message = OutboxMessage::new(kind, to.as_str(), &contact.first_name, Some(MailSecret::new(plain)), now);
     message.valid_until = Some(token.expires_at);
-    QueuedEmail::with_token(token, message)
+    TokenEmail { token, message }
 }
 
 /// Asks for a link of `kind` for whatever account has `email`: the same work and the same answer
@@ -52,7 +65,7 @@ async fn request_link(
 ) -> Result<(), PortalError> {
     if emails_allowed(portal, source, None, &[email.normalized()]).await? {
         let message = OutboxMessage::new(kind, email.as_str(), "", None, portal.clock().now());
-        portal.contacts().queue_emails(&[QueuedEmail::new(message)]).await?;
+        portal.contacts().queue_emails(&[Queued::new(message)]).await?;
     }
     Ok(())
 }
@@ -112,6 +125,9 @@ pub async fn reset_password(
     let mut emails = security_notice(portal, &contact, MessageKind::PasswordResetNotice, detail).await?;
     let now = portal.clock().now();
     emails.push(Fact::PasswordChanged { contact_id: contact.contact_id.clone() }.at(now).into());
+    // The person, proven by the link sent to their address.
+    let id = Some(&contact.contact_id);
+    emails.push(audit_entry(portal, AuditEvent::PasswordReset, id, id, source).into());
     let effect = TokenUse::ResetPassword { hash, epoch: new_epoch() };
     if !portal.contacts().use_token(&token, &contact, &effect, now, &emails).await? {
         return Err(PortalError::TokenInvalid);
@@ -152,7 +168,9 @@ pub async fn confirm_email(
     let epoch = new_epoch();
     let effect = TokenUse::MoveEmail { epoch: epoch.clone() };
     let changed = Fact::EmailChanged { contact_id: contact.contact_id.clone() }.at(now);
-    if !portal.contacts().use_token(&token, &contact, &effect, now, &[changed.into()]).await? {
+    let id = Some(&contact.contact_id);
+    let entry = audit_entry(portal, AuditEvent::EmailChanged, id, id, source);
+    if !portal.contacts().use_token(&token, &contact, &effect, now, &[changed.into(), entry.into()]).await? {
         return Err(PortalError::TokenInvalid);
     }
     audit(AuditEvent::EmailChanged, Some(&contact.contact_id), source);

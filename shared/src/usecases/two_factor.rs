@@ -16,13 +16,13 @@ use crate::domain::two_factor::{PENDING_SIGN_IN_EMAILS, TotpSecret, TwoFactor, n
 use crate::error::PortalError;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
-use super::audit;
 use super::codes::email_a_code;
 use super::door::{self, Entered};
 use super::notices::security_notice;
 use super::reauth::{Reauthentication, reauthenticate};
 use super::session::SignedIn as Viewer;
 use super::throttle::emails_allowed;
+use super::{audit, audit_entry};
 
 /// What the profile shows of a contact's two-factor state.
 pub struct Status {
@@ -81,7 +81,9 @@ async fn apply(
     recovery_codes: Vec<String>,
 ) -> Result<Changed, PortalError> {
     let contact = &viewer.contact;
-    let emails = security_notice(portal, contact, MessageKind::TwoFactorNotice, Some(what.to_string())).await?;
+    let mut emails = security_notice(portal, contact, MessageKind::TwoFactorNotice, Some(what.to_string())).await?;
+    let id = Some(&contact.contact_id);
+    emails.push(audit_entry(portal, AuditEvent::TwoFactorChanged, id, id, source).with("change", what).into());
     let epoch = new_epoch();
     if !portal.two_factor().save(state, Some(&epoch), &emails).await? {
         return Err(PortalError::validation(CHANGED_MEANWHILE));

@@ -237,12 +237,17 @@ impl Deref for Viewer {
 
 /// The routes a session limited to the two-factor set-up may use.
 const SET_UP_ROUTES: &str = "/profile/two-factor";
+/// The one route a session limited to accepting the terms of use may use.
+const TERMS_ROUTE: &str = "/terms";
 
 async fn signed_in(parts: &Parts, portal: &Portal) -> Result<Option<SignedIn>, PortalError> {
     let signed_in = match cookie(&parts.headers, session_cookie_name(&portal.settings)).filter(|t| !t.is_empty()) {
         Some(token) => session::current(portal, token).await?,
         None => None,
     };
+    if signed_in.as_ref().is_some_and(|s| s.session.terms_only) && parts.uri.path() != TERMS_ROUTE {
+        return Err(PortalError::TermsRequired);
+    }
     if signed_in.as_ref().is_some_and(|s| s.session.setup_only) && !parts.uri.path().starts_with(SET_UP_ROUTES) {
         return Err(PortalError::SecondFactorSetupRequired);
     }
@@ -271,11 +276,18 @@ impl OptionalFromRequestParts<AppState> for Viewer {
 pub struct ArrivedWith {
     pub session: Option<String>,
     pub device: Option<String>,
+    /// The User-Agent header, as far as a session keeps it.
+    pub user_agent: Option<String>,
 }
 
 impl ArrivedWith {
     pub fn arrival(&self) -> crate::usecases::door::Arrival<'_> {
-        crate::usecases::door::Arrival { session: self.session.as_deref(), device: self.device.as_deref() }
+        crate::usecases::door::Arrival {
+            session: self.session.as_deref(),
+            device: self.device.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            continues: None,
+        }
     }
 }
 
@@ -285,7 +297,17 @@ impl FromRequestParts<AppState> for ArrivedWith {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let settings = &state.settings;
         let read = |name| cookie(&parts.headers, name).filter(|t| !t.is_empty()).map(str::to_string);
-        Ok(ArrivedWith { session: read(session_cookie_name(settings)), device: read(device_cookie_name(settings)) })
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::domain::session::kept_user_agent)
+            .filter(|ua| !ua.is_empty());
+        Ok(ArrivedWith {
+            session: read(session_cookie_name(settings)),
+            device: read(device_cookie_name(settings)),
+            user_agent,
+        })
     }
 }
 
@@ -308,6 +330,23 @@ impl FromRequestParts<AppState> for Admin {
             return Err(PortalError::Forbidden("not an administrator"));
         }
         Ok(Admin(viewer))
+    }
+}
+
+/// Someone signed in who may administer accounts: an administrator (every account), or an
+/// account administrator (`PORTAL_ACCOUNT_ADMIN_ROLE` with an `account_id`: that account's
+/// contacts only). What each may reach is [`Staff`]'s to say, in one place.
+pub struct StaffMember(pub SignedIn, pub crate::usecases::staff::Staff);
+
+impl FromRequestParts<AppState> for StaffMember {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let Viewer(viewer) = <Viewer as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        match crate::usecases::staff::Staff::of(&viewer.contact, &state.settings.account_admin_role) {
+            Some(staff) => Ok(StaffMember(viewer, staff)),
+            None => Err(PortalError::Forbidden("not staff")),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use crate::error::PortalError;
 pub use app::{HttpFunction, finish};
 pub use client::Client;
-pub use extract::{Admin, ArrivedWith, Form, Page, Submission, Viewer};
+pub use extract::{Admin, ArrivedWith, Form, Page, StaffMember, Submission, Viewer};
 pub use reply::{Rejection, Reply};
 pub use request::Fields;
 

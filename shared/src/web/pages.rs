@@ -87,6 +87,9 @@ pub struct RegisterPage<'a> {
     pub values: RegisterValues,
     pub errors: FormErrors,
     pub password_min_length: usize,
+    /// The site's terms of use, version and address, when it has them (empty: none to accept).
+    pub terms_version: &'a str,
+    pub terms_url: &'a str,
 }
 
 #[derive(Template)]
@@ -320,5 +323,111 @@ pub struct PasskeysPage<'a> {
     pub viewer: Option<ViewerSummary>,
     pub csrf_token: &'a str,
     pub passkeys: Vec<PasskeyRow>,
+    pub errors: FormErrors,
+}
+
+/// An audit entry as the staff pages show it.
+pub struct AuditRow {
+    pub when: String,
+    pub kind: String,
+    pub contact_id: String,
+    /// Who acted: their contact id, "the person" when it is the account itself, or "nobody".
+    pub actor: String,
+    pub ip: String,
+    pub detail: String,
+}
+
+/// A staff action as a button behind a confirmation.
+pub struct ActionButton {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub warning: &'static str,
+    pub danger: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_account.html")]
+pub struct AdminAccountPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub contact_id: &'a str,
+    pub name: String,
+    pub email: &'a str,
+    pub login_enabled: bool,
+    pub deleted: bool,
+    pub locked_until: String,
+    pub has_password: bool,
+    pub factors: String,
+    pub passkeys: usize,
+    pub last_sign_in: String,
+    pub roles: String,
+    pub account_id: &'a str,
+    pub actions: Vec<ActionButton>,
+    pub can_edit_roles: bool,
+    pub is_administrator: bool,
+    pub entries: Vec<AuditRow>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AdminAuditPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub contact_id: &'a str,
+    pub actor_id: &'a str,
+    pub kind: &'a str,
+    pub entries: Vec<AuditRow>,
+    pub next_page: Option<String>,
+}
+
+/// One of the person's sessions on their security page.
+pub struct SecuritySessionRow {
+    pub id: String,
+    pub current: bool,
+    pub browser: String,
+    pub ip: String,
+    pub method: String,
+    pub started: String,
+    pub last_used: String,
+}
+
+/// One sign-in of the person's history on their security page.
+pub struct SecuritySignInRow {
+    pub when: String,
+    pub method: String,
+    pub result: String,
+    pub succeeded: bool,
+    pub browser: String,
+    pub ip: String,
+}
+
+#[derive(Template)]
+#[template(path = "security.html")]
+pub struct SecurityPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub sessions: Vec<SecuritySessionRow>,
+    pub sign_ins: Vec<SecuritySignInRow>,
+    /// The second factors on, in words ("totp, email"), or empty.
+    pub factors: String,
+    pub passkeys: usize,
+}
+
+#[derive(Template)]
+#[template(path = "terms.html")]
+pub struct TermsPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub version: &'a str,
+    pub url: &'a str,
+    /// When the person accepted this version (empty: not yet).
+    pub accepted_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "export.html")]
+pub struct ExportPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
     pub errors: FormErrors,
 }

@@ -140,6 +140,7 @@ impl IntoResponse for PortalError {
         let mut response = match (Client::current(), &self) {
             (Client::Browser, PortalError::Unauthenticated) => return see_other("/signin"),
             (Client::Browser, PortalError::SecondFactorSetupRequired) => return see_other("/profile/two-factor"),
+            (Client::Browser, PortalError::TermsRequired) => return see_other("/terms"),
             (Client::Browser, _) => (status, Html(pages::message(status, self.public_message()))).into_response(),
             (Client::Api, _) => (status, axum::Json(self.body())).into_response(),
         };

@@ -62,6 +62,7 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
         ("PORTAL_SESSIONS_TABLE".into(), "sessions".into()),
         ("PORTAL_INVITATIONS_TABLE".into(), "invitations".into()),
         ("PORTAL_OUTBOX_TABLE".into(), "outbox".into()),
+        ("PORTAL_AUDIT_TABLE".into(), "audit".into()),
         ("PORTAL_BASE_URL".into(), BASE.into()),
     ]);
     for (k, v) in overrides {
@@ -73,7 +74,7 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
 pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let outbox = Arc::new(MemoryOutbox::default());
     let contacts = Arc::new(MemoryContacts::with_outbox(outbox.clone()));
-    let sessions = Arc::new(MemorySessions::default());
+    let sessions = Arc::new(MemorySessions::queueing_to(contacts.clone()));
     let clock = Arc::new(ManualClock::at(Timestamp::from_secs(1_800_000_000)));
     let invitations = Arc::new(MemoryInvitations::new(contacts.clone(), outbox.clone()));
     let mailer = Arc::new(MemoryMailer::default());
@@ -360,6 +361,7 @@ pub async fn registered(portal: &Portal, email: &str) {
         last_name: "Lovelace".into(),
         username: None,
         phone: None,
+        accept_terms: false,
     };
     let arrival = portal::usecases::door::Arrival::default();
     let outcome = register(portal, &from("198.51.100.7"), registration, arrival).await.unwrap();

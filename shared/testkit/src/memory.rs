@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use portal::adapters::dynamodb_list_keys::{matching_keys, merge_search};
+use portal::domain::audit::{AuditEntry, AuditQuery};
 use portal::domain::contact::{Contact, Login};
 use portal::domain::email::Email;
 use portal::domain::event::PortalEvent;
@@ -24,8 +25,9 @@ use portal::domain::password::PasswordHashString;
 use portal::domain::session::Session;
 use portal::domain::token::EmailToken;
 use portal::ports::{
-    Clock, ContactChange, ContactStore, CreateContactError, Device, HeldNotices, InvitationStore, Mailer, Outbox,
-    OutgoingEmail, ProfileUpdate, QueuedEmail, RedeemError, SendError, SessionStore, TokenUse, UpdateProfileError,
+    AccountEdit, Clock, ContactChange, ContactStore, CreateContactError, Device, EditAccountError, HeldNotices,
+    InvitationStore, Mailer, Outbox, OutgoingEmail, ProfileUpdate, Queued, RedeemError, SendError, SessionStore,
+    TokenUse, UpdateProfileError,
 };
 
 /// Store faults tests ask for: each named operation fails that many more times.
@@ -70,6 +72,8 @@ struct ContactsState {
     /// The attempts at logins that no account has, by digest.
     unknown_logins: HashMap<String, LockoutState>,
     held_notices: HashMap<ContactId, HeldNotices>,
+    /// The audit trail, in the order it was written.
+    audit: Vec<AuditEntry>,
 }
 
 impl ContactsState {
@@ -113,6 +117,11 @@ impl MemoryContacts {
     /// Every contact, for assertions.
     pub fn all(&self) -> Vec<Contact> {
         self.state.lock().unwrap().contacts.values().cloned().collect()
+    }
+
+    /// The audit trail as written, oldest first, for assertions.
+    pub fn audit_entries(&self) -> Vec<AuditEntry> {
+        self.state.lock().unwrap().audit.clone()
     }
 
     /// Replaces a stored contact (tests arrange roles and such with it).
@@ -166,12 +175,17 @@ impl MemoryContacts {
 }
 
 impl MemoryContacts {
-    fn queue(&self, state: &mut ContactsState, emails: &[QueuedEmail]) {
-        for email in emails {
-            if let Some(token) = &email.token {
-                state.tokens.insert(token.digest.clone(), token.clone());
+    fn queue(&self, state: &mut ContactsState, emails: &[Queued]) {
+        for each in emails {
+            match each {
+                Queued::Outbox { token, message } => {
+                    if let Some(token) = token {
+                        state.tokens.insert(token.digest.clone(), token.clone());
+                    }
+                    self.outbox.insert(message.clone());
+                }
+                Queued::Audit(entry) => state.audit.push(entry.clone()),
             }
-            self.outbox.insert(email.message.clone());
         }
     }
 
@@ -181,13 +195,7 @@ impl MemoryContacts {
 
     /// Writes a new session epoch for the contact and queues `emails`, together; `false` when the
     /// contact is gone (nothing written). The passkeys' changes use it (see `memory_passkeys`).
-    pub(crate) fn advance_epoch(
-        &self,
-        contact_id: &ContactId,
-        epoch: &str,
-        now: Timestamp,
-        emails: &[QueuedEmail],
-    ) -> bool {
+    pub(crate) fn advance_epoch(&self, contact_id: &ContactId, epoch: &str, now: Timestamp, emails: &[Queued]) -> bool {
         let mut state = self.state.lock().unwrap();
         let Ok(contact) = Self::contact_mut(&mut state, contact_id) else { return false };
         contact.session_epoch = epoch.to_string();
@@ -199,7 +207,7 @@ impl MemoryContacts {
 
 #[async_trait]
 impl ContactStore for MemoryContacts {
-    async fn create_with_emails(&self, contact: &Contact, emails: &[QueuedEmail]) -> Result<(), CreateContactError> {
+    async fn create_with_emails(&self, contact: &Contact, emails: &[Queued]) -> Result<(), CreateContactError> {
         self.record("create_with_emails");
         let mut state = self.state.lock().unwrap();
         if state.by_email.contains_key(contact.email.normalized()) {
@@ -222,7 +230,7 @@ impl ContactStore for MemoryContacts {
         current: &Contact,
         update: &ProfileUpdate,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> Result<Contact, UpdateProfileError> {
         self.record("update_profile");
         let mut state = self.state.lock().unwrap();
@@ -249,7 +257,7 @@ impl ContactStore for MemoryContacts {
         password_hash: &PasswordHashString,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<()> {
         self.record("change_password");
         let mut state = self.state.lock().unwrap();
@@ -262,7 +270,7 @@ impl ContactStore for MemoryContacts {
         Ok(())
     }
 
-    async fn queue_emails(&self, emails: &[QueuedEmail]) -> anyhow::Result<()> {
+    async fn queue_emails(&self, emails: &[Queued]) -> anyhow::Result<()> {
         self.record("queue_emails");
         self.queue(&mut self.state.lock().unwrap(), emails);
         Ok(())
@@ -290,7 +298,7 @@ impl ContactStore for MemoryContacts {
         contact: &Contact,
         effect: &TokenUse,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool> {
         self.record("use_token");
         let mut state = self.state.lock().unwrap();
@@ -364,6 +372,55 @@ impl ContactStore for MemoryContacts {
     async fn get(&self, contact_id: &ContactId) -> anyhow::Result<Option<Contact>> {
         self.record("get");
         Ok(self.state.lock().unwrap().contacts.get(contact_id).cloned())
+    }
+
+    async fn edit_account(
+        &self,
+        current: &Contact,
+        edit: &AccountEdit,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, EditAccountError> {
+        self.record("edit_account");
+        let mut state = self.state.lock().unwrap();
+        let Some(stored) = state.contacts.get(&current.contact_id).filter(|c| c.deleted_at.is_none()) else {
+            return Err(EditAccountError::Missing);
+        };
+        if let AccountEdit::Delete { .. } = edit
+            && stored.email.normalized() != current.email.normalized()
+        {
+            // Its address moved since it was read: the guard to release would be another one.
+            return Err(EditAccountError::Missing);
+        }
+        let changed = edit.applied_to(stored, now);
+        if let AccountEdit::Delete { .. } = edit {
+            state.by_email.remove(current.email.normalized());
+            if let Some(username) = &current.username {
+                state.by_username.remove(&username.normalized);
+            }
+            state.held_notices.remove(&current.contact_id);
+        }
+        state.contacts.insert(changed.contact_id.clone(), changed.clone());
+        self.queue(&mut state, queued);
+        Ok(changed)
+    }
+
+    async fn audit_trail(&self, query: &AuditQuery, page: &PageRequest) -> anyhow::Result<Paged<AuditEntry>> {
+        self.record("audit_trail");
+        let state = self.state.lock().unwrap();
+        let after = page.after.as_ref().map(Position::sort_key);
+        let mut rows: Vec<(String, AuditEntry)> = state
+            .audit
+            .iter()
+            .filter(|e| query.matches(e))
+            .map(|e| (sort_key(e.at, &e.entry_id), e.clone()))
+            .filter(|(key, _)| after.as_ref().is_none_or(|after| key < after))
+            .collect();
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        let next = (rows.len() > page.limit)
+            .then(|| Position::new(rows[page.limit - 1].1.at, &rows[page.limit - 1].1.entry_id));
+        rows.truncate(page.limit);
+        Ok(Paged { items: rows.into_iter().map(|(_, e)| e).collect(), next })
     }
 
     async fn email_in_use(&self, email: &Email) -> anyhow::Result<bool> {
@@ -527,9 +584,17 @@ impl ContactStore for MemoryContacts {
 #[derive(Default)]
 pub struct MemorySessions {
     sessions: Mutex<HashMap<String, Session>>,
+    /// Where what rides along with a new session goes (its audit entry), as the contacts store
+    /// queues it.
+    queue: Option<Arc<MemoryContacts>>,
 }
 
 impl MemorySessions {
+    /// Sessions whose sign-ins queue their audit entries with `contacts`.
+    pub fn queueing_to(contacts: Arc<MemoryContacts>) -> Self {
+        MemorySessions { sessions: Mutex::default(), queue: Some(contacts) }
+    }
+
     pub fn all(&self) -> Vec<Session> {
         self.sessions.lock().unwrap().values().cloned().collect()
     }
@@ -537,13 +602,21 @@ impl MemorySessions {
 
 #[async_trait]
 impl SessionStore for MemorySessions {
-    async fn create(&self, session: &Session) -> anyhow::Result<()> {
+    async fn create(&self, session: &Session, queued: &[Queued]) -> anyhow::Result<()> {
+        if !queued.is_empty() {
+            let queue = self.queue.as_ref().ok_or_else(|| anyhow::anyhow!("the session store queues nothing"))?;
+            queue.queue_emails(queued).await?;
+        }
         self.sessions.lock().unwrap().insert(session.id_digest.clone(), session.clone());
         Ok(())
     }
 
     async fn get(&self, id_digest: &str) -> anyhow::Result<Option<Session>> {
         Ok(self.sessions.lock().unwrap().get(id_digest).cloned())
+    }
+
+    async fn list_for_contact(&self, contact_id: &ContactId) -> anyhow::Result<Vec<Session>> {
+        Ok(self.sessions.lock().unwrap().values().filter(|s| &s.contact_id == contact_id).cloned().collect())
     }
 
     async fn touch(&self, id_digest: &str, now: Timestamp) -> anyhow::Result<()> {
@@ -611,20 +684,42 @@ impl MemoryInvitations {
     }
 }
 
+impl MemoryInvitations {
+    /// Replaces a not-revoked invitation's code, as read, and queues its email: `false` when it
+    /// changed meanwhile.
+    fn replace_code_only(&self, invitation: &Invitation, new_digest: &str, message: &OutboxMessage) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let Some(stored) = state.invitations.get_mut(&invitation.invitation_id) else { return false };
+        if stored.revoked || stored.code_digest != invitation.code_digest {
+            return false;
+        }
+        stored.code_digest = new_digest.to_string();
+        stored.message_id = message.message_id.clone();
+        stored.delivery = Delivery::Pending;
+        stored.delivery_error = None;
+        stored.delivered_at = None;
+        state.codes.remove(&invitation.code_digest);
+        state.codes.insert(new_digest.to_string(), invitation.invitation_id.clone());
+        self.outbox.insert(message.clone());
+        true
+    }
+}
+
 #[async_trait]
 impl InvitationStore for MemoryInvitations {
     async fn create_with_events(
         &self,
         invitation: &Invitation,
         message: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()> {
-        let mut state = self.state.lock().unwrap();
-        state.codes.insert(invitation.code_digest.clone(), invitation.invitation_id.clone());
-        state.invitations.insert(invitation.invitation_id.clone(), invitation.clone());
-        self.outbox.insert(message.clone());
-        self.outbox.insert_events(events);
-        Ok(())
+        {
+            let mut state = self.state.lock().unwrap();
+            state.codes.insert(invitation.code_digest.clone(), invitation.invitation_id.clone());
+            state.invitations.insert(invitation.invitation_id.clone(), invitation.clone());
+            self.outbox.insert(message.clone());
+        }
+        self.contacts.queue_emails(queued).await
     }
 
     async fn get(&self, invitation_id: &InvitationId) -> anyhow::Result<Option<Invitation>> {
@@ -655,20 +750,12 @@ impl InvitationStore for MemoryInvitations {
         invitation: &Invitation,
         new_digest: &str,
         message: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool> {
-        let mut state = self.state.lock().unwrap();
-        let Some(stored) = state.invitations.get_mut(&invitation.invitation_id) else { return Ok(false) };
-        if stored.revoked || stored.code_digest != invitation.code_digest {
+        if !self.replace_code_only(invitation, new_digest, message) {
             return Ok(false);
         }
-        stored.code_digest = new_digest.to_string();
-        stored.message_id = message.message_id.clone();
-        stored.delivery = Delivery::Pending;
-        stored.delivery_error = None;
-        stored.delivered_at = None;
-        state.codes.remove(&invitation.code_digest);
-        state.codes.insert(new_digest.to_string(), invitation.invitation_id.clone());
-        self.outbox.insert(message.clone());
+        self.contacts.queue_emails(queued).await?;
         Ok(true)
     }
 
@@ -676,19 +763,25 @@ impl InvitationStore for MemoryInvitations {
         &self,
         invitation_id: &InvitationId,
         _now: Timestamp,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<Option<Invitation>> {
         self.faults.check("revoke")?;
-        let mut state = self.state.lock().unwrap();
-        Ok(state.invitations.get_mut(invitation_id).map(|i| {
-            if !i.revoked {
-                i.revoked = true;
-                self.outbox.insert_events(events);
+        let (revoked_now, found) = {
+            let mut state = self.state.lock().unwrap();
+            match state.invitations.get_mut(invitation_id) {
+                None => (false, None),
+                Some(i) => {
+                    let revoked_now = !i.revoked;
+                    i.revoked = true;
+                    (revoked_now, Some(i.clone()))
+                }
             }
-            i.clone()
-        }))
+        };
+        if revoked_now {
+            self.contacts.queue_emails(queued).await?;
+        }
+        Ok(found)
     }
-
     async fn redeem_with_events(
         &self,
         invitation: &Invitation,
@@ -790,11 +883,11 @@ impl InvitationStore for MemoryInvitations {
         &self,
         invitation: &Invitation,
         fanout: &OutboxMessage,
-        events: &[PortalEvent],
+        queued: &[Queued],
     ) -> anyhow::Result<()> {
         let pending = portal::domain::group::pending_deliveries(&fanout.recipients);
         self.state.lock().unwrap().deliveries.insert(invitation.invitation_id.clone(), pending);
-        self.create_with_events(invitation, fanout, events).await
+        self.create_with_events(invitation, fanout, queued).await
     }
 
     async fn replace_group_code(
@@ -802,8 +895,9 @@ impl InvitationStore for MemoryInvitations {
         invitation: &Invitation,
         new_digest: &str,
         fanout: &OutboxMessage,
+        queued: &[Queued],
     ) -> anyhow::Result<bool> {
-        if !self.replace_code(invitation, new_digest, fanout).await? {
+        if !self.replace_code(invitation, new_digest, fanout, queued).await? {
             return Ok(false);
         }
         let mut state = self.state.lock().unwrap();

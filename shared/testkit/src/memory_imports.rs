@@ -11,7 +11,9 @@ use portal::domain::email::Email;
 use portal::domain::ids::MessageId;
 use portal::domain::import::{ChunkClaim, ChunkCounts, ChunkStatus, ImportChunk, ImportId, ImportJob, RowOutcome};
 use portal::domain::time::Timestamp;
-use portal::ports::{ContactStore, CreateContactError, ImportStore, InvitationStore, RowWrite, RowWritten, SendPacer};
+use portal::ports::{
+    ContactStore, CreateContactError, ImportStore, InvitationStore, Queued, RowWrite, RowWritten, SendPacer,
+};
 
 #[derive(Default)]
 struct ImportsState {
@@ -46,14 +48,16 @@ impl MemoryImports {
 
 #[async_trait]
 impl ImportStore for MemoryImports {
-    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk]) -> anyhow::Result<()> {
+    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk], queued: &[Queued]) -> anyhow::Result<()> {
         self.faults.check("create_import")?;
-        let mut state = self.state.lock().unwrap();
-        state.jobs.insert(job.import_id.clone(), job.clone());
-        for chunk in chunks {
-            state.chunks.insert(chunk.chunk_id.clone(), chunk.clone());
+        {
+            let mut state = self.state.lock().unwrap();
+            state.jobs.insert(job.import_id.clone(), job.clone());
+            for chunk in chunks {
+                state.chunks.insert(chunk.chunk_id.clone(), chunk.clone());
+            }
         }
-        Ok(())
+        self.contacts.queue_emails(queued).await
     }
 
     async fn get(&self, import_id: &ImportId) -> anyhow::Result<Option<ImportJob>> {
@@ -113,7 +117,7 @@ impl ImportStore for MemoryImports {
         if let Some((invitation, message)) = write.invitation {
             self.invitations.create(invitation, message).await?;
         }
-        let events: Vec<portal::ports::QueuedEmail> = write.events.iter().cloned().map(Into::into).collect();
+        let events: Vec<portal::ports::Queued> = write.events.iter().cloned().map(Into::into).collect();
         self.contacts.queue_emails(&events).await?;
         self.state.lock().unwrap().rows.insert(write.key.to_string(), write.outcome.clone());
         Ok(RowWritten::Written)

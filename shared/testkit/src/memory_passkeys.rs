@@ -9,7 +9,7 @@ use super::memory::{Faults, MemoryContacts};
 use portal::domain::ids::ContactId;
 use portal::domain::passkey::{Ceremony, StoredPasskey};
 use portal::domain::time::Timestamp;
-use portal::ports::{PasskeyStore, QueuedEmail};
+use portal::ports::{PasskeyStore, Queued};
 
 pub struct MemoryPasskeys {
     contacts: Arc<MemoryContacts>,
@@ -70,7 +70,7 @@ impl PasskeyStore for MemoryPasskeys {
         passkey: &StoredPasskey,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool> {
         self.faults.check("add")?;
         let mut state = self.state.lock().unwrap();
@@ -90,7 +90,7 @@ impl PasskeyStore for MemoryPasskeys {
         id: &str,
         epoch: &str,
         now: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<bool> {
         self.faults.check("remove")?;
         let mut state = self.state.lock().unwrap();

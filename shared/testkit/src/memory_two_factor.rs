@@ -9,7 +9,7 @@ use super::memory::MemoryContacts;
 use portal::domain::ids::ContactId;
 use portal::domain::time::Timestamp;
 use portal::domain::two_factor::{PENDING_SIGN_IN_ATTEMPTS, PendingSignIn, TwoFactor};
-use portal::ports::{ContactStore, QueuedEmail, TwoFactorStore};
+use portal::ports::{ContactStore, Queued, TwoFactorStore};
 
 pub struct MemoryTwoFactor {
     states: Mutex<HashMap<ContactId, TwoFactor>>,
@@ -58,7 +58,7 @@ impl TwoFactorStore for MemoryTwoFactor {
         Ok(states.get(contact_id).cloned().unwrap_or_else(|| TwoFactor::none(contact_id)))
     }
 
-    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[QueuedEmail]) -> anyhow::Result<bool> {
+    async fn save(&self, state: &TwoFactor, epoch: Option<&str>, emails: &[Queued]) -> anyhow::Result<bool> {
         {
             let mut states = self.states.lock().unwrap();
             let current = states.get(&state.contact_id).map_or(0, |s| s.version);
@@ -98,7 +98,7 @@ impl TwoFactorStore for MemoryTwoFactor {
         contact_id: &ContactId,
         digest: &str,
         expires_at: Timestamp,
-        emails: &[QueuedEmail],
+        emails: &[Queued],
     ) -> anyhow::Result<()> {
         let set = self.update(
             contact_id,

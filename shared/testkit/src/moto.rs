@@ -83,6 +83,7 @@ pub struct Tables {
     pub sessions: String,
     pub invitations: String,
     pub outbox: String,
+    pub audit: String,
 }
 
 /// Creates a fresh set of the template's tables under a unique stack name.
@@ -111,6 +112,7 @@ pub fn fresh_tables() -> Tables {
         sessions: format!("{stack}-sessions"),
         invitations: format!("{stack}-invitations"),
         outbox: format!("{stack}-outbox"),
+        audit: format!("{stack}-audit"),
     }
 }
 
@@ -132,6 +134,7 @@ impl Tables {
         settings.sessions_table = self.sessions.clone();
         settings.invitations_table = self.invitations.clone();
         settings.outbox_table = self.outbox.clone();
+        settings.audit_table = self.audit.clone();
         settings
     }
 }

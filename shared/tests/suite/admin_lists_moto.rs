@@ -182,7 +182,7 @@ async fn invitations_are_listed_from_indexes_newest_first_in_pages_and_filtered(
     // A resend sets the delivery back to pending: the index follows.
     let replaced = portal.invitations.get(&all[4].invitation_id).await.unwrap().unwrap();
     let message = OutboxMessage::new(MessageKind::Invitation, &replaced.email, "Grace", None, NOW);
-    assert!(store.replace_code(&replaced, &InvitationCode::generate().digest(), &message).await.unwrap());
+    assert!(store.replace_code(&replaced, &InvitationCode::generate().digest(), &message, &[]).await.unwrap());
     assert!(listed(filter(None, Some(Delivery::Sent), None), now).await.is_empty());
 }
 

@@ -39,7 +39,7 @@ async fn all_keys(tables: &Tables, table: &str) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_contact_round_trips_and_is_found_by_email_or_username() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     let ada = contact("Ada@Example.com", Some("Ada.L"));
     store.create(&ada).await.unwrap();
     assert_eq!(store.get(&ada.contact_id).await.unwrap().as_ref(), Some(&ada));
@@ -56,7 +56,7 @@ async fn a_contact_round_trips_and_is_found_by_email_or_username() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_email_or_username_leaves_nothing_behind() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     store.create(&contact("ada@example.com", Some("ada"))).await.unwrap();
     let before = all_keys(&tables, &tables.contacts).await;
     let same_email = store.create(&contact("ADA@example.com", Some("other"))).await;
@@ -69,7 +69,12 @@ async fn a_taken_email_or_username_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_concurrent_registrations_of_one_email_create_one_contact() {
     let tables = fresh_tables();
-    let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
+    let store = std::sync::Arc::new(DynamoContacts::new(
+        tables.client.clone(),
+        &tables.contacts,
+        &tables.outbox,
+        &tables.audit,
+    ));
     let attempts: Vec<_> = (0..10)
         .map(|i| {
             let store = store.clone();
@@ -101,7 +106,7 @@ async fn fail_once(store: &DynamoContacts, contact: &Contact, now: Timestamp) ->
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
     let now = Timestamp::from_secs(1_800_000_000);
@@ -128,7 +133,12 @@ async fn failed_sign_ins_lock_at_the_threshold_and_never_extend_a_lockout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_parallel_attempts_get_at_most_the_threshold_and_lock_once() {
     let tables = fresh_tables();
-    let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
+    let store = std::sync::Arc::new(DynamoContacts::new(
+        tables.client.clone(),
+        &tables.contacts,
+        &tables.outbox,
+        &tables.audit,
+    ));
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
     let now = Timestamp::from_secs(1_800_000_000);
@@ -171,7 +181,7 @@ async fn fifty_parallel_attempts_get_at_most_the_threshold_and_lock_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reservation_whose_check_never_ended_lets_go_after_its_hold() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
     let now = Timestamp::from_secs(1_800_000_000);
@@ -192,7 +202,7 @@ async fn a_reservation_whose_check_never_ended_lets_go_after_its_hold() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trusted_device_has_its_own_failures_and_only_for_its_account() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     let now = Timestamp::from_secs(1_800_000_000);
     let device = Device { digest: "d1".into(), contact_id: "ada".into(), expires_at: now + 3600 };
     store.remember_device(&device).await.unwrap();
@@ -212,7 +222,7 @@ async fn sessions_are_stored_by_digest_with_a_ttl_and_revoked_by_delete() {
     let tables = fresh_tables();
     let store = DynamoSessions::new(tables.client.clone(), &tables.sessions);
     let (session, token) = Session::start(&"contact-1".into(), "epoch-1", Timestamp::from_secs(1_800_000_000), 86_400);
-    store.create(&session).await.unwrap();
+    store.create(&session, &[]).await.unwrap();
     assert_eq!(store.get(&session.id_digest).await.unwrap().as_ref(), Some(&session));
     let raw = tables.client.scan().table_name(&tables.sessions).send().await.unwrap();
     let item = &raw.items()[0];
@@ -235,9 +245,9 @@ mod self_service {
     use portal::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
     use portal::domain::password::PasswordHashString;
     use portal::domain::token::{EmailToken, TokenPurpose};
-    use portal::ports::{ProfileUpdate, QueuedEmail, TokenUse, UpdateProfileError};
+    use portal::ports::{ProfileUpdate, Queued, TokenUse, UpdateProfileError};
 
-    fn token_for(contact: &Contact, to: &str, purpose: TokenPurpose) -> QueuedEmail {
+    fn token_for(contact: &Contact, to: &str, purpose: TokenPurpose) -> Queued {
         let (token, plain) = EmailToken::issue(
             purpose,
             &contact.contact_id,
@@ -252,7 +262,7 @@ mod self_service {
             Some(MailSecret::new(plain)),
             Timestamp::from_secs(1_800_000_000),
         );
-        QueuedEmail::with_token(token, message)
+        Queued::with_token(token, message)
     }
 
     fn a_hash() -> PasswordHashString {
@@ -269,7 +279,7 @@ mod self_service {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_registration_and_its_confirmation_email_are_written_together() {
         let tables = fresh_tables();
-        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
         let ada = contact("ada@example.com", None);
         let queued = token_for(&ada, "ada@example.com", TokenPurpose::ConfirmEmail);
         store.create_with_emails(&ada, std::slice::from_ref(&queued)).await.unwrap();
@@ -278,10 +288,10 @@ mod self_service {
         let emails = [token_for(&again, "ada@example.com", TokenPurpose::ConfirmEmail)];
         assert!(matches!(store.create_with_emails(&again, &emails).await, Err(CreateContactError::EmailTaken)));
         assert_eq!(outbox_count(&tables).await, 1, "a refused registration queues no email");
-        let refused_token = emails[0].token.as_ref().unwrap();
+        let refused_token = emails[0].token().unwrap();
         assert_eq!(store.find_token(&refused_token.digest).await.unwrap(), None, "nor its token");
 
-        let token = queued.token.unwrap();
+        let token = queued.token().cloned().unwrap();
         assert_eq!(store.find_token(&token.digest).await.unwrap().as_ref(), Some(&token));
         let now = Timestamp::from_secs(1_800_000_001);
         assert!(store.use_token(&token, &ada, &TokenUse::ConfirmEmail, now, &[]).await.unwrap());
@@ -293,10 +303,15 @@ mod self_service {
     #[tokio::test(flavor = "multi_thread")]
     async fn concurrent_uses_of_one_reset_token_succeed_once() {
         let tables = fresh_tables();
-        let store = std::sync::Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
+        let store = std::sync::Arc::new(DynamoContacts::new(
+            tables.client.clone(),
+            &tables.contacts,
+            &tables.outbox,
+            &tables.audit,
+        ));
         let ada = contact("ada@example.com", None);
         store.create(&ada).await.unwrap();
-        let token = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token.unwrap();
+        let token = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token().cloned().unwrap();
         assert!(store.issue_token(&token).await.unwrap());
         let ada = store.get(&ada.contact_id).await.unwrap().unwrap();
         let uses: Vec<_> = (0..6)
@@ -319,13 +334,13 @@ mod self_service {
     #[tokio::test(flavor = "multi_thread")]
     async fn only_the_newest_reset_link_works_and_a_password_change_voids_it() {
         let tables = fresh_tables();
-        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
         let ada = contact("ada@example.com", None);
         store.create(&ada).await.unwrap();
         let now = Timestamp::from_secs(1_800_000_001);
         let reset = || TokenUse::ResetPassword { hash: a_hash(), epoch: new_epoch() };
-        let first = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token.unwrap();
-        let second = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token.unwrap();
+        let first = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token().cloned().unwrap();
+        let second = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token().cloned().unwrap();
         assert!(store.issue_token(&first).await.unwrap());
         assert!(store.issue_token(&second).await.unwrap());
         let current = store.get(&ada.contact_id).await.unwrap().unwrap();
@@ -335,7 +350,7 @@ mod self_service {
         let changed = store.get(&ada.contact_id).await.unwrap().unwrap();
         assert_eq!(changed.reset_nonce, None);
         assert!(!store.use_token(&second, &changed, &reset(), now, &[]).await.unwrap(), "the change voided it");
-        let third = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token.unwrap();
+        let third = token_for(&ada, "ada@example.com", TokenPurpose::ResetPassword).token().cloned().unwrap();
         assert!(store.issue_token(&third).await.unwrap());
         assert!(store.use_token(&third, &changed, &reset(), now, &[]).await.unwrap());
     }
@@ -343,10 +358,10 @@ mod self_service {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_password_change_writes_the_new_session_epoch_and_its_notice_together() {
         let tables = fresh_tables();
-        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
         let ada = contact("ada@example.com", None);
         store.create(&ada).await.unwrap();
-        let notice = QueuedEmail::new(OutboxMessage::new(
+        let notice = Queued::new(OutboxMessage::new(
             MessageKind::PasswordChangedNotice,
             "ada@example.com",
             "Ada",
@@ -366,7 +381,7 @@ mod self_service {
     #[tokio::test(flavor = "multi_thread")]
     async fn an_email_change_waits_then_its_link_moves_the_guard_item_atomically() {
         let tables = fresh_tables();
-        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
         let ada = contact("ada@example.com", Some("ada"));
         store.create(&ada).await.unwrap();
         let update = |email: &str| ProfileUpdate {
@@ -393,7 +408,7 @@ mod self_service {
         // Meanwhile another account takes the address: the link moves nothing.
         let grace = contact("ADA@lovelace.example", None);
         store.create(&grace).await.unwrap();
-        let token = link.token.clone().unwrap();
+        let token = link.token().cloned().unwrap();
         let moved = TokenUse::MoveEmail { epoch: "epoch-2".into() };
         assert!(!store.use_token(&token, &updated, &moved, now, &[]).await.unwrap());
         assert_eq!(store.get(&ada.contact_id).await.unwrap().unwrap().email.as_str(), "ada@example.com");
@@ -423,7 +438,7 @@ mod self_service {
     #[tokio::test(flavor = "multi_thread")]
     async fn allowances_run_out_within_their_window_and_can_be_given_back() {
         let tables = fresh_tables();
-        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+        let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
         let now = Timestamp::from_secs(1_800_000_000);
         let mut granted = Vec::new();
         for _ in 0..4 {
@@ -441,7 +456,7 @@ mod self_service {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_login_no_account_has_is_reserved_and_locked_as_an_account_is() {
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     let ghost = AttemptSubject::unknown_login("email#ghost@example.com");
     let now = Timestamp::from_secs(1_800_000_000);
     for _ in 0..4 {
@@ -479,7 +494,7 @@ async fn a_login_no_account_has_is_reserved_and_locked_as_an_account_is() {
 async fn held_notices_are_counted_and_counted_off_once() {
     use portal::domain::outbox::HeldSummary;
     let tables = fresh_tables();
-    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox);
+    let store = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
     let ada = contact("ada@example.com", None);
     store.create(&ada).await.unwrap();
     let now = Timestamp::from_secs(1_800_000_000);
@@ -498,4 +513,41 @@ async fn held_notices_are_counted_and_counted_off_once() {
     assert_eq!((left.count, left.since), (1, now + 60));
     store.clear_held_notices(&ada.contact_id, &HeldSummary { count: 1, since: now + 60 }, now + 90).await.unwrap();
     assert_eq!(store.held_notices(&ada.contact_id).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contacts_sessions_are_listed_from_the_index_and_a_sign_in_writes_its_entry_with_its_session() {
+    use portal::domain::audit::{AuditEntry, AuditEvent, AuditQuery, SourceAddress};
+    use portal::domain::listing::PageRequest;
+    let tables = fresh_tables();
+    let store = DynamoSessions::new(tables.client.clone(), &tables.sessions).queueing_to(
+        &tables.contacts,
+        &tables.outbox,
+        &tables.audit,
+    );
+    let now = Timestamp::from_secs(1_800_000_000);
+    let (first, _) = Session::start(&"ada".into(), "e1", now, 3600);
+    let (second, _) = Session::start(&"ada".into(), "e1", now, 3600);
+    let (other, _) = Session::start(&"grace".into(), "e1", now, 3600);
+    let source = SourceAddress::new(Some("198.51.100.7".into()));
+    let entry = AuditEntry::new(AuditEvent::SignedIn, Some(&"ada".into()), Some(&"ada".into()), &source, now, 86_400);
+    store.create(&first, &[]).await.unwrap();
+    store.create(&second, &[entry.clone().into()]).await.unwrap();
+    store.create(&other, &[]).await.unwrap();
+    let mut listed: Vec<String> =
+        store.list_for_contact(&"ada".into()).await.unwrap().into_iter().map(|s| s.id_digest).collect();
+    listed.sort();
+    let mut expected = vec![first.id_digest.clone(), second.id_digest.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let contacts = DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit);
+    let query = AuditQuery { contact_id: Some("ada".into()), ..AuditQuery::default() };
+    let trail = contacts.audit_trail(&query, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(trail.items, std::slice::from_ref(&entry), "the entry, read back from the contact index");
+
+    // The session and its entry are one write: a second put of the same entry refuses both.
+    let (third, _) = Session::start(&"ada".into(), "e1", now, 3600);
+    assert!(store.create(&third, &[entry.into()]).await.is_err());
+    assert!(store.get(&third.id_digest).await.unwrap().is_none(), "no session without its entry");
 }

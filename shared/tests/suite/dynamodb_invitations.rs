@@ -28,7 +28,8 @@ struct Stores {
 
 fn stores() -> Stores {
     let tables = fresh_tables();
-    let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
+    let contacts =
+        Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit));
     let invitations =
         Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
     let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox).with_invitations(&tables.invitations);
@@ -252,7 +253,7 @@ async fn expired_revoked_and_replaced_codes_cannot_be_redeemed() {
         NOW,
     );
     message.invitation_id = Some(invitation.invitation_id.clone());
-    assert!(s.invitations.replace_code(&invitation, &new_code.digest(), &message).await.unwrap());
+    assert!(s.invitations.replace_code(&invitation, &new_code.digest(), &message, &[]).await.unwrap());
     assert_eq!(s.invitations.find_by_code(&code.digest()).await.unwrap(), None, "the old code stops working");
     let current = s.invitations.find_by_code(&new_code.digest()).await.unwrap().unwrap();
     assert_eq!(current.message_id, message.message_id);
@@ -260,7 +261,7 @@ async fn expired_revoked_and_replaced_codes_cannot_be_redeemed() {
         s.invitations.redeem(&invitation, &credentials(&grace), &redemption(&invitation, &grace.contact_id), NOW).await;
     assert!(matches!(stale, Err(RedeemError::InvitationInvalid)), "a redemption with the old code's invitation fails");
     assert!(
-        !s.invitations.replace_code(&invitation, &InvitationCode::generate().digest(), &message).await.unwrap(),
+        !s.invitations.replace_code(&invitation, &InvitationCode::generate().digest(), &message, &[]).await.unwrap(),
         "a second resend from the stale copy"
     );
 

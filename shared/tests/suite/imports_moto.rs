@@ -190,8 +190,13 @@ struct TakenMeanwhile {
 
 #[async_trait]
 impl ImportStore for TakenMeanwhile {
-    async fn create(&self, job: &ImportJob, chunks: &[ImportChunk]) -> anyhow::Result<()> {
-        self.inner.create(job, chunks).await
+    async fn create(
+        &self,
+        job: &ImportJob,
+        chunks: &[ImportChunk],
+        queued: &[portal::ports::Queued],
+    ) -> anyhow::Result<()> {
+        self.inner.create(job, chunks, queued).await
     }
     async fn get(&self, import_id: &ImportId) -> anyhow::Result<Option<ImportJob>> {
         self.inner.get(import_id).await

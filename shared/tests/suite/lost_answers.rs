@@ -91,7 +91,7 @@ async fn a_session_put_whose_answer_was_lost_is_written() {
     let (session, _cookie) = Session::start(&ContactId::generate(), "epoch", portal.clock.now(), 3_600);
 
     lose_the_next_answer(&faults, "PutItem");
-    portal.sessions.create(&session).await.expect("the retry finds the session it wrote");
+    portal.sessions.create(&session, &[]).await.expect("the retry finds the session it wrote");
     assert_eq!(faults.injected(), 1, "the put's first attempt lost its answer");
     let stored = portal.sessions.get(&session.id_digest).await.unwrap();
     assert_eq!(stored.map(|s| s.contact_id), Some(session.contact_id));

@@ -9,7 +9,7 @@ use portal::domain::email::Email;
 use portal::domain::outbox::{MessageKind, OutboxMessage};
 use portal::domain::passkey::{Ceremony, CeremonyPurpose, StoredPasskey};
 use portal::domain::time::Timestamp;
-use portal::ports::{QueuedEmail, UsesContacts, UsesPasskeys};
+use portal::ports::{Queued, UsesContacts, UsesPasskeys};
 use portal_testkit::moto::fresh_tables;
 use portal_testkit::registered;
 
@@ -56,9 +56,8 @@ async fn adding_and_removing_passkeys_write_the_epoch_and_the_notice_together() 
     let ada = find("ada@example.com").await;
     let bob = find("bob@example.com").await;
     let now = Timestamp::from_secs(1_800_000_000);
-    let notice = || {
-        vec![QueuedEmail::new(OutboxMessage::new(MessageKind::PasskeyAddedNotice, "ada@example.com", "Ada", None, now))]
-    };
+    let notice =
+        || vec![Queued::new(OutboxMessage::new(MessageKind::PasskeyAddedNotice, "ada@example.com", "Ada", None, now))];
 
     assert!(portal.passkeys().add(&passkey("p2", &ada.contact_id, 20), "epoch-1", now, &notice()).await.unwrap());
     assert!(portal.passkeys().add(&passkey("p1", &ada.contact_id, 10), "epoch-2", now, &notice()).await.unwrap());

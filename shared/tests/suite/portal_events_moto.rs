@@ -29,7 +29,8 @@ struct Stores {
 
 fn stores() -> Stores {
     let tables = fresh_tables();
-    let contacts = Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox));
+    let contacts =
+        Arc::new(DynamoContacts::new(tables.client.clone(), &tables.contacts, &tables.outbox, &tables.audit));
     let invitations =
         Arc::new(DynamoInvitations::new(tables.client.clone(), &tables.invitations, &tables.contacts, &tables.outbox));
     let outbox = DynamoOutbox::new(tables.client.clone(), &tables.outbox).with_invitations(&tables.invitations);
@@ -104,7 +105,7 @@ async fn invited(s: &Stores) -> (Contact, Invitation) {
         invitation_id: invitation.invitation_id.clone(),
         contact_id: grace.contact_id.clone(),
     };
-    s.invitations.create_with_events(&invitation, &message, &[created.at(NOW)]).await.unwrap();
+    s.invitations.create_with_events(&invitation, &message, &[created.at(NOW).into()]).await.unwrap();
     (grace, invitation)
 }
 
@@ -161,7 +162,9 @@ async fn each_write_queues_its_events_in_its_transaction_and_a_refused_one_none(
     let names: Vec<&str> = stored_events(&s).await.iter().map(|e| e.detail_type()).collect();
     assert_eq!(names, ["InvitationCreated", "InvitationRedeemed"]);
 
-    let revoked = || vec![Fact::InvitationRevoked { invitation_id: invitation.invitation_id.clone() }.at(NOW + 3)];
+    let revoked = || -> Vec<portal::ports::Queued> {
+        vec![Fact::InvitationRevoked { invitation_id: invitation.invitation_id.clone() }.at(NOW + 3).into()]
+    };
     let first = s.invitations.revoke_with_events(&invitation.invitation_id, NOW + 3, &revoked()).await.unwrap();
     assert!(first.expect("the revoked invitation").revoked);
     let second = s.invitations.revoke_with_events(&invitation.invitation_id, NOW + 4, &revoked()).await.unwrap();

@@ -40,6 +40,7 @@ fn registration(email: &str) -> Registration {
         last_name: "Lovelace".into(),
         username: None,
         phone: None,
+        accept_terms: false,
     }
 }
 

@@ -13,6 +13,12 @@
 //! `portal-admin outbox dlq [--retry] < messages.json`: resolves the failure queue's records (the
 //! output of `aws sqs receive-message`) to the unsent outbox messages their batches held, and with
 //! `--retry` queues them again.
+//! `portal-admin account <action> --contact <contact id or email>`: the staff actions of the
+//! contact's page (`disable`, `enable`, `unlock`, `sign-out-everywhere`, `reset-password
+//! [--block-current-password]`, `reset-two-factor`, `roles --roles <a,b> [--account-id <id>]`), through
+//! the same use case, audited with an operator as the actor.
+//! `portal-admin audit [--contact <id>] [--actor <id>] [--kind <kind>] [--limit <n>]`: the audit
+//! trail, newest first, one entry a line.
 //! `portal-admin backfill-lists`: gives contacts and invitations stored before the administrators'
 //! list indexes their list keys (a one-off after upgrading; it scans both tables).
 
@@ -28,13 +34,18 @@ use portal::app::sdk_config;
 use portal::aws::{AwsClients, SdkHooks};
 use portal::config::Settings;
 use portal::domain::ADMINISTRATORS_ROLE;
+use portal::domain::audit::{AuditQuery, SourceAddress};
+use portal::domain::contact::Login;
 use portal::domain::contact::{Contact, NewContact};
 use portal::domain::email::Email;
 use portal::domain::ids::{ContactId, MessageId};
+use portal::domain::listing::PageRequest;
 use portal::domain::password::{Password, hash_password};
 use portal::domain::text::parse_name;
+use portal::domain::time::rfc3339;
 use portal::ports::CreateContactError;
 use portal::usecases::outbox_repair::{self, RetryOutcome, Selection};
+use portal::usecases::staff::{self, Staff, StaffAction};
 
 const USAGE: &str =
     "usage: portal-admin create-admin --email <email> [--first-name <name>] [--last-name <name>] [--stack <name>]
@@ -43,6 +54,10 @@ const USAGE: &str =
        portal-admin outbox status [--stale-after <age, e.g. 10m>]
        portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)
        portal-admin outbox dlq [--retry] < failure-queue-messages.json
+       portal-admin account (disable | enable | unlock | sign-out-everywhere | reset-two-factor) --contact <id or email>
+       portal-admin account reset-password [--block-current-password] --contact <id or email>
+       portal-admin account roles --roles <role,role> [--account-id <id>] --contact <id or email>
+       portal-admin audit [--contact <id>] [--actor <id>] [--kind <kind>] [--limit <n>]
        portal-admin backfill-lists";
 
 enum Command {
@@ -51,6 +66,72 @@ enum Command {
     OutboxRetry(Selection),
     OutboxDlq { retry: bool },
     BackfillLists,
+    Account { contact: String, action: StaffAction },
+    Audit { query: AuditQuery, limit: usize },
+}
+
+/// `account <action> [options]`: the action and the contact it names (an id or an email).
+fn parse_account(options: &[String]) -> Result<Command, Usage> {
+    let Some((action, rest)) = options.split_first() else { return Err(Usage(USAGE.into())) };
+    let mut contact = None;
+    let (mut block, mut roles, mut account_id) = (false, None, None);
+    let mut rest = rest.iter();
+    while let Some(option) = rest.next() {
+        if option == "--block-current-password" {
+            block = true;
+            continue;
+        }
+        let value = rest.next().ok_or_else(|| Usage(format!("{option} needs a value\n{USAGE}")))?.clone();
+        match option.as_str() {
+            "--contact" => contact = Some(value),
+            "--roles" => roles = Some(value),
+            "--account-id" => account_id = Some(value),
+            other => return Err(Usage(format!("unknown option {other:?}\n{USAGE}"))),
+        }
+    }
+    let contact = contact.ok_or_else(|| Usage(format!("--contact is required\n{USAGE}")))?;
+    let action = match action.as_str() {
+        "disable" => StaffAction::Disable,
+        "enable" => StaffAction::Enable,
+        "unlock" => StaffAction::Unlock,
+        "sign-out-everywhere" => StaffAction::SignOutEverywhere,
+        "reset-password" => StaffAction::ResetPassword { block_current_password: block },
+        "reset-two-factor" => StaffAction::ResetTwoFactor,
+        "roles" => {
+            let roles = roles.ok_or_else(|| Usage(format!("roles needs --roles (empty for none)\n{USAGE}")))?;
+            let roles = roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| parse_name(r).map_err(|e| Usage(format!("role {r:?} {e}"))));
+            StaffAction::Roles { roles: roles.collect::<Result<_, _>>()?, account_id }
+        }
+        other => return Err(Usage(format!("unknown account action {other:?}\n{USAGE}"))),
+    };
+    Ok(Command::Account { contact, action })
+}
+
+/// `audit [--contact <id>] [--actor <id>] [--kind <kind>] [--limit <n>]`.
+fn parse_audit(options: &[String]) -> Result<Command, Usage> {
+    let mut query = AuditQuery::default();
+    let mut limit = 50;
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let value = rest.next().ok_or_else(|| Usage(format!("{option} needs a value\n{USAGE}")))?.clone();
+        match option.as_str() {
+            "--contact" => query.contact_id = Some(ContactId::from(value)),
+            "--actor" => query.actor_id = Some(ContactId::from(value)),
+            "--kind" => query.kind = Some(value),
+            "--limit" => {
+                limit =
+                    value.parse().ok().filter(|n| (1..=portal::domain::listing::MAX_LIMIT).contains(n)).ok_or_else(
+                        || Usage(format!("--limit must be from 1 to {}", portal::domain::listing::MAX_LIMIT)),
+                    )?
+            }
+            other => return Err(Usage(format!("unknown option {other:?}\n{USAGE}"))),
+        }
+    }
+    Ok(Command::Audit { query, limit })
 }
 
 /// An age such as `90s`, `10m`, `2h` or `1d`, in seconds.
@@ -100,11 +181,12 @@ fn parse_outbox(options: &[String]) -> Result<Command, Usage> {
 }
 
 /// The stack outputs (infra/template.yaml) that name the tables, and the setting each one gives.
-const TABLE_OUTPUTS: [(&str, &str); 4] = [
+const TABLE_OUTPUTS: [(&str, &str); 5] = [
     ("ContactsTableName", "PORTAL_CONTACTS_TABLE"),
     ("SessionsTableName", "PORTAL_SESSIONS_TABLE"),
     ("InvitationsTableName", "PORTAL_INVITATIONS_TABLE"),
     ("OutboxTableName", "PORTAL_OUTBOX_TABLE"),
+    ("AuditTableName", "PORTAL_AUDIT_TABLE"),
 ];
 
 struct CreateAdmin {
@@ -121,6 +203,12 @@ fn parse_args(args: &[String]) -> Result<Command, Usage> {
     let Some((command, options)) = args.split_first() else { return Err(Usage(USAGE.into())) };
     if command == "outbox" {
         return parse_outbox(options);
+    }
+    if command == "account" {
+        return parse_account(options);
+    }
+    if command == "audit" {
+        return parse_audit(options);
     }
     if command == "backfill-lists" {
         return match options {
@@ -226,6 +314,51 @@ async fn backfill_lists() -> anyhow::Result<()> {
         "list keys given to {} contact(s) and {} invitation(s); {} changed meanwhile (run again for those)",
         done.contacts, done.invitations, done.changed_meanwhile
     );
+    Ok(())
+}
+
+/// Takes a staff action on the contact `named` (an id, or the email of one) as an operator.
+async fn account(named: &str, action: StaffAction) -> anyhow::Result<()> {
+    let portal = Portal::from_environment().await?;
+    let contact = match Email::parse(named) {
+        Ok(email) => portal.contacts.find_by_login(&Login::of_email(&email)).await?,
+        Err(_) => portal.contacts.get(&ContactId::from(named)).await?,
+    }
+    .ok_or_else(|| anyhow!("no contact {named:?}"))?;
+    let source = SourceAddress::new(Some("portal-admin".into()));
+    let name = action.name();
+    let changed = staff::act(&portal, &Staff::operator(), &contact.contact_id, action, &source)
+        .await
+        .map_err(|e| anyhow!("{name}: {e}"))?;
+    println!(
+        "{name}: done for {} ({}); sign-in {}, roles [{}], account {}",
+        changed.contact_id,
+        changed.email,
+        if changed.login_disabled { "disabled" } else { "enabled" },
+        changed.roles.join(", "),
+        changed.account_id.as_deref().unwrap_or("none")
+    );
+    Ok(())
+}
+
+/// Prints the audit trail's latest `limit` entries matching `query`, newest first.
+async fn audit(query: AuditQuery, limit: usize) -> anyhow::Result<()> {
+    let portal = Portal::from_environment().await?;
+    let page = staff::audit_trail(&portal, &Staff::operator(), &query, &PageRequest::first(limit))
+        .await
+        .map_err(|e| anyhow!("reading the audit trail: {e}"))?;
+    for entry in page.items {
+        let detail: Vec<String> = entry.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{}  {:<26} contact={} actor={} ip={} {}",
+            rfc3339(entry.at),
+            entry.kind,
+            entry.contact_id.as_ref().map_or("-", |id| id.as_str()),
+            entry.actor_id.as_ref().map_or("-", |id| id.as_str()),
+            entry.ip,
+            detail.join(" ")
+        );
+    }
     Ok(())
 }
 
@@ -337,6 +470,8 @@ async fn main() -> ExitCode {
         Command::OutboxRetry(selection) => outbox_retry(selection).await,
         Command::OutboxDlq { retry } => outbox_dlq(retry).await,
         Command::BackfillLists => backfill_lists().await,
+        Command::Account { contact, action } => account(&contact, action).await,
+        Command::Audit { query, limit } => audit(query, limit).await,
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -367,11 +502,13 @@ mod tests {
             output("SessionsTableName", "p-sessions"),
             output("InvitationsTableName", "p-invitations"),
             output("OutboxTableName", "p-outbox"),
+            output("AuditTableName", "p-audit"),
         ];
-        let settings = table_settings(&outputs).expect("all four tables");
+        let settings = table_settings(&outputs).expect("all five tables");
         assert_eq!(settings["PORTAL_CONTACTS_TABLE"], "p-contacts");
         assert_eq!(settings["PORTAL_OUTBOX_TABLE"], "p-outbox");
-        assert_eq!(settings.len(), 4);
+        assert_eq!(settings["PORTAL_AUDIT_TABLE"], "p-audit");
+        assert_eq!(settings.len(), 5);
     }
 
     #[test]
