@@ -210,6 +210,12 @@ impl UsesPasskeys for Portal {
     }
 }
 
+impl crate::ports::UsesOutbox for Portal {
+    fn outbox(&self) -> &dyn crate::ports::Outbox {
+        self.outbox.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::app_name_of_function;

@@ -19,6 +19,8 @@ pub struct Settings {
     /// Whether cookies get `Secure` and the `__Host-` prefix (true whenever the base URL is https).
     pub secure_cookies: bool,
     pub open_registration: bool,
+    /// `PORTAL_EMAIL_CODE_SIGN_IN`: signing in with a code emailed to the account's address.
+    pub email_code_sign_in: bool,
     pub invitations_enabled: bool,
     pub require_confirmation: bool,
     pub password_min_length: usize,
@@ -131,6 +133,7 @@ impl Settings {
             base_origin: parsed.origin().ascii_serialization(),
             secure_cookies: parsed.scheme() == "https",
             open_registration: reader.flag("PORTAL_OPEN_REGISTRATION", true)?,
+            email_code_sign_in: reader.flag("PORTAL_EMAIL_CODE_SIGN_IN", true)?,
             invitations_enabled: reader.flag("PORTAL_INVITATIONS_ENABLED", true)?,
             require_confirmation: reader.flag("PORTAL_REQUIRE_CONFIRMATION", false)?,
             password_min_length,

@@ -112,6 +112,23 @@ struct NewSignInNotice<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "email/emailed_sign_in_code.txt", escape = "none")]
+struct EmailedSignInCode<'a> {
+    first_name: &'a str,
+    code: &'a str,
+    expires: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/account_deleted_notice.txt", escape = "none")]
+struct AccountDeletedNotice<'a> {
+    first_name: &'a str,
+    when: &'a str,
+    by: &'a str,
+    register: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "email/two_factor_notice.txt", escape = "none")]
 struct TwoFactorNotice<'a> {
     first_name: &'a str,
@@ -124,6 +141,10 @@ struct TwoFactorNotice<'a> {
 /// The email for an outbox message; `None` when the message no longer holds what it must carry
 /// (or is a request `send-email` resolves first: see `usecases::mail`).
 pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEmail> {
+    if message.to.is_empty() {
+        // Settled: its address was removed with it.
+        return None;
+    }
     let page = |path: &str| format!("{}{path}", settings.base_url);
     let email = |subject: &str, text: String| OutgoingEmail { to: message.to.clone(), subject: subject.into(), text };
     match message.kind {
@@ -270,7 +291,27 @@ pub fn render(settings: &Settings, message: &OutboxMessage) -> Option<OutgoingEm
             .ok()?;
             Some(email("More changes were made to your account", text))
         }
-        MessageKind::ResetRequest | MessageKind::ConfirmationRequest => None,
+        MessageKind::AccountDeletedNotice => {
+            let by = if message.detail.as_deref() == Some("staff") { " by the portal's staff" } else { "" };
+            let text = AccountDeletedNotice {
+                first_name: &message.first_name,
+                when: &human(message.created_at),
+                by,
+                register: &page("/register"),
+            }
+            .render()
+            .ok()?;
+            Some(email("Your account was deleted", text))
+        }
+        MessageKind::EmailedSignInCode => {
+            let code = message.secret.as_ref()?.expose();
+            let expires = message.valid_until.map(human).unwrap_or_else(|| "ten minutes from now".into());
+            let text = EmailedSignInCode { first_name: &message.first_name, code, expires: &expires }.render().ok()?;
+            Some(email("Your sign-in code", text))
+        }
+        MessageKind::ResetRequest | MessageKind::ConfirmationRequest | MessageKind::SignInCodeRequest => None,
+        // A job for `send-email`, never mailed.
+        MessageKind::Erasure => None,
         // Published on the event bus, never mailed.
         MessageKind::Event => None,
         // Expanded into per-contact invitation emails, never mailed itself.

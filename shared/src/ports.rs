@@ -6,7 +6,7 @@ use crate::domain::time::Timestamp;
 use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
-use crate::domain::contact::{Contact, Login};
+use crate::domain::contact::{Contact, Login, TermsAccepted};
 use crate::domain::email::Email;
 use crate::domain::event::PortalEvent;
 use crate::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
@@ -172,6 +172,20 @@ pub trait ContactStore: Send + Sync {
         now: Timestamp,
         emails: &[Queued],
     ) -> anyhow::Result<bool>;
+    /// Stores an emailed sign-in code (its digest) for the contact until `expires_at`, replacing
+    /// any earlier one.
+    async fn set_sign_in_code(&self, contact_id: &ContactId, digest: &str, expires_at: Timestamp)
+    -> anyhow::Result<()>;
+    /// Uses up the contact's emailed sign-in code when `digest` is its digest, it has not expired
+    /// and fewer than `tries` wrong codes were tried; a wrong code counts one try. `false` unless
+    /// it was used up by this call.
+    async fn use_sign_in_code(
+        &self,
+        contact_id: &ContactId,
+        digest: &str,
+        now: Timestamp,
+        tries: u32,
+    ) -> anyhow::Result<bool>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Gives back one allowance taken in this window (an attempt that turned out right).
@@ -336,11 +350,13 @@ pub enum ContactChange {
         username: Option<Username>,
         roles: Vec<String>,
         account_id: Option<String>,
+        /// The terms of use accepted with the redemption, if any.
+        terms: Option<TermsAccepted>,
     },
     /// A new contact (a group invitation has no single contact), with its unique values reserved.
     Create(Box<Contact>),
     /// An existing account gets the invitation's roles and account.
-    Assign { contact_id: ContactId, roles: Vec<String>, account_id: Option<String> },
+    Assign { contact_id: ContactId, roles: Vec<String>, account_id: Option<String>, terms: Option<TermsAccepted> },
 }
 
 impl ContactChange {
@@ -349,8 +365,11 @@ impl ContactChange {
     pub fn applied_to(&self, before: Option<&Contact>, now: Timestamp) -> Option<Contact> {
         match self {
             ContactChange::Create(contact) => Some((**contact).clone()),
-            ContactChange::SetCredentials { password_hash, username, roles, account_id, .. } => {
+            ContactChange::SetCredentials { password_hash, username, roles, account_id, terms, .. } => {
                 let mut contact = before?.clone();
+                if terms.is_some() {
+                    contact.terms_accepted = terms.clone();
+                }
                 contact.password_hash = Some(password_hash.clone());
                 contact.email_confirmed = true;
                 contact.roles = roles.clone();
@@ -363,8 +382,11 @@ impl ContactChange {
                 contact.updated_at = now;
                 Some(contact)
             }
-            ContactChange::Assign { roles, account_id, .. } => {
+            ContactChange::Assign { roles, account_id, terms, .. } => {
                 let mut contact = before?.clone();
+                if terms.is_some() {
+                    contact.terms_accepted = terms.clone();
+                }
                 contact.roles = roles.clone();
                 if account_id.is_some() {
                     contact.account_id = account_id.clone();
@@ -423,6 +445,9 @@ pub trait InvitationStore: Send + Sync {
         message: &OutboxMessage,
         queued: &[Queued],
     ) -> anyhow::Result<bool>;
+    /// Removes the invited person's address and names from the invitation (their account was
+    /// deleted); nothing when there is no such invitation.
+    async fn erase_invitee(&self, invitation_id: &InvitationId) -> anyhow::Result<()>;
     /// Revokes the invitation and returns it as it now stands; `None` when there is no such one.
     async fn revoke(&self, invitation_id: &InvitationId, now: Timestamp) -> anyhow::Result<Option<Invitation>> {
         self.revoke_with_events(invitation_id, now, &[]).await
@@ -715,6 +740,12 @@ pub trait PasskeyStore: Send + Sync {
 pub trait UsesPasskeys {
     fn passkeys(&self) -> &dyn PasskeyStore;
 }
+
+pub trait UsesOutbox {
+    fn outbox(&self) -> &dyn Outbox;
+}
+
+shared_capability!(UsesOutbox, outbox, dyn Outbox);
 
 shared_capability!(UsesPasskeys, passkeys, dyn PasskeyStore);
 

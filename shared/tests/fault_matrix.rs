@@ -49,6 +49,7 @@ enum Path {
     PasswordReset,
     SendEmail,
     StaffDisable,
+    DeleteAccount,
 }
 
 impl Path {
@@ -66,6 +67,7 @@ impl Path {
             Path::PasswordReset => "password reset",
             Path::SendEmail => "send-email",
             Path::StaffDisable => "staff: disable an account",
+            Path::DeleteAccount => "delete an account (then its erasure job)",
         }
     }
 
@@ -325,6 +327,17 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
                 admin_post(world, &format!("/admin/contacts/{contact_id}/disable"), json!({})),
             )
         }
+        // The tombstone, the guards released, the audit entry, the event, the notice and the
+        // erasure job in one transaction; the job (delivered below, once the fault is gone)
+        // then erases the rest, its sessions among them.
+        Path::DeleteAccount => {
+            let (contact_id, _) = registered(portal, &email).await;
+            markers.push(contact_id.clone());
+            Action::Http(
+                Box::new(CreateInvitation),
+                admin_post(world, &format!("/admin/contacts/{contact_id}/delete"), json!({})),
+            )
+        }
     };
     Setup { markers, action }
 }
@@ -542,7 +555,11 @@ async fn run_case(
     // invitation's email queues its delivery's event (a new item: a new stream record), delivered
     // in a second round.
     let mut outbox_items: Vec<(String, Item)> = after.clone();
+    // A message names its recipient only until it settles (then its address goes): it is followed
+    // by its id from here on.
+    let mut markers = setup.markers.clone();
     for round in 0..2 {
+        markers.extend(outbox_items.iter().filter(|(t, _)| t == "outbox").filter_map(|(_, i)| pk_of(i)));
         let outbox: Vec<&Item> = outbox_items.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| i).collect();
         let records: Vec<Value> =
             outbox.iter().enumerate().map(|(i, it)| insert_record(it, 100 * (round + 1) + i)).collect();
@@ -558,14 +575,14 @@ async fn run_case(
         // The next round needs the messages only; the last round's items are those the case
         // leaves, in every table, its rate counters too, to delete.
         let scope = if round == 0 { Scope::Outbox } else { Scope::CaseAndCounters };
-        outbox_items = marked_items(&world.tables, &setup.markers, scope).await;
+        outbox_items = marked_items(&world.tables, &markers, scope).await;
     }
     let settled = outbox_items;
     let status_of = |i: &Item| i.get("status").and_then(|s| s.as_s().ok()).cloned().unwrap_or_default();
     let statuses: Vec<String> = settled.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| status_of(i)).collect();
     assert!(statuses.iter().all(|s| s == "sent" || s == "failed"), "{what}: unsettled messages {statuses:?}");
-    // Emails only: an event item is marked sent once published on the bus.
-    let is_event = |i: &Item| i.get("kind").and_then(|k| k.as_s().ok()).is_some_and(|k| k == "event");
+    // Emails only: an event item is marked sent once published on the bus, an erasure job once done.
+    let is_event = |i: &Item| i.get("kind").and_then(|k| k.as_s().ok()).is_some_and(|k| k == "event" || k == "erasure");
     let sent = settled.iter().filter(|(t, i)| t == "outbox" && !is_event(i) && status_of(i) == "sent").count() as u32;
     let emails = faults.emails_sent() - emails_before;
     assert_eq!(
@@ -585,6 +602,10 @@ async fn run_case(
         world.tables.client.delete_item().table_name(name).set_key(Some(key)).send().await.unwrap();
     }
     (Outcome { answer, messages, emails }, positions, after_shape)
+}
+
+fn pk_of(item: &Item) -> Option<String> {
+    item.get("pk").and_then(|pk| pk.as_s().ok()).cloned()
 }
 
 struct Reference {
@@ -733,4 +754,9 @@ async fn faults_in_send_email() {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_in_a_staff_action() {
     matrix(Path::StaffDisable).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_in_deleting_an_account() {
+    matrix(Path::DeleteAccount).await;
 }

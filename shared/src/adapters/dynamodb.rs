@@ -140,6 +140,12 @@ struct LockoutItem {
     attempted_at: Option<Timestamp>,
 }
 
+/// An emailed sign-in code of an account (`SIGNINCODE#<contact id>`: its digest, expiry and the
+/// wrong codes tried; TTL at its expiry).
+fn sign_in_code_pk(contact_id: &ContactId) -> String {
+    format!("SIGNINCODE#{contact_id}")
+}
+
 /// Security notices held back by an account's notice allowance (`NOTICES#<contact id>`).
 fn held_notices_pk(contact_id: &ContactId) -> String {
     format!("NOTICES#{contact_id}")
@@ -354,7 +360,7 @@ impl DynamoContacts {
         items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
         let released = std::iter::once(email_pk(current.email.normalized()))
             .chain(current.username.as_ref().map(|u| username_pk(&u.normalized)))
-            .chain(std::iter::once(held_notices_pk(&current.contact_id)));
+            .chain([held_notices_pk(&current.contact_id), sign_in_code_pk(&current.contact_id)]);
         for pk in released {
             let delete = Delete::builder().table_name(&self.table).set_key(Some(key(pk))).build();
             items.push(
@@ -1038,16 +1044,19 @@ impl ContactStore for DynamoContacts {
         items.push(TransactWriteItem::builder().delete(delete).build(), Guards::Record);
         let update = self.contact_update(&contact.contact_id).expression_attribute_values(":now", number(now));
         let update = match effect {
+            // The contact's address as read is the token's (checked here: the token holds its
+            // digest), and still is at the write (the condition).
+            TokenUse::ConfirmEmail if !token.is_for(&contact.email) => return Ok(false),
             TokenUse::ConfirmEmail => update
                 .update_expression("SET email_confirmed = :true, updated_at = :now")
                 .condition_expression("email_normalized = :email")
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":email", AttributeValue::S(token.email_normalized.clone())),
+                .expression_attribute_values(":email", AttributeValue::S(contact.email.normalized().to_string())),
             TokenUse::MoveEmail { epoch } => {
                 let new_email = contact
                     .pending_email
                     .as_ref()
-                    .filter(|p| p.normalized() == token.email_normalized)
+                    .filter(|p| token.is_for(p))
                     .context("the token is not for the contact's pending address")?;
                 let old_guard = Delete::builder()
                     .table_name(&self.table)
@@ -1119,6 +1128,67 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":limit", number(i64::from(limit)))
             .expression_attribute_values(":ttl", number((window + 1) * window_secs + 3600));
         update_once(update, "counting a rate limit").await
+    }
+
+    async fn set_sign_in_code(
+        &self,
+        contact_id: &ContactId,
+        digest: &str,
+        expires_at: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(sign_in_code_pk(contact_id)))
+            .item("code_digest", AttributeValue::S(digest.to_string()))
+            .item("expires_at", number(expires_at))
+            .item("wrong", number(0))
+            .item("ttl", number(expires_at))
+            .send()
+            .await
+            .map_err(|e| sdk_error("storing a sign-in code", e))?;
+        Ok(())
+    }
+
+    async fn use_sign_in_code(
+        &self,
+        contact_id: &ContactId,
+        digest: &str,
+        now: Timestamp,
+        tries: u32,
+    ) -> anyhow::Result<bool> {
+        let used = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(sign_in_code_pk(contact_id))))
+            .condition_expression("code_digest = :code AND expires_at > :now AND wrong < :tries")
+            .expression_attribute_values(":code", AttributeValue::S(digest.to_string()))
+            .expression_attribute_values(":now", number(now))
+            .expression_attribute_values(":tries", number(tries))
+            .send()
+            .await;
+        match used {
+            Ok(_) => return Ok(true),
+            Err(err) if is_conditional_failure(&err) => {}
+            Err(err) => return Err(sdk_error("using a sign-in code", err)),
+        }
+        // A wrong (or expired, or voided) code: one more try counted, on a code that exists.
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(sign_in_code_pk(contact_id))))
+            .update_expression("ADD wrong :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":one", number(1))
+            .send()
+            .await;
+        match counted {
+            Ok(_) => Ok(false),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(sdk_error("counting a wrong sign-in code", err)),
+        }
     }
 
     async fn give_back_allowance(&self, key_text: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {

@@ -230,7 +230,7 @@ impl DynamoInvitations {
             Ok(TransactWriteItem::builder().update(builder.build()?).build())
         };
         Ok(match change {
-            ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id } => {
+            ContactChange::SetCredentials { contact_id, password_hash, username, roles, account_id, terms } => {
                 let mut expression =
                     "SET password_hash = :hash, #roles = :roles, email_confirmed = :true, updated_at = :now"
                         .to_string();
@@ -249,9 +249,14 @@ impl DynamoInvitations {
                     expression.push_str(", account_id = :account");
                     values.push((":account", text(account_id)));
                 }
+                if let Some(terms) = terms {
+                    expression.push_str(", terms_accepted = :terms");
+                    values.push((":terms", serde_dynamo::to_attribute_value(terms)?));
+                }
                 let item = update(
                     expression,
-                    "attribute_exists(pk) AND attribute_not_exists(password_hash)",
+                    // A deleted account (a tombstone) is never given credentials or roles again.
+                    "attribute_exists(pk) AND attribute_not_exists(password_hash) AND attribute_not_exists(deleted_at)",
                     values,
                     contact_id,
                 )?;
@@ -266,15 +271,27 @@ impl DynamoInvitations {
                 items
             }
             ContactChange::Create(contact) => new_contact_items(table, contact)?,
-            ContactChange::Assign { contact_id, roles, account_id } => {
+            ContactChange::Assign { contact_id, roles, account_id, terms } => {
                 let mut expression = "SET #roles = :roles, updated_at = :now".to_string();
                 let mut values = vec![(":roles", list(roles)), (":now", number(now))];
                 if let Some(account_id) = account_id {
                     expression.push_str(", account_id = :account");
                     values.push((":account", text(account_id)));
                 }
+                if let Some(terms) = terms {
+                    expression.push_str(", terms_accepted = :terms");
+                    values.push((":terms", serde_dynamo::to_attribute_value(terms)?));
+                }
                 let mut items = Transaction::default();
-                items.push(update(expression, "attribute_exists(pk)", values, contact_id)?, Guards::Record);
+                items.push(
+                    update(
+                        expression,
+                        "attribute_exists(pk) AND attribute_not_exists(deleted_at)",
+                        values,
+                        contact_id,
+                    )?,
+                    Guards::Record,
+                );
                 items
             }
         })
@@ -283,6 +300,23 @@ impl DynamoInvitations {
 
 #[async_trait]
 impl InvitationStore for DynamoInvitations {
+    async fn erase_invitee(&self, invitation_id: &InvitationId) -> anyhow::Result<()> {
+        let erase = self
+            .client
+            .update_item()
+            .table_name(&self.invitations_table)
+            .set_key(Some(key2(invitation_pk(invitation_id), INVITATION_SK)))
+            .update_expression("REMOVE email, first_name, last_name")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match erase {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error("erasing an invitee", err)),
+        }
+    }
+
     async fn create_with_events(
         &self,
         invitation: &Invitation,
@@ -800,10 +834,14 @@ impl DynamoInvitations {
     }
 }
 
-/// Settling a message: its secret and lease go, and its retention (TTL) starts from now (a held
-/// message has none until then).
-const MARK_SENT: &str = "SET #s = :sent, sent_at = :now, #ttl = :ttl REMOVE secret, lease_until";
-const MARK_FAILED: &str = "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl REMOVE secret, lease_until";
+/// Settling a message: its secret and lease go, and so do the recipient's address and name (and a
+/// fan-out's recipients): a settled message names nobody, so a deleted account leaves nothing in
+/// the outbox once its notice is sent. Its retention (TTL) starts from now (a held message has
+/// none until then). `OutboxMessage::settle_forgetting` is the same rule in memory.
+const MARK_SENT: &str = "SET #s = :sent, sent_at = :now, #ttl = :ttl \
+                         REMOVE secret, lease_until, #to, first_name, detail, recipients";
+const MARK_FAILED: &str = "SET #s = :failed, #e = :reason, failed_at = :now, #ttl = :ttl \
+                           REMOVE secret, lease_until, #to, first_name, detail, recipients";
 
 #[async_trait]
 impl Outbox for DynamoOutbox {
@@ -855,6 +893,7 @@ impl Outbox for DynamoOutbox {
                 .settle(message_id, "sent")
                 .update_expression(MARK_SENT)
                 .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_names("#to", "to")
                 .expression_attribute_values(":sent", status("sent"))
                 .expression_attribute_values(":now", number(now))
                 .expression_attribute_values(":ttl", number(now + RETENTION_SECS))
@@ -864,6 +903,7 @@ impl Outbox for DynamoOutbox {
         self.update(message_id)
             .update_expression(MARK_SENT)
             .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#to", "to")
             .expression_attribute_values(":sent", status("sent"))
             .expression_attribute_values(":now", number(now))
             .expression_attribute_values(":ttl", number(now + RETENTION_SECS))
@@ -886,6 +926,7 @@ impl Outbox for DynamoOutbox {
                 .update_expression(MARK_FAILED)
                 .expression_attribute_names("#e", "error")
                 .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_names("#to", "to")
                 .expression_attribute_values(":failed", status("failed"))
                 .expression_attribute_values(":reason", text(reason))
                 .expression_attribute_values(":now", number(now))
@@ -897,6 +938,7 @@ impl Outbox for DynamoOutbox {
             .update_expression(MARK_FAILED)
             .expression_attribute_names("#e", "error")
             .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#to", "to")
             .expression_attribute_values(":failed", status("failed"))
             .expression_attribute_values(":reason", text(reason))
             .expression_attribute_values(":now", number(now))

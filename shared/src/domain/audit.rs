@@ -102,6 +102,10 @@ pub enum AuditEvent {
     TermsAccepted,
     /// The person downloaded everything stored about them.
     DataExported,
+    /// The account was deleted (by the person, or by staff): a tombstone stays.
+    AccountDeleted,
+    /// What a deleted account left (sessions, factors, passkeys, invitations) was erased.
+    AccountErased,
 }
 
 impl AuditEvent {
@@ -156,6 +160,8 @@ impl AuditEvent {
             AuditEvent::RolesChanged => "roles_changed",
             AuditEvent::TermsAccepted => "terms_accepted",
             AuditEvent::DataExported => "data_exported",
+            AuditEvent::AccountDeleted => "account_deleted",
+            AuditEvent::AccountErased => "account_erased",
         }
     }
 }

@@ -68,6 +68,10 @@ pub enum Fact {
         #[serde(default)]
         actor_id: Option<ContactId>,
     },
+    /// The account was deleted (its tombstone keeps the id).
+    ContactDeleted {
+        contact_id: ContactId,
+    },
 }
 
 impl Fact {
@@ -89,6 +93,7 @@ impl Fact {
             Fact::PasswordChanged { .. } => "PasswordChanged",
             Fact::EmailChanged { .. } => "EmailChanged",
             Fact::AccountChanged { .. } => "AccountChanged",
+            Fact::ContactDeleted { .. } => "ContactDeleted",
         }
     }
 }

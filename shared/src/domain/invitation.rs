@@ -136,8 +136,12 @@ pub struct Invitation {
     pub kind: InvitationType,
     /// The invited contact; the email goes to them. A single invitation is redeemed as them.
     pub contact_id: ContactId,
+    /// The invited person's address and names: empty once their account was deleted.
+    #[serde(default)]
     pub email: String,
+    #[serde(default)]
     pub first_name: String,
+    #[serde(default)]
     pub last_name: String,
     pub max_redemptions: u32,
     #[serde(default)]

@@ -77,6 +77,17 @@ pub enum MessageKind {
     /// To the account's address: a sign-in from a browser that was not a trusted device of it
     /// (`detail`: the address, a line break, the User-Agent).
     NewSignInNotice,
+    /// To the address an account had: it was deleted (`detail`: "staff" when staff deleted it).
+    AccountDeletedNotice,
+    /// Someone asked to sign in to the account at `to` with an emailed code: `send-email` looks the
+    /// account up and, if one may sign in, stores a code and sends it
+    /// ([`MessageKind::EmailedSignInCode`]). The request path does the same work either way.
+    SignInCodeRequest,
+    /// A 6-digit code that signs in (the first factor), valid until `valid_until`.
+    EmailedSignInCode,
+    /// Not an email: the erasure of a deleted account's remains (`contact_id`), see
+    /// `usecases::deletion`.
+    Erasure,
 }
 
 impl MessageKind {
@@ -116,6 +127,9 @@ impl MessageKind {
             MessageKind::SignInCode => AuditEvent::SignInCodeSent,
             MessageKind::InvitationFanout => AuditEvent::InvitationSent,
             MessageKind::HeldNoticesSummary | MessageKind::NewSignInNotice => AuditEvent::NoticeSent,
+            MessageKind::AccountDeletedNotice => AuditEvent::NoticeSent,
+            MessageKind::SignInCodeRequest | MessageKind::EmailedSignInCode => AuditEvent::SignInCodeSent,
+            MessageKind::Erasure => AuditEvent::AccountErased,
         }
     }
 }
@@ -142,7 +156,11 @@ pub const RETENTION_SECS: i64 = 30 * 86_400;
 pub struct OutboxMessage {
     pub message_id: MessageId,
     pub kind: MessageKind,
+    /// The recipient's address and first name: removed once the message settles (sent or failed),
+    /// so that no settled message names anyone.
+    #[serde(default)]
     pub to: String,
+    #[serde(default)]
     pub first_name: String,
     /// The code or token the email carries; removed from the item once sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +244,17 @@ impl OutboxMessage {
             attempts: 0,
             ..self.clone()
         })
+    }
+
+    /// The message as it is kept once settled: no secret, lease, recipient, name or detail (what
+    /// the stored item's settling update removes).
+    pub fn settle_forgetting(&mut self) {
+        self.secret = None;
+        self.lease_until = None;
+        self.to.clear();
+        self.first_name.clear();
+        self.detail = None;
+        self.recipients.clear();
     }
 
     /// What a claim at `now` gets (the rule both outbox adapters apply).

@@ -19,8 +19,12 @@ pub struct EmailToken {
     pub digest: String,
     pub purpose: TokenPurpose,
     pub contact_id: ContactId,
-    /// The address the token was sent to: a confirmation confirms this address only.
-    pub email_normalized: String,
+    /// The digest of the (normalised) address the token was sent to: a confirmation confirms
+    /// this address only. A digest, so that a deleted account's address is in no token it left
+    /// (tokens expire on their own; none is listed by account). A token stored before holds none,
+    /// and fits no address.
+    #[serde(default)]
+    pub email_digest: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// A reset token works only while the contact's reset nonce is still this one.
@@ -33,7 +37,7 @@ impl EmailToken {
     pub fn issue(
         purpose: TokenPurpose,
         contact_id: &ContactId,
-        email_normalized: &str,
+        email: &super::email::Email,
         now: Timestamp,
         lifetime_secs: i64,
     ) -> (EmailToken, String) {
@@ -42,12 +46,17 @@ impl EmailToken {
             digest: digest(&plain),
             purpose,
             contact_id: contact_id.clone(),
-            email_normalized: email_normalized.to_string(),
+            email_digest: digest(email.normalized()),
             created_at: now,
             expires_at: now + lifetime_secs,
             nonce: (purpose == TokenPurpose::ResetPassword).then(|| random_token()[..16].to_string()),
         };
         (token, plain)
+    }
+
+    /// Whether the token was sent to `email`.
+    pub fn is_for(&self, email: &super::email::Email) -> bool {
+        !self.email_digest.is_empty() && self.email_digest == digest(email.normalized())
     }
 
     pub fn is_usable(&self, purpose: TokenPurpose, now: Timestamp) -> bool {
@@ -71,11 +80,15 @@ mod tests {
         let (token, plain) = EmailToken::issue(
             TokenPurpose::ResetPassword,
             &"c1".into(),
-            "ada@example.com",
+            &super::super::email::Email::parse("Ada@Example.com").unwrap(),
             Timestamp::from_secs(1000),
             3600,
         );
         assert_eq!(token.digest, digest(&plain));
+        // The address is held as a digest only, and the token fits it however it is written.
+        assert!(!serde_json::to_string(&token).unwrap().to_lowercase().contains("ada@example.com"));
+        assert!(token.is_for(&super::super::email::Email::parse("ada@example.com").unwrap()));
+        assert!(!token.is_for(&super::super::email::Email::parse("bob@example.com").unwrap()));
         assert_eq!(parse_token(&format!(" {plain} ")), Some(plain.clone()));
         let cases = [
             (TokenPurpose::ResetPassword, 1000, true),

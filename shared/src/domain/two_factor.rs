@@ -137,6 +137,17 @@ pub fn new_email_code() -> String {
     format!("{:06}", u32::from_be_bytes(bytes) % 1_000_000)
 }
 
+/// How long an emailed sign-in code (the first factor of `POST /signin/email-code/verify`) works.
+pub const SIGN_IN_CODE_SECS: i64 = 600;
+/// How many wrong codes void an emailed sign-in code.
+pub const SIGN_IN_CODE_TRIES: u32 = 5;
+
+/// An emailed sign-in code as stored: its digest, bound to the contact and kept apart from the
+/// second factor's emailed code (the one is never the other).
+pub fn sign_in_code_digest(contact_id: &ContactId, code: &str) -> String {
+    digest(&format!("sign-in-code#{contact_id}#{code}"))
+}
+
 /// An emailed code as stored: its digest, bound to the contact (six digits alone are guessable
 /// offline, so the digest is of the code with the contact id).
 pub fn email_code_digest(contact_id: &ContactId, code: &str) -> String {

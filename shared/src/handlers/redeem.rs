@@ -84,6 +84,8 @@ fn render(
             first_name: values.first_name,
             last_name: values.last_name,
             password_min_length: page.settings().password_min_length,
+            terms_version: page.settings().terms_version.as_deref().unwrap_or(""),
+            terms_url: page.settings().terms_url.as_deref().unwrap_or(""),
             errors,
         },
     )
@@ -146,12 +148,18 @@ impl Form for RedeemForm {
 
     fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
         let code = fields.required("code");
+        let accept_terms = fields.flag("accept_terms");
         let how = if fields.flag("existing_account") {
             let login = fields.required("login");
             let password = fields.required("password");
             let second_factor_code = fields.text("second_factor_code").filter(|c| !c.trim().is_empty());
             login.zip(password).map(|(login, password)| {
-                Some(Redeem::ExistingAccount { login, password: Password::new(password), second_factor_code })
+                Some(Redeem::ExistingAccount {
+                    login,
+                    password: Password::new(password),
+                    second_factor_code,
+                    accept_terms,
+                })
             })
         } else {
             let username = fields.optional_parsed("username", Username::parse);
@@ -160,7 +168,14 @@ impl Form for RedeemForm {
             let last_name = fields.optional_parsed("last_name", parse_name);
             let password = fields.text("password").filter(|p| !p.is_empty());
             Some(password.map(|password| {
-                Redeem::NewCredentials(NewCredentials { password, username, email, first_name, last_name })
+                Redeem::NewCredentials(NewCredentials {
+                    password,
+                    username,
+                    email,
+                    first_name,
+                    last_name,
+                    accept_terms,
+                })
             }))
         };
         fields.done(|| Some(RedeemForm { code: code?, how: how? }))

@@ -1,6 +1,7 @@
 //! The person's security centre (the profile function): `GET /profile/security` (the page),
 //! `GET /profile/sessions`, `POST /profile/sessions/{id}/revoke`, `POST
-//! /profile/sessions/revoke-others` and `GET /profile/sign-ins`.
+//! /profile/sessions/revoke-others`, `GET /profile/sign-ins`, `GET, POST /profile/export` and `GET,
+//! POST /profile/delete`.
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -15,16 +16,21 @@ use crate::domain::browser;
 use crate::domain::contact::Contact;
 use crate::domain::listing::{PageRequest, Position};
 use crate::domain::time::{human, rfc3339};
+use crate::usecases::deletion;
 use crate::usecases::lists;
 use crate::usecases::reauth::Reauthentication;
 use crate::usecases::security::{self, SessionRow, SignInRow};
 use crate::web::extract::{NoFields, PathParam};
-use crate::web::pages::{ExportPage, FormErrors, SecurityPage, SecuritySessionRow, SecuritySignInRow, ViewerSummary};
+use crate::web::pages::{
+    DeleteAccountPage, ExportPage, FormErrors, SecurityPage, SecuritySessionRow, SecuritySignInRow, ViewerSummary,
+};
+use crate::web::response::clear_session_cookie;
 use crate::web::{AppState, Fields, Form, Page, PortalError, Rejection, Reply, Submission, Viewer};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/profile/export", get(export_page).post(export))
+        .route("/profile/delete", get(delete_page).post(delete))
         .route("/profile/security", get(show))
         .route("/profile/sessions", get(list_sessions))
         .route("/profile/sessions/revoke-others", post(revoke_others))
@@ -234,6 +240,58 @@ async fn export(
         text,
     )
         .into_response())
+}
+
+/// The deletion form: re-authentication, as the export's.
+struct DeleteForm {
+    given: Reauthentication,
+}
+
+impl Form for DeleteForm {
+    type Context = ();
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let given = fields.reauthentication();
+        fields.done(|| Some(DeleteForm { given }))
+    }
+
+    fn page(page: &Page, _: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
+        Some(render_delete_page(page, None, errors))
+    }
+}
+
+fn render_delete_page(page: &Page, viewer: Option<&Contact>, errors: FormErrors) -> Response {
+    page.render(
+        StatusCode::OK,
+        &DeleteAccountPage { viewer: viewer.map(ViewerSummary::of), csrf_token: &page.csrf_token, errors },
+    )
+}
+
+/// `GET /profile/delete`: the page with the deletion form.
+async fn delete_page(Viewer(signed_in): Viewer, page: Page) -> Response {
+    render_delete_page(&page, Some(&signed_in.contact), FormErrors::default())
+}
+
+/// `POST /profile/delete`: the account is deleted (202); this browser's session cookie goes with it.
+async fn delete(
+    Viewer(signed_in): Viewer,
+    source: SourceAddress,
+    mut form: Submission<DeleteForm>,
+) -> Result<Reply, Rejection> {
+    let portal = form.page.portal.clone();
+    let given = form.given.clone();
+    let tombstone = match deletion::delete_own(&portal, &source, &signed_in, given).await {
+        Ok(tombstone) => tombstone,
+        Err(err) => return Err(form.reject(err)),
+    };
+    let deleted_at = tombstone.deleted_at.map(rfc3339);
+    let body = json!({ "contact_id": tombstone.contact_id, "deleted_at": deleted_at });
+    Ok(Reply::json(StatusCode::ACCEPTED, &body)
+        .or_message_at(
+            StatusCode::OK,
+            "Your account was deleted. You are signed out, and an email confirms it to the address it had.",
+        )
+        .with_cookie(clear_session_cookie(&portal.settings)))
 }
 
 /// The export's JSON: the contract's parts, each from its store, without a secret.

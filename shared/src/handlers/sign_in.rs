@@ -1,5 +1,6 @@
-//! The sign-in function: `GET, POST /signin`, `POST /signout`, `GET, POST /forgot-password` and
-//! `GET, POST /reset-password`.
+//! The sign-in function: `GET, POST /signin`, `POST /signout`, `GET, POST /forgot-password`,
+//! `GET, POST /reset-password`, and the emailed-code sign-in (`GET, POST /signin/email-code`, `POST
+//! /signin/email-code/verify`).
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -15,7 +16,7 @@ use crate::domain::token::parse_token;
 use crate::usecases::door::{self, Proof};
 use crate::usecases::{session, tokens};
 use crate::web::extract::NoFields;
-use crate::web::pages::{ForgotPasswordPage, FormErrors, SignInPage, TokenPage};
+use crate::web::pages::{EmailCodePage, ForgotPasswordPage, FormErrors, SignInPage, TokenPage};
 use crate::web::request::{cookie, session_cookie_name};
 use crate::web::response::clear_session_cookie;
 use crate::web::{AppState, ArrivedWith, Fields, Form, HttpFunction, Page, PortalError, Rejection, Reply, Submission};
@@ -31,6 +32,8 @@ impl HttpFunction for SignIn {
             .route("/signout", post(sign_out))
             .route("/forgot-password", get(forgot_page).post(forgot))
             .route("/reset-password", get(reset_page).post(reset))
+            .route("/signin/email-code", get(email_code_page).post(request_email_code))
+            .route("/signin/email-code/verify", post(verify_email_code))
             .merge(super::passkeys::sign_in_routes())
             .merge(crate::web::assets::routes())
             .merge(super::second_factor::routes())
@@ -69,6 +72,7 @@ fn render_sign_in(page: &Page, login: &str, errors: FormErrors) -> Response {
             errors,
             open_registration: settings.open_registration,
             invitations_enabled: settings.invitations_enabled,
+            email_code_sign_in: settings.email_code_sign_in,
         },
     )
 }
@@ -99,6 +103,92 @@ async fn sign_out(source: SourceAddress, headers: HeaderMap, form: Submission<No
         session::end(&form.page.portal, token, &source).await?;
     }
     Ok(Reply::no_content().or_see_other("/").with_cookie(clear_session_cookie(settings)))
+}
+
+fn render_email_code(page: &Page, email: &str, errors: FormErrors) -> Response {
+    page.render(StatusCode::OK, &EmailCodePage { viewer: None, csrf_token: &page.csrf_token, email, errors })
+}
+
+/// The emailed-code sign-in is a setting (`PORTAL_EMAIL_CODE_SIGN_IN`): off, its routes are not there.
+fn email_code_sign_in_on(settings: &Settings) -> Result<(), PortalError> {
+    if settings.email_code_sign_in { Ok(()) } else { Err(PortalError::NotFound) }
+}
+
+/// `GET /signin/email-code`: the address form.
+async fn email_code_page(page: Page) -> Result<Response, PortalError> {
+    email_code_sign_in_on(page.settings())?;
+    Ok(render_email_code(&page, "", FormErrors::default()))
+}
+
+struct EmailCodeRequestForm {
+    email: Email,
+}
+
+impl Form for EmailCodeRequestForm {
+    type Context = ();
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let email = fields.required_parsed("email", Email::parse);
+        fields.done(|| Some(EmailCodeRequestForm { email: email? }))
+    }
+
+    fn page(page: &Page, _: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
+        Some(render_email_code(page, "", errors))
+    }
+}
+
+/// `POST /signin/email-code {"email"}`: the same answer whether or not an account has the address
+/// (202); its code goes out only within the allowances forgot-password has. Browsers get the code
+/// form.
+async fn request_email_code(
+    source: SourceAddress,
+    form: Submission<EmailCodeRequestForm>,
+) -> Result<Reply, PortalError> {
+    email_code_sign_in_on(&form.page.portal.settings)?;
+    tokens::request_sign_in_code(&form.page.portal, &source, &form.input.email).await?;
+    let Submission { input, page, .. } = form;
+    let email = input.email.as_str().to_string();
+    Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "email_sent"}))
+        .or_page(move || render_email_code(&page, &email, FormErrors::default())))
+}
+
+struct EmailCodeForm {
+    email: String,
+    code: String,
+    remember_me: bool,
+}
+
+impl Form for EmailCodeForm {
+    type Context = ();
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let email = fields.required("email");
+        let code = fields.required("code");
+        let remember_me = fields.flag("remember_me");
+        fields.done(|| Some(EmailCodeForm { email: email?, code: code?, remember_me }))
+    }
+
+    fn page(page: &Page, sent: &mut Fields, _: &(), errors: FormErrors) -> Option<Response> {
+        Some(render_email_code(page, &sent.text("email").unwrap_or_default(), errors))
+    }
+}
+
+/// `POST /signin/email-code/verify {"email","code"}`: through the door with the emailed code, the
+/// answers of `POST /signin` (a session, or the second step of an account with TOTP).
+async fn verify_email_code(
+    source: SourceAddress,
+    arrived: ArrivedWith,
+    mut form: Submission<EmailCodeForm>,
+) -> Result<Reply, Rejection> {
+    let portal = form.page.portal.clone();
+    if let Err(err) = email_code_sign_in_on(&portal.settings) {
+        return Err(form.reject(err));
+    }
+    let proof = Proof::EmailCode { email: &form.email, code: &form.code };
+    match door::enter(&portal, &source, proof, arrived.arrival(), form.remember_me).await {
+        Ok(entry) => Ok(entry_reply(&portal.settings, &entry, "/")),
+        Err(err) => Err(form.reject(err)),
+    }
 }
 
 struct ForgotForm {

@@ -140,7 +140,17 @@ fn action_buttons(staff: &Staff, contact: &Contact) -> Vec<ActionButton> {
             "Its second factors and passkeys are removed and every session ends; the person is told.",
             true,
         ),
+        (
+            StaffAction::Delete,
+            "Delete the account",
+            "The account is deleted for good: every session ends, its sign-in details, factors, passkeys and personal fields are erased, and its address is free again. The person is told.",
+            true,
+        ),
     ];
+    if contact.deleted_at.is_some() {
+        // A tombstone: nothing left to act on.
+        return Vec::new();
+    }
     all.into_iter()
         .filter(|(action, ..)| match action {
             StaffAction::Disable => !contact.login_disabled,
@@ -226,6 +236,7 @@ fn action_named(name: &str, fields: &ActionFields) -> Result<StaffAction, Portal
         "reset-password" => StaffAction::ResetPassword { block_current_password: fields.block_current_password },
         "reset-two-factor" => StaffAction::ResetTwoFactor,
         "roles" => StaffAction::Roles { roles: fields.roles.clone(), account_id: fields.account_id.clone() },
+        "delete" => StaffAction::Delete,
         _ => return Err(PortalError::NotFound),
     })
 }

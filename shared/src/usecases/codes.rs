@@ -2,12 +2,15 @@
 //! emailing a fresh sign-in code. The door and re-authentication both use them.
 
 use crate::domain::contact::Contact;
+use crate::domain::ids::ContactId;
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
+use crate::domain::time::Timestamp;
 use crate::domain::two_factor::{
-    EMAIL_CODE_SECS, TwoFactor, email_code_digest, new_email_code, normalize_digits, recovery_digest,
+    EMAIL_CODE_SECS, SIGN_IN_CODE_SECS, TwoFactor, email_code_digest, new_email_code, normalize_digits,
+    recovery_digest, sign_in_code_digest,
 };
 use crate::error::PortalError;
-use crate::ports::{Queued, UsesClock, UsesTwoFactor};
+use crate::ports::{Queued, UsesClock, UsesContacts, UsesTwoFactor};
 
 /// Whether `code` is a current TOTP code, the emailed code or an unused recovery code of the
 /// contact (whose state `state` was read), using it up. The TOTP secret is opened only for a code
@@ -50,6 +53,19 @@ pub async fn use_code(
     Ok(false)
 }
 
+/// A fresh emailed sign-in code (the first factor) for `contact`, stored as its digest (replacing
+/// any earlier one): the code for the email, and until when it works.
+pub async fn new_sign_in_code(
+    portal: &(impl UsesClock + UsesContacts),
+    contact: &Contact,
+) -> Result<(String, Timestamp), PortalError> {
+    let code = new_email_code();
+    let expires_at = portal.clock().now() + SIGN_IN_CODE_SECS;
+    let digest = sign_in_code_digest(&contact.contact_id, &code);
+    portal.contacts().set_sign_in_code(&contact.contact_id, &digest, expires_at).await?;
+    Ok((code, expires_at))
+}
+
 /// Stores a fresh emailed sign-in code for `contact` (replacing any earlier one) with its email,
 /// together.
 pub async fn email_a_code(portal: &(impl UsesClock + UsesTwoFactor), contact: &Contact) -> Result<(), PortalError> {
@@ -67,5 +83,15 @@ pub async fn email_a_code(portal: &(impl UsesClock + UsesTwoFactor), contact: &C
     message.contact_id = Some(contact.contact_id.clone());
     let digest = email_code_digest(&contact.contact_id, &code);
     portal.two_factor().set_email_code(&contact.contact_id, &digest, expires_at, &[Queued::new(message)]).await?;
+    Ok(())
+}
+
+/// Removes the account's TOTP, emailed codes and recovery codes (nothing when there are none).
+pub async fn clear_second_factors(portal: &impl UsesTwoFactor, contact_id: &ContactId) -> Result<(), PortalError> {
+    let state = portal.two_factor().get(contact_id).await?;
+    let cleared = TwoFactor { version: state.version, ..TwoFactor::none(contact_id) };
+    if state != cleared && !portal.two_factor().save(&cleared, None, &[]).await? {
+        return Err(anyhow::anyhow!("the two-factor state changed while it was reset").into());
+    }
     Ok(())
 }

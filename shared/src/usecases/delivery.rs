@@ -135,6 +135,9 @@ async fn deliver_leased(portal: &Portal, message: &OutboxMessage) -> Result<Outc
     if message.kind == MessageKind::InvitationFanout {
         return fan_out(portal, message).await;
     }
+    if message.kind == MessageKind::Erasure {
+        return erase(portal, message).await;
+    }
     // A request that names only an address is resolved here, off the request path (a link's token
     // is issued now; a retry issues a new one, which voids this one).
     let prepared = match mail::prepare(portal, message).await {
@@ -185,6 +188,28 @@ async fn deliver_leased(portal: &Portal, message: &OutboxMessage) -> Result<Outc
             Err(Fault::BeforeSending(anyhow::anyhow!("retryable send failure: {reason}")))
         }
     }
+}
+
+/// Runs a deleted account's erasure job (see `usecases::deletion`) and settles it. A fault leaves
+/// it to the stream's retry, which finds less to erase.
+async fn erase(portal: &Portal, message: &OutboxMessage) -> Result<Outcome, Fault> {
+    let Some(contact_id) = &message.contact_id else {
+        return fail(portal, message, "an erasure job names no account", &[]).await.map_err(Fault::BeforeSending);
+    };
+    let source = crate::domain::audit::SourceAddress::new(None);
+    let erased = super::deletion::erase_remains(portal, contact_id, &source)
+        .await
+        .map_err(|err| Fault::BeforeSending(anyhow::anyhow!("erasing a deleted account's remains: {err:?}")))?;
+    mark_sent(portal, &message.message_id, &[]).await.map_err(Fault::BeforeSending)?;
+    tracing::info!(
+        audit = AuditEvent::AccountErased.as_str(),
+        contact_id = %contact_id,
+        passkeys = erased.passkeys,
+        sessions = erased.sessions,
+        invitations = erased.invitations,
+        "audit"
+    );
+    Ok(Outcome::Skipped)
 }
 
 /// Marks a message SES accepted as sent. Tried again (as new calls, after the SDK's own retries)

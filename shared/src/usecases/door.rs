@@ -64,6 +64,9 @@ pub enum Proof<'a> {
     SecondFactor { pending_token: &'a str, code: &'a str },
     /// A passkey assertion that verified against a passkey of the account.
     Passkey(Box<PasskeyVerified>),
+    /// An address and the code emailed to it (`POST /signin/email-code`): a first factor only, so
+    /// an account with TOTP still takes its second step.
+    EmailCode { email: &'a str, code: &'a str },
     /// Credentials set up in this very request and committed: a registration or an invitation
     /// redeemed with new credentials (`way` says which).
     NewCredentials { contact: Box<Contact>, way: Way },
@@ -93,6 +96,7 @@ pub enum Way {
     Registration,
     Redemption,
     Continued,
+    EmailCode,
 }
 
 impl Way {
@@ -104,6 +108,7 @@ impl Way {
             Way::Registration => "registration",
             Way::Redemption => "redemption",
             Way::Continued => "continued",
+            Way::EmailCode => "email_code",
         }
     }
 }
@@ -250,6 +255,7 @@ pub async fn prove(
             prove_second_factor(portal, source, pending_token, code, arrival.device).await
         }
         Proof::Passkey(verified) => prove_passkey(portal, source, verified.contact, arrival.device).await,
+        Proof::EmailCode { email, code } => prove_email_code(portal, source, email, code, arrival.device).await,
         Proof::NewCredentials { contact, way } => {
             let epoch = contact.session_epoch.clone();
             Ok(Proven {
@@ -340,7 +346,7 @@ pub async fn admit(
     };
     session.ip = Some(source.as_str().to_string());
     session.user_agent = arrival.user_agent.map(kept_user_agent);
-    let signs_in = matches!(way, Way::Password | Way::SecondFactor | Way::Passkey);
+    let signs_in = matches!(way, Way::Password | Way::SecondFactor | Way::Passkey | Way::EmailCode);
     let device_token = signs_in.then(|| match arrival.device {
         Some(device) if trusted_device => device.to_string(),
         _ => random_token(),
@@ -420,71 +426,29 @@ async fn prove_password(
     let (allowed, found) = tokio::join!(reserve_attempt(portal, source, Attempt::SignIn), find);
     allowed?;
     let found = found?.filter(|c| c.password_hash.is_some());
-    let now = portal.clock().now();
-    let policy = portal.settings().lockout;
     let subject = match &found {
         Some(contact) => AttemptSubject::Account(contact.contact_id.clone()),
         None => {
             AttemptSubject::unknown_login(&login.as_ref().map_or_else(|| raw_login.trim().to_lowercase(), Login::key))
         }
     };
-    // The attempt (on a trusted device of the account its own) and the factor state together.
-    let reserve = async {
-        if let (Some(contact), Some(device)) = (&found, device)
-            && portal
-                .contacts()
-                .reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold)
-                .await?
-        {
-            return Ok::<_, anyhow::Error>((true, true));
-        }
-        Ok((portal.contacts().reserve_attempt(&subject, now, &policy).await?, false))
-    };
-    let owner = nobody(&subject);
-    let (reservation, state) = tokio::join!(reserve, portal.two_factor().get(&owner));
-    let (reserved, trusted_device) = reservation?;
-    let state = state?;
+    // The attempt (on a trusted device of the account, its own) and the factor state together.
+    let Reservation { reserved, trusted_device, state } = reserve(portal, found.as_ref(), &subject, device).await?;
     let hash = found.as_ref().filter(|_| reserved).and_then(|c| c.password_hash.clone());
     if !verify_password(password, hash).await? {
-        let contact_id = found.as_ref().map(|c| &c.contact_id);
-        audit(AuditEvent::SignInFailed, contact_id, source);
-        // Never the login that was typed: for a login no account has, the entry names nobody.
-        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, contact_id, source)
-            .with("method", Way::Password.as_str())
-            .with("result", if reserved { "wrong_credentials" } else { "locked" });
-        // The count first, then its entry: a fault in the count leaves no entry of a failure
-        // that was not counted.
-        let locked = count_failure(portal, &subject, reserved, trusted_device).await?;
-        record(portal, entry).await?;
-        record_lockout(portal, &subject, locked, source).await?;
-        return Err(PortalError::InvalidCredentials);
+        let failure =
+            Failure { contact_id: found.as_ref().map(|c| &c.contact_id), subject: &subject, way: Way::Password };
+        return Err(refuse(portal, source, failure, reserved, trusted_device).await);
     }
     let contact = found.ok_or_else(|| anyhow::anyhow!("a right password without its account"))?;
     if !contact.may_sign_in() {
-        audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
-        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, Some(&contact.contact_id), source)
-            .with("method", Way::Password.as_str())
-            .with("result", "disabled");
-        record(portal, entry).await?;
-        return Err(PortalError::InvalidCredentials);
+        return Err(refuse_disabled(portal, source, &contact, Way::Password).await);
     }
     let factor = match (state.enabled(), second_factor_code) {
         (false, _) => Factor::Absent,
         (true, None) => {
-            // Only this attempt was right: the account's other failures (second-factor guesses
-            // among them) stay counted until the second factor is proven too.
-            let release = async {
-                match trusted_device {
-                    true => Ok(()),
-                    false => portal.contacts().release_attempt(&contact.contact_id).await,
-                }
-            };
-            let (released, given_back) = tokio::join!(release, give_back_attempt(portal, source, Attempt::SignIn));
-            released?;
-            given_back?;
-            let epoch = contact.session_epoch.clone();
-            let factor = Factor::Awaited(state.methods());
-            return Ok(Proven { contact, way: Way::Password, trusted_device, factor, remembered: None, epoch });
+            return second_factor_awaited(portal, source, contact, Way::Password, trusted_device, state.methods())
+                .await;
         }
         (true, Some(code)) => {
             if !use_code(portal, &contact, &state, code).await? {
@@ -499,6 +463,172 @@ async fn prove_password(
     succeeded(portal, source, &contact, trusted_device).await?;
     let epoch = contact.session_epoch.clone();
     Ok(Proven { contact, way: Way::Password, trusted_device, factor, remembered: None, epoch })
+}
+
+/// An emailed sign-in code: the same work for an address no account has (its attempt is reserved
+/// under the address, and a code looked for that never exists), the same lockout as a password,
+/// and a code that works once, for ten minutes, and dies after five wrong tries. Proving control
+/// of the mailbox, it stands for the password, not for a second factor: an account with TOTP
+/// takes its second step (not by email: that would be the same mailbox twice).
+async fn prove_email_code(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    raw_email: &str,
+    code: &str,
+    device: Option<&str>,
+) -> Result<Proven, PortalError> {
+    let email = crate::domain::email::Email::parse(raw_email).ok();
+    let find = async {
+        match &email {
+            Some(email) => portal.contacts().find_by_login(&Login::of_email(email)).await,
+            None => Ok(None),
+        }
+    };
+    let (allowed, found) = tokio::join!(reserve_attempt(portal, source, Attempt::SignIn), find);
+    allowed?;
+    let found = found?;
+    let subject = match (&found, &email) {
+        (Some(contact), _) => AttemptSubject::Account(contact.contact_id.clone()),
+        (None, Some(email)) => AttemptSubject::unknown_login(email.normalized()),
+        (None, None) => AttemptSubject::unknown_login(&raw_email.trim().to_lowercase()),
+    };
+    // The attempt (on a trusted device of the account, its own) and the factor state together.
+    let Reservation { reserved, trusted_device, state } = reserve(portal, found.as_ref(), &subject, device).await?;
+    // For a login no account has, a code is looked for all the same (under nobody: never there).
+    let owner = nobody(&subject);
+    let now = portal.clock().now();
+    let digits = crate::domain::two_factor::normalize_digits(code);
+    let passed = match (reserved, digits) {
+        (true, Some(digits)) => {
+            let digest = crate::domain::two_factor::sign_in_code_digest(&owner, &digits);
+            let tries = crate::domain::two_factor::SIGN_IN_CODE_TRIES;
+            portal.contacts().use_sign_in_code(&owner, &digest, now, tries).await?
+        }
+        _ => false,
+    };
+    let contact = match (passed, found) {
+        (true, Some(contact)) => contact,
+        (_, found) => {
+            let failure =
+                Failure { contact_id: found.as_ref().map(|c| &c.contact_id), subject: &subject, way: Way::EmailCode };
+            return Err(refuse(portal, source, failure, reserved, trusted_device).await);
+        }
+    };
+    if !contact.may_sign_in() {
+        return Err(refuse_disabled(portal, source, &contact, Way::EmailCode).await);
+    }
+    if state.totp.is_some() {
+        let methods: Vec<&'static str> = state.methods().into_iter().filter(|m| *m != "email").collect();
+        return second_factor_awaited(portal, source, contact, Way::EmailCode, trusted_device, methods).await;
+    }
+    succeeded(portal, source, &contact, trusted_device).await?;
+    let epoch = contact.session_epoch.clone();
+    Ok(Proven { contact, way: Way::EmailCode, trusted_device, factor: Factor::Absent, remembered: None, epoch })
+}
+
+/// What a first factor's reservation found: whether its attempt was taken (and on a trusted
+/// device of the account), and the second-factor state of its subject.
+struct Reservation {
+    reserved: bool,
+    trusted_device: bool,
+    state: crate::domain::two_factor::TwoFactor,
+}
+
+/// Takes the attempt of a first factor (on a trusted device of the account, its own) and reads the
+/// factor state, together: for a login no account has, both as an account's would be.
+async fn reserve(
+    portal: &impl DoorPorts,
+    found: Option<&Contact>,
+    subject: &AttemptSubject,
+    device: Option<&str>,
+) -> Result<Reservation, PortalError> {
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    let take = async {
+        if let (Some(contact), Some(device)) = (found, device)
+            && portal
+                .contacts()
+                .reserve_device_attempt(&digest(device), &contact.contact_id, now, policy.threshold)
+                .await?
+        {
+            return Ok::<_, anyhow::Error>((true, true));
+        }
+        Ok((portal.contacts().reserve_attempt(subject, now, &policy).await?, false))
+    };
+    let owner = nobody(subject);
+    let (taken, state) = tokio::join!(take, portal.two_factor().get(&owner));
+    let (reserved, trusted_device) = taken?;
+    Ok(Reservation { reserved, trusted_device, state: state? })
+}
+
+/// A failed first factor: whose account (none for a login no account has), its attempt subject,
+/// and the way.
+struct Failure<'a> {
+    contact_id: Option<&'a ContactId>,
+    subject: &'a AttemptSubject,
+    way: Way,
+}
+
+/// Records a failed first factor and answers it: the count first, then its entry (a fault in the
+/// count leaves no entry of a failure that was not counted), then any lockout it caused. Never the
+/// login that was typed: for a login no account has, the entry names nobody.
+async fn refuse(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    failure: Failure<'_>,
+    reserved: bool,
+    trusted_device: bool,
+) -> PortalError {
+    let recorded = async {
+        audit(AuditEvent::SignInFailed, failure.contact_id, source);
+        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, failure.contact_id, source)
+            .with("method", failure.way.as_str())
+            .with("result", if reserved { "wrong_credentials" } else { "locked" });
+        let locked = count_failure(portal, failure.subject, reserved, trusted_device).await?;
+        record(portal, entry).await?;
+        record_lockout(portal, failure.subject, locked, source).await
+    };
+    match recorded.await {
+        Ok(()) => PortalError::InvalidCredentials,
+        Err(err) => err,
+    }
+}
+
+/// The right secret of an account whose sign-in is off or that was deleted: the answer a wrong one
+/// gets, and its entry.
+async fn refuse_disabled(portal: &impl DoorPorts, source: &SourceAddress, contact: &Contact, way: Way) -> PortalError {
+    audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
+    let entry = audit_entry(portal, AuditEvent::SignInFailed, None, Some(&contact.contact_id), source)
+        .with("method", way.as_str())
+        .with("result", "disabled");
+    match record(portal, entry).await {
+        Ok(()) => PortalError::InvalidCredentials,
+        Err(err) => err,
+    }
+}
+
+/// A right first factor of an account with a second factor: only this attempt was right, so the
+/// account's other failures (second-factor guesses among them) stay counted until the second
+/// factor is proven too; the source address's attempt is given back.
+async fn second_factor_awaited(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    contact: Contact,
+    way: Way,
+    trusted_device: bool,
+    methods: Vec<&'static str>,
+) -> Result<Proven, PortalError> {
+    let release = async {
+        match trusted_device {
+            true => Ok(()),
+            false => portal.contacts().release_attempt(&contact.contact_id).await,
+        }
+    };
+    let (released, given_back) = tokio::join!(release, give_back_attempt(portal, source, Attempt::SignIn));
+    released?;
+    given_back?;
+    let epoch = contact.session_epoch.clone();
+    Ok(Proven { contact, way, trusted_device, factor: Factor::Awaited(methods), remembered: None, epoch })
 }
 
 async fn prove_second_factor(

@@ -57,6 +57,16 @@ pub async fn prepare(
             }
             Prepared::Send(Box::new(message.clone()))
         }
+        MessageKind::SignInCodeRequest => match account_at(portal, &message.to).await? {
+            Some(contact) if contact.may_sign_in() => {
+                let (code, expires_at) = super::codes::new_sign_in_code(portal, &contact).await?;
+                let mut email = addressed_to(message, &contact, MessageKind::EmailedSignInCode);
+                email.secret = Some(crate::domain::outbox::MailSecret::new(code));
+                email.valid_until = Some(expires_at);
+                Prepared::Send(Box::new(email))
+            }
+            _ => Prepared::Nothing("no account that may sign in has this address"),
+        },
         MessageKind::AccountExists => match account_at(portal, &message.to).await? {
             Some(owner) => Prepared::Send(Box::new(addressed_to(message, &owner, MessageKind::AccountExists))),
             None => Prepared::Nothing("no account has this address any more"),

@@ -3,6 +3,7 @@
 //! which emails go out), and returns a domain result or a [`PortalError`].
 
 pub mod codes;
+pub mod deletion;
 pub mod delivery;
 pub mod door;
 pub mod import;

@@ -74,7 +74,8 @@ pub enum RetryOutcome {
     AlreadySent,
     /// A run holds its lease right now: it is being sent.
     BeingSent,
-    /// It can no longer be sent as it was: its code or link was removed when it failed.
+    /// It can no longer be sent as it was: its code or link, and its address, were removed when it
+    /// failed.
     SecretGone,
     /// It changed while this ran (sent, or re-queued by another operator).
     ChangedMeanwhile,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
-use crate::domain::contact::{Contact, NewContact};
+use crate::domain::contact::{Contact, NewContact, TermsAccepted};
 use crate::domain::email::Email;
 use crate::domain::event::Fact;
 use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
@@ -48,6 +48,8 @@ pub struct NewCredentials {
     pub email: Option<Email>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// The person ticked "I accept the terms of use" (the site's current version).
+    pub accept_terms: bool,
 }
 
 /// How the invitation is redeemed.
@@ -59,6 +61,7 @@ pub enum Redeem {
         login: String,
         password: Password,
         second_factor_code: Option<String>,
+        accept_terms: bool,
     },
 }
 
@@ -85,7 +88,7 @@ pub async fn redeem(
     arrival: Arrival<'_>,
 ) -> Result<Redeemed, PortalError> {
     let (change, before, created, proven) = match how {
-        Redeem::ExistingAccount { login, password, second_factor_code } => {
+        Redeem::ExistingAccount { login, password, second_factor_code, accept_terms } => {
             let proof = Proof::Password { login: &login, password, second_factor_code: second_factor_code.as_deref() };
             let proven = door::prove(portal, source, proof, arrival).await?;
             if proven.awaits_second_factor() {
@@ -96,6 +99,7 @@ pub async fn redeem(
                 contact_id: account.contact_id.clone(),
                 roles: merged_roles(&account.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
+                terms: accepted_terms(portal, accept_terms),
             };
             (change, Some(account), false, Some(proven))
         }
@@ -157,6 +161,13 @@ pub async fn redeem(
     Ok(Redeemed { contact, entry: Some(entry), created })
 }
 
+/// The acceptance of the site's current terms, when the person ticked it and the site has terms
+/// (stored with the redemption, so the session the door then opens is not limited to `/terms`).
+fn accepted_terms(portal: &(impl UsesSettings + UsesClock), accept: bool) -> Option<TermsAccepted> {
+    let version = portal.settings().terms_version.clone().filter(|_| accept)?;
+    Some(TermsAccepted { version, at: portal.clock().now() })
+}
+
 /// New credentials: for a single invitation, the invited contact's (returned as read); for a group
 /// invitation, a new contact's, made from the submitted email and names.
 async fn credentials_change(
@@ -165,10 +176,13 @@ async fn credentials_change(
     credentials: NewCredentials,
 ) -> Result<(ContactChange, Option<Contact>), PortalError> {
     let min_length = portal.settings().password_min_length;
-    let NewCredentials { password, username, email, first_name, last_name } = credentials;
+    let NewCredentials { password, username, email, first_name, last_name, accept_terms } = credentials;
+    let terms = accepted_terms(portal, accept_terms);
     match invitation.kind {
         InvitationType::Single => {
-            let contact = portal.contacts().get(&invitation.contact_id).await?.ok_or(PortalError::InvitationInvalid)?;
+            let invited = portal.contacts().get(&invitation.contact_id).await?;
+            // A deleted contact's invitations went with it (its erasure revokes them).
+            let contact = invited.filter(|c| c.deleted_at.is_none()).ok_or(PortalError::InvitationInvalid)?;
             if contact.password_hash.is_some() {
                 // Credentials set since the code was opened: a concurrent redemption used it up.
                 // The answer is then the used-up code's, not advice to sign in.
@@ -190,6 +204,7 @@ async fn credentials_change(
                 username,
                 roles: merged_roles(&contact.roles, &invitation.roles),
                 account_id: invitation.account_id.clone(),
+                terms,
             };
             Ok((change, Some(contact)))
         }
@@ -230,6 +245,7 @@ async fn credentials_change(
             // The code reached the invited address; another address is unproven.
             contact.email_confirmed = confirmed;
             contact.account_id = invitation.account_id.clone();
+            contact.terms_accepted = terms;
             Ok((ContactChange::Create(Box::new(contact)), None))
         }
     }

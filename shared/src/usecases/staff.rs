@@ -122,6 +122,8 @@ pub enum StaffAction {
         roles: Vec<String>,
         account_id: Option<String>,
     },
+    /// Deletes the account, as the person can themselves (`usecases::deletion`).
+    Delete,
 }
 
 impl StaffAction {
@@ -135,6 +137,7 @@ impl StaffAction {
             StaffAction::ResetPassword { .. } => "reset-password",
             StaffAction::ResetTwoFactor => "reset-two-factor",
             StaffAction::Roles { .. } => "roles",
+            StaffAction::Delete => "delete",
         }
     }
 
@@ -147,6 +150,7 @@ impl StaffAction {
             StaffAction::ResetPassword { .. } => AuditEvent::PasswordResetByStaff,
             StaffAction::ResetTwoFactor => AuditEvent::TwoFactorReset,
             StaffAction::Roles { .. } => AuditEvent::RolesChanged,
+            StaffAction::Delete => AuditEvent::AccountDeleted,
         }
     }
 
@@ -168,6 +172,7 @@ impl StaffAction {
             StaffAction::Disable
                 | StaffAction::Roles { .. }
                 | StaffAction::ResetPassword { block_current_password: true }
+                | StaffAction::Delete
         )
     }
 }
@@ -274,6 +279,10 @@ pub async fn act(
         .into(),
     ];
     let edit = match &action {
+        StaffAction::Delete => {
+            let by = super::deletion::DeletedBy::Staff(staff.actor_id.clone());
+            return super::deletion::delete(portal, &contact, by, queued).await;
+        }
         StaffAction::Disable => AccountEdit::Disable { epoch: new_epoch() },
         StaffAction::Enable => AccountEdit::Enable,
         StaffAction::Unlock => AccountEdit::Unlock,
@@ -332,12 +341,7 @@ async fn remove_factors(
     for passkey in portal.passkeys().list(&contact.contact_id).await? {
         portal.passkeys().remove(&contact.contact_id, &passkey.id, &contact.session_epoch, now, &[]).await?;
     }
-    let state = portal.two_factor().get(&contact.contact_id).await?;
-    let cleared = TwoFactor { version: state.version, ..TwoFactor::none(&contact.contact_id) };
-    if state != cleared && !portal.two_factor().save(&cleared, None, &[]).await? {
-        return Err(anyhow::anyhow!("the two-factor state changed while it was reset").into());
-    }
-    Ok(())
+    super::codes::clear_second_factors(portal, &contact.contact_id).await
 }
 
 /// One page of the audit trail (administrators only).

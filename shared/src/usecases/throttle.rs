@@ -73,7 +73,9 @@ pub async fn emails_allowed(
         keys.push((format!("account#{account}"), settings.emails_per_account_per_hour));
     }
     for to in recipients {
-        keys.push((format!("recipient#{}", to.to_lowercase()), settings.emails_per_recipient_per_hour));
+        // A digest: no allowance item holds an address (a deleted account's would outlive it).
+        let recipient = crate::domain::secret::digest(&to.to_lowercase());
+        keys.push((format!("recipient#{recipient}"), settings.emails_per_recipient_per_hour));
     }
     let window = settings.email_allowance_window_secs;
     let takes = keys.iter().map(|(key, limit)| portal.contacts().take_allowance(key, *limit, window, now));

@@ -49,7 +49,7 @@ pub fn token_email(
         TokenPurpose::ConfirmEmail => portal.settings().confirmation_token_secs,
         TokenPurpose::ResetPassword => portal.settings().reset_token_secs,
     };
-    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, to.normalized(), now, lifetime);
+    let (token, plain) = EmailToken::issue(purpose, &contact.contact_id, to, now, lifetime);
     let mut message = OutboxMessage::new(kind, to.as_str(), &contact.first_name, Some(MailSecret::new(plain)), now);
     message.valid_until = Some(token.expires_at);
     TokenEmail { token, message }
@@ -79,6 +79,16 @@ pub async fn request_reset(
     request_link(portal, source, email, MessageKind::ResetRequest).await?;
     audit(AuditEvent::PasswordResetRequested, None, source);
     Ok(())
+}
+
+/// An emailed sign-in code for the account with `email`, if one may sign in (`send-email` looks it
+/// up and stores the code): the same work and answer either way.
+pub async fn request_sign_in_code(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    email: &Email,
+) -> Result<(), PortalError> {
+    request_link(portal, source, email, MessageKind::SignInCodeRequest).await
 }
 
 /// A new confirmation link for an unconfirmed account with `email`, if there is one.
@@ -155,14 +165,14 @@ pub async fn confirm_email(
 ) -> Result<Confirmed, PortalError> {
     let (token, contact) = usable_token(portal, plain_token, TokenPurpose::ConfirmEmail).await?;
     let now = portal.clock().now();
-    if token.email_normalized == contact.email.normalized() {
+    if token.is_for(&contact.email) {
         if !portal.contacts().use_token(&token, &contact, &TokenUse::ConfirmEmail, now, &[]).await? {
             return Err(PortalError::TokenInvalid);
         }
         audit(AuditEvent::EmailConfirmed, Some(&contact.contact_id), source);
         return Ok(Confirmed { email: contact.email, continued_session: None });
     }
-    let Some(new_email) = contact.pending_email.clone().filter(|p| p.normalized() == token.email_normalized) else {
+    let Some(new_email) = contact.pending_email.clone().filter(|p| token.is_for(p)) else {
         return Err(PortalError::TokenInvalid);
     };
     let epoch = new_epoch();

@@ -67,6 +67,7 @@ pub struct SignInPage<'a> {
     pub errors: FormErrors,
     pub open_registration: bool,
     pub invitations_enabled: bool,
+    pub email_code_sign_in: bool,
 }
 
 /// What the registration form shows again after a failed submission (never the password).
@@ -267,6 +268,9 @@ pub struct RedeemPage<'a> {
     pub first_name: String,
     pub last_name: String,
     pub password_min_length: usize,
+    /// The site's terms of use (empty: none), accepted with the redemption.
+    pub terms_version: &'a str,
+    pub terms_url: &'a str,
     pub errors: FormErrors,
 }
 
@@ -282,6 +286,16 @@ pub struct TokenPage<'a> {
     pub token: &'a str,
     pub ask_password: bool,
     pub password_min_length: usize,
+    pub errors: FormErrors,
+}
+
+/// The emailed-code sign-in: the address form, or (with the address it was sent to) the code form.
+#[derive(Template)]
+#[template(path = "signin_email_code.html")]
+pub struct EmailCodePage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub email: &'a str,
     pub errors: FormErrors,
 }
 
@@ -422,6 +436,14 @@ pub struct TermsPage<'a> {
     pub url: &'a str,
     /// When the person accepted this version (empty: not yet).
     pub accepted_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "delete_account.html")]
+pub struct DeleteAccountPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub errors: FormErrors,
 }
 
 #[derive(Template)]

@@ -72,6 +72,8 @@ struct ContactsState {
     /// The attempts at logins that no account has, by digest.
     unknown_logins: HashMap<String, LockoutState>,
     held_notices: HashMap<ContactId, HeldNotices>,
+    /// Emailed sign-in codes by contact: digest, expiry, wrong codes tried.
+    sign_in_codes: HashMap<ContactId, (String, Timestamp, u32)>,
     /// The audit trail, in the order it was written.
     audit: Vec<AuditEntry>,
 }
@@ -140,7 +142,7 @@ impl MemoryContacts {
                     return Err(RedeemError::UsernameTaken);
                 }
                 let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
-                if stored.password_hash.is_some() {
+                if stored.password_hash.is_some() || stored.deleted_at.is_some() {
                     return Err(RedeemError::InvitationInvalid);
                 }
                 let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
@@ -165,7 +167,8 @@ impl MemoryContacts {
                 Ok(())
             }
             ContactChange::Assign { contact_id, .. } => {
-                let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                let stored = state.contacts.get(contact_id).filter(|c| c.deleted_at.is_none());
+                let stored = stored.ok_or(RedeemError::InvitationInvalid)?;
                 let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
                 state.contacts.insert(contact_id.clone(), updated);
                 Ok(())
@@ -309,14 +312,13 @@ impl ContactStore for MemoryContacts {
         let mut updated = stored.clone();
         match effect {
             TokenUse::ConfirmEmail => {
-                if stored.email.normalized() != token.email_normalized {
+                if !token.is_for(&stored.email) {
                     return Ok(false);
                 }
                 updated.email_confirmed = true;
             }
             TokenUse::MoveEmail { epoch } => {
-                let Some(new_email) = stored.pending_email.clone().filter(|p| p.normalized() == token.email_normalized)
-                else {
+                let Some(new_email) = stored.pending_email.clone().filter(|p| token.is_for(p)) else {
                     return Ok(false);
                 };
                 if stored.email.normalized() != contact.email.normalized()
@@ -360,6 +362,36 @@ impl ContactStore for MemoryContacts {
         Ok(true)
     }
 
+    async fn set_sign_in_code(
+        &self,
+        contact_id: &ContactId,
+        digest: &str,
+        expires_at: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.record("set_sign_in_code");
+        let mut state = self.state.lock().unwrap();
+        state.sign_in_codes.insert(contact_id.clone(), (digest.to_string(), expires_at, 0));
+        Ok(())
+    }
+
+    async fn use_sign_in_code(
+        &self,
+        contact_id: &ContactId,
+        digest: &str,
+        now: Timestamp,
+        tries: u32,
+    ) -> anyhow::Result<bool> {
+        self.record("use_sign_in_code");
+        let mut state = self.state.lock().unwrap();
+        let Some((stored, expires_at, wrong)) = state.sign_in_codes.get_mut(contact_id) else { return Ok(false) };
+        if stored == digest && *expires_at > now && *wrong < tries {
+            state.sign_in_codes.remove(contact_id);
+            return Ok(true);
+        }
+        *wrong += 1;
+        Ok(false)
+    }
+
     async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
         self.record("give_back_allowance");
         let mut state = self.state.lock().unwrap();
@@ -399,6 +431,7 @@ impl ContactStore for MemoryContacts {
                 state.by_username.remove(&username.normalized);
             }
             state.held_notices.remove(&current.contact_id);
+            state.sign_in_codes.remove(&current.contact_id);
         }
         state.contacts.insert(changed.contact_id.clone(), changed.clone());
         self.queue(&mut state, queued);
@@ -707,6 +740,15 @@ impl MemoryInvitations {
 
 #[async_trait]
 impl InvitationStore for MemoryInvitations {
+    async fn erase_invitee(&self, invitation_id: &InvitationId) -> anyhow::Result<()> {
+        if let Some(invitation) = self.state.lock().unwrap().invitations.get_mut(invitation_id) {
+            invitation.email.clear();
+            invitation.first_name.clear();
+            invitation.last_name.clear();
+        }
+        Ok(())
+    }
+
     async fn create_with_events(
         &self,
         invitation: &Invitation,
@@ -1007,8 +1049,7 @@ impl Outbox for MemoryOutbox {
             && message.status != MessageStatus::Sent
         {
             message.status = MessageStatus::Sent;
-            message.secret = None;
-            message.lease_until = None;
+            message.settle_forgetting();
             for event in events {
                 messages.insert(MessageId::from(event.event_id.as_str()), OutboxMessage::for_event(event));
             }
@@ -1030,8 +1071,7 @@ impl Outbox for MemoryOutbox {
         {
             message.status = MessageStatus::Failed;
             message.error = Some(reason.to_string());
-            message.secret = None;
-            message.lease_until = None;
+            message.settle_forgetting();
             for event in events {
                 messages.insert(MessageId::from(event.event_id.as_str()), OutboxMessage::for_event(event));
             }

@@ -124,7 +124,12 @@ async fn filters_by_status_delivery_and_contact() {
     t.invitations
         .redeem(
             &redeemed,
-            &ContactChange::Assign { contact_id: redeemed.contact_id.clone(), roles: vec![], account_id: None },
+            &ContactChange::Assign {
+                contact_id: redeemed.contact_id.clone(),
+                roles: vec![],
+                account_id: None,
+                terms: None,
+            },
             &Redemption {
                 invitation_id: redeemed.invitation_id.clone(),
                 contact_id: redeemed.contact_id.clone(),
@@ -219,7 +224,12 @@ async fn the_invitation_shows_who_created_it_and_who_redeemed_it() {
         redeemed_at: now,
         source_ip: "192.0.2.7".into(),
     };
-    let change = ContactChange::Assign { contact_id: invitation.contact_id.clone(), roles: vec![], account_id: None };
+    let change = ContactChange::Assign {
+        contact_id: invitation.contact_id.clone(),
+        roles: vec![],
+        account_id: None,
+        terms: None,
+    };
     t.invitations.redeem(&invitation, &change, &redemption, now).await.unwrap();
     let detail = get_json(&t, &admin, &format!("/admin/invitations/{}", ids[0])).await;
     let admin_id = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADMIN_EMAIL).unwrap().contact_id;

@@ -139,7 +139,8 @@ async fn invitations_are_listed_from_indexes_newest_first_in_pages_and_filtered(
         redeemed_at: NOW + 10,
         source_ip: "192.0.2.1".into(),
     };
-    let change = ContactChange::Assign { contact_id: ada.contact_id.clone(), roles: vec![], account_id: None };
+    let change =
+        ContactChange::Assign { contact_id: ada.contact_id.clone(), roles: vec![], account_id: None, terms: None };
     portal.invitations.redeem(&all[5], &change, &redemption, NOW + 10).await.unwrap();
     let store = &portal.invitations;
     store.record_delivery(&all[4].invitation_id, &all[4].message_id, Delivery::Sent, None, NOW).await.unwrap();
@@ -205,7 +206,12 @@ async fn the_last_redemption_of_a_group_invitation_marks_it_redeemed_even_from_a
                 redeemed_at: NOW + 5,
                 source_ip: "192.0.2.1".into(),
             };
-            let change = ContactChange::Assign { contact_id: who.contact_id.clone(), roles: vec![], account_id: None };
+            let change = ContactChange::Assign {
+                contact_id: who.contact_id.clone(),
+                roles: vec![],
+                account_id: None,
+                terms: None,
+            };
             portal.invitations.redeem(&read, &change, &redemption, NOW + 5).await
         }
     };
@@ -356,7 +362,12 @@ async fn a_group_invitation_redeemed_by_a_parallel_burst_ends_in_the_redeemed_li
                 redeemed_at: NOW + 5,
                 source_ip: "192.0.2.1".into(),
             };
-            let change = ContactChange::Assign { contact_id: who.contact_id.clone(), roles: vec![], account_id: None };
+            let change = ContactChange::Assign {
+                contact_id: who.contact_id.clone(),
+                roles: vec![],
+                account_id: None,
+                terms: None,
+            };
             portal.invitations.redeem(&group, &change, &redemption, NOW + 5).await.is_ok()
         }
     });

@@ -251,7 +251,7 @@ mod self_service {
         let (token, plain) = EmailToken::issue(
             purpose,
             &contact.contact_id,
-            &to.to_lowercase(),
+            &portal::domain::email::Email::parse(to).expect("a test address"),
             Timestamp::from_secs(1_800_000_000),
             3600,
         );

@@ -98,6 +98,7 @@ fn credentials(contact: &Contact) -> ContactChange {
         username: None,
         roles: vec!["Customers".into()],
         account_id: Some("Contoso".into()),
+        terms: None,
     }
 }
 

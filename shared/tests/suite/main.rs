@@ -9,6 +9,7 @@ mod admin_lists_moto;
 mod audit_log;
 mod dynamodb;
 mod dynamodb_invitations;
+mod email_code;
 mod group_invitations;
 mod group_invitations_moto;
 mod handlers;

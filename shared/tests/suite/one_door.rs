@@ -126,6 +126,13 @@ async fn the_routes_that_set_the_session_cookie_are_the_ways_through_the_door() 
     // The ways in, each from its route.
     let registered = t.send(&Register, Req::post("/register").json(registration("bea@example.com"))).await;
     assert_eq!(door_of(&registered), Some(Way::Registration));
+    let asked = t.send(&SignIn, Req::post("/signin/email-code").json(json!({"email": ADA}))).await;
+    assert_eq!(asked.status(), 202);
+    let mail = t.mailbox().await;
+    let text = &mail.iter().rev().find(|m| m.subject == "Your sign-in code").unwrap().text;
+    let code = text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).unwrap();
+    let by_code = Req::post("/signin/email-code/verify").json(json!({"email": ADA, "code": code}));
+    assert_eq!(door_of(&t.send(&SignIn, by_code).await), Some(Way::EmailCode));
     let signed_in = t.send(&SignIn, sign_in_req(ADA, PASSWORD)).await;
     assert_eq!(door_of(&signed_in), Some(Way::Password));
     let session = cookie_value(&signed_in, "portal_session").unwrap();

@@ -120,6 +120,7 @@ fn credentials(contact: &Contact) -> ContactChange {
         username: None,
         roles: vec![],
         account_id: None,
+        terms: None,
     }
 }
 

@@ -148,33 +148,40 @@ async fn the_security_page_shows_the_sessions_and_the_history() {
     assert!(html.contains("Sign out this session") && html.contains("Recent sign-ins"));
 }
 
-#[tokio::test]
-async fn the_export_holds_every_kind_of_item_about_the_person_and_no_secret() {
+/// Ada, signed in twice, with a phone, a username, terms accepted (where the site has them), TOTP,
+/// a passkey and an invitation from an administrator.
+struct Ada {
+    contact: portal::domain::contact::Contact,
+    /// Her registration's session.
+    first: String,
+    /// Her latest session (after setting TOTP up).
+    session: String,
+    /// Her TOTP secret.
+    secret: String,
+}
+
+async fn ada_with_every_kind_of_item(t: &TestPortal) -> Ada {
     use portal::domain::passkey::StoredPasskey;
     use portal::handlers::admin::CreateInvitation;
     use portal::ports::{Clock, PasskeyStore};
-    let t = test_portal(&[("PORTAL_TERMS_VERSION", "2026-12"), ("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1000")]);
-    // Staff, to invite Ada.
-    let admin = cookie_value(
-        &t.send(&Register, Req::post("/register").json(json!({"accept_terms": true, "email": "admin@example.com", "password": PASSWORD, "first_name": "Ad", "last_name": "Min"}))).await,
-        "portal_session",
-    )
-    .unwrap();
+    let mut body = registration("admin@example.com");
+    body["accept_terms"] = json!(true);
+    let admin = cookie_value(&t.send(&Register, Req::post("/register").json(body)).await, "portal_session").unwrap();
     let mut staff = t.contacts.all().into_iter().find(|c| c.email.as_str() == "admin@example.com").unwrap();
     staff.roles = vec!["Administrators".into()];
     t.contacts.put(staff);
     let mut body = registration(ADA);
     body["accept_terms"] = json!(true);
     body["phone"] = json!("+44 20 7946 0000");
-    t.send(&Register, Req::post("/register").json(body)).await;
-    let ada = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap();
-    t.send(&SignIn, sign_in_req("Wrong-Passphrase-Guess-99")).await;
-    let session = signed_in(&t).await;
-    let (secret, _, session) = portal_testkit::two_factor::set_up_totp(&t, &session).await;
+    body["username"] = json!("ada-l");
+    let first = cookie_value(&t.send(&Register, Req::post("/register").json(body)).await, "portal_session").unwrap();
+    let contact = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap();
+    let session = signed_in(t).await;
+    let (secret, _, session) = portal_testkit::two_factor::set_up_totp(t, &session).await;
     let now = t.clock.now();
     let passkey = StoredPasskey {
         id: "passkey-1".into(),
-        contact_id: ada.contact_id.clone(),
+        contact_id: contact.contact_id.clone(),
         name: "Laptop".into(),
         created_at: now,
         last_used_at: None,
@@ -183,8 +190,16 @@ async fn the_export_holds_every_kind_of_item_about_the_person_and_no_secret() {
     };
     let epoch = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap().session_epoch;
     assert!(t.passkeys.add(&passkey, &epoch, now, &[]).await.unwrap());
-    let invite = Req::post("/admin/invitations").json(json!({"contact_id": ada.contact_id.as_str()}));
+    let invite = Req::post("/admin/invitations").json(json!({"contact_id": contact.contact_id.as_str()}));
     assert_eq!(t.send(&CreateInvitation, invite.cookie("portal_session", &admin)).await.status(), 201);
+    Ada { contact, first, session, secret }
+}
+
+#[tokio::test]
+async fn the_export_holds_every_kind_of_item_about_the_person_and_no_secret() {
+    let t = test_portal(&[("PORTAL_TERMS_VERSION", "2026-12"), ("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1000")]);
+    let Ada { secret, session, .. } = ada_with_every_kind_of_item(&t).await;
+    t.send(&SignIn, sign_in_req("Wrong-Passphrase-Guess-99")).await;
 
     let refused = t
         .send(
@@ -228,4 +243,76 @@ async fn the_export_holds_every_kind_of_item_about_the_person_and_no_secret() {
         assert!(!text.contains(secret_text), "no secret in the export: {secret_text}");
     }
     assert!(t.contacts.audit_entries().iter().any(|e| e.kind == "data_exported"));
+}
+
+/// Delivers every pending outbox message as `send-email` does (the erasure job among them),
+/// until none is left.
+async fn deliver_everything(t: &TestPortal) {
+    use portal::domain::outbox::MessageStatus;
+    for _ in 0..5 {
+        let pending: Vec<_> = t.outbox.all().into_iter().filter(|m| m.status == MessageStatus::Pending).collect();
+        if pending.is_empty() {
+            return;
+        }
+        for message in pending {
+            portal::usecases::delivery::deliver(&t.portal, &message).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_the_account_needs_reauthentication_ends_every_session_and_erases_every_trace() {
+    use portal::ports::{PasskeyStore, SessionStore, TwoFactorStore};
+    let t = test_portal(&[("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1000")]);
+    let Ada { contact: ada, first, session, secret } = ada_with_every_kind_of_item(&t).await;
+    deliver_everything(&t).await;
+    let delete = |body: Value| Req::post("/profile/delete").json(body).cookie("portal_session", &session);
+
+    // Re-authentication: the password and, with a factor, a code.
+    let refused = t.send(&Profile, delete(json!({"current_password": PASSWORD}))).await;
+    assert_eq!(refused.status(), 400, "the second factor too");
+    assert!(t.contacts.all().iter().all(|c| c.deleted_at.is_none()));
+    t.clock.advance(30);
+    let code = portal_testkit::two_factor::totp_code(&t, &secret, 0);
+    let deleted = t.send(&Profile, delete(json!({"current_password": PASSWORD, "second_factor_code": code}))).await;
+    assert_eq!(deleted.status(), 202, "{}", body_text(&deleted));
+    assert_eq!(body_json(&deleted)["contact_id"], ada.contact_id.as_str());
+    assert_eq!(cookie_value(&deleted, "portal_session").as_deref(), Some(""), "this browser's cookie goes");
+
+    // At once: every session ends, no way in opens, the address and username are free.
+    for token in [&first, &session] {
+        assert_eq!(get(&t, token, "/profile").await.status(), 401);
+    }
+    assert_eq!(t.send(&SignIn, sign_in_req(PASSWORD)).await.status(), 401);
+    let by_username = Req::post("/signin").json(json!({"login": "ada-l", "password": PASSWORD}));
+    assert_eq!(t.send(&SignIn, by_username).await.status(), 401);
+    let tombstone = t.contacts.all().into_iter().find(|c| c.contact_id == ada.contact_id).unwrap();
+    assert!(tombstone.deleted_at.is_some() && !tombstone.may_sign_in());
+    let kept = format!("{tombstone:?}");
+    for personal in [ADA, "Lovelace", "+44 20 7946 0000", "ada-l", "argon2"] {
+        assert!(!kept.contains(personal), "the tombstone keeps no {personal}: {kept}");
+    }
+    let facts: Vec<String> = t.outbox.events().iter().map(|e| e.detail_type().to_string()).collect();
+    assert!(facts.contains(&"ContactDeleted".to_string()), "{facts:?}");
+    assert!(t.contacts.audit_entries().iter().any(|e| e.kind == "account_deleted"));
+
+    // The erasure job (send-email) removes the rest; the notice goes to the address it had.
+    deliver_everything(&t).await;
+    assert!(t.passkeys.list(&ada.contact_id).await.unwrap().is_empty());
+    assert!(!t.two_factor.get(&ada.contact_id).await.unwrap().enabled());
+    assert!(t.sessions.list_for_contact(&ada.contact_id).await.unwrap().is_empty());
+    let invitation = t.invitations.all().into_iter().find(|i| i.contact_id == ada.contact_id).unwrap();
+    assert!(invitation.revoked && invitation.email.is_empty() && invitation.last_name.is_empty());
+    let notice = t.mailer.sent().into_iter().find(|m| m.subject == "Your account was deleted").unwrap();
+    assert_eq!(notice.to, ADA);
+    assert!(t.contacts.audit_entries().iter().any(|e| e.kind == "account_erased"));
+    let outbox = format!("{:?}", t.outbox.all());
+    for personal in [ADA, "Lovelace"] {
+        assert!(!outbox.contains(personal), "no settled message names {personal}");
+    }
+
+    // The address registers again, as a new account.
+    let again = t.send(&Register, Req::post("/register").json(registration(ADA))).await;
+    assert_eq!(again.status(), 201, "{}", body_text(&again));
+    assert_ne!(body_json(&again)["contact_id"], ada.contact_id.as_str());
 }

@@ -350,3 +350,35 @@ async fn staff_changes_to_contacts_and_invitations_are_in_the_audit_trail() {
     let about_ada = audited(&t, &ada);
     assert!(about_ada.contains(&"invitation_resent".to_string()), "{about_ada:?}");
 }
+
+#[tokio::test]
+async fn staff_delete_an_account_as_the_person_can_but_never_their_own_nor_as_account_administrators() {
+    let (t, admin_token, ada_token, ada) = with_admin_and_ada().await;
+    let admin = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADMIN).unwrap();
+    assert_eq!(act(&t, &admin_token, &admin, "delete", json!({})).await.status(), 403, "not oneself");
+    let (grace_token, grace) = register(&t, "grace@example.com").await;
+    arrange(&t, &grace, &["Account Administrators"], Some("acct-1"));
+    arrange(&t, &ada, &[], Some("acct-1"));
+    assert_eq!(act(&t, &grace_token, &ada, "delete", json!({})).await.status(), 403, "not delegated");
+
+    let deleted = act(&t, &admin_token, &ada, "delete", json!({})).await;
+    assert_eq!(deleted.status(), 200, "{}", body_text(&deleted));
+    let view = body_json(&deleted);
+    assert!(view["deleted_at"].is_string() && view["email"] == "" && view["login_enabled"] == false, "{view}");
+    assert_eq!(profile_status(&t, &ada_token).await, 401);
+    assert_eq!(sign_in_status(&t, ADA).await, 401);
+    assert!(stored(&t, &ada).deleted_at.is_some());
+    assert_eq!(audited(&t, &ada).last().map(String::as_str), Some("account_deleted"));
+    assert_eq!(account_changes(&t, &ada), ["delete"]);
+    let facts: Vec<&str> = t.outbox.events().iter().map(|e| e.detail_type()).collect();
+    assert!(facts.contains(&"ContactDeleted"), "{facts:?}");
+    let notice = t.mailbox().await.into_iter().find(|m| m.subject == "Your account was deleted").unwrap();
+    assert!(notice.text.contains("by the portal's staff"), "{}", notice.text);
+
+    // A tombstone is shown, and nothing more can be done to it.
+    let page = get(&t, &admin_token, &format!("/admin/contacts/{}", ada.contact_id)).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(act(&t, &admin_token, &ada, "delete", json!({})).await.status(), 404);
+    assert_eq!(act(&t, &admin_token, &ada, "enable", json!({})).await.status(), 404);
+    assert_eq!(register(&t, ADA).await.1.email.as_str(), ADA, "the address is free again");
+}

@@ -66,3 +66,49 @@ async fn accepting_in_the_registration_form_stores_it_and_no_terms_means_no_limi
     assert_eq!(plain.send(&Profile, Req::get("/profile").cookie("portal_session", &session)).await.status(), 200);
     assert_eq!(plain.send(&Profile, Req::get("/terms").cookie("portal_session", &session)).await.status(), 404);
 }
+
+#[tokio::test]
+async fn accepting_in_the_redemption_form_stores_it_with_the_redemption() {
+    use portal::domain::outbox::MessageKind;
+    use portal::handlers::admin::CreateInvitation;
+    use portal::handlers::redeem::RedeemInvitation;
+    let t = test_portal(&TERMS);
+    let mut body = registration("admin@example.com");
+    body["accept_terms"] = json!(true);
+    let admin = cookie_value(&t.send(&Register, Req::post("/register").json(body)).await, "portal_session").unwrap();
+    let mut staff = t.contacts.all().into_iter().find(|c| c.email.as_str() == "admin@example.com").unwrap();
+    staff.roles = vec!["Administrators".into()];
+    t.contacts.put(staff);
+    let code_for = |email: &str| {
+        let message = t.outbox.all().into_iter().find(|m| m.kind == MessageKind::Invitation && m.to == email).unwrap();
+        message.secret.unwrap().expose().to_string()
+    };
+    for email in ["grace@example.com", "alan@example.com"] {
+        let invite = json!({"email": email, "first_name": "Grace", "last_name": "Hopper"});
+        let created = t
+            .send(&CreateInvitation, Req::post("/admin/invitations").json(invite).cookie("portal_session", &admin))
+            .await;
+        assert_eq!(created.status(), 201, "{}", body_text(&created));
+    }
+    let form = body_text(
+        &t.send(&RedeemInvitation, Req::get(&format!("/redeem?code={}", code_for("grace@example.com"))).html()).await,
+    );
+    assert!(form.contains("accept_terms") && form.contains("https://example.com/terms"), "the form offers the terms");
+
+    let redeem = |email: &str, accept: bool| {
+        Req::post("/redeem")
+            .json(json!({"code": code_for(email), "password": "Compiler-Pioneer-1952", "accept_terms": accept}))
+    };
+    let accepted = t.send(&RedeemInvitation, redeem("grace@example.com", true)).await;
+    assert_eq!(accepted.status(), 201, "{}", body_text(&accepted));
+    let session = cookie_value(&accepted, "portal_session").unwrap();
+    assert_eq!(t.send(&Profile, Req::get("/profile").cookie("portal_session", &session)).await.status(), 200);
+    let grace = t.contacts.all().into_iter().find(|c| c.email.as_str() == "grace@example.com").unwrap();
+    assert_eq!(grace.terms_accepted.map(|a| a.version), Some("2026-12".to_string()));
+
+    let unticked = t.send(&RedeemInvitation, redeem("alan@example.com", false)).await;
+    assert_eq!(unticked.status(), 201, "{}", body_text(&unticked));
+    let session = cookie_value(&unticked, "portal_session").unwrap();
+    let limited = t.send(&Profile, Req::get("/profile").cookie("portal_session", &session)).await;
+    assert_eq!((limited.status().as_u16(), body_json(&limited)["terms_required"].as_bool()), (403, Some(true)));
+}

@@ -136,6 +136,7 @@ async fn an_invitation_is_redeemed_once_and_a_resend_voids_the_old_code() {
             email: None,
             first_name: None,
             last_name: None,
+            accept_terms: false,
         })
     };
     let redeemed = redeem::redeem(&t.portal, &source, &opened, credentials(), Arrival::default()).await.unwrap();
@@ -151,6 +152,7 @@ async fn an_invitation_is_redeemed_once_and_a_resend_voids_the_old_code() {
         login: "other@example.com".into(),
         password: Password::new(PASSWORD.into()),
         second_factor_code: None,
+        accept_terms: false,
     };
     let again = redeem::redeem(&t.portal, &source, &opened, onto_another, Arrival::default()).await;
     assert!(matches!(again, Err(PortalError::InvitationInvalid)), "a single invitation is used up");

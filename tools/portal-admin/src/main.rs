@@ -15,7 +15,7 @@
 //! `--retry` queues them again.
 //! `portal-admin account <action> --contact <contact id or email>`: the staff actions of the
 //! contact's page (`disable`, `enable`, `unlock`, `sign-out-everywhere`, `reset-password
-//! [--block-current-password]`, `reset-two-factor`, `roles --roles <a,b> [--account-id <id>]`), through
+//! [--block-current-password]`, `reset-two-factor`, `delete`, `roles --roles <a,b> [--account-id <id>]`), through
 //! the same use case, audited with an operator as the actor.
 //! `portal-admin audit [--contact <id>] [--actor <id>] [--kind <kind>] [--limit <n>]`: the audit
 //! trail, newest first, one entry a line.
@@ -54,7 +54,7 @@ const USAGE: &str =
        portal-admin outbox status [--stale-after <age, e.g. 10m>]
        portal-admin outbox retry (--id <message id> | --older-than <age, e.g. 10m>)
        portal-admin outbox dlq [--retry] < failure-queue-messages.json
-       portal-admin account (disable | enable | unlock | sign-out-everywhere | reset-two-factor) --contact <id or email>
+       portal-admin account (disable | enable | unlock | sign-out-everywhere | reset-two-factor | delete) --contact <id or email>
        portal-admin account reset-password [--block-current-password] --contact <id or email>
        portal-admin account roles --roles <role,role> [--account-id <id>] --contact <id or email>
        portal-admin audit [--contact <id>] [--actor <id>] [--kind <kind>] [--limit <n>]
@@ -97,6 +97,7 @@ fn parse_account(options: &[String]) -> Result<Command, Usage> {
         "sign-out-everywhere" => StaffAction::SignOutEverywhere,
         "reset-password" => StaffAction::ResetPassword { block_current_password: block },
         "reset-two-factor" => StaffAction::ResetTwoFactor,
+        "delete" => StaffAction::Delete,
         "roles" => {
             let roles = roles.ok_or_else(|| Usage(format!("roles needs --roles (empty for none)\n{USAGE}")))?;
             let roles = roles
@@ -375,7 +376,7 @@ async fn outbox_retry(selection: Selection) -> anyhow::Result<()> {
             RetryOutcome::AlreadySent => "already sent".into(),
             RetryOutcome::BeingSent => "being sent right now (a live lease); left alone".into(),
             RetryOutcome::SecretGone => {
-                "its code or link is gone (removed when it failed): resend the invitation, or ask for a new link".into()
+                "its code, link and address are gone (removed when it failed): resend the invitation, or ask for a new link".into()
             }
             RetryOutcome::ChangedMeanwhile => "changed meanwhile; left alone".into(),
         };
