@@ -103,19 +103,22 @@ def outputs_of_stack(stack: str) -> dict[str, str]:
 
 def follow_emails(stack: str, email: str, wait_secs: float) -> None:
     """Waits until every outbox message to `email` is `sent` (SES accepted it); SmokeFailure when
-    one failed for good, or when they are not all sent within `wait_secs`."""
+    one failed for good, or when they are not all sent within `wait_secs`. A message is found by
+    the digest of its address (`recipient`): a settled message keeps no address."""
+    import hashlib
+
     import boto3
 
     table = outputs_of_stack(stack)["OutboxTableName"]
+    recipient = hashlib.sha256(email.lower().encode()).hexdigest()
     ddb = boto3.client("dynamodb")
     deadline = time.monotonic() + wait_secs
     while True:
         found, start = [], None
         while True:
-            page = ddb.scan(TableName=table, FilterExpression="#to = :to",
-                            ExpressionAttributeNames={"#to": "to", "#s": "status", "#k": "kind",
-                                                      "#e": "error"},
-                            ExpressionAttributeValues={":to": {"S": email}},
+            page = ddb.scan(TableName=table, FilterExpression="recipient = :recipient",
+                            ExpressionAttributeNames={"#s": "status", "#k": "kind", "#e": "error"},
+                            ExpressionAttributeValues={":recipient": {"S": recipient}},
                             ProjectionExpression="#s, #k, #e",
                             **({"ExclusiveStartKey": start} if start else {}))
             found += page["Items"]

@@ -39,7 +39,7 @@ MAPPING_DEFAULTS = {"BatchSize": 100, "FunctionResponseTypes": [], "MaximumRetry
                     "BisectBatchOnFunctionError": False, "FilterCriteria": {}}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Function settings that the template does not expose (tests set them): passed on as given.
-TEST_SETTINGS = ("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS",)
+TEST_SETTINGS = ("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS", "PORTAL_SETTINGS_REFRESH_SECS")
 
 
 def free_port(avoid=(9000, 4566)) -> int:

@@ -54,7 +54,10 @@ def start(stack_name: str, settings: dict | None = None, concurrency: int = 1):
     # stack named after it, for the IAM coverage check (scripts/iam_coverage.py) after the suite.
     calls_dir = os.environ.get("PORTAL_RECORD_AWS_CALLS_DIR")
     record = os.path.join(calls_dir, f"{name}.jsonl") if calls_dir else None
-    settings = {"PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": ALLOWANCE_WINDOW_SECS, **(settings or {})}
+    # Each function reads the run-time site settings at most once a second (a minute in AWS), so
+    # that a test sees its change at once.
+    settings = {"PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": ALLOWANCE_WINDOW_SECS, "PORTAL_SETTINGS_REFRESH_SECS": "1",
+                **(settings or {})}
     # prebuilt: each function instance starts from its binary, not through `cargo run`.
     return stack_script.start_stack(portal_port, moto_port, name, settings=settings,
                                     admin_password=ADMIN_PASSWORD, log_path=log,

@@ -81,7 +81,7 @@ STREAM_ENTRIES = [e for e in MANIFEST if e["function"] in STREAM_FUNCTIONS]
 STREAM_ARN = re.compile(r"arn:aws:dynamodb:([a-z0-9-]+):\d{12}:table/[A-Za-z0-9_.-]+/stream/\S+")
 CODE = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){7}")
 OUTBOX_INVITATION_ATTRIBUTES = {  # shared/src/domain/outbox.rs, as the DynamoDB adapter stores it
-    "pk": "S", "message_id": "S", "kind": "S", "to": "S", "first_name": "S", "secret": "S",
+    "pk": "S", "message_id": "S", "kind": "S", "to": "S", "first_name": "S", "secret": "S", "recipient": "S",
     "invitation_id": "S", "contact_id": "S", "valid_until": "N", "status": "S", "created_at": "N",
     "ttl": "N",
 }

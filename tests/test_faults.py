@@ -128,4 +128,4 @@ def test_operators_list_stuck_messages_without_secrets_and_queue_them_again(emai
     retried = portal_admin(emails_off_stack, "outbox", "retry", "--id", message_id)
     assert f"{message_id}: queued again as" in retried, retried
     again = portal_admin(emails_off_stack, "outbox", "retry", "--id", message_id)
-    assert "its code or link is gone" in again, again
+    assert "its code, link and address are gone" in again, again

@@ -247,3 +247,27 @@ def test_a_person_signs_in_with_an_emailed_code_in_the_browser(stack, browser, b
     WebDriverWait(browser, WAIT).until(replaced(form))
     browser.get(base_url + "/profile")
     assert path(browser) == "/profile" and email in browser.page_source
+
+
+# --- site settings at run time (issue 24) -----------------------------------------------------------
+
+def test_registration_closed_at_run_time_answers_registration_closed_at_once(base_url, admin):  # noqa: F811
+    """The test stacks read the run-time settings every second (AWS: every minute)."""
+    import time
+
+    def register_status() -> tuple[int, dict]:
+        _, resp = Portal(base_url).register(email=unique_email("closed"), password=strong_password())
+        return resp.status_code, resp.json()
+
+    try:
+        changed = admin.post_json("/admin/settings", {"open_registration": False})
+        assert changed.status_code == 200, describe(changed)
+        assert next(s for s in changed.json()["settings"] if s["name"] == "open_registration")["source"] == "run_time"
+        deadline = time.monotonic() + 15
+        while (answer := register_status())[0] != 403 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert answer == (403, {"error": "registration_closed", "message": "Registration is closed."}), answer
+    finally:
+        reopened = admin.post_json("/admin/settings", {"open_registration": ""})
+        assert reopened.status_code == 200, describe(reopened)
+        time.sleep(1.5)

@@ -22,8 +22,12 @@ use crate::ports::{SecretSealer, TwoFactorStore, UsesTwoFactor};
 
 /// Settings and the ports handlers use; production wires DynamoDB (tests also wire memory:
 /// `portal-testkit`).
+#[derive(Clone)]
 pub struct Portal {
     pub settings: Settings,
+    /// The portal with the run-time site settings applied, as last read (see [`Portal::current`]);
+    /// shared by the portals made from this one.
+    pub live: Arc<LiveSettings>,
     pub contacts: Arc<dyn ContactStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub invitations: Arc<dyn InvitationStore>,
@@ -110,8 +114,63 @@ impl Portal {
             pacer: edges.pacer,
             sealer: edges.sealer,
             settings,
+            live: Arc::default(),
         }
     }
+
+    /// This portal with the site settings as they stand: the run-time values (`GET, POST
+    /// /admin/settings`) applied on top of the environment's, read at most once a minute per
+    /// instance (`PORTAL_SETTINGS_REFRESH_SECS`: one `GetItem` a minute, never one per request).
+    /// Should the read fail, the last values read stay in force; with none yet, the request gets a
+    /// 503. A stored value the settings refuse (the environment changed under it) is left out,
+    /// logged.
+    pub async fn current(self: &Arc<Self>) -> Result<Arc<Portal>, crate::error::PortalError> {
+        let now = self.clock.now();
+        let mut cached = self.live.cached.lock().await;
+        if let Some((read_at, portal)) = cached.as_ref()
+            && now - *read_at < self.settings.settings_refresh_secs
+        {
+            return Ok(portal.clone());
+        }
+        // With settings already read, a slow or failing store must not hold the request up: the
+        // read gets a second, then the last settings stay in force for another interval.
+        let read = self.contacts.run_time_settings();
+        let outcome = match cached.as_ref() {
+            Some(_) => tokio::time::timeout(STALE_READ_BOUND, read)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the site settings took over a second"))),
+            None => read.await,
+        };
+        let run_time = match outcome {
+            Ok(run_time) => run_time,
+            Err(err) => {
+                return match cached.as_mut() {
+                    Some((read_at, stale)) => {
+                        tracing::warn!(error = format!("{err:#}"), "site settings not read; the last ones stay");
+                        *read_at = now;
+                        Ok(stale.clone())
+                    }
+                    None => Err(err.into()),
+                };
+            }
+        };
+        let settings = self.settings.with_run_time(&run_time.values).unwrap_or_else(|refused| {
+            tracing::warn!(setting = refused.name, reason = refused.reason, "a run-time setting was left out");
+            self.settings.clone()
+        });
+        let fresh = Arc::new(Portal { settings, ..(**self).clone() });
+        *cached = Some((now, fresh.clone()));
+        Ok(fresh)
+    }
+}
+
+/// How long a refresh of settings already read may take before the last ones are used.
+const STALE_READ_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last reading of the run-time site settings: when, and the portal it made.
+#[derive(Default)]
+pub struct LiveSettings {
+    cached: tokio::sync::Mutex<Option<(crate::domain::time::Timestamp, Arc<Portal>)>>,
 }
 
 /// What a portal reaches besides its tables: email, the event bus, the clock, the email pacer and

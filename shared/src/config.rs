@@ -1,4 +1,5 @@
-//! Typed settings, read once from the environment at start-up.
+//! Typed settings, read once from the environment at start-up; the site settings staff may change
+//! at run time are applied on top of them (see `site_settings`).
 //!
 //! These are the portal's "site settings" (Power Pages exposes the same knobs). A bad value stops the
 //! function with a message naming the variable, instead of surfacing later as a confusing fault.
@@ -19,6 +20,9 @@ pub struct Settings {
     /// Whether cookies get `Secure` and the `__Host-` prefix (true whenever the base URL is https).
     pub secure_cookies: bool,
     pub open_registration: bool,
+    /// `PORTAL_INVITATION_REQUIRED`: registering needs an invitation (the register page points to
+    /// `/redeem`; Power Pages' `Authentication/Registration/RequiresInvitation`).
+    pub invitation_required: bool,
     /// `PORTAL_EMAIL_CODE_SIGN_IN`: signing in with a code emailed to the account's address.
     pub email_code_sign_in: bool,
     pub invitations_enabled: bool,
@@ -80,6 +84,13 @@ pub struct Settings {
     /// The KMS key that encrypts the data keys of TOTP secrets (`PORTAL_TOTP_KMS_KEY_ID`, a key id,
     /// ARN or alias); without it TOTP cannot be set up or checked.
     pub totp_kms_key_id: Option<String>,
+    /// How often an instance reads the site settings changed at run time, at most
+    /// (`PORTAL_SETTINGS_REFRESH_SECS`, 60). Not a template parameter: the pytest stacks shorten it,
+    /// so that a test sees a change at once.
+    pub settings_refresh_secs: i64,
+    /// What the environment (or a test's map) gave, by variable: run-time values are applied on
+    /// top of it, and a setting's source is told from it.
+    pub environment: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -106,7 +117,20 @@ impl Settings {
 
     /// Reads every setting through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let reader = Reader { lookup: &lookup };
+        let given = std::cell::RefCell::new(std::collections::BTreeMap::new());
+        let recording = |variable: &str| {
+            let value = lookup(variable);
+            if let Some(value) = &value {
+                given.borrow_mut().insert(variable.to_string(), value.clone());
+            }
+            value
+        };
+        let mut settings = Self::read(&Reader { lookup: &recording })?;
+        settings.environment = std::sync::Arc::new(given.into_inner());
+        Ok(settings)
+    }
+
+    fn read(reader: &Reader<'_>) -> Result<Self, SettingsError> {
         let base_url = reader.text("PORTAL_BASE_URL", Some("http://localhost:9000"))?;
         let parsed = url::Url::parse(&base_url)
             .map_err(|e| SettingsError { variable: "PORTAL_BASE_URL", reason: format!("not a URL ({e})") })?;
@@ -133,6 +157,7 @@ impl Settings {
             base_origin: parsed.origin().ascii_serialization(),
             secure_cookies: parsed.scheme() == "https",
             open_registration: reader.flag("PORTAL_OPEN_REGISTRATION", true)?,
+            invitation_required: reader.flag("PORTAL_INVITATION_REQUIRED", false)?,
             email_code_sign_in: reader.flag("PORTAL_EMAIL_CODE_SIGN_IN", true)?,
             invitations_enabled: reader.flag("PORTAL_INVITATIONS_ENABLED", true)?,
             require_confirmation: reader.flag("PORTAL_REQUIRE_CONFIRMATION", false)?,
@@ -172,6 +197,8 @@ impl Settings {
                 .unwrap_or_default(),
             remember_me_secs: reader.positive::<i64>("PORTAL_REMEMBER_ME_DAYS", 30)? * 86_400,
             totp_kms_key_id: reader.raw("PORTAL_TOTP_KMS_KEY_ID"),
+            settings_refresh_secs: reader.positive::<i64>("PORTAL_SETTINGS_REFRESH_SECS", 60)?,
+            environment: Default::default(),
         })
     }
 }

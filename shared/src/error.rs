@@ -47,6 +47,14 @@ pub enum PortalError {
     /// Signed in, but the site's current terms of use are not accepted yet: only `/terms` is open.
     #[error("terms acceptance required")]
     TermsRequired,
+    /// Registration is off at run time (`open_registration`), or needs an invitation
+    /// (`invitation_required`: its page points to `/redeem`).
+    #[error("registration closed")]
+    RegistrationClosed { invitation_required: bool },
+    /// A change made against a version that another change replaced meanwhile (409, naming the
+    /// field that holds the version).
+    #[error("changed meanwhile")]
+    ChangedMeanwhile { fields: BTreeMap<String, String> },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -132,7 +140,9 @@ impl PortalError {
             PortalError::Forbidden(_)
             | PortalError::EmailNotConfirmed
             | PortalError::SecondFactorSetupRequired
-            | PortalError::TermsRequired => StatusCode::FORBIDDEN,
+            | PortalError::TermsRequired
+            | PortalError::RegistrationClosed { .. } => StatusCode::FORBIDDEN,
+            PortalError::ChangedMeanwhile { .. } => StatusCode::CONFLICT,
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::EmailTaken => StatusCode::CONFLICT,
             PortalError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -149,7 +159,8 @@ impl PortalError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            PortalError::Validation { .. } => "validation_failed",
+            PortalError::Validation { .. } | PortalError::ChangedMeanwhile { .. } => "validation_failed",
+            PortalError::RegistrationClosed { .. } => "registration_closed",
             PortalError::InvalidCredentials => "invalid_credentials",
             PortalError::Unauthenticated => "unauthenticated",
             PortalError::Forbidden(_)
@@ -180,6 +191,11 @@ impl PortalError {
                 "Your role requires two-factor authentication: set it up first at /profile/two-factor."
             }
             PortalError::TermsRequired => "Please accept the terms of use first at /terms.",
+            PortalError::RegistrationClosed { invitation_required: false } => "Registration is closed.",
+            PortalError::RegistrationClosed { invitation_required: true } => {
+                "Registration needs an invitation: redeem the code from your invitation email at /redeem."
+            }
+            PortalError::ChangedMeanwhile { .. } => "This changed meanwhile: reload it and make your change again.",
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
             PortalError::TokenInvalid => {
@@ -203,7 +219,9 @@ impl PortalError {
 
     pub fn fields(&self) -> Option<&BTreeMap<String, String>> {
         match self {
-            PortalError::Validation { fields, .. } if !fields.is_empty() => Some(fields),
+            PortalError::Validation { fields, .. } | PortalError::ChangedMeanwhile { fields } if !fields.is_empty() => {
+                Some(fields)
+            }
             _ => None,
         }
     }

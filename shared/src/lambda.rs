@@ -39,7 +39,15 @@ where
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<Event>| {
         let portal = portal.clone();
-        async move { Ok::<_, Error>(handler(portal, event.payload).await) }
+        async move {
+            // The site settings as they stand (read at most once a minute); should that read fail,
+            // the environment's serve this batch.
+            let current = portal.current().await.unwrap_or_else(|err| {
+                tracing::warn!(error = format!("{err:?}"), "site settings not read; the environment's serve");
+                portal.clone()
+            });
+            Ok::<_, Error>(handler(current, event.payload).await)
+        }
     }))
     .await
 }

@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod lambda;
 pub mod metrics;
 pub mod ports;
+pub mod site_settings;
 pub mod telemetry;
 pub mod usecases;
 pub mod web;

@@ -186,6 +186,16 @@ pub trait ContactStore: Send + Sync {
         now: Timestamp,
         tries: u32,
     ) -> anyhow::Result<bool>;
+    /// The site settings changed at run time, as stored (version 0 and no values when never).
+    async fn run_time_settings(&self) -> anyhow::Result<crate::site_settings::RunTimeSettings>;
+    /// Stores `next` (its version one above `read`'s) with `queued` (its audit entry and event), all
+    /// or nothing; `false` when another change was stored since the version `read` was read.
+    async fn save_run_time_settings(
+        &self,
+        next: &crate::site_settings::RunTimeSettings,
+        read: u64,
+        queued: &[Queued],
+    ) -> anyhow::Result<bool>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Gives back one allowance taken in this window (an attempt that turned out right).

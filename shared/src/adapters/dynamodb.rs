@@ -146,6 +146,16 @@ fn sign_in_code_pk(contact_id: &ContactId) -> String {
     format!("SIGNINCODE#{contact_id}")
 }
 
+/// The site settings changed at run time: one item (`SETTINGS`).
+const SETTINGS_PK: &str = "SETTINGS";
+
+#[derive(Serialize, Deserialize)]
+struct SettingsItem {
+    pk: String,
+    #[serde(flatten)]
+    settings: crate::site_settings::RunTimeSettings,
+}
+
 /// Security notices held back by an account's notice allowance (`NOTICES#<contact id>`).
 fn held_notices_pk(contact_id: &ContactId) -> String {
     format!("NOTICES#{contact_id}")
@@ -1128,6 +1138,37 @@ impl ContactStore for DynamoContacts {
             .expression_attribute_values(":limit", number(i64::from(limit)))
             .expression_attribute_values(":ttl", number((window + 1) * window_secs + 3600));
         update_once(update, "counting a rate limit").await
+    }
+
+    async fn run_time_settings(&self) -> anyhow::Result<crate::site_settings::RunTimeSettings> {
+        match self.get_item(SETTINGS_PK.to_string()).await? {
+            Some(item) => {
+                Ok(serde_dynamo::from_item::<_, SettingsItem>(item).context("reading the site settings")?.settings)
+            }
+            None => Ok(Default::default()),
+        }
+    }
+
+    async fn save_run_time_settings(
+        &self,
+        next: &crate::site_settings::RunTimeSettings,
+        read: u64,
+        queued: &[Queued],
+    ) -> anyhow::Result<bool> {
+        let item: Item = serde_dynamo::to_item(SettingsItem { pk: SETTINGS_PK.into(), settings: next.clone() })?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match read {
+            0 => put.condition_expression("attribute_not_exists(pk)"),
+            read => put.condition_expression("version = :read").expression_attribute_values(":read", number(read)),
+        };
+        let mut items = Transaction::default();
+        items.push(TransactWriteItem::builder().put(put.build()?).build(), Guards::Record);
+        items.extend(self.queued_items(queued)?);
+        match items.run(&self.client).await {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Refused(Guards::Record)) => Ok(false),
+            Err(err) => Err(err.into_fault("changing the site settings")),
+        }
     }
 
     async fn set_sign_in_code(

@@ -106,6 +106,8 @@ pub enum AuditEvent {
     AccountDeleted,
     /// What a deleted account left (sessions, factors, passkeys, invitations) was erased.
     AccountErased,
+    /// An administrator changed site settings at run time.
+    SettingsChanged,
 }
 
 impl AuditEvent {
@@ -162,6 +164,7 @@ impl AuditEvent {
             AuditEvent::DataExported => "data_exported",
             AuditEvent::AccountDeleted => "account_deleted",
             AuditEvent::AccountErased => "account_erased",
+            AuditEvent::SettingsChanged => "settings_changed",
         }
     }
 }

@@ -72,6 +72,12 @@ pub enum Fact {
     ContactDeleted {
         contact_id: ContactId,
     },
+    /// Site settings changed at run time: which (by name), by whom, and the settings' new version.
+    SettingsChanged {
+        names: Vec<String>,
+        actor_id: ContactId,
+        version: u64,
+    },
 }
 
 impl Fact {
@@ -94,6 +100,7 @@ impl Fact {
             Fact::EmailChanged { .. } => "EmailChanged",
             Fact::AccountChanged { .. } => "AccountChanged",
             Fact::ContactDeleted { .. } => "ContactDeleted",
+            Fact::SettingsChanged { .. } => "SettingsChanged",
         }
     }
 }

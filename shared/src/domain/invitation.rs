@@ -177,6 +177,15 @@ pub enum InvitationStatus {
 }
 
 impl Invitation {
+    /// The invited person's name as staff see it ("Deleted contact" once their account was
+    /// deleted and their name erased).
+    pub fn invitee_name(&self) -> String {
+        let name = format!("{} {}", self.first_name, self.last_name).trim().to_string();
+        if name.is_empty() { "Deleted contact".to_string() } else { name }
+    }
+}
+
+impl Invitation {
     pub fn status(&self, now: Timestamp) -> InvitationStatus {
         if self.revoked {
             InvitationStatus::Revoked

@@ -197,6 +197,11 @@ pub struct OutboxMessage {
     /// A fan-out's recipients (see [`MessageKind::InvitationFanout`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<super::group::Recipient>,
+    /// The digest of the recipient's address (lower-cased, SHA-256 hex), kept once the message
+    /// settles and its address goes: which messages went to an address can still be found (`make
+    /// smoke` follows its throwaway address's) without the address being stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// A fan-out's progress marker: how many of its recipients' emails are queued.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fanned_out: u32,
@@ -293,6 +298,7 @@ impl OutboxMessage {
             event: None,
             import_id: None,
             recipients: Vec::new(),
+            recipient: (!to.is_empty()).then(|| super::secret::digest(&to.to_lowercase())),
             fanned_out: 0,
             fanout_id: None,
             held: None,

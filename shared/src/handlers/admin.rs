@@ -45,6 +45,7 @@ impl HttpFunction for CreateInvitation {
             .route("/admin/invitations/{id}/revoke", post(revoke))
             .merge(super::imports::routes())
             .merge(super::staff::routes())
+            .merge(super::site_settings::routes())
     }
 }
 
@@ -404,7 +405,7 @@ async fn show_invitation(
                 csrf_token: &page.csrf_token,
                 invitation: invitation_row(&invitation, now),
                 contact_id: &invitation.contact_id,
-                recipient: format!("{} {} <{}>", invitation.first_name, invitation.last_name, invitation.email),
+                recipient: format!("{} <{}>", invitation.invitee_name(), invitation.email),
                 account_id: invitation.account_id.as_deref().unwrap_or(""),
                 redirect_path: invitation.redirect_path.as_deref().unwrap_or(""),
                 redemptions: redemptions

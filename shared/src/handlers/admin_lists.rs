@@ -52,7 +52,7 @@ pub(super) async fn list_invitations(
             .map(|i| InvitationListRow {
                 invitation: invitation_row(i, now),
                 contact_id: i.contact_id.to_string(),
-                invitee_name: format!("{} {}", i.first_name, i.last_name),
+                invitee_name: i.invitee_name(),
                 invitee_email: i.email.clone(),
                 inviter_email: people.get(&i.created_by).map_or_else(|| "unknown".into(), |c| c.email.to_string()),
             })

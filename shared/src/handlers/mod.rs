@@ -14,6 +14,7 @@ pub mod second_factor;
 mod security;
 pub mod send_email;
 pub mod sign_in;
+mod site_settings;
 mod staff;
 mod terms;
 pub mod two_factor;

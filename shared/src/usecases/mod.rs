@@ -19,6 +19,7 @@ pub mod redeem;
 pub mod register;
 pub mod security;
 pub mod session;
+pub mod site_settings;
 pub mod staff;
 pub mod terms;
 pub mod throttle;

@@ -57,6 +57,7 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), with_current_settings))
         .layer(axum::middleware::map_response_with_state(state.clone(), only_the_door_sets_the_session))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(negotiate))
@@ -68,6 +69,25 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, html_only_policy))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// Gives the request the portal with the site settings as they stand ([`crate::Portal::current`]:
+/// read at most once a minute per instance); every extractor takes it from there.
+async fn with_current_settings(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.current().await {
+        Ok(portal) => {
+            req.extensions_mut().insert(super::extract::Current(portal));
+            next.run(req).await
+        }
+        Err(err) => {
+            err.log();
+            err.into_response()
+        }
+    }
 }
 
 /// A REST API (v1) event's path as lambda_http gives it starts with the stage (`/Prod/signin`),

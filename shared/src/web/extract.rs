@@ -94,11 +94,20 @@ impl Page {
     }
 }
 
+/// The portal with the site settings as they stand for this request ([`crate::Portal::current`],
+/// put in the request by `web::app`'s layer), or the function's own where no layer ran.
+#[derive(Clone)]
+pub struct Current(pub AppState);
+
+fn current(extensions: &axum::http::Extensions, state: &AppState) -> AppState {
+    extensions.get::<Current>().map_or_else(|| state.clone(), |c| c.0.clone())
+}
+
 impl FromRequestParts<AppState> for Page {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Page::new(state.clone(), &parts.headers, &parts.uri))
+        Ok(Page::new(current(&parts.extensions, state), &parts.headers, &parts.uri))
     }
 }
 
@@ -184,10 +193,11 @@ impl<T: Form> FromRequest<AppState> for Submission<T> {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Rejection> {
-        let settings = &state.settings;
+        let portal = current(req.extensions(), state);
+        let settings = &portal.settings;
         let media_type = media_type(&req);
         let (mut parts, body) = req.into_parts();
-        let page = Page::new(state.clone(), &parts.headers, &parts.uri);
+        let page = Page::new(portal.clone(), &parts.headers, &parts.uri);
         let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 PortalError::PayloadTooLarge
@@ -214,7 +224,7 @@ impl<T: Form> FromRequest<AppState> for Submission<T> {
             Ok(input) => Ok(Submission { input, sent, page }),
             Err(error) => {
                 let form = match error.is_client_fault() && Client::current() == Client::Browser {
-                    true => reshow::<T>(&error, &page, &mut sent, &T::context(&mut parts, state).await),
+                    true => reshow::<T>(&error, &page, &mut sent, &T::context(&mut parts, &portal).await),
                     false => None,
                 };
                 Err(Rejection::with_form(error, form))
@@ -258,7 +268,7 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = PortalError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
-        signed_in(parts, state).await?.map(Viewer).ok_or(PortalError::Unauthenticated)
+        signed_in(parts, &current(&parts.extensions, state)).await?.map(Viewer).ok_or(PortalError::Unauthenticated)
     }
 }
 
@@ -266,7 +276,7 @@ impl OptionalFromRequestParts<AppState> for Viewer {
     type Rejection = PortalError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, PortalError> {
-        Ok(signed_in(parts, state).await?.map(Viewer))
+        Ok(signed_in(parts, &current(&parts.extensions, state)).await?.map(Viewer))
     }
 }
 
@@ -295,7 +305,8 @@ impl FromRequestParts<AppState> for ArrivedWith {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let settings = &state.settings;
+        let portal = current(&parts.extensions, state);
+        let settings = &portal.settings;
         let read = |name| cookie(&parts.headers, name).filter(|t| !t.is_empty()).map(str::to_string);
         let user_agent = parts
             .headers
@@ -343,21 +354,30 @@ impl FromRequestParts<AppState> for StaffMember {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
         let Viewer(viewer) = <Viewer as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
-        match crate::usecases::staff::Staff::of(&viewer.contact, &state.settings.account_admin_role) {
+        match crate::usecases::staff::Staff::of(
+            &viewer.contact,
+            &current(&parts.extensions, state).settings.account_admin_role,
+        ) {
             Some(staff) => Ok(StaffMember(viewer, staff)),
             None => Err(PortalError::Forbidden("not staff")),
         }
     }
 }
 
-/// Open registration is on; otherwise its routes do not exist (404), as in Power Pages.
+/// Open registration is on and needs no invitation (both run-time settings); otherwise
+/// registration answers `registration_closed` (403), pointing to `/redeem` when an invitation is
+/// what it needs.
 pub struct RegistrationOpen;
 
 impl FromRequestParts<AppState> for RegistrationOpen {
     type Rejection = PortalError;
 
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
-        if state.settings.open_registration { Ok(RegistrationOpen) } else { Err(PortalError::NotFound) }
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let settings = &current(&parts.extensions, state).settings;
+        match (settings.open_registration, settings.invitation_required) {
+            (true, false) => Ok(RegistrationOpen),
+            (_, invitation_required) => Err(PortalError::RegistrationClosed { invitation_required }),
+        }
     }
 }
 
@@ -367,8 +387,9 @@ pub struct InvitationsEnabled;
 impl FromRequestParts<AppState> for InvitationsEnabled {
     type Rejection = PortalError;
 
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
-        if state.settings.invitations_enabled { Ok(InvitationsEnabled) } else { Err(PortalError::NotFound) }
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
+        let settings = &current(&parts.extensions, state).settings;
+        if settings.invitations_enabled { Ok(InvitationsEnabled) } else { Err(PortalError::NotFound) }
     }
 }
 

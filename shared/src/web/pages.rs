@@ -427,6 +427,23 @@ pub struct SecurityPage<'a> {
     pub passkeys: usize,
 }
 
+/// A group of the settings page (Power Pages' site-setting groups).
+pub struct SettingsGroup {
+    pub name: &'static str,
+    pub settings: Vec<crate::site_settings::SettingRow>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_settings.html")]
+pub struct SettingsPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub version: u64,
+    pub groups: Vec<SettingsGroup>,
+    pub saved: bool,
+    pub errors: FormErrors,
+}
+
 #[derive(Template)]
 #[template(path = "terms.html")]
 pub struct TermsPage<'a> {

@@ -173,6 +173,27 @@ impl Fields {
         }
     }
 
+    /// The names of the fields sent (the CSRF token aside).
+    pub fn names(&self) -> Vec<String> {
+        self.values.keys().filter(|name| *name != "csrf_token").cloned().collect()
+    }
+
+    /// A setting's value as sent, written as its environment variable would hold it: text as it
+    /// is, true/false, a whole number, a list joined by commas. `Some(None)` for a blank value (back
+    /// to the environment's or the default); `None` when it was not sent.
+    pub fn setting(&mut self, name: &str) -> Option<Option<String>> {
+        let value = match self.values.get(name)? {
+            Value::Text(text) => text.trim().to_string(),
+            Value::Bool(flag) => flag.to_string(),
+            Value::Integer(n) => n.to_string(),
+            Value::List(items) => items.join(","),
+            Value::Other(kind) => {
+                return self.reject(name, format!("must be text, true/false or a number, not {kind}"));
+            }
+        };
+        Some((!value.is_empty()).then_some(value))
+    }
+
     /// An optional whole number within `range`: a JSON integer, or digits in a form.
     pub fn optional_integer(&mut self, name: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
         let value = match self.values.get(name)? {

@@ -97,6 +97,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         passkeys: passkeys.clone(),
         two_factor: two_factor.clone(),
         sealer: Arc::new(FixedKeySealer::default()),
+        live: Arc::default(),
     });
     TestPortal {
         portal,

@@ -72,6 +72,8 @@ struct ContactsState {
     /// The attempts at logins that no account has, by digest.
     unknown_logins: HashMap<String, LockoutState>,
     held_notices: HashMap<ContactId, HeldNotices>,
+    /// The site settings changed at run time.
+    run_time_settings: portal::site_settings::RunTimeSettings,
     /// Emailed sign-in codes by contact: digest, expiry, wrong codes tried.
     sign_in_codes: HashMap<ContactId, (String, Timestamp, u32)>,
     /// The audit trail, in the order it was written.
@@ -359,6 +361,27 @@ impl ContactStore for MemoryContacts {
             return Ok(false);
         }
         *hits += 1;
+        Ok(true)
+    }
+
+    // Not recorded among the calls: a function reads it once a minute, not per request.
+    async fn run_time_settings(&self) -> anyhow::Result<portal::site_settings::RunTimeSettings> {
+        Ok(self.state.lock().unwrap().run_time_settings.clone())
+    }
+
+    async fn save_run_time_settings(
+        &self,
+        next: &portal::site_settings::RunTimeSettings,
+        read: u64,
+        queued: &[Queued],
+    ) -> anyhow::Result<bool> {
+        self.record("save_run_time_settings");
+        let mut state = self.state.lock().unwrap();
+        if state.run_time_settings.version != read {
+            return Ok(false);
+        }
+        state.run_time_settings = next.clone();
+        self.queue(&mut state, queued);
         Ok(true)
     }
 

@@ -39,3 +39,34 @@ async fn a_password_change_ends_every_other_session_at_once_even_one_started_fro
     }
     assert!(session::current(&portal, renewed.session_token()).await.unwrap().is_some(), "this one goes on");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_concurrent_setting_changes_against_one_version_one_wins_and_the_other_is_told() {
+    use portal::error::PortalError;
+    use portal::usecases::site_settings::{self, Change};
+    use std::collections::BTreeMap;
+    let tables = fresh_tables();
+    let portal = tables.portal(&[]);
+    let admin = portal_testkit::administrator();
+    let source = from("198.51.100.7");
+    let change = |name: &str, value: &str| Change {
+        values: BTreeMap::from([(name.to_string(), Some(value.to_string()))]),
+        version: Some(0),
+    };
+    let (first, second) = tokio::join!(
+        site_settings::change(&portal, &admin, change("lockout_threshold", "9"), &source),
+        site_settings::change(&portal, &admin, change("open_registration", "false"), &source),
+    );
+    let outcomes = [first, second];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "one wins");
+    let refused = outcomes.into_iter().find_map(Result::err).unwrap();
+    assert!(
+        matches!(&refused, PortalError::ChangedMeanwhile { fields } if fields.contains_key("version")),
+        "{refused:?}"
+    );
+    let (rows, version) = site_settings::list(&portal).await.unwrap();
+    assert_eq!(version, 1);
+    let run_time: Vec<&str> =
+        rows.iter().filter(|r| r.source == portal::site_settings::Source::RunTime).map(|r| r.name).collect();
+    assert_eq!(run_time.len(), 1, "only the winner's change is stored: {run_time:?}");
+}

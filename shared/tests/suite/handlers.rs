@@ -309,10 +309,12 @@ async fn a_64_character_password_is_accepted() {
 }
 
 #[tokio::test]
-async fn closed_registration_is_a_404() {
+async fn closed_registration_answers_registration_closed() {
     let t = test_portal(&[("PORTAL_OPEN_REGISTRATION", "false")]);
-    assert_eq!(t.send(&Register, Req::get("/register").html()).await.status(), 404);
-    assert_eq!(t.send(&Register, Req::post("/register").json(registration("a@example.com"))).await.status(), 404);
+    assert_eq!(t.send(&Register, Req::get("/register").html()).await.status(), 403);
+    let refused = t.send(&Register, Req::post("/register").json(registration("a@example.com"))).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(body_json(&refused)["error"], "registration_closed");
     let home = t.send(&Profile, Req::get("/").html()).await;
     assert!(!body_text(&home).contains("href=\"/register\""));
 }

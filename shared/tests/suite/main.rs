@@ -27,6 +27,7 @@ mod portal_events;
 mod portal_events_moto;
 mod security_centre;
 mod self_service;
+mod site_settings;
 mod staff;
 mod terms;
 mod two_factor;
