@@ -19,7 +19,8 @@ from test_browser import (  # noqa: F401
 
 DESKTOP, PHONE = (1280, 900), (390, 844)
 PUBLIC_PAGES = ["/", "/signin", "/register", "/forgot-password", "/redeem"]
-PERSON_PAGES = ["/profile", "/profile/two-factor", "/profile/passkeys", "/profile/security", "/profile/export"]
+PERSON_PAGES = ["/profile", "/profile/two-factor", "/profile/passkeys", "/profile/security", "/profile/export",
+                "/profile/delete", "/signin/email-code"]
 
 
 def viewport(driver, size: tuple[int, int]) -> None:
@@ -114,7 +115,7 @@ def test_every_page_fits_a_desktop_and_a_phone_and_passes_axe(browser, staff_dat
     greeting(browser)
     problems += check_pages(browser, base_url, [
         "/admin/contacts", f"/admin/contacts?contact_id={contact_id}", "/admin/invitations",
-        f"/admin/invitations/{invitation_id}", "/admin/imports", f"/admin/contacts/{contact_id}", "/admin/audit"])
+        f"/admin/invitations/{invitation_id}", "/admin/imports", f"/admin/contacts/{contact_id}", "/admin/audit", "/admin/settings"])
     assert not problems, "\n".join(problems)
 
     # Filters and the search box in one row: their controls end on one line at 1280 px.

@@ -747,13 +747,13 @@ def test_form_signout_without_csrf_is_403_and_keeps_session(portal):
 HTTPS_BASE = "https://portal.example.test"  # as in conftest.closed_https_stack
 
 
-def test_closed_registration_is_404(closed_https_stack):
+def test_closed_registration_answers_registration_closed(closed_https_stack):
     portal = Portal(closed_https_stack.portal_url)
     page = portal.get_page("/register")
-    assert page.status_code == 404, describe(page)
+    assert page.status_code == 403 and "Registration is closed." in page.text, describe(page)
     resp = portal.post_json("/register", registration())
-    assert resp.status_code == 404, describe(resp)
-    assert error_body(resp)["error"] == "not_found"
+    assert resp.status_code == 403, describe(resp)
+    assert error_body(resp)["error"] == "registration_closed"
     assert find_cookie(resp, SESSION_COOKIE) is None
 
 
