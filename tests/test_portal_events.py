@@ -89,12 +89,12 @@ def test_each_fact_is_published_once_with_its_ids_and_no_secret(stack):
         assert resp.status_code == 200, describe(resp)
 
     wanted = [
-        ("ContactRegistered", {"contact_id": contact_id}),
+        ("ContactRegistered", {"contact_id": contact_id, "method": "password"}),
         ("InvitationCreated", {"invitation_id": invitation_id, "contact_id": invitee_id}),
         ("InvitationSent", {"invitation_id": invitation_id, "contact_id": invitee_id}),
         ("InvitationRedeemed", {"invitation_id": invitation_id, "contact_id": invitee_id,
                                 "created": True}),
-        ("ContactRegistered", {"contact_id": invitee_id}),
+        ("ContactRegistered", {"contact_id": invitee_id, "method": "password"}),
         ("PasswordChanged", {"contact_id": contact_id}),
         ("InvitationCreated", {"invitation_id": revoked_id}),
         ("InvitationRevoked", {"invitation_id": revoked_id}),

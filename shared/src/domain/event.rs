@@ -18,9 +18,12 @@ use super::time::{Timestamp, rfc3339};
 #[serde(tag = "type")]
 pub enum Fact {
     /// A contact became a portal user: registration, or an invitation redeemed with new
-    /// credentials.
+    /// credentials. `method`: how they will sign in (`password`; `external:<provider>` and
+    /// `email_code` arrive with accounts made through a provider or a code).
     ContactRegistered {
         contact_id: ContactId,
+        #[serde(default = "password_method")]
+        method: String,
     },
     /// A row of a bulk import created or matched this contact.
     ContactImported {
@@ -79,6 +82,13 @@ pub enum Fact {
         version: u64,
     },
 }
+
+fn password_method() -> String {
+    PASSWORD_METHOD.to_string()
+}
+
+/// `ContactRegistered`'s `method` for an account made with a password.
+pub const PASSWORD_METHOD: &str = "password";
 
 impl Fact {
     /// The event reporting this fact, happening at `now`, with a new id.
@@ -160,7 +170,7 @@ mod tests {
     #[test]
     fn every_fact_is_named_as_the_contract_names_it() {
         let facts = [
-            Fact::ContactRegistered { contact_id: "c".into() },
+            Fact::ContactRegistered { contact_id: "c".into(), method: "password".into() },
             Fact::ContactImported { contact_id: "c".into(), import_id: "i".into() },
             Fact::InvitationCreated { invitation_id: "i".into(), contact_id: "c".into() },
             Fact::InvitationSent { invitation_id: "i".into(), contact_id: None },

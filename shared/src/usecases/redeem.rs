@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, NewContact, TermsAccepted};
 use crate::domain::email::Email;
-use crate::domain::event::Fact;
+use crate::domain::event::{Fact, PASSWORD_METHOD};
 use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
@@ -126,7 +126,7 @@ pub async fn redeem(
     ];
     if created {
         // New credentials make the contact a portal user: a registration by invitation.
-        events.push(Fact::ContactRegistered { contact_id }.at(now));
+        events.push(Fact::ContactRegistered { contact_id, method: PASSWORD_METHOD.into() }.at(now));
     }
     let mut queued: Vec<OutboxMessage> = events.iter().map(OutboxMessage::for_event).collect();
     // A new contact whose address the code did not reach, while the site requires confirmation:

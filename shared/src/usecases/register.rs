@@ -3,7 +3,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login, NewContact, TermsAccepted};
 use crate::domain::email::Email;
-use crate::domain::event::Fact;
+use crate::domain::event::{Fact, PASSWORD_METHOD};
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
@@ -79,7 +79,8 @@ pub async fn register(
     let confirmation =
         token_email(portal, &contact, &contact.email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail);
     let mut emails: Vec<Queued> = if allowed { vec![confirmation.into()] } else { Vec::new() };
-    emails.push(Fact::ContactRegistered { contact_id: contact.contact_id.clone() }.at(contact.created_at).into());
+    let registered = Fact::ContactRegistered { contact_id: contact.contact_id.clone(), method: PASSWORD_METHOD.into() };
+    emails.push(registered.at(contact.created_at).into());
     match portal.contacts().create_with_emails(&contact, &emails).await {
         Ok(()) => {}
         // Taken since it was read.

@@ -107,7 +107,10 @@ async fn a_registration_queues_contact_registered_in_its_write_and_a_refused_one
     let ada = contact_id_of(&t, "ada@example.com");
     let registered = queued(&t, "ContactRegistered");
     assert_eq!(registered.len(), 1);
-    assert_eq!(registered[0].fact, Fact::ContactRegistered { contact_id: ada.as_str().into() });
+    assert_eq!(
+        registered[0].fact,
+        Fact::ContactRegistered { contact_id: ada.as_str().into(), method: "password".into() }
+    );
     assert_eq!(registered[0].occurred_at, t.clock.now());
 
     // The address is taken: the contact's write is refused, and with it the event.
@@ -123,7 +126,10 @@ async fn a_registration_awaiting_confirmation_is_registered_too_but_a_taken_addr
     let t = test_portal(&[("PORTAL_REQUIRE_CONFIRMATION", "true")]);
     assert_eq!(t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await.status(), 202);
     let ada = contact_id_of(&t, "ada@example.com");
-    assert_eq!(queued(&t, "ContactRegistered")[0].fact, Fact::ContactRegistered { contact_id: ada.into() });
+    assert_eq!(
+        queued(&t, "ContactRegistered")[0].fact,
+        Fact::ContactRegistered { contact_id: ada.into(), method: "password".into() }
+    );
     // Same answer for the taken address, but nothing was registered: no event.
     assert_eq!(t.send(&Register, Req::post("/register").json(registration("ada@example.com"))).await.status(), 202);
     assert_eq!(queued(&t, "ContactRegistered").len(), 1);
@@ -171,7 +177,8 @@ async fn an_invitations_life_queues_created_sent_redeemed_and_revoked_with_their
     assert!(
         queued(&t, "ContactRegistered")
             .iter()
-            .any(|e| e.fact == Fact::ContactRegistered { contact_id: grace_id.as_str().into() }),
+            .any(|e| e.fact
+                == Fact::ContactRegistered { contact_id: grace_id.as_str().into(), method: "password".into() }),
         "new credentials make a registration by invitation"
     );
 

@@ -178,7 +178,7 @@ async fn each_write_queues_its_events_in_its_transaction_and_a_refused_one_none(
     // A registration: the contact and its event in one write; the taken address, neither.
     let mut ada = grace.clone();
     ada.contact_id = uuid::Uuid::new_v4().to_string().into();
-    let registered = Fact::ContactRegistered { contact_id: ada.contact_id.clone() }.at(NOW);
+    let registered = Fact::ContactRegistered { contact_id: ada.contact_id.clone(), method: "password".into() }.at(NOW);
     assert!(s.contacts.create_with_emails(&ada, &[registered.into()]).await.is_err(), "grace's address is taken");
     assert!(stored_events(&s).await.iter().all(|e| e.detail_type() != "ContactRegistered"));
 }
