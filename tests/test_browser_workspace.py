@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 import accessibility
@@ -214,15 +215,15 @@ def test_staff_disable_and_enable_an_account_from_its_page(browser, stack, base_
     browser.find_element(By.CSS_SELECTOR, "#action-disable summary").click()
     form = browser.find_element(By.ID, "disable-form")
     submit_button(form).click()
-    WebDriverWait(browser, WAIT).until(
-        lambda d: "disabled" in d.find_element(By.ID, "account-login").text)
+    # The answer replaces the page: an element found on the old one may be gone when it is read.
+    reloading = WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+    reloading.until(lambda d: "disabled" in d.find_element(By.ID, "account-login").text)
     kinds = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#activity .audit-kind")]
     assert kinds[0] == "account disabled", kinds
     assert Portal(base_url).signin(email, password).status_code == 401
 
     browser.find_element(By.CSS_SELECTOR, "#action-enable summary").click()
     submit_button(browser.find_element(By.ID, "enable-form")).click()
-    WebDriverWait(browser, WAIT).until(
-        lambda d: "enabled" in d.find_element(By.ID, "account-login").text)
+    reloading.until(lambda d: "enabled" in d.find_element(By.ID, "account-login").text)
     assert Portal(base_url).signin(email, password).status_code == 200
     assert accessibility.audit(browser) == []
