@@ -319,23 +319,17 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
             markers.push(invite(world, portal, names).await);
             Action::Stream
         }
-        Path::StaffDisable => {
+        // A staff action on a registered account. Deleting it writes the tombstone, the guards
+        // released, the audit entry, the event, the notice and the erasure job in one transaction;
+        // the job (delivered below, once the fault is gone) then erases the rest, its sessions
+        // among them.
+        Path::StaffDisable | Path::DeleteAccount => {
             let (contact_id, _) = registered(portal, &email).await;
             markers.push(contact_id.clone());
+            let action = if world.path == Path::StaffDisable { "disable" } else { "delete" };
             Action::Http(
                 Box::new(CreateInvitation),
-                admin_post(world, &format!("/admin/contacts/{contact_id}/disable"), json!({})),
-            )
-        }
-        // The tombstone, the guards released, the audit entry, the event, the notice and the
-        // erasure job in one transaction; the job (delivered below, once the fault is gone)
-        // then erases the rest, its sessions among them.
-        Path::DeleteAccount => {
-            let (contact_id, _) = registered(portal, &email).await;
-            markers.push(contact_id.clone());
-            Action::Http(
-                Box::new(CreateInvitation),
-                admin_post(world, &format!("/admin/contacts/{contact_id}/delete"), json!({})),
+                admin_post(world, &format!("/admin/contacts/{contact_id}/{action}"), json!({})),
             )
         }
     };

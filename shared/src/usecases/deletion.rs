@@ -44,7 +44,7 @@ pub async fn delete_own(
     super::reauth::reauthenticate(portal, source, &signed_in.contact, given).await?;
     let id = Some(&signed_in.contact.contact_id);
     let entry = super::audit_entry(portal, AuditEvent::AccountDeleted, id, id, source);
-    delete(portal, &signed_in.contact, DeletedBy::Themselves, vec![entry.into()]).await
+    delete(portal, &signed_in.contact, DeletedBy::Themselves, vec![entry.into()], source).await
 }
 
 /// Deletes `contact` (as read) with `queued` (the caller's audit entry, and staff's event) and the
@@ -55,13 +55,14 @@ pub async fn delete(
     contact: &Contact,
     by: DeletedBy,
     mut queued: Vec<Queued>,
+    source: &SourceAddress,
 ) -> Result<Contact, PortalError> {
     let now = portal.clock().now();
     queued.extend(consequences(contact, &by, now));
     let edit = AccountEdit::Delete { epoch: new_epoch() };
     match portal.contacts().edit_account(contact, &edit, now, &queued).await {
         Ok(tombstone) => {
-            super::audit(AuditEvent::AccountDeleted, Some(&contact.contact_id), &SourceAddress::new(None));
+            super::audit(AuditEvent::AccountDeleted, Some(&contact.contact_id), source);
             Ok(tombstone)
         }
         Err(EditAccountError::Missing) => Err(PortalError::NotFound),

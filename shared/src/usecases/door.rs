@@ -297,12 +297,7 @@ pub async fn admit(
     let settings = portal.settings();
     // 1. The account's state.
     if !contact.may_sign_in() {
-        audit(AuditEvent::SignInFailed, Some(&contact.contact_id), source);
-        let entry = audit_entry(portal, AuditEvent::SignInFailed, None, Some(&contact.contact_id), source)
-            .with("method", way.as_str())
-            .with("result", "disabled");
-        record(portal, entry).await?;
-        return Err(PortalError::InvalidCredentials);
+        return Err(refuse_disabled(portal, source, &contact, way).await);
     }
     // A continued session was admitted before: the site's confirmation rule was applied then.
     if way != Way::Continued && settings.require_confirmation && !contact.email_confirmed {

@@ -281,7 +281,7 @@ pub async fn act(
     let edit = match &action {
         StaffAction::Delete => {
             let by = super::deletion::DeletedBy::Staff(staff.actor_id.clone());
-            return super::deletion::delete(portal, &contact, by, queued).await;
+            return super::deletion::delete(portal, &contact, by, queued, source).await;
         }
         StaffAction::Disable => AccountEdit::Disable { epoch: new_epoch() },
         StaffAction::Enable => AccountEdit::Enable,

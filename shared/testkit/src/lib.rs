@@ -306,6 +306,19 @@ pub fn registration(email: &str) -> Value {
 }
 
 impl TestPortal {
+    /// Registers `admin@example.com` (accepting the terms, where the site has them) and makes it an
+    /// administrator; returns its session token.
+    pub async fn administrator_session(&self) -> String {
+        let mut body = registration("admin@example.com");
+        body["accept_terms"] = json!(true);
+        let registered = self.send(&portal::handlers::register::Register, Req::post("/register").json(body)).await;
+        assert_eq!(registered.status(), 201, "{}", body_text(&registered));
+        let mut admin = self.contacts.all().into_iter().find(|c| c.email.as_str() == "admin@example.com").unwrap();
+        admin.roles = vec![portal::domain::ADMINISTRATORS_ROLE.into()];
+        self.contacts.put(admin);
+        cookie_value(&registered, "portal_session").unwrap()
+    }
+
     /// Prepares and renders every pending email as `send-email` would (requests that name only an
     /// address are resolved then), marking each sent; returns the emails, oldest first.
     pub async fn mailbox(&self) -> Vec<portal::ports::OutgoingEmail> {

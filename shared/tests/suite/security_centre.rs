@@ -164,12 +164,7 @@ async fn ada_with_every_kind_of_item(t: &TestPortal) -> Ada {
     use portal::domain::passkey::StoredPasskey;
     use portal::handlers::admin::CreateInvitation;
     use portal::ports::{Clock, PasskeyStore};
-    let mut body = registration("admin@example.com");
-    body["accept_terms"] = json!(true);
-    let admin = cookie_value(&t.send(&Register, Req::post("/register").json(body)).await, "portal_session").unwrap();
-    let mut staff = t.contacts.all().into_iter().find(|c| c.email.as_str() == "admin@example.com").unwrap();
-    staff.roles = vec!["Administrators".into()];
-    t.contacts.put(staff);
+    let admin = t.administrator_session().await;
     let mut body = registration(ADA);
     body["accept_terms"] = json!(true);
     body["phone"] = json!("+44 20 7946 0000");

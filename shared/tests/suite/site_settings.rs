@@ -7,15 +7,8 @@ use portal::handlers::register::Register;
 use portal_testkit::*;
 use serde_json::{Value, json};
 
-const ADMIN: &str = "admin@example.com";
-
 async fn admin(t: &TestPortal) -> String {
-    let registered = t.send(&Register, Req::post("/register").json(registration(ADMIN))).await;
-    let token = cookie_value(&registered, "portal_session").unwrap();
-    let mut contact = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADMIN).unwrap();
-    contact.roles = vec!["Administrators".into()];
-    t.contacts.put(contact);
-    token
+    t.administrator_session().await
 }
 
 async fn post(t: &TestPortal, token: &str, body: Value) -> HttpResponse {
@@ -59,6 +52,8 @@ async fn an_administrator_changes_settings_and_every_function_sees_them_within_a
     assert!(facts.contains(&"SettingsChanged".to_string()), "{facts:?}");
 
     // Each instance reads the settings at most once a minute: until then the old ones hold.
+    let held = t.send(&Register, Req::post("/register").json(registration("cal@example.com"))).await;
+    assert_eq!(held.status(), 201, "read less than a minute ago: still open");
     let register = || Req::post("/register").json(registration("bea@example.com"));
     t.clock.advance(61);
     let closed = t.send(&Register, register()).await;

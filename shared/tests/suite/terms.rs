@@ -73,12 +73,7 @@ async fn accepting_in_the_redemption_form_stores_it_with_the_redemption() {
     use portal::handlers::admin::CreateInvitation;
     use portal::handlers::redeem::RedeemInvitation;
     let t = test_portal(&TERMS);
-    let mut body = registration("admin@example.com");
-    body["accept_terms"] = json!(true);
-    let admin = cookie_value(&t.send(&Register, Req::post("/register").json(body)).await, "portal_session").unwrap();
-    let mut staff = t.contacts.all().into_iter().find(|c| c.email.as_str() == "admin@example.com").unwrap();
-    staff.roles = vec!["Administrators".into()];
-    t.contacts.put(staff);
+    let admin = t.administrator_session().await;
     let code_for = |email: &str| {
         let message = t.outbox.all().into_iter().find(|m| m.kind == MessageKind::Invitation && m.to == email).unwrap();
         message.secret.unwrap().expose().to_string()
