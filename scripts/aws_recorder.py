@@ -11,8 +11,9 @@ The function is the SDK's app id (`app/<name>` in the User-Agent), which product
 AWS_LAMBDA_FUNCTION_NAME (shared/src/app.rs) and cargo lambda watch sets per function.
 scripts/iam_coverage.py then holds every recorded action against the function's role in
 infra/template.yaml. What the request needs is read from the request alone: X-Amz-Target (JSON
-protocols: DynamoDB, EventBridge...), the SigV4 credential scope (the service) and the path (SES
-v2's REST API), and the body (TableName, IndexName, TransactItems, FromEmailAddress...)."""
+protocols: DynamoDB, EventBridge, KMS, Secrets Manager...), the SigV4 credential scope (the service)
+and the path (SES v2's REST API), and the body (TableName, IndexName, TransactItems, KeyId,
+SecretId, FromEmailAddress...)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def actions_of_request(method: str, path: str, headers: dict, body: bytes) -> li
         if service == "kms":
             return [{"action": f"kms:{operation}", "key": payload.get("KeyId"),
                      "encryption_context": payload.get("EncryptionContext") or {}}]
+        if service == "secretsmanager":
+            # GetSecretValue (a provider's client secret): the secret by name or (partial) ARN.
+            return [{"action": f"secretsmanager:{operation}", "secret": payload.get("SecretId")}]
         return [{"action": f"{service}:{operation}"}]
     if service == "ses" and method == "POST" and urlsplit(path).path == "/":
         # SES v1 is a query API: the action is a form field (GetSendQuota, for the sending rate).

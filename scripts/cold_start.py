@@ -13,7 +13,8 @@ Exits 1, showing the binary's output, if a binary exits or does not poll within 
 """
 import argparse, math, os, socket, statistics, subprocess, sys, tempfile, time
 
-FUNCTIONS = ["sign-in", "register", "profile", "create-invitation", "redeem-invitation", "send-email"]
+FUNCTIONS = ["sign-in", "register", "profile", "create-invitation", "redeem-invitation", "external-sign-in",
+             "send-email"]
 NEXT = b"GET /2018-06-01/runtime/invocation/next"
 
 # The whole environment is given, nothing inherited: results must not depend on the caller's shell.
@@ -88,7 +89,7 @@ def p90(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("binaries", nargs="*", default=FUNCTIONS, help="binary names (default: the six functions)")
+    parser.add_argument("binaries", nargs="*", default=FUNCTIONS, help="binary names (default: every function)")
     parser.add_argument("--dir", default="target/release", help="directory of release binaries")
     parser.add_argument("-n", "--runs", type=int, default=20, help="measured runs per binary (default 20)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs first, to load the page cache")

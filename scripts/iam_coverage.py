@@ -6,7 +6,8 @@ infra/template.yaml.
                                    named <stack name>.jsonl (make test writes them)
 
 For each function (the SDK app id of the call, which is the Lambda function's name, locally the
-binary's) every recorded action, with its table or index ARN as the stack names them, must be
+binary's) every recorded action, with its resource's ARN as the stack names it (a table or index, a
+KMS key, an event bus, an SES identity, a Secrets Manager secret), must be
 allowed by an Allow statement of that function's role: the AWS::IAM::Role its `Role` names, or the
 one SAM makes for it, read from SAM's own translation of the template (scripts/sam_translate.py in
 .venv-sam): its inline policies (SAM policy templates expanded) and the AWS managed policies it
@@ -203,6 +204,21 @@ def kms_key_arn(key: str, resolver: Resolver | None) -> str:
     return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}"
 
 
+# A secret's full ARN: its name, "-" and six random characters (Secrets Manager adds them).
+FULL_SECRET_ARN = re.compile(r"^arn:[^:]+:secretsmanager:[^:]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$")
+
+
+def secret_arn(secret_id: str) -> str:
+    """The ARN IAM holds a Secrets Manager call against: always the secret's full ARN, whether the
+    call named it by that, by a partial ARN (no suffix) or by its name; for the latter two a
+    stand-in suffix is added (a grant must allow it: `<name>-*` or `<name>*` does, `<name>` alone
+    does not)."""
+    if FULL_SECRET_ARN.match(secret_id):
+        return secret_id
+    name = secret_id.split(":secret:", 1)[1] if secret_id.startswith("arn:") else secret_id
+    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-Ab12Cd"
+
+
 def requirement_of(call: dict, resolver: Resolver | None = None) -> tuple[str, str, dict]:
     """(action, resource ARN, condition context) of a recorded call."""
     action = call["action"]
@@ -215,6 +231,8 @@ def requirement_of(call: dict, resolver: Resolver | None = None) -> tuple[str, s
         return action, table_arn(call["table"], call.get("index")), {}
     if action == "events:PutEvents":
         return action, bus_arn(call.get("bus") or "default"), {}
+    if action.startswith("secretsmanager:") and call.get("secret"):
+        return action, secret_arn(call["secret"]), {}
     if action == "ses:SendEmail":
         context = {"ses:fromaddress": call.get("from"), "ses:apiversion": "2"}
         return action, f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{call.get('from')}", context

@@ -196,6 +196,28 @@ def create_resources(endpoint_url: str, resolver: Resolver) -> list[str]:
     return tables
 
 
+def secret_arn(name: str) -> str:
+    """The partial ARN of the local Secrets Manager secret `name` (without the random suffix AWS
+    and moto add): GetSecretValue takes it, and a provider's client_secret_arn can name it before
+    the secret exists."""
+    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{name}"
+
+
+def put_secrets(endpoint_url: str, secrets: dict[str, str]) -> dict[str, str]:
+    """Secrets Manager secrets ({name: SecretString}) on the local endpoint, created or given this
+    value; their full ARNs by name. The template makes none: in AWS an operator creates each
+    provider's client secret as `<stack name>/oidc/<provider id>` (README "External sign-in")."""
+    if not secrets:
+        return {}
+    sm, arns = client("secretsmanager", endpoint_url), {}
+    for name, value in secrets.items():
+        try:
+            arns[name] = sm.create_secret(Name=name, SecretString=value)["ARN"]
+        except sm.exceptions.ResourceExistsException:
+            arns[name] = sm.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+    return arns
+
+
 def create_event_bus(endpoint_url: str) -> None:
     """The local event bus with its catch-all rule into the tap queue (idempotent)."""
     events, sqs = client("events", endpoint_url), client("sqs", endpoint_url)

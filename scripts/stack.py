@@ -10,14 +10,15 @@ Stack.stop() stops all it started.
 make run: PORTAL_PORT (9000), LOCAL_AWS_PORT (4566), PORTAL_STACK_NAME (portal-local) and
 PORTAL_ADMIN_PASSWORD (violet-harbor-lantern-42), PORTAL_RECORD_AWS_CALLS (a file: record each
 AWS call of a function there, see aws_recorder.py); a function setting of the template set in the
-environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug...) overrides its default. Ctrl-C
-(SIGINT, SIGTERM, SIGHUP) stops the stack."""
+environment (PORTAL_REQUIRE_CONFIRMATION=true, RUST_LOG=debug, PORTAL_OIDC_PROVIDERS='[...]'...)
+overrides its default. Ctrl-C (SIGINT, SIGTERM, SIGHUP) stops the stack."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,6 +41,15 @@ MAPPING_DEFAULTS = {"BatchSize": 100, "FunctionResponseTypes": [], "MaximumRetry
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Function settings that the template does not expose (tests set them): passed on as given.
 TEST_SETTINGS = ("PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS", "PORTAL_SETTINGS_REFRESH_SECS")
+# What stands for each path parameter when a function is warmed through a path that has them (a
+# function whose GET routes all take one, e.g. external-sign-in's /signin/external/{provider}).
+WARM_PATH_PARAMETER = "warm-up"
+
+
+def setting_text(value) -> str:
+    """A setting's value as an environment variable holds it: a list or an object (the JSON
+    settings, PORTAL_OIDC_PROVIDERS) as JSON, anything else as its text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def free_port(avoid=(9000, 4566)) -> int:
@@ -76,25 +86,35 @@ class Plan:
         # that every use of it in the template (e.g. the sender's SES identity) agrees; others
         # are ignored.
         self.resolver = local_aws.Resolver(self.template, stack_name, {
-            v["Ref"]: str(settings[var]) for var, v in raw_env.items() if var in settings
+            v["Ref"]: setting_text(settings[var]) for var, v in raw_env.items() if var in settings
             and isinstance(v, dict) and v.get("Ref") in (self.template.get("Parameters") or {})})
         self.env = {k: str(v) for k, v in self.resolver.resolve(raw_env).items()}
         self.env.update(AWS_ENDPOINT_URL=self.aws_endpoint, AWS_REGION=local_aws.REGION,
                         AWS_DEFAULT_REGION=local_aws.REGION, AWS_ACCESS_KEY_ID="test",
                         AWS_SECRET_ACCESS_KEY="test")
-        self.env.update({name: str(settings[name]) for name in TEST_SETTINGS if name in settings})
+        self.env.update({name: setting_text(settings[name]) for name in TEST_SETTINGS
+                         if name in settings})
         self.tables = {lid: props["TableName"] for lid, props in self.resolver.tables().items()}
-        # HTTP functions: a GET path to warm each; stream-triggered functions: what to relay.
-        self.warm_paths, self.stream_sources = {}, []
+        # Every function's binary (what a prebuilt stack builds); HTTP functions: a GET path to
+        # warm each, one without parameters where it has one; stream-triggered functions: what to
+        # relay.
+        self.binaries, self.warm_paths, self.stream_sources = set(), {}, []
+        with_parameters = {}
         for logical_id, fn in functions.items():
             binary = fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary", logical_id)
+            self.binaries.add(binary)
             for event in fn["Properties"].get("Events", {}).values():
                 props = event["Properties"]
                 get = event["Type"] == "HttpApi" and props["Method"] == "GET"
                 if get and "{" not in props["Path"]:  # a path without parameters
                     self.warm_paths.setdefault(binary, props["Path"])
+                elif get:
+                    with_parameters.setdefault(binary, re.sub(r"\{[^}]*\}", WARM_PATH_PARAMETER,
+                                                              props["Path"]))
                 elif event["Type"] == "DynamoDB":
                     self.stream_sources.append(self.stream_source(logical_id, binary, props))
+        for binary, path in with_parameters.items():
+            self.warm_paths.setdefault(binary, path)
 
     def stream_source(self, logical_id: str, binary: str, props: dict) -> dict:
         """The StreamRelay arguments for a function's `Type: DynamoDB` event (its event source
@@ -125,10 +145,12 @@ class Stack(Plan):
     def __init__(self, stack_name: str, portal_port: int, moto_port: int, settings: dict | None,
                  admin_password: str, log_path: str | None, record_calls: str | None = None,
                  prebuilt: bool = False, concurrency: int = 4,
-                 ses_max_send_rate: float | None = None):
+                 ses_max_send_rate: float | None = None, secrets: dict | None = None):
         super().__init__(stack_name, portal_port, moto_port, settings)
         self.prebuilt, self.concurrency = prebuilt, concurrency  # see start_watch
         self.ses_max_send_rate = ses_max_send_rate  # see start_local_aws
+        # Secrets Manager secrets (name: value) made before the functions start; their ARNs.
+        self.secrets, self.secret_arns = dict(secrets or {}), {}
         # record_calls: a file for scripts/aws_recorder.py's lines (each AWS call of a function);
         # the functions then reach moto through the recording proxy.
         self.record_calls, self.recorder = record_calls, None
@@ -166,6 +188,7 @@ class Stack(Plan):
             raise StackError(f"the local AWS endpoint (moto server) did not start on port {port}"
                              + self._see_log)
         local_aws.create_resources(self.aws_endpoint, self.resolver)
+        self.secret_arns = local_aws.put_secrets(self.aws_endpoint, self.secrets)
         if self.record_calls:
             from aws_recorder import Recorder
 
@@ -241,7 +264,7 @@ class Stack(Plan):
 
     def build_functions(self) -> None:
         """Build every function's binary (dev profile), as cargo lambda watch would."""
-        functions = sorted({*self.warm_paths, *(s["function"] for s in self.stream_sources)})
+        functions = sorted(self.binaries)
         argv = ["cargo", "build", "-q", *(f"--bin={f}" for f in functions)]
         status = subprocess.run(argv, cwd=ROOT, env=self._child_env(), timeout=1800, check=False,
                                 stdin=subprocess.DEVNULL, stdout=self._log,
@@ -333,7 +356,7 @@ def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str 
                 *, settings: dict | None = None, admin_password: str | None = None,
                 log_path: str | None = None, record_calls: str | None = None,
                 prebuilt: bool = False, concurrency: int = 4,
-                ses_max_send_rate: float | None = None) -> Stack:
+                ses_max_send_rate: float | None = None, secrets: dict | None = None) -> Stack:
     """Start the whole local stack and return its handle; raise StackError if a step fails.
 
     settings: function settings by variable name (e.g. {"PORTAL_REQUIRE_CONFIRMATION": "true"})
@@ -343,10 +366,15 @@ def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str 
     functions once and start each instance from its binary (seconds faster for each stack), with
     no reload when the code changes (see Stack.start_watch). concurrency: instances of each
     function (cargo lambda watch --concurrency). ses_max_send_rate: the SES sending rate moto
-    reports (GetSendQuota's MaxSendRate, which send-email paces to; moto's own is 1 a second)."""
+    reports (GetSendQuota's MaxSendRate, which send-email paces to; moto's own is 1 a second).
+    secrets: Secrets Manager secrets ({name: SecretString}) made on the local endpoint before the
+    functions start, as an operator makes them in AWS: a provider's client secret is named
+    `<stack name>/oidc/<provider id>` and its PORTAL_OIDC_PROVIDERS entry names it by
+    `"client_secret_arn": local_aws.secret_arn(name)` (a partial ARN, which GetSecretValue takes);
+    stack.secret_arns holds the full ARNs."""
     stack = Stack(stack_name, portal_port, moto_port, settings,
                   admin_password or DEFAULT_ADMIN_PASSWORD, log_path, record_calls, prebuilt,
-                  concurrency, ses_max_send_rate)
+                  concurrency, ses_max_send_rate, secrets)
     try:
         stack.start_local_aws()
         stack.seed_admin()

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 MANIFEST = json.loads((EVENTS / "manifest.json").read_text())
 CARGO_LAMBDA = ROOT / ".venv" / "bin" / "cargo-lambda"
-HTTP_FUNCTIONS = {"sign-in", "register", "profile", "create-invitation", "redeem-invitation"}
+HTTP_FUNCTIONS = {"sign-in", "register", "profile", "create-invitation", "redeem-invitation",
+                  "external-sign-in"}
 STREAM_FUNCTIONS = {"send-email"}
 FUNCTIONS = HTTP_FUNCTIONS | STREAM_FUNCTIONS
 
@@ -71,6 +72,12 @@ ROUTES = {
     ("GET", "/signin/passkey.js"): "sign-in",
     ("POST", "/signin/passkey/start"): "sign-in",
     ("POST", "/signin/passkey/finish"): "sign-in",
+    ("GET", "/signin/external/{provider}"): "external-sign-in",
+    ("GET", "/signin/external/{provider}/callback"): "external-sign-in",
+    ("POST", "/redeem/external/{provider}"): "external-sign-in",
+    ("POST", "/profile/identities/{provider}/link"): "external-sign-in",
+    ("GET", "/profile/identities"): "profile",
+    ("POST", "/profile/identities/{provider}/unlink"): "profile",
 }
 
 HTTP_ENTRIES = [e for e in MANIFEST if e["function"] in HTTP_FUNCTIONS and "shape" not in e]

@@ -121,13 +121,58 @@ def test_kms_calls_name_the_templates_key_through_its_alias():
     for other in ({"purpose": "something-else"}, {}):
         _, out = run_check([{**seal, "encryption_context": other}])
         assert "MISSING  profile            kms:GenerateDataKey" in out, out
-    # Only the functions that seal or open a TOTP secret (profile; sign-in and redeem-invitation,
-    # which re-seal a secret sealed before it was bound to its contact) may use the key.
-    _, out = run_check([{**seal, "function": "sign-in"}])
-    assert "ok       sign-in            kms:GenerateDataKey" in out, out
+    # Only the functions that seal or open a TOTP secret (profile; sign-in, redeem-invitation and
+    # external-sign-in, which re-seal a secret sealed before it was bound to its contact) may use
+    # the key.
+    for function in ("sign-in", "external-sign-in"):
+        _, out = run_check([{**seal, "function": function}])
+        assert f"ok       {function:<18} kms:GenerateDataKey" in out, out
     for function in ("register", "create-invitation"):
         _, out = run_check([{**seal, "function": function}])
         assert f"MISSING  {function:<18} kms:GenerateDataKey" in out, out
+
+
+def test_a_providers_client_secret_is_read_by_external_sign_in_alone_and_only_under_oidc():
+    """GetSecretValue names the secret by (partial) ARN or name; IAM holds it against the full ARN.
+    Only external-sign-in may read, and only the stack's `<stack>/oidc/*` secrets."""
+    headers = {"Authorization": AUTH.format("secretsmanager"), "User-Agent": UA.format("external-sign-in"),
+               "X-Amz-Target": "secretsmanager.GetSecretValue"}
+    partial = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK}/oidc/example"
+    body = json.dumps({"SecretId": partial}).encode()
+    (found,) = aws_recorder.actions_of_request("POST", "/", headers, body)
+    assert found == {"action": "secretsmanager:GetSecretValue", "secret": partial}
+    read = {**aws_recorder.caller_of(headers), **found}
+    assert read["function"] == "external-sign-in"
+    for secret_id in (partial, partial + "-AbCdEf", f"{STACK}/oidc/example"):
+        assert iam_coverage.secret_arn(secret_id).startswith(partial + "-")
+        _, out = run_check([{**read, "secret": secret_id}])
+        assert "ok       external-sign-in   secretsmanager:GetSecretValue" in out, out
+        assert "secret:<stack>/oidc/example-" in out, out
+    # Another secret of the account, another stack's provider secret, another function: refused.
+    for secret_id in (f"{STACK}/database", "other-stack/oidc/example", f"{STACK}-oidc/example"):
+        _, out = run_check([{**read, "secret": secret_id}])
+        assert "MISSING  external-sign-in   secretsmanager:GetSecretValue" in out, (secret_id, out)
+    for function in ("sign-in", "profile", "redeem-invitation", "send-email"):
+        _, out = run_check([{**read, "function": function}])
+        assert f"MISSING  {function:<18} secretsmanager:GetSecretValue" in out, out
+
+
+def test_external_sign_in_has_the_union_of_sign_in_and_redemption_grants():
+    """What sign-in and redeem-invitation may do to the tables, external-sign-in may do too (it
+    signs in, creates contacts and redeems invitations through the same door)."""
+    calls = []
+    for logical, actions in (("ContactsTable", ("GetItem", "PutItem", "UpdateItem", "DeleteItem")),
+                             ("SessionsTable", ("GetItem", "PutItem", "UpdateItem", "DeleteItem")),
+                             ("InvitationsTable", ("GetItem", "PutItem", "UpdateItem")),
+                             ("OutboxTable", ("PutItem",)), ("AuditTable", ("PutItem",))):
+        for action in actions:
+            calls += ddb(action, {"TableName": table(logical)}, function="external-sign-in")
+    problems, out = run_check(calls)
+    assert "MISSING" not in out, out
+    # Not the admin's reads: the invitations' and the audit trail's indexes.
+    _, out = run_check(ddb("Query", {"TableName": table("AuditTable"), "IndexName": "by-time"},
+                           function="external-sign-in"))
+    assert "MISSING  external-sign-in   dynamodb:Query" in out, out
 
 
 def test_a_rust_sdk_call_without_an_app_id_is_a_problem():

@@ -57,12 +57,31 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
     # The sender's SES identity follows the setting (it is the EmailSender parameter).
     assert plan.resolver.resolve(plan.template["Resources"]["SenderIdentity"]["Properties"])[
         "EmailIdentity"] == "hello@example.org"
+    # external-sign-in has GET routes with a path parameter only: one stands in for it.
     assert plan.warm_paths == {"sign-in": "/signin", "register": "/register", "profile": "/",
-                               "create-invitation": "/admin/contacts", "redeem-invitation": "/redeem"}
+                               "create-invitation": "/admin/contacts", "redeem-invitation": "/redeem",
+                               "external-sign-in": "/signin/external/warm-up"}
+    # A prebuilt stack builds every function of the template.
+    assert plan.binaries == {"sign-in", "register", "profile", "create-invitation",
+                             "redeem-invitation", "external-sign-in", "send-email"}
     assert plan.stream_sources == [{
         "function": "send-email", "table": "demo-outbox", "batch_size": 10,
         "report_failures": True, "max_retries": 5, "bisect": True,
         "filters": [{"eventName": ["INSERT"]}], "on_failure_queue": "demo-SendEmailFailuresQueue"}]
+
+
+def test_the_providers_setting_reaches_the_functions_as_json():
+    """PORTAL_OIDC_PROVIDERS is the OidcProviders parameter: given as a setting (text, or a list
+    that the stack writes as JSON), it replaces the default []; not given, the default stays."""
+    providers = [{"id": "example", "name": "Example ID", "issuer": "http://localhost:9400",
+                  "client_id": "portal", "client_secret_arn": local_aws.secret_arn(
+                      "demo/oidc/example"), "scopes": ["openid", "email", "profile"]}]
+    assert stack_script.Plan("demo", 9100, 4610).env["PORTAL_OIDC_PROVIDERS"] == "[]"
+    for given in (providers, json.dumps(providers)):
+        env = stack_script.Plan("demo", 9100, 4610, settings={"PORTAL_OIDC_PROVIDERS": given}).env
+        assert json.loads(env["PORTAL_OIDC_PROVIDERS"]) == providers
+    assert providers[0]["client_secret_arn"] == (
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:demo/oidc/example")
 
 
 def test_resolver_evaluates_the_intrinsics_the_template_uses():
@@ -128,6 +147,18 @@ def test_create_tables_makes_the_templates_tables_once(moto_server):
     ses = boto3.client("sesv2", endpoint_url=moto_server, **KW)
     assert "no-reply@example.com" in [i["IdentityName"] for i in ses.list_email_identities()[
         "EmailIdentities"]]
+
+
+def test_secrets_are_made_and_read_by_name_or_partial_arn(moto_server):
+    """A provider's client secret on the local endpoint, as an operator makes it in AWS; a second
+    put gives it a new value. GetSecretValue takes the partial ARN a provider's entry names."""
+    name = "demo-secrets/oidc/example"
+    arns = local_aws.put_secrets(moto_server, {name: "first"})
+    assert arns[name].startswith(local_aws.secret_arn(name) + "-")
+    assert local_aws.put_secrets(moto_server, {name: "second"}) == arns
+    sm = boto3.client("secretsmanager", endpoint_url=moto_server, **KW)
+    assert sm.get_secret_value(SecretId=local_aws.secret_arn(name))["SecretString"] == "second"
+    assert local_aws.put_secrets(moto_server, {}) == {}
 
 
 def test_sent_emails_and_the_emails_command(moto_server):

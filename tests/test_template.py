@@ -118,7 +118,8 @@ def test_the_hashing_routes_have_their_own_throttle_and_functions_their_reserved
               for e in fn["Properties"].get("Events", {}).values() if e["Type"] == "HttpApi"}
     assert set(routes) <= events
     assert "ThrottlingRateLimit" in RESOURCES["PortalApi"]["Properties"]["DefaultRouteSettings"]
-    for lid in ("SignInFunction", "RegisterFunction", "RedeemInvitationFunction", "ProfileFunction"):
+    for lid in ("SignInFunction", "RegisterFunction", "RedeemInvitationFunction", "ProfileFunction",
+                "ExternalSignInFunction"):
         assert "ReservedConcurrentExecutions" in RESOURCES[lid]["Properties"], lid
 
 
@@ -213,7 +214,130 @@ def test_every_grant_on_the_totp_key_is_for_totp_secrets_only():
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
                 if any(str(a).startswith("kms:") for a in actions):
                     grants.append((lid, st))
-    assert {lid for lid, _ in grants} == {"SignInFunction", "ProfileFunction", "RedeemInvitationFunction"}
+    assert {lid for lid, _ in grants} == {"SignInFunction", "ProfileFunction", "RedeemInvitationFunction",
+                                          "ExternalSignInFunction"}
     for lid, st in grants:
         assert st["Resource"] == {"Fn::GetAtt": ["TotpKey", "Arn"]}, lid
         assert st["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "portal-totp-secret"}}, lid
+
+
+# --- external sign-in (OpenID Connect; CONTRACT.md "External sign-in", issue 21) -------------------
+
+def http_routes(lid: str) -> set[tuple[str, str]]:
+    return {(e["Properties"]["Method"], e["Properties"]["Path"])
+            for e in RESOURCES[lid]["Properties"].get("Events", {}).values() if e["Type"] == "HttpApi"}
+
+
+def statements_of(lid: str) -> list[dict]:
+    """Every statement of a resource's inline policies (a function's SAM Policies, a role's)."""
+    found = []
+    for policy in (RESOURCES[lid].get("Properties") or {}).get("Policies") or []:
+        document = policy.get("PolicyDocument", policy) if isinstance(policy, dict) else {}
+        statements = document.get("Statement") or []
+        found += statements if isinstance(statements, list) else [statements]
+    return found
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_external_sign_in_is_a_function_of_its_own_with_its_four_routes():
+    fn = RESOURCES["ExternalSignInFunction"]
+    assert fn["Type"] == "AWS::Serverless::Function"
+    assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "external-sign-in"}}
+    assert http_routes("ExternalSignInFunction") == {
+        ("GET", "/signin/external/{provider}"), ("GET", "/signin/external/{provider}/callback"),
+        ("POST", "/redeem/external/{provider}"), ("POST", "/profile/identities/{provider}/link")}
+    assert {("GET", "/profile/identities"), ("POST", "/profile/identities/{provider}/unlink")} <= \
+        http_routes("ProfileFunction")
+    # As sign-in: a whole vCPU, its own log group, reserved concurrency as a parameter, the alarms.
+    props, sign_in = fn["Properties"], RESOURCES["SignInFunction"]["Properties"]
+    assert props["MemorySize"] == sign_in["MemorySize"]
+    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ExternalSignInLogGroup"}}
+    assert props["ReservedConcurrentExecutions"] == {"Fn::If": [
+        "ReserveExternalSignIn", {"Ref": "ExternalSignInReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
+    for alarm in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        watched = [m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+                   for m in RESOURCES[alarm]["Properties"]["Metrics"] if "MetricStat" in m]
+        assert sorted(watched, key=str) == sorted(
+            ({"Ref": lid} for lid in of_type("AWS::Serverless::Function")), key=str), alarm
+
+
+def test_no_route_is_served_by_two_functions():
+    seen: dict = {}
+    for lid in of_type("AWS::Serverless::Function"):
+        for route in http_routes(lid):
+            assert route not in seen, f"{route} in {lid} and {seen.get(route)}"
+            seen[route] = lid
+
+
+def test_the_local_router_sends_every_route_to_the_function_the_template_does():
+    """`cargo lambda watch` routes by path (the workspace Cargo.toml) what API Gateway routes by
+    route key (the template): the same function for each of the template's paths, locally too."""
+    import tomllib
+
+    with open(local_aws.ROOT + "/Cargo.toml", "rb") as f:
+        router = tomllib.load(f)["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    for lid, fn in of_type("AWS::Serverless::Function").items():
+        binary = fn["Metadata"]["BuildProperties"]["Binary"]
+        for method, path in http_routes(lid):
+            assert router.get(path) == binary, f"{method} {path}: {router.get(path)} locally, {binary} in AWS"
+
+
+def test_only_external_sign_in_reads_secrets_and_only_the_stacks_provider_secrets():
+    expected = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+                           ":secret:${AWS::StackName}/oidc/*"}
+    readers = {}
+    for lid in RESOURCES:
+        for st in statements_of(lid):
+            actions = [str(a).lower() for a in as_list(st.get("Action", []))]
+            if any(a.startswith("secretsmanager:") or a == "*" for a in actions):
+                assert "*" not in as_list(st.get("Resource")), f"{lid} {st.get('Sid')}: secrets on *"
+                readers.setdefault(lid, []).append(st)
+    assert set(readers) == {"ExternalSignInFunction"}, readers
+    (st,) = readers["ExternalSignInFunction"]
+    assert st["Action"] == ["secretsmanager:GetSecretValue"] and st["Effect"] == "Allow"
+    assert st["Resource"] == expected and "Condition" not in st
+    # No SAM policy template (e.g. AWSSecretsManagerGetSecretValuePolicy) or managed policy either.
+    for lid, fn in of_type("AWS::Serverless::Function").items():
+        for policy in as_list(fn["Properties"].get("Policies") or []):
+            assert not isinstance(policy, str) and "Statement" in policy, (lid, policy)
+
+
+def test_external_sign_in_may_do_what_sign_in_and_redemption_may():
+    """Its grants are the union of sign-in's and redeem-invitation's (plus the secrets)."""
+    def grants(lid):
+        return {(a, json.dumps(r, sort_keys=True), json.dumps(st.get("Condition"), sort_keys=True))
+                for st in statements_of(lid) for a in as_list(st["Action"]) for r in as_list(st["Resource"])}
+    union = grants("SignInFunction") | grants("RedeemInvitationFunction")
+    external = grants("ExternalSignInFunction")
+    assert union <= external, union - external
+    assert {a for a, _, _ in external - union} == {"secretsmanager:GetSecretValue"}
+
+
+PROVIDER_LISTING_FUNCTIONS = ("SignInFunction", "RedeemInvitationFunction", "ProfileFunction",
+                              "ExternalSignInFunction")
+
+
+def test_the_providers_reach_every_function_that_lists_them():
+    """OidcProviders is PORTAL_OIDC_PROVIDERS of every function (Globals), and no function
+    overrides it; its default is no provider."""
+    assert T["Globals"]["Function"]["Environment"]["Variables"]["PORTAL_OIDC_PROVIDERS"] == {"Ref": "OidcProviders"}
+    for lid in PROVIDER_LISTING_FUNCTIONS:
+        own = RESOURCES[lid]["Properties"].get("Environment", {}).get("Variables", {})
+        assert "PORTAL_OIDC_PROVIDERS" not in own, lid
+    assert PARAMS["OidcProviders"]["Type"] == "String" and PARAMS["OidcProviders"]["Default"] == "[]"
+    assert "<stack name>/oidc/<provider id>" in PARAMS["OidcProviders"]["Description"]
+    assert "client_secret_arn" in PARAMS["OidcProviders"]["Description"]
+
+
+def test_the_providers_parameter_takes_a_list_and_refuses_a_plain_client_secret():
+    good = json.dumps([{"id": "entra", "name": "Contoso", "issuer": "https://login.microsoftonline.com/t/v2.0",
+                        "client_id": "c", "scopes": ["openid", "email"], "link_verified_email": False,
+                        "client_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:portal/oidc/entra",
+                        "trust_mfa": True}], indent=1)
+    for value in ("[]", good, good.replace("\n", "")):
+        assert allowed("OidcProviders", value), value
+    for bad in ('[{"id": "entra", "client_secret": "s3cret"}]', '[{"client_secret":"s"}]', "{}", "", "entra"):
+        assert not allowed("OidcProviders", bad), bad

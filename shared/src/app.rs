@@ -17,7 +17,7 @@ use crate::ports::{
     Clock, ContactStore, EventBus, ImportStore, InvitationStore, Mailer, Outbox, SendPacer, SessionStore, SystemClock,
     UsesClock, UsesContacts, UsesImports, UsesInvitations, UsesSessions, UsesSettings,
 };
-use crate::ports::{PasskeyStore, UsesPasskeys};
+use crate::ports::{IdentityProviders, NoIdentityProviders, PasskeyStore, UsesPasskeys};
 use crate::ports::{SecretSealer, TwoFactorStore, UsesTwoFactor};
 
 /// Settings and the ports handlers use; production wires DynamoDB (tests also wire memory:
@@ -43,6 +43,9 @@ pub struct Portal {
     pub passkeys: Arc<dyn PasskeyStore>,
     pub two_factor: Arc<dyn TwoFactorStore>,
     pub sealer: Arc<dyn SecretSealer>,
+    /// OpenID Connect providers over the network: only external-sign-in has a client
+    /// ([`Portal::with_identity_providers`]).
+    pub identity_providers: Arc<dyn IdentityProviders>,
 }
 
 impl Portal {
@@ -113,6 +116,7 @@ impl Portal {
             clock: edges.clock,
             pacer: edges.pacer,
             sealer: edges.sealer,
+            identity_providers: Arc::new(NoIdentityProviders),
             settings,
             live: Arc::default(),
         }
@@ -215,6 +219,20 @@ pub fn app_name_of_function(function_name: Option<&str>) -> Option<aws_config::A
     let name = function_name?.trim();
     let name = name.get(..50).unwrap_or(name);
     aws_config::AppName::new(name.to_string()).ok()
+}
+
+impl Portal {
+    /// The portal with this OpenID Connect client.
+    pub fn with_identity_providers(mut self, providers: Arc<dyn IdentityProviders>) -> Self {
+        self.identity_providers = providers;
+        self
+    }
+}
+
+impl crate::ports::UsesIdentityProviders for Portal {
+    fn identity_providers(&self) -> &dyn IdentityProviders {
+        self.identity_providers.as_ref()
+    }
 }
 
 impl UsesContacts for Portal {

@@ -23,6 +23,8 @@ pub struct Settings {
     /// `PORTAL_INVITATION_REQUIRED`: registering needs an invitation (the register page points to
     /// `/redeem`; Power Pages' `Authentication/Registration/RequiresInvitation`).
     pub invitation_required: bool,
+    /// `PORTAL_OIDC_PROVIDERS`: the OpenID Connect providers people may sign in with.
+    pub oidc_providers: std::sync::Arc<Vec<crate::domain::identity::OidcProvider>>,
     /// `PORTAL_EMAIL_CODE_SIGN_IN`: signing in with a code emailed to the account's address.
     pub email_code_sign_in: bool,
     pub invitations_enabled: bool,
@@ -110,6 +112,11 @@ impl std::error::Error for SettingsError {}
 pub use crate::domain::password::PASSWORD_MAX_LENGTH;
 
 impl Settings {
+    /// The provider with this id, if the site lists it.
+    pub fn oidc_provider(&self, id: &str) -> Option<&crate::domain::identity::OidcProvider> {
+        self.oidc_providers.iter().find(|p| p.id == id)
+    }
+
     /// Reads every setting from the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -159,6 +166,10 @@ impl Settings {
             open_registration: reader.flag("PORTAL_OPEN_REGISTRATION", true)?,
             invitation_required: reader.flag("PORTAL_INVITATION_REQUIRED", false)?,
             email_code_sign_in: reader.flag("PORTAL_EMAIL_CODE_SIGN_IN", true)?,
+            oidc_providers: std::sync::Arc::new(
+                crate::domain::identity::parse_providers(&reader.raw("PORTAL_OIDC_PROVIDERS").unwrap_or("[]".into()))
+                    .map_err(|reason| SettingsError { variable: "PORTAL_OIDC_PROVIDERS", reason })?,
+            ),
             invitations_enabled: reader.flag("PORTAL_INVITATIONS_ENABLED", true)?,
             require_confirmation: reader.flag("PORTAL_REQUIRE_CONFIRMATION", false)?,
             password_min_length,

@@ -51,6 +51,11 @@ pub enum PortalError {
     /// (`invitation_required`: its page points to `/redeem`).
     #[error("registration closed")]
     RegistrationClosed { invitation_required: bool },
+    /// An external identity that no account has, and none may be made for it (403 `no_account`):
+    /// registration is closed, or an account has its address (`email_in_use`) and may not be
+    /// linked to by it.
+    #[error("no account for this identity")]
+    NoAccount { email_in_use: bool },
     /// A change made against a version that another change replaced meanwhile (409, naming the
     /// field that holds the version).
     #[error("changed meanwhile")]
@@ -82,6 +87,7 @@ impl From<CreateContactError> for PortalError {
         match err {
             CreateContactError::EmailTaken => PortalError::EmailTaken,
             CreateContactError::UsernameTaken => PortalError::field("username", "is already taken"),
+            CreateContactError::IdentityTaken => PortalError::field("identity", "belongs to another account"),
             CreateContactError::Store(err) => PortalError::Internal(err),
         }
     }
@@ -104,6 +110,7 @@ impl From<RedeemError> for PortalError {
             RedeemError::InvitationInvalid => PortalError::InvitationInvalid,
             RedeemError::EmailTaken => PortalError::EmailTaken,
             RedeemError::UsernameTaken => PortalError::field("username", "is already taken"),
+            RedeemError::IdentityTaken => PortalError::field("identity", "belongs to another account"),
             RedeemError::Store(err) => PortalError::Internal(err),
         }
     }
@@ -141,7 +148,8 @@ impl PortalError {
             | PortalError::EmailNotConfirmed
             | PortalError::SecondFactorSetupRequired
             | PortalError::TermsRequired
-            | PortalError::RegistrationClosed { .. } => StatusCode::FORBIDDEN,
+            | PortalError::RegistrationClosed { .. }
+            | PortalError::NoAccount { .. } => StatusCode::FORBIDDEN,
             PortalError::ChangedMeanwhile { .. } => StatusCode::CONFLICT,
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::EmailTaken => StatusCode::CONFLICT,
@@ -161,6 +169,7 @@ impl PortalError {
         match self {
             PortalError::Validation { .. } | PortalError::ChangedMeanwhile { .. } => "validation_failed",
             PortalError::RegistrationClosed { .. } => "registration_closed",
+            PortalError::NoAccount { .. } => "no_account",
             PortalError::InvalidCredentials => "invalid_credentials",
             PortalError::Unauthenticated => "unauthenticated",
             PortalError::Forbidden(_)
@@ -196,6 +205,12 @@ impl PortalError {
                 "Registration needs an invitation: redeem the code from your invitation email at /redeem."
             }
             PortalError::ChangedMeanwhile { .. } => "This changed meanwhile: reload it and make your change again.",
+            PortalError::NoAccount { email_in_use: false } => {
+                "No account uses this sign-in. To get one, ask the business for an invitation, then redeem its code at /redeem."
+            }
+            PortalError::NoAccount { email_in_use: true } => {
+                "An account has this email address. Sign in to it as you usually do, then link this sign-in on your security page."
+            }
             PortalError::NotFound => "There is nothing here.",
             PortalError::EmailTaken => "An account with this email already exists. Sign in instead.",
             PortalError::TokenInvalid => {

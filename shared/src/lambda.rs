@@ -29,6 +29,19 @@ pub async fn serve(function: impl HttpFunction) -> Result<(), Error> {
     lambda_http::run(function.router(portal)).await
 }
 
+/// Serves an HTTP function that talks to OpenID Connect providers (external-sign-in): as
+/// [`serve`], with the provider client (discovery and keys cached per instance, secrets read once).
+#[cfg(feature = "oidc")]
+pub async fn serve_external(function: impl HttpFunction) -> Result<(), Error> {
+    let portal = start(async {
+        let sdk = crate::app::sdk_config(&crate::aws::SdkHooks::default()).await;
+        let providers = crate::adapters::oidc::OpenIdConnect::new(aws_sdk_secretsmanager::Client::new(&sdk))?;
+        Ok(Portal::from_environment_queueing().await?.with_identity_providers(Arc::new(providers)))
+    })
+    .await?;
+    lambda_http::run(function.router(portal)).await
+}
+
 /// Runs a DynamoDB stream consumer (`send-email`) on the Lambda runtime.
 pub async fn run_stream<F, Fut>(handler: F) -> Result<(), Error>
 where

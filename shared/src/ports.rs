@@ -9,6 +9,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::contact::{Contact, Login, TermsAccepted};
 use crate::domain::email::Email;
 use crate::domain::event::PortalEvent;
+use crate::domain::identity::{ExternalIdentity, ExternalState, LinkedIdentity, OidcProvider};
 use crate::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
@@ -19,6 +20,21 @@ pub enum CreateContactError {
     EmailTaken,
     #[error("a contact with this username already exists")]
     UsernameTaken,
+    #[error("an account has this external identity already")]
+    IdentityTaken,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Why an identity could not be linked or unlinked.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkIdentityError {
+    /// Another account has the identity.
+    #[error("another account has this identity")]
+    Taken,
+    /// The account changed (or was deleted) since it was read.
+    #[error("the account changed meanwhile")]
+    Changed,
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -196,6 +212,32 @@ pub trait ContactStore: Send + Sync {
         read: u64,
         queued: &[Queued],
     ) -> anyhow::Result<bool>;
+    /// Keeps the state of a trip to an identity provider under the digest of its `state` until it
+    /// expires (`EXTERNAL_STATE_SECS`).
+    async fn save_external_state(&self, state_digest: &str, state: &ExternalState) -> anyhow::Result<()>;
+    /// Takes the state kept under `state_digest`: read and removed in one call, so a callback
+    /// replayed finds nothing.
+    async fn take_external_state(&self, state_digest: &str) -> anyhow::Result<Option<ExternalState>>;
+    /// The account an external identity is linked to (one read of its guard item).
+    async fn identity_owner(&self, provider: &str, subject: &str) -> anyhow::Result<Option<ContactId>>;
+    /// Links `identity` to `current` (as read: not deleted, its identities unchanged since) with
+    /// `queued` (its audit entry), all or nothing. Returns the account as changed.
+    async fn link_identity(
+        &self,
+        current: &Contact,
+        identity: &LinkedIdentity,
+        queued: &[Queued],
+    ) -> Result<Contact, LinkIdentityError>;
+    /// Unlinks the identity `provider`/`subject` from `current` (as read) and frees it, with
+    /// `queued`, all or nothing. Returns the account as changed.
+    async fn unlink_identity(
+        &self,
+        current: &Contact,
+        provider: &str,
+        subject: &str,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, LinkIdentityError>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Gives back one allowance taken in this window (an attempt that turned out right).
@@ -328,6 +370,76 @@ shared_capability!(UsesInvitations, invitations, dyn InvitationStore);
 shared_capability!(UsesClock, clock, dyn Clock);
 shared_capability!(UsesSettings, settings, crate::config::Settings);
 
+/// A browser's trip to an OpenID Connect provider: where it goes.
+pub struct AuthorizationRequest<'a> {
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub nonce: &'a str,
+    /// The PKCE verifier kept server-side: its S256 challenge goes to the provider.
+    pub pkce_verifier: &'a str,
+}
+
+/// The provider's answer at the callback, to exchange for a verified identity.
+pub struct CodeExchange<'a> {
+    pub code: &'a str,
+    pub redirect_uri: &'a str,
+    pub pkce_verifier: &'a str,
+    pub nonce: &'a str,
+}
+
+/// Why a provider gave no identity: said in the audit entry and the log, never to the browser
+/// beyond `invalid_credentials`.
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalFailure {
+    /// The provider could not be reached or answered badly (discovery, JWKS, the token endpoint).
+    #[error("the provider failed: {0}")]
+    Provider(String),
+    /// The ID token failed a check (issuer, audience, signature, expiry, nonce).
+    #[error("the ID token was refused: {0}")]
+    Token(String),
+}
+
+/// OpenID Connect providers over the network: discovery, the authorization URL, the code exchange
+/// and the ID token's checks (`adapters::oidc` with the `oidc` feature; tests use a fake).
+#[async_trait]
+pub trait IdentityProviders: Send + Sync {
+    /// The provider's authorization URL for this trip.
+    async fn authorization_url(
+        &self,
+        provider: &OidcProvider,
+        request: &AuthorizationRequest<'_>,
+    ) -> Result<String, ExternalFailure>;
+    /// Exchanges the code (with the PKCE verifier) and checks the ID token: the identity it holds.
+    async fn identity(
+        &self,
+        provider: &OidcProvider,
+        exchange: &CodeExchange<'_>,
+    ) -> Result<ExternalIdentity, ExternalFailure>;
+}
+
+/// A portal without a provider client (every function but external-sign-in).
+pub struct NoIdentityProviders;
+
+#[async_trait]
+impl IdentityProviders for NoIdentityProviders {
+    async fn authorization_url(
+        &self,
+        _: &OidcProvider,
+        _: &AuthorizationRequest<'_>,
+    ) -> Result<String, ExternalFailure> {
+        Err(ExternalFailure::Provider("this function has no OpenID Connect client".into()))
+    }
+
+    async fn identity(&self, _: &OidcProvider, _: &CodeExchange<'_>) -> Result<ExternalIdentity, ExternalFailure> {
+        Err(ExternalFailure::Provider("this function has no OpenID Connect client".into()))
+    }
+}
+
+pub trait UsesIdentityProviders {
+    fn identity_providers(&self) -> &dyn IdentityProviders;
+}
+shared_capability!(UsesIdentityProviders, identity_providers, dyn IdentityProviders);
+
 /// Seconds since the Unix epoch; a port so tests can move time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
@@ -424,6 +536,8 @@ pub enum RedeemError {
     EmailTaken,
     #[error("a contact with this username already exists")]
     UsernameTaken,
+    #[error("an account has this external identity already")]
+    IdentityTaken,
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }

@@ -28,6 +28,7 @@ use aws_sdk_dynamodb::types::{Delete, Update};
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::contact::{Contact, Login};
 use crate::domain::email::Email;
+use crate::domain::identity::{ExternalState, LinkedIdentity};
 use crate::domain::listing::{PageRequest, Paged};
 use crate::domain::lockout::ATTEMPT_HOLD_SECS;
 use crate::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
@@ -36,8 +37,8 @@ use crate::domain::password::PasswordHashString;
 use crate::domain::session::Session;
 use crate::domain::token::EmailToken;
 use crate::ports::{
-    AccountEdit, ContactStore, CreateContactError, Device, EditAccountError, HeldNotices, ProfileUpdate, Queued,
-    SessionStore, TokenUse, UpdateProfileError,
+    AccountEdit, ContactStore, CreateContactError, Device, EditAccountError, HeldNotices, LinkIdentityError,
+    ProfileUpdate, Queued, SessionStore, TokenUse, UpdateProfileError,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -360,17 +361,21 @@ impl DynamoContacts {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
+            // An identity linked meanwhile would keep its guard: the account as read, or nothing.
             .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(deleted_at) AND email_normalized = :email",
+                "attribute_exists(pk) AND attribute_not_exists(deleted_at) AND email_normalized = :email \
+                 AND (attribute_not_exists(identities) OR size(identities) = :identities)",
             )
             .expression_attribute_values(":email", AttributeValue::S(current.email.normalized().to_string()))
+            .expression_attribute_values(":identities", number(current.identities.len()))
             .build()
             .map_err(anyhow::Error::from)?;
         let mut items = Transaction::default();
         items.push(TransactWriteItem::builder().put(put).build(), Guards::Record);
         let released = std::iter::once(email_pk(current.email.normalized()))
             .chain(current.username.as_ref().map(|u| username_pk(&u.normalized)))
-            .chain([held_notices_pk(&current.contact_id), sign_in_code_pk(&current.contact_id)]);
+            .chain([held_notices_pk(&current.contact_id), sign_in_code_pk(&current.contact_id)])
+            .chain(current.identities.iter().map(|i| super::dynamodb_identities::identity_pk(&i.provider, &i.subject)));
         for pk in released {
             let delete = Delete::builder().table_name(&self.table).set_key(Some(key(pk))).build();
             items.push(
@@ -471,6 +476,8 @@ pub(crate) enum Guards {
     Email,
     /// The uniqueness of a username.
     Username,
+    /// The uniqueness of an external identity (one account per provider and subject).
+    Identity,
     /// Nothing a client could cause (a new outbox message, a new token).
     Nothing,
 }
@@ -561,6 +568,7 @@ pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Resul
     if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
         items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?, Guards::Username);
     }
+    super::dynamodb_identities::identity_guards(table, contact, &mut items)?;
     Ok(items)
 }
 
@@ -610,6 +618,7 @@ impl ContactStore for DynamoContacts {
             Ok(()) => Ok(()),
             Err(TransactionError::Refused(Guards::Email)) => Err(CreateContactError::EmailTaken),
             Err(TransactionError::Refused(Guards::Username)) => Err(CreateContactError::UsernameTaken),
+            Err(TransactionError::Refused(Guards::Identity)) => Err(CreateContactError::IdentityTaken),
             Err(err) => Err(err.into_fault("creating a contact").into()),
         }
     }
@@ -1116,6 +1125,38 @@ impl ContactStore for DynamoContacts {
             Err(TransactionError::Refused(_) | TransactionError::Conflict) => Ok(false),
             Err(err) => Err(err.into_fault("using a token")),
         }
+    }
+
+    async fn save_external_state(&self, state_digest: &str, state: &ExternalState) -> anyhow::Result<()> {
+        self.save_state(state_digest, state).await
+    }
+
+    async fn take_external_state(&self, state_digest: &str) -> anyhow::Result<Option<ExternalState>> {
+        self.take_state(state_digest).await
+    }
+
+    async fn identity_owner(&self, provider: &str, subject: &str) -> anyhow::Result<Option<ContactId>> {
+        self.owner_of_identity(provider, subject).await
+    }
+
+    async fn link_identity(
+        &self,
+        current: &Contact,
+        identity: &LinkedIdentity,
+        queued: &[Queued],
+    ) -> Result<Contact, LinkIdentityError> {
+        self.link(current, identity, queued).await
+    }
+
+    async fn unlink_identity(
+        &self,
+        current: &Contact,
+        provider: &str,
+        subject: &str,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, LinkIdentityError> {
+        self.unlink(current, provider, subject, now, queued).await
     }
 
     async fn take_allowance(

@@ -540,6 +540,7 @@ impl InvitationStore for DynamoInvitations {
             Ok(()) => Ok(()),
             Err(TransactionError::Refused(Guards::Email)) => Err(RedeemError::EmailTaken),
             Err(TransactionError::Refused(Guards::Username)) => Err(RedeemError::UsernameTaken),
+            Err(TransactionError::Refused(Guards::Identity)) => Err(RedeemError::IdentityTaken),
             // Others redeemed meanwhile, which may have made this one the last: again with the
             // count as it now stands (each round sees a higher count, so this ends).
             Err(TransactionError::Refused(Guards::Record)) if !last => {

@@ -4,6 +4,7 @@
 pub mod dynamodb;
 pub mod dynamodb_audit;
 pub mod dynamodb_groups;
+pub mod dynamodb_identities;
 pub mod dynamodb_imports;
 pub mod dynamodb_invitations;
 pub mod dynamodb_list_keys;
@@ -12,6 +13,8 @@ pub mod dynamodb_pages;
 pub mod dynamodb_passkeys;
 pub mod dynamodb_two_factor;
 pub mod eventbridge;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod outbox_only;
 pub mod sealing;
 pub mod ses;

@@ -108,6 +108,13 @@ pub enum AuditEvent {
     AccountErased,
     /// An administrator changed site settings at run time.
     SettingsChanged,
+    /// An external identity (OpenID Connect) was linked to the account.
+    IdentityLinked,
+    /// An external identity was unlinked from the account.
+    IdentityUnlinked,
+    /// A sign-in, link or redemption through a provider failed (at the provider, or in the
+    /// callback's checks).
+    ExternalSignInFailed,
 }
 
 impl AuditEvent {
@@ -146,6 +153,9 @@ impl AuditEvent {
             AuditEvent::EventPublished => "event_published",
             AuditEvent::ImportStarted => "import_started",
             AuditEvent::ContactImported => "contact_imported",
+            AuditEvent::IdentityLinked => "identity_linked",
+            AuditEvent::IdentityUnlinked => "identity_unlinked",
+            AuditEvent::ExternalSignInFailed => "external_sign_in_failed",
             AuditEvent::PasskeyAdded => "passkey_added",
             AuditEvent::PasskeyRemoved => "passkey_removed",
             AuditEvent::PasskeySignInFailed => "passkey_sign_in_failed",

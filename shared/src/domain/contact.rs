@@ -5,6 +5,7 @@ use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::email::Email;
+use super::identity::LinkedIdentity;
 use super::lockout::LockoutState;
 use super::password::PasswordHashString;
 use super::text::Username;
@@ -44,6 +45,8 @@ pub struct Contact {
     pub deleted_at: Option<Timestamp>,
     /// The version of the terms of use the person accepted last, and when.
     pub terms_accepted: Option<TermsAccepted>,
+    /// The external identities (OpenID Connect) linked to the account: each signs in to it.
+    pub identities: Vec<LinkedIdentity>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -155,6 +158,7 @@ impl Contact {
             login_disabled: true,
             deleted_at: Some(now),
             terms_accepted: None,
+            identities: Vec::new(),
             created_at: self.created_at,
             updated_at: now,
         }
@@ -212,6 +216,8 @@ struct ContactRecord {
     deleted_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     terms_accepted: Option<TermsAccepted>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    identities: Vec<LinkedIdentity>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -242,6 +248,7 @@ impl From<Contact> for ContactRecord {
             login_disabled: c.login_disabled,
             deleted_at: c.deleted_at,
             terms_accepted: c.terms_accepted,
+            identities: c.identities,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -280,6 +287,7 @@ impl From<ContactRecord> for Contact {
             login_disabled: r.login_disabled,
             deleted_at: r.deleted_at,
             terms_accepted: r.terms_accepted,
+            identities: r.identities,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -325,6 +333,7 @@ impl Contact {
             login_disabled: false,
             deleted_at: None,
             terms_accepted: None,
+            identities: Vec::new(),
             created_at: now,
             updated_at: now,
         }

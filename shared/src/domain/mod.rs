@@ -7,6 +7,7 @@ pub mod contact;
 pub mod email;
 pub mod event;
 pub mod idempotency;
+pub mod identity;
 pub mod ids;
 pub mod import;
 pub mod invitation;

@@ -5,6 +5,7 @@ pub mod admin;
 mod admin_lists;
 mod admin_views;
 pub mod entry;
+pub mod external;
 pub mod imports;
 pub mod passkeys;
 pub mod profile;

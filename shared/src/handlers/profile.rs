@@ -31,6 +31,7 @@ impl HttpFunction for Profile {
             .merge(super::two_factor::routes())
             .merge(super::security::routes())
             .merge(super::terms::routes())
+            .merge(super::external::profile_routes())
     }
 }
 

@@ -21,6 +21,7 @@
 
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, Login};
+use crate::domain::identity::external_method;
 use crate::domain::ids::ContactId;
 use crate::domain::lockout::{AttemptSubject, FailedSignIn};
 use crate::domain::outbox::MessageKind;
@@ -67,6 +68,9 @@ pub enum Proof<'a> {
     /// An address and the code emailed to it (`POST /signin/email-code`): a first factor only, so
     /// an account with TOTP still takes its second step.
     EmailCode { email: &'a str, code: &'a str },
+    /// An identity an OpenID Connect provider vouched for, linked to the account: a first factor
+    /// (unless the provider is trusted for it and reported `mfa`).
+    External(Box<ExternalVerified>),
     /// Credentials set up in this very request and committed: a registration or an invitation
     /// redeemed with new credentials (`way` says which).
     NewCredentials { contact: Box<Contact>, way: Way },
@@ -87,6 +91,21 @@ impl PasskeyVerified {
     }
 }
 
+/// An identity a provider vouched for, linked to `contact`: only the external sign-in use case
+/// makes one.
+pub struct ExternalVerified {
+    contact: Contact,
+    provider: String,
+    /// The provider is trusted for the second factor (`trust_mfa`) and its `amr` held `mfa`.
+    second_factor: bool,
+}
+
+impl ExternalVerified {
+    pub(super) fn new(contact: Contact, provider: &str, second_factor: bool) -> Self {
+        ExternalVerified { contact, provider: provider.to_string(), second_factor }
+    }
+}
+
 /// The way a session began (its audit entry, and what the web layer marks the cookie with).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Way {
@@ -97,6 +116,8 @@ pub enum Way {
     Redemption,
     Continued,
     EmailCode,
+    /// An OpenID Connect provider (the session's method names it: `external:<provider>`).
+    External,
 }
 
 impl Way {
@@ -109,6 +130,7 @@ impl Way {
             Way::Redemption => "redemption",
             Way::Continued => "continued",
             Way::EmailCode => "email_code",
+            Way::External => "external",
         }
     }
 }
@@ -147,6 +169,8 @@ pub struct Proven {
     /// "Remember me" as the proof fixed it (a pending sign-in's, a continued session's).
     remembered: Option<bool>,
     epoch: String,
+    /// The provider of an external sign-in (its method is `external:<provider>`).
+    provider: Option<String>,
 }
 
 impl Proven {
@@ -256,6 +280,7 @@ pub async fn prove(
         }
         Proof::Passkey(verified) => prove_passkey(portal, source, verified.contact, arrival.device).await,
         Proof::EmailCode { email, code } => prove_email_code(portal, source, email, code, arrival.device).await,
+        Proof::External(verified) => prove_external(portal, source, *verified, arrival.device).await,
         Proof::NewCredentials { contact, way } => {
             let epoch = contact.session_epoch.clone();
             Ok(Proven {
@@ -265,6 +290,7 @@ pub async fn prove(
                 factor: Factor::Absent,
                 remembered: None,
                 epoch,
+                provider: None,
             })
         }
         Proof::Continued { session, contact, epoch, has_second_factor } => {
@@ -277,7 +303,15 @@ pub async fn prove(
                 None => Factor::Kept { setup_only: session.setup_only },
             };
             let remembered = Some(session.remembered);
-            Ok(Proven { contact: *contact, way: Way::Continued, trusted_device: false, factor, remembered, epoch })
+            Ok(Proven {
+                contact: *contact,
+                way: Way::Continued,
+                trusted_device: false,
+                factor,
+                remembered,
+                epoch,
+                provider: None,
+            })
         }
     }
 }
@@ -293,7 +327,9 @@ pub async fn admit(
     arrival: Arrival<'_>,
     remember_me: bool,
 ) -> Result<Entry, PortalError> {
-    let Proven { contact, way, trusted_device, factor, remembered, epoch } = proven;
+    let Proven { contact, way, trusted_device, factor, remembered, epoch, provider } = proven;
+    // What the session, its audit entries and the sign-in history call the way in.
+    let method = provider.as_deref().map_or_else(|| way.as_str().to_string(), external_method);
     let settings = portal.settings();
     // 1. The account's state.
     if !contact.may_sign_in() {
@@ -314,7 +350,7 @@ pub async fn admit(
             let (pending, pending_token) =
                 PendingSignIn::start(&contact.contact_id, &epoch, now, remembered, trusted_device);
             let entry = audit_entry(portal, AuditEvent::SecondFactorRequired, None, Some(&contact.contact_id), source)
-                .with("method", way.as_str())
+                .with("method", method.clone())
                 .with("result", "second_factor_required");
             let (created, recorded) = tokio::join!(portal.two_factor().create_pending(&pending), record(portal, entry));
             created?;
@@ -337,11 +373,11 @@ pub async fn admit(
     session.terms_only = options.terms_only;
     session.method = match (way, arrival.continues) {
         (Way::Continued, Some(continued)) => continued.method.clone(),
-        _ => Some(way.as_str().to_string()),
+        _ => Some(method.clone()),
     };
     session.ip = Some(source.as_str().to_string());
     session.user_agent = arrival.user_agent.map(kept_user_agent);
-    let signs_in = matches!(way, Way::Password | Way::SecondFactor | Way::Passkey | Way::EmailCode);
+    let signs_in = matches!(way, Way::Password | Way::SecondFactor | Way::Passkey | Way::EmailCode | Way::External);
     let device_token = signs_in.then(|| match arrival.device {
         Some(device) if trusted_device => device.to_string(),
         _ => random_token(),
@@ -366,7 +402,7 @@ pub async fn admit(
     let mut queued: Vec<Queued> = Vec::new();
     if way != Way::Continued {
         let id = Some(&contact.contact_id);
-        let mut entry = audit_entry(portal, AuditEvent::SignedIn, id, id, source).with("method", way.as_str());
+        let mut entry = audit_entry(portal, AuditEvent::SignedIn, id, id, source).with("method", method.clone());
         if let Some(user_agent) = &session.user_agent {
             entry = entry.with("user_agent", user_agent.clone());
         }
@@ -385,7 +421,7 @@ pub async fn admit(
     ended?;
     tracing::info!(
         audit = AuditEvent::SignedIn.as_str(),
-        way = way.as_str(),
+        way = %method,
         contact_id = %contact.contact_id,
         source_ip = %source,
         "audit"
@@ -457,7 +493,7 @@ async fn prove_password(
     };
     succeeded(portal, source, &contact, trusted_device).await?;
     let epoch = contact.session_epoch.clone();
-    Ok(Proven { contact, way: Way::Password, trusted_device, factor, remembered: None, epoch })
+    Ok(Proven { contact, way: Way::Password, trusted_device, factor, remembered: None, epoch, provider: None })
 }
 
 /// An emailed sign-in code: the same work for an address no account has (its attempt is reserved
@@ -518,7 +554,15 @@ async fn prove_email_code(
     }
     succeeded(portal, source, &contact, trusted_device).await?;
     let epoch = contact.session_epoch.clone();
-    Ok(Proven { contact, way: Way::EmailCode, trusted_device, factor: Factor::Absent, remembered: None, epoch })
+    Ok(Proven {
+        contact,
+        way: Way::EmailCode,
+        trusted_device,
+        factor: Factor::Absent,
+        remembered: None,
+        epoch,
+        provider: None,
+    })
 }
 
 /// What a first factor's reservation found: whether its attempt was taken (and on a trusted
@@ -623,7 +667,15 @@ async fn second_factor_awaited(
     released?;
     given_back?;
     let epoch = contact.session_epoch.clone();
-    Ok(Proven { contact, way, trusted_device, factor: Factor::Awaited(methods), remembered: None, epoch })
+    Ok(Proven {
+        contact,
+        way,
+        trusted_device,
+        factor: Factor::Awaited(methods),
+        remembered: None,
+        epoch,
+        provider: None,
+    })
 }
 
 async fn prove_second_factor(
@@ -684,7 +736,15 @@ async fn prove_second_factor(
     succeeded(portal, source, &contact, trusted_device).await?;
     let epoch = pending.epoch.clone();
     let remembered = Some(pending.remember_me);
-    Ok(Proven { contact, way: Way::SecondFactor, trusted_device, factor: Factor::Proven, remembered, epoch })
+    Ok(Proven {
+        contact,
+        way: Way::SecondFactor,
+        trusted_device,
+        factor: Factor::Proven,
+        remembered,
+        epoch,
+        provider: None,
+    })
 }
 
 /// A passkey sign-in: the assertion verified; the account's lockout (or its trusted device's
@@ -713,7 +773,58 @@ async fn prove_passkey(
     }
     succeeded(portal, source, &contact, trusted_device).await?;
     let epoch = contact.session_epoch.clone();
-    Ok(Proven { contact, way: Way::Passkey, trusted_device, factor: Factor::Proven, remembered: None, epoch })
+    Ok(Proven {
+        contact,
+        way: Way::Passkey,
+        trusted_device,
+        factor: Factor::Proven,
+        remembered: None,
+        epoch,
+        provider: None,
+    })
+}
+
+/// An external sign-in: the provider checked the person; the account's state, its lockout (or its
+/// trusted device's allowance) and its second factor still hold, as for every way in. The
+/// provider's own second factor counts only where the site trusts it (`trust_mfa`).
+async fn prove_external(
+    portal: &impl DoorPorts,
+    source: &SourceAddress,
+    verified: ExternalVerified,
+    device: Option<&str>,
+) -> Result<Proven, PortalError> {
+    let ExternalVerified { contact, provider, second_factor } = verified;
+    reserve_attempt(portal, source, Attempt::SignIn).await?;
+    let subject = AttemptSubject::Account(contact.contact_id.clone());
+    let Reservation { reserved, trusted_device, state } = reserve(portal, Some(&contact), &subject, device).await?;
+    if !reserved {
+        let failure = Failure { contact_id: Some(&contact.contact_id), subject: &subject, way: Way::External };
+        return Err(refuse(portal, source, failure, reserved, trusted_device).await);
+    }
+    if !contact.may_sign_in() {
+        return Err(refuse_disabled(portal, source, &contact, Way::External).await);
+    }
+    let factor = match (second_factor, state.enabled()) {
+        (true, _) => Factor::Proven,
+        (false, false) => Factor::Absent,
+        (false, true) => {
+            let mut awaited =
+                second_factor_awaited(portal, source, contact, Way::External, trusted_device, state.methods()).await?;
+            awaited.provider = Some(provider);
+            return Ok(awaited);
+        }
+    };
+    succeeded(portal, source, &contact, trusted_device).await?;
+    let epoch = contact.session_epoch.clone();
+    Ok(Proven {
+        contact,
+        way: Way::External,
+        trusted_device,
+        factor,
+        remembered: None,
+        epoch,
+        provider: Some(provider),
+    })
 }
 
 /// Everything proven: the source address's attempt is given back and the account's failures

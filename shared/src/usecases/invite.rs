@@ -87,7 +87,9 @@ async fn invited_contact(portal: &(impl UsesContacts + UsesClock), invitee: Invi
             .find_by_login(&login)
             .await?
             .ok_or_else(|| anyhow::anyhow!("invited contact vanished").into()),
-        Err(CreateContactError::UsernameTaken) => Err(PortalError::field("email", "could not be used")),
+        Err(CreateContactError::UsernameTaken | CreateContactError::IdentityTaken) => {
+            Err(PortalError::field("email", "could not be used"))
+        }
         Err(CreateContactError::Store(err)) => Err(err.into()),
     }
 }

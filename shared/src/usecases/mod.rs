@@ -6,6 +6,7 @@ pub mod codes;
 pub mod deletion;
 pub mod delivery;
 pub mod door;
+pub mod external;
 pub mod import;
 pub mod invite;
 pub mod lists;

@@ -68,6 +68,8 @@ pub struct SignInPage<'a> {
     pub open_registration: bool,
     pub invitations_enabled: bool,
     pub email_code_sign_in: bool,
+    /// The OpenID Connect providers: (id, display name).
+    pub providers: Vec<(String, String)>,
 }
 
 /// What the registration form shows again after a failed submission (never the password).
@@ -460,6 +462,39 @@ pub struct TermsPage<'a> {
 pub struct DeleteAccountPage<'a> {
     pub viewer: Option<ViewerSummary>,
     pub csrf_token: &'a str,
+    pub errors: FormErrors,
+}
+
+/// An external identity as the identities page lists it.
+pub struct IdentityRow {
+    pub provider: String,
+    pub provider_name: String,
+    pub subject: String,
+    pub email: String,
+    pub linked_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "identities.html")]
+pub struct IdentitiesPage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub identities: Vec<IdentityRow>,
+    /// Every provider of the site: (id, display name).
+    pub providers: Vec<(String, String)>,
+}
+
+/// Linking or unlinking an identity: the form that re-authenticates the person first.
+#[derive(Template)]
+#[template(path = "identity_change.html")]
+pub struct IdentityChangePage<'a> {
+    pub viewer: Option<ViewerSummary>,
+    pub csrf_token: &'a str,
+    pub heading: String,
+    pub explanation: &'a str,
+    pub action: String,
+    pub subject: &'a str,
+    pub button: String,
     pub errors: FormErrors,
 }
 

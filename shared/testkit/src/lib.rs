@@ -13,6 +13,7 @@ pub mod memory_imports;
 pub mod memory_passkeys;
 pub mod memory_two_factor;
 pub mod moto;
+pub mod oidc;
 pub mod passkey;
 pub mod two_factor;
 
@@ -54,6 +55,8 @@ pub struct TestPortal {
     pub pacer: Arc<MemoryPacer>,
     pub passkeys: Arc<MemoryPasskeys>,
     pub two_factor: Arc<MemoryTwoFactor>,
+    /// The OpenID Connect provider `example` ([`oidc::PROVIDERS`]).
+    pub provider: Arc<oidc::FakeProvider>,
 }
 
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -64,6 +67,7 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
         ("PORTAL_OUTBOX_TABLE".into(), "outbox".into()),
         ("PORTAL_AUDIT_TABLE".into(), "audit".into()),
         ("PORTAL_BASE_URL".into(), BASE.into()),
+        ("PORTAL_OIDC_PROVIDERS".into(), oidc::PROVIDERS.into()),
     ]);
     for (k, v) in overrides {
         map.insert(k.to_string(), v.to_string());
@@ -83,6 +87,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
     let pacer = Arc::new(MemoryPacer::default());
     let passkeys = Arc::new(MemoryPasskeys::new(contacts.clone()));
     let two_factor = Arc::new(MemoryTwoFactor::new(contacts.clone()));
+    let provider = Arc::new(oidc::FakeProvider::default());
     let portal = Arc::new(Portal {
         settings: settings(overrides),
         contacts: contacts.clone(),
@@ -97,6 +102,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         passkeys: passkeys.clone(),
         two_factor: two_factor.clone(),
         sealer: Arc::new(FixedKeySealer::default()),
+        identity_providers: provider.clone(),
         live: Arc::default(),
     });
     TestPortal {
@@ -112,6 +118,7 @@ pub fn test_portal(overrides: &[(&str, &str)]) -> TestPortal {
         pacer,
         passkeys,
         two_factor,
+        provider,
     }
 }
 

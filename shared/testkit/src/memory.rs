@@ -17,6 +17,7 @@ use portal::domain::contact::{Contact, Login};
 use portal::domain::email::Email;
 use portal::domain::event::PortalEvent;
 use portal::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
+use portal::domain::identity::{ExternalState, LinkedIdentity};
 use portal::domain::invitation::{Delivery, Invitation, Redemption};
 use portal::domain::listing::{InvitationFilter, PageRequest, Paged, Position, sort_key};
 use portal::domain::lockout::{AttemptSubject, FailedSignIn, LockoutPolicy, LockoutState};
@@ -26,8 +27,8 @@ use portal::domain::session::Session;
 use portal::domain::token::EmailToken;
 use portal::ports::{
     AccountEdit, Clock, ContactChange, ContactStore, CreateContactError, Device, EditAccountError, HeldNotices,
-    InvitationStore, Mailer, Outbox, OutgoingEmail, ProfileUpdate, Queued, RedeemError, SendError, SessionStore,
-    TokenUse, UpdateProfileError,
+    InvitationStore, LinkIdentityError, Mailer, Outbox, OutgoingEmail, ProfileUpdate, Queued, RedeemError, SendError,
+    SessionStore, TokenUse, UpdateProfileError,
 };
 
 /// Store faults tests ask for: each named operation fails that many more times.
@@ -78,6 +79,23 @@ struct ContactsState {
     sign_in_codes: HashMap<ContactId, (String, Timestamp, u32)>,
     /// The audit trail, in the order it was written.
     audit: Vec<AuditEntry>,
+    /// External identities' guards: (provider, subject) → account.
+    identities: HashMap<(String, String), ContactId>,
+    /// Trips to a provider, by the digest of their state.
+    external_states: HashMap<String, ExternalState>,
+}
+
+impl ContactsState {
+    /// Whether any of the contact's identities belongs to an account already.
+    fn identity_taken(&self, contact: &Contact) -> bool {
+        contact.identities.iter().any(|i| self.identities.contains_key(&(i.provider.clone(), i.subject.clone())))
+    }
+
+    fn guard_identities(&mut self, contact: &Contact) {
+        for identity in &contact.identities {
+            self.identities.insert((identity.provider.clone(), identity.subject.clone()), contact.contact_id.clone());
+        }
+    }
 }
 
 impl ContactsState {
@@ -158,6 +176,10 @@ impl MemoryContacts {
                 if state.by_email.contains_key(contact.email.normalized()) {
                     return Err(RedeemError::EmailTaken);
                 }
+                if state.identity_taken(contact) {
+                    return Err(RedeemError::IdentityTaken);
+                }
+                state.guard_identities(contact);
                 if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
                     if state.by_username.contains_key(username) {
                         return Err(RedeemError::UsernameTaken);
@@ -218,12 +240,16 @@ impl ContactStore for MemoryContacts {
         if state.by_email.contains_key(contact.email.normalized()) {
             return Err(CreateContactError::EmailTaken);
         }
+        if state.identity_taken(contact) {
+            return Err(CreateContactError::IdentityTaken);
+        }
         if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
             if state.by_username.contains_key(username) {
                 return Err(CreateContactError::UsernameTaken);
             }
             state.by_username.insert(username.clone(), contact.contact_id.clone());
         }
+        state.guard_identities(contact);
         state.by_email.insert(contact.email.normalized().to_string(), contact.contact_id.clone());
         state.contacts.insert(contact.contact_id.clone(), contact.clone());
         self.queue(&mut state, emails);
@@ -415,6 +441,70 @@ impl ContactStore for MemoryContacts {
         Ok(false)
     }
 
+    async fn save_external_state(&self, state_digest: &str, external: &ExternalState) -> anyhow::Result<()> {
+        self.record("save_external_state");
+        self.state.lock().unwrap().external_states.insert(state_digest.to_string(), external.clone());
+        Ok(())
+    }
+
+    async fn take_external_state(&self, state_digest: &str) -> anyhow::Result<Option<ExternalState>> {
+        self.record("take_external_state");
+        Ok(self.state.lock().unwrap().external_states.remove(state_digest))
+    }
+
+    async fn identity_owner(&self, provider: &str, subject: &str) -> anyhow::Result<Option<ContactId>> {
+        self.record("identity_owner");
+        Ok(self.state.lock().unwrap().identities.get(&(provider.to_string(), subject.to_string())).cloned())
+    }
+
+    async fn link_identity(
+        &self,
+        current: &Contact,
+        identity: &LinkedIdentity,
+        queued: &[Queued],
+    ) -> Result<Contact, LinkIdentityError> {
+        self.record("link_identity");
+        let mut state = self.state.lock().unwrap();
+        let Some(stored) = state.contacts.get(&current.contact_id) else { return Err(LinkIdentityError::Changed) };
+        if stored.deleted_at.is_some() || stored.session_epoch != current.session_epoch {
+            return Err(LinkIdentityError::Changed);
+        }
+        let key = (identity.provider.clone(), identity.subject.clone());
+        if state.identities.contains_key(&key) {
+            return Err(LinkIdentityError::Taken);
+        }
+        let mut linked = stored.clone();
+        linked.identities.push(identity.clone());
+        linked.updated_at = identity.linked_at;
+        state.identities.insert(key, current.contact_id.clone());
+        state.contacts.insert(linked.contact_id.clone(), linked.clone());
+        self.queue(&mut state, queued);
+        Ok(linked)
+    }
+
+    async fn unlink_identity(
+        &self,
+        current: &Contact,
+        provider: &str,
+        subject: &str,
+        now: Timestamp,
+        queued: &[Queued],
+    ) -> Result<Contact, LinkIdentityError> {
+        self.record("unlink_identity");
+        let mut state = self.state.lock().unwrap();
+        let Some(stored) = state.contacts.get(&current.contact_id) else { return Err(LinkIdentityError::Changed) };
+        if stored.deleted_at.is_some() || stored.identities != current.identities {
+            return Err(LinkIdentityError::Changed);
+        }
+        let mut unlinked = stored.clone();
+        unlinked.identities.retain(|i| !i.is(provider, subject));
+        unlinked.updated_at = now;
+        state.identities.remove(&(provider.to_string(), subject.to_string()));
+        state.contacts.insert(unlinked.contact_id.clone(), unlinked.clone());
+        self.queue(&mut state, queued);
+        Ok(unlinked)
+    }
+
     async fn give_back_allowance(&self, key: &str, window_secs: i64, now: Timestamp) -> anyhow::Result<()> {
         self.record("give_back_allowance");
         let mut state = self.state.lock().unwrap();
@@ -448,6 +538,7 @@ impl ContactStore for MemoryContacts {
             return Err(EditAccountError::Missing);
         }
         let changed = edit.applied_to(stored, now);
+        let stored = stored.clone();
         if let AccountEdit::Delete { .. } = edit {
             state.by_email.remove(current.email.normalized());
             if let Some(username) = &current.username {
@@ -455,6 +546,9 @@ impl ContactStore for MemoryContacts {
             }
             state.held_notices.remove(&current.contact_id);
             state.sign_in_codes.remove(&current.contact_id);
+            for identity in &stored.identities.clone() {
+                state.identities.remove(&(identity.provider.clone(), identity.subject.clone()));
+            }
         }
         state.contacts.insert(changed.contact_id.clone(), changed.clone());
         self.queue(&mut state, queued);

@@ -110,7 +110,9 @@ impl ImportStore for MemoryImports {
             match self.contacts.create(contact).await {
                 Ok(()) => {}
                 Err(CreateContactError::EmailTaken) => return Ok(RowWritten::EmailTaken),
-                Err(CreateContactError::UsernameTaken) => anyhow::bail!("an imported contact has no username"),
+                Err(CreateContactError::UsernameTaken | CreateContactError::IdentityTaken) => {
+                    anyhow::bail!("an imported contact has no username and no identity")
+                }
                 Err(CreateContactError::Store(err)) => return Err(err),
             }
         }

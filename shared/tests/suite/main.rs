@@ -10,6 +10,7 @@ mod audit_log;
 mod dynamodb;
 mod dynamodb_invitations;
 mod email_code;
+mod external_sign_in;
 mod group_invitations;
 mod group_invitations_moto;
 mod handlers;

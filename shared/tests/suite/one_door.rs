@@ -12,6 +12,7 @@ use axum::routing::get;
 use portal::domain::outbox::MessageKind;
 use portal::domain::two_factor::{TOTP_STEP_SECS, TotpSecret};
 use portal::handlers::admin::CreateInvitation;
+use portal::handlers::external::ExternalSignIn;
 use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
 use portal::handlers::register::Register;
@@ -59,7 +60,8 @@ impl HttpFunction for WithASecondDoor {
     }
 }
 
-const FUNCTIONS: [(&str, &dyn HttpFunction); 5] = [
+const FUNCTIONS: [(&str, &dyn HttpFunction); 6] = [
+    ("external-sign-in", &ExternalSignIn),
     ("sign-in", &SignIn),
     ("register", &Register),
     ("profile", &Profile),
@@ -87,7 +89,7 @@ fn routed_paths() -> Vec<(String, &'static dyn HttpFunction)> {
         .lines()
         .filter_map(|line| {
             let (path, function) = line.split_once(" = ")?;
-            let path = path.trim().trim_matches('"').replace("{id}", "some-id");
+            let path = path.trim().trim_matches('"').replace("{id}", "some-id").replace("{provider}", "example");
             let function = function.trim().trim_matches('"');
             let handler = FUNCTIONS.iter().find(|(name, _)| *name == function).map(|(_, f)| *f);
             Some((path, handler.unwrap_or_else(|| panic!("{function} routes {line}"))))
@@ -133,6 +135,12 @@ async fn the_routes_that_set_the_session_cookie_are_the_ways_through_the_door() 
     let code = text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).unwrap();
     let by_code = Req::post("/signin/email-code/verify").json(json!({"email": ADA, "code": code}));
     assert_eq!(door_of(&t.send(&SignIn, by_code).await), Some(Way::EmailCode));
+    let begun = t.send(&ExternalSignIn, Req::get("/signin/external/example")).await;
+    let back =
+        t.provider.sign_in(&location(&begun).unwrap(), portal_testkit::oidc::identity("ada-idp", "new@example.com"));
+    let binding = cookie_value(&begun, "portal_external").unwrap();
+    let external = t.send(&ExternalSignIn, Req::get(&back).cookie("portal_external", &binding)).await;
+    assert_eq!(door_of(&external), Some(Way::External), "{}", body_text(&external));
     let signed_in = t.send(&SignIn, sign_in_req(ADA, PASSWORD)).await;
     assert_eq!(door_of(&signed_in), Some(Way::Password));
     let session = cookie_value(&signed_in, "portal_session").unwrap();
