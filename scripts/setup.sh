@@ -104,13 +104,18 @@ if [ "$browser" = 1 ] && [ ! -x /usr/bin/chromedriver ]; then
 fi
 # The exact versions of package-lock.json (npm ci), again whenever the lock file changes.
 NPM_STAMP=node_modules/.package-lock.stamp
-if [ "$browser" = 1 ] && { [ ! -f "$NPM_STAMP" ] || [ package-lock.json -nt "$NPM_STAMP" ]; }; then
+# make run needs them too: the local OpenID Connect provider (oidc-provider).
+if [ ! -f "$NPM_STAMP" ] || [ package-lock.json -nt "$NPM_STAMP" ]; then
   if ! command -v npm >/dev/null 2>&1; then
-    say "the browser tests need Node.js 20 and npm (package.json: axe-core)"
-    exit 1
+    if [ "$browser" = 1 ]; then
+      say "the tests need Node.js 20 and npm (package.json: axe-core, oidc-provider)"
+      exit 1
+    fi
+    say "no npm: make run starts without the local OpenID Connect provider"
+  else
+    say "installing package-lock.json's npm packages (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    touch "$NPM_STAMP"
   fi
-  say "installing package-lock.json's npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
-  touch "$NPM_STAMP"
 fi
 exit 0

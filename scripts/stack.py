@@ -387,8 +387,24 @@ def start_stack(portal_port: int = 9000, moto_port: int = 4566, stack_name: str 
     return stack
 
 
+# make run's OpenID Connect provider (npm's oidc-provider, scripts/oidc_provider.mjs) and the
+# portal's provider `example` on it, unless PORTAL_OIDC_PROVIDERS says otherwise (OIDC_PORT=0: none).
+OIDC_PORT = int(os.environ.get("OIDC_PORT") or 9400)
+
+
+def local_oidc_provider(portal_port: int):
+    """Starts the local provider; returns (its process, the portal's providers setting)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from oidc_provider import start_provider  # noqa: E402  (tests/oidc_provider.py)
+    process = start_provider(OIDC_PORT)
+    providers = [{"id": "example", "name": "Example ID", "issuer": f"http://localhost:{OIDC_PORT}",
+                  "client_id": "portal", "client_secret": "portal-secret"}]
+    return process, json.dumps(providers)
+
+
 def main() -> int:
     stack = None
+    provider = None
 
     def on_signal(_signum, _frame):
         for sig in SIGNALS:
@@ -403,8 +419,14 @@ def main() -> int:
         stack_name = os.environ.get("PORTAL_STACK_NAME") or "portal-local"
         say(f"starting the local stack {stack_name!r}...")
         # Function settings come from the environment: the template's variables for parameters.
+        settings = {k: v for k, v in os.environ.items() if v}
+        have_provider = os.path.isdir(os.path.join(ROOT, "node_modules", "oidc-provider"))
+        if OIDC_PORT and have_provider and "PORTAL_OIDC_PROVIDERS" not in settings:
+            provider, settings["PORTAL_OIDC_PROVIDERS"] = local_oidc_provider(portal_port)
+            say(f"OpenID Connect provider 'example' on http://localhost:{OIDC_PORT} "
+                "(oidc-user@example.com / oidc-password-1)")
         stack = start_stack(portal_port, moto_port, stack_name, admin_password=os.environ.get(
-            "PORTAL_ADMIN_PASSWORD"), settings={k: v for k, v in os.environ.items() if v},
+            "PORTAL_ADMIN_PASSWORD"), settings=settings,
             record_calls=os.environ.get("PORTAL_RECORD_AWS_CALLS") or None)
         print(f"\nPortal: {stack.portal_url}  Local AWS: {stack.aws_endpoint}  "
               f"Admin: {stack.admin_email} / {stack.admin_password}\n"
@@ -426,6 +448,8 @@ def main() -> int:
         if stack is not None:
             stack.stop()
             say("stopped.")
+        if provider is not None:
+            provider.terminate()
 
 
 if __name__ == "__main__":

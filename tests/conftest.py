@@ -10,7 +10,9 @@ background, when its first test is set up."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import threading
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +32,39 @@ ALLOWANCE_WINDOW_SECS = str(10**9)
 
 
 free_port = stack_script.free_port  # tests import it from here
+
+# The local OpenID Connect provider of this worker (scripts/oidc_provider.mjs): started with the
+# first stack whose settings ask for it (PORTAL_OIDC_PROVIDERS "local"), stopped with the session.
+OIDC_PORT = free_port()
+OIDC_ISSUER = f"http://localhost:{OIDC_PORT}"
+_oidc = {"process": None, "lock": threading.Lock()}
+
+
+def local_providers(stack_name: str) -> tuple[str, dict]:
+    """The providers of a stack on the local provider, and the secrets they read: `example` (its
+    client secret in Secrets Manager, as in AWS), and one client per spoilt ID token."""
+    import local_aws
+    secret = f"{stack_name}/oidc/example"
+    providers = [{"id": "example", "name": "Example ID", "issuer": OIDC_ISSUER, "client_id": "portal",
+                  "client_secret_arn": local_aws.secret_arn(secret)}]
+    for spoilt, name in (("wrong-aud", "Test wrong audience"), ("expired", "Test expired token"),
+                         ("bad-sig", "Test bad signature")):
+        providers.append({"id": spoilt, "name": name, "issuer": OIDC_ISSUER, "client_id": f"portal-{spoilt}",
+                          "client_secret": "portal-secret"})
+    return json.dumps(providers), {secret: "portal-secret"}
+
+
+def start_local_provider() -> None:
+    from oidc_provider import start_provider
+    with _oidc["lock"]:
+        if _oidc["process"] is None:
+            _oidc["process"] = start_provider(OIDC_PORT)
+
+
+def stop_local_provider() -> None:
+    from oidc_provider import stop_provider
+    if _oidc["process"] is not None:
+        stop_provider(_oidc["process"])
 
 
 def pytest_configure(config):
@@ -58,11 +93,15 @@ def start(stack_name: str, settings: dict | None = None, concurrency: int = 1):
     # that a test sees its change at once.
     settings = {"PORTAL_EMAIL_ALLOWANCE_WINDOW_SECS": ALLOWANCE_WINDOW_SECS, "PORTAL_SETTINGS_REFRESH_SECS": "1",
                 **(settings or {})}
+    secrets = None
+    if settings.get("PORTAL_OIDC_PROVIDERS") == "local":
+        start_local_provider()
+        settings["PORTAL_OIDC_PROVIDERS"], secrets = local_providers(name)
     # prebuilt: each function instance starts from its binary, not through `cargo run`.
     return stack_script.start_stack(portal_port, moto_port, name, settings=settings,
                                     admin_password=ADMIN_PASSWORD, log_path=log,
                                     record_calls=record, prebuilt=True,
-                                    concurrency=concurrency)
+                                    concurrency=concurrency, secrets=secrets)
 
 
 class Stacks:
@@ -138,13 +177,15 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_sessionfinish(session, exitstatus):
     STACKS.stop_all()  # any started for tests that never set them up (skipped); all stopped
+    stop_local_provider()
 
 
 # Every request of the suite comes from 127.0.0.1: per-address allowances must not run out (the
 # rate-limit tests have their own stack, rate_limited_stack). Four instances of each function, as
 # `make run`: races (parallel registrations, redemptions) run at once.
 stack = stack_fixture("stack", "e2e", {"PORTAL_EMAILS_PER_ADDRESS_PER_HOUR": "100000",
-                                       "PORTAL_FAILURES_PER_ADDRESS_PER_HOUR": "100000"},
+                                       "PORTAL_FAILURES_PER_ADDRESS_PER_HOUR": "100000",
+                                       "PORTAL_OIDC_PROVIDERS": "local"},
                       scope="session", doc="The stack most tests share (one per worker).",
                       concurrency=4)
 
