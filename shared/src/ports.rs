@@ -479,6 +479,15 @@ pub enum ContactChange {
     Create(Box<Contact>),
     /// An existing account gets the invitation's roles and account.
     Assign { contact_id: ContactId, roles: Vec<String>, account_id: Option<String>, terms: Option<TermsAccepted> },
+    /// The invited contact becomes a portal user through an external identity (no password): the
+    /// identity linked (its guard reserved), the invitation's roles and account, a confirmed email.
+    LinkIdentity {
+        contact_id: ContactId,
+        identity: LinkedIdentity,
+        roles: Vec<String>,
+        account_id: Option<String>,
+        terms: Option<TermsAccepted>,
+    },
 }
 
 impl ContactChange {
@@ -504,6 +513,20 @@ impl ContactChange {
                 contact.updated_at = now;
                 Some(contact)
             }
+            ContactChange::LinkIdentity { identity, roles, account_id, terms, .. } => {
+                let mut contact = before?.clone();
+                if terms.is_some() {
+                    contact.terms_accepted = terms.clone();
+                }
+                contact.identities.push(identity.clone());
+                contact.email_confirmed = true;
+                contact.roles = roles.clone();
+                if account_id.is_some() {
+                    contact.account_id = account_id.clone();
+                }
+                contact.updated_at = now;
+                Some(contact)
+            }
             ContactChange::Assign { roles, account_id, terms, .. } => {
                 let mut contact = before?.clone();
                 if terms.is_some() {
@@ -521,7 +544,9 @@ impl ContactChange {
 
     pub fn contact_id(&self) -> &ContactId {
         match self {
-            ContactChange::SetCredentials { contact_id, .. } | ContactChange::Assign { contact_id, .. } => contact_id,
+            ContactChange::SetCredentials { contact_id, .. }
+            | ContactChange::Assign { contact_id, .. }
+            | ContactChange::LinkIdentity { contact_id, .. } => contact_id,
             ContactChange::Create(contact) => &contact.contact_id,
         }
     }

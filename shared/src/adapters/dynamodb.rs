@@ -53,6 +53,11 @@ pub(crate) fn number(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// The guard item of an external identity (one account per provider and subject).
+pub(crate) fn identity_pk(provider: &str, subject: &str) -> String {
+    format!("IDENTITY#{provider}#{subject}")
+}
+
 pub(crate) fn contact_pk(contact_id: &ContactId) -> String {
     format!("CONTACT#{contact_id}")
 }
@@ -375,7 +380,7 @@ impl DynamoContacts {
         let released = std::iter::once(email_pk(current.email.normalized()))
             .chain(current.username.as_ref().map(|u| username_pk(&u.normalized)))
             .chain([held_notices_pk(&current.contact_id), sign_in_code_pk(&current.contact_id)])
-            .chain(current.identities.iter().map(|i| super::dynamodb_identities::identity_pk(&i.provider, &i.subject)));
+            .chain(current.identities.iter().map(|i| identity_pk(&i.provider, &i.subject)));
         for pk in released {
             let delete = Delete::builder().table_name(&self.table).set_key(Some(key(pk))).build();
             items.push(
@@ -568,7 +573,11 @@ pub(crate) fn new_contact_items(table: &str, contact: &Contact) -> anyhow::Resul
     if let Some(username) = contact.username.as_ref().map(|u| &u.normalized) {
         items.push(put_new(table, guard_item(username_pk(username), &contact.contact_id)?)?, Guards::Username);
     }
-    super::dynamodb_identities::identity_guards(table, contact, &mut items)?;
+    // A contact made by an external sign-in: its identity's guard.
+    for identity in &contact.identities {
+        let guard = guard_item(identity_pk(&identity.provider, &identity.subject), &contact.contact_id)?;
+        items.push(put_new(table, guard)?, Guards::Identity);
+    }
     Ok(items)
 }
 

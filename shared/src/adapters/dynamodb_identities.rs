@@ -1,5 +1,5 @@
 //! External identities in the contacts table:
-//! - `IDENTITY#<provider>#<subject>`: the guard item that makes an identity belong to one account
+//! - `IDENTITY#<provider>#<subject>` (`dynamodb::identity_pk`): the guard item that makes an identity belong to one account
 //!   (its `contact_id`); the account's own list of identities is on its contact item;
 //! - `OIDCSTATE#<digest of state>`: a browser's trip to a provider, taken once, gone at its TTL.
 
@@ -7,17 +7,14 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWrite
 use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
-    DynamoContacts, GuardItem, Guards, Transaction, TransactionError, contact_pk, guard_item, key, number, put_new,
+    DynamoContacts, GuardItem, Guards, Transaction, TransactionError, contact_pk, guard_item, identity_pk, key, number,
+    put_new,
 };
 use super::dynamodb_pages::sdk_error;
 use crate::domain::contact::Contact;
 use crate::domain::identity::{ExternalState, LinkedIdentity};
 use crate::domain::ids::ContactId;
 use crate::ports::{LinkIdentityError, Queued};
-
-pub(crate) fn identity_pk(provider: &str, subject: &str) -> String {
-    format!("IDENTITY#{provider}#{subject}")
-}
 
 fn state_pk(state_digest: &str) -> String {
     format!("OIDCSTATE#{state_digest}")
@@ -173,13 +170,4 @@ impl DynamoContacts {
             Err(err) => Err(err.into_fault("unlinking an identity").into()),
         }
     }
-}
-
-/// The guard items of a new contact's identities (a contact created by an external sign-in).
-pub(crate) fn identity_guards(table: &str, contact: &Contact, items: &mut Transaction) -> anyhow::Result<()> {
-    for identity in &contact.identities {
-        let guard = guard_item(identity_pk(&identity.provider, &identity.subject), &contact.contact_id)?;
-        items.push(put_new(table, guard)?, Guards::Identity);
-    }
-    Ok(())
 }

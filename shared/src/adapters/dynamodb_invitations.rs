@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dynamodb::{
     Guards, Item, LeaseTaken, OutboxItem, QueueTables, Transaction, TransactionError, contact_pk, guard_item,
-    is_conditional_failure, new_contact_items, number, outbox_put, put_new, queued_items, sdk_error, take_lease,
-    update_unless_moved_on, username_pk,
+    identity_pk, is_conditional_failure, new_contact_items, number, outbox_put, put_new, queued_items, sdk_error,
+    take_lease, update_unless_moved_on, username_pk,
 };
 use super::dynamodb_list_keys::{delivery_partition, state_partition};
 use super::dynamodb_pages::{batch_get_in_order, query_to_end};
@@ -292,6 +292,34 @@ impl DynamoInvitations {
                     )?,
                     Guards::Record,
                 );
+                items
+            }
+            ContactChange::LinkIdentity { contact_id, identity, roles, account_id, terms } => {
+                let mut expression = "SET identities = list_append(if_not_exists(identities, :none), :new), \
+                                      #roles = :roles, email_confirmed = :true, updated_at = :now"
+                    .to_string();
+                let mut values = vec![
+                    (":none", AttributeValue::L(Vec::new())),
+                    (":new", AttributeValue::L(vec![serde_dynamo::to_attribute_value(identity)?])),
+                    (":roles", list(roles)),
+                    (":true", AttributeValue::Bool(true)),
+                    (":now", number(now)),
+                ];
+                if let Some(account_id) = account_id {
+                    expression.push_str(", account_id = :account");
+                    values.push((":account", text(account_id)));
+                }
+                if let Some(terms) = terms {
+                    expression.push_str(", terms_accepted = :terms");
+                    values.push((":terms", serde_dynamo::to_attribute_value(terms)?));
+                }
+                let mut items = Transaction::default();
+                // As new credentials: only a contact that has none, and never a tombstone.
+                let condition =
+                    "attribute_exists(pk) AND attribute_not_exists(password_hash) AND attribute_not_exists(deleted_at)";
+                items.push(update(expression, condition, values, contact_id)?, Guards::Record);
+                let guard = guard_item(identity_pk(&identity.provider, &identity.subject), contact_id)?;
+                items.push(put_new(table, guard)?, Guards::Identity);
                 items
             }
         })

@@ -35,6 +35,7 @@ impl HttpFunction for ExternalSignIn {
             .route("/signin/external/{provider}", get(start_sign_in))
             .route("/signin/external/{provider}/callback", get(callback))
             .route("/profile/identities/{provider}/link", get(link_page).post(link))
+            .route("/redeem/external/{provider}", axum::routing::post(start_redeem))
     }
 }
 
@@ -113,6 +114,49 @@ async fn callback(
         Finished::Linked(contact) => {
             Ok(identities_reply(&portal.settings, &contact).or_see_other("/profile/identities"))
         }
+        Finished::Redeemed(redeemed) => {
+            let (invitation, redeemed) = *redeemed;
+            super::redeem::redeemed_reply(&portal.settings, &invitation, &redeemed)
+        }
+    }
+}
+
+/// The redeem page's "Redeem with <provider>": the code (checked before the trip), the terms.
+struct RedeemWithForm {
+    code: String,
+    accept_terms: bool,
+}
+
+impl Form for RedeemWithForm {
+    type Context = ();
+
+    fn parse(fields: &mut Fields, _: &Settings) -> Result<Self, PortalError> {
+        let code = fields.required("code");
+        let accept_terms = fields.flag("accept_terms");
+        fields.done(|| Some(RedeemWithForm { code: code?, accept_terms }))
+    }
+
+    fn page(_: &Page, _: &mut Fields, _: &(), _: FormErrors) -> Option<Response> {
+        None
+    }
+}
+
+/// `POST /redeem/external/{provider} {"code"}` (optional `"accept_terms"`): the code checked,
+/// then to the provider; back at the callback, the invitation is redeemed onto the account the
+/// identity yields.
+async fn start_redeem(
+    _: crate::web::extract::InvitationsEnabled,
+    PathParam(provider): PathParam<String>,
+    source: SourceAddress,
+    headers: HeaderMap,
+    mut form: Submission<RedeemWithForm>,
+) -> Result<Response, Rejection> {
+    let portal = form.page.portal.clone();
+    let browser = binding(&portal.settings, &headers);
+    let (code, accept_terms) = (form.code.clone(), form.accept_terms);
+    match external::start_redeem(&portal, &source, &provider, &code, accept_terms, browser).await {
+        Ok(started) => Ok(to_provider(&portal.settings, &started)),
+        Err(err) => Err(form.reject(err)),
     }
 }
 

@@ -86,6 +86,7 @@ fn render(
             password_min_length: page.settings().password_min_length,
             terms_version: page.settings().terms_version.as_deref().unwrap_or(""),
             terms_url: page.settings().terms_url.as_deref().unwrap_or(""),
+            providers: super::external::provider_names(page.settings()),
             errors,
         },
     )
@@ -217,6 +218,17 @@ async fn submit(
         Err(PortalError::InvitationInvalid) => return Err(form.reject(PortalError::InvitationInvalid)),
         Err(err) => return Err(form.reject_with(err, &Some(invitation))),
     };
+    Ok(redeemed_reply(&portal.settings, &invitation, &redeemed)?)
+}
+
+/// What a redemption answers: the contract's body, with the session the door began (a browser goes
+/// to the invitation's page, or to what the session must do first), or a page that says the new
+/// address is to be confirmed first.
+pub fn redeemed_reply(
+    settings: &Settings,
+    invitation: &Invitation,
+    redeemed: &redeem::Redeemed,
+) -> Result<Reply, PortalError> {
     let target = invitation.redirect_path.clone().unwrap_or_else(|| "/profile".into());
     let contact = &redeemed.contact;
     let view = Redeemed {
@@ -230,12 +242,12 @@ async fn submit(
     match &redeemed.entry {
         Some(Entry::Entered(entered)) => {
             let target = super::entry::entered_target(entered, &target).to_string();
-            Ok(Reply::json(status, &view).or_see_other(target).with_session(&portal.settings, entered))
+            Ok(Reply::json(status, &view).or_see_other(target).with_session(settings, entered))
         }
         // Redeemed; the new address is to be confirmed first (its link is on its way).
         None => Ok(Reply::json(status, &view).or_message(CONFIRM_FIRST)),
         Some(Entry::SecondFactorAwaited { .. }) => {
-            Err(PortalError::Internal(anyhow::anyhow!("a redemption awaiting a second factor")).into())
+            Err(PortalError::Internal(anyhow::anyhow!("a redemption awaiting a second factor")))
         }
     }
 }

@@ -16,15 +16,17 @@ use crate::domain::identity::{
     external_method,
 };
 use crate::domain::ids::ContactId;
+use crate::domain::invitation::Invitation;
 use crate::domain::secret::{digest, random_token};
 use crate::error::PortalError;
 use crate::ports::{
     AuthorizationRequest, CodeExchange, CreateContactError, LinkIdentityError, Queued, UsesIdentityProviders,
-    UsesPasskeys,
+    UsesInvitations, UsesPasskeys,
 };
 
 use super::door::{self, Arrival, DoorPorts, Entry, ExternalVerified, Proof};
 use super::reauth::{Reauthentication, reauthenticate};
+use super::redeem::{self, ExternalRedemption, Redeem, Redeemed};
 use super::{audit, audit_entry, record};
 
 /// Everything a trip to a provider reads and writes.
@@ -51,6 +53,8 @@ pub enum Finished {
     SignedIn { entry: Entry, return_to: String },
     /// The identity is linked to the signed-in account.
     Linked(Box<Contact>),
+    /// The invitation is redeemed onto the account the identity yields.
+    Redeemed(Box<(Invitation, Redeemed)>),
 }
 
 /// The redirect URI of a provider: the portal's callback for it.
@@ -100,7 +104,7 @@ pub async fn start(
 /// The provider's callback: the state taken once and checked, the code exchanged and the ID token
 /// checked, then what the trip was for.
 pub async fn finish(
-    portal: &(impl ExternalPorts + UsesPasskeys),
+    portal: &(impl ExternalPorts + UsesPasskeys + UsesInvitations),
     source: &SourceAddress,
     provider_id: &str,
     callback: Callback<'_>,
@@ -148,8 +152,22 @@ pub async fn finish(
             let contact = link(portal, source, provider, &identity, &contact_id, &epoch).await?;
             Ok(Finished::Linked(Box::new(contact)))
         }
-        // Redemption through a provider is not offered yet: no trip is ever begun for it.
-        ExternalPurpose::Redeem { .. } => Err(PortalError::InvitationInvalid),
+        ExternalPurpose::Redeem { invitation_id, code_digest, accept_terms } => {
+            // The invitation as it stands now: still redeemable, and by the code that began the
+            // trip (a resend replaced it; a revocation ended it).
+            let invitation = portal.invitations().get(&invitation_id.as_str().into()).await?;
+            let invitation = invitation
+                .filter(|i| i.code_digest == code_digest && i.is_redeemable(now))
+                .ok_or(PortalError::InvitationInvalid)?;
+            let how = Redeem::External(Box::new(ExternalRedemption {
+                provider: provider.id.clone(),
+                second_factor: provider.trust_mfa && identity.mfa,
+                identity,
+                accept_terms,
+            }));
+            let redeemed = redeem::redeem(portal, source, &invitation, how, arrival).await?;
+            Ok(Finished::Redeemed(Box::new((invitation, redeemed))))
+        }
     }
 }
 
@@ -276,6 +294,27 @@ fn link_error(err: LinkIdentityError) -> PortalError {
         }
         LinkIdentityError::Store(err) => err.into(),
     }
+}
+
+/// Begins redeeming an invitation with a provider: the code is checked first (and counted against
+/// the source address as every code tried), and only its digest rides along; the code itself never
+/// goes to the provider.
+pub async fn start_redeem(
+    portal: &(impl ExternalPorts + UsesInvitations),
+    source: &SourceAddress,
+    provider_id: &str,
+    raw_code: &str,
+    accept_terms: bool,
+    browser: Option<&str>,
+) -> Result<Started, PortalError> {
+    provider_of(portal, provider_id)?;
+    let (code, invitation) = redeem::open(portal, source, raw_code).await?;
+    let purpose = ExternalPurpose::Redeem {
+        invitation_id: invitation.invitation_id.to_string(),
+        code_digest: code.digest(),
+        accept_terms,
+    };
+    start(portal, source, provider_id, purpose, browser).await
 }
 
 /// Begins linking a provider's identity to the signed-in account: after re-authentication, as

@@ -7,6 +7,7 @@ use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, NewContact, TermsAccepted};
 use crate::domain::email::Email;
 use crate::domain::event::{Fact, PASSWORD_METHOD};
+use crate::domain::identity::{ExternalIdentity, LinkedIdentity, external_method};
 use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
@@ -52,8 +53,20 @@ pub struct NewCredentials {
     pub accept_terms: bool,
 }
 
+/// An identity a provider vouched for, to redeem with (see `usecases::external`).
+pub struct ExternalRedemption {
+    pub provider: String,
+    /// The provider is trusted for the second factor and its `amr` held `mfa`.
+    pub second_factor: bool,
+    pub identity: crate::domain::identity::ExternalIdentity,
+    pub accept_terms: bool,
+}
+
 /// How the invitation is redeemed.
 pub enum Redeem {
+    /// With an external identity: onto the account it is linked to, else the invited contact (a
+    /// single invitation) or a new contact made from its claims (a group invitation).
+    External(Box<ExternalRedemption>),
     NewCredentials(NewCredentials),
     /// Onto an account the person proves is theirs: its password and, when it has a second
     /// factor, a current code of it (an invitation's roles must not be had with half a sign-in).
@@ -76,6 +89,8 @@ pub struct Redeemed {
 }
 
 const CODE_REQUIRED: &str = "is required: the account has two-factor authentication";
+const EXTERNAL_CODE_REQUIRED: &str = "is required: the account this sign-in belongs to has two-factor \
+    authentication; redeem with its password and a code instead";
 
 /// Redeems an opened invitation, all or nothing, and signs the contact in through the door (the
 /// session the browser arrived with ends). Onto an existing account, the door's proof (password,
@@ -87,6 +102,9 @@ pub async fn redeem(
     how: Redeem,
     arrival: Arrival<'_>,
 ) -> Result<Redeemed, PortalError> {
+    // A contact that becomes a portal user through an external identity: its provider (the method
+    // of its registration and of the door's proof) and whether the provider's MFA counts.
+    let mut external_way: Option<(String, bool)> = None;
     let (change, before, created, proven) = match how {
         Redeem::ExistingAccount { login, password, second_factor_code, accept_terms } => {
             let proof = Proof::Password { login: &login, password, second_factor_code: second_factor_code.as_deref() };
@@ -107,6 +125,33 @@ pub async fn redeem(
             let (change, before) = credentials_change(portal, invitation, credentials).await?;
             (change, before, true, None)
         }
+        Redeem::External(external) => {
+            let ExternalRedemption { provider, second_factor, identity, accept_terms } = *external;
+            let terms = accepted_terms(portal, accept_terms);
+            match portal.contacts().identity_owner(&provider, &identity.subject).await? {
+                Some(owner) => {
+                    let account = portal.contacts().get(&owner).await?.ok_or(PortalError::InvitationInvalid)?;
+                    let verified = door::ExternalVerified::new(account, &provider, second_factor);
+                    let proven = door::prove(portal, source, Proof::External(Box::new(verified)), arrival).await?;
+                    if proven.awaits_second_factor() {
+                        return Err(PortalError::field("second_factor_code", EXTERNAL_CODE_REQUIRED));
+                    }
+                    let account = proven.contact().clone();
+                    let change = ContactChange::Assign {
+                        contact_id: account.contact_id.clone(),
+                        roles: merged_roles(&account.roles, &invitation.roles),
+                        account_id: invitation.account_id.clone(),
+                        terms,
+                    };
+                    (change, Some(account), false, Some(proven))
+                }
+                None => {
+                    let (change, before) = identity_change(portal, invitation, &provider, &identity, terms).await?;
+                    external_way = Some((provider, second_factor));
+                    (change, before, true, None)
+                }
+            }
+        }
     };
     let now = portal.clock().now();
     let redemption = Redemption {
@@ -126,7 +171,8 @@ pub async fn redeem(
     ];
     if created {
         // New credentials make the contact a portal user: a registration by invitation.
-        events.push(Fact::ContactRegistered { contact_id, method: PASSWORD_METHOD.into() }.at(now));
+        let method = external_way.as_ref().map_or_else(|| PASSWORD_METHOD.to_string(), |(p, _)| external_method(p));
+        events.push(Fact::ContactRegistered { contact_id, method }.at(now));
     }
     let mut queued: Vec<OutboxMessage> = events.iter().map(OutboxMessage::for_event).collect();
     // A new contact whose address the code did not reach, while the site requires confirmation:
@@ -153,12 +199,86 @@ pub async fn redeem(
     }
     let entry = match proven {
         Some(proven) => door::admit(portal, source, proven.redeemed_onto(contact.clone())?, arrival, false).await?,
-        None => {
-            let proof = Proof::NewCredentials { contact: Box::new(contact.clone()), way: Way::Redemption };
-            door::enter(portal, source, proof, arrival, false).await?
-        }
+        None => match external_way {
+            // Through the door as the identity's sign-in (the account's lockout and state apply).
+            Some((provider, second_factor)) => {
+                let verified = door::ExternalVerified::new(contact.clone(), &provider, second_factor);
+                door::enter(portal, source, Proof::External(Box::new(verified)), arrival, false).await?
+            }
+            None => {
+                let proof = Proof::NewCredentials { contact: Box::new(contact.clone()), way: Way::Redemption };
+                door::enter(portal, source, proof, arrival, false).await?
+            }
+        },
     };
     Ok(Redeemed { contact, entry: Some(entry), created })
+}
+
+/// An identity no account has: the invited contact takes it (a single invitation; it must not have
+/// credentials yet), or a new contact is made from its claims (a group invitation).
+async fn identity_change(
+    portal: &(impl UsesContacts + UsesInvitations + UsesClock + UsesSettings),
+    invitation: &Invitation,
+    provider: &str,
+    identity: &ExternalIdentity,
+    terms: Option<TermsAccepted>,
+) -> Result<(ContactChange, Option<Contact>), PortalError> {
+    let now = portal.clock().now();
+    let linked = LinkedIdentity {
+        provider: provider.to_string(),
+        subject: identity.subject.clone(),
+        email: identity.email.clone(),
+        linked_at: now,
+    };
+    match invitation.kind {
+        InvitationType::Single => {
+            let invited = portal.contacts().get(&invitation.contact_id).await?;
+            let contact = invited.filter(|c| c.deleted_at.is_none()).ok_or(PortalError::InvitationInvalid)?;
+            if contact.password_hash.is_some() || !contact.identities.is_empty() {
+                return Err(PortalError::field(
+                    "existing_account",
+                    "this invitation is for an existing account: sign in to it and redeem with its password",
+                ));
+            }
+            let change = ContactChange::LinkIdentity {
+                contact_id: contact.contact_id.clone(),
+                identity: linked,
+                roles: merged_roles(&contact.roles, &invitation.roles),
+                account_id: invitation.account_id.clone(),
+                terms,
+            };
+            Ok((change, Some(contact)))
+        }
+        InvitationType::Group => {
+            let Some(email) = identity.email.as_deref().and_then(|e| Email::parse(e).ok()) else {
+                return Err(PortalError::field(
+                    "email",
+                    "is not given by the provider: redeem with a password instead",
+                ));
+            };
+            let name = |n: &Option<String>| {
+                n.as_deref().unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect::<String>()
+            };
+            let confirmed = identity.email_verified || email.normalized() == invitation.email.to_lowercase();
+            let mut contact = Contact::new(
+                NewContact {
+                    email,
+                    first_name: name(&identity.given_name),
+                    last_name: name(&identity.family_name),
+                    username: None,
+                    phone: None,
+                    roles: invitation.roles.clone(),
+                    password_hash: None,
+                },
+                now,
+            );
+            contact.email_confirmed = confirmed;
+            contact.account_id = invitation.account_id.clone();
+            contact.terms_accepted = terms;
+            contact.identities = vec![linked];
+            Ok((ContactChange::Create(Box::new(contact)), None))
+        }
+    }
 }
 
 /// The acceptance of the site's current terms, when the person ticked it and the site has terms

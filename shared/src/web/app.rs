@@ -40,9 +40,23 @@ const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
 /// Scripts only from the portal's own files (the passkey pages' script, see `web::assets`), never
 /// inline; they may call the portal's own routes (`connect-src 'self'`) and nothing else. Styles
-/// only from the stylesheet (`web::assets`), never inline.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// only from the stylesheet (`web::assets`), never inline. Forms post to the portal only, and may
+/// be sent on to the site's OpenID Connect providers (redeeming or linking with one answers a form
+/// with a redirect to it, which `form-action` governs too).
+fn content_security_policy(settings: &crate::config::Settings) -> HeaderValue {
+    let providers: std::collections::BTreeSet<String> = settings
+        .oidc_providers
+        .iter()
+        .filter_map(|p| url::Url::parse(&p.issuer).ok())
+        .map(|issuer| issuer.origin().ascii_serialization())
+        .collect();
+    let form_action: String = providers.iter().map(|origin| format!(" {origin}")).collect();
+    let policy = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; \
+         form-action 'self'{form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
 
 /// Applies the layers every route needs and gives the routes their state.
 pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
@@ -51,6 +65,7 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
     // `localhost` out of http for a year).
     let served_over_https = state.settings.base_origin.starts_with("https://");
     let hsts = served_over_https.then(|| HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
+    let policy = content_security_policy(&state.settings);
     let fixed = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
@@ -66,7 +81,9 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(fixed(header::REFERRER_POLICY, "same-origin"))
         .layer(fixed(header::X_FRAME_OPTIONS, "DENY"))
         .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, move |_: &Response| hsts.clone()))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, html_only_policy))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, move |r: &Response| {
+            is_html(r).then(|| policy.clone())
+        }))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -123,13 +140,12 @@ fn without_stage(mut req: Request) -> Request {
 }
 
 /// The content security policy, for HTML pages.
-fn html_only_policy(response: &Response) -> Option<HeaderValue> {
-    let is_html = response
+fn is_html(response: &Response) -> bool {
+    response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
-    is_html.then(|| HeaderValue::from_static(CONTENT_SECURITY_POLICY))
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 /// One span per request, with the Lambda request id, so every log line of a request can be found.

@@ -273,6 +273,8 @@ pub struct RedeemPage<'a> {
     /// The site's terms of use (empty: none), accepted with the redemption.
     pub terms_version: &'a str,
     pub terms_url: &'a str,
+    /// The OpenID Connect providers the invitation may be redeemed with: (id, display name).
+    pub providers: Vec<(String, String)>,
     pub errors: FormErrors,
 }
 

@@ -190,6 +190,20 @@ impl MemoryContacts {
                 state.contacts.insert(contact.contact_id.clone(), (**contact).clone());
                 Ok(())
             }
+            ContactChange::LinkIdentity { contact_id, identity, .. } => {
+                let key = (identity.provider.clone(), identity.subject.clone());
+                if state.identities.contains_key(&key) {
+                    return Err(RedeemError::IdentityTaken);
+                }
+                let stored = state.contacts.get(contact_id).ok_or(RedeemError::InvitationInvalid)?;
+                if stored.password_hash.is_some() || stored.deleted_at.is_some() {
+                    return Err(RedeemError::InvitationInvalid);
+                }
+                let updated = change.applied_to(Some(stored), now).ok_or(RedeemError::InvitationInvalid)?;
+                state.contacts.insert(contact_id.clone(), updated);
+                state.identities.insert(key, contact_id.clone());
+                Ok(())
+            }
             ContactChange::Assign { contact_id, .. } => {
                 let stored = state.contacts.get(contact_id).filter(|c| c.deleted_at.is_none());
                 let stored = stored.ok_or(RedeemError::InvitationInvalid)?;

@@ -257,3 +257,120 @@ async fn a_deleted_account_frees_its_identity() {
     assert_eq!(fresh.status(), 200, "{}", body_text(&fresh));
     assert_ne!(body_json(&fresh)["contact_id"], tombstone.contact_id.as_str());
 }
+
+/// An administrator of `t` (Ada registered and made one); the session token.
+async fn administrator(t: &TestPortal) -> String {
+    let session = register_ada(t).await;
+    let mut ada = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap();
+    ada.roles = vec!["Administrators".into()];
+    t.contacts.put(ada);
+    session
+}
+
+/// Invites `body`'s contact; returns the code of the invitation email.
+async fn invitation_code(t: &TestPortal, admin: &str, body: serde_json::Value) -> String {
+    let created = t
+        .send(&portal::handlers::admin::CreateInvitation, as_viewer(Req::post("/admin/invitations").json(body), admin))
+        .await;
+    assert_eq!(created.status(), 201, "{}", body_text(&created));
+    let mail = t.mailbox().await;
+    let email = mail.iter().rev().find(|m| m.text.contains("/redeem?code=")).expect("the invitation email");
+    let link = email.text.lines().find(|l| l.contains("/redeem?code=")).unwrap();
+    link.split("code=").nth(1).unwrap().trim().to_string()
+}
+
+/// Redeems `code` with the provider as `who`: the answer at the callback, and the provider's URL.
+async fn redeem_as(
+    t: &TestPortal,
+    code: &str,
+    who: portal::domain::identity::ExternalIdentity,
+) -> (HttpResponse, String) {
+    let (location, browser) = begin(t, Req::post("/redeem/external/example").json(json!({"code": code}))).await;
+    assert!(!location.contains(code), "the code never goes to the provider");
+    let back = t.provider.sign_in(&location, who);
+    (t.send(&ExternalSignIn, Req::get(&back).cookie(BINDING, &browser)).await, location)
+}
+
+#[tokio::test]
+async fn an_invitation_is_redeemed_with_a_provider_onto_the_invited_contact_a_new_contact_or_a_linked_account() {
+    let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100")]);
+    let admin = administrator(&t).await;
+    // A single invitation: the invited contact takes the identity, the roles and the account.
+    let single = json!({"email": "grace@example.com", "first_name": "Grace", "last_name": "Hopper",
+                        "roles": ["Partners"], "account_id": "acme"});
+    let code = invitation_code(&t, &admin, single).await;
+    let (redeemed, _) = redeem_as(&t, &code, identity("grace-idp", "grace.h@corp.example")).await;
+    assert_eq!(redeemed.status(), 201, "{}", body_text(&redeemed));
+    assert_eq!(way_of(&redeemed), Some(Way::External));
+    let body = body_json(&redeemed);
+    assert_eq!((body["email"].as_str(), body["roles"].clone()), (Some("grace@example.com"), json!(["Partners"])));
+    let grace = t.contacts.all().into_iter().find(|c| c.email.as_str() == "grace@example.com").unwrap();
+    assert_eq!(grace.account_id.as_deref(), Some("acme"));
+    assert!(grace.password_hash.is_none() && grace.email_confirmed);
+    assert_eq!(grace.identities[0].subject, "grace-idp");
+    let registered = t.outbox.events().into_iter().filter(|e| e.detail_type() == "ContactRegistered");
+    let methods: Vec<_> = registered
+        .filter_map(|e| match e.fact {
+            Fact::ContactRegistered { contact_id, method } if contact_id == grace.contact_id => Some(method),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(methods, ["external:example"]);
+    // Redeeming (or linking) answers a form with a redirect to the provider: the pages' policy lets
+    // forms go on there, and nowhere else.
+    let page = t.send(&portal::handlers::redeem::RedeemInvitation, Req::get("/redeem").html()).await;
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("form-action 'self' https://idp.example;"), "{policy}");
+    // The code is used up: a second trip with it is refused before it goes to the provider.
+    let again = t.send(&ExternalSignIn, Req::post("/redeem/external/example").json(json!({"code": code}))).await;
+    assert_eq!(again.status(), 400, "{}", body_text(&again));
+    assert_eq!(body_json(&again)["error"], "invitation_invalid");
+
+    // A group invitation: a new contact from the identity's claims.
+    let group = json!({"type": "group", "email": "team@example.com", "first_name": "Team", "last_name": "Invite",
+                       "max_redemptions": 5, "roles": ["Partners"]});
+    let code = invitation_code(&t, &admin, group).await;
+    let (redeemed, _) = redeem_as(&t, &code, identity("olive-1", "olive@example.com")).await;
+    assert_eq!(redeemed.status(), 201, "{}", body_text(&redeemed));
+    let olive = t.contacts.all().into_iter().find(|c| c.email.as_str() == "olive@example.com").unwrap();
+    assert_eq!((olive.roles.clone(), olive.identities.len()), (vec!["Partners".to_string()], 1));
+    // The same group code with an identity linked already: onto that account (Grace's), no new one.
+    let (redeemed, _) = redeem_as(&t, &code, identity("grace-idp", "grace.h@corp.example")).await;
+    assert_eq!(redeemed.status(), 200, "{}", body_text(&redeemed));
+    assert_eq!(body_json(&redeemed)["contact_id"], grace.contact_id.as_str());
+    let names: Vec<String> = t.contacts.all().into_iter().map(|c| c.email.as_str().to_string()).collect();
+    assert_eq!(names.len(), 4, "Ada, Grace, the group's contact and Olive: {names:?}");
+}
+
+#[tokio::test]
+async fn a_redemption_trip_is_refused_when_its_code_changed_or_the_account_owes_a_second_factor() {
+    let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100")]);
+    let admin = administrator(&t).await;
+    // Resent meanwhile: the trip's code is no longer the invitation's.
+    let code =
+        invitation_code(&t, &admin, json!({"email": "grace@example.com", "first_name": "G", "last_name": "H"})).await;
+    let (location, browser) = begin(&t, Req::post("/redeem/external/example").json(json!({"code": code}))).await;
+    let invitation = t.invitations.all().into_iter().next().unwrap();
+    let resent = as_viewer(
+        Req::post(&format!("/admin/invitations/{}/resend", invitation.invitation_id)).json(json!({})),
+        &admin,
+    );
+    let resent = t.send(&portal::handlers::admin::CreateInvitation, resent).await;
+    assert_eq!(resent.status(), 200, "{}", body_text(&resent));
+    let back = t.provider.sign_in(&location, identity("grace-idp", "grace@example.com"));
+    let refused = t.send(&ExternalSignIn, Req::get(&back).cookie(BINDING, &browser)).await;
+    assert_eq!(body_json(&refused)["error"], "invitation_invalid", "{}", body_text(&refused));
+    let grace = t.contacts.all().into_iter().find(|c| c.email.as_str() == "grace@example.com").unwrap();
+    assert!(grace.identities.is_empty() && grace.roles.is_empty(), "nothing was written");
+
+    // Ada (TOTP) linked her identity; redeeming with it would give roles with half a sign-in.
+    assert_eq!(link_as(&t, &admin, identity("ada-at-idp", "ada.work@example.com")).await.status(), 200);
+    let (_, _, admin) = portal_testkit::two_factor::set_up_totp(&t, &admin).await;
+    let group = json!({"type": "group", "email": "team@example.com", "first_name": "T", "last_name": "I", "max_redemptions": 3, "roles": ["Partners"]});
+    let code = invitation_code(&t, &admin, group).await;
+    let (refused, _) = redeem_as(&t, &code, identity("ada-at-idp", "ada.work@example.com")).await;
+    assert_eq!(refused.status(), 400, "{}", body_text(&refused));
+    assert!(body_json(&refused)["fields"]["second_factor_code"].is_string());
+    let ada = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap();
+    assert!(!ada.roles.contains(&"Partners".to_string()));
+}
