@@ -273,6 +273,23 @@ pub struct PendingSignIn {
     /// Emailed codes sent for it so far (at most [`PENDING_SIGN_IN_EMAILS`]).
     #[serde(default)]
     pub emails_sent: u32,
+    /// The second steps it offers, fixed by its first factor (after an emailed code: never the
+    /// email again; a passkey where the account has one). Empty for one made before they were
+    /// kept: the account's methods then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
+impl PendingSignIn {
+    /// Whether a code emailed to the account may prove this second step.
+    pub fn offers_email(&self) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == "email")
+    }
+}
+
+/// A second-step method's name as the contract spells it (a stored one read back).
+pub fn method_name(stored: &str) -> Option<&'static str> {
+    ["totp", "email", "recovery_code", "passkey"].into_iter().find(|m| *m == stored)
 }
 
 impl PendingSignIn {
@@ -294,6 +311,7 @@ impl PendingSignIn {
             trusted_device,
             epoch: epoch.to_string(),
             emails_sent: 0,
+            methods: Vec::new(),
         };
         (pending, token)
     }

@@ -42,6 +42,7 @@ fn render(page: &Page, methods: &[&str], sent: bool, errors: FormErrors) -> Resp
             totp: methods.contains(&"totp"),
             email: methods.contains(&"email"),
             recovery: methods.contains(&"recovery_code"),
+            passkey: methods.contains(&"passkey"),
             sent,
             errors,
         },

@@ -36,6 +36,27 @@ pub fn routes() -> Router<AppState> {
         .route("/profile/sessions/revoke-others", post(revoke_others))
         .route("/profile/sessions/{id}/revoke", post(revoke))
         .route("/profile/sign-ins", get(list_sign_ins))
+        .route("/profile/reauthentication-code", post(reauthentication_code))
+}
+
+/// `POST /profile/reauthentication-code`: a code to the signed-in person's address, which stands
+/// for the password of an account without one (202 `{"status":"email_sent"}`, the allowances of
+/// every emailed code); a browser goes back to the page whose form asked for it.
+async fn reauthentication_code(
+    Viewer(signed_in): Viewer,
+    source: SourceAddress,
+    headers: axum::http::HeaderMap,
+    form: Submission<NoFields>,
+) -> Result<Reply, PortalError> {
+    let portal = &form.page.portal;
+    crate::usecases::tokens::request_sign_in_code(portal, &source, &signed_in.contact.email).await?;
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|referer| referer.strip_prefix(&portal.settings.base_url))
+        .filter(|path| path.starts_with("/profile"));
+    let back = crate::domain::identity::local_return_to(back);
+    Ok(Reply::json(StatusCode::ACCEPTED, &json!({"status": "email_sent"})).or_see_other(back))
 }
 
 /// A session as the contract's JSON shows it (`session_id` is an id, never the token).

@@ -31,7 +31,7 @@ use crate::domain::session::{Session, kept_user_agent};
 use crate::domain::time::{Timestamp, rfc3339};
 use crate::domain::two_factor::{PENDING_SIGN_IN_ATTEMPTS, PendingSignIn, two_factor_required};
 use crate::error::PortalError;
-use crate::ports::{Device, Queued, UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
+use crate::ports::{Device, Queued, UsesClock, UsesContacts, UsesPasskeys, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::codes::use_code;
 use super::notices::security_notice;
@@ -229,8 +229,8 @@ pub enum Entry {
 }
 
 /// Everything the door reads and writes.
-pub trait DoorPorts: UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor {}
-impl<T: UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor> DoorPorts for T {}
+pub trait DoorPorts: UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys {}
+impl<T: UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys> DoorPorts for T {}
 
 /// The one way to a session: [`prove`], then [`admit`].
 pub async fn enter(
@@ -347,8 +347,9 @@ pub async fn admit(
     // 3. The second factor.
     let setup_only = match factor {
         Factor::Awaited(methods) => {
-            let (pending, pending_token) =
+            let (mut pending, pending_token) =
                 PendingSignIn::start(&contact.contact_id, &epoch, now, remembered, trusted_device);
+            pending.methods = methods.iter().map(|m| m.to_string()).collect();
             let entry = audit_entry(portal, AuditEvent::SecondFactorRequired, None, Some(&contact.contact_id), source)
                 .with("method", method.clone())
                 .with("result", "second_factor_required");
@@ -548,8 +549,16 @@ async fn prove_email_code(
     if !contact.may_sign_in() {
         return Err(refuse_disabled(portal, source, &contact, Way::EmailCode).await);
     }
-    if state.totp.is_some() {
-        let methods: Vec<&'static str> = state.methods().into_iter().filter(|m| *m != "email").collect();
+    // A passkey is a second step too (it proves the device, not the mailbox); the email is not.
+    let has_passkey = !portal.passkeys().list(&contact.contact_id).await?.is_empty();
+    if state.totp.is_some() || has_passkey {
+        let mut methods: Vec<&'static str> = state.methods().into_iter().filter(|m| *m != "email").collect();
+        if state.totp.is_none() {
+            methods.retain(|m| *m != "recovery_code");
+        }
+        if has_passkey {
+            methods.push("passkey");
+        }
         return second_factor_awaited(portal, source, contact, Way::EmailCode, trusted_device, methods).await;
     }
     succeeded(portal, source, &contact, trusted_device).await?;
@@ -715,7 +724,9 @@ async fn prove_second_factor(
         }
         None => portal.contacts().reserve_attempt(&subject, now, &policy).await?,
     };
-    let state = portal.two_factor().get(&contact.contact_id).await?;
+    let mut state = portal.two_factor().get(&contact.contact_id).await?;
+    // After an emailed code, the mailbox is proven already: its second step is something else.
+    state.email &= pending.offers_email();
     let passed = reserved && use_code(portal, &contact, &state, code).await?;
     if !passed {
         audit(AuditEvent::SecondFactorFailed, Some(&contact.contact_id), source);

@@ -10,6 +10,7 @@ use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
 use crate::ports::ProfileUpdate;
+use crate::ports::UsesPasskeys;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::door::{self, Entered};
@@ -85,7 +86,7 @@ pub async fn update_profile(
 /// session of the contact ends at once, and this one continues through the door. Every reset link
 /// stops working, and the account's address is told.
 pub async fn change_password(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     signed_in: &SignedIn,
     given: Reauthentication,

@@ -25,11 +25,14 @@ pub struct Reauthentication {
     pub current_password: Option<Password>,
     /// A current TOTP code, an emailed code or an unused recovery code.
     pub second_factor_code: Option<String>,
+    /// For an account without a password (made through a provider or by an emailed code): the
+    /// code emailed to it (`POST /profile/reauthentication-code`) stands for the password.
+    pub email_code: Option<String>,
 }
 
 impl Reauthentication {
     pub fn with_password(password: Password) -> Self {
-        Reauthentication { current_password: Some(password), second_factor_code: None }
+        Reauthentication { current_password: Some(password), second_factor_code: None, email_code: None }
     }
 }
 
@@ -46,6 +49,9 @@ pub async fn reauthenticate(
     contact: &Contact,
     given: Reauthentication,
 ) -> Result<TwoFactor, PortalError> {
+    if contact.password_hash.is_none() {
+        return by_emailed_code(portal, source, contact, given).await;
+    }
     let state = portal.two_factor().get(&contact.contact_id).await?;
     let needs_code = state.enabled();
     let mut missing = BTreeMap::new();
@@ -87,6 +93,69 @@ pub async fn reauthenticate(
     portal.contacts().reset_lockout(&contact.contact_id).await?;
     // Using the code wrote the state (a used step, a used recovery code): a change builds on that.
     match needs_code {
+        true => Ok(portal.two_factor().get(&contact.contact_id).await?),
+        false => Ok(state),
+    }
+}
+
+const EMAIL_CODE_REQUIRED: &str =
+    "is required: your account has no password; ask for a code by email and enter it here";
+const WRONG_EMAIL_CODE: &str = "is not the current code from your email";
+
+/// Re-authentication of an account without a password: the code emailed to its address (ten
+/// minutes, five tries, one use) in place of the password, the same lockout, and the second
+/// factor's code as well where the account has TOTP (never the emailed second factor: that would
+/// be the same mailbox twice).
+async fn by_emailed_code(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings + UsesTwoFactor),
+    source: &SourceAddress,
+    contact: &Contact,
+    given: Reauthentication,
+) -> Result<TwoFactor, PortalError> {
+    use crate::domain::two_factor::{SIGN_IN_CODE_TRIES, normalize_digits, sign_in_code_digest};
+    let state = portal.two_factor().get(&contact.contact_id).await?;
+    let totp = state.totp.is_some();
+    let mut missing = BTreeMap::new();
+    let email_code = given.email_code.as_deref().and_then(normalize_digits);
+    if email_code.is_none() {
+        missing.insert("email_code".to_string(), EMAIL_CODE_REQUIRED.to_string());
+    }
+    let code = given.second_factor_code.filter(|c| !c.trim().is_empty());
+    if totp && code.is_none() {
+        missing.insert("second_factor_code".to_string(), CODE_REQUIRED.to_string());
+    }
+    let (Some(email_code), true) = (email_code, missing.is_empty()) else {
+        return Err(PortalError::fields_invalid(missing));
+    };
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    let subject = AttemptSubject::Account(contact.contact_id.clone());
+    let reserved = portal.contacts().reserve_attempt(&subject, now, &policy).await?;
+    let digest = sign_in_code_digest(&contact.contact_id, &email_code);
+    let passed =
+        reserved && portal.contacts().use_sign_in_code(&contact.contact_id, &digest, now, SIGN_IN_CODE_TRIES).await?;
+    let wrong = if !passed {
+        Some(("email_code", WRONG_EMAIL_CODE))
+    } else {
+        match &code {
+            Some(code) if totp && !use_code(portal, contact, &state, code).await? => {
+                Some(("second_factor_code", WRONG_CODE))
+            }
+            _ => None,
+        }
+    };
+    if let Some((field, reason)) = wrong {
+        if reserved
+            && let FailedSignIn::LockedOut { until } =
+                portal.contacts().record_failed_sign_in(&subject, now, &policy).await?
+        {
+            tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
+        }
+        audit(AuditEvent::ReauthenticationFailed, Some(&contact.contact_id), source);
+        return Err(PortalError::field(field, reason));
+    }
+    portal.contacts().reset_lockout(&contact.contact_id).await?;
+    match totp {
         true => Ok(portal.two_factor().get(&contact.contact_id).await?),
         false => Ok(state),
     }

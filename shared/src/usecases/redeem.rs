@@ -14,6 +14,7 @@ use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
 use crate::error::PortalError;
 use crate::ports::ContactChange;
+use crate::ports::UsesPasskeys;
 use crate::ports::{UsesClock, UsesContacts, UsesInvitations, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::door::{self, Arrival, Entry, Proof, Way};
@@ -96,7 +97,7 @@ const EXTERNAL_CODE_REQUIRED: &str = "is required: the account this sign-in belo
 /// session the browser arrived with ends). Onto an existing account, the door's proof (password,
 /// lockout, second factor) is made before the redemption commits, so a refusal changes nothing.
 pub async fn redeem(
-    portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesInvitations + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     invitation: &Invitation,
     how: Redeem,

@@ -9,6 +9,7 @@ use crate::domain::password::{Password, hash_password};
 use crate::domain::text::Username;
 use crate::domain::token::TokenPurpose;
 use crate::error::PortalError;
+use crate::ports::UsesPasskeys;
 use crate::ports::{CreateContactError, Queued};
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
@@ -43,7 +44,7 @@ pub enum Registered {
 /// names only the address: `send-email` looks the owner up, off the request path). Either way the
 /// email counts against the allowances, taken before anything is written.
 pub async fn register(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     registration: Registration,
     arrival: Arrival<'_>,
@@ -128,7 +129,7 @@ const RETRY_WINDOW_SECS: i64 = 600;
 /// moments ago and not changed since; anything else is someone else's account, and no password is
 /// tried against it.
 async fn retried_registration(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     login: &Login,
     contact: &Contact,

@@ -6,6 +6,7 @@
 use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{AccountEdit, TermsAccepted};
 use crate::error::PortalError;
+use crate::ports::UsesPasskeys;
 use crate::ports::{EditAccountError, UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::door::{self, Entered};
@@ -15,7 +16,7 @@ use super::{audit, audit_entry};
 /// The person accepts the current terms: stored (with the audit entry) in one write; this browser
 /// goes on under a new session without the limit. `not_found` when the site has no terms.
 pub async fn accept(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     signed_in: &SignedIn,
 ) -> Result<Entered, PortalError> {

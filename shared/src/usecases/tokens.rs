@@ -158,7 +158,7 @@ pub struct Confirmed {
 /// the pending new one (an email change), which then becomes the sign-in address; that ends every
 /// other session.
 pub async fn confirm_email(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     plain_token: &str,
     signed_in_as: Option<&SignedIn>,

@@ -14,6 +14,7 @@ use crate::domain::outbox::MessageKind;
 use crate::domain::secret::digest;
 use crate::domain::two_factor::{PENDING_SIGN_IN_EMAILS, TotpSecret, TwoFactor, new_recovery_codes};
 use crate::error::PortalError;
+use crate::ports::UsesPasskeys;
 use crate::ports::{UsesClock, UsesContacts, UsesSessions, UsesSettings, UsesTwoFactor};
 
 use super::codes::email_a_code;
@@ -73,7 +74,7 @@ pub struct Changed {
 /// Writes a changed state with a new session epoch and the notice saying `what`, then continues
 /// this browser's session (limited to the set-up when the role requires a factor the state lacks).
 async fn apply(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     viewer: &Viewer,
     state: &TwoFactor,
@@ -97,7 +98,7 @@ async fn apply(
 /// Confirms the pending TOTP secret with a first code: TOTP is on, and a new set of recovery codes
 /// (shown this once) replaces any earlier one.
 pub async fn confirm_totp(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     viewer: &Viewer,
     code: &str,
@@ -125,7 +126,7 @@ pub async fn confirm_totp(
 
 /// Turns emailed sign-in codes on or off.
 pub async fn set_email(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     viewer: &Viewer,
     given: Reauthentication,
@@ -147,7 +148,7 @@ pub async fn set_email(
 
 /// A new set of recovery codes; the old ones stop working.
 pub async fn renew_recovery_codes(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     viewer: &Viewer,
     given: Reauthentication,
@@ -163,7 +164,7 @@ pub async fn renew_recovery_codes(
 
 /// Turns two-factor authentication off: no secret, no emailed codes, no recovery codes.
 pub async fn disable(
-    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor),
+    portal: &(impl UsesContacts + UsesSessions + UsesClock + UsesSettings + UsesTwoFactor + UsesPasskeys),
     source: &SourceAddress,
     viewer: &Viewer,
     given: Reauthentication,
@@ -181,6 +182,9 @@ pub async fn pending_methods(
     let now = portal.clock().now();
     let pending =
         portal.two_factor().find_pending(&digest(pending_token), now).await?.ok_or(PortalError::Unauthenticated)?;
+    if !pending.methods.is_empty() {
+        return Ok(pending.methods.iter().filter_map(|m| crate::domain::two_factor::method_name(m)).collect());
+    }
     Ok(portal.two_factor().get(&pending.contact_id).await?.methods())
 }
 
@@ -199,8 +203,8 @@ pub async fn send_email_code(
         return Err(PortalError::Unauthenticated);
     };
     let state = portal.two_factor().get(&pending.contact_id).await?;
-    if !state.email {
-        return Err(PortalError::validation("Sign-in codes by email are not on for this account."));
+    if !state.email || !pending.offers_email() {
+        return Err(PortalError::validation("Sign-in codes by email are not a second step of this sign-in."));
     }
     let Some(contact) = portal.contacts().get(&pending.contact_id).await? else {
         return Err(PortalError::Unauthenticated);

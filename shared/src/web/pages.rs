@@ -15,6 +15,14 @@ pub struct ViewerSummary {
     pub email: String,
     pub roles: Vec<String>,
     pub is_admin: bool,
+    /// The account has a password (else it re-authenticates with an emailed code).
+    pub has_password: bool,
+}
+
+/// Whether a page's re-authentication asks for the password: for a viewer without one, an emailed
+/// code instead (a form shown again after an error, which has no viewer, asks for the password).
+pub fn asks_password(viewer: &Option<ViewerSummary>) -> bool {
+    viewer.as_ref().is_none_or(|v| v.has_password)
 }
 
 impl ViewerSummary {
@@ -25,6 +33,7 @@ impl ViewerSummary {
             email: contact.email.to_string(),
             roles: contact.roles.clone(),
             is_admin: contact.has_role(crate::domain::ADMINISTRATORS_ROLE),
+            has_password: contact.password_hash.is_some(),
         }
     }
 }

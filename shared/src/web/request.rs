@@ -159,7 +159,8 @@ impl Fields {
         let current_password =
             self.text("current_password").filter(|p| !p.is_empty()).map(crate::domain::password::Password::new);
         let second_factor_code = self.text("second_factor_code").filter(|c| !c.trim().is_empty());
-        crate::usecases::reauth::Reauthentication { current_password, second_factor_code }
+        let email_code = self.text("email_code").filter(|c| !c.trim().is_empty());
+        crate::usecases::reauth::Reauthentication { current_password, second_factor_code, email_code }
     }
 
     /// A text field as sent (absent or null is `None`); another type is a problem of that field.

@@ -13,6 +13,8 @@ pub struct SecondFactorPage<'a> {
     pub totp: bool,
     pub email: bool,
     pub recovery: bool,
+    /// A passkey of the account finishes the sign-in (after an emailed code).
+    pub passkey: bool,
     /// A code was just asked for by email.
     pub sent: bool,
     pub errors: FormErrors,

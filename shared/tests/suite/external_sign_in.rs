@@ -374,3 +374,35 @@ async fn a_redemption_trip_is_refused_when_its_code_changed_or_the_account_owes_
     let ada = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap();
     assert!(!ada.roles.contains(&"Partners".to_string()));
 }
+
+#[tokio::test]
+async fn an_account_without_a_password_re_authenticates_with_an_emailed_code() {
+    let t = test_portal(&[]);
+    let olive = sign_in_as(&t, identity("olive-1", "olive@example.com")).await;
+    let session = cookie_value(&olive, "portal_session").unwrap();
+    let export = |body| as_viewer(Req::post("/profile/export"), &session).json(body);
+    // The page asks for a code, not a password.
+    let page = t.send(&Profile, as_viewer(Req::get("/profile/export").html(), &session)).await;
+    let html = body_text(&page);
+    assert!(html.contains("name=\"email_code\"") && !html.contains("name=\"current_password\""), "{html}");
+    let missing = t.send(&Profile, export(json!({}))).await;
+    assert_eq!(missing.status(), 400);
+    assert!(body_json(&missing)["fields"]["email_code"].as_str().unwrap().contains("no password"));
+    let asked =
+        t.send(&Profile, as_viewer(Req::post("/profile/reauthentication-code").json(json!({})), &session)).await;
+    assert_eq!(asked.status(), 202, "{}", body_text(&asked));
+    let mail = t.mailbox().await;
+    let text = &mail
+        .iter()
+        .rev()
+        .find(|m| m.to == "olive@example.com" && m.subject == "Your sign-in code")
+        .expect("a code to Olive")
+        .text;
+    let code = text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).unwrap();
+    let wrong = t.send(&Profile, export(json!({"email_code": "000000"}))).await;
+    assert_eq!(body_json(&wrong)["fields"]["email_code"], "is not the current code from your email");
+    let exported = t.send(&Profile, export(json!({"email_code": code}))).await;
+    assert_eq!(exported.status(), 200, "{}", body_text(&exported));
+    let again = t.send(&Profile, export(json!({"email_code": code}))).await;
+    assert_eq!(again.status(), 400, "a code works once");
+}

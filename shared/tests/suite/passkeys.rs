@@ -494,3 +494,33 @@ async fn a_passkey_sign_in_remembers_the_browser_only_when_asked() {
     let cookie = session_cookie_line(&response);
     assert!(cookie.contains("Max-Age=2592000"), "remembered for PORTAL_REMEMBER_ME_DAYS (30): {cookie}");
 }
+
+/// An emailed code proves the mailbox only: an account with a passkey finishes with the passkey
+/// (the second step offers it, and never the email again), and the passkey then signs in.
+#[tokio::test]
+async fn after_an_emailed_code_an_account_with_a_passkey_finishes_with_it() {
+    let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "100")]);
+    let mut ada = with_passkey(&t).await;
+    t.mailbox().await;
+    let asked = t.send(&SignIn, Req::post("/signin/email-code").json(json!({"email": "ada@example.com"}))).await;
+    assert_eq!(asked.status(), 202);
+    let mail = t.mailbox().await;
+    let text = &mail.iter().rev().find(|m| m.subject == "Your sign-in code").unwrap().text;
+    let code = text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).unwrap();
+    let verify = Req::post("/signin/email-code/verify").json(json!({"email": "ada@example.com", "code": code}));
+    let answer = t.send(&SignIn, verify).await;
+    assert_eq!(body_json(&answer), json!({"status": "second_factor_required", "methods": ["passkey"]}));
+    assert_eq!(cookie_value(&answer, "portal_session"), None, "no session with the mailbox alone");
+    let pending = cookie_value(&answer, "portal_pending").unwrap();
+    let page = t.send(&SignIn, Req::get("/signin/second-factor").cookie("portal_pending", &pending).html()).await;
+    let html = body_text(&page);
+    assert!(html.contains("passkey-signin-button") && !html.contains("second-factor-form"), "{html}");
+    let by_email = Req::post("/signin/second-factor/email").json(json!({})).cookie("portal_pending", &pending);
+    assert_eq!(t.send(&SignIn, by_email).await.status(), 400, "the email is not this sign-in's second step");
+
+    let started = start_sign_in(&t).await;
+    let assertion = assert_with(&mut ada.key, &started, &ada.credential_id, &handle_of(&ada.contact_id));
+    let finished = finish_sign_in(&t, &started["ceremony"], assertion).await;
+    assert_eq!(finished.status(), 200, "{}", body_text(&finished));
+    assert!(cookie_value(&finished, "portal_session").is_some());
+}
