@@ -11,6 +11,7 @@ mod dynamodb;
 mod dynamodb_invitations;
 mod email_code;
 mod external_sign_in;
+mod external_sign_in_moto;
 mod group_invitations;
 mod group_invitations_moto;
 mod handlers;
