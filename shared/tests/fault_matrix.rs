@@ -22,6 +22,7 @@ use futures::StreamExt;
 use portal::Portal;
 use portal::aws::{MAX_ATTEMPTS, SdkHooks};
 use portal::handlers::admin::CreateInvitation;
+use portal::handlers::external::ExternalSignIn;
 use portal::handlers::profile::Profile;
 use portal::handlers::redeem::RedeemInvitation;
 use portal::handlers::register::Register;
@@ -30,6 +31,7 @@ use portal::handlers::sign_in::SignIn;
 use portal::web::HttpFunction;
 use portal_testkit::faults::{Fault, FaultyHttp, Injection, SENDING_SLOT, positions};
 use portal_testkit::moto::{Tables, aws_portal, fresh_tables};
+use portal_testkit::oidc::FakeProvider;
 use portal_testkit::*;
 use serde_json::{Value, json};
 
@@ -50,6 +52,7 @@ enum Path {
     SendEmail,
     StaffDisable,
     DeleteAccount,
+    ExternalSignIn,
 }
 
 impl Path {
@@ -68,13 +71,17 @@ impl Path {
             Path::SendEmail => "send-email",
             Path::StaffDisable => "staff: disable an account",
             Path::DeleteAccount => "delete an account (then its erasure job)",
+            Path::ExternalSignIn => "sign in with a new external identity",
         }
     }
 
     /// The separately committed steps of the request, as the tables each writes, in order: a
     /// fault between two steps leaves the earlier ones whole and the later ones undone (one step:
     /// whole or nothing). Each step is one atomic write (a transaction or a single-item write);
-    /// `-table` deletes the case's items of that table.
+    /// `-table` deletes the case's items of that table; `table:part`, where a table is written by
+    /// several steps, stands for its items whose key prefix or `kind` is `part` only. A step that
+    /// begins with [`ALONGSIDE`] is written side by side with the step before it: either may be
+    /// done without the other.
     fn steps(self) -> &'static [&'static [&'static str]] {
         match self {
             // The account (contact, guards, token, confirmation email) in one transaction; then the
@@ -91,6 +98,16 @@ impl Path {
             // The new password with the new session epoch (which ends every other session), the
             // notice and the audit entry, in one transaction; then this browser's new session.
             Path::PasswordChange => &[&["contacts", "outbox", "audit"], &["sessions"]],
+            // The trip's state taken (marked by the take, so that a retried take finds its own); then the
+            // account (contact, email and identity guards, its event and `identity_linked` entry)
+            // in one transaction; then the session with its `signed_in` entry and the new-sign-in
+            // notice, and beside it the browser remembered as a device of the account.
+            Path::ExternalSignIn => &[
+                &["contacts:OIDCSTATE"],
+                &["contacts:CONTACT", "contacts:EMAIL", "contacts:IDENTITY", "outbox:event", "audit:identity_linked"],
+                &["sessions", "audit:signed_in", "outbox:new_sign_in_notice"],
+                &[ALONGSIDE, "contacts:DEVICE"],
+            ],
             _ => &[&["contacts", "sessions", "invitations", "outbox", "audit"]],
         }
     }
@@ -100,19 +117,30 @@ impl Path {
     /// Whether the request checks a password before its change: the attempt is counted first (one
     /// conditional write, so that parallel guesses cannot pass together) and settled after the
     /// check, so a fault in between leaves one attempt counted. That count is the lockout's
-    /// bookkeeping, not part of the change, and the shapes leave its value out.
+    /// bookkeeping, not part of the change, and the shapes leave its value out. The door counts an
+    /// external identity's sign-in the same way (on the account the callback has just made).
     fn takes_an_attempt_first(self) -> bool {
-        matches!(self, Path::PasswordChange | Path::RedeemExistingAccount | Path::Profile)
+        matches!(self, Path::PasswordChange | Path::RedeemExistingAccount | Path::Profile | Path::ExternalSignIn)
     }
 }
 
+/// The first entry of a step written side by side with the step before it (see [`Path::steps`]).
+const ALONGSIDE: &str = "&";
+
 /// The shapes a request may leave after a fault: none of its steps, the first, the first two...
+/// (and, for a step written alongside the one before, that step without the one before).
 fn allowed_after_fault(path: Path, before: &[String], whole: &[String]) -> Vec<Vec<String>> {
-    let of_table = |line: &String, table: &str| line.starts_with(&format!("{table} "));
-    let mut state = before.to_vec();
-    let mut allowed = vec![state.clone()];
-    for step in path.steps() {
-        for entry in *step {
+    // `table`, or `table:part`: the case's items of the table (those of that key prefix or kind).
+    let of_table = |line: &String, entry: &str| {
+        let (table, part) = entry.split_once(':').map_or((entry, None), |(t, p)| (t, Some(p)));
+        line.starts_with(&format!("{table} "))
+            && part.is_none_or(|part| {
+                let kind = format!("\"kind\": {:?}", format!("{:?}", AttributeValue::S(part.into())));
+                line.starts_with(&format!("{table} {:?}/", Some(part))) || line.contains(&kind)
+            })
+    };
+    let apply = |state: &mut Vec<String>, step: &[&str]| {
+        for entry in step {
             match entry.strip_prefix('-') {
                 // The table's items of the case are deleted.
                 Some(table) => state.retain(|l| !of_table(l, table)),
@@ -124,6 +152,22 @@ fn allowed_after_fault(path: Path, before: &[String], whole: &[String]) -> Vec<V
             }
         }
         state.sort();
+    };
+    let mut state = before.to_vec();
+    let mut allowed = vec![state.clone()];
+    // The state before the step before this one.
+    let mut earlier = state.clone();
+    for step in path.steps() {
+        if let Some((&ALONGSIDE, alongside)) = step.split_first() {
+            let mut without_the_one_before = earlier.clone();
+            apply(&mut without_the_one_before, alongside);
+            allowed.push(without_the_one_before);
+            earlier = state.clone();
+            apply(&mut state, alongside);
+        } else {
+            earlier = state.clone();
+            apply(&mut state, step);
+        }
         allowed.push(state.clone());
     }
     allowed
@@ -138,16 +182,22 @@ enum Action {
 struct Setup {
     /// Strings that only this case's items contain (its email, contact and invitation ids).
     markers: Vec<String>,
+    /// The key of a guard item the request may create, whose contact (the account it makes, with
+    /// its id unknown before) joins the markers once it exists: its sessions, events and entries
+    /// name it by its id only.
+    follows: Option<String>,
     action: Action,
 }
 
 const ADMIN: &str = "fault-admin@example.com";
 
-/// The path's shared state: its tables and an administrator's session.
+/// The path's shared state: its tables, an administrator's session, and the OpenID Connect
+/// provider `example` of the test settings (`portal_testkit::oidc::PROVIDERS`), faked in memory.
 struct World {
     path: Path,
     tables: Tables,
     admin_session: String,
+    provider: Arc<FakeProvider>,
 }
 
 async fn portal_with(world: &World, faults: &FaultyHttp, case: usize) -> Arc<Portal> {
@@ -162,7 +212,8 @@ async fn portal_with(world: &World, faults: &FaultyHttp, case: usize) -> Arc<Por
         ("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1000000"),
         ("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "1000"),
     ];
-    Arc::new(aws_portal(&world.tables, &hooks, &generous).await)
+    let portal = aws_portal(&world.tables, &hooks, &generous).await;
+    Arc::new(portal.with_identity_providers(world.provider.clone()))
 }
 
 async fn registered(portal: &Arc<Portal>, email: &str) -> (String, String) {
@@ -175,7 +226,8 @@ async fn registered(portal: &Arc<Portal>, email: &str) -> (String, String) {
 async fn new_world(path: Path) -> World {
     let tables = fresh_tables();
     let faults = FaultyHttp::new();
-    let world = World { path, tables, admin_session: String::new() };
+    let provider = Arc::new(FakeProvider::default());
+    let world = World { path, tables, admin_session: String::new(), provider };
     let portal = portal_with(&world, &faults, 0).await;
     let (admin_id, admin_session) = registered(&portal, ADMIN).await;
     world
@@ -258,6 +310,7 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
     let email = format!("case{case}-{}@example.com", world.path.name().len());
     let names = json!({"email": email, "first_name": "Grace", "last_name": "Hopper"});
     let mut markers = vec![email.clone()];
+    let mut follows = None;
     let action = match world.path {
         Path::Register => Action::Http(Box::new(Register), Req::post("/register").json(registration(&email))),
         Path::FailedSignIn => {
@@ -332,13 +385,45 @@ async fn setup(world: &World, portal: &Arc<Portal>, case: usize) -> Setup {
                 admin_post(world, &format!("/admin/contacts/{contact_id}/{action}"), json!({})),
             )
         }
+        // A browser back from the provider with an identity no account has (open registration):
+        // its trip begun here, fault-free (the state item the callback takes once; the provider's
+        // code works once too: every case makes its own trip); the callback is the request.
+        Path::ExternalSignIn => {
+            let subject = format!("subject-{case}-{}", world.path.name().len());
+            let started = send_to(portal, &ExternalSignIn, Req::get("/signin/external/example")).await;
+            assert_eq!(started.status(), 302, "{}", body_text(&started));
+            let binding = cookie_value(&started, "portal_external").expect("the binding cookie");
+            // The state item names the browser by the digest of its binding only.
+            markers.push(portal::domain::secret::digest(&binding));
+            markers.push(subject.clone());
+            follows = Some(format!("IDENTITY#example#{subject}"));
+            let location = location(&started).expect("to the provider");
+            let back = world.provider.sign_in(&location, portal_testkit::oidc::identity(&subject, &email));
+            let req = Req::get(&back).cookie("portal_external", &binding).header("accept", "application/json");
+            Action::Http(Box::new(ExternalSignIn), req)
+        }
     };
-    Setup { markers, action }
+    Setup { markers, follows, action }
 }
 
 /// The case's items in every table (those holding one of its markers), rate counters aside.
 async fn footprint(tables: &Tables, markers: &[String]) -> Vec<(String, Item)> {
     marked_items(tables, markers, Scope::Case).await
+}
+
+/// The id of the contact that holds the guard item `follows` (see [`Setup::follows`]), if any.
+async fn followed_contact(tables: &Tables, follows: Option<&str>) -> Option<String> {
+    let pk = follows?;
+    let found = tables
+        .client
+        .get_item()
+        .table_name(&tables.contacts)
+        .key("pk", AttributeValue::S(pk.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    found.item?.get("contact_id").and_then(|id| id.as_s().ok()).cloned()
 }
 
 /// Which of a case's items [`marked_items`] reads.
@@ -531,7 +616,9 @@ async fn run_case(
         assert!(injection.attempts > 0);
     }
     faults.clear();
-    let after = footprint(&world.tables, &setup.markers).await;
+    let mut case_markers = setup.markers.clone();
+    case_markers.extend(followed_contact(&world.tables, setup.follows.as_deref()).await);
+    let after = footprint(&world.tables, &case_markers).await;
     let after_shape = shape(&after, &[], world.path);
     if let Some(reference) = reference
         && world.path != Path::SendEmail
@@ -551,7 +638,7 @@ async fn run_case(
     let mut outbox_items: Vec<(String, Item)> = after.clone();
     // A message names its recipient only until it settles (then its address goes): it is followed
     // by its id from here on.
-    let mut markers = setup.markers.clone();
+    let mut markers = case_markers;
     for round in 0..2 {
         markers.extend(outbox_items.iter().filter(|(t, _)| t == "outbox").filter_map(|(_, i)| pk_of(i)));
         let outbox: Vec<&Item> = outbox_items.iter().filter(|(t, _)| t == "outbox").map(|(_, i)| i).collect();
@@ -753,4 +840,9 @@ async fn faults_in_a_staff_action() {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_in_deleting_an_account() {
     matrix(Path::DeleteAccount).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_in_signing_in_with_a_new_external_identity() {
+    matrix(Path::ExternalSignIn).await;
 }

@@ -47,20 +47,29 @@ impl DynamoContacts {
         Ok(())
     }
 
-    /// A delete that returns what it deleted: of two callbacks with one state, one gets it.
+    /// Marks the state taken by this call and returns it: of two callbacks with one state, one
+    /// gets it. Not a delete: an SDK retry of a take whose answer was lost must find the item it
+    /// took (its own mark) rather than nothing; the TTL removes it.
     pub(crate) async fn take_state(&self, state_digest: &str) -> anyhow::Result<Option<ExternalState>> {
-        let deleted = self
+        let mark = crate::domain::secret::random_token();
+        let taken = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key(state_pk(state_digest))))
-            .return_values(ReturnValue::AllOld)
+            .update_expression("SET taken_by = :mark")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(taken_by) OR taken_by = :mark)")
+            .expression_attribute_values(":mark", text(&mark))
+            .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(|e| sdk_error("taking a provider trip's state", e))?;
-        match deleted.attributes {
-            Some(item) if !item.is_empty() => Ok(Some(serde_dynamo::from_item::<_, StateItem>(item)?.state)),
-            _ => Ok(None),
+            .await;
+        match taken {
+            Ok(output) => match output.attributes {
+                Some(item) if !item.is_empty() => Ok(Some(serde_dynamo::from_item::<_, StateItem>(item)?.state)),
+                _ => Ok(None),
+            },
+            Err(err) if super::dynamodb::is_conditional_failure(&err) => Ok(None),
+            Err(err) => Err(sdk_error("taking a provider trip's state", err)),
         }
     }
 
