@@ -46,6 +46,20 @@ def at_provider(browser, base_url: str) -> None:
                                       and d.find_elements(By.CSS_SELECTOR, "input[name=login]"))
 
 
+def through_the_providers_pages(browser, base_url: str, login: str) -> None:
+    """Signs in at the provider's own login page, consents on its consent page (a first visit), and
+    waits until the browser is back on the portal's /profile."""
+    at_provider(browser, base_url)
+    browser.find_element(By.CSS_SELECTOR, "input[name=login]").send_keys(login)
+    browser.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(USER_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
+    WebDriverWait(browser, WAIT).until(
+        lambda d: "/interaction/" in d.current_url and not d.find_elements(By.CSS_SELECTOR, "input[name=login]"))
+    if urlsplit(browser.current_url).netloc != urlsplit(base_url).netloc:
+        browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.current_url.startswith(base_url) and path(d) == "/profile")
+
+
 def test_a_new_person_signs_in_with_the_provider_and_again_to_the_same_account(stack, base_url):
     login = f"oidc-{uuid.uuid4().hex[:10]}@example.com"
     portal, back = trip(base_url, "example", login)
@@ -83,15 +97,7 @@ def test_a_person_signs_in_with_the_provider_in_the_browser(stack, browser, base
     browser.get(base_url + "/signin")
     browser.find_element(By.ID, "external-example").click()
     # The provider's own login page, then its consent page.
-    at_provider(browser, base_url)
-    browser.find_element(By.CSS_SELECTOR, "input[name=login]").send_keys(login)
-    browser.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(USER_PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
-    WebDriverWait(browser, WAIT).until(
-        lambda d: "/interaction/" in d.current_url and not d.find_elements(By.CSS_SELECTOR, "input[name=login]"))
-    if urlsplit(browser.current_url).netloc != urlsplit(base_url).netloc:
-        browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.current_url.startswith(base_url) and path(d) == "/profile")
+    through_the_providers_pages(browser, base_url, login)
     assert login in browser.page_source
 
 
@@ -115,13 +121,5 @@ def test_a_person_redeems_an_invitation_with_the_provider_in_the_browser(stack, 
     contact, _, code = invited(stack, admin, roles=["Partners"])
     browser.get(f"{base_url}/redeem?code={code}")
     browser.find_element(By.ID, "redeem-external-example").click()
-    at_provider(browser, base_url)
-    browser.find_element(By.CSS_SELECTOR, "input[name=login]").send_keys(f"oidc-{uuid.uuid4().hex[:10]}@example.com")
-    browser.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(USER_PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
-    WebDriverWait(browser, WAIT).until(
-        lambda d: "/interaction/" in d.current_url and not d.find_elements(By.CSS_SELECTOR, "input[name=login]"))
-    if urlsplit(browser.current_url).netloc != urlsplit(base_url).netloc:
-        browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.current_url.startswith(base_url) and path(d) == "/profile")
+    through_the_providers_pages(browser, base_url, f"oidc-{uuid.uuid4().hex[:10]}@example.com")
     assert contact["email"] in browser.page_source

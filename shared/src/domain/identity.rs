@@ -183,6 +183,11 @@ pub fn local_return_to(requested: Option<&str>) -> String {
     }
 }
 
+/// A name as a provider gave it: without control characters, at most 100 characters, trimmed.
+pub fn claimed_name(name: Option<&str>) -> String {
+    name.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect::<String>().trim().to_string()
+}
+
 /// The method string of a sign-in through `provider` (sessions, sign-in history, events).
 pub fn external_method(provider: &str) -> String {
     format!("external:{provider}")

@@ -12,7 +12,7 @@ use crate::domain::contact::{Contact, Login, NewContact};
 use crate::domain::email::Email;
 use crate::domain::event::Fact;
 use crate::domain::identity::{
-    EXTERNAL_STATE_SECS, ExternalIdentity, ExternalPurpose, ExternalState, LinkedIdentity, OidcProvider,
+    EXTERNAL_STATE_SECS, ExternalIdentity, ExternalPurpose, ExternalState, LinkedIdentity, OidcProvider, claimed_name,
     external_method,
 };
 use crate::domain::ids::ContactId;
@@ -266,11 +266,6 @@ async fn account_for_new_identity(
         Err(CreateContactError::EmailTaken) => Err(PortalError::NoAccount { email_in_use: true }),
         Err(err) => Err(err.into()),
     }
-}
-
-/// A name as a provider gave it: trimmed, without control characters, at most 100 characters.
-fn claimed_name(name: Option<&str>) -> String {
-    name.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect::<String>().trim().to_string()
 }
 
 fn linked_entry(

@@ -81,14 +81,7 @@ pub async fn reauthenticate(
         }
     };
     if let Some((field, reason)) = wrong {
-        if reserved
-            && let FailedSignIn::LockedOut { until } =
-                portal.contacts().record_failed_sign_in(&subject, now, &policy).await?
-        {
-            tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
-        }
-        audit(AuditEvent::ReauthenticationFailed, Some(&contact.contact_id), source);
-        return Err(PortalError::field(field, reason));
+        return Err(refuse(portal, source, contact, reserved, field, reason).await);
     }
     portal.contacts().reset_lockout(&contact.contact_id).await?;
     // Using the code wrote the state (a used step, a used recovery code): a change builds on that.
@@ -145,18 +138,37 @@ async fn by_emailed_code(
         }
     };
     if let Some((field, reason)) = wrong {
-        if reserved
-            && let FailedSignIn::LockedOut { until } =
-                portal.contacts().record_failed_sign_in(&subject, now, &policy).await?
-        {
-            tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
-        }
-        audit(AuditEvent::ReauthenticationFailed, Some(&contact.contact_id), source);
-        return Err(PortalError::field(field, reason));
+        return Err(refuse(portal, source, contact, reserved, field, reason).await);
     }
     portal.contacts().reset_lockout(&contact.contact_id).await?;
     match totp {
         true => Ok(portal.two_factor().get(&contact.contact_id).await?),
         false => Ok(state),
     }
+}
+
+/// A wrong value: the reserved attempt counted (a lockout it causes is logged), the failure
+/// audited, and the answer naming `field`.
+async fn refuse(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    contact: &Contact,
+    reserved: bool,
+    field: &str,
+    reason: &str,
+) -> PortalError {
+    let subject = AttemptSubject::Account(contact.contact_id.clone());
+    let now = portal.clock().now();
+    let policy = portal.settings().lockout;
+    if reserved {
+        match portal.contacts().record_failed_sign_in(&subject, now, &policy).await {
+            Ok(FailedSignIn::LockedOut { until }) => {
+                tracing::warn!(audit = AuditEvent::LockedOut.as_str(), contact_id = %contact.contact_id, locked_until = until.as_secs(), "audit");
+            }
+            Ok(_) => {}
+            Err(err) => return err.into(),
+        }
+    }
+    audit(AuditEvent::ReauthenticationFailed, Some(&contact.contact_id), source);
+    PortalError::field(field, reason)
 }

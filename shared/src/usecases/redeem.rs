@@ -7,7 +7,7 @@ use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, NewContact, TermsAccepted};
 use crate::domain::email::Email;
 use crate::domain::event::{Fact, PASSWORD_METHOD};
-use crate::domain::identity::{ExternalIdentity, LinkedIdentity, external_method};
+use crate::domain::identity::{ExternalIdentity, LinkedIdentity, claimed_name, external_method};
 use crate::domain::invitation::{Invitation, InvitationCode, InvitationType, Redemption, merged_roles};
 use crate::domain::outbox::{MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
@@ -257,15 +257,12 @@ async fn identity_change(
                     "is not given by the provider: redeem with a password instead",
                 ));
             };
-            let name = |n: &Option<String>| {
-                n.as_deref().unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect::<String>()
-            };
             let confirmed = identity.email_verified || email.normalized() == invitation.email.to_lowercase();
             let mut contact = Contact::new(
                 NewContact {
                     email,
-                    first_name: name(&identity.given_name),
-                    last_name: name(&identity.family_name),
+                    first_name: claimed_name(identity.given_name.as_deref()),
+                    last_name: claimed_name(identity.family_name.as_deref()),
                     username: None,
                     phone: None,
                     roles: invitation.roles.clone(),
