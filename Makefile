@@ -4,7 +4,7 @@
 # make test    every test: rustfmt and clippy gates, Rust unit/integration tests with the fault
 #              matrix, cfn-lint and sam validate --lint, the pytest end-to-end suite, the IAM
 #              coverage of its AWS calls (what CI runs, through .ci/run)
-# make package the seven functions built for Lambda (arm64, release), zipped; prints each size
+# make package the eight functions built for Lambda (arm64, release), zipped; prints each size
 #              (FUNCTIONS="sign-in ..." builds only those)
 # make deploy  sam build && sam deploy (samconfig.toml; --guided until it holds the parameters)
 # make smoke URL=https://... [STACK=portal]  the HTTP journey against a deployed portal with a
@@ -86,7 +86,7 @@ test:
 	$(PYTHON) scripts/iam_coverage.py $(AWS_CALLS)/*.jsonl
 	$(call STEP,done)
 
-# The functions `make package` builds (all seven unless FUNCTIONS names some).
+# The functions `make package` builds (all eight unless FUNCTIONS names some).
 FUNCTIONS ?=
 package:
 	scripts/setup.sh --package

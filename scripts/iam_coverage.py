@@ -254,7 +254,8 @@ def requirements_of(call: dict, resolver: Resolver) -> list[tuple[str, str, dict
 
 def platform_requirements(function_id: str, resolver: Resolver) -> list[tuple[str, str, dict]]:
     """What Lambda does with the function's role: write its logs, read the stream of a DynamoDB
-    event and send to its OnFailure queue."""
+    event and send to its OnFailure queue, and send a failed asynchronous invocation (an SNS
+    delivery) to its EventInvokeConfig's OnFailure queue."""
     props = resolver.resources[function_id]["Properties"]
     group = (props.get("LoggingConfig") or {}).get("LogGroup")
     group = resolver.resolve(group) if group else f"/aws/lambda/{function_id}"
@@ -269,6 +270,9 @@ def platform_requirements(function_id: str, resolver: Resolver) -> list[tuple[st
         dest = (event["Properties"].get("DestinationConfig") or {}).get("OnFailure")
         if dest:
             needs.append(("sqs:SendMessage", resolver.resolve(dest["Destination"]), {}))
+    invoke_failure = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get("OnFailure")
+    if invoke_failure and invoke_failure.get("Type") == "SQS":
+        needs.append(("sqs:SendMessage", resolver.resolve(invoke_failure["Destination"]), {}))
     return needs
 
 

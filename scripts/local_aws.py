@@ -117,6 +117,8 @@ class Resolver:
         "Fn::If": lambda self, a: self.resolve(a[1] if self.condition(a[0]) else a[2]),
         "Fn::Equals": lambda self, a: str(self.resolve(a[0])) == str(self.resolve(a[1])),
         "Fn::Not": lambda self, a: not self.resolve(a[0]),
+        "Fn::And": lambda self, a: all(self.resolve(c) for c in a),
+        "Fn::Or": lambda self, a: any(self.resolve(c) for c in a),
         "Condition": lambda self, a: self.condition(a),
     }
 

@@ -2,14 +2,14 @@
 # make package: every Lambda function built as AWS runs it (arm64, release, provided.al2023) and
 # zipped, with each zip's size. cargo-lambda cross-compiles with zig (the venv's ziglang: cargo
 # lambda finds `python3 -m ziglang` through the venv's python3 first on PATH).
-#   scripts/package.sh                 every function (seven)
+#   scripts/package.sh                 every function (eight)
 #   scripts/package.sh sign-in ...     only these (CI builds one: see .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 # The binaries the template deploys (Metadata.BuildProperties.Binary of each function).
-ALL=(sign-in register profile create-invitation redeem-invitation external-sign-in send-email)
+ALL=(sign-in register profile create-invitation redeem-invitation external-sign-in send-email email-feedback)
 if [ $# -gt 0 ]; then
   FUNCTIONS=("$@")
   for f in "${FUNCTIONS[@]}"; do

@@ -326,7 +326,7 @@ def test_the_committed_measurement_covers_every_operation_of_the_profile():
 def test_the_template_alarms_and_custom_metrics_are_counted():
     tpl = cost.template()
     alarms = cost.alarm_metrics(tpl)
-    assert alarms["FunctionErrorsAlarm"] == alarms["FunctionThrottlesAlarm"] == 7  # metric math
+    assert alarms["FunctionErrorsAlarm"] == alarms["FunctionThrottlesAlarm"] == 8  # metric math
     assert alarms["Api5xxAlarm"] == 1
     measured = {(ns, name) for ns, name, _ in cost.MEASURED["custom_metrics"]}
     assert cost.template_custom_metrics(tpl) <= measured  # what the alarms watch is published

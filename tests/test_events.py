@@ -37,7 +37,9 @@ CARGO_LAMBDA = ROOT / ".venv" / "bin" / "cargo-lambda"
 HTTP_FUNCTIONS = {"sign-in", "register", "profile", "create-invitation", "redeem-invitation",
                   "external-sign-in"}
 STREAM_FUNCTIONS = {"send-email"}
-FUNCTIONS = HTTP_FUNCTIONS | STREAM_FUNCTIONS
+# SNS subscribers: Lambda invokes them asynchronously and keeps no answer (theirs is null).
+NOTIFICATION_FUNCTIONS = {"email-feedback"}
+FUNCTIONS = HTTP_FUNCTIONS | STREAM_FUNCTIONS | NOTIFICATION_FUNCTIONS
 
 # The contract's routes (API Gateway route keys, with path parameters as {name}).
 ROUTES = {
@@ -108,6 +110,8 @@ def test_manifest_lists_every_event_file_once():
         assert e["file"].startswith(f"events/{e['function']}/"), e
         if e["function"] in HTTP_FUNCTIONS:
             assert isinstance(e.get("status"), int) and "expect" not in e, e
+        elif e["function"] in NOTIFICATION_FUNCTIONS:
+            assert "expect" in e and e["expect"] is None and "status" not in e, e
         else:
             assert isinstance(e.get("expect"), dict) and "status" not in e, e
 

@@ -63,7 +63,7 @@ def test_plan_resolves_tables_settings_identities_and_the_stream_source():
                                "external-sign-in": "/signin/external/warm-up"}
     # A prebuilt stack builds every function of the template.
     assert plan.binaries == {"sign-in", "register", "profile", "create-invitation",
-                             "redeem-invitation", "external-sign-in", "send-email"}
+                             "redeem-invitation", "external-sign-in", "send-email", "email-feedback"}
     assert plan.stream_sources == [{
         "function": "send-email", "table": "demo-outbox", "batch_size": 10,
         "report_failures": True, "max_retries": 5, "bisect": True,

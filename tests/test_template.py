@@ -341,3 +341,206 @@ def test_the_providers_parameter_takes_a_list_and_refuses_a_plain_client_secret(
         assert allowed("OidcProviders", value), value
     for bad in ('[{"id": "entra", "client_secret": "s3cret"}]', '[{"client_secret":"s"}]', "{}", "", "entra"):
         assert not allowed("OidcProviders", bad), bad
+
+
+# --- deliverable mail (issue 19, item 5) ------------------------------------------------------------
+
+def holds(condition: str, **given: str) -> bool:
+    """A condition of the template, for the parameters given (the others at their defaults)."""
+    values = {name: str(p.get("Default", "")) for name, p in PARAMS.items()}
+    values.update(given)
+
+    def ev(x):
+        if not isinstance(x, dict):
+            return x
+        ((fn, arg),) = x.items()
+        if fn == "Ref":
+            return values[arg]
+        if fn == "Condition":
+            return ev(T["Conditions"][arg])
+        if fn == "Fn::Equals":
+            return str(ev(arg[0])) == str(ev(arg[1]))
+        if fn == "Fn::Not":
+            return not ev(arg[0])
+        if fn == "Fn::And":
+            return all(ev(a) for a in arg)
+        if fn == "Fn::Or":
+            return any(ev(a) for a in arg)
+        raise ValueError(f"condition function {fn}")
+    return bool(ev(T["Conditions"][condition]))
+
+
+def exists(lid: str, **given: str) -> bool:
+    return "Condition" not in RESOURCES[lid] or holds(RESOURCES[lid]["Condition"], **given)
+
+
+def as_sub(value) -> str:
+    """A string, a Fn::Sub or a Fn::GetAtt as Fn::Sub text (`${Resource.Attribute}`)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Sub" in value:
+        return value["Fn::Sub"]
+    if "Fn::GetAtt" in value:
+        return "${%s}" % ".".join(value["Fn::GetAtt"])
+    raise ValueError(value)
+
+
+DOMAIN = {"EmailDomain": "example.com"}
+DOMAIN_AND_ZONE = {"EmailDomain": "example.com", "EmailHostedZoneId": "Z0123456789ABCDEFGHIJ"}
+EMAIL_RECORD_OUTPUTS = ("EmailDkimRecord1", "EmailDkimRecord2", "EmailDkimRecord3",
+                        "EmailMailFromMxRecord", "EmailMailFromSpfRecord", "EmailDmarcRecord")
+
+
+def test_a_domain_identity_with_dkim_2048_and_a_mail_from_subdomain_exists_only_with_a_domain():
+    assert PARAMS["EmailDomain"]["Default"] == "" and PARAMS["EmailHostedZoneId"]["Default"] == ""
+    for good in ("", "example.com", "mail.example.co.uk"):
+        assert allowed("EmailDomain", good), good
+    for bad in ("example", "no-reply@example.com", "https://example.com", "example.com.", "-x.com"):
+        assert not allowed("EmailDomain", bad), bad
+    assert "EmailSender must be an address at this domain" in " ".join(PARAMS["EmailDomain"]["Description"].split())
+    (lid,) = [lid for lid, r in of_type("AWS::SES::EmailIdentity").items()
+              if r["Properties"]["EmailIdentity"] == {"Ref": "EmailDomain"}]
+    props = RESOURCES[lid]["Properties"]
+    assert props["DkimSigningAttributes"] == {"NextSigningKeyLength": "RSA_2048_BIT"}
+    assert props["MailFromAttributes"] == {"MailFromDomain": {"Fn::Sub": "mail.${EmailDomain}"},
+                                           "BehaviorOnMxFailure": "USE_DEFAULT_VALUE"}
+    assert props["ConfigurationSetAttributes"] == {"ConfigurationSetName": {"Ref": "EmailConfigurationSet"}}
+    assert "DkimAttributes" not in props, "Easy DKIM: no key of our own, signing on by default"
+    assert not exists(lid) and exists(lid, **DOMAIN)
+
+
+def test_the_address_identity_is_made_only_without_a_domain():
+    """The domain identity covers every address at the domain: never both, and with a domain
+    CreateSenderIdentity does not matter."""
+    identities = of_type("AWS::SES::EmailIdentity")
+
+    def made(**given):
+        return sorted(str(r["Properties"]["EmailIdentity"]["Ref"]) for lid, r in identities.items()
+                      if exists(lid, **given))
+    assert made() == ["EmailSender"]
+    assert made(CreateSenderIdentity="false") == []
+    assert made(**DOMAIN) == made(**DOMAIN, CreateSenderIdentity="false") == ["EmailDomain"]
+
+
+def test_the_domains_dns_records_are_made_only_with_a_hosted_zone_dkim_mx_and_spf_never_dmarc():
+    assert allowed("EmailHostedZoneId", "Z0123456789ABCDEFGHIJ") and allowed("EmailHostedZoneId", "")
+    assert not allowed("EmailHostedZoneId", "example.com")
+    records = {lid: r for lid, r in of_type("AWS::Route53::RecordSet").items()
+               if r["Properties"].get("HostedZoneId") == {"Ref": "EmailHostedZoneId"}}
+    for lid in records:
+        assert exists(lid, **DOMAIN_AND_ZONE), lid
+        for given in ({}, DOMAIN, {"EmailHostedZoneId": "Z0123456789ABCDEFGHIJ"}):
+            assert not exists(lid, **given), (lid, given)
+    seen = sorted((r["Properties"]["Type"], as_sub(r["Properties"]["Name"]),
+                   tuple(map(as_sub, r["Properties"]["ResourceRecords"]))) for r in records.values())
+    assert seen == sorted([
+        *(("CNAME", "${EmailDomainIdentity.DkimDNSTokenName%d}" % i,
+           ("${EmailDomainIdentity.DkimDNSTokenValue%d}" % i,)) for i in (1, 2, 3)),
+        ("MX", "mail.${EmailDomain}", ("10 feedback-smtp.${AWS::Region}.amazonses.com",)),
+        ("TXT", "mail.${EmailDomain}", ('"v=spf1 include:amazonses.com ~all"',))])
+    assert {r["Properties"]["TTL"] for r in records.values()} == {"1800"}
+    # DMARC is the domain owner's policy: recommended in an output, never created.
+    assert "_dmarc" not in json.dumps(RESOURCES)
+
+
+def test_the_outputs_print_every_record_the_domain_needs_and_a_dmarc_policy():
+    outputs = T["Outputs"]
+    for name in EMAIL_RECORD_OUTPUTS:
+        assert outputs[name]["Condition"] == "HasEmailDomain", name
+    # What the hosted zone gets is what the outputs print, "<name> <type> <value>".
+    printed = {as_sub(outputs[name]["Value"]) for name in EMAIL_RECORD_OUTPUTS}
+    for lid, r in of_type("AWS::Route53::RecordSet").items():
+        if r["Properties"].get("HostedZoneId") == {"Ref": "EmailHostedZoneId"}:
+            p = r["Properties"]
+            assert f"{as_sub(p['Name'])} {p['Type']} {as_sub(p['ResourceRecords'][0])}" in printed, lid
+    dmarc = as_sub(outputs["EmailDmarcRecord"]["Value"])
+    assert re.fullmatch(r'_dmarc\.\$\{EmailDomain\} TXT "v=DMARC1; p=(none|quarantine); rua=mailto:[^"]+"', dmarc)
+
+
+def test_the_send_grant_covers_the_domain_identity_from_the_sender_alone():
+    """Without an address identity SES authorises the send against the domain's identity."""
+    (st,) = [st for st in statements_of("SendEmailRole") if st.get("Sid") == "SendFromTheSender"]
+    arns = [as_sub(r).replace("${AWS::Partition}", "aws").replace("${AWS::Region}", "eu-west-1")
+            .replace("${AWS::AccountId}", "123456789012") for r in as_list(st["Resource"])]
+
+    def granted(arn):
+        return any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), arn) for p in arns)
+    assert granted("arn:aws:ses:eu-west-1:123456789012:identity/example.com")
+    assert granted("arn:aws:ses:eu-west-1:123456789012:identity/no-reply@example.com")
+    assert st["Condition"]["StringEquals"]["ses:FromAddress"] == {"Ref": "EmailSender"}
+
+
+def test_the_feedback_function_handles_the_topics_bounces_and_complaints():
+    fn = RESOURCES["EmailFeedbackFunction"]
+    assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "email-feedback"}}
+    props = fn["Properties"]
+    assert props["Description"]
+    assert props["Events"] == {"Feedback": {"Type": "SNS", "Properties": {"Topic": {"Ref": "EmailFeedbackTopic"}}}}
+    # The topic the configuration set publishes bounces and complaints to.
+    dest = RESOURCES["EmailFeedbackDestination"]["Properties"]["EventDestination"]
+    assert dest["SnsDestination"]["TopicARN"] == {"Ref": "EmailFeedbackTopic"}
+    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "EmailFeedbackLogGroup"}}
+    assert props["Role"] == {"Fn::GetAtt": ["EmailFeedbackRole", "Arn"]} and "Policies" not in props
+    # The Globals' environment names the tables it writes (and SAM merges it into the function's).
+    variables = T["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["PORTAL_CONTACTS_TABLE"] == {"Ref": "ContactsTable"}
+    assert variables["PORTAL_AUDIT_TABLE"] == {"Ref": "AuditTable"}
+    for alarm in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        watched = [m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+                   for m in RESOURCES[alarm]["Properties"]["Metrics"] if "MetricStat" in m]
+        assert {"Ref": "EmailFeedbackFunction"} in watched, alarm
+
+
+def test_a_notification_the_feedback_function_fails_on_lands_in_a_queue_that_alarms_at_once():
+    config = RESOURCES["EmailFeedbackFunction"]["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS", "Destination": {"Fn::GetAtt": ["EmailFeedbackFailuresQueue", "Arn"]}}
+    queue = RESOURCES["EmailFeedbackFailuresQueue"]
+    assert queue["Properties"] == RESOURCES["SendEmailFailuresQueue"]["Properties"] == {
+        "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}
+    assert queue["DeletionPolicy"] == "RetainExceptOnCreate" and queue["UpdateReplacePolicy"] == "Retain"
+    # Every failure queue: an alarm on its first message.
+    for lid in of_type("AWS::SQS::Queue"):
+        alarms = [a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values()
+                  if a["Properties"].get("Dimensions") == [
+                      {"Name": "QueueName", "Value": {"Fn::GetAtt": [lid, "QueueName"]}}]]
+        assert len(alarms) == 1, lid
+        (p,) = alarms
+        assert (p["Namespace"], p["MetricName"], p["Statistic"]) == (
+            "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum"), lid
+        assert (p["Threshold"], p["ComparisonOperator"], p["EvaluationPeriods"]) == (
+            0, "GreaterThanThreshold", 1), lid
+        assert p["AlarmActions"] == p["OKActions"] == [ALARM_TARGET], lid
+
+
+def test_the_feedback_role_grants_only_what_marking_an_address_needs():
+    role = RESOURCES["EmailFeedbackRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    # X-Ray only with tracing, as send-email's role.
+    assert role["ManagedPolicyArns"] == RESOURCES["SendEmailRole"]["Properties"]["ManagedPolicyArns"] == [
+        {"Fn::If": ["TracingEnabled", {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"},
+                    {"Ref": "AWS::NoValue"}]}]
+    grants = set()
+    for st in statements_of("EmailFeedbackRole"):
+        assert st["Effect"] == "Allow" and st.get("Sid") and "Condition" not in st, st
+        for action in as_list(st["Action"]):
+            for resource in as_list(st["Resource"]):
+                assert resource != "*" and "*" not in as_sub(resource), st["Sid"]
+                grants.add((action, json.dumps(resource, sort_keys=True)))
+
+    def arn(lid):
+        return json.dumps({"Fn::GetAtt": [lid, "Arn"]})
+    assert grants == {
+        ("logs:CreateLogStream", arn("EmailFeedbackLogGroup")), ("logs:PutLogEvents", arn("EmailFeedbackLogGroup")),
+        ("sqs:SendMessage", arn("EmailFeedbackFailuresQueue")),
+        ("dynamodb:GetItem", arn("ContactsTable")), ("dynamodb:PutItem", arn("ContactsTable")),
+        ("dynamodb:UpdateItem", arn("ContactsTable")), ("dynamodb:PutItem", arn("AuditTable"))}
+
+
+def test_make_package_builds_every_function_the_template_deploys():
+    script = (Path(local_aws.ROOT) / "scripts" / "package.sh").read_text()
+    (line,) = re.findall(r"^ALL=\((.*)\)$", script, re.M)
+    binaries = {fn["Metadata"]["BuildProperties"]["Binary"] for fn in of_type("AWS::Serverless::Function").values()}
+    assert sorted(line.split()) == sorted(binaries)

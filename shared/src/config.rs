@@ -117,6 +117,11 @@ impl Settings {
         self.oidc_providers.iter().find(|p| p.id == id)
     }
 
+    /// The providers the sign-in and redeem pages offer: id and display name, in the site's order.
+    pub fn provider_names(&self) -> Vec<(String, String)> {
+        self.oidc_providers.iter().map(|p| (p.id.clone(), p.name.clone())).collect()
+    }
+
     /// Reads every setting from the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 
 use crate::app::Portal;
@@ -61,6 +62,23 @@ where
             });
             Ok::<_, Error>(handler(current, event.payload).await)
         }
+    }))
+    .await
+}
+
+/// Runs an SNS subscriber (`email-feedback`) on the Lambda runtime. It writes to the tables only
+/// (no email, no bus). An error fails the invocation: Lambda invokes it again (an SNS delivery is
+/// asynchronous), then hands the event to the function's failure queue.
+pub async fn run_notifications<F, Fut>(handler: F) -> Result<(), Error>
+where
+    F: Fn(Arc<Portal>, SnsEvent) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let portal = start(Portal::from_environment_queueing()).await?;
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<SnsEvent>| {
+        let portal = portal.clone();
+        async move { handler(portal, event.payload).await.map_err(Error::from) }
     }))
     .await
 }

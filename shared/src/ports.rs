@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::contact::{Contact, Login, TermsAccepted};
+use crate::domain::deliverability::Undeliverable;
 use crate::domain::email::Email;
 use crate::domain::event::PortalEvent;
 use crate::domain::identity::{ExternalIdentity, ExternalState, LinkedIdentity, OidcProvider};
@@ -238,6 +239,19 @@ pub trait ContactStore: Send + Sync {
         now: Timestamp,
         queued: &[Queued],
     ) -> Result<Contact, LinkIdentityError>;
+    /// Marks `address` undeliverable (a hard bounce or a complaint): the mark `send-email` reads
+    /// and, when `contact` (as read) is the account whose address it still is, on the contact, with
+    /// `queued` (its audit entry), all or nothing. `false` when the contact's address changed since
+    /// it was read (nothing written).
+    async fn mark_undeliverable(
+        &self,
+        address: &Email,
+        mark: &Undeliverable,
+        contact: Option<&Contact>,
+        queued: &[Queued],
+    ) -> anyhow::Result<bool>;
+    /// Whether mail to `address` is stopped (marked, and not confirmed again since).
+    async fn is_undeliverable(&self, address: &Email) -> anyhow::Result<bool>;
     /// Takes one of `limit` allowances per `window_secs` for `key`; `false` when none is left.
     async fn take_allowance(&self, key: &str, limit: u32, window_secs: i64, now: Timestamp) -> anyhow::Result<bool>;
     /// Gives back one allowance taken in this window (an attempt that turned out right).

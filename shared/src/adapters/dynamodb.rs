@@ -27,6 +27,7 @@ use aws_sdk_dynamodb::types::{Delete, Update};
 
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::contact::{Contact, Login};
+use crate::domain::deliverability::Undeliverable;
 use crate::domain::email::Email;
 use crate::domain::identity::{ExternalState, LinkedIdentity};
 use crate::domain::listing::{PageRequest, Paged};
@@ -1075,11 +1076,17 @@ impl ContactStore for DynamoContacts {
             // The contact's address as read is the token's (checked here: the token holds its
             // digest), and still is at the write (the condition).
             TokenUse::ConfirmEmail if !token.is_for(&contact.email) => return Ok(false),
-            TokenUse::ConfirmEmail => update
-                .update_expression("SET email_confirmed = :true, updated_at = :now")
-                .condition_expression("email_normalized = :email")
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":email", AttributeValue::S(contact.email.normalized().to_string())),
+            TokenUse::ConfirmEmail => {
+                // A link followed from the address proves mail reaches it again.
+                if contact.email_undeliverable.is_some() {
+                    items.push(self.unmark_item(&contact.email)?, Guards::Nothing);
+                }
+                update
+                    .update_expression("SET email_confirmed = :true, updated_at = :now REMOVE email_undeliverable")
+                    .condition_expression("email_normalized = :email")
+                    .expression_attribute_values(":true", AttributeValue::Bool(true))
+                    .expression_attribute_values(":email", AttributeValue::S(contact.email.normalized().to_string()))
+            }
             TokenUse::MoveEmail { epoch } => {
                 let new_email = contact
                     .pending_email
@@ -1097,11 +1104,14 @@ impl ContactStore for DynamoContacts {
                     put_new(&self.table, guard_item(email_pk(new_email.normalized()), &contact.contact_id)?)?,
                     Guards::Email,
                 );
+                // The new address took the link: mail reaches it (whatever bounced before); the old
+                // address's mark stays with that address.
+                items.push(self.unmark_item(new_email)?, Guards::Nothing);
                 update
                     .update_expression(
                         "SET email = :email, email_normalized = :normalized, email_confirmed = :true, \
                          session_epoch = :epoch, updated_at = :now \
-                         REMOVE pending_email, pending_email_normalized, reset_nonce",
+                         REMOVE pending_email, pending_email_normalized, reset_nonce, email_undeliverable",
                     )
                     .condition_expression("email_normalized = :old AND pending_email_normalized = :normalized")
                     .expression_attribute_values(":email", AttributeValue::S(new_email.as_str().to_string()))
@@ -1142,6 +1152,20 @@ impl ContactStore for DynamoContacts {
 
     async fn take_external_state(&self, state_digest: &str) -> anyhow::Result<Option<ExternalState>> {
         self.take_state(state_digest).await
+    }
+
+    async fn mark_undeliverable(
+        &self,
+        address: &Email,
+        mark: &Undeliverable,
+        contact: Option<&Contact>,
+        queued: &[Queued],
+    ) -> anyhow::Result<bool> {
+        self.mark(address, mark, contact, queued).await
+    }
+
+    async fn is_undeliverable(&self, address: &Email) -> anyhow::Result<bool> {
+        self.marked(address).await
     }
 
     async fn identity_owner(&self, provider: &str, subject: &str) -> anyhow::Result<Option<ContactId>> {

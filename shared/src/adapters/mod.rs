@@ -3,6 +3,7 @@
 
 pub mod dynamodb;
 pub mod dynamodb_audit;
+pub mod dynamodb_deliverability;
 pub mod dynamodb_groups;
 pub mod dynamodb_identities;
 pub mod dynamodb_imports;

@@ -115,6 +115,11 @@ pub enum AuditEvent {
     /// A sign-in, link or redemption through a provider failed (at the provider, or in the
     /// callback's checks).
     ExternalSignInFailed,
+    /// Mail to the account's address bounced for good or was reported as spam: none goes to it
+    /// until the person confirms it again or changes it.
+    EmailUndeliverable,
+    /// A soft bounce (a full mailbox, a server that is down): nothing was marked.
+    EmailSoftBounced,
 }
 
 impl AuditEvent {
@@ -175,6 +180,8 @@ impl AuditEvent {
             AuditEvent::AccountDeleted => "account_deleted",
             AuditEvent::AccountErased => "account_erased",
             AuditEvent::SettingsChanged => "settings_changed",
+            AuditEvent::EmailUndeliverable => "email_undeliverable",
+            AuditEvent::EmailSoftBounced => "email_soft_bounced",
         }
     }
 }

@@ -4,6 +4,7 @@ use super::ids::ContactId;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::deliverability::Undeliverable;
 use super::email::Email;
 use super::identity::LinkedIdentity;
 use super::lockout::LockoutState;
@@ -47,6 +48,9 @@ pub struct Contact {
     pub terms_accepted: Option<TermsAccepted>,
     /// The external identities (OpenID Connect) linked to the account: each signs in to it.
     pub identities: Vec<LinkedIdentity>,
+    /// Mail to `email` bounced for good or was reported as spam: none goes to it until the person
+    /// confirms it again or moves to another address (see `domain::deliverability`).
+    pub email_undeliverable: Option<Undeliverable>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -159,6 +163,7 @@ impl Contact {
             deleted_at: Some(now),
             terms_accepted: None,
             identities: Vec::new(),
+            email_undeliverable: None,
             created_at: self.created_at,
             updated_at: now,
         }
@@ -218,6 +223,8 @@ struct ContactRecord {
     terms_accepted: Option<TermsAccepted>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     identities: Vec<LinkedIdentity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email_undeliverable: Option<Undeliverable>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -249,6 +256,7 @@ impl From<Contact> for ContactRecord {
             deleted_at: c.deleted_at,
             terms_accepted: c.terms_accepted,
             identities: c.identities,
+            email_undeliverable: c.email_undeliverable,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -288,6 +296,7 @@ impl From<ContactRecord> for Contact {
             deleted_at: r.deleted_at,
             terms_accepted: r.terms_accepted,
             identities: r.identities,
+            email_undeliverable: r.email_undeliverable,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -334,6 +343,7 @@ impl Contact {
             deleted_at: None,
             terms_accepted: None,
             identities: Vec::new(),
+            email_undeliverable: None,
             created_at: now,
             updated_at: now,
         }

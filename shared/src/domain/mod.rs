@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod browser;
 pub mod contact;
+pub mod deliverability;
 pub mod email;
 pub mod event;
 pub mod idempotency;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::domain::contact::Contact;
+use crate::domain::deliverability::{Undeliverable, UndeliverableReason};
 use crate::domain::ids::ContactId;
 use crate::domain::invitation::{Delivery, Invitation, InvitationStatus, InvitationType, Redemption};
 use crate::domain::text::Username;
@@ -23,6 +24,22 @@ pub(super) struct ContactView<'a> {
     account_id: Option<&'a str>,
     email_confirmed: bool,
     portal_user: bool,
+    /// Null while mail reaches the address; else why it stopped (a bounce, a complaint) and when.
+    email_undeliverable: Option<UndeliverableView<'a>>,
+}
+
+/// An address's undeliverable mark, as staff see it.
+#[derive(Serialize)]
+pub(crate) struct UndeliverableView<'a> {
+    reason: UndeliverableReason,
+    at: String,
+    detail: &'a str,
+}
+
+impl<'a> UndeliverableView<'a> {
+    pub(crate) fn of(mark: &'a Undeliverable) -> Self {
+        UndeliverableView { reason: mark.reason, at: rfc3339(mark.at), detail: &mark.detail }
+    }
 }
 
 impl<'a> ContactView<'a> {
@@ -37,6 +54,7 @@ impl<'a> ContactView<'a> {
             account_id: contact.account_id.as_deref(),
             email_confirmed: contact.email_confirmed,
             portal_user: contact.password_hash.is_some(),
+            email_undeliverable: contact.email_undeliverable.as_ref().map(UndeliverableView::of),
         }
     }
 }

@@ -46,11 +46,6 @@ pub fn profile_routes() -> Router<AppState> {
         .route("/profile/identities/{provider}/unlink", get(unlink_page).post(unlink))
 }
 
-/// The site's providers as the pages list them: (id, display name).
-pub fn provider_names(settings: &Settings) -> Vec<(String, String)> {
-    settings.oidc_providers.iter().map(|p| (p.id.clone(), p.name.clone())).collect()
-}
-
 fn binding_cookie_name(settings: &Settings) -> &'static str {
     if settings.secure_cookies { "__Host-portal_external" } else { "portal_external" }
 }
@@ -308,7 +303,7 @@ async fn list(Viewer(signed_in): Viewer, page: Page) -> Reply {
                 viewer: Some(ViewerSummary::of(&contact)),
                 csrf_token: &page.csrf_token,
                 identities,
-                providers: provider_names(&settings),
+                providers: settings.provider_names(),
             },
         )
     })

@@ -4,6 +4,7 @@
 pub mod admin;
 mod admin_lists;
 mod admin_views;
+pub mod email_feedback;
 pub mod entry;
 pub mod external;
 pub mod imports;

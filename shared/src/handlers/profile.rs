@@ -1,5 +1,6 @@
 //! The profile function: `GET /` (home page), `GET, POST /profile` and `POST /profile/password`.
 
+use super::admin_views::UndeliverableView;
 use crate::domain::text::Username;
 use axum::Router;
 use axum::extract::OptionalFromRequestParts;
@@ -61,6 +62,8 @@ pub struct ProfileView<'a> {
     email_confirmed: bool,
     /// A new address waiting for its link to be followed.
     pending_email: Option<&'a str>,
+    /// Null while mail reaches the address; else why it stopped and when.
+    email_undeliverable: Option<UndeliverableView<'a>>,
 }
 
 impl<'a> ProfileView<'a> {
@@ -75,6 +78,7 @@ impl<'a> ProfileView<'a> {
             roles: &contact.roles,
             email_confirmed: contact.email_confirmed,
             pending_email: contact.pending_email.as_ref().map(Email::as_str),
+            email_undeliverable: contact.email_undeliverable.as_ref().map(UndeliverableView::of),
         }
     }
 }

@@ -86,7 +86,7 @@ fn render(
             password_min_length: page.settings().password_min_length,
             terms_version: page.settings().terms_version.as_deref().unwrap_or(""),
             terms_url: page.settings().terms_url.as_deref().unwrap_or(""),
-            providers: super::external::provider_names(page.settings()),
+            providers: page.settings().provider_names(),
             errors,
         },
     )

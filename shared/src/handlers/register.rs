@@ -199,7 +199,7 @@ async fn confirm(
     let portal = &form.page.portal;
     match &form.input {
         ConfirmForm::Resend(email) => {
-            tokens::resend_confirmation(portal, &source, email).await?;
+            tokens::resend_confirmation(portal, &source, email, viewer.as_ref().map(|v| &v.0.contact)).await?;
             Ok(Reply::json(StatusCode::ACCEPTED, &serde_json::json!({"status": "email_sent"}))
                 .or_message(CONFIRMATION_SENT))
         }

@@ -73,7 +73,7 @@ fn render_sign_in(page: &Page, login: &str, errors: FormErrors) -> Response {
             open_registration: settings.open_registration,
             invitations_enabled: settings.invitations_enabled,
             email_code_sign_in: settings.email_code_sign_in,
-            providers: super::external::provider_names(settings),
+            providers: settings.provider_names(),
         },
     )
 }

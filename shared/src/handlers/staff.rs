@@ -91,8 +91,7 @@ impl<'a> AccountView<'a> {
                 recovery_codes_left: overview.two_factor.recovery_codes.len(),
             },
             passkeys: overview.passkeys,
-            // External identities arrive with the OpenID Connect issue; none can be linked yet.
-            identities: Vec::new(),
+            identities: contact.identities.iter().map(|i| format!("{}:{}", i.provider, i.subject)).collect(),
             last_sign_in_at: overview.last_sign_in_at.map(rfc3339),
             deleted_at: contact.deleted_at.map(rfc3339),
             audit: overview.audit.iter().map(AuditEntryView::of).collect(),
@@ -191,6 +190,11 @@ async fn account(
                 contact_id: &contact.contact_id,
                 name: format!("{} {}", contact.first_name, contact.last_name),
                 email: contact.email.as_str(),
+                email_undeliverable: contact
+                    .email_undeliverable
+                    .as_ref()
+                    .map(|mark| format!("{} ({}; {})", mark.reason.describe(), mark.detail, human(mark.at)))
+                    .unwrap_or_default(),
                 login_enabled: !contact.login_disabled,
                 deleted: contact.deleted_at.is_some(),
                 locked_until: contact.locked_until.filter(|until| *until > now).map(human).unwrap_or_default(),

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::app::Portal;
 use crate::domain::audit::AuditEvent;
+use crate::domain::email::Email;
 use crate::domain::event::{Fact, PortalEvent};
 use crate::domain::group::FANOUT_BATCH;
 use crate::domain::ids::MessageId;
@@ -149,6 +150,15 @@ async fn deliver_leased(portal: &Portal, message: &OutboxMessage) -> Result<Outc
         }
         Err(err) => return Err(Fault::BeforeSending(anyhow::anyhow!("preparing the email: {err:?}"))),
     };
+    // Mail to an address that bounced for good or was reported as spam stops here. The links that
+    // prove an address are the exception: `mail::prepare` issues a confirmation link for a marked
+    // address only when its owner asked for it, signed in (following it lifts the mark), and an
+    // email change's link goes to the address the owner chose, re-authenticated.
+    let proves_the_address = matches!(prepared.kind, MessageKind::ConfirmEmail | MessageKind::ConfirmNewEmail);
+    if !proves_the_address && undeliverable(portal, &prepared.to).await.map_err(Fault::BeforeSending)? {
+        let failed = delivery_facts(message, Delivery::Failed, portal.clock.now());
+        return fail(portal, message, UNDELIVERABLE, &failed).await.map_err(Fault::BeforeSending);
+    }
     let Some(outgoing) = email::render(&portal.settings, &prepared) else {
         let failed = delivery_facts(message, Delivery::Failed, portal.clock.now());
         return fail(portal, message, "the message holds nothing to send", &failed).await.map_err(Fault::BeforeSending);
@@ -187,6 +197,17 @@ async fn deliver_leased(portal: &Portal, message: &OutboxMessage) -> Result<Outc
             }
             Err(Fault::BeforeSending(anyhow::anyhow!("retryable send failure: {reason}")))
         }
+    }
+}
+
+/// Why an email to a marked address failed (see `domain::deliverability`).
+pub const UNDELIVERABLE: &str = "undeliverable: mail to this address bounced for good or was reported as spam; it is not sent until the person confirms the address again or changes it";
+
+/// Whether mail to `to` is stopped (an address that does not parse is for SES to refuse).
+async fn undeliverable(portal: &Portal, to: &str) -> anyhow::Result<bool> {
+    match Email::parse(to) {
+        Ok(address) => portal.contacts.is_undeliverable(&address).await,
+        Err(_) => Ok(false),
     }
 }
 

@@ -35,6 +35,15 @@ pub async fn prepare(
             _ => Prepared::Nothing("no account with a password has this address"),
         },
         MessageKind::ConfirmationRequest => match account_at(portal, &message.to).await? {
+            // An address marked undeliverable gets a link only when its owner asked, signed in
+            // (the request names them): a link is the one email that goes to a marked address.
+            Some(contact) if contact.email_undeliverable.is_some() => {
+                if message.contact_id.as_ref() == Some(&contact.contact_id) {
+                    issue_link(portal, message, &contact, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail).await?
+                } else {
+                    Prepared::Nothing("the address is undeliverable and its owner did not ask")
+                }
+            }
             Some(contact) if !contact.email_confirmed => {
                 issue_link(portal, message, &contact, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail).await?
             }

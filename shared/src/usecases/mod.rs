@@ -4,6 +4,7 @@
 
 pub mod codes;
 pub mod deletion;
+pub mod deliverability;
 pub mod delivery;
 pub mod door;
 pub mod external;

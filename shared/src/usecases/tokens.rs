@@ -8,6 +8,7 @@ use crate::domain::audit::{AuditEvent, SourceAddress};
 use crate::domain::contact::{Contact, new_epoch};
 use crate::domain::email::Email;
 use crate::domain::event::Fact;
+use crate::domain::ids::ContactId;
 use crate::domain::outbox::{MailSecret, MessageKind, OutboxMessage};
 use crate::domain::password::{Password, hash_password};
 use crate::domain::secret::digest;
@@ -63,8 +64,20 @@ async fn request_link(
     email: &Email,
     kind: MessageKind,
 ) -> Result<(), PortalError> {
+    request_link_by(portal, source, email, kind, None).await
+}
+
+/// As [`request_link`]; `owner`: the account, signed in, asking for a link to its own address.
+async fn request_link_by(
+    portal: &(impl UsesContacts + UsesClock + UsesSettings),
+    source: &SourceAddress,
+    email: &Email,
+    kind: MessageKind,
+    owner: Option<&ContactId>,
+) -> Result<(), PortalError> {
     if emails_allowed(portal, source, None, &[email.normalized()]).await? {
-        let message = OutboxMessage::new(kind, email.as_str(), "", None, portal.clock().now());
+        let mut message = OutboxMessage::new(kind, email.as_str(), "", None, portal.clock().now());
+        message.contact_id = owner.cloned();
         portal.contacts().queue_emails(&[Queued::new(message)]).await?;
     }
     Ok(())
@@ -91,13 +104,18 @@ pub async fn request_sign_in_code(
     request_link(portal, source, email, MessageKind::SignInCodeRequest).await
 }
 
-/// A new confirmation link for an unconfirmed account with `email`, if there is one.
+/// A new confirmation link for an unconfirmed account with `email`, if there is one. Asked by the
+/// account itself, signed in (`signed_in_as`, its own address), it is also how an address marked
+/// undeliverable (see `usecases::deliverability`) comes back: the link is the one email that goes
+/// to it, and following it lifts the mark.
 pub async fn resend_confirmation(
     portal: &(impl UsesContacts + UsesClock + UsesSettings),
     source: &SourceAddress,
     email: &Email,
+    signed_in_as: Option<&Contact>,
 ) -> Result<(), PortalError> {
-    request_link(portal, source, email, MessageKind::ConfirmationRequest).await
+    let owner = signed_in_as.filter(|c| c.email.normalized() == email.normalized()).map(|c| &c.contact_id);
+    request_link_by(portal, source, email, MessageKind::ConfirmationRequest, owner).await
 }
 
 /// The usable token of `purpose` with this plain value, and its contact. The cheap checks come

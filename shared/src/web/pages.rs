@@ -380,6 +380,8 @@ pub struct AdminAccountPage<'a> {
     pub contact_id: &'a str,
     pub name: String,
     pub email: &'a str,
+    /// Why mail no longer goes to the address, and since when; empty while it does.
+    pub email_undeliverable: String,
     pub login_enabled: bool,
     pub deleted: bool,
     pub locked_until: String,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use portal::adapters::dynamodb_list_keys::{matching_keys, merge_search};
 use portal::domain::audit::{AuditEntry, AuditQuery};
 use portal::domain::contact::{Contact, Login};
+use portal::domain::deliverability::Undeliverable;
 use portal::domain::email::Email;
 use portal::domain::event::PortalEvent;
 use portal::domain::idempotency::{self, IdempotencyKey, IdempotentStart};
@@ -83,6 +84,8 @@ struct ContactsState {
     identities: HashMap<(String, String), ContactId>,
     /// Trips to a provider, by the digest of their state.
     external_states: HashMap<String, ExternalState>,
+    /// Undeliverable addresses (normalised) and their marks.
+    undeliverable: HashMap<String, Undeliverable>,
 }
 
 impl ContactsState {
@@ -358,6 +361,9 @@ impl ContactStore for MemoryContacts {
                     return Ok(false);
                 }
                 updated.email_confirmed = true;
+                if updated.email_undeliverable.take().is_some() {
+                    state.undeliverable.remove(stored.email.normalized());
+                }
             }
             TokenUse::MoveEmail { epoch } => {
                 let Some(new_email) = stored.pending_email.clone().filter(|p| token.is_for(p)) else {
@@ -370,7 +376,9 @@ impl ContactStore for MemoryContacts {
                 }
                 state.by_email.remove(stored.email.normalized());
                 state.by_email.insert(new_email.normalized().to_string(), stored.contact_id.clone());
+                state.undeliverable.remove(new_email.normalized());
                 updated.email = new_email;
+                updated.email_undeliverable = None;
                 updated.email_confirmed = true;
                 updated.pending_email = None;
                 updated.session_epoch = epoch.clone();
@@ -464,6 +472,33 @@ impl ContactStore for MemoryContacts {
     async fn take_external_state(&self, state_digest: &str) -> anyhow::Result<Option<ExternalState>> {
         self.record("take_external_state");
         Ok(self.state.lock().unwrap().external_states.remove(state_digest))
+    }
+
+    async fn mark_undeliverable(
+        &self,
+        address: &Email,
+        mark: &Undeliverable,
+        contact: Option<&Contact>,
+        queued: &[Queued],
+    ) -> anyhow::Result<bool> {
+        self.record("mark_undeliverable");
+        let mut state = self.state.lock().unwrap();
+        if let Some(contact) = contact {
+            match state.contacts.get_mut(&contact.contact_id) {
+                Some(stored) if stored.email.normalized() == address.normalized() => {
+                    stored.email_undeliverable = Some(mark.clone())
+                }
+                _ => return Ok(false),
+            }
+        }
+        state.undeliverable.insert(address.normalized().to_string(), mark.clone());
+        self.queue(&mut state, queued);
+        Ok(true)
+    }
+
+    async fn is_undeliverable(&self, address: &Email) -> anyhow::Result<bool> {
+        self.record("is_undeliverable");
+        Ok(self.state.lock().unwrap().undeliverable.contains_key(address.normalized()))
     }
 
     async fn identity_owner(&self, provider: &str, subject: &str) -> anyhow::Result<Option<ContactId>> {

@@ -7,6 +7,7 @@ mod account_security_moto;
 mod admin_lists;
 mod admin_lists_moto;
 mod audit_log;
+mod deliverability;
 mod dynamodb;
 mod dynamodb_invitations;
 mod email_code;
