@@ -457,6 +457,10 @@ shared_capability!(UsesIdentityProviders, identity_providers, dyn IdentityProvid
 /// Seconds since the Unix epoch; a port so tests can move time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+    /// Waits `secs` seconds: a real wait (a test's manual clock moves on by as much at once).
+    fn wait(&self, secs: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(std::time::Duration::from_secs(secs)))
+    }
 }
 
 pub struct SystemClock;

@@ -144,11 +144,17 @@ pub enum MessageStatus {
     Failed,
 }
 
-/// How long a claim (a lease) holds before another delivery of the record may send: far longer
-/// than one run of `send-email` can take (its function timeout is 15 s and every SDK call is bounded
-/// well inside it), so a live run never loses its lease, and short enough that a crashed run's
-/// message goes out within minutes.
-pub const LEASE_SECS: i64 = 300;
+/// How long a claim (a lease) holds before another delivery of the record may send: twice the
+/// function timeout of `send-email` (15 s; `tests/test_template.py` holds the two together), so the
+/// run that holds a lease has ended (done, or stopped by Lambda) before it runs out and no two runs
+/// ever send one message; and short enough that a delivery finding it held waits it out within the
+/// stream's retries (see [`BUSY_WAIT_SECS`]).
+pub const LEASE_SECS: i64 = 30;
+/// The longest a delivery waits, once, for another run's lease to run out before it hands the
+/// record back to the stream: within the function's 15 s, leaving the delivery itself 7 s. So each
+/// of the stream's five retries spends at least this long, and a lease (30 s) always runs out before
+/// they do (a record no longer lands in the failure queue because its lease outlived the retries).
+pub const BUSY_WAIT_SECS: i64 = 8;
 /// How long a sent or failed message is kept for inspection before TTL removes it.
 pub const RETENTION_SECS: i64 = 30 * 86_400;
 

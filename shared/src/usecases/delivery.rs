@@ -28,7 +28,7 @@ use crate::domain::event::{Fact, PortalEvent};
 use crate::domain::group::FANOUT_BATCH;
 use crate::domain::ids::MessageId;
 use crate::domain::invitation::Delivery;
-use crate::domain::outbox::{Claim, MessageKind, MessageStatus, OutboxMessage};
+use crate::domain::outbox::{BUSY_WAIT_SECS, Claim, MessageKind, MessageStatus, OutboxMessage};
 use crate::domain::pacing;
 use crate::domain::time::Timestamp;
 use crate::email;
@@ -79,21 +79,32 @@ pub async fn import_chunk(portal: &Portal, chunk_id: &str) -> anyhow::Result<Out
 }
 
 async fn claim_and_deliver(portal: &Portal, message_id: &MessageId) -> anyhow::Result<Outcome> {
-    let now = portal.clock.now();
-    let message = match portal.outbox.claim(message_id, now).await? {
-        Claim::Leased(message) => message,
-        Claim::Busy { lease_until } => {
-            anyhow::bail!("another delivery holds the lease until {}; retry later", lease_until.as_secs())
-        }
-        Claim::Settled(message) => {
-            // A run that failed after settling it left only the delivery record to write.
-            record_delivery(portal, &message).await?;
-            tracing::info!(message_id = %message_id, "message already settled; duplicate delivery skipped");
-            return Ok(Outcome::Skipped);
-        }
-        Claim::Missing => {
-            tracing::warn!(message_id = %message_id, "no such outbox message (past its retention?); skipped");
-            return Ok(Outcome::Skipped);
+    let mut waited = false;
+    let (message, now) = loop {
+        let now = portal.clock.now();
+        match portal.outbox.claim(message_id, now).await? {
+            Claim::Leased(message) => break (message, now),
+            // The run that holds it has ended by `lease_until` or will have soon (a crash, a
+            // timeout): waiting it out here, once, keeps the stream's retries from running out
+            // inside one lease.
+            Claim::Busy { lease_until } if !waited => {
+                waited = true;
+                portal.clock.wait((lease_until - now).clamp(1, BUSY_WAIT_SECS) as u64).await;
+                continue;
+            }
+            Claim::Busy { lease_until } => {
+                anyhow::bail!("another delivery holds the lease until {}; retry later", lease_until.as_secs())
+            }
+            Claim::Settled(message) => {
+                // A run that failed after settling it left only the delivery record to write.
+                record_delivery(portal, &message).await?;
+                tracing::info!(message_id = %message_id, "message already settled; duplicate delivery skipped");
+                return Ok(Outcome::Skipped);
+            }
+            Claim::Missing => {
+                tracing::warn!(message_id = %message_id, "no such outbox message (past its retention?); skipped");
+                return Ok(Outcome::Skipped);
+            }
         }
     };
     let lease_until = message.lease_until.unwrap_or(now);

@@ -18,6 +18,7 @@ use crate::domain::import::{
     MAX_KEPT_REJECTIONS, RejectedRow, RowOutcome, chunks_of, file_identity, parse_file, row_key,
 };
 use crate::domain::invitation::{Delivery, Invitation, InvitationCode, InvitationType};
+use crate::domain::outbox::BUSY_WAIT_SECS;
 use crate::error::PortalError;
 use crate::ports::{RowWrite, RowWritten, UsesClock, UsesImports, UsesSettings};
 
@@ -105,13 +106,21 @@ pub async fn process_chunk(
     portal: &(impl UsesImports + UsesClock + UsesSettings),
     chunk_id: &str,
 ) -> anyhow::Result<ChunkOutcome> {
-    let now = portal.clock().now();
-    let chunk = match portal.imports().claim_chunk(chunk_id, now).await? {
-        ChunkClaim::Leased(chunk) => chunk,
-        ChunkClaim::Busy { lease_until } => {
-            anyhow::bail!("another run holds the chunk until {}; retry later", lease_until.as_secs())
+    let mut waited = false;
+    let (chunk, now) = loop {
+        let now = portal.clock().now();
+        match portal.imports().claim_chunk(chunk_id, now).await? {
+            ChunkClaim::Leased(chunk) => break (chunk, now),
+            // As an email's lease (`usecases::delivery`): waited out once, within the run.
+            ChunkClaim::Busy { lease_until } if !waited => {
+                waited = true;
+                portal.clock().wait((lease_until - now).clamp(1, BUSY_WAIT_SECS) as u64).await;
+            }
+            ChunkClaim::Busy { lease_until } => {
+                anyhow::bail!("another run holds the chunk until {}; retry later", lease_until.as_secs())
+            }
+            ChunkClaim::Done | ChunkClaim::Missing => return Ok(ChunkOutcome::Skipped),
         }
-        ChunkClaim::Done | ChunkClaim::Missing => return Ok(ChunkOutcome::Skipped),
     };
     let lease_until = chunk.lease_until.unwrap_or(now);
     let finished = match import_rows(portal, &chunk).await {

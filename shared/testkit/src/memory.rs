@@ -847,6 +847,12 @@ impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_secs(self.0.load(Ordering::SeqCst))
     }
+
+    /// Moves on by `secs` at once: a test never waits in real time.
+    fn wait(&self, secs: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.0.fetch_add(secs as i64, Ordering::SeqCst);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Invitations in memory, writing their emails to a [`MemoryOutbox`] and redemptions' changes to a

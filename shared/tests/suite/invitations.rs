@@ -743,6 +743,38 @@ async fn a_delivery_during_another_runs_live_lease_is_retried_not_reported_done_
 }
 
 #[tokio::test]
+async fn a_lease_that_runs_out_soon_is_waited_out_and_the_stream_retries_outlast_any_lease() {
+    use portal::domain::outbox::{BUSY_WAIT_SECS, LEASE_SECS};
+    use portal::ports::Outbox;
+    let (t, admin) = with_admin(&[]).await;
+    invite(&t, &admin, grace()).await;
+    let message = invitation_messages(&t).remove(0);
+    let record = stream_record("INSERT", &message, 11);
+    // Another run took the lease and died (a timeout) with 5 s of it left: this delivery waits
+    // them out and sends, reporting nothing for a retry.
+    t.outbox.claim(&message.message_id, t.clock.now() - (LEASE_SECS - 5)).await.unwrap();
+    let before = t.clock.now();
+    assert!(run_batch(&t, vec![record.clone()]).await.is_empty(), "sent after waiting, no retry spent");
+    assert_eq!(t.clock.now() - before, 5, "it waited exactly what was left of the lease");
+    assert_eq!(t.mailer.sent().len(), 1);
+
+    // A whole lease left: each delivery waits at most BUSY_WAIT_SECS and then hands the record back;
+    // the lease still runs out before the stream's five retries do (the template's
+    // MaximumRetryAttempts), so the email goes out instead of landing in the failure queue.
+    invite(&t, &admin, json!({"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"})).await;
+    let ada = invitation_messages(&t).into_iter().find(|m| m.to == "ada@example.com").unwrap();
+    let record = stream_record("INSERT", &ada, 12);
+    t.outbox.claim(&ada.message_id, t.clock.now()).await.unwrap();
+    let mut deliveries = 0;
+    while !run_batch(&t, vec![record.clone()]).await.is_empty() {
+        deliveries += 1;
+        assert!(deliveries <= 5, "the record outlived the stream's retries");
+    }
+    assert!(deliveries >= 1 && (deliveries as i64) * BUSY_WAIT_SECS < LEASE_SECS + BUSY_WAIT_SECS);
+    assert_eq!(t.mailer.sent().iter().filter(|m| m.to == "ada@example.com").count(), 1);
+}
+
+#[tokio::test]
 async fn a_store_fault_after_claiming_gives_the_lease_back_and_the_retry_sends() {
     let (t, admin) = with_admin(&[]).await;
     invite(&t, &admin, grace()).await;
@@ -798,7 +830,9 @@ async fn after_ses_accepted_a_lost_write_never_sends_a_second_email() {
     let record = stream_record("INSERT", &message, 9);
     t.outbox.faults.fail_next("mark_sent", 3);
     assert_eq!(run_batch(&t, vec![record.clone()]).await, ["9"]);
-    t.clock.advance(portal::domain::outbox::LEASE_SECS - 1);
+    // A retry late in the lease waits (at most BUSY_WAIT_SECS) and finds it still held.
+    use portal::domain::outbox::{BUSY_WAIT_SECS, LEASE_SECS};
+    t.clock.advance(LEASE_SECS - BUSY_WAIT_SECS - 1);
     assert_eq!(run_batch(&t, vec![record]).await, ["9"]);
     assert_eq!(t.mailer.sent().len(), 1);
 }

@@ -23,6 +23,7 @@ mod invitations;
 mod lockout_burst;
 mod lost_answers;
 mod one_door;
+mod outbox_lease_moto;
 mod passkeys;
 mod passkeys_faults;
 mod passkeys_moto;
