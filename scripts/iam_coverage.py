@@ -8,13 +8,13 @@ infra/template.yaml.
 For each function (the SDK app id of the call, which is the Lambda function's name, locally the
 binary's) every recorded action, with its resource's ARN as the stack names it (a table or index, a
 KMS key, an event bus, an SES identity, a Secrets Manager secret), must be
-allowed by an Allow statement of that function's role: the AWS::IAM::Role its `Role` names, or the
-one SAM makes for it, read from SAM's own translation of the template (scripts/sam_translate.py in
-.venv-sam): its inline policies (SAM policy templates expanded) and the AWS managed policies it
-attaches. What Lambda itself does with the role (read the stream of a DynamoDB event,
-send to its OnFailure queue, write its logs) is added as required too. A missing grant fails (exit
-status 1); grants that nothing used are reported, with a statement's Sid, so that they can be
-dropped. Prints one line per (function, action, resource)."""
+allowed by an Allow statement of that function's role: the AWS::IAM::Role its `Role` names (or the
+one SAM would make for it), read from SAM's own translation of the template
+(scripts/sam_translate.py in .venv-sam): its inline policies (SAM policy templates expanded) and
+the AWS managed policies it attaches. What Lambda itself does with the role (read the stream of a
+DynamoDB event, send to its OnFailure queue, write its logs) is added as required too. A missing
+grant fails (exit status 1); grants that nothing used are reported, with a statement's Sid, so
+that they can be dropped. Prints one line per (function, action, resource)."""
 
 from __future__ import annotations
 
@@ -109,13 +109,13 @@ def bus_arn(name: str) -> str:
 
 
 @functools.cache
-def sam_translated() -> dict:
-    """infra/template.yaml as SAM translates it (once per process), with the local parameter
-    values. `check`'s own `template` argument does not reach it: the roles SAM makes are always the
-    checkout's template's."""
+def sam_translated(**given: str) -> dict:
+    """infra/template.yaml as SAM translates it (once per process and set of parameters), with the
+    local parameter values and those `given` (e.g. Tracing="true"). `check`'s own `template`
+    argument does not reach it: the roles are always the checkout's template's."""
     import subprocess
 
-    parameters = {**local_aws.LOCAL_PARAMETERS, "AlarmEmail": "alarms@example.com"}
+    parameters = {**local_aws.LOCAL_PARAMETERS, "AlarmEmail": "alarms@example.com", **given}
     done = subprocess.run([SAM_PYTHON, os.path.join(local_aws.ROOT, "scripts", "sam_translate.py"),
                            json.dumps(parameters)], capture_output=True, text=True, timeout=300,
                           check=False)
@@ -126,22 +126,17 @@ def sam_translated() -> dict:
 
 
 class Role:
-    """The Allow statements of one function's role, each with where it comes from."""
+    """The Allow statements of one function's role, each with where it comes from: the role as
+    SAM's translation of the template gives it (`translated`, by default the local parameters'),
+    whether the function names a role of the template's own or SAM makes one for it."""
 
-    def __init__(self, function_id: str, resolver: Resolver):
-        template_fn = resolver.resources[function_id]
-        props = template_fn.get("Properties") or {}
+    def __init__(self, function_id: str, resolver: Resolver, translated: dict | None = None):
+        resources = (translated or sam_translated())["Resources"]
         self.statements: list[tuple[str, dict]] = []  # (origin, statement)
-        role = props.get("Role")
-        if role is not None:
-            role_id = role["Fn::GetAtt"][0] if isinstance(role.get("Fn::GetAtt"), list) \
-                else role["Fn::GetAtt"].split(".")[0]
-            role_props = resolver.resources[role_id]["Properties"]
-        else:  # the role SAM makes for it, as SAM makes it
-            role_id = f"{function_id}Role"
-            role_props = sam_translated()["Resources"][role_id]["Properties"]
+        self.role_id = role_of(resources, function_id)
+        role_props = resources[self.role_id]["Properties"]
         for policy in role_props.get("Policies") or []:
-            self.add_document(f"{role_id}/{policy.get('PolicyName')}",
+            self.add_document(f"{self.role_id}/{policy.get('PolicyName')}",
                               resolver.resolve(policy["PolicyDocument"]))
         for arn in resolver.resolve(role_props.get("ManagedPolicyArns") or []):
             self.add_managed(arn.rsplit("/", 1)[-1])
@@ -167,6 +162,13 @@ class Role:
                 if any(wildcard(a, action, case=False) for a in as_list(st["Action"]))
                 and any(wildcard(r, resource) for r in as_list(st["Resource"]))
                 and conditions_hold(st.get("Condition") or {}, context)]
+
+
+def role_of(translated_resources: dict, function_id: str) -> str:
+    """The logical id of the role a function of the translated template runs with (its `Role`:
+    a role of the template's own, or the one SAM made)."""
+    role = translated_resources[function_id]["Properties"]["Role"]["Fn::GetAtt"]
+    return role[0] if isinstance(role, list) else role.split(".")[0]
 
 
 def as_list(value) -> list:

@@ -204,17 +204,38 @@ def test_an_email_needs_the_sender_identity_and_the_configuration_set():
     assert len(missing) == 2, out
 
 
-def test_the_roles_sam_makes_are_read_from_sams_own_translation():
-    """What SAM adds is not copied into the check: it comes from the SAM translator's output
-    (scripts/sam_translate.py), so a SAM release that grants more or less is held as it is."""
+def test_the_roles_are_read_from_sams_own_translation():
+    """The roles are not copied into the check: they come from the SAM translator's output
+    (scripts/sam_translate.py), so what is held against the calls is what the stack gets: a role of
+    the template's own, or whatever a SAM release would make and attach for a function without one."""
     translated = iam_coverage.sam_translated()["Resources"]
-    role = iam_coverage.Role("SignInFunction", iam_coverage.Resolver(local_aws.load_template(), STACK))
+    resolver = iam_coverage.Resolver(local_aws.load_template(), STACK)
+    role = iam_coverage.Role("SignInFunction", resolver)
+    assert role.role_id == "SignInRole"
     origins = {origin for origin, _ in role.statements}
-    assert "managed AWSLambdaBasicExecutionRole" in origins
-    assert any(origin.startswith("SignInFunctionRole/") for origin in origins), origins
-    policies = translated["SignInFunctionRole"]["Properties"]["Policies"]
-    sids = {st.get("Sid") for p in policies for st in p["PolicyDocument"]["Statement"]}
-    assert {st.get("Sid") for _, st in role.statements} >= sids - {None}
-    # SAM attaches X-Ray write access for a Tracing given as an intrinsic, whatever it resolves to
-    # (issue 19 asks for none without tracing: only a role of the template's own can drop it).
-    assert "managed AWSXrayWriteOnlyAccess" in origins
+    assert origins == {"SignInRole/sign-in"}, origins
+    policies = translated["SignInRole"]["Properties"]["Policies"]
+    sids = [st.get("Sid") for p in policies for st in p["PolicyDocument"]["Statement"]]
+    assert [st.get("Sid") for _, st in role.statements] == sids
+    # The local stack's parameters: tracing off, so no X-Ray write access (issue 19); with it on,
+    # the managed policy the role attaches then.
+    traced = iam_coverage.sam_translated(Tracing="true")
+    role = iam_coverage.Role("SignInFunction", iam_coverage.Resolver(
+        local_aws.load_template(), STACK, {"Tracing": "true"}), traced)
+    assert "managed AWSXrayWriteOnlyAccess" in {origin for origin, _ in role.statements}
+
+
+def test_a_role_sam_makes_is_read_with_the_managed_policies_it_attaches():
+    """A function without a role of the template's own runs with SAM's `<Function>Role`: its
+    inline policies and its AWS managed policies (expanded as AWS publishes them) are held."""
+    translated = {"Resources": {
+        "XFunction": {"Type": "AWS::Lambda::Function",
+                      "Properties": {"Role": {"Fn::GetAtt": ["XFunctionRole", "Arn"]}}},
+        "XFunctionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "ManagedPolicyArns": ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+            "Policies": [{"PolicyName": "XFunctionRolePolicy0", "PolicyDocument": {"Statement": [
+                {"Sid": "Read", "Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "arn:t"}]}}]}}}}
+    role = iam_coverage.Role("XFunction", iam_coverage.Resolver(local_aws.load_template(), STACK), translated)
+    assert role.role_id == "XFunctionRole"
+    assert role.allowing("dynamodb:GetItem", "arn:t", {})[0][0] == "XFunctionRole/XFunctionRolePolicy0"
+    assert role.allowing("logs:PutLogEvents", "arn:any", {})[0][0] == "managed AWSLambdaBasicExecutionRole"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import iam_coverage  # noqa: E402
 import local_aws  # noqa: E402
 
 T = local_aws.load_template()
@@ -214,8 +215,8 @@ def test_every_grant_on_the_totp_key_is_for_totp_secrets_only():
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
                 if any(str(a).startswith("kms:") for a in actions):
                     grants.append((lid, st))
-    assert {lid for lid, _ in grants} == {"SignInFunction", "ProfileFunction", "RedeemInvitationFunction",
-                                          "ExternalSignInFunction"}
+    assert {lid for lid, _ in grants} == {role_of(lid) for lid in (
+        "SignInFunction", "ProfileFunction", "RedeemInvitationFunction", "ExternalSignInFunction")}
     for lid, st in grants:
         assert st["Resource"] == {"Fn::GetAtt": ["TotpKey", "Arn"]}, lid
         assert st["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "portal-totp-secret"}}, lid
@@ -240,6 +241,11 @@ def statements_of(lid: str) -> list[dict]:
 
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def role_of(function: str) -> str:
+    """The role of the template's own a function runs with (its `Role: !GetAtt <role>.Arn`)."""
+    return RESOURCES[function]["Properties"]["Role"]["Fn::GetAtt"][0]
 
 
 def test_external_sign_in_is_a_function_of_its_own_with_its_four_routes():
@@ -295,21 +301,25 @@ def test_only_external_sign_in_reads_secrets_and_only_the_stacks_provider_secret
             if any(a.startswith("secretsmanager:") or a == "*" for a in actions):
                 assert "*" not in as_list(st.get("Resource")), f"{lid} {st.get('Sid')}: secrets on *"
                 readers.setdefault(lid, []).append(st)
-    assert set(readers) == {"ExternalSignInFunction"}, readers
-    (st,) = readers["ExternalSignInFunction"]
+    assert set(readers) == {role_of("ExternalSignInFunction")}, readers
+    (st,) = readers[role_of("ExternalSignInFunction")]
     assert st["Action"] == ["secretsmanager:GetSecretValue"] and st["Effect"] == "Allow"
     assert st["Resource"] == expected and "Condition" not in st
-    # No SAM policy template (e.g. AWSSecretsManagerGetSecretValuePolicy) or managed policy either.
+    # No SAM policy template (e.g. AWSSecretsManagerGetSecretValuePolicy) or managed policy either:
+    # no function has Policies, and a role's only managed policy is X-Ray's, with tracing.
     for lid, fn in of_type("AWS::Serverless::Function").items():
-        for policy in as_list(fn["Properties"].get("Policies") or []):
-            assert not isinstance(policy, str) and "Statement" in policy, (lid, policy)
+        assert "Policies" not in fn["Properties"], lid
+    for lid, role in of_type("AWS::IAM::Role").items():
+        assert role["Properties"].get("ManagedPolicyArns") == [XRAY_WITH_TRACING], lid
 
 
 def test_external_sign_in_may_do_what_sign_in_and_redemption_may():
-    """Its grants are the union of sign-in's and redeem-invitation's (plus the secrets)."""
+    """Its grants are the union of sign-in's and redeem-invitation's (plus the secrets), its own
+    logs apart."""
     def grants(lid):
         return {(a, json.dumps(r, sort_keys=True), json.dumps(st.get("Condition"), sort_keys=True))
-                for st in statements_of(lid) for a in as_list(st["Action"]) for r in as_list(st["Resource"])}
+                for st in statements_of(role_of(lid)) for a in as_list(st["Action"])
+                for r in as_list(st["Resource"]) if not a.startswith("logs:")}
     union = grants("SignInFunction") | grants("RedeemInvitationFunction")
     external = grants("ExternalSignInFunction")
     assert union <= external, union - external
@@ -544,3 +554,86 @@ def test_make_package_builds_every_function_the_template_deploys():
     (line,) = re.findall(r"^ALL=\((.*)\)$", script, re.M)
     binaries = {fn["Metadata"]["BuildProperties"]["Binary"] for fn in of_type("AWS::Serverless::Function").values()}
     assert sorted(line.split()) == sorted(binaries)
+
+
+# --- every function's role its own; X-Ray only with tracing (issue 19, item 9) ---------------------
+
+# SAM attaches AWSXrayWriteOnlyAccess to every role it makes for a function with Tracing set, even
+# through an intrinsic that resolves to PassThrough: only a role of the template's own can leave it
+# out when tracing is off.
+XRAY_WITH_TRACING = {"Fn::If": ["TracingEnabled", {
+    "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"}, {"Ref": "AWS::NoValue"}]}
+FUNCTIONS = sorted(of_type("AWS::Serverless::Function"))
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, dict]:
+    """The template as SAM translates it (scripts/sam_translate.py), with tracing off and on: one
+    translation each per test process (iam_coverage.sam_translated caches them)."""
+    return {tracing: iam_coverage.sam_translated(Tracing=tracing) for tracing in ("false", "true")}
+
+
+def test_every_function_runs_with_a_role_of_the_templates_own(translated):
+    roles = of_type("AWS::IAM::Role")
+    for lid in FUNCTIONS:
+        props = RESOURCES[lid]["Properties"]
+        assert props["Role"] == {"Fn::GetAtt": [role_of(lid), "Arn"]} and role_of(lid) in roles, lid
+        assert "Policies" not in props, f"{lid}: its grants belong in {role_of(lid)}"
+    # One role per function, used by no other.
+    assert sorted(map(role_of, FUNCTIONS)) == sorted(set(map(role_of, FUNCTIONS))) == sorted(roles)
+    for role in roles.values():
+        assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [{
+            "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    # SAM makes no role of its own, whether tracing is on or not.
+    for tracing, template in translated.items():
+        made = {lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+        assert made == set(roles), (tracing, made - set(roles))
+
+
+def xray_grants(statements) -> list:
+    return [st for st in statements if any(str(a).lower().startswith("xray:") or a == "*"
+                                           for a in as_list(st["Action"]))]
+
+
+@pytest.mark.parametrize("tracing", ["false", "true"])
+def test_x_ray_write_access_only_with_tracing(translated, tracing):
+    """Through SAM's translation: with tracing off no role may write to X-Ray, with it on every
+    function's role may (what the Lambda runtime sends: segments and telemetry)."""
+    template = translated[tracing]
+    resolver = iam_coverage.Resolver(template, "pytest-template", {"Tracing": tracing})
+    # Tracing stays on every function (Globals), as the parameter says.
+    assert T["Globals"]["Function"]["Tracing"] == {"Fn::If": ["TracingEnabled", "Active", "PassThrough"]}
+    for lid in FUNCTIONS:
+        mode = resolver.resolve(template["Resources"][lid]["Properties"]["TracingConfig"]["Mode"])
+        assert mode == ("Active" if tracing == "true" else "PassThrough"), lid
+    for lid, res in template["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        managed = [arn.rsplit("/", 1)[-1] for arn in resolver.resolve(res["Properties"].get("ManagedPolicyArns") or [])]
+        inline = [st for p in res["Properties"].get("Policies") or [] for st in p["PolicyDocument"]["Statement"]]
+        assert set(managed) <= {"AWSXrayWriteOnlyAccess"}, (lid, managed)
+        assert not xray_grants(inline), f"{lid}: X-Ray belongs to the managed policy, with tracing"
+        assert ("AWSXrayWriteOnlyAccess" in managed) == (tracing == "true"), (lid, tracing)
+    for lid in FUNCTIONS:
+        role = iam_coverage.Role(lid, resolver, template)
+        for action in ("xray:PutTraceSegments", "xray:PutTelemetryRecords"):
+            assert bool(role.allowing(action, "*", {})) == (tracing == "true"), (lid, action)
+
+
+def test_every_roles_logs_grant_is_its_own_functions_log_group(translated):
+    """Logs on the function's own group, never on every group (SAM's AWSLambdaBasicExecutionRole):
+    CreateLogStream and PutLogEvents, and no CreateLogGroup (the group is the template's)."""
+    for tracing, template in translated.items():
+        resolver = iam_coverage.Resolver(template, "pytest-template", {"Tracing": tracing})
+        for lid in FUNCTIONS:
+            group = RESOURCES[lid]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            role = iam_coverage.Role(lid, resolver, template)
+            logs = [(a, r) for _, st in role.statements for a in as_list(st["Action"])
+                    for r in as_list(st["Resource"]) if str(a).lower().startswith("logs:") or a == "*"]
+            assert sorted(logs) == sorted((a, resolver.get_att([group, "Arn"]))
+                                          for a in ("logs:CreateLogStream", "logs:PutLogEvents")), (lid, logs)
+    # As written: one Logs statement per role, on the function's group by GetAtt.
+    for lid in FUNCTIONS:
+        (st,) = [st for st in statements_of(role_of(lid)) if any(a.startswith("logs:") for a in st["Action"])]
+        group = RESOURCES[lid]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert (st["Sid"], st["Resource"]) == ("Logs", {"Fn::GetAtt": [group, "Arn"]}), lid
