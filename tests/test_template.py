@@ -50,9 +50,11 @@ def test_the_api_url_output_is_a_base_url_the_parameter_takes():
 
 
 def test_a_custom_domain_makes_the_domain_its_mapping_and_dns_records():
-    assert RESOURCES["ApiDomain"]["Condition"] == "HasCustomDomain"
+    # Without EdgeProtection (with it, the distribution takes the domain: the edge tests below).
+    for lid in ("ApiDomain", "ApiDomainMapping"):
+        assert not exists(lid) and exists(lid, **CUSTOM_DOMAIN), lid
     assert RESOURCES["ApiDomainMapping"]["Properties"]["ApiId"] == {"Ref": "PortalApi"}
-    assert RESOURCES["ApiDnsRecords"]["Condition"] == "HasDnsRecords"
+    assert not exists("ApiDnsRecords", **CUSTOM_DOMAIN) and exists("ApiDnsRecords", **CUSTOM_DOMAIN_AND_ZONE)
     assert [r["Type"] for r in RESOURCES["ApiDnsRecords"]["Properties"]["RecordSets"]] == ["A"]
     assert "CustomDomainNeedsCertificate" in T["Rules"]
     for name in ("DomainName", "CertificateArn", "HostedZoneId"):
@@ -637,3 +639,200 @@ def test_every_roles_logs_grant_is_its_own_functions_log_group(translated):
         (st,) = [st for st in statements_of(role_of(lid)) if any(a.startswith("logs:") for a in st["Action"])]
         group = RESOURCES[lid]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         assert (st["Sid"], st["Resource"]) == ("Logs", {"Fn::GetAtt": [group, "Arn"]}), lid
+
+
+# --- edge protection: CloudFront and AWS WAF in front of the API (issue 19, item 4) ----------------
+
+CUSTOM_DOMAIN = {"DomainName": "portal.example.com",
+                 "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d"}
+CUSTOM_DOMAIN_AND_ZONE = {**CUSTOM_DOMAIN, "HostedZoneId": "Z0123456789ABCDEFGHIJ"}
+EDGE = {"EdgeProtection": "true"}
+EDGE_RESOURCES = ("EdgeWebAcl", "EdgeOriginRequestPolicy", "EdgeDistribution")
+EDGE_TYPES = ("AWS::WAFv2::WebACL", "AWS::CloudFront::Distribution", "AWS::CloudFront::OriginRequestPolicy")
+# The paths whose requests hash a password, send mail or check a code (and their pages).
+GUARDED_PATHS = {"/signin", "/register", "/forgot-password", "/reset-password", "/redeem", "/confirm-email"}
+MANAGED_GROUPS = {"AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesCommonRuleSet",
+                  "AWSManagedRulesKnownBadInputsRuleSet"}
+# The edge secret as the functions get it and as CloudFront sends it: the UUID of the stack's id.
+STACK_UUID = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+NO_VALUE = object()
+
+
+def picked(value, **given):
+    """A value with every Fn::If decided for the parameters given (the others at their defaults),
+    AWS::NoValue dropped; other functions are left as they are."""
+    if isinstance(value, list):
+        return [v for v in (picked(v, **given) for v in value) if v is not NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::If"}:
+        condition, yes, no = value["Fn::If"]
+        return picked(yes if holds(condition, **given) else no, **given)
+    if value == {"Ref": "AWS::NoValue"}:
+        return NO_VALUE
+    return {k: v for k, v in ((k, picked(v, **given)) for k, v in value.items()) if v is not NO_VALUE}
+
+
+def edge_secret_variable():
+    return T["Globals"]["Function"]["Environment"]["Variables"]["PORTAL_EDGE_SECRET"]
+
+
+def distribution(**given) -> dict:
+    return picked(RESOURCES["EdgeDistribution"]["Properties"]["DistributionConfig"], **EDGE, **given)
+
+
+def web_acl_rules() -> list[dict]:
+    return RESOURCES["EdgeWebAcl"]["Properties"]["Rules"]
+
+
+def test_without_edge_protection_nothing_of_the_edge_exists_and_the_secret_is_empty():
+    """EdgeProtection=false (the default) is the template as it was: no edge resource, output or
+    DNS change, API Gateway's custom domain as before, and PORTAL_EDGE_SECRET empty (no check)."""
+    assert PARAMS["EdgeProtection"]["Default"] == "false"
+    assert PARAMS["EdgeProtection"]["AllowedValues"] == ["true", "false"]
+    edge = {lid for kind in EDGE_TYPES for lid in of_type(kind)}
+    assert edge == set(EDGE_RESOURCES)
+    for given in ({}, CUSTOM_DOMAIN, CUSTOM_DOMAIN_AND_ZONE, {"EdgeProtection": "false", **CUSTOM_DOMAIN_AND_ZONE}):
+        for lid in edge:
+            assert not exists(lid, **given), (lid, given)
+        assert picked(edge_secret_variable(), **given) == "", given
+        assert not holds(T["Outputs"]["EdgeUrl"]["Condition"], **given)
+    # The custom domain stays API Gateway's, and its record points to it.
+    for lid in ("ApiDomain", "ApiDomainMapping", "ApiDnsRecords"):
+        assert exists(lid, **CUSTOM_DOMAIN_AND_ZONE), lid
+    (record,) = picked(RESOURCES["ApiDnsRecords"]["Properties"]["RecordSets"], **CUSTOM_DOMAIN_AND_ZONE)
+    assert record["AliasTarget"] == {"DNSName": {"Fn::GetAtt": ["ApiDomain", "RegionalDomainName"]},
+                                     "HostedZoneId": {"Fn::GetAtt": ["ApiDomain", "RegionalHostedZoneId"]}}
+    assert picked(T["Outputs"]["CustomDomainTarget"]["Value"], **CUSTOM_DOMAIN) == {
+        "Fn::GetAtt": ["ApiDomain", "RegionalDomainName"]}
+
+
+def test_with_edge_protection_the_web_acl_and_the_distribution_exist():
+    for given in ({}, CUSTOM_DOMAIN, CUSTOM_DOMAIN_AND_ZONE):
+        for lid in EDGE_RESOURCES:
+            assert exists(lid, **EDGE, **given), (lid, given)
+        assert holds(T["Outputs"]["EdgeUrl"]["Condition"], **EDGE, **given)
+    acl = RESOURCES["EdgeWebAcl"]["Properties"]
+    assert acl["Scope"] == "CLOUDFRONT" and acl["DefaultAction"] == {"Allow": {}}
+    for config in [acl["VisibilityConfig"]] + [rule["VisibilityConfig"] for rule in acl["Rules"]]:
+        assert config["CloudWatchMetricsEnabled"] is True and config["SampledRequestsEnabled"] is True
+    assert distribution()["WebACLId"] == {"Fn::GetAtt": ["EdgeWebAcl", "Arn"]}
+
+
+def test_the_rate_rule_limits_each_ip_on_exactly_the_guarded_paths_with_429_before_the_managed_groups():
+    (rate,) = [rule for rule in web_acl_rules() if "RateBasedStatement" in rule["Statement"]]
+    statement = rate["Statement"]["RateBasedStatement"]
+    assert statement["AggregateKeyType"] == "IP"
+    assert statement["Limit"] == {"Ref": "EdgeRateLimit"} and statement["EvaluationWindowSec"] == 300
+    assert PARAMS["EdgeRateLimit"]["Default"] == 100 and PARAMS["EdgeRateLimit"]["MinValue"] == 10
+    matches = [s["ByteMatchStatement"] for s in statement["ScopeDownStatement"]["OrStatement"]["Statements"]]
+    assert sorted(m["SearchString"] for m in matches) == sorted(GUARDED_PATHS)
+    for m in matches:
+        assert m["FieldToMatch"] == {"UriPath": {}} and m["PositionalConstraint"] == "STARTS_WITH", m
+        kinds = [t["Type"] for t in sorted(m["TextTransformations"], key=lambda t: t["Priority"])]
+        assert kinds[-1] == "LOWERCASE" and "URL_DECODE" in kinds, m  # decoded, then lower-cased
+        assert m["SearchString"] == m["SearchString"].lower()
+    assert rate["Action"] == {"Block": {"CustomResponse": {"ResponseCode": 429}}}
+    managed = [rule for rule in web_acl_rules() if "ManagedRuleGroupStatement" in rule["Statement"]]
+    assert managed and all(rate["Priority"] < rule["Priority"] for rule in managed)
+    assert len({rule["Priority"] for rule in web_acl_rules()}) == len(web_acl_rules())
+    # Every route the stage throttles for its hashing is under a guarded path.
+    for route in RESOURCES["PortalApi"]["Properties"]["RouteSettings"]:
+        path = route.split(" ", 1)[1]
+        assert any(path.startswith(p) for p in GUARDED_PATHS), route
+
+
+def test_the_managed_rule_groups_and_the_import_sized_bodies_only_counted():
+    managed = {rule["Statement"]["ManagedRuleGroupStatement"]["Name"]: rule for rule in web_acl_rules()
+               if "ManagedRuleGroupStatement" in rule["Statement"]}
+    assert set(managed) == MANAGED_GROUPS
+    for name, rule in managed.items():
+        assert rule["Statement"]["ManagedRuleGroupStatement"]["VendorName"] == "AWS", name
+        assert rule["OverrideAction"] == {"None": {}}, f"{name}: its rules must act, not only count"
+        overrides = rule["Statement"]["ManagedRuleGroupStatement"].get("RuleActionOverrides", [])
+        expected = ([{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
+                    if name == "AWSManagedRulesCommonRuleSet" else [])
+        assert overrides == expected, name
+
+
+def test_cloudfront_sends_the_functions_edge_secret_to_the_origin():
+    variable = edge_secret_variable()
+    assert variable == {"Fn::If": ["EdgeProtectionOn", STACK_UUID, ""]}
+    assert T["Conditions"]["EdgeProtectionOn"] == {"Fn::Equals": [{"Ref": "EdgeProtection"}, "true"]}
+    assert picked(variable, **EDGE) == STACK_UUID
+    (origin,) = distribution()["Origins"]
+    assert origin["OriginCustomHeaders"] == [{"HeaderName": "X-Portal-Edge", "HeaderValue": STACK_UUID}]
+    # Every function gets it from the Globals, and none overrides it.
+    for lid, fn in of_type("AWS::Serverless::Function").items():
+        assert "PORTAL_EDGE_SECRET" not in fn["Properties"].get("Environment", {}).get("Variables", {}), lid
+
+
+def test_the_origin_is_the_http_api_over_https_only_and_nothing_is_cached():
+    config = distribution()
+    (origin,) = config["Origins"]
+    api_url = T["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+    assert origin["DomainName"] == {"Fn::Sub": api_url.removeprefix("https://")}
+    assert "${PortalApi}" in api_url
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert origin["CustomOriginConfig"]["OriginSSLProtocols"] == ["TLSv1.2"]
+    behaviour = config["DefaultCacheBehavior"]
+    assert "CacheBehaviors" not in config, "one behaviour: every path through the same rules"
+    assert behaviour["TargetOriginId"] == origin["Id"]
+    assert behaviour["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
+    assert behaviour["ViewerProtocolPolicy"] == "redirect-to-https" and behaviour["Compress"] is True
+    assert set(behaviour["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
+    assert (config["HttpVersion"], config["PriceClass"], config["Enabled"]) == ("http2and3", "PriceClass_100", True)
+    assert config["IPV6Enabled"] is False, "one IPv6 client would hold a /64 of per-IP allowances"
+
+
+def test_the_origin_gets_the_viewers_address_and_the_portals_headers_but_never_its_host():
+    assert distribution()["DefaultCacheBehavior"]["OriginRequestPolicyId"] == {"Ref": "EdgeOriginRequestPolicy"}
+    config = RESOURCES["EdgeOriginRequestPolicy"]["Properties"]["OriginRequestPolicyConfig"]
+    headers = config["HeadersConfig"]
+    assert headers["HeaderBehavior"] == "whitelist", "only the listed headers: never the viewer's Host"
+    names = {h.lower() for h in headers["Headers"]}
+    assert "host" not in names
+    assert names == {"cloudfront-viewer-address", "accept", "accept-language", "content-type", "origin",
+                     "referer", "user-agent", "idempotency-key", "sec-fetch-site"}
+    assert "x-portal-edge" not in names, "CloudFront sets it (an origin custom header), never the viewer"
+    assert config["CookiesConfig"] == {"CookieBehavior": "all"}
+    assert config["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
+
+
+def test_edge_protection_needs_the_stack_in_us_east_1():
+    rule = T["Rules"]["EdgeProtectionNeedsUsEast1"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "EdgeProtection"}, "true"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+    assert "us-east-1" in assertion["AssertDescription"] and "us-east-1" in PARAMS["EdgeProtection"]["Description"]
+
+
+def test_with_a_domain_cloudfront_takes_it_and_api_gateway_makes_no_custom_domain():
+    for lid in ("ApiDomain", "ApiDomainMapping"):
+        assert not exists(lid, **EDGE, **CUSTOM_DOMAIN_AND_ZONE), lid
+    config = distribution(**CUSTOM_DOMAIN)
+    assert config["Aliases"] == [{"Ref": "DomainName"}]
+    assert config["ViewerCertificate"] == {"AcmCertificateArn": {"Ref": "CertificateArn"},
+                                           "SslSupportMethod": "sni-only", "MinimumProtocolVersion": "TLSv1.2_2021"}
+    # The hosted zone's record is the same resource (updated in place when EdgeProtection changes),
+    # an A alias to the distribution.
+    assert exists("ApiDnsRecords", **EDGE, **CUSTOM_DOMAIN_AND_ZONE)
+    (record,) = picked(RESOURCES["ApiDnsRecords"]["Properties"]["RecordSets"], **EDGE, **CUSTOM_DOMAIN_AND_ZONE)
+    assert (record["Name"], record["Type"]) == ({"Ref": "DomainName"}, "A")
+    assert record["AliasTarget"] == {"DNSName": {"Fn::GetAtt": ["EdgeDistribution", "DomainName"]},
+                                     "HostedZoneId": "Z2FDTNDATAQYW2"}  # CloudFront's
+    assert picked(T["Outputs"]["CustomDomainTarget"]["Value"], **EDGE, **CUSTOM_DOMAIN) == {
+        "Fn::GetAtt": ["EdgeDistribution", "DomainName"]}
+    # Without a domain: CloudFront's own name and certificate.
+    config = distribution()
+    assert "Aliases" not in config and config["ViewerCertificate"] == {"CloudFrontDefaultCertificate": True}
+
+
+def test_the_edge_url_output_is_a_base_url_the_parameter_takes():
+    """With EdgeProtection and no custom domain, the second deploy takes EdgeUrl as PortalBaseUrl."""
+    output = T["Outputs"]["EdgeUrl"]
+    assert output["Value"] == {"Fn::Sub": "https://${EdgeDistribution.DomainName}"}
+    url = output["Value"]["Fn::Sub"].replace("${EdgeDistribution.DomainName}", "d111111abcdef8.cloudfront.net")
+    assert allowed("PortalBaseUrl", url)
+    assert "EdgeUrl" in PARAMS["PortalBaseUrl"]["Description"]
+    assert "EdgeUrl" in T["Outputs"]["ApiUrl"]["Description"], "ApiUrl refuses every request with the edge"

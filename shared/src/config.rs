@@ -23,6 +23,10 @@ pub struct Settings {
     /// `PORTAL_INVITATION_REQUIRED`: registering needs an invitation (the register page points to
     /// `/redeem`; Power Pages' `Authentication/Registration/RequiresInvitation`).
     pub invitation_required: bool,
+    /// `PORTAL_EDGE_SECRET`: with edge protection (CloudFront and AWS WAF in front of the API), the
+    /// secret CloudFront sends as `X-Portal-Edge`; a request without it did not come through the
+    /// edge and is refused. None: the API is the front door.
+    pub edge_secret: Option<crate::domain::secret::SharedSecret>,
     /// `PORTAL_OIDC_PROVIDERS`: the OpenID Connect providers people may sign in with.
     pub oidc_providers: std::sync::Arc<Vec<crate::domain::identity::OidcProvider>>,
     /// `PORTAL_EMAIL_CODE_SIGN_IN`: signing in with a code emailed to the account's address.
@@ -171,6 +175,16 @@ impl Settings {
             open_registration: reader.flag("PORTAL_OPEN_REGISTRATION", true)?,
             invitation_required: reader.flag("PORTAL_INVITATION_REQUIRED", false)?,
             email_code_sign_in: reader.flag("PORTAL_EMAIL_CODE_SIGN_IN", true)?,
+            edge_secret: match reader.raw("PORTAL_EDGE_SECRET") {
+                // Guessable would be as good as none: CloudFront's is the stack's id (a UUID).
+                Some(secret) if secret.len() < 16 => {
+                    return Err(SettingsError {
+                        variable: "PORTAL_EDGE_SECRET",
+                        reason: "must be at least 16 characters".into(),
+                    });
+                }
+                secret => secret.map(crate::domain::secret::SharedSecret::new),
+            },
             oidc_providers: std::sync::Arc::new(
                 crate::domain::identity::parse_providers(&reader.raw("PORTAL_OIDC_PROVIDERS").unwrap_or("[]".into()))
                     .map_err(|reason| SettingsError { variable: "PORTAL_OIDC_PROVIDERS", reason })?,
@@ -311,6 +325,7 @@ mod tests {
             ("PORTAL_PASSWORD_MIN_LENGTH", "4"),
             ("PORTAL_BASE_URL", "not a url"),
             ("PORTAL_MAX_BODY_BYTES", "-1"),
+            ("PORTAL_EDGE_SECRET", "short"),
         ];
         for (variable, value) in cases {
             let err = settings(&[(variable, value)]).unwrap_err();

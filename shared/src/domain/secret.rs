@@ -23,6 +23,28 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// A secret the portal shares with another part of its deployment (CloudFront's origin header):
+/// compared in constant time, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedSecret(String);
+
+impl SharedSecret {
+    pub fn new(value: String) -> Self {
+        SharedSecret(value)
+    }
+
+    /// Whether `offered` is the secret.
+    pub fn matches(&self, offered: &str) -> bool {
+        same_secret(&self.0, offered)
+    }
+}
+
+impl std::fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSecret(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,7 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), with_current_settings))
         .layer(axum::middleware::map_response_with_state(state.clone(), only_the_door_sets_the_session))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), only_through_the_edge))
         .layer(axum::middleware::from_fn(negotiate))
         .layer(fixed(header::CACHE_CONTROL, "no-store"))
         .layer(fixed(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -106,6 +107,31 @@ async fn with_current_settings(
         }
     }
 }
+
+/// With edge protection (`PORTAL_EDGE_SECRET`: CloudFront and AWS WAF in front of the API), a
+/// request without CloudFront's secret header did not pass WAF's rules: 403 `forbidden`, whatever
+/// the route. One that has it gets the caller's address from `CloudFront-Viewer-Address` (the
+/// request context's would be CloudFront's own, shared by every client of that edge location).
+async fn only_through_the_edge(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(secret) = &state.settings.edge_secret else { return next.run(req).await };
+    let offered = req.headers().get(EDGE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !secret.matches(offered) {
+        tracing::warn!(path = req.uri().path(), "a request that did not come through the edge was refused");
+        return PortalError::Forbidden("not through the edge").into_response();
+    }
+    let viewer = req.headers().get("cloudfront-viewer-address").and_then(|v| v.to_str().ok());
+    if let Some(viewer) = viewer.and_then(super::extract::ViewerAddress::parse) {
+        req.extensions_mut().insert(viewer);
+    }
+    next.run(req).await
+}
+
+/// The header CloudFront adds to every request it sends the API (its origin custom header).
+pub const EDGE_HEADER: &str = "x-portal-edge";
 
 /// A REST API (v1) event's path as lambda_http gives it starts with the stage (`/Prod/signin`),
 /// whether the browser used the execute-api URL or a custom domain; the portal's routes and links

@@ -29,13 +29,31 @@ use crate::domain::secret::{random_token, same_secret};
 use crate::error::PortalError;
 use crate::usecases::session::{self, SignedIn};
 
-/// The caller's address as the front end saw it: API Gateway (HTTP and REST APIs, and function
-/// URLs) says so in the request context; an ALB appends it to `X-Forwarded-For`, so there it is the
-/// last entry (the earlier ones are whatever the client claimed).
+/// The caller's address as CloudFront saw it, for a request that came through the edge (put in
+/// the request by `web::app`'s edge check, which has checked CloudFront's secret header first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewerAddress(pub String);
+
+impl ViewerAddress {
+    /// From `CloudFront-Viewer-Address`, `ip:port` (IPv6 without brackets: `2001:db8::1:443`).
+    pub fn parse(header: &str) -> Option<Self> {
+        let (ip, port) = header.trim().rsplit_once(':')?;
+        port.parse::<u16>().ok()?;
+        ip.parse::<std::net::IpAddr>().ok().map(|ip| ViewerAddress(ip.to_string()))
+    }
+}
+
+/// The caller's address as the front end saw it: through the edge, CloudFront's viewer address
+/// ([`ViewerAddress`]); else API Gateway (HTTP and REST APIs, and function URLs) says so in the
+/// request context; an ALB appends it to `X-Forwarded-For`, so there it is the last entry (the
+/// earlier ones are whatever the client claimed).
 impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ViewerAddress(viewer)) = parts.extensions.get::<ViewerAddress>() {
+            return Ok(SourceAddress::new(Some(viewer.clone())));
+        }
         let address = match parts.extensions.get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
             Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),

@@ -10,6 +10,7 @@ mod audit_log;
 mod deliverability;
 mod dynamodb;
 mod dynamodb_invitations;
+mod edge;
 mod email_code;
 mod external_sign_in;
 mod external_sign_in_moto;
