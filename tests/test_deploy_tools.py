@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -82,6 +83,18 @@ def test_smoke_walks_the_journey_and_deletes_its_account(stack, base_url, deploy
                               Key={"pk": {"S": f"EMAIL#{email.lower()}"}})
     assert "Item" not in guard, "the throwaway account's email guard is still there"
     assert Portal(base_url).signin(email, "anything at all here").status_code == 401
+    # Its registration's event says it is a test's, for consumers to drop (the throwaway address is
+    # on SES's mailbox simulator); no other event does.
+    deadline = time.monotonic() + 30
+    while True:
+        events = local_aws.published_events(stack.aws_endpoint)
+        smoke_events = [e for e in events if e["detail"].get("smoke")]
+        if smoke_events:
+            break
+        assert time.monotonic() < deadline, "no event of the smoke run says smoke: true"
+        time.sleep(0.3)
+    assert {e["detail-type"] for e in smoke_events} == {"ContactRegistered"}
+    assert all(e["detail"]["smoke"] is True for e in smoke_events)
 
 
 def smoke(stack, url: str, *args: str) -> subprocess.CompletedProcess:

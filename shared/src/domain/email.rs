@@ -48,6 +48,12 @@ impl fmt::Display for Email {
 }
 
 impl Email {
+    /// Whether the address is on SES's mailbox simulator (`simulator.amazonses.com`): mail to it
+    /// never reaches a person, so its account is a test's (`make smoke`'s throwaway account).
+    pub fn is_on_the_mailbox_simulator(&self) -> bool {
+        self.normalized.rsplit_once('@').is_some_and(|(_, domain)| domain == "simulator.amazonses.com")
+    }
+
     /// Accepts the addresses people really use (`local@domain.tld`, internationalised ones too) and
     /// rejects what would break delivery or storage, or would let one address be spelt two ways
     /// that look alike: over 254 characters, spaces, control characters, invisible format and

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::email::Email;
 use super::ids::{ContactId, EventId, InvitationId};
 use super::time::{Timestamp, rfc3339};
 
@@ -93,7 +94,13 @@ pub const PASSWORD_METHOD: &str = "password";
 impl Fact {
     /// The event reporting this fact, happening at `now`, with a new id.
     pub fn at(self, now: Timestamp) -> PortalEvent {
-        PortalEvent { event_id: EventId::generate(), occurred_at: now, fact: self }
+        PortalEvent { event_id: EventId::generate(), occurred_at: now, fact: self, smoke: false }
+    }
+
+    /// As [`Fact::at`], for a fact about the account with `address`: marked `smoke` when the address
+    /// is on SES's mailbox simulator (see [`PortalEvent::smoke`]).
+    pub fn at_for(self, now: Timestamp, address: &Email) -> PortalEvent {
+        PortalEvent { smoke: address.is_on_the_mailbox_simulator(), ..self.at(now) }
     }
 
     /// The event's `DetailType`: the fact's name.
@@ -124,6 +131,11 @@ pub struct PortalEvent {
     pub event_id: EventId,
     pub occurred_at: Timestamp,
     pub fact: Fact,
+    /// A test's event, for consumers to drop: its account's address is on SES's mailbox simulator
+    /// (`@simulator.amazonses.com`, which no person reads), as `make smoke`'s throwaway account's
+    /// is. Published as `"smoke": true` in the detail; absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smoke: bool,
 }
 
 impl PortalEvent {
@@ -141,6 +153,9 @@ impl PortalEvent {
         detail.remove("type");
         detail.insert("event_id".into(), self.event_id.as_str().into());
         detail.insert("occurred_at".into(), rfc3339(self.occurred_at).into());
+        if self.smoke {
+            detail.insert("smoke".into(), true.into());
+        }
         serde_json::Value::Object(detail)
     }
 }
@@ -165,6 +180,19 @@ mod tests {
                 "created": true,
             })
         );
+    }
+
+    #[test]
+    fn an_event_about_a_mailbox_simulator_account_says_smoke_and_no_other_does() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        let fact = || Fact::ContactRegistered { contact_id: "c".into(), method: "password".into() };
+        let smoke = Email::parse("success+smoke-1a2b@simulator.amazonses.com").unwrap();
+        assert_eq!(fact().at_for(now, &smoke).detail()["smoke"], true);
+        let person = Email::parse("ada@example.com").unwrap();
+        assert!(fact().at_for(now, &person).detail().get("smoke").is_none());
+        assert!(fact().at(now).detail().get("smoke").is_none());
+        let lookalike = Email::parse("ada@simulator.amazonses.com.example.com").unwrap();
+        assert!(!lookalike.is_on_the_mailbox_simulator());
     }
 
     #[test]

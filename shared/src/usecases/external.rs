@@ -246,7 +246,7 @@ async fn account_for_new_identity(
     contact.identities = vec![linked.clone()];
     let method = external_method(&provider.id);
     let queued: Vec<Queued> = vec![
-        Fact::ContactRegistered { contact_id: contact.contact_id.clone(), method }.at(now).into(),
+        Fact::ContactRegistered { contact_id: contact.contact_id.clone(), method }.at_for(now, &contact.email).into(),
         linked_entry(portal, source, &contact.contact_id, &linked, "registration").into(),
     ];
     match portal.contacts().create_with_emails(&contact, &queued).await {

@@ -173,7 +173,16 @@ pub async fn redeem(
     if created {
         // New credentials make the contact a portal user: a registration by invitation.
         let method = external_way.as_ref().map_or_else(|| PASSWORD_METHOD.to_string(), |(p, _)| external_method(p));
-        events.push(Fact::ContactRegistered { contact_id, method }.at(now));
+        let registered = Fact::ContactRegistered { contact_id, method };
+        let address = match (&change, &before) {
+            (ContactChange::Create(contact), _) => Some(&contact.email),
+            (_, Some(contact)) => Some(&contact.email),
+            _ => None,
+        };
+        events.push(match address {
+            Some(address) => registered.at_for(now, address),
+            None => registered.at(now),
+        });
     }
     let mut queued: Vec<OutboxMessage> = events.iter().map(OutboxMessage::for_event).collect();
     // A new contact whose address the code did not reach, while the site requires confirmation:

@@ -81,7 +81,7 @@ pub async fn register(
         token_email(portal, &contact, &contact.email, TokenPurpose::ConfirmEmail, MessageKind::ConfirmEmail);
     let mut emails: Vec<Queued> = if allowed { vec![confirmation.into()] } else { Vec::new() };
     let registered = Fact::ContactRegistered { contact_id: contact.contact_id.clone(), method: PASSWORD_METHOD.into() };
-    emails.push(registered.at(contact.created_at).into());
+    emails.push(registered.at_for(contact.created_at, &contact.email).into());
     match portal.contacts().create_with_emails(&contact, &emails).await {
         Ok(()) => {}
         // Taken since it was read.
