@@ -332,6 +332,9 @@ fn export_json(export: &security::Export, now: crate::domain::time::Timestamp) -
             "phone": contact.phone,
             "created_at": rfc3339(contact.created_at),
             "updated_at": rfc3339(contact.updated_at),
+            "email_undeliverable": contact.email_undeliverable.as_ref().map(|m| json!({
+                "reason": m.reason, "at": rfc3339(m.at), "detail": m.detail,
+            })),
         },
         "roles": contact.roles,
         "account_id": contact.account_id,
@@ -355,7 +358,9 @@ fn export_json(export: &security::Export, now: crate::domain::time::Timestamp) -
         "passkeys": export.passkeys.iter().map(|p| json!({
             "name": p.name, "created_at": rfc3339(p.created_at), "last_used_at": p.last_used_at.map(rfc3339),
         })).collect::<Vec<_>>(),
-        "identities": [],
+        "identities": contact.identities.iter().map(|i| json!({
+            "provider": i.provider, "subject": i.subject, "email": i.email, "linked_at": rfc3339(i.linked_at),
+        })).collect::<Vec<_>>(),
         "invitations": export.invitations.iter().map(|i| json!({
             "invitation_id": i.invitation_id.as_str(),
             "created_at": rfc3339(i.created_at),

@@ -14,7 +14,7 @@ use portal::web::reply::ThroughTheDoor;
 use portal_testkit::oidc::identity;
 use portal_testkit::two_factor::{ADA, as_viewer, profile_post, register_ada};
 use portal_testkit::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const BINDING: &str = "portal_external";
 
@@ -403,6 +403,9 @@ async fn an_account_without_a_password_re_authenticates_with_an_emailed_code() {
     assert_eq!(body_json(&wrong)["fields"]["email_code"], "is not the current code from your email");
     let exported = t.send(&Profile, export(json!({"email_code": code}))).await;
     assert_eq!(exported.status(), 200, "{}", body_text(&exported));
+    let identities = &body_json(&exported)["identities"];
+    assert_eq!(identities[0]["subject"], "olive-1", "the export holds the linked identity: {identities}");
+    assert_eq!(body_json(&exported)["profile"]["email_undeliverable"], Value::Null);
     let again = t.send(&Profile, export(json!({"email_code": code}))).await;
     assert_eq!(again.status(), 400, "a code works once");
 }
