@@ -34,17 +34,19 @@ use tower::ServiceExt;
 /// A portal on fresh moto tables whose DynamoDB calls `counter` counts, with an uncounted client
 /// for the benchmark's own look-ups.
 fn dynamo_portal(counter: &CallCounter) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
-    dynamo_portal_with(counter, |_| {})
+    dynamo_portal_with(counter, &[])
 }
 
+/// As [`dynamo_portal`], with settings as environment variables: each request's settings are built
+/// again from the environment's (and the run-time ones, `Portal::current`), so a field changed on
+/// the struct would not last past the first request.
 fn dynamo_portal_with(
     counter: &CallCounter,
-    adjust: impl FnOnce(&mut portal::config::Settings),
+    overrides: &[(&str, &str)],
 ) -> (Arc<Portal>, Arc<MemoryMailer>, aws_sdk_dynamodb::Client) {
     let tables = portal_testkit::moto::fresh_tables();
     let client = counter.client(tables.endpoint);
-    let mut settings = tables.settings(&[]);
-    adjust(&mut settings);
+    let settings = tables.settings(overrides);
     let mailer = Arc::new(MemoryMailer::default());
     let uncounted = tables.client.clone();
     let edges = Edges {
@@ -264,25 +266,25 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// Allowances no benchmark's rounds use up.
+const UNLIMITED: [(&str, &str); 4] = [
+    ("PORTAL_EMAILS_PER_ADDRESS_PER_HOUR", "1000000"),
+    ("PORTAL_EMAILS_PER_ACCOUNT_PER_HOUR", "1000000"),
+    ("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "1000000"),
+    ("PORTAL_FAILURES_PER_ADDRESS_PER_HOUR", "1000000"),
+];
+
 /// Times the requests that must not tell whether an account exists, for an address with an
 /// account and one without, alternating so that drift hits both alike.
 async fn known_vs_unknown() {
     let rounds = 41;
-    let (portal, _, _) = dynamo_portal_with(&CallCounter::default(), |s| {
-        s.require_confirmation = true;
-        s.emails_per_address_per_hour = 1_000_000;
-        s.emails_per_account_per_hour = 1_000_000;
-        s.emails_per_recipient_per_hour = 1_000_000;
-        s.failures_per_address_per_hour = 1_000_000;
-    });
+    let (portal, _, _) = dynamo_portal_with(
+        &CallCounter::default(),
+        &[("PORTAL_REQUIRE_CONFIRMATION", "true"), UNLIMITED[0], UNLIMITED[1], UNLIMITED[2], UNLIMITED[3]],
+    );
     let registered = call(&portal, &Register, Req::post("/register").json(registration("known@example.com"))).await;
     assert_eq!(registered.status(), 202);
-    let (open, _, _) = dynamo_portal_with(&CallCounter::default(), |s| {
-        s.emails_per_address_per_hour = 1_000_000;
-        s.emails_per_account_per_hour = 1_000_000;
-        s.emails_per_recipient_per_hour = 1_000_000;
-        s.failures_per_address_per_hour = 1_000_000;
-    });
+    let (open, _, _) = dynamo_portal_with(&CallCounter::default(), &UNLIMITED);
     let session = cookie_value(
         &call(&open, &Register, Req::post("/register").json(registration("mover@example.com"))).await,
         "portal_session",
@@ -350,10 +352,7 @@ async fn known_vs_unknown() {
 /// (and the same argon2 run) for each.
 async fn unknown_wrong_and_locked_sign_ins() {
     let rounds = 41;
-    let (portal, _, _) = dynamo_portal_with(&CallCounter::default(), |s| {
-        s.failures_per_address_per_hour = 1_000_000;
-        s.emails_per_address_per_hour = 1_000_000;
-    });
+    let (portal, _, _) = dynamo_portal_with(&CallCounter::default(), &UNLIMITED);
     for email in ["known@example.com", "locked@example.com"] {
         let registered = call(&portal, &Register, Req::post("/register").json(registration(email))).await;
         assert_eq!(registered.status(), 201);
@@ -385,8 +384,47 @@ async fn unknown_wrong_and_locked_sign_ins() {
     println!("  {:<44} {spread:>6.1} %  ({verdict})", "largest difference");
 }
 
+/// What reading the site settings costs (issue 24): every request asks for the settings as they
+/// stand ([`Portal::current`]); while the copy read at most `PORTAL_SETTINGS_REFRESH_SECS` (60 s)
+/// ago is fresh that is a lock and a clone of an `Arc`, and once a minute per instance it is one read
+/// of the settings item with the settings built again over the environment's.
+async fn site_settings_read() {
+    println!("Reading the site settings (issue 24), per request:");
+    let t = test_portal(&[]);
+    t.portal.current().await.unwrap();
+    let rounds = 200_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        t.portal.current().await.unwrap();
+    }
+    let cached = started.elapsed().as_secs_f64() * 1e9 / f64::from(rounds);
+    println!("  {:<44} {cached:>7.0} ns", "the cached copy (in memory)");
+    let rounds = 5_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        t.clock.advance(t.portal.settings.settings_refresh_secs);
+        t.portal.current().await.unwrap();
+    }
+    let refreshed = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    println!("  {:<44} {refreshed:>7.1} µs", "a refresh (in-memory store, settings rebuilt)");
+    // On the real DynamoDB API: the calls a refresh makes, and its time on the local moto server
+    // (an in-region GetItem takes a few milliseconds in AWS, once a minute per instance).
+    let counter = CallCounter::default();
+    let (portal, _, _) = dynamo_portal(&counter);
+    counter.take();
+    let started = Instant::now();
+    portal.current().await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64() * 1e3;
+    let (calls, detail) = counter.take();
+    println!("  {:<44} {calls:>2}  ({detail}), {elapsed:.1} ms on moto", "a refresh on DynamoDB: calls");
+    portal.current().await.unwrap();
+    println!("  {:<44} {:>2}", "the next request within the minute: calls", counter.take().0);
+}
+
 #[tokio::main]
 async fn main() {
+    site_settings_read().await;
+    println!();
     dynamodb_calls().await;
     println!();
     unknown_wrong_and_locked_sign_ins().await;
