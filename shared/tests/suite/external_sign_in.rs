@@ -409,3 +409,42 @@ async fn an_account_without_a_password_re_authenticates_with_an_emailed_code() {
     let again = t.send(&Profile, export(json!({"email_code": code}))).await;
     assert_eq!(again.status(), 400, "a code works once");
 }
+
+/// Asks for a re-authentication code for the session's account (Ada) and reads it from the mail.
+async fn reauthentication_code(t: &TestPortal, session: &str) -> String {
+    let asked = t.send(&Profile, as_viewer(Req::post("/profile/reauthentication-code").json(json!({})), session)).await;
+    assert_eq!(asked.status(), 202, "{}", body_text(&asked));
+    let mail = t.mailbox().await;
+    let text = &mail.iter().rev().find(|m| m.to == ADA && m.subject == "Your sign-in code").expect("a code").text;
+    text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn after_an_emailed_code_re_authentication_takes_no_emailed_second_factor() {
+    use portal::domain::two_factor::email_code_digest;
+    let t = test_portal(&[("PORTAL_EMAILS_PER_RECIPIENT_PER_HOUR", "20")]);
+    let session = register_ada(&t).await;
+    let (secret, _, session) = portal_testkit::two_factor::set_up_totp(&t, &session).await;
+    // Ada has TOTP and emailed codes as second factors and no password (as an account made
+    // through a provider has none), and holds an emailed second-factor code.
+    let mut ada = t.contacts.all().into_iter().find(|c| c.email.as_str() == ADA).unwrap();
+    ada.password_hash = None;
+    t.contacts.put(ada.clone());
+    let mut state = t.portal.two_factor.get(&ada.contact_id).await.unwrap();
+    state.email = true;
+    state.email_code = Some(email_code_digest(&ada.contact_id, "246810"));
+    state.email_code_expires_at = Some(t.portal.clock.now() + 600);
+    assert!(t.portal.two_factor.save(&state, None, &[]).await.unwrap());
+    let export = |body: Value| as_viewer(Req::post("/profile/export"), &session).json(body);
+
+    // The emailed code stands for the password; a second emailed code would be the same mailbox.
+    let code = reauthentication_code(&t, &session).await;
+    let refused = t.send(&Profile, export(json!({"email_code": code, "second_factor_code": "246810"}))).await;
+    assert_eq!(refused.status(), 400, "{}", body_text(&refused));
+    assert!(body_json(&refused)["fields"]["second_factor_code"].is_string(), "{}", body_text(&refused));
+    // Her app's code is the second step.
+    let code = reauthentication_code(&t, &session).await;
+    let totp = portal_testkit::two_factor::totp_code(&t, &secret, 1);
+    let exported = t.send(&Profile, export(json!({"email_code": code, "second_factor_code": totp}))).await;
+    assert_eq!(exported.status(), 200, "{}", body_text(&exported));
+}
