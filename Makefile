@@ -45,8 +45,8 @@ run:
 	$(PYTHON) scripts/stack.py
 
 # The Rust tests of `make check`: every unit test, the integration suite (shared/tests/suite) and
-# the sign-in binary's log test; the fault matrix (shared/tests/fault_matrix.rs) is left to make test.
-CHECK_TESTS := --lib --bins --test suite --test no_payload_in_logs
+# the audit log test (a binary of its own) and the sign-in binary's log test; the fault matrix (shared/tests/fault_matrix.rs) is left to make test.
+CHECK_TESTS := --lib --bins --test suite --test audit_log --test no_payload_in_logs
 
 # Clippy lints while cargo builds: it runs as the compiler of the workspace's own crates (cargo's
 # RUSTC_WORKSPACE_WRAPPER, which is how `cargo clippy` itself works), so that `cargo build

@@ -6,7 +6,6 @@ mod account_security;
 mod account_security_moto;
 mod admin_lists;
 mod admin_lists_moto;
-mod audit_log;
 mod deliverability;
 mod dynamodb;
 mod dynamodb_invitations;

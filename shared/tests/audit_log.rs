@@ -1,4 +1,9 @@
 //! The structured log: audit events are there, secrets never are.
+//!
+//! A test binary of its own: it captures the log with a thread-local subscriber, and tracing
+//! caches each log call site's interest globally; a call site first reached by another test's
+//! thread while this subscriber was being registered could be cached as "never" (a clean-clone CI
+//! run saw `registered` and `signed_in` missing once). Alone in its binary, no other thread logs.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
